@@ -1,0 +1,28 @@
+"""Tool-name patterns shared by the catalogue, risk overrides and policy rules.
+
+A pattern is a shell-style glob over the whole tool name (``"<service>.<operation>"``):
+``*`` matches any run of characters (dots included), ``?`` one character, and
+``[...]`` a class. Matching is case-sensitive and anchored, so ``"gmail.*"`` never
+matches ``"gmailx.read"``. The Rust verifier implements the same rules.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from functools import lru_cache
+
+MAX_PATTERN_LENGTH = 128
+
+
+@lru_cache(maxsize=4096)
+def tool_matches(pattern: str, tool: str) -> bool:
+    """True when ``tool`` matches the glob ``pattern`` as a whole."""
+    return fnmatchcase(tool, pattern)
+
+
+def specificity(pattern: str) -> int:
+    """How specific a pattern is: literal characters count, wildcards do not.
+
+    Used to pick the most specific catalogue entry when several match.
+    """
+    return sum(1 for ch in pattern if ch not in "*?[]")
