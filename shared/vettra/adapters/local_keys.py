@@ -1,0 +1,121 @@
+"""Keys of the embedded default, kept in the ``--home`` directory.
+
+Layout (created on first use, files mode 0600, folder 0700)::
+
+    keys/audit-hmac.json        {"current": id, "keys": {id: hex}}  HMAC-SHA256 keys
+    keys/identity-ed25519.pem   signs local bearer tokens (JWT, RFC 7519)
+    keys/policy-ed25519.pem     this home's policy signing key (the operator's)
+    keys/trusted-policy/*.pem   further Ed25519 public keys trusted to sign policy
+
+Nothing here is ever logged or returned by the API; only key ids are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ..ports import KeyStore
+
+HMAC_KEY_BYTES = 32
+_PRIVATE_MODE = 0o600
+_DIR_MODE = 0o700
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Create ``path`` with 0600 atomically, never readable by others even briefly."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _PRIVATE_MODE)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _load_or_create_ed25519(path: Path) -> Ed25519PrivateKey:
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(f"{path.name}: expected an Ed25519 private key, found {type(key).__name__}")
+        return key
+    key = Ed25519PrivateKey.generate()
+    _write_private(path, key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return key
+
+
+def public_pem(key: Ed25519PublicKey) -> str:
+    return key.public_bytes(serialization.Encoding.PEM,
+                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+class LocalKeyStore(KeyStore):
+    def __init__(self, home: Path | str):
+        self.home = Path(home)
+        self.dir = self.home / "keys"
+        self._lock = threading.Lock()
+        self._hmac: dict[str, Any] | None = None
+        self.dir.mkdir(parents=True, exist_ok=True, mode=_DIR_MODE)
+        os.chmod(self.dir, _DIR_MODE)
+        (self.dir / "trusted-policy").mkdir(exist_ok=True, mode=_DIR_MODE)
+
+    # -- audit HMAC -------------------------------------------------------------
+    def _hmac_doc(self) -> dict[str, Any]:
+        with self._lock:
+            if self._hmac is None:
+                path = self.dir / "audit-hmac.json"
+                if path.exists():
+                    self._hmac = json.loads(path.read_text())
+                else:
+                    key_id = "hk_" + secrets.token_hex(4)
+                    self._hmac = {"current": key_id,
+                                  "keys": {key_id: secrets.token_hex(HMAC_KEY_BYTES)}}
+                    _write_private(path, json.dumps(self._hmac).encode())
+            return self._hmac
+
+    def audit_hmac_key(self) -> tuple[str, bytes]:
+        doc = self._hmac_doc()
+        return doc["current"], bytes.fromhex(doc["keys"][doc["current"]])
+
+    def audit_hmac_keys(self) -> dict[str, bytes]:
+        return {k: bytes.fromhex(v) for k, v in self._hmac_doc()["keys"].items()}
+
+    def rotate_audit_hmac_key(self) -> str:
+        """Start sealing with a new key; old ones stay for verification."""
+        doc = dict(self._hmac_doc())
+        key_id = "hk_" + secrets.token_hex(4)
+        doc["keys"] = {**doc["keys"], key_id: secrets.token_hex(HMAC_KEY_BYTES)}
+        doc["current"] = key_id
+        with self._lock:
+            _write_private(self.dir / "audit-hmac.json", json.dumps(doc).encode())
+            self._hmac = doc
+        return key_id
+
+    # -- signing keys -----------------------------------------------------------
+    def identity_signing_key(self) -> Ed25519PrivateKey:
+        with self._lock:
+            return _load_or_create_ed25519(self.dir / "identity-ed25519.pem")
+
+    def policy_signing_key(self) -> Ed25519PrivateKey:
+        with self._lock:
+            return _load_or_create_ed25519(self.dir / "policy-ed25519.pem")
+
+    def policy_trusted_keys(self) -> dict[str, Any]:
+        from ..domain.policy_bundle import key_id
+
+        keys: list[Ed25519PublicKey] = [self.policy_signing_key().public_key()]
+        for pem in sorted((self.dir / "trusted-policy").glob("*.pem")):
+            loaded = serialization.load_pem_public_key(pem.read_bytes())
+            if isinstance(loaded, Ed25519PublicKey):
+                keys.append(loaded)
+        return {key_id(k): k for k in keys}

@@ -1,0 +1,301 @@
+"""The embedded store: SQLite in WAL mode, one transaction per command.
+
+Durability: ``synchronous=FULL`` makes every commit fsync the WAL, so a decision
+that was answered survives ``kill -9``. Writers inside this process queue on a
+lock before ``BEGIN IMMEDIATE``: SQLite's own busy handler sleeps in
+millisecond steps, which would dominate latency; the lock hands over at once.
+Other processes (the CLI) still wait through ``busy_timeout``.
+
+Audit events recorded in a unit of work are linked into their chain inside the
+same transaction, so an entry exists exactly when its state change does.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sqlite3
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..domain.actions import PENDING, Action, rfc3339
+from ..domain.audit import GENESIS_HASH, AuditEntry, AuditEvent, link_all
+from ..domain.errors import Conflict, Unavailable
+from ..ports import (ActionRepository, AuditLog, AuditRecorder, IdempotencyRepository,
+                     KeyStore, PolicyRepository, Store, UnitOfWork)
+
+BUSY_TIMEOUT_MS = 10_000
+POOL_SIZE = 16
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS actions (
+  id TEXT PRIMARY KEY, tenant TEXT NOT NULL, user TEXT NOT NULL, status TEXT NOT NULL,
+  created_at TEXT NOT NULL, expires_at TEXT, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS actions_by_user ON actions (tenant, user, status, created_at);
+CREATE INDEX IF NOT EXISTS actions_by_deadline ON actions (status, expires_at);
+CREATE TABLE IF NOT EXISTS idempotency (
+  scope TEXT NOT NULL, key TEXT NOT NULL, request_digest TEXT NOT NULL,
+  action_id TEXT NOT NULL, PRIMARY KEY (scope, key));
+CREATE TABLE IF NOT EXISTS policies (
+  tenant TEXT NOT NULL, version INTEGER NOT NULL, digest TEXT NOT NULL,
+  envelope TEXT NOT NULL, PRIMARY KEY (tenant, version));
+CREATE TABLE IF NOT EXISTS audit_entries (
+  chain TEXT NOT NULL, seq INTEGER NOT NULL, action_id TEXT, user TEXT,
+  doc TEXT NOT NULL, PRIMARY KEY (chain, seq));
+CREATE INDEX IF NOT EXISTS audit_by_action ON audit_entries (chain, action_id, seq);
+CREATE INDEX IF NOT EXISTS audit_by_user ON audit_entries (chain, user, seq);
+CREATE TABLE IF NOT EXISTS audit_heads (
+  chain TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT NOT NULL);
+"""
+
+
+def connect(path: Path | str) -> sqlite3.Connection:
+    """A connection with Vettra's pragmas; ``isolation_level=None`` so we issue BEGIN ourselves."""
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
+                           timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class _Actions(ActionRepository):
+    def __init__(self, conn: sqlite3.Connection):
+        self._conn = conn
+
+    def get(self, action_id: str) -> Action | None:
+        row = self._conn.execute("SELECT doc FROM actions WHERE id=?", (action_id,)).fetchone()
+        return Action.from_record(json.loads(row[0])) if row else None
+
+    def add(self, action: Action) -> None:
+        self._conn.execute(
+            "INSERT INTO actions (id, tenant, user, status, created_at, expires_at, doc)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (action.id, action.tenant, action.user, action.status, rfc3339(action.created_at),
+             rfc3339(action.expires_at), _dumps(action.to_record())))
+
+    def update(self, action: Action, *, expected_status: str) -> None:
+        cur = self._conn.execute(
+            "UPDATE actions SET status=?, expires_at=?, doc=? WHERE id=? AND status=?",
+            (action.status, rfc3339(action.expires_at), _dumps(action.to_record()),
+             action.id, expected_status))
+        if cur.rowcount != 1:
+            raise Conflict(f"action {action.id} is no longer {expected_status}")
+
+    def pending(self, tenant: str, user: str, now: datetime, limit: int) -> list[Action]:
+        rows = self._conn.execute(
+            "SELECT doc FROM actions WHERE tenant=? AND user=? AND status=?"
+            " AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at LIMIT ?",
+            (tenant, user, PENDING, rfc3339(now), limit)).fetchall()
+        return [Action.from_record(json.loads(r[0])) for r in rows]
+
+    def pending_with_deadline(self, limit: int) -> list[Action]:
+        rows = self._conn.execute(
+            "SELECT doc FROM actions WHERE status=? AND expires_at IS NOT NULL"
+            " ORDER BY expires_at LIMIT ?", (PENDING, limit)).fetchall()
+        return [Action.from_record(json.loads(r[0])) for r in rows]
+
+
+class _Idempotency(IdempotencyRepository):
+    def __init__(self, conn: sqlite3.Connection):
+        self._conn = conn
+
+    def get(self, scope: str, key: str) -> tuple[str, str] | None:
+        row = self._conn.execute("SELECT request_digest, action_id FROM idempotency"
+                                 " WHERE scope=? AND key=?", (scope, key)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def put(self, scope: str, key: str, request_digest: str, action_id: str) -> None:
+        self._conn.execute("INSERT INTO idempotency (scope, key, request_digest, action_id)"
+                           " VALUES (?,?,?,?)", (scope, key, request_digest, action_id))
+
+
+class _Policies(PolicyRepository):
+    def __init__(self, conn: sqlite3.Connection):
+        self._conn = conn
+
+    def active(self, tenant: str) -> dict[str, Any] | None:
+        row = self._conn.execute("SELECT envelope FROM policies WHERE tenant=?"
+                                 " ORDER BY version DESC LIMIT 1", (tenant,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def activate(self, tenant: str, envelope: dict[str, Any], version: int, digest: str) -> None:
+        self._conn.execute("INSERT INTO policies (tenant, version, digest, envelope)"
+                           " VALUES (?,?,?,?)", (tenant, version, digest, _dumps(envelope)))
+
+
+class _Recorder(AuditRecorder):
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+        self._linked: list[AuditEntry] = []
+
+    def record(self, event: AuditEvent) -> None:
+        self.events.append(event)
+
+    @property
+    def linked(self) -> list[AuditEntry]:
+        return self._linked
+
+
+class SqliteUnitOfWork(UnitOfWork):
+    def __init__(self, store: "SqliteStore", readonly: bool):
+        self._store = store
+        self._readonly = readonly
+        self._conn: sqlite3.Connection | None = None
+        self._open = False
+
+    def __enter__(self) -> "SqliteUnitOfWork":
+        self._conn = self._store._acquire()
+        if not self._readonly:
+            self._store._write_lock.acquire()
+        try:
+            self._conn.execute("BEGIN" if self._readonly else "BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._release()
+            raise Unavailable(f"store did not open a transaction: {exc}") from exc
+        self._open = True
+        self.actions = _Actions(self._conn)
+        self.idempotency = _Idempotency(self._conn)
+        self.policies = _Policies(self._conn)
+        self.audit = _Recorder()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.rollback()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if not self._readonly and self._conn is not None:
+            self._store._write_lock.release()
+        if self._conn is not None:
+            self._store._release(self._conn)
+            self._conn = None
+
+    def commit(self) -> None:
+        assert self._conn is not None and self._open, "commit outside the unit of work"
+        if self._readonly:
+            raise RuntimeError("a read-only unit of work cannot commit")
+        recorder: _Recorder = self.audit  # type: ignore[assignment]
+        if recorder.events:
+            recorder._linked = self._link(recorder.events)
+        self._conn.execute("COMMIT")
+        self._open = False
+
+    def _link(self, events: list[AuditEvent]) -> list[AuditEntry]:
+        conn = self._conn
+        assert conn is not None
+        key_id, key = self._store.keys.audit_hmac_key()
+        linked: list[AuditEntry] = []
+        by_chain: dict[str, list[AuditEvent]] = {}
+        for event in events:
+            by_chain.setdefault(event.chain, []).append(event)
+        for chain, chain_events in by_chain.items():
+            row = conn.execute("SELECT seq, hash FROM audit_heads WHERE chain=?", (chain,)).fetchone()
+            head_seq, head_hash = row if row else (0, GENESIS_HASH)
+            entries = link_all(chain_events, head_seq=head_seq, head_hash=head_hash,
+                               key_id=key_id, key=key)
+            conn.executemany(
+                "INSERT INTO audit_entries (chain, seq, action_id, user, doc) VALUES (?,?,?,?,?)",
+                [(e.chain, e.seq, e.action_id, e.user, _dumps(e.as_dict())) for e in entries])
+            last = entries[-1]
+            conn.execute("INSERT INTO audit_heads (chain, seq, hash) VALUES (?,?,?)"
+                         " ON CONFLICT(chain) DO UPDATE SET seq=excluded.seq, hash=excluded.hash",
+                         (chain, last.seq, last.hash))
+            linked.extend(entries)
+        return linked
+
+    def rollback(self) -> None:
+        if self._open and self._conn is not None:
+            self._conn.execute("ROLLBACK")
+            self._open = False
+
+
+class _SqliteAuditLog(AuditLog):
+    def __init__(self, store: "SqliteStore"):
+        self._store = store
+
+    def entries(self, chain: str, *, after: int = 0, limit: int | None = None,
+                action_id: str | None = None, user: str | None = None) -> Iterator[AuditEntry]:
+        sql = "SELECT doc FROM audit_entries WHERE chain=? AND seq>?"
+        params: list[Any] = [chain, after]
+        if action_id is not None:
+            sql += " AND action_id=?"
+            params.append(action_id)
+        if user is not None:
+            sql += " AND user=?"
+            params.append(user)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        conn = self._store._acquire()
+        try:
+            for (doc,) in conn.execute(sql, params):
+                yield AuditEntry.from_dict(json.loads(doc))
+        finally:
+            self._store._release(conn)
+
+    def head(self, chain: str) -> tuple[int, str]:
+        conn = self._store._acquire()
+        try:
+            row = conn.execute("SELECT seq, hash FROM audit_heads WHERE chain=?", (chain,)).fetchone()
+        finally:
+            self._store._release(conn)
+        return (row[0], row[1]) if row else (0, GENESIS_HASH)
+
+
+class SqliteStore(Store):
+    """The embedded default store (one file, WAL)."""
+
+    def __init__(self, path: Path | str, keys: KeyStore):
+        self.path = Path(path)
+        self.keys = keys
+        self._pool: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        self._created = 0
+        self._pool_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        conn = self._acquire()
+        try:
+            conn.executescript(SCHEMA)
+        finally:
+            self._release(conn)
+        self._audit_log = _SqliteAuditLog(self)
+
+    def _acquire(self) -> sqlite3.Connection:
+        try:
+            return self._pool.get_nowait()
+        except queue.Empty:
+            pass
+        with self._pool_lock:
+            if self._created < POOL_SIZE:
+                self._created += 1
+                return connect(self.path)
+        return self._pool.get()
+
+    def _release(self, conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:  # an iterator abandoned mid-read
+            conn.rollback()
+        self._pool.put(conn)
+
+    def unit_of_work(self, *, readonly: bool = False) -> UnitOfWork:
+        return SqliteUnitOfWork(self, readonly)
+
+    @property
+    def audit_log(self) -> AuditLog:
+        return self._audit_log
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._pool.get_nowait().close()
+            except queue.Empty:
+                break

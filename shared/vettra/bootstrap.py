@@ -1,0 +1,101 @@
+"""Wire adapters into services from configuration: the one place that chooses.
+
+Nothing connects at import time. ``bootstrap(Config(...))`` builds a
+:class:`Runtime`; the local server and the functions entry points call it once,
+lazily, on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LOCAL = "local"
+DEFAULT_HOME = Path("~/.vettra").expanduser()
+DB_FILE = "vettra.db"
+
+
+@dataclass
+class Config:
+    mode: str = LOCAL
+    home: Path = DEFAULT_HOME
+    log_level: str = "INFO"
+    project: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Config":
+        env = dict(os.environ if env is None else env)
+        return cls(mode=env.get("VETTRA_MODE", LOCAL),
+                   home=Path(env.get("VETTRA_HOME", str(DEFAULT_HOME))).expanduser(),
+                   log_level=env.get("VETTRA_LOG_LEVEL", "INFO"),
+                   project=env.get("GOOGLE_CLOUD_PROJECT", ""))
+
+
+@dataclass
+class Runtime:
+    config: Config
+    deps: Any
+    identity: Any
+    app: Any
+    timer: Any = None
+
+    def start(self) -> None:
+        """Start background parts (the timer) and re-arm deadlines from the store."""
+        from .services.actions import rearm_timers
+
+        if self.timer is not None:
+            self.timer.start()
+        rearm_timers(self.deps)
+
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.stop()
+        self.deps.store.close()
+
+
+def bootstrap(config: Config | None = None, *, clock: Any = None) -> Runtime:
+    config = config or Config.from_env()
+    if config.mode != LOCAL:
+        raise ValueError(f"mode {config.mode!r} is not available in this build; use {LOCAL!r}")
+    return _local(config, clock)
+
+
+def _local(config: Config, clock: Any) -> Runtime:
+    from .adapters.clock import SystemClock
+    from .adapters.local_identity import LocalIdentity
+    from .adapters.local_keys import LocalKeyStore
+    from .adapters.local_timer import LocalTimer
+    from .adapters.memory_bus import InProcessEventBus
+    from .adapters.sqlite_store import SqliteStore
+    from .domain.catalogue import Catalogue
+    from .domain.identity import DEFAULT_TENANT
+    from .entrypoints.http.app import HttpApp
+    from .entrypoints.http.routes import ROUTES
+    from .services import actions
+    from .services.deps import Deps
+    from .services.policies import PolicyService
+    from .services.stepup import StepUpGate
+
+    config.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    clock = clock or SystemClock()
+    keys = LocalKeyStore(config.home)
+    store = SqliteStore(config.home / DB_FILE, keys)
+    timer = LocalTimer(config.home / DB_FILE, clock)
+    policies = PolicyService(store, keys, clock)
+    deps = Deps(store=store, scheduler=timer, bus=InProcessEventBus(), clock=clock, keys=keys,
+                catalogue=Catalogue.default(), policies=policies, step_up=StepUpGate(),
+                settings={"store": "sqlite", "scheduler": "local-timer", "event_bus": "in-process",
+                          "identity": "local-jwt", "verifier": "python", "home": str(config.home)})
+
+    def on_timer(payload: Any) -> None:
+        if payload.get("kind") == actions.EXPIRE_KIND:
+            actions.expire(deps, str(payload["action_id"]))
+
+    timer.set_handler(on_timer)
+    policies.ensure_default(DEFAULT_TENANT)
+    identity = LocalIdentity(keys.identity_signing_key(), clock)
+    app = HttpApp(deps, ROUTES, identity, project=config.project)
+    return Runtime(config=config, deps=deps, identity=identity, app=app, timer=timer)

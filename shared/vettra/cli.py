@@ -1,0 +1,229 @@
+"""The ``vettra`` command line (API.md §CLI).
+
+    vettra dev     [--home DIR] [--host H] [--port P]
+    vettra token   --home DIR --role agent|approver|admin --sub ID [--user UID] [--ttl S]
+    vettra policy  sign FILE [--home DIR | --key PEM] [-o OUT]
+    vettra policy  verify FILE [--home DIR | --pubkey PEM ...]
+    vettra policy  pubkey [--home DIR]
+    vettra audit   export [--home DIR] [-o FILE]
+    vettra audit   verify FILE [--home DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def _home(value: str | None) -> Path:
+    from .bootstrap import DEFAULT_HOME
+
+    return Path(value or os.environ.get("VETTRA_HOME") or DEFAULT_HOME).expanduser()
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from . import logs
+    from .bootstrap import Config, bootstrap
+    from .entrypoints.local_server import LocalServer
+
+    logs.configure(args.log_level)
+    config = Config(home=_home(args.home), log_level=args.log_level)
+    runtime = bootstrap(config)
+    runtime.start()
+    server = LocalServer(runtime.app, args.host, args.port)
+    home = config.home
+    print(f"Vettra is running at {server.url}  (home: {home})", flush=True)
+    print("Get tokens in another shell:", flush=True)
+    print(f"  vettra token --home {home} --role agent --sub my-agent --user alice", flush=True)
+    print(f"  vettra token --home {home} --role approver --sub alice", flush=True)
+    print(f"Try: curl {server.url}/health", flush=True)
+
+    stop = threading.Event()
+
+    def _stop(*_: Any) -> None:
+        stop.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        server.serve_forever(poll_interval=0.25)
+    finally:
+        server.server_close()
+        runtime.close()
+    return EXIT_OK
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from .adapters.clock import SystemClock
+    from .adapters.local_identity import LocalIdentity
+    from .adapters.local_keys import LocalKeyStore
+
+    keys = LocalKeyStore(_home(args.home))
+    identity = LocalIdentity(keys.identity_signing_key(), SystemClock())
+    try:
+        token = identity.issue(role=args.role, sub=args.sub, user=args.user, tenant=args.tenant,
+                               ttl_s=args.ttl)
+    except ValueError as exc:
+        print(f"vettra token: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(token)
+    return EXIT_OK
+
+
+def _read_json(path: str) -> Any:
+    from .domain.canonical import loads_strict
+
+    data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    return loads_strict(data)
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives import serialization
+
+    from .adapters.local_keys import LocalKeyStore, public_pem
+    from .domain.errors import VettraError
+    from .domain.policy_bundle import key_id, sign_bundle, verify_bundle
+
+    try:
+        if args.policy_cmd == "pubkey":
+            key = LocalKeyStore(_home(args.home)).policy_signing_key().public_key()
+            print(f"# key id {key_id(key)}")
+            print(public_pem(key), end="")
+            return EXIT_OK
+        doc = _read_json(args.file)
+        if args.policy_cmd == "sign":
+            if args.key:
+                private = serialization.load_pem_private_key(Path(args.key).read_bytes(), password=None)
+            else:
+                private = LocalKeyStore(_home(args.home)).policy_signing_key()
+            payload = doc.get("payload", doc) if isinstance(doc, dict) else doc
+            out = json.dumps(sign_bundle(payload, private), indent=2, ensure_ascii=False) + "\n"
+            if args.output:
+                Path(args.output).write_text(out)
+            else:
+                sys.stdout.write(out)
+            return EXIT_OK
+        if args.pubkey:
+            keys = {}
+            for pem in args.pubkey:
+                public = serialization.load_pem_public_key(Path(pem).read_bytes())
+                keys[key_id(public)] = public
+        else:
+            keys = LocalKeyStore(_home(args.home)).policy_trusted_keys()
+        policy = verify_bundle(doc, keys)
+        print(f"valid: policy {policy.policy_id} version {policy.version} digest {policy.digest}")
+        return EXIT_OK
+    except VettraError as exc:
+        print(f"invalid: {exc.detail}", file=sys.stderr)
+        for err in exc.errors:
+            print(f"  {err.field}: {err.message}", file=sys.stderr)
+        return EXIT_FAIL
+    except (OSError, ValueError) as exc:
+        print(f"vettra policy: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .adapters.local_keys import LocalKeyStore
+    from .adapters.sqlite_store import SqliteStore
+    from .bootstrap import DB_FILE
+    from .domain.audit import verify_chain
+    from .domain.identity import DEFAULT_TENANT
+
+    home = _home(args.home)
+    keys = LocalKeyStore(home)
+    if args.audit_cmd == "export":
+        store = SqliteStore(home / DB_FILE, keys)
+        out = open(args.output, "w") if args.output else sys.stdout
+        try:
+            for entry in store.audit_log.entries(args.tenant):
+                out.write(json.dumps(entry.as_dict(), separators=(",", ":"), ensure_ascii=False) + "\n")
+        finally:
+            if out is not sys.stdout:
+                out.close()
+            store.close()
+        return EXIT_OK
+    entries = []
+    with open(args.file) as fh:
+        for number, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    entries.append(json.loads(line))
+                except ValueError:
+                    print(f"line {number}: not JSON", file=sys.stderr)
+                    return EXIT_FAIL
+    report = verify_chain(entries, keys.audit_hmac_keys())
+    if report.valid:
+        print(f"valid: {report.length} entries, head {report.head_hash}")
+        return EXIT_OK
+    bad = report.first_invalid or {}
+    print(f"invalid at seq {bad.get('seq')}: {bad.get('reason')}", file=sys.stderr)
+    return EXIT_FAIL
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .domain.identity import DEFAULT_TENANT, ROLES
+
+    parser = argparse.ArgumentParser(prog="vettra", description="Authorization layer for AI agents.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="run every endpoint locally on the embedded default")
+    dev.add_argument("--home", help="state directory (default ~/.vettra or $VETTRA_HOME)")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8080)
+    dev.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    dev.set_defaults(func=cmd_dev)
+
+    tok = sub.add_parser("token", help="print a bearer token accepted by `vettra dev` with the same home")
+    tok.add_argument("--home")
+    tok.add_argument("--role", required=True, choices=ROLES)
+    tok.add_argument("--sub", required=True, help="who the token names")
+    tok.add_argument("--user", help="for agents: the user it acts for")
+    tok.add_argument("--tenant", default=DEFAULT_TENANT)
+    tok.add_argument("--ttl", type=int, default=12 * 3600, help="seconds (default 12 h)")
+    tok.set_defaults(func=cmd_token)
+
+    pol = sub.add_parser("policy", help="sign and verify policy bundles")
+    psub = pol.add_subparsers(dest="policy_cmd", required=True)
+    sign = psub.add_parser("sign", help="sign a policy payload (or re-sign an envelope's payload)")
+    sign.add_argument("file")
+    sign.add_argument("--home")
+    sign.add_argument("--key", help="Ed25519 private key (PEM) instead of the home's key")
+    sign.add_argument("-o", "--output")
+    ver = psub.add_parser("verify", help="verify a signed policy bundle")
+    ver.add_argument("file")
+    ver.add_argument("--home")
+    ver.add_argument("--pubkey", action="append", help="trusted Ed25519 public key (PEM); repeatable")
+    pk = psub.add_parser("pubkey", help="print the home's policy public key and key id")
+    pk.add_argument("--home")
+    pol.set_defaults(func=cmd_policy)
+
+    aud = sub.add_parser("audit", help="export and verify the audit log")
+    asub = aud.add_subparsers(dest="audit_cmd", required=True)
+    exp = asub.add_parser("export", help="write the log as JSON Lines")
+    exp.add_argument("--home")
+    exp.add_argument("--tenant", default=DEFAULT_TENANT)
+    exp.add_argument("-o", "--output")
+    av = asub.add_parser("verify", help="verify an exported log with the home's HMAC keys")
+    av.add_argument("file")
+    av.add_argument("--home")
+    aud.set_defaults(func=cmd_audit)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""The action: one intercepted tool call and its life.
+
+States (API.md): ``allowed`` and ``denied`` are decided at intercept time;
+``pending`` waits for a person and ends ``approved``, ``denied`` or ``expired``
+exactly once. Transitions live here so every adapter enforces the same rules.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from .errors import Conflict
+
+ALLOWED = "allowed"
+PENDING = "pending"
+APPROVED = "approved"
+DENIED = "denied"
+EXPIRED = "expired"
+STATUSES = (ALLOWED, PENDING, APPROVED, DENIED, EXPIRED)
+TERMINAL = frozenset({ALLOWED, APPROVED, DENIED, EXPIRED})
+
+ACTION_ID_PREFIX = "act_"
+_ID_BYTES = 16
+
+
+def new_action_id() -> str:
+    """An unguessable id: ids double as capability hints in URLs, so 128 random bits."""
+    return ACTION_ID_PREFIX + secrets.token_hex(_ID_BYTES)
+
+
+def rfc3339(moment: datetime | None) -> str | None:
+    """UTC RFC 3339 with millisecond precision and a ``Z`` suffix."""
+    if moment is None:
+        return None
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_rfc3339(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class Action:
+    """An intercepted tool call. Frozen: every change makes a new value."""
+
+    id: str
+    tenant: str
+    user: str
+    agent: str
+    tool: str
+    arguments: dict[str, Any]
+    args_digest: str
+    framework: str
+    risk: dict[str, Any]
+    status: str
+    step_up_required: bool
+    created_at: datetime
+    policy: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+    session_id: str | None = None
+    resource: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    call_id: str | None = None
+    expires_at: datetime | None = None
+    on_expiry: str = DENIED
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    audit_seq: int | None = None
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == PENDING
+
+    def overdue(self, now: datetime) -> bool:
+        """Pending past its deadline: readers treat it as expired even if no timer fired."""
+        return self.status == PENDING and self.expires_at is not None and now >= self.expires_at
+
+    def decide(self, status: str, *, by: str, at: datetime, reason: str | None) -> "Action":
+        """The one terminal transition out of ``pending``; anything else is a conflict."""
+        if status not in (APPROVED, DENIED, EXPIRED):
+            raise ValueError(f"not a decision: {status!r}")
+        if self.status != PENDING:
+            raise Conflict(f"action {self.id} is already {self.status}",
+                           extra={"status": self.status})
+        return replace(self, status=status, decided_by=by, decided_at=at,
+                       reason=reason if reason is not None else self.reason)
+
+    def view(self, now: datetime | None = None) -> dict[str, Any]:
+        """The API representation (API.md), expiry applied lazily when ``now`` is given."""
+        status = self.status
+        if now is not None and self.overdue(now):
+            status = EXPIRED
+        return {
+            "action_id": self.id,
+            "status": status,
+            "tool": self.tool,
+            "arguments": self.arguments,
+            "args_digest": self.args_digest,
+            "framework": self.framework,
+            "risk": self.risk,
+            "step_up_required": self.step_up_required,
+            "expires_at": rfc3339(self.expires_at),
+            "reason": self.reason,
+            "policy": self.policy,
+            "session_id": self.session_id,
+            "resource": self.resource,
+            "context": self.context,
+            "call_id": self.call_id,
+            "user": self.user,
+            "agent": self.agent,
+            "created_at": rfc3339(self.created_at),
+            "decided_at": rfc3339(self.decided_at),
+            "decided_by": self.decided_by,
+            "on_expiry": self.on_expiry,
+            "audit_seq": self.audit_seq,
+        }
+
+    def to_record(self) -> dict[str, Any]:
+        """A storable document (JSON-ready); inverse of :meth:`from_record`."""
+        record = self.view()
+        record["tenant"] = self.tenant
+        record["status"] = self.status
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "Action":
+        return cls(
+            id=record["action_id"], tenant=record["tenant"], user=record["user"],
+            agent=record["agent"], tool=record["tool"], arguments=record["arguments"],
+            args_digest=record["args_digest"], framework=record["framework"],
+            risk=record["risk"], status=record["status"],
+            step_up_required=record["step_up_required"],
+            created_at=parse_rfc3339(record["created_at"]),  # type: ignore[arg-type]
+            policy=record.get("policy") or {}, reason=record.get("reason"),
+            session_id=record.get("session_id"), resource=record.get("resource"),
+            context=record.get("context") or {}, call_id=record.get("call_id"),
+            expires_at=parse_rfc3339(record.get("expires_at")),
+            on_expiry=record.get("on_expiry") or DENIED,
+            decided_at=parse_rfc3339(record.get("decided_at")),
+            decided_by=record.get("decided_by"), audit_seq=record.get("audit_seq"),
+        )

@@ -1,0 +1,166 @@
+"""The audit chain: hash-linked, HMAC-authenticated entries, one chain per tenant.
+
+Each entry's ``hash`` is SHA-256 over the RFC 8785 canonical JSON of its body
+(every field but ``hash`` and ``mac``), and the body carries ``prev_hash``, the
+previous entry's hash (:data:`GENESIS_HASH` for the first). ``mac`` is
+HMAC-SHA256 (RFC 2104) over the raw hash bytes with the key named by ``key_id``,
+so a key can rotate without breaking older entries.
+
+Sequencing is separate from recording: a state change records an
+:class:`AuditEvent` in its own transaction, and :func:`link` turns events into
+entries in order. The embedded store links inside the same transaction; a store
+with a contended head (Firestore) links in batches from an outbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping
+
+from .canonical import canonical_json
+from .errors import VerificationError
+
+GENESIS_HASH = "0" * 64
+
+ACTION_INTERCEPTED = "action.intercepted"
+ACTION_APPROVED = "action.approved"
+ACTION_DENIED = "action.denied"
+ACTION_EXPIRED = "action.expired"
+POLICY_ACTIVATED = "policy.activated"
+
+_BODY_FIELDS = ("seq", "chain", "type", "action_id", "actor", "user", "at", "data",
+                "prev_hash", "key_id")
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """A state change to be recorded; no position in the chain yet."""
+
+    type: str
+    chain: str
+    actor: str
+    at: str
+    action_id: str | None = None
+    user: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """An event placed in its chain: ``seq`` is 1-based and gap-free."""
+
+    seq: int
+    chain: str
+    type: str
+    action_id: str | None
+    actor: str
+    user: str | None
+    at: str
+    data: dict[str, Any]
+    prev_hash: str
+    key_id: str
+    hash: str
+    mac: str
+
+    def body(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _BODY_FIELDS}
+
+    def as_dict(self) -> dict[str, Any]:
+        out = self.body()
+        out["hash"] = self.hash
+        out["mac"] = self.mac
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "AuditEntry":
+        return cls(**{name: d[name] for name in (*_BODY_FIELDS, "hash", "mac")})
+
+
+def body_hash(body: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(dict(body))).hexdigest()
+
+
+def entry_mac(key: bytes, hash_hex: str) -> str:
+    return hmac.new(key, bytes.fromhex(hash_hex), hashlib.sha256).hexdigest()
+
+
+def link(event: AuditEvent, *, seq: int, prev_hash: str, key_id: str, key: bytes) -> AuditEntry:
+    """Place ``event`` at ``seq`` after ``prev_hash`` and seal it."""
+    body = {"seq": seq, "chain": event.chain, "type": event.type,
+            "action_id": event.action_id, "actor": event.actor, "user": event.user,
+            "at": event.at, "data": event.data, "prev_hash": prev_hash, "key_id": key_id}
+    digest = body_hash(body)
+    return AuditEntry(hash=digest, mac=entry_mac(key, digest), **body)
+
+
+def link_all(events: Iterable[AuditEvent], *, head_seq: int, head_hash: str,
+             key_id: str, key: bytes) -> list[AuditEntry]:
+    """Link a batch after the head ``(head_seq, head_hash)``."""
+    out: list[AuditEntry] = []
+    seq, prev = head_seq, head_hash
+    for event in events:
+        seq += 1
+        entry = link(event, seq=seq, prev_hash=prev, key_id=key_id, key=key)
+        out.append(entry)
+        prev = entry.hash
+    return out
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """What :func:`verify_chain` found: the first bad entry, if any, and why."""
+
+    valid: bool
+    length: int
+    first_invalid: dict[str, Any] | None = None
+    head_hash: str = GENESIS_HASH
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"valid": self.valid, "length": self.length,
+                "first_invalid": self.first_invalid, "head_hash": self.head_hash}
+
+
+def check_entry(entry: Mapping[str, Any], *, expected_seq: int, expected_prev: str,
+                keys: Mapping[str, bytes]) -> str:
+    """Verify one entry in place; returns its hash or raises :class:`VerificationError`."""
+    try:
+        body = {name: entry[name] for name in _BODY_FIELDS}
+        claimed, mac = entry["hash"], entry["mac"]
+    except (KeyError, TypeError) as exc:
+        raise VerificationError(f"malformed entry: missing {exc}") from exc
+    if body["seq"] != expected_seq:
+        raise VerificationError(f"gap: expected seq {expected_seq}, got {body['seq']}")
+    if body["prev_hash"] != expected_prev:
+        raise VerificationError(
+            f"broken link: expected prev_hash {expected_prev[:16]}…, got {str(body['prev_hash'])[:16]}…")
+    actual = body_hash(body)
+    if not hmac.compare_digest(actual, str(claimed)):
+        raise VerificationError(f"hash mismatch: expected {actual[:16]}…, got {str(claimed)[:16]}…")
+    key = keys.get(body["key_id"])
+    if key is None:
+        raise VerificationError(f"unknown HMAC key id {body['key_id']!r}")
+    if not hmac.compare_digest(entry_mac(key, actual), str(mac)):
+        raise VerificationError("bad HMAC: the entry was not sealed with the named key")
+    return actual
+
+
+def verify_chain(entries: Iterable[Mapping[str, Any]], keys: Mapping[str, bytes]) -> ChainReport:
+    """Walk a whole chain from seq 1; stop at the first bad entry and say why."""
+    expected_prev, count = GENESIS_HASH, 0
+    for entry in entries:
+        try:
+            expected_prev = check_entry(entry, expected_seq=count + 1,
+                                        expected_prev=expected_prev, keys=keys)
+        except VerificationError as exc:
+            seq = entry.get("seq") if isinstance(entry, Mapping) else None
+            return ChainReport(False, count, {"seq": seq if isinstance(seq, int) else count + 1,
+                                              "reason": exc.detail}, expected_prev)
+        count += 1
+    return ChainReport(True, count, None, expected_prev)
+
+
+def iter_dicts(entries: Iterable[AuditEntry]) -> Iterator[dict[str, Any]]:
+    for entry in entries:
+        yield entry.as_dict()

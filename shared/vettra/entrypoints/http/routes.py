@@ -1,0 +1,154 @@
+"""Route handlers: parse → service → response. Thin on purpose."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ... import __version__
+from ...domain.errors import BadQuery, NotFound
+from ...domain.identity import ADMIN, AGENT, APPROVER, Principal
+from ...services import actions, audit
+from ...services.events import action_topic
+from . import schemas
+from .app import Route
+from .types import Request, Response
+
+MAX_WAIT_S = 60
+MAX_IDEMPOTENCY_KEY = 255
+ANY_ROLE = (AGENT, APPROVER, ADMIN)
+DECIDERS = (APPROVER, ADMIN)
+
+
+def health(deps: Any, request: Request, principal: Principal | None) -> Response:
+    s = deps.settings
+    return Response.json({"status": "ok", "version": __version__, "store": s.get("store"),
+                          "scheduler": s.get("scheduler"), "event_bus": s.get("event_bus"),
+                          "identity": s.get("identity"), "verifier": s.get("verifier", "python")})
+
+
+def intercept(deps: Any, request: Request, principal: Principal | None) -> Response:
+    assert principal is not None
+    key = request.header("idempotency-key")
+    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
+        raise BadQuery(f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} printable characters")
+    result = actions.intercept(deps, principal, request.json(), key)
+    view = result.action.view(deps.clock.now())
+    headers = {"Location": f"/api/actions/{result.action.id}"}
+    if not result.created:
+        headers["Idempotent-Replayed"] = "true"
+    return Response.json(view, status=201 if result.created else 200, headers=headers)
+
+
+def approve(deps: Any, request: Request, principal: Principal | None) -> Response:
+    assert principal is not None
+    body = schemas.validate("APPROVE_REQUEST", request.json())
+    view = actions.decide(deps, principal, body["action_id"], body["decision"],
+                          reason=body.get("reason"), step_up_token=body.get("step_up_token"))
+    return Response.json(view)
+
+
+def pending(deps: Any, request: Request, principal: Principal | None) -> Response:
+    assert principal is not None
+    limit = request.query_int("limit", default=actions.MAX_PENDING_LIST, low=1, high=actions.MAX_PENDING_LIST)
+    return Response.json({"actions": actions.list_pending(deps, principal, limit or actions.MAX_PENDING_LIST)})
+
+
+def get_action(deps: Any, request: Request, principal: Principal | None) -> Response:
+    assert principal is not None
+    action_id = request.path_params["action_id"]
+    wait = request.query_int("wait", default=0, low=0, high=MAX_WAIT_S) or 0
+    view = actions.get_action(deps, principal, action_id)
+    if wait and view["status"] == "pending":
+        view = _wait_for_change(deps, principal, action_id, wait)
+    return Response.json(view)
+
+
+def _wait_for_change(deps: Any, principal: Principal, action_id: str, seconds: int) -> dict[str, Any]:
+    """Long-poll on the event bus: wakes on the action's own event, no busy loop."""
+    changed = threading.Event()
+    unsubscribe = deps.bus.subscribe(action_topic(action_id), lambda _event: changed.set())
+    try:
+        view = actions.get_action(deps, principal, action_id)  # re-read after subscribing: no lost wake-up
+        if view["status"] != "pending":
+            return view
+        budget = float(seconds)
+        if view.get("expires_at"):
+            from ...domain.actions import parse_rfc3339
+            until_expiry = (parse_rfc3339(view["expires_at"]) - deps.clock.now()).total_seconds()
+            budget = max(0.0, min(budget, until_expiry + 0.05))
+        changed.wait(budget)
+        return actions.get_action(deps, principal, action_id)
+    finally:
+        unsubscribe()
+
+
+def audit_entries(deps: Any, request: Request, principal: Principal | None) -> Response:
+    assert principal is not None
+    after = request.query_int("after", default=0, low=0, high=2**62) or 0
+    limit = request.query_int("limit", default=audit.DEFAULT_PAGE, low=1, high=audit.MAX_PAGE)
+    action_id = request.query_value("action_id")
+    if action_id is not None and not schemas._validator("ID").is_valid(action_id):
+        raise BadQuery("query parameter 'action_id' is not an id")
+    return Response.json(audit.list_entries(deps, principal, after=after,
+                                            limit=limit or audit.DEFAULT_PAGE, action_id=action_id))
+
+
+def audit_verify(deps: Any, request: Request, principal: Principal | None) -> Response:
+    assert principal is not None
+    return Response.json(audit.verify(deps, principal))
+
+
+def audit_action(deps: Any, request: Request, principal: Principal | None) -> Response:
+    assert principal is not None
+    return Response.json(audit.action_entries(deps, principal, request.path_params["action_id"]))
+
+
+def policy_get(deps: Any, request: Request, principal: Principal | None) -> Response:
+    assert principal is not None
+    policy = deps.policies.active(principal.tenant)
+    return Response.json({"policy_id": policy.policy_id, "version": policy.version,
+                          "digest": policy.digest, "payload": policy.payload})
+
+
+def policy_put(deps: Any, request: Request, principal: Principal | None) -> Response:
+    assert principal is not None
+    body = schemas.validate("POLICY_ENVELOPE", request.json())
+    policy = deps.policies.activate(principal, body)
+    return Response.json({"policy_id": policy.policy_id, "version": policy.version,
+                          "digest": policy.digest, "payload": policy.payload})
+
+
+def openapi(deps: Any, request: Request, principal: Principal | None) -> Response:
+    from .openapi import document
+
+    return Response.json(document(ROUTES))
+
+
+def _not_found(deps: Any, request: Request, principal: Principal | None) -> Response:
+    raise NotFound(f"no endpoint at {request.path}")
+
+
+ROUTES: list[Route] = [
+    Route("GET", "/health", health, None, "Liveness and which adapters are in use", "health", "health"),
+    Route("POST", "/api/actions/intercept", intercept, (AGENT,),
+          "Submit an agent's tool call for a decision", "interceptAction", "intercept"),
+    Route("POST", "/api/actions/approve", approve, DECIDERS,
+          "Approve or deny a pending action (owner only)", "decideAction", "approve"),
+    Route("GET", "/api/actions/pending", pending, DECIDERS,
+          "The caller's pending actions, oldest first", "listPendingActions", "actions"),
+    Route("GET", "/api/actions/{action_id}", get_action, ANY_ROLE,
+          "One action; ?wait=N long-polls until it leaves pending", "getAction", "actions"),
+    Route("GET", "/api/audit/entries", audit_entries, DECIDERS,
+          "Audit entries in sequence order", "listAuditEntries", "audit"),
+    Route("GET", "/api/audit/verify", audit_verify, DECIDERS,
+          "Verify the tenant's audit chain", "verifyAudit", "audit"),
+    Route("GET", "/api/audit/action/{action_id}", audit_action, ANY_ROLE,
+          "The audit entries of one action", "getActionAudit", "audit"),
+    Route("GET", "/api/policy", policy_get, (ADMIN,),
+          "The active signed policy", "getPolicy", "policy"),
+    Route("POST", "/api/policy", policy_put, (ADMIN,),
+          "Activate a signed policy bundle (newer version, trusted key)", "activatePolicy", "policy"),
+    Route("GET", "/api/openapi.json", openapi, ANY_ROLE,
+          "This API's OpenAPI 3.1 document", "getOpenApi", "health"),
+]

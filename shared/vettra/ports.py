@@ -1,0 +1,159 @@
+"""Ports: the small interfaces the services depend on (cosmicpython style).
+
+Each has an embedded adapter (SQLite, in-process timer and bus, local keys) and a
+Google Cloud adapter (Firestore, Cloud Tasks, Pub/Sub, Auth0/Firebase, Secret
+Manager). Every adapter of a port passes the same contract suite in tests/contract.
+"""
+
+from __future__ import annotations
+
+import abc
+from datetime import datetime
+from typing import Any, Callable, Iterator, Mapping
+
+from .domain.actions import Action
+from .domain.audit import AuditEntry, AuditEvent
+from .domain.identity import Principal
+
+
+class Clock(abc.ABC):
+    @abc.abstractmethod
+    def now(self) -> datetime:
+        """Timezone-aware UTC now."""
+
+
+class ActionRepository(abc.ABC):
+    @abc.abstractmethod
+    def get(self, action_id: str) -> Action | None: ...
+
+    @abc.abstractmethod
+    def add(self, action: Action) -> None: ...
+
+    @abc.abstractmethod
+    def update(self, action: Action, *, expected_status: str) -> None:
+        """Write ``action`` only if the stored status is still ``expected_status``
+        (compare-and-set: the loser of a decision race gets :class:`Conflict`)."""
+
+    @abc.abstractmethod
+    def pending(self, tenant: str, user: str, now: datetime, limit: int) -> list[Action]:
+        """The user's actions still pending at ``now``, oldest first."""
+
+    @abc.abstractmethod
+    def pending_with_deadline(self, limit: int) -> list[Action]:
+        """Pending actions that carry ``expires_at`` (to re-arm timers at boot)."""
+
+
+class IdempotencyRepository(abc.ABC):
+    @abc.abstractmethod
+    def get(self, scope: str, key: str) -> tuple[str, str] | None:
+        """``(request_digest, action_id)`` recorded for this key, if any."""
+
+    @abc.abstractmethod
+    def put(self, scope: str, key: str, request_digest: str, action_id: str) -> None: ...
+
+
+class PolicyRepository(abc.ABC):
+    @abc.abstractmethod
+    def active(self, tenant: str) -> dict[str, Any] | None:
+        """The active signed envelope for ``tenant``."""
+
+    @abc.abstractmethod
+    def activate(self, tenant: str, envelope: dict[str, Any], version: int, digest: str) -> None: ...
+
+
+class AuditRecorder(abc.ABC):
+    @abc.abstractmethod
+    def record(self, event: AuditEvent) -> None:
+        """Record ``event`` in this unit of work; it is linked into its chain on commit."""
+
+    @property
+    @abc.abstractmethod
+    def linked(self) -> list[AuditEntry]:
+        """Entries linked by the last commit (empty where linking is deferred)."""
+
+
+class UnitOfWork(abc.ABC):
+    """One transaction: rolls back on exit unless :meth:`commit` was called."""
+
+    actions: ActionRepository
+    idempotency: IdempotencyRepository
+    policies: PolicyRepository
+    audit: AuditRecorder
+
+    def __enter__(self) -> "UnitOfWork":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.rollback()
+
+    @abc.abstractmethod
+    def commit(self) -> None: ...
+
+    @abc.abstractmethod
+    def rollback(self) -> None: ...
+
+
+class AuditLog(abc.ABC):
+    """Read side of the audit chains."""
+
+    @abc.abstractmethod
+    def entries(self, chain: str, *, after: int = 0, limit: int | None = None,
+                action_id: str | None = None, user: str | None = None) -> Iterator[AuditEntry]: ...
+
+    @abc.abstractmethod
+    def head(self, chain: str) -> tuple[int, str]:
+        """``(seq, hash)`` of the last linked entry; ``(0, GENESIS_HASH)`` when empty."""
+
+
+class Store(abc.ABC):
+    @abc.abstractmethod
+    def unit_of_work(self, *, readonly: bool = False) -> UnitOfWork:
+        """A transaction; ``readonly`` ones take no write lock and may not commit changes."""
+
+    @property
+    @abc.abstractmethod
+    def audit_log(self) -> AuditLog: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+class Scheduler(abc.ABC):
+    """Fires ``handler(payload)`` at or after ``due``; at least once, so handlers are idempotent."""
+
+    @abc.abstractmethod
+    def schedule(self, name: str, due: datetime, payload: Mapping[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    def cancel(self, name: str) -> None: ...
+
+
+class EventBus(abc.ABC):
+    @abc.abstractmethod
+    def publish(self, topic: str, event: Mapping[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    def subscribe(self, topic: str, handler: Callable[[Mapping[str, Any]], None]) -> Callable[[], None]:
+        """Returns a function that unsubscribes."""
+
+
+class Identity(abc.ABC):
+    @abc.abstractmethod
+    def authenticate(self, bearer: str) -> Principal:
+        """Raise :class:`Unauthenticated` for anything but a valid token."""
+
+
+class KeyStore(abc.ABC):
+    """Secrets of the running mode: home directory locally, Secret Manager in the cloud."""
+
+    @abc.abstractmethod
+    def audit_hmac_key(self) -> tuple[str, bytes]:
+        """The current ``(key_id, key)`` for sealing new entries."""
+
+    @abc.abstractmethod
+    def audit_hmac_keys(self) -> dict[str, bytes]:
+        """Every key id that may appear in a chain (for verification after rotation)."""
+
+    @abc.abstractmethod
+    def policy_trusted_keys(self) -> dict[str, Any]:
+        """Ed25519 public keys trusted to sign policy bundles, by key id."""

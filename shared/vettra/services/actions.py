@@ -1,0 +1,231 @@
+"""Action services: intercept, decide, expire, and the owner-scoped reads.
+
+Each is a plain function taking its dependencies: parse → score → evaluate →
+one unit of work that writes the action and its audit event together → after the
+commit, arm the timer and publish. Nothing here knows HTTP or any cloud SDK.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from ..domain import audit
+from ..domain.actions import (ALLOWED, APPROVED, DENIED, EXPIRED, PENDING, Action,
+                              new_action_id, rfc3339)
+from ..domain.bundle import parse_bundle
+from ..domain.canonical import sha256_digest
+from ..domain.errors import Conflict, NotFound
+from ..domain.identity import ADMIN, AGENT, APPROVER, Principal
+from ..domain.policy import evaluate
+from ..domain.risk import assess
+from .deps import Deps
+from .events import ACTION_CREATED, ACTION_DECIDED, publish_action
+
+EXPIRE_KIND = "expire"
+MAX_PENDING_LIST = 500
+_OUTCOME_STATUS = {"allow": ALLOWED, "deny": DENIED,
+                   "require_approval": PENDING, "require_step_up": PENDING}
+_DECISIONS = {"approve": APPROVED, "deny": DENIED}
+
+
+@dataclass(frozen=True)
+class Intercepted:
+    action: Action
+    created: bool  # False when an idempotent retry returned the earlier action
+
+
+def _timer_name(action_id: str) -> str:
+    return f"expire-{action_id}"
+
+
+def intercept(deps: Deps, principal: Principal, body: Any,
+              idempotency_key: str | None = None) -> Intercepted:
+    """Flow 1 of DESIGN.md: score, evaluate, record; idempotent on ``idempotency_key``."""
+    principal.require(AGENT)
+    bundle = parse_bundle(body)
+    policy = deps.policies.active(principal.tenant)
+    risk = assess(bundle, deps.catalogue, overrides=policy.overrides)
+    decision = evaluate(policy, bundle, risk)
+    now = deps.clock.now()
+    status = _OUTCOME_STATUS[decision.outcome]
+
+    expires_at = None
+    if status == PENDING:
+        limits = [t for t in (decision.timeout_s, bundle.timeout_s) if t]
+        expires_at = now + timedelta(seconds=min(limits)) if limits else None
+
+    action = Action(
+        id=new_action_id(), tenant=principal.tenant, user=principal.user, agent=principal.sub,
+        tool=bundle.tool, arguments=bundle.arguments, args_digest=bundle.args_digest,
+        framework=bundle.framework, risk=risk.as_dict(), status=status,
+        step_up_required=decision.outcome == "require_step_up", created_at=now,
+        policy={"id": policy.policy_id, "version": policy.version, "rule_id": decision.rule_id,
+                "outcome": decision.outcome},
+        reason=decision.reason, session_id=bundle.session_id, resource=bundle.resource,
+        context=bundle.context, call_id=bundle.call_id, expires_at=expires_at,
+        on_expiry=getattr(decision, "on_expiry", None) or DENIED,
+    )
+    scope = f"{principal.tenant}:{principal.sub}"
+    request_digest = sha256_digest(body) if idempotency_key else ""
+
+    with deps.store.unit_of_work() as uow:
+        if idempotency_key:
+            seen = uow.idempotency.get(scope, idempotency_key)
+            if seen is not None:
+                if seen[0] != request_digest:
+                    raise Conflict("Idempotency-Key was already used with a different request body")
+                earlier = uow.actions.get(seen[1])
+                if earlier is None:  # pragma: no cover - written in one transaction
+                    raise Conflict("Idempotency-Key refers to a missing action")
+                return Intercepted(earlier, created=False)
+            uow.idempotency.put(scope, idempotency_key, request_digest, action.id)
+        uow.actions.add(action)
+        uow.audit.record(audit.AuditEvent(
+            type=audit.ACTION_INTERCEPTED, chain=action.tenant, actor=principal.actor,
+            at=rfc3339(now), action_id=action.id, user=action.user,
+            data=_intercept_audit_data(action)))
+        uow.commit()
+        linked = uow.audit.linked
+    if linked:
+        action = _with_seq(action, linked[-1].seq)
+    if action.status == PENDING and action.expires_at is not None:
+        deps.scheduler.schedule(_timer_name(action.id), action.expires_at,
+                                {"kind": EXPIRE_KIND, "action_id": action.id})
+    publish_action(deps.bus, ACTION_CREATED, action)
+    return Intercepted(action, created=True)
+
+
+def _with_seq(action: Action, seq: int) -> Action:
+    from dataclasses import replace
+    return replace(action, audit_seq=seq)
+
+
+def _intercept_audit_data(action: Action) -> dict[str, Any]:
+    # Arguments themselves stay out of the log (they may hold personal data or
+    # secrets); their digest binds the entry to exactly what was asked.
+    return {"tool": action.tool, "args_digest": action.args_digest, "status": action.status,
+            "risk": {k: action.risk.get(k) for k in ("score", "level", "category")},
+            "step_up_required": action.step_up_required, "policy": action.policy,
+            "reason": action.reason, "expires_at": rfc3339(action.expires_at),
+            "framework": action.framework, "session_id": action.session_id,
+            "agent": action.agent}
+
+
+def _owned(action: Action | None, principal: Principal, action_id: str) -> Action:
+    """Users see only their own actions; a foreign id is indistinguishable from none."""
+    if action is None or action.tenant != principal.tenant or action.user != principal.user:
+        raise NotFound(f"no action {action_id}")
+    if principal.role == AGENT and action.agent != principal.sub:
+        raise NotFound(f"no action {action_id}")
+    return action
+
+
+def get_action(deps: Deps, principal: Principal, action_id: str) -> dict[str, Any]:
+    with deps.store.unit_of_work(readonly=True) as uow:
+        action = _owned(uow.actions.get(action_id), principal, action_id)
+    return action.view(deps.clock.now())
+
+
+def peek_status(deps: Deps, action_id: str) -> str | None:
+    with deps.store.unit_of_work(readonly=True) as uow:
+        action = uow.actions.get(action_id)
+    return action.view(deps.clock.now())["status"] if action else None
+
+
+def list_pending(deps: Deps, principal: Principal, limit: int = MAX_PENDING_LIST) -> list[dict[str, Any]]:
+    principal.require(APPROVER, ADMIN)
+    now = deps.clock.now()
+    with deps.store.unit_of_work(readonly=True) as uow:
+        actions = uow.actions.pending(principal.tenant, principal.user, now, min(limit, MAX_PENDING_LIST))
+    return [a.view(now) for a in actions]
+
+
+def decide(deps: Deps, principal: Principal, action_id: str, decision: str,
+           reason: str | None = None, step_up_token: str | None = None) -> dict[str, Any]:
+    """Flow 3: the owner approves or denies; exactly one terminal decision wins."""
+    principal.require(APPROVER, ADMIN)
+    status = _DECISIONS[decision]
+    now = deps.clock.now()
+    with deps.store.unit_of_work() as uow:
+        action = _owned(uow.actions.get(action_id), principal, action_id)
+        if action.overdue(now):
+            expired = _expire_in(uow, action, now)
+            uow.commit()
+            _after_decision(deps, expired)
+            raise Conflict(f"action {action_id} expired at {rfc3339(action.expires_at)}",
+                           extra={"status": EXPIRED})
+        if action.status != PENDING:
+            raise Conflict(f"action {action_id} is already {action.status}",
+                           extra={"status": action.status})
+        if status == APPROVED and action.step_up_required:
+            deps.step_up.require(principal, action, step_up_token)
+        default_reason = "approved by the user" if status == APPROVED else "denied by the user"
+        decided = action.decide(status, by=principal.actor, at=now, reason=reason or default_reason)
+        uow.actions.update(decided, expected_status=PENDING)
+        uow.audit.record(audit.AuditEvent(
+            type=audit.ACTION_APPROVED if status == APPROVED else audit.ACTION_DENIED,
+            chain=action.tenant, actor=principal.actor, at=rfc3339(now), action_id=action.id,
+            user=action.user, data={"status": status, "reason": decided.reason,
+                                    "args_digest": action.args_digest,
+                                    "step_up": bool(action.step_up_required and status == APPROVED)}))
+        uow.commit()
+        linked = uow.audit.linked
+    if linked:
+        decided = _with_seq(decided, linked[-1].seq)
+    _after_decision(deps, decided)
+    return decided.view(now)
+
+
+def _expire_in(uow: Any, action: Action, now: Any) -> Action:
+    expired = action.decide(EXPIRED, by="system:timer", at=now,
+                            reason="no decision before the deadline; "
+                                   f"on expiry the action is {action.on_expiry}")
+    uow.actions.update(expired, expected_status=PENDING)
+    uow.audit.record(audit.AuditEvent(
+        type=audit.ACTION_EXPIRED, chain=action.tenant, actor="system:timer", at=rfc3339(now),
+        action_id=action.id, user=action.user,
+        data={"status": EXPIRED, "expires_at": rfc3339(action.expires_at),
+              "on_expiry": action.on_expiry}))
+    return expired
+
+
+def _after_decision(deps: Deps, action: Action) -> None:
+    deps.scheduler.cancel(_timer_name(action.id))
+    publish_action(deps.bus, ACTION_DECIDED, action)
+
+
+def expire(deps: Deps, action_id: str) -> str:
+    """Timer target (Cloud Tasks or local): idempotent, tolerant of early and duplicate calls.
+
+    Returns what it did: ``expired``, ``not-pending``, ``missing`` or ``early``.
+    """
+    now = deps.clock.now()
+    with deps.store.unit_of_work() as uow:
+        action = uow.actions.get(action_id)
+        if action is None:
+            return "missing"
+        if action.status != PENDING:
+            return "not-pending"
+        if not action.overdue(now):
+            due = action.expires_at
+        else:
+            expired = _expire_in(uow, action, now)
+            uow.commit()
+            due = None
+    if due is not None:  # delivered early: arm again for the real deadline
+        deps.scheduler.schedule(_timer_name(action_id), due, {"kind": EXPIRE_KIND, "action_id": action_id})
+        return "early"
+    publish_action(deps.bus, ACTION_DECIDED, expired)
+    return "expired"
+
+
+def rearm_timers(deps: Deps, limit: int = 100_000) -> int:
+    """At boot: every pending action with a deadline gets its timer (idempotent by name)."""
+    with deps.store.unit_of_work(readonly=True) as uow:
+        actions = uow.actions.pending_with_deadline(limit)
+    for action in actions:
+        deps.scheduler.schedule(_timer_name(action.id), action.expires_at,  # type: ignore[arg-type]
+                                {"kind": EXPIRE_KIND, "action_id": action.id})
+    return len(actions)

@@ -1,0 +1,21 @@
+"""What the services need, wired once by :func:`vettra.bootstrap.bootstrap`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..ports import Clock, EventBus, KeyStore, Scheduler, Store
+
+
+@dataclass
+class Deps:
+    store: Store
+    scheduler: Scheduler
+    bus: EventBus
+    clock: Clock
+    keys: KeyStore
+    catalogue: Any
+    policies: Any  # services.policies.PolicyService
+    step_up: Any   # services.stepup.StepUpVerifier
+    settings: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,25 @@
+"""Event names and the after-commit publishing the services share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..domain.actions import Action
+from ..ports import EventBus
+
+ACTIONS_TOPIC = "actions"
+ACTION_CREATED = "action.created"
+ACTION_DECIDED = "action.decided"
+
+
+def action_topic(action_id: str) -> str:
+    """Per-action topic, so a waiting request wakes only for its own action."""
+    return f"action.{action_id}"
+
+
+def publish_action(bus: EventBus, kind: str, action: Action) -> None:
+    event: dict[str, Any] = {"type": kind, "action_id": action.id, "status": action.status,
+                             "tenant": action.tenant, "user": action.user,
+                             "risk_level": action.risk.get("level"), "tool": action.tool}
+    bus.publish(action_topic(action.id), event)
+    bus.publish(ACTIONS_TOPIC, event)
