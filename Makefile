@@ -1,0 +1,30 @@
+# Two commands a fresh machine needs (see README):
+#   make dev    install, then run the whole product on the embedded default
+#   make test   install, then run every test
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
+.PHONY: dev test install bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+dev: install
+	$(VENV)/bin/vettra dev --host $(HOST) --port $(PORT)
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) bench/intercept.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
