@@ -1,0 +1,168 @@
+"""Store / unit-of-work contract. Every Store adapter must pass this suite;
+today the embedded SQLite store, the Firestore adapter joins when it lands."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from vettra.adapters.local_keys import LocalKeyStore
+from vettra.adapters.sqlite_store import SqliteStore
+from vettra.domain.actions import APPROVED, DENIED, PENDING, Action, new_action_id
+from vettra.domain.audit import AuditEvent, verify_chain
+from vettra.domain.errors import Conflict
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def sqlite_store(tmp_path: Path) -> SqliteStore:
+    return SqliteStore(tmp_path / "store.db", LocalKeyStore(tmp_path))
+
+
+ADAPTERS = [pytest.param(sqlite_store, id="sqlite")]
+
+
+@pytest.fixture(params=ADAPTERS)
+def store(request, tmp_path: Path):
+    s = request.param(tmp_path)
+    yield s
+    s.close()
+
+
+def _action(user: str = "alice", status: str = PENDING, expires_in: float | None = 60) -> Action:
+    return Action(id=new_action_id(), tenant="default", user=user, agent="bot", tool="gmail.send_message",
+                  arguments={"to": "a@b.c"}, args_digest="sha256:" + "0" * 64, framework="plain",
+                  risk={"score": 50, "level": "MEDIUM", "factors": {}, "reasons": []}, status=status,
+                  step_up_required=False, created_at=T0,
+                  expires_at=T0 + timedelta(seconds=expires_in) if expires_in else None)
+
+
+def _event(action: Action, kind: str = "action.intercepted") -> AuditEvent:
+    return AuditEvent(type=kind, chain=action.tenant, actor="agent:bot", at="2026-01-01T00:00:00.000Z",
+                      action_id=action.id, user=action.user, data={"status": action.status})
+
+
+def test_commit_persists_action_and_its_audit_entry(store) -> None:
+    action = _action()
+    with store.unit_of_work() as uow:
+        uow.actions.add(action)
+        uow.audit.record(_event(action))
+        uow.commit()
+        assert [e.seq for e in uow.audit.linked] == [1]
+    with store.unit_of_work(readonly=True) as uow:
+        assert uow.actions.get(action.id) == action
+    entries = list(store.audit_log.entries("default"))
+    assert [(e.seq, e.action_id) for e in entries] == [(1, action.id)]
+    assert store.audit_log.head("default") == (1, entries[0].hash)
+
+
+def test_without_commit_nothing_is_written(store) -> None:
+    action = _action()
+    with store.unit_of_work() as uow:
+        uow.actions.add(action)
+        uow.audit.record(_event(action))
+    with store.unit_of_work(readonly=True) as uow:
+        assert uow.actions.get(action.id) is None
+    assert list(store.audit_log.entries("default")) == []
+
+
+def test_an_exception_rolls_back(store) -> None:
+    action = _action()
+    with pytest.raises(RuntimeError):
+        with store.unit_of_work() as uow:
+            uow.actions.add(action)
+            raise RuntimeError("boom")
+    with store.unit_of_work(readonly=True) as uow:
+        assert uow.actions.get(action.id) is None
+
+
+def test_compare_and_set_update_lets_one_decision_win(store) -> None:
+    action = _action()
+    with store.unit_of_work() as uow:
+        uow.actions.add(action)
+        uow.commit()
+    with store.unit_of_work() as uow:
+        uow.actions.update(action.decide(APPROVED, by="approver:alice", at=T0, reason=None),
+                           expected_status=PENDING)
+        uow.commit()
+    with store.unit_of_work() as uow:
+        with pytest.raises(Conflict):
+            uow.actions.update(action.decide(DENIED, by="approver:alice", at=T0, reason=None),
+                               expected_status=PENDING)
+    with store.unit_of_work(readonly=True) as uow:
+        assert uow.actions.get(action.id).status == APPROVED
+
+
+def test_idempotency_keys_are_scoped(store) -> None:
+    with store.unit_of_work() as uow:
+        uow.idempotency.put("default:bot", "k1", "sha256:a", "act_1")
+        uow.commit()
+    with store.unit_of_work(readonly=True) as uow:
+        assert uow.idempotency.get("default:bot", "k1") == ("sha256:a", "act_1")
+        assert uow.idempotency.get("default:other", "k1") is None
+
+
+def test_pending_lists_only_the_users_live_actions(store) -> None:
+    mine, theirs, late, done = _action(), _action("bob"), _action(expires_in=1), _action(status=DENIED)
+    with store.unit_of_work() as uow:
+        for a in (mine, theirs, late, done):
+            uow.actions.add(a)
+        uow.commit()
+    with store.unit_of_work(readonly=True) as uow:
+        ids = [a.id for a in uow.actions.pending("default", "alice", T0 + timedelta(seconds=5), 100)]
+        assert ids == [mine.id]
+        assert {a.id for a in uow.actions.pending_with_deadline(100)} == {mine.id, theirs.id, late.id}
+
+
+def test_concurrent_writers_leave_a_gap_free_verifiable_chain(store) -> None:
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for _ in range(25):
+                action = _action()
+                with store.unit_of_work() as uow:
+                    uow.actions.add(action)
+                    uow.audit.record(_event(action))
+                    uow.commit()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    entries = [e.as_dict() for e in store.audit_log.entries("default")]
+    assert [e["seq"] for e in entries] == list(range(1, 201))
+    assert verify_chain(entries, store.keys.audit_hmac_keys()).valid
+
+
+def test_chains_are_per_tenant(store) -> None:
+    a, b = _action(), replace(_action(), tenant="acme")
+    with store.unit_of_work() as uow:
+        uow.actions.add(a)
+        uow.actions.add(b)
+        uow.audit.record(_event(a))
+        uow.audit.record(_event(b))
+        uow.commit()
+    assert [e.seq for e in store.audit_log.entries("default")] == [1]
+    assert [e.seq for e in store.audit_log.entries("acme")] == [1]
+
+
+def test_audit_filters(store) -> None:
+    a, b = _action(), _action("bob")
+    with store.unit_of_work() as uow:
+        for x in (a, b):
+            uow.actions.add(x)
+            uow.audit.record(_event(x))
+        uow.commit()
+    assert [e.action_id for e in store.audit_log.entries("default", user="bob")] == [b.id]
+    assert [e.action_id for e in store.audit_log.entries("default", action_id=a.id)] == [a.id]
+    assert [e.seq for e in store.audit_log.entries("default", after=1)] == [2]
+    assert [e.seq for e in store.audit_log.entries("default", limit=1)] == [1]
