@@ -1,0 +1,325 @@
+"""The tool catalogue: what each tool does, in the terms of the four risk factors.
+
+The catalogue is data (``vettra/data/catalogue.json``, format in ``docs/risk.md``):
+tool-name globs (:mod:`vettra.domain.patterns`) mapped to a profile
+``{category, reversibility, blast_radius, sensitivity, description, rules?, show_args?}``.
+The most specific matching glob wins. Tools it does not know are classified from
+the operation's leading verb with conservative defaults, so an unknown tool is
+never scored as harmless.
+
+This module also owns the factor vocabulary (:data:`FACTOR_POINTS`), because the
+catalogue format is written in it; :mod:`vettra.domain.risk` re-exports it. The
+Rust verifier implements the same format and rule vocabulary.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from .patterns import MAX_PATTERN_LENGTH, specificity, tool_matches
+
+# The write-up's four-factor table. Options are listed from least to most risky.
+FACTOR_POINTS: dict[str, dict[str, int]] = {
+    "action_type": {"read": 0, "write": 20, "delete": 35, "financial": 40, "auth": 40},
+    "reversibility": {"reversible": 0, "unknown": 15, "irreversible": 25},
+    "blast_radius": {"single": 0, "multiple": 12, "system": 20},
+    "sensitivity": {"public": 0, "internal": 5, "confidential": 10, "regulated": 15},
+}
+FACTORS = tuple(FACTOR_POINTS)
+CATEGORIES = tuple(FACTOR_POINTS["action_type"])
+# A profile names its action type "category"; rules and overrides use the factor name.
+_PROFILE_FACTOR_KEYS = {"category": "action_type", "reversibility": "reversibility",
+                        "blast_radius": "blast_radius", "sensitivity": "sensitivity"}
+
+CATALOGUE_VERSION = 1
+DEFAULT_RESOURCE = "data/catalogue.json"
+RULE_OPERATORS = ("present", "count_gte", "equals", "in", "contains_any")
+MAX_RULE_REASON = 200
+_LOOKUP_CACHE_SIZE = 1024  # tool names come from agents: bound what we remember
+_TOKEN_SEPARATORS = re.compile(r"[._\-]+")
+
+# Classification of tools the catalogue does not know (docs/risk.md, "Unknown tools").
+VERB_CATEGORIES: dict[str, str] = {
+    **dict.fromkeys(("get", "list", "read", "search", "fetch", "find", "describe", "view",
+                     "query", "retrieve", "lookup", "show"), "read"),
+    **dict.fromkeys(("create", "update", "send", "post", "write", "put", "edit", "upload",
+                     "add", "set", "modify", "comment", "reply", "move", "copy", "rename"),
+                    "write"),
+    **dict.fromkeys(("delete", "remove", "destroy", "drop", "purge", "trash", "wipe",
+                     "erase"), "delete"),
+    **dict.fromkeys(("pay", "charge", "transfer", "refund", "payout", "purchase", "buy",
+                     "withdraw", "invoice"), "financial"),
+    **dict.fromkeys(("grant", "revoke", "invite", "share", "impersonate", "elevate",
+                     "promote", "sudo", "assume"), "auth"),
+}
+# Words that make any operation an authorisation change, whatever its verb: the name is
+# all we know about an unknown tool, and "list_admin_keys" may well hand out secrets.
+AUTH_WORDS = frozenset({"admin", "admins", "administrator", "administrators", "permission",
+                        "permissions", "role", "roles", "privilege", "privileges"})
+UNKNOWN_READ_DEFAULTS = {"reversibility": "unknown", "blast_radius": "single",
+                         "sensitivity": "confidential"}
+UNKNOWN_CHANGE_DEFAULTS = {"reversibility": "unknown", "blast_radius": "multiple",
+                           "sensitivity": "confidential"}
+NO_VERB_CATEGORY = "write"
+
+_PROFILE_KEYS = {"category", "reversibility", "blast_radius", "sensitivity", "description",
+                 "rules", "show_args"}
+_REQUIRED_PROFILE_KEYS = {"category", "reversibility", "blast_radius", "sensitivity",
+                          "description"}
+_TOP_KEYS = {"version", "description", "service_aliases", "tools"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An argument rule: when ``op`` holds for ``args``, raise the factors in ``sets``.
+
+    Evaluated by :func:`vettra.domain.risk.rule_holds`.
+    """
+
+    args: tuple[str, ...]
+    op: str
+    operand: Any
+    sets: tuple[tuple[str, str], ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class ToolProfile:
+    """How the catalogue sees one tool. ``known`` is False for verb-based guesses."""
+
+    pattern: str | None  # the catalogue glob that matched; None when not catalogued
+    category: str
+    reversibility: str
+    blast_radius: str
+    sensitivity: str
+    description: str
+    rules: tuple[Rule, ...] = ()
+    show_args: tuple[str, ...] = ()
+    known: bool = True
+
+    def choices(self) -> dict[str, str]:
+        """Factor name -> option name, before any argument rule or override."""
+        return {"action_type": self.category, "reversibility": self.reversibility,
+                "blast_radius": self.blast_radius, "sensitivity": self.sensitivity}
+
+
+def classify_unknown(tool: str) -> ToolProfile:
+    """A conservative profile for a tool the catalogue does not list."""
+    operation = tool.partition(".")[2] or tool
+    tokens = [t for t in _TOKEN_SEPARATORS.split(operation.lower()) if t]
+    auth_word = next((t for t in tokens if t in AUTH_WORDS), None)
+    verb = tokens[0] if tokens else ""
+    if auth_word is not None:
+        category, basis = "auth", f"the word {auth_word!r} in the operation"
+    elif verb in VERB_CATEGORIES:
+        category, basis = VERB_CATEGORIES[verb], f"the leading verb {verb!r}"
+    else:
+        category, basis = NO_VERB_CATEGORY, "no recognised verb (treated as a write)"
+    defaults = UNKNOWN_READ_DEFAULTS if category == "read" else UNKNOWN_CHANGE_DEFAULTS
+    return ToolProfile(pattern=None, category=category, description=(
+        f"{tool} is not in the catalogue: classified as {category} from {basis}, "
+        "with conservative defaults"), known=False, **defaults)
+
+
+class Catalogue:
+    """Tool globs mapped to profiles; build with :meth:`default` or :meth:`from_dict`."""
+
+    def __init__(self, profiles: Mapping[str, ToolProfile],
+                 service_aliases: Mapping[str, str] | None = None):
+        self._profiles = dict(profiles)
+        self._aliases = dict(service_aliases or {})
+        # Most specific first; ties go to the longer, then the alphabetically first
+        # glob, so the choice never depends on file order (the Rust side agrees).
+        self._order = sorted(self._profiles, key=lambda p: (-specificity(p), -len(p), p))
+        self._find = lru_cache(maxsize=_LOOKUP_CACHE_SIZE)(self._find_uncached)
+
+    @classmethod
+    def default(cls) -> Catalogue:
+        """The catalogue shipped with the package (loaded once per process)."""
+        return _default_catalogue()
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Catalogue:
+        """Validate catalogue data; ``ValueError`` names every bad entry."""
+        problems: list[str] = []
+        if not isinstance(data, Mapping):
+            raise ValueError("catalogue: expected an object")
+        for key in sorted(set(data) - _TOP_KEYS):
+            problems.append(f"catalogue: unknown key {key!r}")
+        if data.get("version") != CATALOGUE_VERSION:
+            problems.append(f"catalogue: expected version {CATALOGUE_VERSION}, "
+                            f"found {data.get('version')!r}")
+        aliases = data.get("service_aliases", {})
+        if not isinstance(aliases, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) and k and v and "." not in k + v
+                for k, v in aliases.items()):
+            problems.append("catalogue: service_aliases must map service names to "
+                            "service names (no dots)")
+            aliases = {}
+        tools = data.get("tools")
+        profiles: dict[str, ToolProfile] = {}
+        if not isinstance(tools, Mapping) or not tools:
+            problems.append("catalogue: 'tools' must be a non-empty object")
+            tools = {}
+        for pattern, entry in tools.items():
+            profile = _parse_entry(pattern, entry, problems)
+            if profile is not None:
+                profiles[pattern] = profile
+        if problems:
+            raise ValueError("; ".join(problems))
+        return cls(profiles, aliases)
+
+    @property
+    def profiles(self) -> Mapping[str, ToolProfile]:
+        """Every catalogue entry, glob -> profile (a copy)."""
+        return dict(self._profiles)
+
+    def canonical_tool(self, tool: str) -> str:
+        """The tool name with its service alias resolved ("gcal.x" -> "calendar.x")."""
+        service, dot, operation = tool.partition(".")
+        return self._aliases.get(service, service) + dot + operation if dot else tool
+
+    def profile_for(self, tool: str) -> ToolProfile:
+        """The profile of the most specific matching glob, or a verb-based guess."""
+        return self._find(self.canonical_tool(tool))
+
+    def _find_uncached(self, tool: str) -> ToolProfile:
+        for pattern in self._order:
+            if tool_matches(pattern, tool):
+                return self._profiles[pattern]
+        return classify_unknown(tool)
+
+
+def _option_problem(factor: str, option: Any) -> str | None:
+    options = FACTOR_POINTS[factor]
+    if option not in options:
+        return f"{factor} must be one of {', '.join(options)}, found {option!r}"
+    return None
+
+
+def _parse_entry(pattern: Any, entry: Any, problems: list[str]) -> ToolProfile | None:
+    where = f"catalogue entry {pattern!r}"
+    before = len(problems)
+    if not isinstance(pattern, str) or not 0 < len(pattern) <= MAX_PATTERN_LENGTH:
+        problems.append(f"{where}: glob must be 1-{MAX_PATTERN_LENGTH} characters")
+    elif pattern != pattern.lower():
+        problems.append(f"{where}: tool names are lowercase, so this glob never matches")
+    if not isinstance(entry, Mapping):
+        problems.append(f"{where}: expected an object")
+        return None
+    for key in sorted(set(entry) - _PROFILE_KEYS):
+        problems.append(f"{where}: unknown key {key!r}")
+    for key in sorted(_REQUIRED_PROFILE_KEYS - set(entry)):
+        problems.append(f"{where}: missing {key!r}")
+    for key, factor in _PROFILE_FACTOR_KEYS.items():
+        if key in entry and (msg := _option_problem(factor, entry[key])):
+            problems.append(f"{where}: {msg}")
+    if "description" in entry and not (isinstance(entry["description"], str)
+                                       and entry["description"].strip()):
+        problems.append(f"{where}: description must be a non-empty string")
+    show_args = entry.get("show_args", [])
+    if not isinstance(show_args, list) or not all(isinstance(a, str) and a for a in show_args):
+        problems.append(f"{where}: show_args must be a list of argument names")
+    raw_rules = entry.get("rules", [])
+    rules: list[Rule] = []
+    if not isinstance(raw_rules, list):
+        problems.append(f"{where}: rules must be a list")
+    else:
+        for i, raw in enumerate(raw_rules):
+            rule = _parse_rule(raw, f"{where} rule {i}", problems)
+            if rule is not None:
+                rules.append(rule)
+    if len(problems) > before:
+        return None
+    return ToolProfile(pattern=pattern, category=entry["category"],
+                       reversibility=entry["reversibility"],
+                       blast_radius=entry["blast_radius"],
+                       sensitivity=entry["sensitivity"], description=entry["description"],
+                       rules=tuple(rules), show_args=tuple(show_args))
+
+
+def _parse_rule(raw: Any, where: str, problems: list[str]) -> Rule | None:
+    before = len(problems)
+    if not isinstance(raw, Mapping) or set(raw) != {"when", "set", "reason"}:
+        problems.append(f"{where}: expected {{when, set, reason}}")
+        return None
+    when, sets, reason = raw["when"], raw["set"], raw["reason"]
+    # The reason is shown to approvers as "because <reason>", so it is required.
+    if not isinstance(reason, str) or not 0 < len(reason.strip()) <= MAX_RULE_REASON:
+        problems.append(f"{where}: reason must be a sentence of 1-{MAX_RULE_REASON} characters")
+    if not isinstance(sets, Mapping) or not sets:
+        problems.append(f"{where}: set must be a non-empty object")
+        sets = {}
+    for factor, option in sets.items():
+        if factor not in FACTOR_POINTS:
+            problems.append(f"{where}: unknown factor {factor!r}")
+        elif msg := _option_problem(factor, option):
+            problems.append(f"{where}: {msg}")
+    if not isinstance(when, Mapping):
+        problems.append(f"{where}: when must be an object")
+        return None
+    ops = [k for k in when if k != "arg"]
+    args = when.get("arg")
+    args = [args] if isinstance(args, str) else args
+    if not isinstance(args, list) or not args or not all(isinstance(a, str) and a for a in args):
+        problems.append(f"{where}: when.arg must be an argument name or a list of them")
+    if len(ops) != 1 or ops[0] not in RULE_OPERATORS:
+        problems.append(f"{where}: when needs exactly one operator of "
+                        f"{', '.join(RULE_OPERATORS)}, found {ops}")
+    elif msg := _operand_problem(ops[0], when[ops[0]]):
+        problems.append(f"{where}: {msg}")
+    if len(problems) > before:
+        return None
+    return Rule(args=tuple(args), op=ops[0], operand=_freeze(when[ops[0]]),
+                sets=tuple(sets.items()), reason=reason)
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _operand_problem(op: str, operand: Any) -> str | None:
+    if op == "present" and operand is not True:
+        return "present takes true"
+    if op == "count_gte" and (isinstance(operand, bool) or not isinstance(operand, int)
+                              or operand < 1):
+        return "count_gte takes a whole number of at least 1"
+    if op == "equals" and not _is_scalar(operand):
+        return "equals takes a string, number, boolean or null"
+    if op == "in" and not (isinstance(operand, list) and operand
+                           and all(_is_scalar(o) for o in operand)):
+        return "in takes a non-empty list of strings, numbers, booleans or null"
+    if op == "contains_any" and not (isinstance(operand, list) and operand
+                                     and all(isinstance(o, str) and o for o in operand)):
+        return "contains_any takes a non-empty list of non-empty strings"
+    return None
+
+
+def _freeze(operand: Any) -> Any:
+    return tuple(operand) if isinstance(operand, list) else operand
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:  # json.loads would silently keep the last one
+            raise ValueError(f"catalogue: duplicate key {key!r}")
+        obj[key] = value
+    return obj
+
+
+def load_catalogue_json(text: str) -> Catalogue:
+    """Parse and validate catalogue JSON text (duplicate keys are an error)."""
+    return Catalogue.from_dict(json.loads(text, object_pairs_hook=_reject_duplicates))
+
+
+@lru_cache(maxsize=1)
+def _default_catalogue() -> Catalogue:
+    text = resources.files("vettra").joinpath(DEFAULT_RESOURCE).read_text(encoding="utf-8")
+    return load_catalogue_json(text)
