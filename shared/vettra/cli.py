@@ -137,8 +137,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from .adapters.sqlite_store import SqliteStore
     from .bootstrap import DB_FILE
     from .domain.audit import verify_chain
-    from .domain.identity import DEFAULT_TENANT
-
     home = _home(args.home)
     keys = LocalKeyStore(home)
     if args.audit_cmd == "export":

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from joserfc import jwt
-from joserfc.jwk import OKPKey
 
 from vettra.adapters.clock import FakeClock
 from vettra.adapters.local_identity import ALGORITHM, LocalIdentity

@@ -49,8 +49,9 @@ def _number(n: int | float) -> str:
     if isinstance(n, bool):  # pragma: no cover - guarded by caller
         raise TypeError("bool is not a number")
     if isinstance(n, int):
-        if abs(n) > MAX_SAFE_INTEGER:
-            raise ValueError(f"integer {n} is outside the exact range ±(2^53-1)")
+        if abs(n) > MAX_SAFE_INTEGER and _number(float(n)) != str(n):
+            raise ValueError(f"integer {n} is outside the exact range ±(2^53-1) "
+                             "and is not how any double prints")
         return str(n)
     if not math.isfinite(n):
         raise ValueError("NaN and Infinity have no JSON form")
@@ -98,11 +99,12 @@ def _emit(value: Any, out: list[str]) -> None:
     elif isinstance(value, (int, float)):
         out.append(_number(value))
     elif isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise TypeError(f"object keys must be strings, found {type(key).__name__}")
         out.append("{")
         first = True
         for key in sorted(value, key=_utf16_key):
-            if not isinstance(key, str):
-                raise TypeError(f"object keys must be strings, found {type(key).__name__}")
             if not first:
                 out.append(",")
             first = False
@@ -121,8 +123,46 @@ def _emit(value: Any, out: list[str]) -> None:
         raise TypeError(f"cannot canonicalise {type(value).__name__}")
 
 
+def _plain(value: Any, depth: int = 0) -> bool:
+    """True when the C encoder's output is already canonical for ``value``.
+
+    ``json.dumps(sort_keys=True, ensure_ascii=False)`` escapes exactly as §3.2.2.2
+    does; it differs from RFC 8785 only for floats (``1e-07``, ``1.0``), for ints
+    beyond 2^53, and for key order when a key holds a character above U+FFFF
+    (code-point vs UTF-16 order). Everything Vettra hashes on the hot path is
+    free of those, so checking is much cheaper than emitting in Python.
+    """
+    if depth > MAX_DEPTH:
+        return False
+    kind = type(value)
+    if kind is str or value is None or kind is bool:
+        return True
+    if kind is int:
+        return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or (not key.isascii() and max(key) > "\uffff"):
+                return False
+            if not _plain(item, depth + 1):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        return all(_plain(item, depth + 1) for item in value)
+    return False
+
+
 def canonical_json(value: Any) -> bytes:
     """Return the RFC 8785 canonical UTF-8 bytes of ``value``."""
+    if _plain(value):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False).encode("utf-8")
+    out: list[str] = []
+    _emit(value, out)
+    return "".join(out).encode("utf-8")
+
+
+def canonical_json_slow(value: Any) -> bytes:
+    """The reference emitter alone (tests compare the fast path against it)."""
     out: list[str] = []
     _emit(value, out)
     return "".join(out).encode("utf-8")
@@ -147,10 +187,14 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _check(value: Any, depth: int, path: str) -> None:
-    if depth > MAX_DEPTH:
+    if isinstance(value, (dict, list)) and depth >= MAX_DEPTH:
         raise MalformedRequest(f"JSON nested deeper than {MAX_DEPTH} levels",
                                errors=[FieldError(path or "$", "too deeply nested")])
-    if isinstance(value, str):
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise MalformedRequest("number overflows a 64-bit float",
+                                   errors=[FieldError(path or "$", "number out of range")])
+    elif isinstance(value, str):
         if _SURROGATE.search(value):
             raise MalformedRequest("string holds a lone UTF-16 surrogate",
                                    errors=[FieldError(path or "$", "lone surrogate")])
@@ -171,6 +215,19 @@ def _check(value: Any, depth: int, path: str) -> None:
             _check(item, depth + 1, f"{path}[{i}]")
 
 
+def _parse_int(text: str) -> int | float:
+    value = int(text)
+    if abs(value) > MAX_SAFE_INTEGER:
+        # A large double is written as ECMAScript prints it, without a fraction
+        # (RFC 8785 Appendix B: 1e20 -> "100000000000000000000"). Accept such text
+        # as that double, so canonical output reads back; any other large integer
+        # would be read differently by different parsers, and _check refuses it.
+        as_float = float(value)
+        if math.isfinite(as_float) and _number(as_float) == str(value):
+            return as_float
+    return value
+
+
 def loads_strict(data: bytes | str) -> Any:
     """Parse untrusted JSON, refusing anything that would not canonicalise."""
     try:
@@ -178,7 +235,8 @@ def loads_strict(data: bytes | str) -> Any:
     except UnicodeDecodeError as exc:
         raise MalformedRequest(f"body is not UTF-8: {exc.reason} at byte {exc.start}") from exc
     try:
-        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_pairs)
+        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_pairs,
+                           parse_int=_parse_int)
     except RecursionError as exc:
         raise MalformedRequest(f"JSON nested deeper than {MAX_DEPTH} levels") from exc
     except ValueError as exc:  # JSONDecodeError is a ValueError
