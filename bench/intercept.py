@@ -1,0 +1,192 @@
+"""Intercept latency and throughput, beside a bare durable SQLite commit.
+
+Measured in one run on this machine, side by side:
+  1. baseline: a bare durable SQLite commit (WAL, synchronous=FULL), one row;
+  2. in-process: the HTTP app's handle() for a LOW intercept (no sockets);
+  3. over local HTTP: `vettra dev` in its own process, a keep-alive client for
+     latency, then N concurrent clients for throughput.
+Targets (issue #2): HTTP p50 <= 3 ms and >= 500 LOW intercepts/s with durable commits.
+Prints numbers and ratios; never fails on timing.
+
+    python bench/intercept.py [--n 2000] [--clients 8] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+LOW_BUNDLE = {"tool": "user.get_profile", "arguments": {"fields": ["name", "email"]}}
+TARGET_P50_MS = 3.0
+TARGET_RPS = 500
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summary(name: str, samples_s: list[float]) -> dict:
+    ms = [s * 1000 for s in samples_s]
+    return {"name": name, "n": len(ms), "p50_ms": pct(ms, 0.50), "p99_ms": pct(ms, 0.99),
+            "mean_ms": statistics.fmean(ms)}
+
+
+def bare_sqlite_commit(tmp: Path, n: int) -> dict:
+    conn = sqlite3.connect(str(tmp / "bare.db"), isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, doc TEXT)")
+    doc = json.dumps(LOW_BUNDLE) * 4
+    samples = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t (doc) VALUES (?)", (doc,))
+        conn.execute("COMMIT")
+        samples.append(time.perf_counter() - t0)
+    conn.close()
+    return summary("bare durable SQLite commit", samples)
+
+
+def in_process(tmp: Path, n: int) -> dict:
+    from vettra.bootstrap import Config, bootstrap
+    from vettra.entrypoints.http.types import Request
+
+    rt = bootstrap(Config(home=tmp / "inproc"))
+    rt.start()
+    token = rt.identity.issue(role="agent", sub="bench", user="alice")
+    body = json.dumps(LOW_BUNDLE).encode()
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    samples = []
+    try:
+        for _ in range(n):
+            req = Request("POST", "/api/actions/intercept", {}, dict(headers), body)
+            t0 = time.perf_counter()
+            resp = rt.app.handle(req)
+            samples.append(time.perf_counter() - t0)
+            assert resp.status == 201, resp.body
+    finally:
+        rt.close()
+    result = summary("intercept in-process (app.handle)", samples)
+    result["per_s"] = n / sum(samples)
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(home: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "vettra.cli", "dev", "--home", str(home),
+                             "--port", str(port), "--log-level", "WARNING"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("vettra dev did not start")
+
+
+def mint(home: Path) -> str:
+    out = subprocess.run([sys.executable, "-m", "vettra.cli", "token", "--home", str(home),
+                          "--role", "agent", "--sub", "bench", "--user", "alice"],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def over_http(tmp: Path, n: int, clients: int, seconds: float) -> tuple[dict, dict]:
+    home = tmp / "http"
+    proc, url = start_server(home)
+    token = mint(home)
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        with httpx.Client(base_url=url, headers=headers) as c:
+            for _ in range(50):  # warm-up
+                c.post("/api/actions/intercept", json=LOW_BUNDLE)
+            samples = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                r = c.post("/api/actions/intercept", json=LOW_BUNDLE)
+                samples.append(time.perf_counter() - t0)
+                assert r.status_code == 201, r.text
+        latency = summary("intercept over local HTTP (1 keep-alive client)", samples)
+
+        count = [0] * clients
+        errors = [0] * clients
+        stop_at = time.monotonic() + seconds
+
+        def worker(i: int) -> None:
+            with httpx.Client(base_url=url, headers=headers) as c:
+                while time.monotonic() < stop_at:
+                    r = c.post("/api/actions/intercept", json=LOW_BUNDLE)
+                    if r.status_code == 201:
+                        count[i] += 1
+                    else:
+                        errors[i] += 1
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - t0
+        throughput = {"name": f"intercept over local HTTP ({clients} concurrent clients)",
+                      "requests": sum(count), "errors": sum(errors), "per_s": sum(count) / elapsed}
+        with httpx.Client(base_url=url, headers={"Authorization": "Bearer " + subprocess.run(
+                [sys.executable, "-m", "vettra.cli", "token", "--home", str(home), "--role", "admin",
+                 "--sub", "bench-admin"], capture_output=True, text=True, check=True).stdout.strip()}) as a:
+            throughput["audit_valid"] = a.get("/api/audit/verify").json()["valid"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return latency, throughput
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        base = bare_sqlite_commit(tmp, args.n)
+        inproc = in_process(tmp, args.n)
+        latency, throughput = over_http(tmp, args.n, args.clients, args.seconds)
+    rows = [base, inproc, latency]
+    print(f"{'measurement':52} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'x bare p50':>11}")
+    for r in rows:
+        print(f"{r['name']:52} {r['n']:>6} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {r['p50_ms'] / base['p50_ms']:>11.2f}")
+    print(f"\nin-process sequential: {inproc['per_s']:.0f} intercepts/s")
+    print(f"{throughput['name']}: {throughput['per_s']:.0f} intercepts/s "
+          f"({throughput['requests']} ok, {throughput['errors']} errors, audit chain valid: {throughput['audit_valid']})")
+    print(f"bare commits/s (1 writer): {1000 / base['mean_ms']:.0f}")
+    print(f"\ntargets: HTTP p50 <= {TARGET_P50_MS} ms -> {'met' if latency['p50_ms'] <= TARGET_P50_MS else 'NOT met'}; "
+          f">= {TARGET_RPS}/s -> {'met' if throughput['per_s'] >= TARGET_RPS else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
