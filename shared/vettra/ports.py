@@ -61,6 +61,33 @@ class PolicyRepository(abc.ABC):
     def activate(self, tenant: str, envelope: dict[str, Any], version: int, digest: str) -> None: ...
 
 
+class DocumentRepository(abc.ABC):
+    """Small documents by collection and id (sessions, step-up enrolments, challenges…).
+
+    Shaped like Firestore: each document is a JSON object with an optional
+    ``owner`` for listing. Inside a unit of work reads and writes are
+    transactional, so read-check-write sequences are safe.
+    """
+
+    @abc.abstractmethod
+    def get(self, collection: str, doc_id: str) -> dict[str, Any] | None: ...
+
+    @abc.abstractmethod
+    def put(self, collection: str, doc_id: str, doc: Mapping[str, Any], *, owner: str | None = None) -> None:
+        """Create or replace."""
+
+    @abc.abstractmethod
+    def create(self, collection: str, doc_id: str, doc: Mapping[str, Any], *, owner: str | None = None) -> None:
+        """Create; :class:`Conflict` if the id exists (single-use markers rely on it)."""
+
+    @abc.abstractmethod
+    def delete(self, collection: str, doc_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def list(self, collection: str, owner: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The owner's documents, oldest first."""
+
+
 class AuditRecorder(abc.ABC):
     @abc.abstractmethod
     def record(self, event: AuditEvent) -> None:
@@ -76,6 +103,7 @@ class UnitOfWork(abc.ABC):
     """One transaction: rolls back on exit unless :meth:`commit` was called."""
 
     actions: ActionRepository
+    docs: DocumentRepository
     idempotency: IdempotencyRepository
     policies: PolicyRepository
     audit: AuditRecorder

@@ -166,3 +166,24 @@ def test_audit_filters(store) -> None:
     assert [e.action_id for e in store.audit_log.entries("default", action_id=a.id)] == [a.id]
     assert [e.seq for e in store.audit_log.entries("default", after=1)] == [2]
     assert [e.seq for e in store.audit_log.entries("default", limit=1)] == [1]
+
+
+def test_documents_crud_and_single_use_create(store) -> None:
+    with store.unit_of_work() as uow:
+        uow.docs.put("sessions", "ses_1", {"n": 1}, owner="alice")
+        uow.docs.put("sessions", "ses_2", {"n": 2}, owner="alice")
+        uow.docs.put("sessions", "ses_3", {"n": 3}, owner="bob")
+        uow.docs.create("used", "code-1", {"at": 1})
+        with pytest.raises(Conflict):
+            uow.docs.create("used", "code-1", {"at": 2})
+        uow.commit()
+    with store.unit_of_work() as uow:
+        assert uow.docs.get("sessions", "ses_1") == {"n": 1}
+        assert [d["n"] for d in uow.docs.list("sessions", "alice")] == [1, 2]
+        uow.docs.put("sessions", "ses_1", {"n": 10}, owner="alice")
+        uow.docs.delete("sessions", "ses_2")
+        uow.commit()
+    with store.unit_of_work(readonly=True) as uow:
+        assert [d["n"] for d in uow.docs.list("sessions", "alice")] == [10]
+        assert uow.docs.get("sessions", "ses_2") is None
+        assert uow.docs.get("used", "code-1") == {"at": 1}

@@ -23,7 +23,8 @@ from typing import Any, Iterator
 from ..domain.actions import PENDING, Action, rfc3339
 from ..domain.audit import GENESIS_HASH, AuditEntry, AuditEvent, link_all
 from ..domain.errors import Conflict, Unavailable
-from ..ports import (ActionRepository, AuditLog, AuditRecorder, IdempotencyRepository,
+from ..ports import (ActionRepository, AuditLog, AuditRecorder, DocumentRepository,
+                     IdempotencyRepository,
                      KeyStore, PolicyRepository, Store, UnitOfWork)
 
 BUSY_TIMEOUT_MS = 10_000
@@ -41,6 +42,10 @@ CREATE TABLE IF NOT EXISTS idempotency (
 CREATE TABLE IF NOT EXISTS policies (
   tenant TEXT NOT NULL, version INTEGER NOT NULL, digest TEXT NOT NULL,
   envelope TEXT NOT NULL, PRIMARY KEY (tenant, version));
+CREATE TABLE IF NOT EXISTS docs (
+  collection TEXT NOT NULL, id TEXT NOT NULL, owner TEXT, doc TEXT NOT NULL,
+  created INTEGER NOT NULL, PRIMARY KEY (collection, id));
+CREATE INDEX IF NOT EXISTS docs_by_owner ON docs (collection, owner, created);
 CREATE TABLE IF NOT EXISTS audit_entries (
   chain TEXT NOT NULL, seq INTEGER NOT NULL, action_id TEXT, user TEXT,
   doc TEXT NOT NULL, PRIMARY KEY (chain, seq));
@@ -103,6 +108,40 @@ class _Actions(ActionRepository):
         return [Action.from_record(json.loads(r[0])) for r in rows]
 
 
+class _Docs(DocumentRepository):
+    def __init__(self, conn: sqlite3.Connection):
+        self._conn = conn
+
+    def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
+        row = self._conn.execute("SELECT doc FROM docs WHERE collection=? AND id=?",
+                                 (collection, doc_id)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, collection: str, doc_id: str, doc: Any, *, owner: str | None = None) -> None:
+        self._conn.execute(
+            "INSERT INTO docs (collection, id, owner, doc, created) VALUES (?,?,?,?,"
+            " (SELECT COALESCE(MAX(created), 0) + 1 FROM docs))"
+            " ON CONFLICT(collection, id) DO UPDATE SET owner=excluded.owner, doc=excluded.doc",
+            (collection, doc_id, owner, _dumps(dict(doc))))
+
+    def create(self, collection: str, doc_id: str, doc: Any, *, owner: str | None = None) -> None:
+        try:
+            self._conn.execute(
+                "INSERT INTO docs (collection, id, owner, doc, created) VALUES (?,?,?,?,"
+                " (SELECT COALESCE(MAX(created), 0) + 1 FROM docs))",
+                (collection, doc_id, owner, _dumps(dict(doc))))
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"{collection}/{doc_id} already exists") from exc
+
+    def delete(self, collection: str, doc_id: str) -> None:
+        self._conn.execute("DELETE FROM docs WHERE collection=? AND id=?", (collection, doc_id))
+
+    def list(self, collection: str, owner: str, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self._conn.execute("SELECT doc FROM docs WHERE collection=? AND owner=?"
+                                  " ORDER BY created LIMIT ?", (collection, owner, limit)).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+
 class _Idempotency(IdempotencyRepository):
     def __init__(self, conn: sqlite3.Connection):
         self._conn = conn
@@ -162,6 +201,7 @@ class SqliteUnitOfWork(UnitOfWork):
             raise Unavailable(f"store did not open a transaction: {exc}") from exc
         self._open = True
         self.actions = _Actions(self._conn)
+        self.docs = _Docs(self._conn)
         self.idempotency = _Idempotency(self._conn)
         self.policies = _Policies(self._conn)
         self.audit = _Recorder()
