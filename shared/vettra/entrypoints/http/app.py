@@ -36,6 +36,10 @@ class Route:
     summary: str = ""
     operation_id: str = ""
     group: str = ""                # which Cloud Function serves it
+    request: str | None = None     # schema name (schemas.REGISTRY) of the JSON body
+    response: str | None = None    # schema name of the 2xx JSON body
+    query: tuple[tuple[str, str, str], ...] = ()   # (name, json type, description)
+    created: bool = False          # may answer 201
 
     @property
     def pattern(self) -> re.Pattern[str]:

@@ -139,9 +139,27 @@ PROBLEM = {
 }
 
 
+#: Every named schema: request bodies, responses and the problem document. Other
+#: route modules add theirs with :func:`register`; the OpenAPI document lists them all.
+REGISTRY: dict[str, dict[str, Any]] = {}
+
+
+def register(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    if REGISTRY.get(name, schema) is not schema:
+        raise ValueError(f"schema {name!r} is registered twice")
+    REGISTRY[name] = schema
+    return schema
+
+
+for _name in ("ID", "APPROVE_REQUEST", "INTERCEPT_REQUEST", "RISK", "ACTION", "ACTION_LIST",
+              "AUDIT_ENTRY", "AUDIT_ENTRIES", "AUDIT_VERIFY", "HEALTH", "POLICY_ENVELOPE",
+              "POLICY_VIEW", "PROBLEM"):
+    register(_name, globals()[_name])
+
+
 @lru_cache(maxsize=None)
 def _validator(name: str) -> Draft202012Validator:
-    return Draft202012Validator(globals()[name])
+    return Draft202012Validator(REGISTRY[name])
 
 
 def _path(error: Any) -> str:
