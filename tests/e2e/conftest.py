@@ -1,0 +1,174 @@
+"""Black-box harness: the real ``vettra`` CLI in subprocesses, driven over HTTP.
+
+Nothing here imports the product. A server is ``vettra dev`` on a free loopback
+port and a temporary home; tokens come only from ``vettra token`` run against
+the same home, exactly as a user would get them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import httpx
+import pytest
+
+BOOT_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 5.0
+CLI_TIMEOUT_S = 30.0
+
+
+def vettra_command() -> list[str]:
+    """The ``vettra`` console script next to this interpreter, else ``python -m vettra.cli``."""
+    script = Path(sys.executable).with_name("vettra")
+    if script.exists() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-m", "vettra.cli"]
+
+
+def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([*vettra_command(), *args], capture_output=True, text=True,
+                          timeout=CLI_TIMEOUT_S)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"vettra {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+def mint(home: Path, role: str, sub: str, user: str | None = None, ttl: int | None = None) -> str:
+    args = ["token", "--home", str(home), "--role", role, "--sub", sub]
+    if user:
+        args += ["--user", user]
+    if ttl is not None:
+        args += ["--ttl", str(ttl)]
+    token = run_cli(*args).stdout.strip()
+    assert token.count(".") == 2, f"vettra token printed {token!r}"
+    return token
+
+
+def mint_many(home: Path, specs: dict[str, tuple]) -> dict[str, str]:
+    """Mint several tokens in parallel subprocesses (each CLI start costs ~0.3 s)."""
+    with ThreadPoolExecutor(max_workers=len(specs)) as pool:
+        futures = {name: pool.submit(mint, home, *spec) for name, spec in specs.items()}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DevServer:
+    """One ``vettra dev`` process; restartable on the same home and port."""
+
+    def __init__(self, home: Path, log_path: Path):
+        self.home = home
+        self.log_path = log_path
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.boots = 0
+
+    def start(self) -> "DevServer":
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        self.boots += 1
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [*vettra_command(), "dev", "--home", str(self.home), "--host", "127.0.0.1",
+             "--port", str(self.port), "--log-level", "WARNING"],
+            stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.wait_healthy()
+        return self
+
+    def wait_healthy(self) -> dict:
+        deadline = time.monotonic() + BOOT_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"vettra dev exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                r = httpx.get(self.url + "/health", timeout=1)
+                if r.status_code == 200:
+                    return r.json()
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"vettra dev not healthy after {BOOT_TIMEOUT_S}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+
+    def terminate(self) -> tuple[int, float]:
+        """SIGTERM; returns (exit code, seconds it took). Fails if it does not exit in time."""
+        assert self.proc is not None
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"vettra dev ignored SIGTERM for {STOP_TIMEOUT_S}s:\n{self.log()}")
+        return code, time.monotonic() - started
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=STOP_TIMEOUT_S)
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def client(self, token: str | None, **kw) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=kw.pop("timeout", 20), **kw)
+
+
+@pytest.fixture
+def dev_server_factory(tmp_path: Path) -> Iterator:
+    """Start ``vettra dev`` processes on fresh homes; SIGTERM them all at teardown."""
+    started: list[DevServer] = []
+
+    def factory(name: str = "home") -> DevServer:
+        server = DevServer(tmp_path / name, tmp_path / f"{name}.log")
+        started.append(server)
+        return server.start()
+
+    yield factory
+    for server in started:
+        if server.running():
+            code, took = server.terminate()
+            assert code == 0, f"vettra dev exited {code} on SIGTERM:\n{server.log()}"
+
+
+def entries_of(admin: httpx.Client) -> list[dict]:
+    """Every audit entry of the tenant, paging with ``after``."""
+    out: list[dict] = []
+    after = 0
+    while True:
+        r = admin.get("/api/audit/entries", params={"after": after, "limit": 1000})
+        assert r.status_code == 200, r.text
+        page = r.json()
+        out.extend(page["entries"])
+        if not page.get("next_after"):
+            return out
+        after = page["next_after"]
+
+
+def chain_length(admin: httpx.Client) -> int:
+    r = admin.get("/api/audit/verify")
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert report["valid"], report
+    return report["length"]
+
+
+def seqs_are_gap_free(entries: Sequence[dict]) -> bool:
+    return [e["seq"] for e in entries] == list(range(1, len(entries) + 1))

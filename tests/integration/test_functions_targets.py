@@ -1,0 +1,142 @@
+"""The Cloud Functions targets, built by functions-framework from functions/main.py.
+
+Each test builds the real Flask app for a target (``functions_framework.create_app``),
+points it at a temporary home (VETTRA_HOME, VETTRA_MODE=local), and talks to it
+with the app's own test client; tokens come from that home's local identity.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import functions_framework
+import pytest
+
+import vettra.entrypoints.functions as functions_entry
+from vettra.adapters.clock import SystemClock
+from vettra.adapters.local_identity import LocalIdentity
+from vettra.adapters.local_keys import LocalKeyStore
+
+from .scenarios import EXPECTED, SEND_EMAIL
+
+SOURCE = Path(__file__).resolve().parents[2] / "functions" / "main.py"
+PROBLEM = "application/problem+json"
+SCENARIO_IDS = ["read-profile", "send-email", "delete-repo", "charge-500", "grant-admin"]
+# functions-framework records the target in os.environ; keep that inside each test
+_FRAMEWORK_ENV = ("FUNCTION_TARGET", "FUNCTION_SIGNATURE_TYPE", "FUNCTION_TRIGGER_TYPE")
+
+
+@pytest.fixture
+def fn_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    home = tmp_path / "fn-home"
+    monkeypatch.setenv("VETTRA_HOME", str(home))
+    monkeypatch.setenv("VETTRA_MODE", "local")
+    monkeypatch.setenv("VETTRA_LOG_LEVEL", "WARNING")
+    for name in _FRAMEWORK_ENV:
+        monkeypatch.setenv(name, "")
+    monkeypatch.setattr(functions_entry, "_runtime", None)  # a fresh lazy runtime per test
+    yield home
+    built = functions_entry._runtime
+    if built is not None:
+        built.close()
+
+
+def _client(target: str) -> Any:
+    app = functions_framework.create_app(target=target, source=str(SOURCE))
+    return app.test_client()
+
+
+def _token(home: Path, role: str, sub: str, user: str | None = None) -> dict[str, str]:
+    keys = LocalKeyStore(home)
+    token = LocalIdentity(keys.identity_signing_key(), SystemClock()).issue(role=role, sub=sub, user=user)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _problem(r: Any, status: int) -> dict:
+    assert r.status_code == status, r.get_data(as_text=True)
+    assert r.headers["Content-Type"] == PROBLEM
+    doc = r.get_json(force=True)
+    assert {"type", "title", "status", "detail"} <= set(doc) and doc["status"] == status
+    return doc
+
+
+def test_no_runtime_is_built_at_import_or_app_creation(fn_home) -> None:
+    _client("intercept")
+    assert functions_entry._runtime is None
+
+
+def test_health_target(fn_home) -> None:
+    r = _client("health").get("/health")
+    assert r.status_code == 200
+    body = r.get_json()
+    assert body["status"] == "ok" and body["store"] == "sqlite" and body["verifier"] in ("wasm", "python")
+    assert (fn_home / "vettra.db").exists()  # VETTRA_HOME was honoured
+
+
+@pytest.mark.parametrize("bundle, status, level, step_up", EXPECTED, ids=SCENARIO_IDS)
+def test_intercept_target_decides_the_scenarios(fn_home, bundle, status, level, step_up) -> None:
+    client = _client("intercept")
+    r = client.post("/api/actions/intercept", json=bundle, headers=_token(fn_home, "agent", "agent-1", "alice"))
+    assert r.status_code in (200, 201), r.get_data(as_text=True)
+    assert r.headers["Content-Type"] == "application/json"
+    body = r.get_json()
+    assert (body["status"], body["risk"]["level"], body["step_up_required"]) == (status, level, step_up)
+    if status == "denied":
+        assert body["reason"]
+
+
+def test_targets_share_one_state(fn_home) -> None:
+    agent = _token(fn_home, "agent", "agent-1", "alice")
+    alice = _token(fn_home, "approver", "alice")
+    aid = _client("intercept").post("/api/actions/intercept", json=SEND_EMAIL, headers=agent).get_json()["action_id"]
+    pending = _client("actions").get("/api/actions/pending", headers=alice).get_json()["actions"]
+    assert [a["action_id"] for a in pending] == [aid]
+    decided = _client("approve").post("/api/actions/approve", json={"action_id": aid, "decision": "approve"},
+                                      headers=alice)
+    assert decided.status_code == 200 and decided.get_json()["status"] == "approved"
+    trail = _client("audit").get(f"/api/audit/action/{aid}", headers=alice).get_json()["entries"]
+    assert [e["type"] for e in trail] == ["action.intercepted", "action.approved"]
+
+
+@pytest.mark.parametrize("target, method, path", [
+    ("actions", "POST", "/api/actions/intercept"),
+    ("intercept", "POST", "/api/actions/approve"),
+    ("intercept", "GET", "/api/audit/verify"),
+    ("audit", "GET", "/api/actions/pending"),
+    ("health", "GET", "/api/policy"),
+    ("policy", "GET", "/health"),
+])
+def test_route_of_another_group_is_404(fn_home, target, method, path) -> None:
+    headers = _token(fn_home, "admin", "root")
+    r = _client(target).open(path, method=method, json=SEND_EMAIL if method == "POST" else None, headers=headers)
+    doc = _problem(r, 404)
+    assert target in doc["detail"]
+
+
+def test_unknown_path_is_404_problem(fn_home) -> None:
+    _problem(_client("actions").get("/api/nothing-here", headers=_token(fn_home, "admin", "root")), 404)
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-a-jwt"}, {"Authorization": "Basic YTpi"}],
+                         ids=["none", "garbage", "basic"])
+def test_no_valid_token_is_401(fn_home, headers) -> None:
+    r = _client("intercept").post("/api/actions/intercept", json=SEND_EMAIL, headers=headers)
+    _problem(r, 401)
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")  # RFC 6750 §3
+
+
+def test_token_of_another_home_is_401(fn_home, tmp_path) -> None:
+    foreign = _token(tmp_path / "elsewhere", "agent", "agent-1", "alice")
+    _problem(_client("intercept").post("/api/actions/intercept", json=SEND_EMAIL, headers=foreign), 401)
+
+
+def test_bad_input_through_a_target(fn_home) -> None:
+    client, agent = _client("intercept"), _token(fn_home, "agent", "agent-1", "alice")
+    big = b'{"tool": "gmail.send_message", "arguments": {"x": "' + b"a" * (300 * 1024) + b'"}}'
+    _problem(client.post("/api/actions/intercept", data=big, content_type="application/json", headers=agent), 413)
+    _problem(client.post("/api/actions/intercept", data=b"{", content_type="application/json", headers=agent), 400)
+    _problem(client.post("/api/actions/intercept", data=b"{}", content_type="text/plain", headers=agent), 415)
+    doc = _problem(client.post("/api/actions/intercept", json={"tool": "gmail.send_message", "arguments": {},
+                                                               "framework": "skynet"}, headers=agent), 422)
+    assert [e["field"] for e in doc["errors"]] == ["framework"]
