@@ -41,18 +41,23 @@ class Runtime:
     identity: Any
     app: Any
     timer: Any = None
+    checkpointer: Any = None
 
     def start(self) -> None:
-        """Start background parts (the timer) and re-arm deadlines from the store."""
+        """Start background parts (timer, checkpointer) and re-arm deadlines from the store."""
         from .services.actions import rearm_timers
 
         if self.timer is not None:
             self.timer.start()
+        if self.checkpointer is not None:
+            self.checkpointer.start()
         rearm_timers(self.deps)
 
     def close(self) -> None:
         if self.timer is not None:
             self.timer.stop()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.deps.store.close()
 
 
@@ -75,9 +80,10 @@ def _local(config: Config, clock: Any) -> Runtime:
     from .entrypoints.http.app import HttpApp
     from .entrypoints.http.routes import ROUTES
     from .services import actions
+    from .services.checkpoints import DEFAULT_EVERY_ENTRIES, DEFAULT_INTERVAL_S, Checkpointer
     from .services.deps import Deps
     from .services.policies import PolicyService
-    from .services.stepup import StepUpGate
+    from .services.stepup import StepUpService, StepUpSettings
 
     config.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     clock = clock or SystemClock()
@@ -86,7 +92,8 @@ def _local(config: Config, clock: Any) -> Runtime:
     timer = LocalTimer(config.home / DB_FILE, clock)
     policies = PolicyService(store, keys, clock)
     deps = Deps(store=store, scheduler=timer, bus=InProcessEventBus(), clock=clock, keys=keys,
-                catalogue=Catalogue.default(), policies=policies, step_up=StepUpGate(),
+                catalogue=Catalogue.default(), policies=policies,
+                step_up=StepUpService(store, clock, StepUpSettings.from_sources(config.extra, os.environ)),
                 settings={"store": "sqlite", "scheduler": "local-timer", "event_bus": "in-process",
                           "identity": "local-jwt", "verifier": "python", "home": str(config.home)})
 
@@ -98,4 +105,9 @@ def _local(config: Config, clock: Any) -> Runtime:
     policies.ensure_default(DEFAULT_TENANT)
     identity = LocalIdentity(keys.identity_signing_key(), clock)
     app = HttpApp(deps, ROUTES, identity, project=config.project)
-    return Runtime(config=config, deps=deps, identity=identity, app=app, timer=timer)
+    checkpointer = Checkpointer(
+        deps, store.known_chains,
+        interval_s=float(config.extra.get("checkpoint_interval_s", DEFAULT_INTERVAL_S)),
+        every_entries=int(config.extra.get("checkpoint_every", DEFAULT_EVERY_ENTRIES)))
+    return Runtime(config=config, deps=deps, identity=identity, app=app, timer=timer,
+                   checkpointer=checkpointer)

@@ -6,7 +6,8 @@
     vettra policy  verify FILE [--home DIR | --pubkey PEM ...]
     vettra policy  pubkey [--home DIR]
     vettra audit   export [--home DIR] [-o FILE]
-    vettra audit   verify FILE [--home DIR]
+    vettra audit   verify FILE --pubkey KEY [--home DIR]
+    vettra audit   pubkey [--home DIR]
 """
 
 from __future__ import annotations
@@ -133,39 +134,9 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from .adapters.local_keys import LocalKeyStore
-    from .adapters.sqlite_store import SqliteStore
-    from .bootstrap import DB_FILE
-    from .domain.audit import verify_chain
-    home = _home(args.home)
-    keys = LocalKeyStore(home)
-    if args.audit_cmd == "export":
-        store = SqliteStore(home / DB_FILE, keys)
-        out = open(args.output, "w") if args.output else sys.stdout
-        try:
-            for entry in store.audit_log.entries(args.tenant):
-                out.write(json.dumps(entry.as_dict(), separators=(",", ":"), ensure_ascii=False) + "\n")
-        finally:
-            if out is not sys.stdout:
-                out.close()
-            store.close()
-        return EXIT_OK
-    entries = []
-    with open(args.file) as fh:
-        for number, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    entries.append(json.loads(line))
-                except ValueError:
-                    print(f"line {number}: not JSON", file=sys.stderr)
-                    return EXIT_FAIL
-    report = verify_chain(entries, keys.audit_hmac_keys())
-    if report.valid:
-        print(f"valid: {report.length} entries, head {report.head_hash}")
-        return EXIT_OK
-    bad = report.first_invalid or {}
-    print(f"invalid at seq {bad.get('seq')}: {bad.get('reason')}", file=sys.stderr)
-    return EXIT_FAIL
+    from .audit_cli import export, pubkey, verify
+
+    return {"export": export, "verify": verify, "pubkey": pubkey}[args.audit_cmd](args, _home)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -207,13 +178,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     aud = sub.add_parser("audit", help="export and verify the audit log")
     asub = aud.add_subparsers(dest="audit_cmd", required=True)
-    exp = asub.add_parser("export", help="write the log as JSON Lines")
+    exp = asub.add_parser("export", help="write the log and its signed checkpoints as JSON Lines")
     exp.add_argument("--home")
     exp.add_argument("--tenant", default=DEFAULT_TENANT)
     exp.add_argument("-o", "--output")
-    av = asub.add_parser("verify", help="verify an exported log with the home's HMAC keys")
+    av = asub.add_parser("verify", help="verify an export offline with only the public key")
     av.add_argument("file")
-    av.add_argument("--home")
+    av.add_argument("--pubkey", action="append",
+                    help="verifier key (signed-note form, or a file holding it); repeatable for rotated keys")
+    av.add_argument("--home", help="also check entry HMACs with this home's keys")
+    av.add_argument("--quiet", action="store_true", help="no progress bar")
+    apk = asub.add_parser("pubkey", help="print the checkpoint verifier key to publish")
+    apk.add_argument("--home")
+    apk.add_argument("--tenant", default=DEFAULT_TENANT)
     aud.set_defaults(func=cmd_audit)
     return parser
 

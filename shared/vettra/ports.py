@@ -122,7 +122,7 @@ class UnitOfWork(abc.ABC):
 
 
 class AuditLog(abc.ABC):
-    """Read side of the audit chains."""
+    """Read side of the audit chains, and their signed checkpoints."""
 
     @abc.abstractmethod
     def entries(self, chain: str, *, after: int = 0, limit: int | None = None,
@@ -131,6 +131,21 @@ class AuditLog(abc.ABC):
     @abc.abstractmethod
     def head(self, chain: str) -> tuple[int, str]:
         """``(seq, hash)`` of the last linked entry; ``(0, GENESIS_HASH)`` when empty."""
+
+    @abc.abstractmethod
+    def tree_state(self, chain: str) -> tuple[int, bytes]:
+        """``(size, RFC 9162 root)`` over the committed entries, consistent with each other."""
+
+    @abc.abstractmethod
+    def entry_hashes(self, chain: str, upto: int) -> list[bytes]:
+        """The raw hashes of entries 1..``upto`` in order (leaves for proofs)."""
+
+    @abc.abstractmethod
+    def add_checkpoint(self, chain: str, size: int, root: bytes, note: str) -> None: ...
+
+    @abc.abstractmethod
+    def checkpoints(self, chain: str) -> list[tuple[int, str]]:
+        """``(size, signed note)`` of every checkpoint, oldest first."""
 
 
 class Store(abc.ABC):
@@ -185,3 +200,11 @@ class KeyStore(abc.ABC):
     @abc.abstractmethod
     def policy_trusted_keys(self) -> dict[str, Any]:
         """Ed25519 public keys trusted to sign policy bundles, by key id."""
+
+    @abc.abstractmethod
+    def checkpoint_signing_key(self) -> Any:
+        """The Ed25519 private key that signs audit checkpoints now."""
+
+    @abc.abstractmethod
+    def checkpoint_public_keys(self) -> list[Any]:
+        """Every checkpoint public key still to be accepted: current first, then retired ones."""

@@ -5,6 +5,8 @@ Layout (created on first use, files mode 0600, folder 0700)::
     keys/audit-hmac.json        {"current": id, "keys": {id: hex}}  HMAC-SHA256 keys
     keys/identity-ed25519.pem   signs local bearer tokens (JWT, RFC 7519)
     keys/policy-ed25519.pem     this home's policy signing key (the operator's)
+    keys/checkpoint-ed25519.pem signs audit checkpoints (C2SP signed notes)
+    keys/checkpoint-retired/*.pem  earlier checkpoint public keys, still accepted
     keys/trusted-policy/*.pem   further Ed25519 public keys trusted to sign policy
 
 Nothing here is ever logged or returned by the API; only key ids are.
@@ -109,6 +111,30 @@ class LocalKeyStore(KeyStore):
     def policy_signing_key(self) -> Ed25519PrivateKey:
         with self._lock:
             return _load_or_create_ed25519(self.dir / "policy-ed25519.pem")
+
+    def checkpoint_signing_key(self) -> Ed25519PrivateKey:
+        with self._lock:
+            return _load_or_create_ed25519(self.dir / "checkpoint-ed25519.pem")
+
+    def checkpoint_public_keys(self) -> list[Ed25519PublicKey]:
+        keys = [self.checkpoint_signing_key().public_key()]
+        retired = self.dir / "checkpoint-retired"
+        for pem in sorted(retired.glob("*.pem")) if retired.is_dir() else []:
+            loaded = serialization.load_pem_public_key(pem.read_bytes())
+            if isinstance(loaded, Ed25519PublicKey):
+                keys.append(loaded)
+        return keys
+
+    def rotate_checkpoint_key(self) -> None:
+        """Retire the current checkpoint key (its public half stays trusted) and start a new one."""
+        current = self.checkpoint_signing_key()
+        retired = self.dir / "checkpoint-retired"
+        retired.mkdir(exist_ok=True, mode=_DIR_MODE)
+        name = secrets.token_hex(4) + ".pem"
+        (retired / name).write_text(public_pem(current.public_key()))
+        with self._lock:
+            (self.dir / "checkpoint-ed25519.pem").unlink()
+            _load_or_create_ed25519(self.dir / "checkpoint-ed25519.pem")
 
     def policy_trusted_keys(self) -> dict[str, Any]:
         from ..domain.policy_bundle import key_id

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import queue
+import time
 import sqlite3
 import threading
 from datetime import datetime
@@ -23,12 +24,16 @@ from typing import Any, Iterator
 from ..domain.actions import PENDING, Action, rfc3339
 from ..domain.audit import GENESIS_HASH, AuditEntry, AuditEvent, link_all
 from ..domain.errors import Conflict, Unavailable
+from ..domain.merkle import CompactRange, leaf_hash
 from ..ports import (ActionRepository, AuditLog, AuditRecorder, DocumentRepository,
                      IdempotencyRepository,
                      KeyStore, PolicyRepository, Store, UnitOfWork)
 
 BUSY_TIMEOUT_MS = 10_000
 POOL_SIZE = 16
+#: The head row is a cache of the last entry (the entries themselves are the truth),
+#: written at most this often per chain: the same budget Firestore gives one document.
+HEAD_PERSIST_INTERVAL_S = 1.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS actions (
@@ -48,11 +53,16 @@ CREATE TABLE IF NOT EXISTS docs (
 CREATE INDEX IF NOT EXISTS docs_by_owner ON docs (collection, owner, created);
 CREATE TABLE IF NOT EXISTS audit_entries (
   chain TEXT NOT NULL, seq INTEGER NOT NULL, action_id TEXT, user TEXT,
-  doc TEXT NOT NULL, PRIMARY KEY (chain, seq));
+  body TEXT NOT NULL, hash TEXT NOT NULL, mac TEXT NOT NULL, prev_hash TEXT NOT NULL,
+  PRIMARY KEY (chain, seq));
+CREATE UNIQUE INDEX IF NOT EXISTS audit_one_successor ON audit_entries (chain, prev_hash);
 CREATE INDEX IF NOT EXISTS audit_by_action ON audit_entries (chain, action_id, seq);
 CREATE INDEX IF NOT EXISTS audit_by_user ON audit_entries (chain, user, seq);
 CREATE TABLE IF NOT EXISTS audit_heads (
-  chain TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT NOT NULL);
+  chain TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT NOT NULL, frontier TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+  chain TEXT NOT NULL, size INTEGER NOT NULL, root TEXT NOT NULL, note TEXT NOT NULL,
+  PRIMARY KEY (chain, size));
 """
 
 
@@ -225,12 +235,16 @@ class SqliteUnitOfWork(UnitOfWork):
         if self._readonly:
             raise RuntimeError("a read-only unit of work cannot commit")
         recorder: _Recorder = self.audit  # type: ignore[assignment]
+        self._persisted: list[str] = []
         if recorder.events:
             recorder._linked = self._link(recorder.events)
         self._conn.execute("COMMIT")
         self._open = False
+        if recorder._linked:
+            self._store._advance(recorder._linked, self._persisted)
 
     def _link(self, events: list[AuditEvent]) -> list[AuditEntry]:
+        """Sequence ``events`` after each chain's committed head (the write lock is held)."""
         conn = self._conn
         assert conn is not None
         key_id, key = self._store.keys.audit_hmac_key()
@@ -239,17 +253,17 @@ class SqliteUnitOfWork(UnitOfWork):
         for event in events:
             by_chain.setdefault(event.chain, []).append(event)
         for chain, chain_events in by_chain.items():
-            row = conn.execute("SELECT seq, hash FROM audit_heads WHERE chain=?", (chain,)).fetchone()
-            head_seq, head_hash = row if row else (0, GENESIS_HASH)
-            entries = link_all(chain_events, head_seq=head_seq, head_hash=head_hash,
+            state = self._store._chain_state(conn, chain)
+            entries = link_all(chain_events, head_seq=state.seq, head_hash=state.hash,
                                key_id=key_id, key=key)
             conn.executemany(
-                "INSERT INTO audit_entries (chain, seq, action_id, user, doc) VALUES (?,?,?,?,?)",
-                [(e.chain, e.seq, e.action_id, e.user, _dumps(e.as_dict())) for e in entries])
-            last = entries[-1]
-            conn.execute("INSERT INTO audit_heads (chain, seq, hash) VALUES (?,?,?)"
-                         " ON CONFLICT(chain) DO UPDATE SET seq=excluded.seq, hash=excluded.hash",
-                         (chain, last.seq, last.hash))
+                "INSERT INTO audit_entries (chain, seq, action_id, user, body, hash, mac, prev_hash)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                [(e.chain, e.seq, e.action_id, e.user, e.body_json, e.hash, e.mac, e.prev_hash)
+                 for e in entries])
+            if state.head_due():
+                self._store._persist_head(conn, chain, state.after(entries))
+                self._persisted.append(chain)
             linked.extend(entries)
         return linked
 
@@ -265,7 +279,7 @@ class _SqliteAuditLog(AuditLog):
 
     def entries(self, chain: str, *, after: int = 0, limit: int | None = None,
                 action_id: str | None = None, user: str | None = None) -> Iterator[AuditEntry]:
-        sql = "SELECT doc FROM audit_entries WHERE chain=? AND seq>?"
+        sql = "SELECT body, hash, mac FROM audit_entries WHERE chain=? AND seq>?"
         params: list[Any] = [chain, after]
         if action_id is not None:
             sql += " AND action_id=?"
@@ -279,18 +293,67 @@ class _SqliteAuditLog(AuditLog):
             params.append(limit)
         conn = self._store._acquire()
         try:
-            for (doc,) in conn.execute(sql, params):
-                yield AuditEntry.from_dict(json.loads(doc))
+            for body, hash_hex, mac_hex in conn.execute(sql, params):
+                yield AuditEntry.from_stored(body, hash_hex, mac_hex)
         finally:
             self._store._release(conn)
 
     def head(self, chain: str) -> tuple[int, str]:
+        with self._store._write_lock:
+            state = self._store._with_state_locked(chain)
+            return state.seq, state.hash
+
+    def tree_state(self, chain: str) -> tuple[int, bytes]:
+        with self._store._write_lock:
+            state = self._store._with_state_locked(chain)
+            return state.tree.size, state.tree.root()
+
+    def entry_hashes(self, chain: str, upto: int) -> list[bytes]:
         conn = self._store._acquire()
         try:
-            row = conn.execute("SELECT seq, hash FROM audit_heads WHERE chain=?", (chain,)).fetchone()
+            rows = conn.execute("SELECT hash FROM audit_entries WHERE chain=? AND seq<=? ORDER BY seq",
+                                (chain, upto)).fetchall()
         finally:
             self._store._release(conn)
-        return (row[0], row[1]) if row else (0, GENESIS_HASH)
+        return [bytes.fromhex(r[0]) for r in rows]
+
+    def add_checkpoint(self, chain: str, size: int, root: bytes, note: str) -> None:
+        with self._store.unit_of_work() as uow:
+            uow._conn.execute(  # type: ignore[attr-defined]
+                "INSERT OR IGNORE INTO audit_checkpoints (chain, size, root, note) VALUES (?,?,?,?)",
+                (chain, size, root.hex(), note))
+            uow.commit()
+
+    def checkpoints(self, chain: str) -> list[tuple[int, str]]:
+        conn = self._store._acquire()
+        try:
+            rows = conn.execute("SELECT size, note FROM audit_checkpoints WHERE chain=? ORDER BY size",
+                                (chain,)).fetchall()
+        finally:
+            self._store._release(conn)
+        return [(r[0], r[1]) for r in rows]
+
+
+class _ChainState:
+    """The committed head of one chain and the right edge of its Merkle tree.
+
+    Kept in memory by the single sequencer (this process, under the write lock),
+    so linking never reads a hot row; rebuilt at start from the last persisted
+    head plus the entries after it.
+    """
+
+    def __init__(self, seq: int, hash_hex: str, tree: CompactRange):
+        self.seq, self.hash, self.tree = seq, hash_hex, tree
+        self.persisted_at = 0.0  # the first commit after start writes the head
+
+    def head_due(self) -> bool:
+        return time.monotonic() - self.persisted_at >= HEAD_PERSIST_INTERVAL_S
+
+    def after(self, entries: list[AuditEntry]) -> tuple[int, str, CompactRange]:
+        tree = CompactRange.from_dict(self.tree.to_dict())
+        for entry in entries:
+            tree.append(leaf_hash(bytes.fromhex(entry.hash)))
+        return entries[-1].seq, entries[-1].hash, tree
 
 
 class SqliteStore(Store):
@@ -309,6 +372,64 @@ class SqliteStore(Store):
         finally:
             self._release(conn)
         self._audit_log = _SqliteAuditLog(self)
+        self._chains: dict[str, _ChainState] = {}
+        self._stored_chains: set[str] | None = None
+        self.head_writes = 0
+
+    # -- the sequencer's state (call with the write lock held) -------------------
+    def _chain_state(self, conn: sqlite3.Connection, chain: str) -> _ChainState:
+        state = self._chains.get(chain)
+        if state is None:
+            row = conn.execute("SELECT seq, hash, frontier FROM audit_heads WHERE chain=?",
+                               (chain,)).fetchone()
+            seq, head = (row[0], row[1]) if row else (0, GENESIS_HASH)
+            tree = CompactRange.from_dict(json.loads(row[2])) if row else CompactRange()
+            for entry_seq, entry_hash in conn.execute(
+                    "SELECT seq, hash FROM audit_entries WHERE chain=? AND seq>? ORDER BY seq",
+                    (chain, seq)):
+                tree.append(leaf_hash(bytes.fromhex(entry_hash)))
+                seq, head = entry_seq, entry_hash
+            state = self._chains[chain] = _ChainState(seq, head, tree)
+        return state
+
+    def _persist_head(self, conn: sqlite3.Connection, chain: str,
+                      head: tuple[int, str, CompactRange]) -> None:
+        seq, hash_hex, tree = head
+        conn.execute("INSERT INTO audit_heads (chain, seq, hash, frontier) VALUES (?,?,?,?)"
+                     " ON CONFLICT(chain) DO UPDATE SET seq=excluded.seq, hash=excluded.hash,"
+                     " frontier=excluded.frontier", (chain, seq, hash_hex, json.dumps(tree.to_dict())))
+        self.head_writes += 1
+
+    def _advance(self, entries: list[AuditEntry], persisted: list[str]) -> None:
+        for entry in entries:
+            state = self._chains[entry.chain]
+            state.tree.append(leaf_hash(bytes.fromhex(entry.hash)))
+            state.seq, state.hash = entry.seq, entry.hash
+        for chain in persisted:
+            self._chains[chain].persisted_at = time.monotonic()
+
+    def known_chains(self) -> list[str]:
+        """Chains with entries: those linked since start and those with a persisted head."""
+        if self._stored_chains is None:
+            conn = self._acquire()
+            try:
+                # a chain's first commit always writes its head row (persisted_at starts at 0)
+                rows = conn.execute("SELECT chain FROM audit_heads").fetchall()
+            finally:
+                self._release(conn)
+            self._stored_chains = {r[0] for r in rows}
+        return sorted(self._stored_chains | set(self._chains))
+
+    def _with_state_locked(self, chain: str) -> _ChainState:
+        """The chain's committed state; the caller holds the write lock."""
+        state = self._chains.get(chain)
+        if state is None:
+            conn = self._acquire()
+            try:
+                state = self._chain_state(conn, chain)
+            finally:
+                self._release(conn)
+        return state
 
     def _acquire(self) -> sqlite3.Connection:
         try:

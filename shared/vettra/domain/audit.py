@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -49,7 +50,11 @@ class AuditEvent:
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """An event placed in its chain: ``seq`` is 1-based and gap-free."""
+    """An event placed in its chain: ``seq`` is 1-based and gap-free.
+
+    ``body_json`` is the exact canonical text that was hashed; it is stored and
+    exported as is, so a verifier hashes bytes instead of re-canonicalising.
+    """
 
     seq: int
     chain: str
@@ -63,6 +68,7 @@ class AuditEntry:
     key_id: str
     hash: str
     mac: str
+    body_json: str = ""
 
     def body(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _BODY_FIELDS}
@@ -73,9 +79,25 @@ class AuditEntry:
         out["mac"] = self.mac
         return out
 
+    def export_line(self) -> str:
+        """One JSON Lines record: ``{"body":<canonical body>,"hash":…,"mac":…}``.
+
+        The body is embedded byte for byte; the fixed-length suffix lets a
+        verifier slice it out without parsing (see :mod:`vettra.domain.audit_verify`).
+        """
+        return f'{{"body":{self.body_json},"hash":"{self.hash}","mac":"{self.mac}"}}'
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "AuditEntry":
-        return cls(**{name: d[name] for name in (*_BODY_FIELDS, "hash", "mac")})
+        body = {name: d[name] for name in _BODY_FIELDS}
+        return cls(**body, hash=d["hash"], mac=d["mac"],
+                   body_json=canonical_json(body).decode("utf-8"))
+
+    @classmethod
+    def from_stored(cls, body_json: str, hash_hex: str, mac_hex: str) -> "AuditEntry":
+        body = json.loads(body_json)
+        return cls(**{name: body[name] for name in _BODY_FIELDS}, hash=hash_hex, mac=mac_hex,
+                   body_json=body_json)
 
 
 def body_hash(body: Mapping[str, Any]) -> str:
@@ -83,7 +105,7 @@ def body_hash(body: Mapping[str, Any]) -> str:
 
 
 def entry_mac(key: bytes, hash_hex: str) -> str:
-    return hmac.new(key, bytes.fromhex(hash_hex), hashlib.sha256).hexdigest()
+    return hmac.digest(key, bytes.fromhex(hash_hex), "sha256").hex()
 
 
 def link(event: AuditEvent, *, seq: int, prev_hash: str, key_id: str, key: bytes) -> AuditEntry:
@@ -91,8 +113,10 @@ def link(event: AuditEvent, *, seq: int, prev_hash: str, key_id: str, key: bytes
     body = {"seq": seq, "chain": event.chain, "type": event.type,
             "action_id": event.action_id, "actor": event.actor, "user": event.user,
             "at": event.at, "data": event.data, "prev_hash": prev_hash, "key_id": key_id}
-    digest = body_hash(body)
-    return AuditEntry(hash=digest, mac=entry_mac(key, digest), **body)
+    body_json = canonical_json(body)
+    digest = hashlib.sha256(body_json).hexdigest()
+    return AuditEntry(hash=digest, mac=entry_mac(key, digest), body_json=body_json.decode("utf-8"),
+                      **body)
 
 
 def link_all(events: Iterable[AuditEvent], *, head_seq: int, head_hash: str,

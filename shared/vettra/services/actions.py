@@ -160,7 +160,7 @@ def decide(deps: Deps, principal: Principal, action_id: str, decision: str,
             raise Conflict(f"action {action_id} is already {action.status}",
                            extra={"status": action.status})
         if status == APPROVED and action.step_up_required:
-            deps.step_up.require(principal, action, step_up_token)
+            deps.step_up.require(principal, action, step_up_token, uow=uow)
         default_reason = "approved by the user" if status == APPROVED else "denied by the user"
         decided = action.decide(status, by=principal.actor, at=now, reason=reason or default_reason)
         uow.actions.update(decided, expected_status=PENDING)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..domain.audit import verify_chain
+from ..domain.audit_verify import Report, verify_entries
+from ..domain.errors import VerificationError
 from ..domain.errors import NotFound
 from ..domain.identity import ADMIN, AGENT, APPROVER, Principal
 from .actions import get_action
+from .checkpoints import verified_checkpoints
 from .deps import Deps
 
 MAX_PAGE = 1000
@@ -44,14 +46,25 @@ def action_entries(deps: Deps, principal: Principal, action_id: str) -> dict[str
 
 
 def verify(deps: Deps, principal: Principal) -> dict[str, Any]:
-    """Walk the tenant's whole chain; report the first bad entry and why (API.md)."""
+    """Walk the tenant's whole chain against its signed checkpoints (API.md §Audit).
+
+    Reports the first bad entry and why: hash mismatch, bad HMAC, broken link,
+    gap, bad checkpoint signature, inconsistent checkpoint, or rollback.
+    """
     principal.require(APPROVER, ADMIN)
-    report = verify_chain((e.as_dict() for e in deps.store.audit_log.entries(principal.tenant)),
-                          deps.keys.audit_hmac_keys())
-    head_seq, _ = deps.store.audit_log.head(principal.tenant)
-    out = report.as_dict()
-    if report.valid and head_seq != report.length:
-        # Entries were removed from the end: the head remembers more than the log holds.
-        out.update(valid=False, first_invalid={"seq": report.length + 1,
-                                               "reason": f"truncated: head says {head_seq} entries, log has {report.length}"})
-    return out
+    chain = principal.tenant
+    try:
+        checkpoints = verified_checkpoints(deps, chain)
+    except VerificationError as exc:
+        size = exc.extra.get("seq", 0)
+        return Report(False, 0, {"seq": size, "reason": exc.detail}).as_dict()
+    report = verify_entries(deps.store.audit_log.entries(chain),
+                            hmac_keys=deps.keys.audit_hmac_keys(), checkpoints=checkpoints)
+    head_seq, _ = deps.store.audit_log.head(chain)
+    if report.valid and head_seq > report.length:
+        # Entries were removed from the end after the sequencer linked them.
+        report.valid = False
+        report.first_invalid = {"seq": report.length + 1,
+                                "reason": f"truncated: the sequencer linked {head_seq} entries, "
+                                          f"the log holds {report.length}"}
+    return report.as_dict()

@@ -8,7 +8,7 @@ from typing import Any
 from ... import __version__
 from ...domain.errors import BadQuery, NotFound
 from ...domain.identity import ADMIN, AGENT, APPROVER, Principal
-from ...services import actions, audit
+from ...services import actions, audit, checkpoints
 from ...services.events import action_topic
 from . import schemas
 from .app import Route
@@ -104,6 +104,34 @@ def audit_action(deps: Any, request: Request, principal: Principal | None) -> Re
     return Response.json(audit.action_entries(deps, principal, request.path_params["action_id"]))
 
 
+def audit_checkpoint(deps: Any, request: Request, principal: Principal | None) -> Response:
+    assert principal is not None
+    return Response.json(checkpoints.latest(deps, principal))
+
+
+def audit_public_key(deps: Any, request: Request, principal: Principal | None) -> Response:
+    assert principal is not None
+    return Response.json(checkpoints.public_keys(deps, principal))
+
+
+def audit_inclusion(deps: Any, request: Request, principal: Principal | None) -> Response:
+    assert principal is not None
+    seq = request.query_int("seq", default=None, low=1, high=2**62)
+    if seq is None:
+        raise BadQuery("query parameter 'seq' is required")
+    tree_size = request.query_int("tree_size", default=None, low=1, high=2**62)
+    return Response.json(checkpoints.inclusion(deps, principal, seq, tree_size))
+
+
+def audit_consistency(deps: Any, request: Request, principal: Principal | None) -> Response:
+    assert principal is not None
+    old = request.query_int("from", default=None, low=1, high=2**62)
+    new = request.query_int("to", default=None, low=1, high=2**62)
+    if old is None or new is None:
+        raise BadQuery("query parameters 'from' and 'to' are required")
+    return Response.json(checkpoints.consistency(deps, principal, old, new))
+
+
 def policy_get(deps: Any, request: Request, principal: Principal | None) -> Response:
     assert principal is not None
     policy = deps.policies.active(principal.tenant)
@@ -154,6 +182,21 @@ ROUTES: list[Route] = [
           "Verify the tenant's audit chain", "verifyAudit", "audit", response="AUDIT_VERIFY"),
     Route("GET", "/api/audit/action/{action_id}", audit_action, ANY_ROLE,
           "The audit entries of one action", "getActionAudit", "audit", response="AUDIT_ENTRIES"),
+    Route("GET", "/api/audit/checkpoint", audit_checkpoint, ANY_ROLE,
+          "The latest signed checkpoint (C2SP tlog-checkpoint signed note)", "getAuditCheckpoint",
+          "audit", response="AUDIT_CHECKPOINT"),
+    Route("GET", "/api/audit/public-key", audit_public_key, ANY_ROLE,
+          "The checkpoint verifier key (signed-note form)", "getAuditPublicKey", "audit",
+          response="AUDIT_PUBLIC_KEY"),
+    Route("GET", "/api/audit/proof/inclusion", audit_inclusion, ANY_ROLE,
+          "RFC 9162 inclusion proof of entry seq in a tree of tree_size", "getInclusionProof", "audit",
+          response="INCLUSION_PROOF",
+          query=(("seq", "integer", "The entry (1-based)"),
+                 ("tree_size", "integer", "Tree size, e.g. a checkpoint's; default the current size"))),
+    Route("GET", "/api/audit/proof/consistency", audit_consistency, ANY_ROLE,
+          "RFC 9162 consistency proof between two tree sizes", "getConsistencyProof", "audit",
+          response="CONSISTENCY_PROOF",
+          query=(("from", "integer", "The older tree size"), ("to", "integer", "The newer tree size"))),
     Route("GET", "/api/policy", policy_get, (ADMIN,),
           "The active signed policy", "getPolicy", "policy", response="POLICY_VIEW"),
     Route("POST", "/api/policy", policy_put, (ADMIN,),
@@ -162,3 +205,11 @@ ROUTES: list[Route] = [
     Route("GET", "/api/openapi.json", openapi, ANY_ROLE,
           "This API's OpenAPI 3.1 document", "getOpenApi", "health"),
 ]
+
+from .routes_tasks import TASK_ROUTES  # noqa: E402
+
+ROUTES += TASK_ROUTES
+
+from .routes_stepup import STEPUP_ROUTES  # noqa: E402
+
+ROUTES += STEPUP_ROUTES

@@ -109,7 +109,8 @@ AUDIT_VERIFY = {
         "first_invalid": {"oneOf": [{"type": "null"},
                                     {"type": "object", "required": ["seq", "reason"],
                                      "properties": {"seq": {"type": "integer"}, "reason": {"type": "string"}}}]},
-        "head_hash": {"type": "string"},
+        "head_hash": {"type": "string"}, "root_hash": {"type": ["string", "null"]},
+        "checkpoints_verified": {"type": "integer"}, "hmac_checked": {"type": "boolean"},
     },
 }
 
@@ -127,6 +128,30 @@ POLICY_ENVELOPE = {
 POLICY_VIEW = {"type": "object", "required": ["policy_id", "version", "digest", "payload"],
                "properties": {"policy_id": {"type": "string"}, "version": {"type": "integer"},
                               "digest": {"type": "string"}, "payload": {"type": "object"}}}
+
+HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+AUDIT_CHECKPOINT = {
+    "type": "object", "required": ["origin", "size", "root_hash", "note", "verifier_key"],
+    "properties": {"origin": {"type": "string"}, "size": {"type": "integer", "minimum": 0},
+                   "root_hash": {"oneOf": [HEX32, {"type": "null"}]},
+                   "note": {"type": ["string", "null"]}, "verifier_key": {"type": "string"}},
+}
+AUDIT_PUBLIC_KEY = {
+    "type": "object", "required": ["origin", "verifier_key", "previous"],
+    "properties": {"origin": {"type": "string"}, "verifier_key": {"type": "string"},
+                   "previous": {"type": "array", "items": {"type": "string"}}},
+}
+INCLUSION_PROOF = {
+    "type": "object", "required": ["seq", "leaf_index", "tree_size", "leaf_hash", "proof", "root_hash"],
+    "properties": {"seq": {"type": "integer"}, "leaf_index": {"type": "integer"},
+                   "tree_size": {"type": "integer"}, "entry_hash": HEX32, "leaf_hash": HEX32,
+                   "proof": {"type": "array", "items": HEX32}, "root_hash": HEX32},
+}
+CONSISTENCY_PROOF = {
+    "type": "object", "required": ["from", "to", "proof", "from_root", "to_root"],
+    "properties": {"from": {"type": "integer"}, "to": {"type": "integer"},
+                   "proof": {"type": "array", "items": HEX32}, "from_root": HEX32, "to_root": HEX32},
+}
 
 PROBLEM = {
     "type": "object", "required": ["type", "title", "status", "detail"],
@@ -153,7 +178,8 @@ def register(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 for _name in ("ID", "APPROVE_REQUEST", "INTERCEPT_REQUEST", "RISK", "ACTION", "ACTION_LIST",
               "AUDIT_ENTRY", "AUDIT_ENTRIES", "AUDIT_VERIFY", "HEALTH", "POLICY_ENVELOPE",
-              "POLICY_VIEW", "PROBLEM"):
+              "POLICY_VIEW", "PROBLEM", "AUDIT_CHECKPOINT", "AUDIT_PUBLIC_KEY", "INCLUSION_PROOF",
+              "CONSISTENCY_PROOF"):
     register(_name, globals()[_name])
 
 

@@ -1,0 +1,193 @@
+"""Streaming verification of an audit chain against its signed checkpoints.
+
+What is checked, entry by entry (the first failure stops the walk and is
+reported with its ``seq`` and why):
+
+- **hash**: SHA-256 of the stored canonical body equals the entry's ``hash``;
+- **link and order**: the body's ``seq`` is the next number and its ``prev_hash``
+  is the previous entry's hash (deletions, insertions and reordering break this);
+- **HMAC** (when the keys are at hand): HMAC-SHA256 over the hash, by ``key_id``;
+- **Merkle** (RFC 9162 §2.1): the root over the first *n* leaves equals every
+  signed checkpoint of size *n*, so a chain rebuilt by someone without the
+  signing key cannot match; a log shorter than a checkpoint was rolled back.
+
+The hot loop hashes bytes and slices the few fields it needs out of the
+canonical text; it never re-serialises JSON. In canonical JSON (RFC 8785) keys
+are sorted, so the top-level members after ``data`` are, in order, ``key_id``,
+``prev_hash``, ``seq``, ``type``, ``user``; they hold only strings and integers,
+and a string can never contain an unescaped quote, so the last occurrence of
+``,"key_id":"`` is the top-level one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from .audit import GENESIS_HASH
+from .checkpoint import Checkpoint
+from .errors import VerificationError
+from .merkle import CompactRange, leaf_hash
+
+_KEY_ID = b',"key_id":"'
+_PREV = b'","prev_hash":"'
+_SEQ = b'","seq":'
+_HASH_HEX = 64
+_EXPORT_PREFIX = '{"body":'
+_EXPORT_SUFFIX_LEN = len(',"hash":"",') + _HASH_HEX + len('"mac":""}') + _HASH_HEX
+
+
+def split_export_line(line: str) -> tuple[bytes, str, str]:
+    """``(body bytes, hash hex, mac hex)`` of one exported record (see ``AuditEntry.export_line``)."""
+    line = line.rstrip("\n")
+    suffix = line[-_EXPORT_SUFFIX_LEN:]
+    if (not line.startswith(_EXPORT_PREFIX) or not suffix.startswith(',"hash":"')
+            or suffix[9 + _HASH_HEX:9 + _HASH_HEX + 9] != '","mac":"' or not suffix.endswith('"}')):
+        raise VerificationError("malformed record: expected {\"body\":…,\"hash\":…,\"mac\":…}")
+    return (line[len(_EXPORT_PREFIX):-_EXPORT_SUFFIX_LEN].encode("utf-8"),
+            suffix[9:9 + _HASH_HEX], suffix[-2 - _HASH_HEX:-2])
+
+
+def _fields(body: bytes) -> tuple[str, str, int]:
+    """``(key_id, prev_hash, seq)`` sliced out of canonical body bytes."""
+    at = body.rfind(_KEY_ID)
+    if at < 0:
+        raise VerificationError("malformed entry: no key_id member")
+    start = at + len(_KEY_ID)
+    end = body.find(_PREV, start)
+    if end < 0:
+        raise VerificationError("malformed entry: no prev_hash member after key_id")
+    key_id = body[start:end].decode("utf-8")
+    prev = body[end + len(_PREV):end + len(_PREV) + _HASH_HEX]
+    seq_at = end + len(_PREV) + _HASH_HEX
+    if body[seq_at:seq_at + len(_SEQ)] != _SEQ:
+        raise VerificationError("malformed entry: no seq member after prev_hash")
+    digits_at = seq_at + len(_SEQ)
+    digits_end = body.find(b",", digits_at)
+    try:
+        seq = int(body[digits_at:digits_end])
+    except ValueError:
+        raise VerificationError("malformed entry: seq is not an integer") from None
+    return key_id, prev.decode("ascii"), seq
+
+
+@dataclass
+class Report:
+    valid: bool
+    length: int
+    first_invalid: dict[str, Any] | None = None
+    head_hash: str = GENESIS_HASH
+    root_hash: str | None = None
+    checkpoints_verified: int = 0
+    hmac_checked: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"valid": self.valid, "length": self.length, "first_invalid": self.first_invalid,
+                "head_hash": self.head_hash, "root_hash": self.root_hash,
+                "checkpoints_verified": self.checkpoints_verified, "hmac_checked": self.hmac_checked}
+
+
+@dataclass
+class LogVerifier:
+    """Feed entries in order with :meth:`add`; :meth:`finish` returns the report.
+
+    ``checkpoints`` must already have had their signatures verified
+    (:func:`vettra.domain.checkpoint.verify_checkpoint`).
+    """
+
+    hmac_keys: Mapping[str, bytes] | None = None
+    checkpoints: Sequence[Checkpoint] = ()
+    count: int = 0
+    prev: str = GENESIS_HASH
+    failure: dict[str, Any] | None = None
+    _tree: CompactRange = field(default_factory=CompactRange)
+    _due: dict[int, list[Checkpoint]] = field(default_factory=dict)
+    _matched: int = 0
+
+    def __post_init__(self) -> None:
+        for cp in self.checkpoints:
+            self._due.setdefault(cp.size, []).append(cp)
+        if 0 in self._due:
+            self._check_roots(0)
+
+    def add(self, body: bytes, hash_hex: str, mac_hex: str) -> bool:
+        """Check one entry; False (and :attr:`failure` set) at the first bad one."""
+        if self.failure is not None:
+            return False
+        expected = self.count + 1
+        try:
+            key_id, prev, seq = _fields(body)
+            if seq != expected:
+                raise VerificationError(f"gap: expected seq {expected}, got {seq}")
+            if prev != self.prev:
+                raise VerificationError(
+                    f"broken link: expected prev_hash {self.prev[:16]}…, got {prev[:16]}…")
+            actual = hashlib.sha256(body).digest()
+            if not hmac.compare_digest(actual.hex(), hash_hex):
+                raise VerificationError(
+                    f"hash mismatch: expected {actual.hex()[:16]}…, got {hash_hex[:16]}…")
+            if self.hmac_keys is not None:
+                key = self.hmac_keys.get(key_id)
+                if key is None:
+                    raise VerificationError(f"unknown HMAC key id {key_id!r}")
+                if not hmac.compare_digest(hmac.digest(key, actual, "sha256").hex(), mac_hex):
+                    raise VerificationError("bad HMAC: the entry was not sealed with the named key")
+        except VerificationError as exc:
+            self.failure = {"seq": expected, "reason": exc.detail}
+            return False
+        self._tree.append(leaf_hash(actual))
+        self.count, self.prev = expected, hash_hex
+        if expected in self._due:
+            return self._check_roots(expected)
+        return True
+
+    def _check_roots(self, size: int) -> bool:
+        root = self._tree.root()
+        for cp in self._due.pop(size):
+            if not hmac.compare_digest(root, cp.root_hash):
+                self.failure = {"seq": max(size, 1), "reason":
+                                f"inconsistent checkpoint: the signed root for size {size} is "
+                                f"{cp.root_hash.hex()[:16]}…, the entries give {root.hex()[:16]}…"}
+                return False
+            self._matched += 1
+        return True
+
+    def finish(self) -> Report:
+        if self.failure is None and self._due:
+            largest = max(self._due)
+            self.failure = {"seq": self.count + 1,
+                            "reason": f"rollback: a signed checkpoint covers {largest} entries, "
+                                      f"the log has {self.count}"}
+        return Report(valid=self.failure is None, length=self.count, first_invalid=self.failure,
+                      head_hash=self.prev, root_hash=self._tree.root().hex(),
+                      checkpoints_verified=self._matched, hmac_checked=self.hmac_keys is not None)
+
+
+def verify_entries(entries: Iterable[Any], *, hmac_keys: Mapping[str, bytes] | None = None,
+                   checkpoints: Sequence[Checkpoint] = ()) -> Report:
+    """Verify stored entries (objects with ``body_json``, ``hash``, ``mac``) or flat dicts."""
+    verifier = LogVerifier(hmac_keys=hmac_keys, checkpoints=checkpoints)
+    for entry in entries:
+        if isinstance(entry, Mapping):
+            from .audit import AuditEntry
+            try:
+                entry = AuditEntry.from_dict(entry)
+            except (KeyError, TypeError, ValueError) as exc:
+                verifier.failure = {"seq": verifier.count + 1, "reason": f"malformed entry: {exc}"}
+                break
+        if not verifier.add(entry.body_json.encode("utf-8"), entry.hash, entry.mac):
+            break
+    return verifier.finish()
+
+
+def parse_export_header(line: str) -> dict[str, Any]:
+    header = json.loads(line)
+    if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
+        raise VerificationError(f"not a Vettra audit export: expected format {EXPORT_FORMAT!r}")
+    return header
+
+
+EXPORT_FORMAT = "vettra.audit-export/v1"

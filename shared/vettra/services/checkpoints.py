@@ -1,0 +1,175 @@
+"""Signed checkpoints and Merkle proofs over each tenant's audit chain.
+
+A checkpoint is the C2SP tlog-checkpoint ``(origin, size, root)`` signed as a
+C2SP signed note with the deployment's Ed25519 key, so anyone holding the
+published verifier key can check the log (RFC 9162 proofs) without trusting us.
+One checkpoint document is written per interval at most, never per request.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from ..domain.checkpoint import (Checkpoint, NoteSigner, NoteVerifier, audit_origin,
+                                 sign_checkpoint, verify_checkpoint)
+from ..domain.errors import BadQuery, VerificationError
+from ..domain.identity import Principal
+from ..domain.merkle import MerkleTree, leaf_hash
+from .deps import Deps
+
+DEFAULT_INTERVAL_S = 1.0
+DEFAULT_EVERY_ENTRIES = 1000
+_POLL_S = 0.1
+
+
+def signer_for(deps: Deps, chain: str) -> NoteSigner:
+    return NoteSigner(audit_origin(chain), deps.keys.checkpoint_signing_key())
+
+
+def verifier_keys(deps: Deps, chain: str) -> list[str]:
+    """Verifier key strings (signed-note form) for ``chain``: current first."""
+    origin = audit_origin(chain)
+    out = []
+    for public in deps.keys.checkpoint_public_keys():
+        raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        from ..domain.checkpoint import _b64, key_id, ALG_ED25519
+        out.append(f"{origin}+{key_id(origin, raw).hex()}+{_b64(bytes([ALG_ED25519]) + raw)}")
+    return out
+
+
+def make_checkpoint(deps: Deps, chain: str) -> str | None:
+    """Sign the current tree if it grew since the last checkpoint; returns the note."""
+    log = deps.store.audit_log
+    size, root = log.tree_state(chain)
+    existing = log.checkpoints(chain)
+    if existing and existing[-1][0] >= size:
+        return None
+    if size == 0:
+        return None
+    note = sign_checkpoint(Checkpoint(audit_origin(chain), size, root), signer_for(deps, chain))
+    log.add_checkpoint(chain, size, root, note)
+    return note
+
+
+def verified_checkpoints(deps: Deps, chain: str) -> list[Checkpoint]:
+    """Every stored checkpoint, signature-checked; a bad one raises with its size."""
+    verifiers = [NoteVerifier(k) for k in verifier_keys(deps, chain)]
+    out = []
+    for size, note in deps.store.audit_log.checkpoints(chain):
+        for verifier in verifiers:
+            try:
+                out.append(verify_checkpoint(note, verifier))
+                break
+            except VerificationError:
+                continue
+        else:
+            raise VerificationError(f"bad checkpoint signature: checkpoint of size {size} "
+                                    "does not verify with any published key",
+                                    extra={"seq": size})
+    return out
+
+
+def latest(deps: Deps, principal: Principal) -> dict[str, Any]:
+    chain = principal.tenant
+    stored = deps.store.audit_log.checkpoints(chain)
+    if not stored:
+        make_checkpoint(deps, chain)
+        stored = deps.store.audit_log.checkpoints(chain)
+    keys = verifier_keys(deps, chain)
+    if not stored:
+        return {"origin": audit_origin(chain), "size": 0, "root_hash": None, "note": None,
+                "verifier_key": keys[0]}
+    size, note = stored[-1]
+    cp = Checkpoint.parse(note.split("\n\n", 1)[0] + "\n")
+    return {"origin": cp.origin, "size": cp.size, "root_hash": cp.root_hash.hex(), "note": note,
+            "verifier_key": keys[0]}
+
+
+def public_keys(deps: Deps, principal: Principal) -> dict[str, Any]:
+    keys = verifier_keys(deps, principal.tenant)
+    return {"origin": audit_origin(principal.tenant), "verifier_key": keys[0], "previous": keys[1:]}
+
+
+def _tree(deps: Deps, chain: str, tree_size: int) -> MerkleTree:
+    size, _ = deps.store.audit_log.tree_state(chain)
+    if tree_size > size:
+        raise BadQuery(f"tree_size {tree_size} is beyond the log's {size} entries")
+    return MerkleTree([leaf_hash(h) for h in deps.store.audit_log.entry_hashes(chain, tree_size)])
+
+
+def inclusion(deps: Deps, principal: Principal, seq: int, tree_size: int | None) -> dict[str, Any]:
+    """RFC 9162 §2.1.3: audit path for entry ``seq`` (leaf index seq-1) in a tree of ``tree_size``."""
+    chain = principal.tenant
+    if tree_size is None:
+        tree_size = deps.store.audit_log.tree_state(chain)[0]
+    if not 1 <= seq <= tree_size:
+        raise BadQuery(f"seq must be 1..tree_size ({tree_size}), found {seq}")
+    tree = _tree(deps, chain, tree_size)
+    entry_hash = deps.store.audit_log.entry_hashes(chain, seq)[-1]
+    return {"seq": seq, "leaf_index": seq - 1, "tree_size": tree_size, "entry_hash": entry_hash.hex(),
+            "leaf_hash": leaf_hash(entry_hash).hex(),
+            "proof": [h.hex() for h in tree.inclusion_proof(seq - 1, tree_size)],
+            "root_hash": tree.root(tree_size).hex()}
+
+
+def consistency(deps: Deps, principal: Principal, old: int, new: int) -> dict[str, Any]:
+    """RFC 9162 §2.1.4: proof that the tree of size ``old`` is a prefix of the tree of size ``new``."""
+    if not 1 <= old <= new:
+        raise BadQuery(f"need 1 <= from <= to, found from={old} to={new}")
+    tree = _tree(deps, principal.tenant, new)
+    return {"from": old, "to": new, "from_root": tree.root(old).hex(), "to_root": tree.root(new).hex(),
+            "proof": [h.hex() for h in tree.consistency_proof(old, new)]}
+
+
+class Checkpointer:
+    """Background signer of the embedded default: every ``interval_s``, or as soon as
+    ``every_entries`` new entries have been linked, whichever comes first."""
+
+    def __init__(self, deps: Deps, chains: Any, *, interval_s: float = DEFAULT_INTERVAL_S,
+                 every_entries: int = DEFAULT_EVERY_ENTRIES):
+        self._deps, self._chains = deps, chains
+        self.interval_s, self.every_entries = interval_s, every_entries
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.signed = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="vettra-checkpointer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._tick(force=True)
+
+    def _run(self) -> None:
+        import time
+
+        last = time.monotonic()
+        while not self._stop.wait(_POLL_S):
+            force = time.monotonic() - last >= self.interval_s
+            if self._tick(force=force):
+                last = time.monotonic()
+            elif force:
+                last = time.monotonic()
+
+    def _tick(self, *, force: bool) -> bool:
+        signed = False
+        for chain in self._chains():
+            log = self._deps.store.audit_log
+            size, _ = log.tree_state(chain)
+            existing = log.checkpoints(chain)
+            last_size = existing[-1][0] if existing else 0
+            if size > last_size and (force or size - last_size >= self.every_entries):
+                try:
+                    if make_checkpoint(self._deps, chain):
+                        self.signed += 1
+                        signed = True
+                except Exception:  # noqa: BLE001 - keep signing other chains; retried next tick
+                    import logging
+                    logging.getLogger("vettra.audit").exception("checkpoint failed", extra={"chain": chain})
+        return signed
