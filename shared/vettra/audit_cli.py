@@ -122,8 +122,11 @@ def verify(args: Any, home_of: Callable[[str | None], Path]) -> int:
         checkpoints, first_entry = [], None
         for line in fh:
             if line.startswith('{"checkpoint":'):
-                note = json.loads(line)["checkpoint"]
-                cp = _open_checkpoint(note, verifiers, header.get("origin"))
+                try:
+                    note = json.loads(line)["checkpoint"]
+                except (ValueError, KeyError, TypeError):
+                    note = None
+                cp = _open_checkpoint(note, verifiers, header.get("origin")) if isinstance(note, str) else None
                 if cp is None:
                     print(f"invalid: bad checkpoint signature on the checkpoint line "
                           f"#{len(checkpoints) + 1}", file=sys.stderr)

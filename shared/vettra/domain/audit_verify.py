@@ -106,6 +106,7 @@ class LogVerifier:
     _tree: CompactRange = field(default_factory=CompactRange)
     _due: dict[int, list[Checkpoint]] = field(default_factory=dict)
     _matched: int = 0
+    _matched_size: int = 0
 
     def __post_init__(self) -> None:
         for cp in self.checkpoints:
@@ -148,11 +149,16 @@ class LogVerifier:
         root = self._tree.root()
         for cp in self._due.pop(size):
             if not hmac.compare_digest(root, cp.root_hash):
-                self.failure = {"seq": max(size, 1), "reason":
-                                f"inconsistent checkpoint: the signed root for size {size} is "
-                                f"{cp.root_hash.hex()[:16]}…, the entries give {root.hex()[:16]}…"}
+                # Without the HMAC key the chain alone cannot say which entry changed:
+                # name the first entry not covered by an earlier matching checkpoint.
+                first = self._matched_size + 1
+                self.failure = {"seq": first, "last_seq": size, "reason":
+                                f"inconsistent checkpoint: entries {first}..{size} do not match the "
+                                f"signed root for size {size} (expected {cp.root_hash.hex()[:16]}…, "
+                                f"the entries give {root.hex()[:16]}…)"}
                 return False
             self._matched += 1
+        self._matched_size = size
         return True
 
     def finish(self) -> Report:

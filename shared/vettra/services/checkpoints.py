@@ -14,7 +14,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 
 from ..domain.checkpoint import (Checkpoint, NoteSigner, NoteVerifier, audit_origin,
-                                 sign_checkpoint, verify_checkpoint)
+                                 ed25519_verifier_key, sign_checkpoint, verify_checkpoint)
 from ..domain.errors import BadQuery, VerificationError
 from ..domain.identity import Principal
 from ..domain.merkle import MerkleTree, leaf_hash
@@ -32,12 +32,9 @@ def signer_for(deps: Deps, chain: str) -> NoteSigner:
 def verifier_keys(deps: Deps, chain: str) -> list[str]:
     """Verifier key strings (signed-note form) for ``chain``: current first."""
     origin = audit_origin(chain)
-    out = []
-    for public in deps.keys.checkpoint_public_keys():
-        raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        from ..domain.checkpoint import _b64, key_id, ALG_ED25519
-        out.append(f"{origin}+{key_id(origin, raw).hex()}+{_b64(bytes([ALG_ED25519]) + raw)}")
-    return out
+    return [ed25519_verifier_key(origin, public.public_bytes(serialization.Encoding.Raw,
+                                                             serialization.PublicFormat.Raw))
+            for public in deps.keys.checkpoint_public_keys()]
 
 
 def make_checkpoint(deps: Deps, chain: str) -> str | None:
