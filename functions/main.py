@@ -38,3 +38,9 @@ def audit(request):
 @functions_framework.http
 def policy(request):
     return handle(request, "policy")
+
+
+@functions_framework.http
+def expire(request):
+    """Cloud Tasks target for expire timers (POST /api/tasks/expire)."""
+    return handle(request, "tasks")

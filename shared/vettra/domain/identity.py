@@ -9,7 +9,11 @@ from .errors import Forbidden
 AGENT = "agent"
 APPROVER = "approver"
 ADMIN = "admin"
-ROLES = (AGENT, APPROVER, ADMIN)
+#: The scheduler calling timer targets (POST /api/tasks/expire). A role of its own so
+#: that no person or agent token can fire expiries, and the local identity can mint
+#: the scheduler's token (it issues only ROLES); no other endpoint admits it.
+SYSTEM = "system"
+ROLES = (AGENT, APPROVER, ADMIN, SYSTEM)
 DEFAULT_TENANT = "default"
 
 
