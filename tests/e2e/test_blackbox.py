@@ -435,7 +435,12 @@ def test_kill_9_under_load_loses_nothing_acknowledged(dev_server_factory) -> Non
     for aid, status in acked.items():
         r = agent.get(f"/api/actions/{aid}")
         assert r.status_code == 200, (aid, r.text)
-        assert r.json()["status"] == decided.get(aid, status), (aid, r.json()["status"])
+        now = r.json()["status"]
+        if aid in decided:
+            assert now == "denied", (aid, now)
+        elif now != status:
+            # a deny that committed just before the kill, its answer lost with the process
+            assert (status, now) == ("pending", "denied") and denials[aid] == 1, (aid, status, now)
         assert intercepted[aid] == 1, aid
     for aid in decided:
         assert denials[aid] == 1, aid
