@@ -113,7 +113,7 @@ def verify(args: Any, home_of: Callable[[str | None], Path]) -> int:
     if args.home:
         from .adapters.local_keys import LocalKeyStore
         hmac_keys = LocalKeyStore(home_of(args.home)).audit_hmac_keys()
-    with open(args.file, encoding="utf-8") as fh:
+    with open(args.file, "rb") as fh:
         try:
             header = parse_export_header(fh.readline())
         except (ValueError, VerificationError) as exc:
@@ -121,7 +121,7 @@ def verify(args: Any, home_of: Callable[[str | None], Path]) -> int:
             return EXIT_INVALID
         checkpoints, first_entry = [], None
         for line in fh:
-            if line.startswith('{"checkpoint":'):
+            if line.startswith(b'{"checkpoint":'):
                 try:
                     note = json.loads(line)["checkpoint"]
                 except (ValueError, KeyError, TypeError):

@@ -99,3 +99,14 @@ def test_any_single_character_change_is_detected(data) -> None:
     if chain[index] == json.loads(text):
         return  # a change that JSON normalises away (e.g. whitespace) is no change
     assert not verify_chain(chain, KEYS).valid
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=200), st.binary(max_size=100))
+def test_fast_hmac_equals_the_standard_library(key, message) -> None:
+    import hashlib
+    import hmac
+
+    from vettra.domain.audit_verify import FastHmac
+
+    assert FastHmac(key).digest(message) == hmac.digest(key, message, hashlib.sha256)
