@@ -170,3 +170,16 @@ class Unavailable(VettraError):
     status = 503
     slug = "unavailable"
     title = "Service unavailable"
+
+
+class TooManyRequests(VettraError):
+    """Rate limited (RFC 6585 §4): ``Retry-After`` says how many seconds to wait."""
+
+    status = 429
+    slug = "too-many-requests"
+    title = "Too many requests"
+
+    def __init__(self, detail: str = "", *, retry_after: int, **kw: Any):
+        kw.setdefault("headers", {"Retry-After": str(int(retry_after))})
+        kw.setdefault("extra", {"retry_after": int(retry_after)})
+        super().__init__(detail, **kw)

@@ -1,26 +1,402 @@
-"""Step-up gate for HIGH approvals (RFC 9470).
+"""Step-up service: enrol a second factor, challenge it, verify it, redeem the grant.
 
-Approving an action that needs step-up requires a step-up token bound to that
-action. This build has no step-up method yet (TOTP and WebAuthn arrive with the
-approvals work), so :meth:`StepUpGate.require` refuses every approval of such an
-action with the RFC 9470 challenge. Denying never needs step-up.
+RFC 9470: approving a ``step_up_required`` action needs a step-up token that is
+fresh (``max_age``), bound to the approving user and to the action's id and
+``args_digest`` (or, for pre-authorisation, to a named purpose), and used once.
+Factors: TOTP (RFC 6238, via pyotp) and WebAuthn passkeys (py_webauthn).
+
+Every state change and its audit event share one unit of work. TOTP secrets live
+only in the store: returned once at enrolment, never logged nor audited. Tokens are
+stored by digest. py_webauthn is imported on first use (it pulls in pyOpenSSL).
 """
 
 from __future__ import annotations
 
-from ..domain.actions import Action
-from ..domain.errors import StepUpRequired
-from ..domain.identity import Principal
+import json
+import secrets
+from datetime import datetime, timedelta
+from typing import Any, Mapping
 
-STEP_UP_MAX_AGE_S = 300
+from ..domain import stepup as rules
+from ..domain.actions import PENDING, Action, rfc3339
+from ..domain.audit import AuditEvent
+from ..domain.errors import (Conflict, FieldError, NotFound, StepUpRequired, TooManyRequests,
+                             ValidationFailed, VerificationError)
+from ..domain.identity import ADMIN, APPROVER, Principal
+from ..domain.stepup import Binding, Failures, Grant, StepUpSettings
+
+PENDING_ENROLMENTS = "stepup_enrolments"
+TOTP_FACTORS = "stepup_totp"
+PASSKEYS = "stepup_passkeys"
+CHALLENGES = "stepup_challenges"
+USED_CHALLENGES = "stepup_challenges_used"
+USED_TOTP_STEPS = "stepup_totp_used"
+FAILURES = "stepup_failures"
+GRANTS = "stepup_grants"
+USED_GRANTS = "stepup_grants_used"
+
+ENROLLED = "stepup.enrolled"
+VERIFIED = "stepup.verified"
+FAILED = "stepup.failed"
+LOCKED_OUT = "stepup.locked_out"
+REDEEMED = "stepup.redeemed"
+
+_ID_BYTES = 16
+_TOKEN_BYTES = 32
 
 
-class StepUpGate:
-    max_age_s = STEP_UP_MAX_AGE_S
+def _new_id(prefix: str) -> str:
+    return prefix + secrets.token_hex(_ID_BYTES)
 
-    def require(self, principal: Principal, action: Action, token: str | None) -> None:
-        detail = ("approving this HIGH-risk action needs a fresh step-up bound to it; "
-                  "no step-up method is available on this server yet")
-        if token:
-            detail = "the step-up token is not valid for this action"
-        raise StepUpRequired(detail, max_age=self.max_age_s)
+
+def _b64(data: bytes) -> str:
+    from base64 import urlsafe_b64encode
+    return urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    from base64 import urlsafe_b64decode
+    return urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _webauthn_json(options: Any) -> dict[str, Any]:
+    from webauthn import options_to_json
+    return json.loads(options_to_json(options))
+
+
+class StepUpService:
+    """What ``deps.step_up`` is: the HTTP routes and ``actions.decide`` call it."""
+
+    def __init__(self, store: Any, clock: Any, settings: StepUpSettings | None = None):
+        self._store = store
+        self._clock = clock
+        self.settings = settings or StepUpSettings()
+
+    @property
+    def max_age_s(self) -> int:
+        return self.settings.max_age_s
+
+    # -- redeeming a grant (RFC 9470) --------------------------------------------------------
+
+    def require(self, principal: Principal, action: Action, token: str | None, *, uow: Any = None) -> None:
+        """Consume a step-up token bound to ``principal`` and ``action`` (id and args_digest).
+
+        Pass the caller's ``uow`` when already inside one, so the redemption commits
+        (or rolls back) with the approval; otherwise it commits on its own.
+        """
+        self._redeem(principal, Binding.for_action(action.id, action.args_digest), token, uow)
+
+    def require_purpose(self, principal: Principal, purpose: str, token: str | None, *,
+                        uow: Any = None) -> None:
+        """Consume a step-up token bound to ``principal`` and ``purpose`` (``preauth:<id>``…)."""
+        self._redeem(principal, Binding.for_purpose(purpose), token, uow)
+
+    def _redeem(self, principal: Principal, binding: Binding, token: str | None, uow: Any) -> None:
+        if not token:
+            raise StepUpRequired(f"{binding.describe()} needs a fresh step-up: POST "
+                                 "/api/approvals/stepup/trigger, then /verify, and send the "
+                                 "step_up_token", max_age=self.max_age_s)
+        if uow is not None:
+            self._redeem_in(uow, principal, binding, token)
+            return
+        with self._store.unit_of_work() as own:
+            self._redeem_in(own, principal, binding, token)
+            own.commit()
+
+    def _redeem_in(self, uow: Any, principal: Principal, binding: Binding, token: str) -> None:
+        now = self._clock.now()
+        grant_id = rules.token_id(token)
+        doc = uow.docs.get(GRANTS, grant_id)
+        if doc is None:
+            raise StepUpRequired("the step-up token is not one this server issued", max_age=self.max_age_s)
+        grant = Grant.from_doc(doc)
+        grant.check(principal.tenant, principal.user, binding, now, self.max_age_s)
+        try:
+            uow.docs.create(USED_GRANTS, grant_id, {"at": now.isoformat()},
+                            owner=rules.owner_key(principal.tenant, principal.user))
+        except Conflict:
+            raise StepUpRequired("the step-up token was already used; step up again",
+                                 max_age=self.max_age_s) from None
+        self._audit(uow, principal, REDEEMED, binding, {"challenge_id": grant.challenge_id,
+                                                        "method": grant.method, "amr": list(grant.amr)})
+
+    # -- enrolment ---------------------------------------------------------------------------
+
+    def enroll(self, principal: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
+        """One endpoint, four steps: start or finish, TOTP or WebAuthn (see docs/step-up.md)."""
+        principal.require(APPROVER, ADMIN)
+        method, enrollment_id = body["method"], body.get("enrollment_id")
+        if enrollment_id is None:
+            return self._start(principal, method, body.get("step_up_token"))
+        if method == rules.TOTP:
+            return self._confirm_totp(principal, enrollment_id, body["code"])
+        return self._finish_webauthn(principal, enrollment_id, body["credential"])
+
+    def _start(self, principal: Principal, method: str, step_up_token: str | None) -> dict[str, Any]:
+        now = self._clock.now()
+        owner = rules.owner_key(principal.tenant, principal.user)
+        enrollment_id = _new_id("enr_")
+        expires_at = now + timedelta(seconds=rules.ENROLLMENT_TTL_S)
+        with self._store.unit_of_work() as uow:
+            if self._methods(uow, owner):
+                # Otherwise a stolen bearer token could enrol the thief's own factor.
+                if not step_up_token:
+                    raise StepUpRequired(
+                        "a step-up method is already enrolled: adding another needs a step-up for "
+                        f"purpose {rules.ENROLL_PURPOSE!r} (send step_up_token)", max_age=self.max_age_s)
+                self._redeem_in(uow, principal, Binding.for_purpose(rules.ENROLL_PURPOSE), step_up_token)
+            pending: dict[str, Any] = {"method": method, "tenant": principal.tenant,
+                                       "user": principal.user, "expires_at": expires_at.isoformat()}
+            if method == rules.TOTP:
+                pending["secret"] = secret = rules.new_totp_secret()
+                answer = {"secret": secret, "digits": rules.TOTP_DIGITS, "period": rules.TOTP_PERIOD_S,
+                          "otpauth_uri": rules.totp(secret).provisioning_uri(name=principal.user)}
+            else:
+                options = self._registration_options(uow, principal, owner)
+                pending["challenge"] = _b64(options.challenge)
+                answer = {"options": _webauthn_json(options)}
+            uow.docs.put(PENDING_ENROLMENTS, enrollment_id, pending, owner=owner)
+            uow.commit()
+        return {"method": method, "enrollment_id": enrollment_id, "expires_at": rfc3339(expires_at),
+                "status": "pending", **answer}
+
+    def _registration_options(self, uow: Any, principal: Principal, owner: str) -> Any:
+        from webauthn import generate_registration_options
+        from webauthn.helpers.structs import (AuthenticatorSelectionCriteria,
+                                              PublicKeyCredentialDescriptor, ResidentKeyRequirement,
+                                              UserVerificationRequirement)
+
+        existing = [PublicKeyCredentialDescriptor(id=_unb64(p["credential_id"]))
+                    for p in uow.docs.list(PASSKEYS, owner)]
+        return generate_registration_options(
+            rp_id=self.settings.rp_id, rp_name=self.settings.rp_name, user_name=principal.user,
+            user_id=rules.user_handle(owner),
+            timeout=rules.WEBAUTHN_TIMEOUT_MS, exclude_credentials=existing,
+            authenticator_selection=AuthenticatorSelectionCriteria(
+                resident_key=ResidentKeyRequirement.PREFERRED,
+                user_verification=UserVerificationRequirement.PREFERRED))
+
+    def _pending_enrolment(self, uow: Any, principal: Principal, enrollment_id: str,
+                           method: str, now: datetime) -> dict[str, Any]:
+        doc = uow.docs.get(PENDING_ENROLMENTS, enrollment_id)
+        if doc is None or (doc["tenant"], doc["user"], doc["method"]) != (principal.tenant, principal.user, method):
+            raise NotFound(f"no pending {method} enrolment {enrollment_id}")
+        if now >= datetime.fromisoformat(doc["expires_at"]):
+            raise Conflict(f"enrolment {enrollment_id} expired at {doc['expires_at']}; start again")
+        return doc
+
+    def _confirm_totp(self, principal: Principal, enrollment_id: str, code: str) -> dict[str, Any]:
+        now = self._clock.now()
+        owner = rules.owner_key(principal.tenant, principal.user)
+        with self._store.unit_of_work() as uow:
+            pending = self._pending_enrolment(uow, principal, enrollment_id, rules.TOTP, now)
+            step = rules.match_totp(pending["secret"], code, now)
+            if step is None:
+                raise ValidationFailed("the code does not match the new secret (check the device clock)",
+                                       errors=[FieldError("code", "does not match the enrolled secret")])
+            uow.docs.create(USED_TOTP_STEPS, f"{owner}:{step}", {"at": now.isoformat()}, owner=owner)
+            uow.docs.put(TOTP_FACTORS, owner, {"secret": pending["secret"], "enrollment_id": enrollment_id,
+                                               "confirmed_at": now.isoformat()}, owner=owner)
+            uow.docs.delete(PENDING_ENROLMENTS, enrollment_id)
+            self._audit(uow, principal, ENROLLED, None, {"method": rules.TOTP, "enrollment_id": enrollment_id})
+            uow.commit()
+        return {"method": rules.TOTP, "enrollment_id": enrollment_id, "status": "active"}
+
+    def _finish_webauthn(self, principal: Principal, enrollment_id: str,
+                         credential: Mapping[str, Any]) -> dict[str, Any]:
+        from webauthn import verify_registration_response
+        from webauthn.helpers.exceptions import WebAuthnException
+
+        now = self._clock.now()
+        owner = rules.owner_key(principal.tenant, principal.user)
+        with self._store.unit_of_work() as uow:
+            pending = self._pending_enrolment(uow, principal, enrollment_id, rules.WEBAUTHN, now)
+            try:
+                verified = verify_registration_response(
+                    credential=dict(credential), expected_challenge=_unb64(pending["challenge"]),
+                    expected_rp_id=self.settings.rp_id, expected_origin=list(self.settings.origins),
+                    require_user_verification=False)
+            except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
+                raise VerificationError(f"the attestation did not verify: {exc}") from None
+            credential_id = _b64(verified.credential_id)
+            try:
+                uow.docs.create(PASSKEYS, credential_id, {
+                    "credential_id": credential_id, "tenant": principal.tenant, "user": principal.user,
+                    "public_key": _b64(verified.credential_public_key), "sign_count": verified.sign_count,
+                    "aaguid": verified.aaguid, "created_at": now.isoformat()}, owner=owner)
+            except Conflict:
+                raise Conflict("this passkey is already registered") from None
+            uow.docs.delete(PENDING_ENROLMENTS, enrollment_id)
+            self._audit(uow, principal, ENROLLED, None, {"method": rules.WEBAUTHN, "enrollment_id": enrollment_id,
+                                                         "credential_id": credential_id, "aaguid": verified.aaguid})
+            uow.commit()
+        return {"method": rules.WEBAUTHN, "enrollment_id": enrollment_id, "status": "active",
+                "credential_id": credential_id}
+
+    # -- challenge ---------------------------------------------------------------------------
+
+    def trigger(self, principal: Principal, action_id: str | None = None,
+                purpose: str | None = None) -> dict[str, Any]:
+        """A challenge for the caller's enrolled factors, bound to an action or a purpose."""
+        principal.require(APPROVER, ADMIN)
+        now = self._clock.now()
+        owner = rules.owner_key(principal.tenant, principal.user)
+        challenge_id = _new_id("stc_")
+        expires_at = now + timedelta(seconds=rules.CHALLENGE_TTL_S)
+        with self._store.unit_of_work() as uow:
+            binding = (self._action_binding(uow, principal, action_id, now) if action_id is not None
+                       else Binding.for_purpose(purpose or rules.GENERIC_PURPOSE))
+            methods = self._methods(uow, owner)
+            if not methods:
+                raise Conflict("no step-up method is enrolled: POST /api/approvals/stepup/enroll first")
+            uow.docs.put(CHALLENGES, challenge_id, {
+                "tenant": principal.tenant, "user": principal.user, "binding": binding.as_dict(),
+                "methods": methods, "created_at": now.isoformat(), "expires_at": expires_at.isoformat()},
+                owner=owner)
+            answer: dict[str, Any] = {"challenge_id": challenge_id, "methods": methods,
+                                      "expires_at": rfc3339(expires_at), "max_age": self.max_age_s,
+                                      **binding.as_dict()}
+            if rules.WEBAUTHN in methods:
+                answer["webauthn"] = self._assertion_options(uow, owner, challenge_id, binding)
+            uow.commit()
+        return answer
+
+    def _action_binding(self, uow: Any, principal: Principal, action_id: str, now: datetime) -> Binding:
+        action = uow.actions.get(action_id)
+        if action is None or (action.tenant, action.user) != (principal.tenant, principal.user):
+            raise NotFound(f"no action {action_id}")
+        if action.status != PENDING or action.overdue(now):
+            raise Conflict(f"action {action_id} is no longer pending")
+        return Binding.for_action(action.id, action.args_digest)
+
+    def _methods(self, uow: Any, owner: str) -> list[str]:
+        methods = [rules.TOTP] if uow.docs.get(TOTP_FACTORS, owner) else []
+        return methods + ([rules.WEBAUTHN] if uow.docs.list(PASSKEYS, owner, limit=1) else [])
+
+    def _assertion_options(self, uow: Any, owner: str, challenge_id: str, binding: Binding) -> dict[str, Any]:
+        from webauthn import generate_authentication_options
+        from webauthn.helpers.structs import PublicKeyCredentialDescriptor, UserVerificationRequirement
+
+        options = generate_authentication_options(
+            rp_id=self.settings.rp_id, challenge=rules.webauthn_challenge(challenge_id, binding),
+            timeout=rules.WEBAUTHN_TIMEOUT_MS, user_verification=UserVerificationRequirement.PREFERRED,
+            allow_credentials=[PublicKeyCredentialDescriptor(id=_unb64(p["credential_id"]))
+                               for p in uow.docs.list(PASSKEYS, owner)])
+        return _webauthn_json(options)
+
+    # -- verification ------------------------------------------------------------------------
+
+    def verify(self, principal: Principal, challenge_id: str, *, code: str | None = None,
+               assertion: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Check one factor against the challenge; on success issue a single-use grant."""
+        principal.require(APPROVER, ADMIN)
+        now = self._clock.now()
+        owner = rules.owner_key(principal.tenant, principal.user)
+        with self._store.unit_of_work() as uow:
+            challenge = self._open_challenge(uow, principal, challenge_id, now)
+            binding = Binding.from_dict(challenge["binding"])
+            if code is not None:
+                method, amr, failure = rules.TOTP, (rules.AMR_OTP,), self._check_totp(uow, owner, code, now)
+            else:
+                method = rules.WEBAUTHN
+                amr, failure = self._check_assertion(uow, owner, challenge_id, binding, assertion or {})
+            if failure is not None:
+                self._record_failure(uow, principal, owner, method, challenge_id, binding, failure, now)
+                uow.commit()
+                raise StepUpRequired(f"step-up failed: {failure}", max_age=self.max_age_s)
+            uow.docs.create(USED_CHALLENGES, challenge_id, {"at": now.isoformat()}, owner=owner)
+            token = rules.TOKEN_PREFIX + secrets.token_urlsafe(_TOKEN_BYTES)
+            expires_at = now + timedelta(seconds=self.max_age_s)
+            grant = Grant(principal.tenant, principal.user, binding, method, amr, challenge_id, now, expires_at)
+            uow.docs.create(GRANTS, rules.token_id(token), grant.to_doc(), owner=owner)
+            self._audit(uow, principal, VERIFIED, binding, {"method": method, "amr": list(amr),
+                                                           "challenge_id": challenge_id,
+                                                           "expires_at": rfc3339(expires_at)})
+            uow.commit()
+        return {"step_up_token": token, "token_type": "step_up", "expires_at": rfc3339(expires_at),
+                "max_age": self.max_age_s, "amr": list(amr), "challenge_id": challenge_id,
+                **binding.as_dict()}
+
+    def _open_challenge(self, uow: Any, principal: Principal, challenge_id: str, now: datetime) -> dict[str, Any]:
+        challenge = uow.docs.get(CHALLENGES, challenge_id)
+        if challenge is None or (challenge["tenant"], challenge["user"]) != (principal.tenant, principal.user):
+            raise NotFound(f"no step-up challenge {challenge_id}")
+        if uow.docs.get(USED_CHALLENGES, challenge_id) is not None:
+            raise StepUpRequired(f"challenge {challenge_id} was already used; trigger a new one",
+                                 max_age=self.max_age_s)
+        if now >= datetime.fromisoformat(challenge["expires_at"]):
+            raise StepUpRequired(f"challenge {challenge_id} expired at {challenge['expires_at']}; "
+                                 "trigger a new one", max_age=self.max_age_s)
+        return challenge
+
+    def _check_totp(self, uow: Any, owner: str, code: str, now: datetime) -> str | None:
+        """None when ``code`` is good and now spent; otherwise why not (a counted failure)."""
+        locked = Failures.from_doc(uow.docs.get(FAILURES, owner)).locked_for(now)
+        if locked:
+            raise TooManyRequests(f"too many failed codes: TOTP verification is locked for {locked} s",
+                                  retry_after=locked)
+        factor = uow.docs.get(TOTP_FACTORS, owner)
+        if factor is None:
+            raise Conflict("no confirmed TOTP enrolment; use another method or enrol TOTP")
+        step = rules.match_totp(factor["secret"], code, now)
+        if step is None:
+            return "the code does not match"
+        try:
+            uow.docs.create(USED_TOTP_STEPS, f"{owner}:{step}", {"at": now.isoformat()}, owner=owner)
+        except Conflict:
+            return "the code was already used"
+        uow.docs.delete(FAILURES, owner)
+        return None
+
+    def _check_assertion(self, uow: Any, owner: str, challenge_id: str, binding: Binding,
+                         assertion: Mapping[str, Any]) -> tuple[tuple[str, ...], str | None]:
+        from webauthn import verify_authentication_response
+        from webauthn.helpers import parse_authentication_credential_json
+        from webauthn.helpers.exceptions import WebAuthnException
+
+        try:
+            credential = parse_authentication_credential_json(dict(assertion))
+        except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
+            raise ValidationFailed("the WebAuthn assertion is not a PublicKeyCredential JSON",
+                                   errors=[FieldError("webauthn", str(exc)[:300])]) from None
+        passkey = uow.docs.get(PASSKEYS, _b64(credential.raw_id))
+        if passkey is None or rules.owner_key(passkey["tenant"], passkey["user"]) != owner:
+            return (), "the passkey is not registered to this user"
+        try:
+            # Counter checked below by the domain rule (§7.2 step 21), so pass 0 here.
+            verified = verify_authentication_response(
+                credential=credential, expected_challenge=rules.webauthn_challenge(challenge_id, binding),
+                expected_rp_id=self.settings.rp_id, expected_origin=list(self.settings.origins),
+                credential_public_key=_unb64(passkey["public_key"]), credential_current_sign_count=0,
+                require_user_verification=False)
+            rules.check_sign_count(int(passkey["sign_count"]), verified.new_sign_count)
+        except (WebAuthnException, ValueError, StepUpRequired) as exc:
+            return (), f"the assertion did not verify: {getattr(exc, 'detail', exc)}"
+        uow.docs.put(PASSKEYS, passkey["credential_id"], {**passkey, "sign_count": verified.new_sign_count,
+                                                          "last_used_at": self._clock.now().isoformat()},
+                     owner=owner)
+        # py_webauthn already refused an assertion without user presence.
+        return rules.amr_for_webauthn(True, verified.user_verified), None
+
+    def _record_failure(self, uow: Any, principal: Principal, owner: str, method: str, challenge_id: str,
+                        binding: Binding, reason: str, now: datetime) -> None:
+        data: dict[str, Any] = {"method": method, "challenge_id": challenge_id, "reason": reason}
+        if method == rules.TOTP:
+            failures = Failures.from_doc(uow.docs.get(FAILURES, owner)).add(now)
+            uow.docs.put(FAILURES, owner, failures.to_doc(), owner=owner)
+            data["recent_failures"] = len(failures.times) or rules.MAX_FAILURES
+            if failures.just_locked:
+                self._audit(uow, principal, FAILED, binding, data)
+                self._audit(uow, principal, LOCKED_OUT, binding, {
+                    "method": method, "locked_until": rfc3339(failures.locked_until),
+                    "failures": rules.MAX_FAILURES, "window_s": rules.FAILURE_WINDOW_S})
+                return
+        self._audit(uow, principal, FAILED, binding, data)
+
+    def _audit(self, uow: Any, principal: Principal, kind: str, binding: Binding | None,
+               data: dict[str, Any]) -> None:
+        if binding is not None:
+            data = {**data, **{k: v for k, v in binding.as_dict().items() if v is not None}}
+        uow.audit.record(AuditEvent(type=kind, chain=principal.tenant, actor=principal.actor,
+                                    at=rfc3339(self._clock.now()), user=principal.user,
+                                    action_id=binding.action_id if binding else None, data=data))

@@ -1,0 +1,135 @@
+"""Step-up routes (API.md §Approvals): enrol a factor, trigger a challenge, verify it.
+
+Thin: validate the body against its registered schema, call ``deps.step_up``
+(:class:`vettra.services.stepup.StepUpService`), answer JSON. Approvers and
+admins only; an agent token gets 403.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...domain.identity import ADMIN, APPROVER, Principal
+from . import schemas
+from .app import Route
+from .types import Request, Response
+
+STEPUP_ROLES = (APPROVER, ADMIN)
+GROUP = "approvals"
+
+CODE = {"type": "string", "pattern": "^[0-9]{6}$", "description": "RFC 6238 TOTP code (6 digits)"}
+PURPOSE = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,200}$",
+           "description": "What the step-up is for when not an action, e.g. preauth:<session_id>"}
+TOKEN = {"type": "string", "minLength": 1, "maxLength": 4096}
+METHOD = {"type": "string", "enum": ["totp", "webauthn"]}
+WEBAUTHN_JSON = {"type": "object", "description": "PublicKeyCredential JSON (WebAuthn L3 toJSON())"}
+NULLABLE_STRING = {"type": ["string", "null"]}
+
+STEPUP_ENROLL_REQUEST = schemas.register("STEPUP_ENROLL_REQUEST", {
+    "description": "Start: {method} (plus step_up_token when a factor is already enrolled). "
+                   "Finish: TOTP {method, enrollment_id, code}; WebAuthn {method, enrollment_id, credential}.",
+    "type": "object",
+    "required": ["method"],
+    "additionalProperties": False,
+    "properties": {"method": METHOD, "enrollment_id": schemas.ID, "code": CODE,
+                   "credential": WEBAUTHN_JSON, "step_up_token": TOKEN},
+    "dependentRequired": {"code": ["enrollment_id"], "credential": ["enrollment_id"]},
+    "allOf": [
+        {"if": {"properties": {"method": {"const": "totp"}}},
+         "then": {"properties": {"credential": False}}},
+        {"if": {"properties": {"method": {"const": "webauthn"}}},
+         "then": {"properties": {"code": False}}},
+        {"if": {"required": ["enrollment_id"]},
+         "then": {"anyOf": [{"required": ["code"]}, {"required": ["credential"]}]}},
+    ],
+})
+
+STEPUP_ENROLLMENT = schemas.register("STEPUP_ENROLLMENT", {
+    "type": "object",
+    "required": ["method", "enrollment_id", "status"],
+    "properties": {
+        "method": METHOD, "enrollment_id": {"type": "string"},
+        "status": {"type": "string", "enum": ["pending", "active"]},
+        "expires_at": {"type": "string", "format": "date-time"},
+        "secret": {"type": "string", "description": "TOTP base32 secret; shown once"},
+        "otpauth_uri": {"type": "string"}, "digits": {"type": "integer"}, "period": {"type": "integer"},
+        "options": {"type": "object", "description": "WebAuthn PublicKeyCredentialCreationOptions JSON"},
+        "credential_id": {"type": "string"},
+    },
+})
+
+STEPUP_TRIGGER_REQUEST = schemas.register("STEPUP_TRIGGER_REQUEST", {
+    "description": "Bind the challenge to one of the caller's pending actions, or to a purpose "
+                   "(default 'generic'); not both.",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"action_id": schemas.ID, "purpose": PURPOSE},
+    "not": {"required": ["action_id", "purpose"]},
+})
+
+STEPUP_CHALLENGE = schemas.register("STEPUP_CHALLENGE", {
+    "type": "object",
+    "required": ["challenge_id", "methods", "expires_at"],
+    "properties": {
+        "challenge_id": {"type": "string"},
+        "methods": {"type": "array", "items": METHOD},
+        "expires_at": {"type": "string", "format": "date-time"},
+        "max_age": {"type": "integer"},
+        "action_id": NULLABLE_STRING, "args_digest": NULLABLE_STRING, "purpose": NULLABLE_STRING,
+        "webauthn": {"type": "object", "description": "PublicKeyCredentialRequestOptions JSON"},
+    },
+})
+
+STEPUP_VERIFY_REQUEST = schemas.register("STEPUP_VERIFY_REQUEST", {
+    "description": "Exactly one of code (TOTP) and webauthn (assertion).",
+    "type": "object",
+    "required": ["challenge_id"],
+    "additionalProperties": False,
+    "properties": {"challenge_id": schemas.ID, "code": CODE, "webauthn": WEBAUTHN_JSON},
+    "oneOf": [{"required": ["code"]}, {"required": ["webauthn"]}],
+})
+
+STEPUP_TOKEN = schemas.register("STEPUP_TOKEN", {
+    "type": "object",
+    "required": ["step_up_token", "expires_at", "amr"],
+    "properties": {
+        "step_up_token": {"type": "string"}, "token_type": {"type": "string"},
+        "expires_at": {"type": "string", "format": "date-time"}, "max_age": {"type": "integer"},
+        "amr": {"type": "array", "items": {"type": "string"}, "description": "RFC 8176 values"},
+        "challenge_id": {"type": "string"},
+        "action_id": NULLABLE_STRING, "args_digest": NULLABLE_STRING, "purpose": NULLABLE_STRING,
+    },
+})
+
+
+def enroll(deps: Any, request: Request, principal: Principal | None) -> Response:
+    assert principal is not None
+    body = schemas.validate("STEPUP_ENROLL_REQUEST", request.json())
+    return Response.json(deps.step_up.enroll(principal, body))
+
+
+def trigger(deps: Any, request: Request, principal: Principal | None) -> Response:
+    assert principal is not None
+    body = schemas.validate("STEPUP_TRIGGER_REQUEST", request.json())
+    return Response.json(deps.step_up.trigger(principal, action_id=body.get("action_id"),
+                                              purpose=body.get("purpose")))
+
+
+def verify(deps: Any, request: Request, principal: Principal | None) -> Response:
+    assert principal is not None
+    body = schemas.validate("STEPUP_VERIFY_REQUEST", request.json())
+    return Response.json(deps.step_up.verify(principal, body["challenge_id"], code=body.get("code"),
+                                             assertion=body.get("webauthn")))
+
+
+STEPUP_ROUTES: list[Route] = [
+    Route("POST", "/api/approvals/stepup/enroll", enroll, STEPUP_ROLES,
+          "Enrol a step-up factor (TOTP or a WebAuthn passkey): start, then confirm",
+          "enrollStepUp", GROUP, request="STEPUP_ENROLL_REQUEST", response="STEPUP_ENROLLMENT"),
+    Route("POST", "/api/approvals/stepup/trigger", trigger, STEPUP_ROLES,
+          "A step-up challenge bound to one of the caller's actions or to a purpose",
+          "triggerStepUp", GROUP, request="STEPUP_TRIGGER_REQUEST", response="STEPUP_CHALLENGE"),
+    Route("POST", "/api/approvals/stepup/verify", verify, STEPUP_ROLES,
+          "Answer a challenge; returns a single-use step-up token (RFC 9470)",
+          "verifyStepUp", GROUP, request="STEPUP_VERIFY_REQUEST", response="STEPUP_TOKEN"),
+]
