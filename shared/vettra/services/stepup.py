@@ -7,12 +7,11 @@ Factors: TOTP (RFC 6238, via pyotp) and WebAuthn passkeys (py_webauthn).
 
 Every state change and its audit event share one unit of work. TOTP secrets live
 only in the store: returned once at enrolment, never logged nor audited. Tokens are
-stored by digest. py_webauthn is imported on first use (it pulls in pyOpenSSL).
+stored by digest. The WebAuthn ceremonies are in :mod:`.passkeys`, loaded on first use.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 from datetime import datetime, timedelta
 from typing import Any, Mapping
@@ -21,7 +20,7 @@ from ..domain import stepup as rules
 from ..domain.actions import PENDING, Action, rfc3339
 from ..domain.audit import AuditEvent
 from ..domain.errors import (Conflict, FieldError, NotFound, StepUpRequired, TooManyRequests,
-                             ValidationFailed, VerificationError)
+                             ValidationFailed)
 from ..domain.identity import ADMIN, APPROVER, Principal
 from ..domain.stepup import Binding, Failures, Grant, StepUpSettings
 
@@ -49,19 +48,9 @@ def _new_id(prefix: str) -> str:
     return prefix + secrets.token_hex(_ID_BYTES)
 
 
-def _b64(data: bytes) -> str:
-    from base64 import urlsafe_b64encode
-    return urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    from base64 import urlsafe_b64decode
-    return urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _webauthn_json(options: Any) -> dict[str, Any]:
-    from webauthn import options_to_json
-    return json.loads(options_to_json(options))
+def _passkeys() -> Any:
+    from . import passkeys  # py_webauthn (and pyOpenSSL) load on first passkey use only
+    return passkeys
 
 
 class StepUpService:
@@ -152,29 +141,14 @@ class StepUpService:
                 answer = {"secret": secret, "digits": rules.TOTP_DIGITS, "period": rules.TOTP_PERIOD_S,
                           "otpauth_uri": rules.totp(secret).provisioning_uri(name=principal.user)}
             else:
-                options = self._registration_options(uow, principal, owner)
-                pending["challenge"] = _b64(options.challenge)
-                answer = {"options": _webauthn_json(options)}
+                existing = [p["credential_id"] for p in uow.docs.list(PASSKEYS, owner)]
+                pending["challenge"], options = _passkeys().registration_options(
+                    self.settings, principal.user, rules.user_handle(owner), existing)
+                answer = {"options": options}
             uow.docs.put(PENDING_ENROLMENTS, enrollment_id, pending, owner=owner)
             uow.commit()
         return {"method": method, "enrollment_id": enrollment_id, "expires_at": rfc3339(expires_at),
                 "status": "pending", **answer}
-
-    def _registration_options(self, uow: Any, principal: Principal, owner: str) -> Any:
-        from webauthn import generate_registration_options
-        from webauthn.helpers.structs import (AuthenticatorSelectionCriteria,
-                                              PublicKeyCredentialDescriptor, ResidentKeyRequirement,
-                                              UserVerificationRequirement)
-
-        existing = [PublicKeyCredentialDescriptor(id=_unb64(p["credential_id"]))
-                    for p in uow.docs.list(PASSKEYS, owner)]
-        return generate_registration_options(
-            rp_id=self.settings.rp_id, rp_name=self.settings.rp_name, user_name=principal.user,
-            user_id=rules.user_handle(owner),
-            timeout=rules.WEBAUTHN_TIMEOUT_MS, exclude_credentials=existing,
-            authenticator_selection=AuthenticatorSelectionCriteria(
-                resident_key=ResidentKeyRequirement.PREFERRED,
-                user_verification=UserVerificationRequirement.PREFERRED))
 
     def _pending_enrolment(self, uow: Any, principal: Principal, enrollment_id: str,
                            method: str, now: datetime) -> dict[str, Any]:
@@ -204,25 +178,16 @@ class StepUpService:
 
     def _finish_webauthn(self, principal: Principal, enrollment_id: str,
                          credential: Mapping[str, Any]) -> dict[str, Any]:
-        from webauthn import verify_registration_response
-        from webauthn.helpers.exceptions import WebAuthnException
-
         now = self._clock.now()
         owner = rules.owner_key(principal.tenant, principal.user)
         with self._store.unit_of_work() as uow:
             pending = self._pending_enrolment(uow, principal, enrollment_id, rules.WEBAUTHN, now)
-            try:
-                verified = verify_registration_response(
-                    credential=dict(credential), expected_challenge=_unb64(pending["challenge"]),
-                    expected_rp_id=self.settings.rp_id, expected_origin=list(self.settings.origins),
-                    require_user_verification=False)
-            except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
-                raise VerificationError(f"the attestation did not verify: {exc}") from None
-            credential_id = _b64(verified.credential_id)
+            verified = _passkeys().verify_registration(self.settings, credential, pending["challenge"])
+            credential_id = verified.credential_id
             try:
                 uow.docs.create(PASSKEYS, credential_id, {
                     "credential_id": credential_id, "tenant": principal.tenant, "user": principal.user,
-                    "public_key": _b64(verified.credential_public_key), "sign_count": verified.sign_count,
+                    "public_key": verified.public_key, "sign_count": verified.sign_count,
                     "aaguid": verified.aaguid, "created_at": now.isoformat()}, owner=owner)
             except Conflict:
                 raise Conflict("this passkey is already registered") from None
@@ -274,15 +239,8 @@ class StepUpService:
         return methods + ([rules.WEBAUTHN] if uow.docs.list(PASSKEYS, owner, limit=1) else [])
 
     def _assertion_options(self, uow: Any, owner: str, challenge_id: str, binding: Binding) -> dict[str, Any]:
-        from webauthn import generate_authentication_options
-        from webauthn.helpers.structs import PublicKeyCredentialDescriptor, UserVerificationRequirement
-
-        options = generate_authentication_options(
-            rp_id=self.settings.rp_id, challenge=rules.webauthn_challenge(challenge_id, binding),
-            timeout=rules.WEBAUTHN_TIMEOUT_MS, user_verification=UserVerificationRequirement.PREFERRED,
-            allow_credentials=[PublicKeyCredentialDescriptor(id=_unb64(p["credential_id"]))
-                               for p in uow.docs.list(PASSKEYS, owner)])
-        return _webauthn_json(options)
+        return _passkeys().assertion_options(self.settings, rules.webauthn_challenge(challenge_id, binding),
+                                             [p["credential_id"] for p in uow.docs.list(PASSKEYS, owner)])
 
     # -- verification ------------------------------------------------------------------------
 
@@ -350,29 +308,19 @@ class StepUpService:
 
     def _check_assertion(self, uow: Any, owner: str, challenge_id: str, binding: Binding,
                          assertion: Mapping[str, Any]) -> tuple[tuple[str, ...], str | None]:
-        from webauthn import verify_authentication_response
-        from webauthn.helpers import parse_authentication_credential_json
-        from webauthn.helpers.exceptions import WebAuthnException
-
-        try:
-            credential = parse_authentication_credential_json(dict(assertion))
-        except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
-            raise ValidationFailed("the WebAuthn assertion is not a PublicKeyCredential JSON",
-                                   errors=[FieldError("webauthn", str(exc)[:300])]) from None
-        passkey = uow.docs.get(PASSKEYS, _b64(credential.raw_id))
+        passkeys = _passkeys()
+        credential_id, credential = passkeys.parse_assertion(assertion)
+        passkey = uow.docs.get(PASSKEYS, credential_id)
         if passkey is None or rules.owner_key(passkey["tenant"], passkey["user"]) != owner:
             return (), "the passkey is not registered to this user"
         try:
-            # Counter checked below by the domain rule (§7.2 step 21), so pass 0 here.
-            verified = verify_authentication_response(
-                credential=credential, expected_challenge=rules.webauthn_challenge(challenge_id, binding),
-                expected_rp_id=self.settings.rp_id, expected_origin=list(self.settings.origins),
-                credential_public_key=_unb64(passkey["public_key"]), credential_current_sign_count=0,
-                require_user_verification=False)
-            rules.check_sign_count(int(passkey["sign_count"]), verified.new_sign_count)
-        except (WebAuthnException, ValueError, StepUpRequired) as exc:
-            return (), f"the assertion did not verify: {getattr(exc, 'detail', exc)}"
-        uow.docs.put(PASSKEYS, passkey["credential_id"], {**passkey, "sign_count": verified.new_sign_count,
+            verified = passkeys.verify_assertion(self.settings, credential,
+                                                 rules.webauthn_challenge(challenge_id, binding),
+                                                 passkey["public_key"])
+            rules.check_sign_count(int(passkey["sign_count"]), verified.sign_count)
+        except StepUpRequired as exc:
+            return (), exc.detail
+        uow.docs.put(PASSKEYS, passkey["credential_id"], {**passkey, "sign_count": verified.sign_count,
                                                           "last_used_at": self._clock.now().isoformat()},
                      owner=owner)
         # py_webauthn already refused an assertion without user presence.
