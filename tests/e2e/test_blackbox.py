@@ -120,9 +120,6 @@ def test_high_risk_needs_step_up_then_deny_reaches_the_agent(product) -> None:
     assert again.status_code == 409 and again.headers["content-type"] == PROBLEM
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a decision conflict's problem document says "
-                   "\"status\": \"denied\" (the action's status, from Conflict(extra={'status': ...}) in "
-                   "services/actions.decide) where RFC 9457 requires the HTTP status number 409")
 def test_decision_conflict_is_a_valid_problem_document(product) -> None:
     aid = product.agent.post(INTERCEPT, json=SEND_EMAIL).json()["action_id"]
     assert product.alice.post(APPROVE, json={"action_id": aid, "decision": "deny"}).status_code == 200
@@ -484,10 +481,6 @@ def test_audit_export_then_verify_and_tamper(product, tmp_path: Path) -> None:
 
 # -- first use of a home from several processes ---------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="bug: LocalKeyStore creates keys check-then-write with one shared "
-                   ".tmp name, so processes using a fresh home at once (parallel `vettra token`, or "
-                   "`vettra token` while `vettra dev` boots) each generate a key, one overwrites the "
-                   "others (their tokens are then rejected) or crash with FileNotFoundError on os.replace")
 def test_parallel_first_use_of_a_home(tmp_path: Path) -> None:
     for trial in range(3):  # the race is likely, not certain, on any one fresh home
         home = tmp_path / f"fresh-{trial}"

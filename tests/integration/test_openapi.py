@@ -330,9 +330,6 @@ def test_problem_schema_is_the_one_the_server_uses(doc) -> None:
                     (method, path, code)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the 409 for deciding an already-decided action carries "
-                   "\"status\": \"approved\" (the action status, via Conflict(extra={'status': ...})) "
-                   "so it fails the PROBLEM schema's integer status (RFC 9457 §3.1.3)")
 def test_decision_conflict_matches_problem_schema(doc, agent, alice) -> None:
     aid = agent.post("/api/actions/intercept", json=SEND_EMAIL).json()["action_id"]
     assert alice.post("/api/actions/approve", json={"action_id": aid, "decision": "approve"}).status_code == 200

@@ -32,9 +32,9 @@ _DIR_MODE = 0o700
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    """Create ``path`` with 0600 atomically, never readable by others even briefly."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _PRIVATE_MODE)
+    """Replace ``path`` with 0600 contents atomically (used for rotation)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _PRIVATE_MODE)
     try:
         os.write(fd, data)
         os.fsync(fd)
@@ -43,16 +43,41 @@ def _write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _create_once(path: Path, data: bytes) -> bytes:
+    """Create ``path`` with ``data`` unless it exists; return what ``path`` holds.
+
+    Several processes may use a fresh home at once (``vettra dev`` booting while
+    ``vettra token`` runs): the file is written completely under a unique name and
+    then hard-linked into place, which fails if another process got there first,
+    so everyone ends up with the same key and no one sees half a file.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _PRIVATE_MODE)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_bytes()
+
+
 def _load_or_create_ed25519(path: Path) -> Ed25519PrivateKey:
     if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"{path.name}: expected an Ed25519 private key, found {type(key).__name__}")
-        return key
-    key = Ed25519PrivateKey.generate()
-    _write_private(path, key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+        data = path.read_bytes()
+    else:
+        fresh = Ed25519PrivateKey.generate()
+        data = _create_once(path, fresh.private_bytes(serialization.Encoding.PEM,
+                                                      serialization.PrivateFormat.PKCS8,
+                                                      serialization.NoEncryption()))
+    key = serialization.load_pem_private_key(data, password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path.name}: expected an Ed25519 private key, found {type(key).__name__}")
     return key
 
 
@@ -76,13 +101,11 @@ class LocalKeyStore(KeyStore):
         with self._lock:
             if self._hmac is None:
                 path = self.dir / "audit-hmac.json"
-                if path.exists():
-                    self._hmac = json.loads(path.read_text())
-                else:
+                if not path.exists():
                     key_id = "hk_" + secrets.token_hex(4)
-                    self._hmac = {"current": key_id,
-                                  "keys": {key_id: secrets.token_hex(HMAC_KEY_BYTES)}}
-                    _write_private(path, json.dumps(self._hmac).encode())
+                    fresh = {"current": key_id, "keys": {key_id: secrets.token_hex(HMAC_KEY_BYTES)}}
+                    _create_once(path, json.dumps(fresh).encode())
+                self._hmac = json.loads(path.read_text())
             return self._hmac
 
     def audit_hmac_key(self) -> tuple[str, bytes]:

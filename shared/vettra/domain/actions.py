@@ -86,7 +86,7 @@ class Action:
             raise ValueError(f"not a decision: {status!r}")
         if self.status != PENDING:
             raise Conflict(f"action {self.id} is already {self.status}",
-                           extra={"status": self.status})
+                           extra={"action_status": self.status})
         return replace(self, status=status, decided_by=by, decided_at=at,
                        reason=reason if reason is not None else self.reason)
 

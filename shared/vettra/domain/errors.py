@@ -50,7 +50,8 @@ class VettraError(Exception):
                                 "status": self.status, "detail": self.detail}
         if self.errors:
             body["errors"] = [e.as_dict() for e in self.errors]
-        body.update(self.extra)
+        for key, value in self.extra.items():
+            body.setdefault(key, value)  # never overwrite the RFC 9457 members
         return body
 
 

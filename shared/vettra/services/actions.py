@@ -155,10 +155,10 @@ def decide(deps: Deps, principal: Principal, action_id: str, decision: str,
             uow.commit()
             _after_decision(deps, expired)
             raise Conflict(f"action {action_id} expired at {rfc3339(action.expires_at)}",
-                           extra={"status": EXPIRED})
+                           extra={"action_status": EXPIRED})
         if action.status != PENDING:
             raise Conflict(f"action {action_id} is already {action.status}",
-                           extra={"status": action.status})
+                           extra={"action_status": action.status})
         if status == APPROVED and action.step_up_required:
             deps.step_up.require(principal, action, step_up_token, uow=uow)
         default_reason = "approved by the user" if status == APPROVED else "denied by the user"
