@@ -299,12 +299,7 @@ def _check_answers(doc: dict, route: Any, answers: list[httpx.Response]) -> set[
     return statuses
 
 
-_MERKLE_SPLIT_BUG = pytest.mark.xfail(
-    strict=True, reason="bug: domain/merkle._split(n) returns n itself when n is a power of two "
-    "(1 << (n.bit_length() - 1)); RFC 9162 §2.1.1 needs the largest power of two strictly below n, "
-    "so every inclusion/consistency proof over a subtree of 2^k leaves slices an empty range and "
-    "the endpoint answers 500 (IndexError in _level_root)")
-_KNOWN_BUGS = {"getInclusionProof": _MERKLE_SPLIT_BUG, "getConsistencyProof": _MERKLE_SPLIT_BUG}
+_KNOWN_BUGS: dict = {}
 
 
 @pytest.mark.parametrize("route", [pytest.param(r, marks=_KNOWN_BUGS.get(r.operation_id, ()))

@@ -16,12 +16,12 @@ from ..domain.actions import (ALLOWED, APPROVED, DENIED, EXPIRED, PENDING, Actio
                               new_action_id, rfc3339)
 from ..domain.bundle import parse_bundle
 from ..domain.canonical import sha256_digest
-from ..domain.errors import Conflict, NotFound
+from ..domain.errors import Conflict, Forbidden, NotFound
 from ..domain.identity import ADMIN, AGENT, APPROVER, Principal
 from ..domain.policy import evaluate
 from ..domain.risk import assess
 from .deps import Deps
-from .events import ACTION_CREATED, ACTION_DECIDED, publish_action
+from .events import ACTION_CREATED, ACTION_DECIDED, ACTIONS_TOPIC, publish_action
 
 EXPIRE_KIND = "expire"
 MAX_PENDING_LIST = 500
@@ -62,7 +62,7 @@ def intercept(deps: Deps, principal: Principal, body: Any,
         framework=bundle.framework, risk=risk.as_dict(), status=status,
         step_up_required=decision.outcome == "require_step_up", created_at=now,
         policy={"id": policy.policy_id, "version": policy.version, "rule_id": decision.rule_id,
-                "outcome": decision.outcome},
+                "outcome": decision.outcome, **_quorum_policy(decision)},
         reason=decision.reason, session_id=bundle.session_id, resource=bundle.resource,
         context=bundle.context, call_id=bundle.call_id, expires_at=expires_at,
         on_expiry=getattr(decision, "on_expiry", None) or DENIED,
@@ -81,6 +81,8 @@ def intercept(deps: Deps, principal: Principal, body: Any,
                     raise Conflict("Idempotency-Key refers to a missing action")
                 return Intercepted(earlier, created=False)
             uow.idempotency.put(scope, idempotency_key, request_digest, action.id)
+        if bundle.session_id:
+            action = _apply_session(uow, principal, action, bundle.session_id, now, decision, risk)
         uow.actions.add(action)
         uow.audit.record(audit.AuditEvent(
             type=audit.ACTION_INTERCEPTED, chain=action.tenant, actor=principal.actor,
@@ -95,6 +97,21 @@ def intercept(deps: Deps, principal: Principal, body: Any,
                                 {"kind": EXPIRE_KIND, "action_id": action.id})
     publish_action(deps.bus, ACTION_CREATED, action)
     return Intercepted(action, created=True)
+
+
+def _apply_session(uow: Any, principal: Principal, action: Action, session_id: str, now: Any,
+                   decision: Any, risk: Any) -> Action:
+    """Read the session inside this transaction: a revoke counts from the next intercept on."""
+    from dataclasses import replace
+
+    from .sessions import apply_to_intercept
+
+    outcome, reason = apply_to_intercept(uow, principal, session_id, now, decision.outcome, risk)
+    if reason is None:
+        return action
+    status = _OUTCOME_STATUS[outcome]
+    return replace(action, status=status, reason=reason, step_up_required=False, expires_at=None,
+                   policy={**action.policy, "session_outcome": outcome})
 
 
 def _with_seq(action: Action, seq: int) -> Action:
@@ -114,10 +131,16 @@ def _intercept_audit_data(action: Action) -> dict[str, Any]:
 
 
 def _owned(action: Action | None, principal: Principal, action_id: str) -> Action:
-    """Users see only their own actions; a foreign id is indistinguishable from none."""
-    if action is None or action.tenant != principal.tenant or action.user != principal.user:
+    """Users see only their own actions (and those a quorum names them on, docs/approvals.md);
+    a foreign id is indistinguishable from none."""
+    if action is None:
         raise NotFound(f"no action {action_id}")
-    if principal.role == AGENT and action.agent != principal.sub:
+    if principal.role == AGENT:
+        visible = (action.tenant, action.user, action.agent) == (principal.tenant, principal.user,
+                                                                  principal.sub)
+    else:
+        visible = action.visible_to(principal.tenant, principal.user)
+    if not visible:
         raise NotFound(f"no action {action_id}")
     return action
 
@@ -144,7 +167,10 @@ def list_pending(deps: Deps, principal: Principal, limit: int = MAX_PENDING_LIST
 
 def decide(deps: Deps, principal: Principal, action_id: str, decision: str,
            reason: str | None = None, step_up_token: str | None = None) -> dict[str, Any]:
-    """Flow 3: the owner approves or denies; exactly one terminal decision wins."""
+    """Flow 3: the owner approves or denies; exactly one terminal decision wins.
+
+    A quorum action (``action.quorum``) is decided by votes instead: see :func:`_vote`.
+    """
     principal.require(APPROVER, ADMIN)
     status = _DECISIONS[decision]
     now = deps.clock.now()
@@ -159,23 +185,100 @@ def decide(deps: Deps, principal: Principal, action_id: str, decision: str,
         if action.status != PENDING:
             raise Conflict(f"action {action_id} is already {action.status}",
                            extra={"action_status": action.status})
-        if status == APPROVED and action.step_up_required:
-            deps.step_up.require(principal, action, step_up_token, uow=uow)
-        default_reason = "approved by the user" if status == APPROVED else "denied by the user"
-        decided = action.decide(status, by=principal.actor, at=now, reason=reason or default_reason)
-        uow.actions.update(decided, expected_status=PENDING)
-        uow.audit.record(audit.AuditEvent(
-            type=audit.ACTION_APPROVED if status == APPROVED else audit.ACTION_DENIED,
-            chain=action.tenant, actor=principal.actor, at=rfc3339(now), action_id=action.id,
-            user=action.user, data={"status": status, "reason": decided.reason,
-                                    "args_digest": action.args_digest,
-                                    "step_up": bool(action.step_up_required and status == APPROVED)}))
+        if action.quorum is not None:
+            decided = _vote(deps, uow, principal, action, status, reason, step_up_token, now)
+            if decided is action:  # a repeated approval counts once: nothing to write
+                return action.view(now)
+        else:
+            if status == APPROVED and action.step_up_required:
+                deps.step_up.require(principal, action, step_up_token, uow=uow)
+            default_reason = "approved by the user" if status == APPROVED else "denied by the user"
+            decided = action.decide(status, by=principal.actor, at=now, reason=reason or default_reason)
+            uow.actions.update(decided, expected_status=PENDING)
+            uow.audit.record(audit.AuditEvent(
+                type=audit.ACTION_APPROVED if status == APPROVED else audit.ACTION_DENIED,
+                chain=action.tenant, actor=principal.actor, at=rfc3339(now), action_id=action.id,
+                user=action.user, data={"status": status, "reason": decided.reason,
+                                        "args_digest": action.args_digest,
+                                        "step_up": bool(action.step_up_required and status == APPROVED)}))
         uow.commit()
         linked = uow.audit.linked
     if linked:
         decided = _with_seq(decided, linked[-1].seq)
-    _after_decision(deps, decided)
+    if decided.status == PENDING:
+        _publish_vote(deps, decided)
+    else:
+        _after_decision(deps, decided)
     return decided.view(now)
+
+
+ACTION_VOTE = "action.vote"      # audit: one approver's vote on a quorum action
+ACTION_VOTED = "action.voted"    # live update: a vote that left the action pending
+
+
+def _quorum_policy(decision: Any) -> dict[str, Any]:
+    """What intercept adds to ``action.policy`` when the policy names approvers."""
+    approvers = getattr(decision, "approvers", None)
+    return {"approvers": approvers} if approvers else {}
+
+
+def _vote(deps: Deps, uow: Any, principal: Principal, action: Action, status: str,
+          reason: str | None, step_up_token: str | None, now: Any) -> Action:
+    """One vote on a quorum action, inside ``uow``; returns the action as it now stands.
+
+    Only named approvers approve, each once (a repeat returns ``action`` unchanged);
+    ``k`` distinct approvals approve the action in the same unit of work. A deny by a
+    named approver or by the owner ends it. Every vote is audited (``action.vote``);
+    the terminal transition is audited once, as for a single approver. Votes are
+    read-modify-write of the action inside one unit of work, and the write is a
+    compare-and-set on ``pending``, so racing final votes make one terminal entry.
+    """
+    voter, quorum = principal.user, action.quorum or {}
+    named = voter in action.named_approvers
+    if status == APPROVED:
+        if not named:
+            raise Forbidden(f"approving {action.id} needs {quorum['quorum']} of the named approvers "
+                            f"{quorum['of']}; {voter!r} is not one of them (the owner may deny)")
+        if voter in action.approvals:
+            return action
+        if action.step_up_required:  # each approving voter steps up for themselves
+            deps.step_up.require(principal, action, step_up_token, uow=uow)
+        voted = action.with_approval(voter)
+    elif named or voter == action.user:
+        voted = action
+    else:  # pragma: no cover - _owned admits only the owner and the named approvers
+        raise NotFound(f"no action {action.id}")
+    required = quorum["quorum"]
+    step_up = bool(action.step_up_required and status == APPROVED)
+    uow.audit.record(audit.AuditEvent(
+        type=ACTION_VOTE, chain=action.tenant, actor=principal.actor, at=rfc3339(now),
+        action_id=action.id, user=action.user,
+        data={"voter": voter, "vote": "approve" if status == APPROVED else "deny", "named": named,
+              "approvals": list(voted.approvals), "required": required, "reason": reason,
+              "args_digest": action.args_digest, "step_up": step_up}))
+    if status == APPROVED and len(voted.approvals) < required:
+        uow.actions.update(voted, expected_status=PENDING)
+        return voted
+    default_reason = (f"approved by {required} of the named approvers ({', '.join(voted.approvals)})"
+                      if status == APPROVED else f"denied by {voter}")
+    decided = voted.decide(status, by=principal.actor, at=now, reason=reason or default_reason)
+    uow.actions.update(decided, expected_status=PENDING)
+    uow.audit.record(audit.AuditEvent(
+        type=audit.ACTION_APPROVED if status == APPROVED else audit.ACTION_DENIED,
+        chain=action.tenant, actor=principal.actor, at=rfc3339(now), action_id=action.id,
+        user=action.user, data={"status": status, "reason": decided.reason,
+                                "args_digest": action.args_digest, "step_up": step_up,
+                                "quorum": {"required": required, "approvals": list(decided.approvals)}}))
+    return decided
+
+
+def _publish_vote(deps: Deps, action: Action) -> None:
+    # Only the dashboards' topic: the action's own topic wakes long-polls waiting for
+    # the status to leave pending, which a non-final vote does not do.
+    deps.bus.publish(ACTIONS_TOPIC, {"type": ACTION_VOTED, "action_id": action.id,
+                                     "status": action.status, "tenant": action.tenant,
+                                     "user": action.user, "risk_level": action.risk.get("level"),
+                                     "tool": action.tool, "approvals": list(action.approvals)})
 
 
 def _expire_in(uow: Any, action: Action, now: Any) -> Action:
