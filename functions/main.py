@@ -44,3 +44,8 @@ def policy(request):
 def expire(request):
     """Cloud Tasks target for expire timers (POST /api/tasks/expire)."""
     return handle(request, "tasks")
+
+
+@functions_framework.http
+def approvals(request):
+    return handle(request, "approvals")

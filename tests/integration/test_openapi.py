@@ -259,6 +259,48 @@ def _stepup_verify(c: Ctx) -> list[httpx.Response]:
     return out
 
 
+def _session(c: Ctx) -> str:
+    return c.agent.post("/api/approvals/sessions", json={"label": "openapi"}).json()["session_id"]
+
+
+def _session_create(c: Ctx) -> list[httpx.Response]:
+    return [c.agent.post("/api/approvals/sessions", json={}),
+            c.alice.post("/api/approvals/sessions", json={"agent": "agent-1", "ttl_s": 600}),
+            c.agent.post("/api/approvals/sessions", json={"ttl_s": 1}),
+            c.anon.post("/api/approvals/sessions", json={})]
+
+
+def _session_list(c: Ctx) -> list[httpx.Response]:
+    _session(c)
+    return [c.alice.get("/api/approvals/sessions"), c.agent.get("/api/approvals/sessions"),
+            c.anon.get("/api/approvals/sessions")]
+
+
+def _session_get(c: Ctx) -> list[httpx.Response]:
+    sid = _session(c)
+    return [c.alice.get(f"/api/approvals/sessions/{sid}"), c.bob.get(f"/api/approvals/sessions/{sid}")]
+
+
+def _session_revoke(c: Ctx) -> list[httpx.Response]:
+    sid = _session(c)
+    return [c.alice.delete(f"/api/approvals/sessions/{sid}"), c.agent.delete(f"/api/approvals/sessions/{sid}"),
+            c.bob.delete(f"/api/approvals/sessions/{sid}")]
+
+
+def _session_preauth(c: Ctx) -> list[httpx.Response]:
+    sid = _session(c)
+    _, secret = _enrolled(c)
+    challenge = c.alice.post("/api/approvals/stepup/trigger",
+                             json={"purpose": f"preauth:{sid}"}).json()["challenge_id"]
+    token = c.alice.post("/api/approvals/stepup/verify", json={"challenge_id": challenge,
+                                                               "code": _totp(secret, 30)}).json()["step_up_token"]
+    body = {"session_id": sid, "max_level": "MEDIUM", "duration_s": 600}
+    return [c.alice.post("/api/approvals/sessions/pre-authorize", json=body),                      # 401
+            c.alice.post("/api/approvals/sessions/pre-authorize", json={**body, "max_level": "HIGH"}),  # 422
+            c.alice.post("/api/approvals/sessions/pre-authorize", json={**body, "step_up_token": token}),
+            c.agent.post("/api/approvals/sessions/pre-authorize", json=body)]                       # 403
+
+
 def _openapi(c: Ctx) -> list[httpx.Response]:
     return [c.alice.get("/api/openapi.json"), c.anon.get("/api/openapi.json")]
 
@@ -271,6 +313,8 @@ DRIVERS: dict[str, Callable[[Ctx], list[httpx.Response]]] = {
     "getAuditCheckpoint": _checkpoint, "getAuditPublicKey": _public_key,
     "getInclusionProof": _inclusion, "getConsistencyProof": _consistency, "expireAction": _expire_task,
     "enrollStepUp": _stepup_enroll, "triggerStepUp": _stepup_trigger, "verifyStepUp": _stepup_verify,
+    "createSession": _session_create, "listSessions": _session_list, "getSession": _session_get,
+    "revokeSession": _session_revoke, "preAuthorizeSession": _session_preauth,
 }
 
 

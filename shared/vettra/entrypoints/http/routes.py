@@ -213,3 +213,11 @@ ROUTES += TASK_ROUTES
 from .routes_stepup import STEPUP_ROUTES  # noqa: E402
 
 ROUTES += STEPUP_ROUTES
+
+from .routes_sessions import SESSION_ROUTES  # noqa: E402
+
+ROUTES += SESSION_ROUTES
+
+from .routes_events import EVENT_ROUTES  # noqa: E402
+
+ROUTES += EVENT_ROUTES
