@@ -15,6 +15,9 @@ from typing import Any
 LOCAL = "local"
 DEFAULT_HOME = Path("~/.vettra").expanduser()
 DB_FILE = "vettra.db"
+#: Timers live in their own file: its writes never queue behind the store's
+#: write lock (SQLite's busy handler sleeps in millisecond steps).
+TIMERS_FILE = "timers.db"
 
 
 @dataclass
@@ -89,7 +92,7 @@ def _local(config: Config, clock: Any) -> Runtime:
     clock = clock or SystemClock()
     keys = LocalKeyStore(config.home)
     store = SqliteStore(config.home / DB_FILE, keys)
-    timer = LocalTimer(config.home / DB_FILE, clock)
+    timer = LocalTimer(config.home / TIMERS_FILE, clock)
     policies = PolicyService(store, keys, clock)
     deps = Deps(store=store, scheduler=timer, bus=InProcessEventBus(), clock=clock, keys=keys,
                 catalogue=Catalogue.default(), policies=policies,

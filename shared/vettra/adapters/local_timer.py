@@ -1,6 +1,6 @@
 """The in-process timer of the embedded default, restart-safe.
 
-Timers are kept in the store's SQLite file (table ``timers``) as well as in a heap,
+Timers are kept in their own SQLite file (table ``timers``) as well as in a heap,
 so a restart re-arms them and fires the overdue ones at once. The timer writes
 with ``synchronous=NORMAL``: in WAL mode that survives a process crash (only an
 OS crash could lose the last timers), and the expire service re-derives
