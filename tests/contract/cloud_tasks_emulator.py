@@ -168,7 +168,7 @@ def cloud_tasks_emulator() -> Iterator[CloudTasksEmulator]:
                     "install the 'test' extra")
     try:
         emulator = start_emulator()
-    except EmulatorUnavailable as exc:
+    except (EmulatorUnavailable, OSError) as exc:
         pytest.skip(f"Cloud Tasks emulator unavailable: {exc}")
     yield emulator
     emulator.stop()
