@@ -187,3 +187,38 @@ def test_documents_crud_and_single_use_create(store) -> None:
         assert [d["n"] for d in uow.docs.list("sessions", "alice")] == [10]
         assert uow.docs.get("sessions", "ses_2") is None
         assert uow.docs.get("used", "code-1") == {"at": 1}
+
+
+def test_pending_lists_quorum_actions_to_their_named_approvers(store) -> None:
+    def quorum_action(user: str, names: list[str]) -> Action:
+        return replace(_action(user=user), policy={"id": "p", "version": 1, "rule_id": "q",
+                                                   "outcome": "require_approval",
+                                                   "approvers": {"quorum": 1, "of": names}})
+
+    shared = quorum_action("alice", ["alice", "carol"])           # the owner is named too
+    carols = quorum_action("bob", ["carol", "dave"])
+    done = replace(quorum_action("alice", ["carol"]), id=new_action_id())
+    plain = _action(user="alice")
+    with store.unit_of_work() as uow:
+        for action in (shared, carols, done, plain):
+            uow.actions.add(action)
+        uow.commit()
+    with store.unit_of_work() as uow:
+        uow.actions.update(done.decide(APPROVED, by="approver:carol", at=T0, reason="ok"),
+                           expected_status=PENDING)
+        uow.commit()
+
+    def pending_ids(user: str, tenant: str = "default") -> set[str]:
+        with store.unit_of_work(readonly=True) as uow:
+            found = uow.actions.pending(tenant, user, T0, 100)
+        assert len(found) == len({a.id for a in found}), "an action listed twice"
+        return {a.id for a in found}
+
+    assert pending_ids("alice") == {shared.id, plain.id}
+    assert pending_ids("carol") == {shared.id, carols.id}
+    assert pending_ids("dave") == {carols.id}
+    assert pending_ids("bob") == {carols.id}
+    assert pending_ids("erin") == set() and pending_ids("carol", tenant="other") == set()
+    with store.unit_of_work(readonly=True) as uow:
+        assert uow.actions.pending("default", "carol", T0 + timedelta(hours=1), 100) == []  # past deadlines
+        assert uow.actions.get(shared.id) == shared

@@ -41,6 +41,9 @@ CREATE TABLE IF NOT EXISTS actions (
   created_at TEXT NOT NULL, expires_at TEXT, doc TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS actions_by_user ON actions (tenant, user, status, created_at);
 CREATE INDEX IF NOT EXISTS actions_by_deadline ON actions (status, expires_at);
+CREATE TABLE IF NOT EXISTS action_approvers (
+  tenant TEXT NOT NULL, approver TEXT NOT NULL, action_id TEXT NOT NULL,
+  PRIMARY KEY (tenant, approver, action_id));
 CREATE TABLE IF NOT EXISTS idempotency (
   scope TEXT NOT NULL, key TEXT NOT NULL, request_digest TEXT NOT NULL,
   action_id TEXT NOT NULL, PRIMARY KEY (scope, key));
@@ -95,6 +98,10 @@ class _Actions(ActionRepository):
             " VALUES (?,?,?,?,?,?,?)",
             (action.id, action.tenant, action.user, action.status, rfc3339(action.created_at),
              rfc3339(action.expires_at), _dumps(action.to_record())))
+        # the named approvers of a quorum see the action in their own pending list
+        self._conn.executemany(
+            "INSERT OR IGNORE INTO action_approvers (tenant, approver, action_id) VALUES (?,?,?)",
+            [(action.tenant, name, action.id) for name in action.named_approvers])
 
     def update(self, action: Action, *, expected_status: str) -> None:
         cur = self._conn.execute(
@@ -105,10 +112,16 @@ class _Actions(ActionRepository):
             raise Conflict(f"action {action.id} is no longer {expected_status}")
 
     def pending(self, tenant: str, user: str, now: datetime, limit: int) -> list[Action]:
+        at = rfc3339(now)
         rows = self._conn.execute(
-            "SELECT doc FROM actions WHERE tenant=? AND user=? AND status=?"
-            " AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at LIMIT ?",
-            (tenant, user, PENDING, rfc3339(now), limit)).fetchall()
+            "SELECT doc, created_at FROM actions WHERE tenant=? AND user=? AND status=?"
+            " AND (expires_at IS NULL OR expires_at > ?)"
+            " UNION ALL"
+            " SELECT a.doc, a.created_at FROM action_approvers q JOIN actions a ON a.id=q.action_id"
+            " WHERE q.tenant=? AND q.approver=? AND a.user<>? AND a.status=?"
+            " AND (a.expires_at IS NULL OR a.expires_at > ?)"
+            " ORDER BY created_at LIMIT ?",
+            (tenant, user, PENDING, at, tenant, user, user, PENDING, at, limit)).fetchall()
         return [Action.from_record(json.loads(r[0])) for r in rows]
 
     def pending_with_deadline(self, limit: int) -> list[Action]:

@@ -71,10 +71,36 @@ class Action:
     decided_at: datetime | None = None
     decided_by: str | None = None
     audit_seq: int | None = None
+    approvals: tuple[str, ...] = ()  # named approvers who approved, in vote order
 
     @property
     def is_pending(self) -> bool:
         return self.status == PENDING
+
+    @property
+    def quorum(self) -> dict[str, Any] | None:
+        """The policy's ``{"quorum": k, "of": [...]}`` when k named approvers must approve."""
+        return self.policy.get("approvers") or None
+
+    @property
+    def named_approvers(self) -> tuple[str, ...]:
+        quorum = self.quorum
+        return tuple(quorum["of"]) if quorum else ()
+
+    def visible_to(self, tenant: str, user: str) -> bool:
+        """The owner, and for a quorum action each named approver (same tenant only)."""
+        return tenant == self.tenant and (user == self.user or user in self.named_approvers)
+
+    def with_approval(self, approver: str) -> "Action":
+        """Count one named approver's approval (once); the action stays pending."""
+        if self.status != PENDING:
+            raise Conflict(f"action {self.id} is already {self.status}",
+                           extra={"action_status": self.status})
+        if approver not in self.named_approvers:
+            raise ValueError(f"{approver!r} is not a named approver of {self.id}")
+        if approver in self.approvals:
+            return self
+        return replace(self, approvals=self.approvals + (approver,))
 
     def overdue(self, now: datetime) -> bool:
         """Pending past its deadline: readers treat it as expired even if no timer fired."""
@@ -118,7 +144,15 @@ class Action:
             "decided_by": self.decided_by,
             "on_expiry": self.on_expiry,
             "audit_seq": self.audit_seq,
+            **self._quorum_view(),
         }
+
+    def _quorum_view(self) -> dict[str, Any]:
+        quorum = self.quorum
+        if not quorum:
+            return {}
+        return {"quorum": {"required": quorum["quorum"], "approvals": list(self.approvals),
+                           "of": list(quorum["of"])}}
 
     def to_record(self) -> dict[str, Any]:
         """A storable document (JSON-ready); inverse of :meth:`from_record`."""
@@ -143,4 +177,5 @@ class Action:
             on_expiry=record.get("on_expiry") or DENIED,
             decided_at=parse_rfc3339(record.get("decided_at")),
             decided_by=record.get("decided_by"), audit_seq=record.get("audit_seq"),
+            approvals=tuple((record.get("quorum") or {}).get("approvals", ())),
         )

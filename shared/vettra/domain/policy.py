@@ -76,6 +76,7 @@ class PolicyRule:
     reason: str
     when: Mapping[str, Any] | None = None
     timeout_s: int | None = None
+    approvers: Mapping[str, Any] | None = None  # {"quorum": k, "of": [user ids]}
 
     def matches(self, tool: str, facts: Mapping[str, Any]) -> bool:
         if not any(tool_matches(pattern, tool) for pattern in self.tools):
@@ -89,7 +90,9 @@ class PolicyDecision:
 
     ``timeout_s`` is set only for the pending outcomes (``require_approval``,
     ``require_step_up``); the caller may shorten it further (an agent's own
-    ``timeout_s``), never lengthen it.
+    ``timeout_s``), never lengthen it. ``approvers`` is the quorum the pending
+    action needs (``{"quorum": k, "of": [sorted user ids]}``), or ``None`` when
+    the owner alone decides.
     """
 
     outcome: str
@@ -97,6 +100,7 @@ class PolicyDecision:
     reason: str
     timeout_s: int | None
     on_expiry: str
+    approvers: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,8 @@ class Policy:
         t, o = payload["thresholds"], payload["timeouts"]
         rules = tuple(PolicyRule(id=r["id"], effect=r["effect"], tools=tuple(r["tools"]),
                                  reason=r["reason"], when=r.get("when"),
-                                 timeout_s=r.get("timeout_s")) for r in payload["rules"])
+                                 timeout_s=r.get("timeout_s"), approvers=r.get("approvers"))
+                      for r in payload["rules"])
         return cls(policy_id=payload["policy_id"], version=payload["version"],
                    description=payload.get("description", ""),
                    thresholds=Thresholds(t["approval"], t["step_up"]),
@@ -181,5 +186,40 @@ def evaluate(policy: Policy, bundle: ActionFacts, risk: RiskFacts) -> PolicyDeci
         candidates = [policy.timeouts.for_outcome(outcome), policy.timeouts.max]
         candidates += [r.timeout_s for r in matched if r.timeout_s is not None]
         timeout = min(candidates)
+    approvers = None
+    if outcome in PENDING_LEVEL:
+        quorum_rules = [r for r in matched if r.effect in PENDING_LEVEL and r.approvers is not None]
+        if quorum_rules:
+            approvers = combine_quorums(quorum_rules)
+            if approvers is None:
+                return _unsatisfiable(policy, quorum_rules)
     return PolicyDecision(outcome=outcome, rule_id=named.id if named else None, reason=reason,
-                          timeout_s=timeout, on_expiry=policy.timeouts.on_expiry)
+                          timeout_s=timeout, on_expiry=policy.timeouts.on_expiry,
+                          approvers=approvers)
+
+
+def combine_quorums(rules: list[PolicyRule]) -> dict[str, Any] | None:
+    """The one quorum satisfying every matching quorum rule, or ``None`` if none can.
+
+    Every rule must be satisfied by the same approvals, so an approver counts only
+    if every rule names them (the intersection of the ``of`` lists, sorted by code
+    point) and the quorum is the highest ``k``. When fewer people are named by all
+    rules than that ``k``, no set of approvals could ever satisfy them all.
+    """
+    names = set(rules[0].approvers["of"])  # type: ignore[index]
+    for rule in rules[1:]:
+        names &= set(rule.approvers["of"])  # type: ignore[index]
+    quorum = max(rule.approvers["quorum"] for rule in rules)  # type: ignore[index]
+    if quorum > len(names):
+        return None
+    return {"quorum": quorum, "of": sorted(names)}
+
+
+def _unsatisfiable(policy: Policy, rules: list[PolicyRule]) -> PolicyDecision:
+    # Fail closed: holding an action nobody can approve would only end in expiry.
+    strictest = max(rules, key=lambda r: r.approvers["quorum"])  # type: ignore[index]
+    ids = ", ".join(r.id for r in rules)
+    return PolicyDecision(outcome=DENY, rule_id=strictest.id, timeout_s=None,
+                          on_expiry=policy.timeouts.on_expiry,
+                          reason=f"the approver quorums of rules {ids} cannot all be met: "
+                                 "too few approvers are named by every one of them")

@@ -35,12 +35,15 @@ MAX_TEXT_LENGTH = 1024
 MAX_TIMEOUT_S = 86_400     # a day: longer holds are forgotten, not approved
 MAX_VERSION = 2**53 - 1    # the exact-integer range canonical JSON allows
 ON_EXPIRY_VALUES = ("deny",)
+MAX_APPROVERS = 20         # a quorum names people, not a directory
+MAX_APPROVER_ID_LENGTH = 256
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 _TOP_KEYS = {"schema", "policy_id", "version", "description", "thresholds", "timeouts",
              "overrides", "rules"}
 _REQUIRED_TOP = {"schema", "policy_id", "version", "thresholds", "timeouts", "rules"}
-_RULE_KEYS = {"id", "effect", "tools", "when", "reason", "timeout_s"}
+_RULE_KEYS = {"id", "effect", "tools", "when", "reason", "timeout_s", "approvers"}
+_APPROVERS_KEYS = {"quorum", "of"}
 _REQUIRED_RULE = {"id", "effect", "tools", "reason"}
 _TIMEOUT_KEYS = ("MEDIUM", "HIGH", "max", "on_expiry")
 
@@ -144,6 +147,38 @@ def _check_rule(rule: Any, where: str, errors: list[FieldError], seen: set[str])
                                      "only require_approval/require_step_up rules hold actions"))
         elif not (_is_int(rule["timeout_s"]) and 1 <= rule["timeout_s"] <= MAX_TIMEOUT_S):
             errors.append(FieldError(f"{where}.timeout_s", f"expected seconds, 1-{MAX_TIMEOUT_S}"))
+    if "approvers" in rule:
+        if effect not in PENDING_LEVEL:
+            errors.append(FieldError(f"{where}.approvers",
+                                     "only require_approval/require_step_up rules wait for approvers"))
+        else:
+            _check_approvers(rule["approvers"], f"{where}.approvers", errors)
+
+
+def _check_approvers(approvers: Any, where: str, errors: list[FieldError]) -> None:
+    """A quorum ``{"quorum": k, "of": [user ids]}``: 1 <= k <= len(of) <= MAX_APPROVERS."""
+    if not isinstance(approvers, dict):
+        errors.append(FieldError(where, "expected an object {quorum, of}"))
+        return
+    _check_keys(approvers, _APPROVERS_KEYS, _APPROVERS_KEYS, where, errors)
+    names = approvers.get("of")
+    if "of" in approvers:
+        if not (isinstance(names, list) and 0 < len(names) <= MAX_APPROVERS
+                and all(isinstance(n, str) and 0 < len(n) <= MAX_APPROVER_ID_LENGTH
+                        and n == n.strip() for n in names)):
+            errors.append(FieldError(f"{where}.of", f"expected 1-{MAX_APPROVERS} user ids (strings of "
+                                     f"1-{MAX_APPROVER_ID_LENGTH} characters, no surrounding spaces)"))
+            names = None
+        elif len(set(names)) != len(names):
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            errors.append(FieldError(f"{where}.of", f"user ids must be distinct, found {duplicates} twice"))
+    quorum = approvers.get("quorum")
+    if "quorum" in approvers:
+        if not (_is_int(quorum) and quorum >= 1):
+            errors.append(FieldError(f"{where}.quorum", "expected an integer >= 1"))
+        elif isinstance(names, list) and quorum > len(set(names)):
+            errors.append(FieldError(f"{where}.quorum", f"expected at most the {len(set(names))} "
+                                     f"approver(s) named in of, found {quorum}"))
 
 
 def validate_payload(payload: Any) -> list[FieldError]:

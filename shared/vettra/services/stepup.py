@@ -228,7 +228,8 @@ class StepUpService:
 
     def _action_binding(self, uow: Any, principal: Principal, action_id: str, now: datetime) -> Binding:
         action = uow.actions.get(action_id)
-        if action is None or (action.tenant, action.user) != (principal.tenant, principal.user):
+        # the owner, or a named approver of a quorum action (each steps up for their own vote)
+        if action is None or not action.visible_to(principal.tenant, principal.user):
             raise NotFound(f"no action {action_id}")
         if action.status != PENDING or action.overdue(now):
             raise Conflict(f"action {action_id} is no longer pending")
