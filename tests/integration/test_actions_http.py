@@ -142,7 +142,7 @@ def test_agent_deadline_expires_the_action(agent, alice) -> None:
     late = alice.post("/api/actions/approve", json={"action_id": aid, "decision": "approve"})
     assert late.status_code == 409
     types = [e["type"] for e in alice.get(f"/api/audit/action/{aid}").json()["entries"]]
-    assert types == ["action.intercepted", "action.expired"]
+    assert types == ["action.intercepted", "action.expired", "action.decision_rejected"]
 
 
 def test_every_state_change_is_audited(agent, alice, admin) -> None:

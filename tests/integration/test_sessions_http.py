@@ -100,3 +100,18 @@ def test_bad_session_input(agent, alice) -> None:
     assert alice.post("/api/approvals/sessions/pre-authorize",
                       json={"session_id": "ses_nope", "max_level": "MEDIUM", "duration_s": 600}).status_code == 404
     assert alice.get("/api/approvals/sessions/ses_nope").status_code == 404
+
+
+def test_refused_attempts_are_audited(agent, alice, session_id) -> None:
+    alice.post("/api/approvals/sessions/pre-authorize",
+               json={"session_id": session_id, "max_level": "MEDIUM", "duration_s": 600})
+    high = agent.post("/api/actions/intercept", json=DELETE_REPO).json()["action_id"]
+    assert alice.post("/api/actions/approve", json={"action_id": high, "decision": "approve"}).status_code == 401
+    done = agent.post("/api/actions/intercept", json=SEND_EMAIL).json()["action_id"]
+    alice.post("/api/actions/approve", json={"action_id": done, "decision": "deny"})
+    assert alice.post("/api/actions/approve", json={"action_id": done, "decision": "approve"}).status_code == 409
+    entries = alice.get("/api/audit/entries").json()["entries"]
+    rejected = [e for e in entries if e["type"] == "action.decision_rejected"]
+    assert [(e["action_id"], e["data"]["status"]) for e in rejected] == [(high, 401), (done, 409)]
+    assert any(e["type"] == "session.preauthorize_rejected" for e in entries)
+    assert agent.get(f"/api/actions/{high}").json()["status"] == "pending"

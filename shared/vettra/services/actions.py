@@ -16,7 +16,7 @@ from ..domain.actions import (ALLOWED, APPROVED, DENIED, EXPIRED, PENDING, Actio
                               new_action_id, rfc3339)
 from ..domain.bundle import parse_bundle
 from ..domain.canonical import sha256_digest
-from ..domain.errors import Conflict, Forbidden, NotFound
+from ..domain.errors import Conflict, Forbidden, NotFound, StepUpRequired
 from ..domain.identity import ADMIN, AGENT, APPROVER, Principal
 from ..domain.policy import evaluate
 from ..domain.risk import assess
@@ -332,3 +332,31 @@ def rearm_timers(deps: Deps, limit: int = 100_000) -> int:
         deps.scheduler.schedule(_timer_name(action.id), action.expires_at,  # type: ignore[arg-type]
                                 {"kind": EXPIRE_KIND, "action_id": action.id})
     return len(actions)
+
+
+DECISION_REJECTED = "action.decision_rejected"
+
+
+def decide_recorded(deps: Deps, principal: Principal, action_id: str, decision: str,
+                    reason: str | None = None, step_up_token: str | None = None) -> dict[str, Any]:
+    """:func:`decide`, and a refused attempt leaves its own audit entry.
+
+    A decision on an action that is no longer pending, or an approval without a
+    valid step-up, changes nothing, but the attempt is evidence: it is recorded
+    in a transaction of its own (the refused one rolled back).
+    """
+    try:
+        return decide(deps, principal, action_id, decision, reason=reason, step_up_token=step_up_token)
+    except (Conflict, StepUpRequired) as refused:
+        record_refusal(deps, principal, DECISION_REJECTED, action_id,
+                       {"decision": decision, "status": refused.status, "why": refused.detail})
+        raise
+
+
+def record_refusal(deps: Deps, principal: Principal, kind: str, action_id: str | None,
+                   data: dict[str, Any]) -> None:
+    with deps.store.unit_of_work() as uow:
+        uow.audit.record(audit.AuditEvent(type=kind, chain=principal.tenant, actor=principal.actor,
+                                          at=rfc3339(deps.clock.now()), action_id=action_id,
+                                          user=principal.user, data=data))
+        uow.commit()

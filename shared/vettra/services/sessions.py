@@ -17,7 +17,7 @@ from typing import Any
 
 from ..domain import audit
 from ..domain.actions import parse_rfc3339, rfc3339
-from ..domain.errors import Conflict, FieldError, NotFound, ValidationFailed
+from ..domain.errors import Conflict, FieldError, NotFound, StepUpRequired, ValidationFailed
 from ..domain.identity import ADMIN, AGENT, APPROVER, Principal
 from .deps import Deps
 
@@ -104,7 +104,21 @@ def revoke(deps: Deps, principal: Principal, session_id: str) -> dict[str, Any]:
 
 
 def pre_authorize(deps: Deps, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
-    """One step-up, then the session's approval-level actions run until ``duration_s`` ends."""
+    """One step-up, then the session's approval-level actions run until ``duration_s`` ends.
+
+    An attempt without a valid step-up changes nothing but is audited (in its own
+    transaction, after the refused one rolled back).
+    """
+    try:
+        return _pre_authorize(deps, principal, body)
+    except StepUpRequired as refused:
+        from .actions import record_refusal
+        record_refusal(deps, principal, "session.preauthorize_rejected", None,
+                       {"session_id": body.get("session_id"), "why": refused.detail})
+        raise
+
+
+def _pre_authorize(deps: Deps, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
     principal.require(APPROVER, ADMIN)
     session_id, level, duration = body["session_id"], body["max_level"], int(body["duration_s"])
     if level not in PREAUTH_LEVELS:
@@ -116,8 +130,8 @@ def pre_authorize(deps: Deps, principal: Principal, body: dict[str, Any]) -> dic
         view = _view(doc, now)
         if not view["active"]:
             raise Conflict(f"session {session_id} is revoked or expired")
-        deps.step_up.require_purpose(principal, preauth_purpose(session_id), body.get("step_up_token"),
-                                     uow=uow)
+        deps.step_up.require_purpose(principal, preauth_purpose(session_id),
+                                     body.get("step_up_token"), uow=uow)
         until = min(now + timedelta(seconds=duration), parse_rfc3339(doc["expires_at"]))
         doc = {**doc, "preauth": {"max_level": level, "until": rfc3339(until),
                                   "granted_by": principal.actor, "granted_at": rfc3339(now)}}

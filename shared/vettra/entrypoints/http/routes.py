@@ -43,7 +43,7 @@ def intercept(deps: Any, request: Request, principal: Principal | None) -> Respo
 def approve(deps: Any, request: Request, principal: Principal | None) -> Response:
     assert principal is not None
     body = schemas.validate("APPROVE_REQUEST", request.json())
-    view = actions.decide(deps, principal, body["action_id"], body["decision"],
+    view = actions.decide_recorded(deps, principal, body["action_id"], body["decision"],
                           reason=body.get("reason"), step_up_token=body.get("step_up_token"))
     return Response.json(view)
 
