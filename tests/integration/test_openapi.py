@@ -301,6 +301,27 @@ def _session_preauth(c: Ctx) -> list[httpx.Response]:
             c.agent.post("/api/approvals/sessions/pre-authorize", json=body)]                       # 403
 
 
+def _events(c: Ctx) -> list[httpx.Response]:
+    """GET /api/events answers an endless text/event-stream, which _check_answers cannot take
+    (it decodes every body as JSON). So this driver checks the stream itself: the documented
+    200 content is text/event-stream with a string schema that the first block satisfies;
+    the error answers go through _check_answers; then the test is marked xfail with why."""
+    errors = [c.agent.get("/api/events"), c.anon.get("/api/events"),
+              c.alice.get("/api/events", params={"types": "action.unknown"})]
+    with c.alice.stream("GET", "/api/events") as stream:
+        first_line = next(stream.iter_lines())
+    doc = c.alice.get("/api/openapi.json").json()
+    route = next(r for r in ROUTES if r.operation_id == "streamEvents")
+    assert _check_answers(doc, route, errors) == {400, 401, 403}
+    assert stream.status_code == 200 and stream.headers["content-type"] == "text/event-stream"
+    assert list(doc["paths"]["/api/events"]["get"]["responses"]["200"]["content"]) == ["text/event-stream"]
+    _validator(doc, "paths", "/api/events", "get", "responses", "200", "content", "text/event-stream",
+               "schema").validate(first_line)
+    assert "429" in doc["paths"]["/api/events"]["get"]["responses"]
+    pytest.xfail("checked above: _check_answers decodes every answer as JSON, and a text/event-stream "
+                 "body is neither JSON nor ever complete")
+
+
 def _openapi(c: Ctx) -> list[httpx.Response]:
     return [c.alice.get("/api/openapi.json"), c.anon.get("/api/openapi.json")]
 
@@ -315,6 +336,7 @@ DRIVERS: dict[str, Callable[[Ctx], list[httpx.Response]]] = {
     "enrollStepUp": _stepup_enroll, "triggerStepUp": _stepup_trigger, "verifyStepUp": _stepup_verify,
     "createSession": _session_create, "listSessions": _session_list, "getSession": _session_get,
     "revokeSession": _session_revoke, "preAuthorizeSession": _session_preauth,
+    "streamEvents": _events,
 }
 
 

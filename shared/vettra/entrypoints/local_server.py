@@ -76,12 +76,12 @@ class _Handler(BaseHTTPRequestHandler):
         # A stream (server-sent events): no length, the connection ends with it.
         self.send_header("Connection", "close")
         self.close_connection = True
-        self.end_headers()
-        try:
+        try:  # close the body however this ends: it may hold a subscription
+            self.end_headers()
             for chunk in body:
                 self.wfile.write(chunk)
                 self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:  # the client went away: reset, broken pipe, or a send timeout
             pass
         finally:
             closer = getattr(body, "close", None)

@@ -40,6 +40,8 @@ class Route:
     response: str | None = None    # schema name of the 2xx JSON body
     query: tuple[tuple[str, str, str], ...] = ()   # (name, json type, description)
     created: bool = False          # may answer 201
+    media_type: str = "application/json"   # of the 2xx body (text/event-stream for a stream)
+    errors: tuple[int, ...] = ()   # statuses it may answer beyond the common ones (e.g. 429)
 
     @property
     def pattern(self) -> re.Pattern[str]:

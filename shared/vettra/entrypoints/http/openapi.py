@@ -14,6 +14,7 @@ _ERRORS = {"400": "Malformed request or query", "401": "Missing or invalid beare
            "403": "The token's role may not use this endpoint", "404": "No such resource for this caller",
            "409": "Conflicts with the current state", "413": "Body over 256 KiB",
            "415": "Content-Type is not application/json", "422": "Body failed validation"}
+_EXTRA_ERRORS = {"429": "Too many requests or open streams; see Retry-After"}
 
 
 def _component(name: str) -> dict[str, str]:
@@ -37,7 +38,7 @@ def _operation(route: Any) -> dict[str, Any]:
             "application/json": {"schema": _component(route.request)}}}
     ok: dict[str, Any] = {"description": "OK"}
     if route.response:
-        ok["content"] = {"application/json": {"schema": _component(route.response)}}
+        ok["content"] = {route.media_type: {"schema": _component(route.response)}}
     else:
         ok["content"] = {"application/json": {"schema": {"type": "object"}}}
     responses: dict[str, Any] = {"200": ok}
@@ -48,6 +49,8 @@ def _operation(route: Any) -> dict[str, Any]:
         if route.roles is None and code != "400":
             continue
         responses[code] = {"description": text, "content": problem}
+    for status in route.errors:
+        responses[str(status)] = {"description": _EXTRA_ERRORS[str(status)], "content": problem}
     op["responses"] = responses
     if route.roles is None:
         op["security"] = []

@@ -1,0 +1,173 @@
+"""``GET /api/events``: the caller's action events as server-sent events (WHATWG HTML §9.2).
+
+Local mode only (DESIGN.md flow 6): the cloud dashboard listens to Firestore, so the
+route's group has no Cloud Functions target. Wire format, one block per event::
+
+    id: 1718000000000042
+    event: action
+    data: {"type":"action.created","action_id":"act_…","status":"pending",…}
+
+plus ``: keep-alive`` comments every ``events_heartbeat_s`` seconds (default 15) and
+``event: reset`` when the client must re-fetch ``/api/actions/pending``. See
+docs/events.md.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import weakref
+from typing import Any, Iterator
+
+from ...domain.errors import BadQuery
+from ...domain.identity import ADMIN, APPROVER, Principal
+from ...services import event_streams
+from ...services.event_streams import EVENT_TYPES, EventHub, Opening
+from . import schemas
+from .app import Route
+from .types import Request, Response
+
+EVENTS_ROLES = (APPROVER, ADMIN)
+GROUP = "events"  # no Cloud Functions target serves it: a stream cannot be buffered
+EVENT_STREAM_TYPE = "text/event-stream"
+HEARTBEAT_S = 15.0
+RETRY_MS = 3000
+EVENT_NAME = "action"
+RESET_NAME = "reset"
+REFETCH = "/api/actions/pending"
+KEEP_ALIVE = b": keep-alive\n\n"
+_HEADERS = {"Content-Type": EVENT_STREAM_TYPE, "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no", "X-Content-Type-Options": "nosniff"}
+
+EVENT_STREAM = schemas.register("EVENT_STREAM", {
+    "type": "string",
+    "description": "text/event-stream (WHATWG HTML §9.2). Blocks: `id:` (per-user, increasing), "
+                   "`event: action` with `data:` an ACTION_EVENT; `event: reset` with `data:` an "
+                   "EVENT_RESET (re-fetch /api/actions/pending); `: keep-alive` comments. "
+                   "Send Last-Event-ID to resume; see docs/events.md.",
+})
+
+ACTION_EVENT = schemas.register("ACTION_EVENT", {
+    "description": "The data of an `event: action` block.",
+    "type": "object",
+    "required": ["type", "action_id", "status", "tenant", "user"],
+    "additionalProperties": False,
+    "properties": {"type": {"type": "string", "enum": list(EVENT_TYPES)},
+                   "action_id": {"type": "string"}, "status": schemas.STATUS,
+                   "tenant": {"type": "string"}, "user": {"type": "string"},
+                   "risk_level": {"type": ["string", "null"], "enum": ["LOW", "MEDIUM", "HIGH", None]},
+                   "tool": {"type": ["string", "null"]}},
+})
+
+EVENT_RESET = schemas.register("EVENT_RESET", {
+    "description": "The data of an `event: reset` block: events may have been missed.",
+    "type": "object",
+    "required": ["type", "reason", "refetch"],
+    "properties": {"type": {"const": RESET_NAME},
+                   "reason": {"type": "string", "enum": [event_streams.RESET_UNKNOWN_ID,
+                                                         event_streams.RESET_OVERFLOW]},
+                   "refetch": {"type": "string"}},
+})
+
+# One hub per event bus, made on first use and gone with the bus (bootstrap wires the
+# bus; the hub is this entry point's concern, so it is not a Deps member).
+_hubs: "weakref.WeakKeyDictionary[Any, EventHub]" = weakref.WeakKeyDictionary()
+_hubs_lock = threading.Lock()
+
+
+def hub_of(deps: Any) -> EventHub:
+    """The hub of ``deps.bus``; limits come from ``deps.settings`` (``events_*``) when set."""
+    with _hubs_lock:
+        hub = _hubs.get(deps.bus)
+        if hub is None:
+            s = deps.settings
+            hub = EventHub(deps.bus,
+                           ring_size=int(s.get("events_ring_size", event_streams.RING_SIZE)),
+                           queue_size=int(s.get("events_queue_size", event_streams.QUEUE_SIZE)),
+                           max_streams=int(s.get("events_max_streams", event_streams.MAX_STREAMS_PER_USER)),
+                           linger_s=float(s.get("events_linger_s", event_streams.LINGER_S)))
+            _hubs[deps.bus] = hub
+        return hub
+
+
+def _types(raw: str | None) -> tuple[str, ...]:
+    if raw is None:
+        return EVENT_TYPES
+    names = [name.strip() for name in raw.split(",")]
+    unknown = [name for name in names if name not in EVENT_TYPES]
+    if unknown:
+        raise BadQuery(f"query parameter 'types': expected a comma-separated list of "
+                       f"{', '.join(EVENT_TYPES)}; found {', '.join(repr(n[:40]) for n in unknown[:5])}")
+    return tuple(names)
+
+
+def _block(event_id: int, name: str, data: dict[str, Any]) -> bytes:
+    # ensure_ascii: JSON then holds no CR, LF or U+2028 that could split a data line
+    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=True)
+    return f"id: {event_id}\nevent: {name}\ndata: {payload}\n\n".encode()
+
+
+def _reset(event_id: int, reason: str) -> bytes:
+    return _block(event_id, RESET_NAME, {"type": RESET_NAME, "reason": reason, "refetch": REFETCH})
+
+
+class EventStream:
+    """The response body: bytes blocks until the client goes away.
+
+    ``close()`` releases the subscription even if iteration never started (a
+    generator's ``finally`` would not run then), so the server calls it always.
+    """
+
+    def __init__(self, hub: EventHub, opening: Opening, heartbeat_s: float):
+        self._hub, self._opening, self._heartbeat_s = hub, opening, heartbeat_s
+        self._chunks = self._generate()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        try:
+            self._chunks.close()
+        finally:
+            self._hub.close(self._opening.subscription)
+
+    def _generate(self) -> Iterator[bytes]:
+        opening, subscription = self._opening, self._opening.subscription
+        if opening.reset:
+            yield f"retry: {RETRY_MS}\n\n".encode() + _reset(opening.cursor, event_streams.RESET_UNKNOWN_ID)
+        elif opening.replay:
+            yield f"retry: {RETRY_MS}\n\n".encode()
+            for event in opening.replay:
+                yield _block(event.id, EVENT_NAME, dict(event.data))
+        else:  # an id-only block sets the client's resume point without dispatching (§9.2.6)
+            yield f"retry: {RETRY_MS}\nid: {opening.cursor}\n\n".encode()
+        while True:
+            event = subscription.next(self._heartbeat_s)
+            if subscription.overflowed:
+                yield _reset(subscription.dropped_at, event_streams.RESET_OVERFLOW)
+                return
+            if event is None:
+                yield KEEP_ALIVE  # also how a vanished client is noticed: the write fails
+                continue
+            yield _block(event.id, EVENT_NAME, dict(event.data))
+
+
+def events(deps: Any, request: Request, principal: Principal | None) -> Response:
+    assert principal is not None
+    types = _types(request.query_value("types"))
+    hub = hub_of(deps)
+    opening = hub.open(principal.tenant, principal.user, types, request.header("last-event-id"))
+    heartbeat_s = float(deps.settings.get("events_heartbeat_s", HEARTBEAT_S))
+    return Response(200, EventStream(hub, opening, heartbeat_s), dict(_HEADERS))
+
+
+EVENT_ROUTES: list[Route] = [
+    Route("GET", "/api/events", events, EVENTS_ROLES,
+          "The caller's action events as server-sent events (local mode); Last-Event-ID resumes",
+          "streamEvents", GROUP, response="EVENT_STREAM", media_type=EVENT_STREAM_TYPE,
+          query=(("types", "string", "Comma-separated subset of action.created,action.decided"),),
+          errors=(429,)),
+]

@@ -1,0 +1,92 @@
+"""The event hub behind ``GET /api/events``: bounds, replay, overflow, idle release."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from vettra.adapters.memory_bus import InProcessEventBus
+from vettra.domain.errors import TooManyRequests
+from vettra.entrypoints.http.routes_events import EventStream
+from vettra.services.event_streams import ACTIONS_TOPIC, EventHub
+
+BASE_US = 1_000_000
+
+
+def _event(n: int, user: str = "alice", kind: str = "action.created", **extra: object) -> dict:
+    return {"type": kind, "action_id": f"act_{n}", "status": "pending", "tenant": "default",
+            "user": user, "risk_level": "MEDIUM", "tool": "gmail.send_message", **extra}
+
+
+def _hub(bus: InProcessEventBus, **kw: object) -> EventHub:
+    clock = itertools.count(BASE_US, 1_000_000)
+    return EventHub(bus, now_us=lambda: next(clock), **kw)  # type: ignore[arg-type]
+
+
+def test_slow_consumer_is_dropped_with_a_reset_not_grown() -> None:
+    bus = InProcessEventBus()
+    hub = _hub(bus, queue_size=3)
+    opening = hub.open("default", "alice")
+    stream = EventStream(hub, opening, heartbeat_s=0.01)
+    assert next(stream).startswith(b"retry: ")
+    for n in range(10):  # nobody reads: the fourth event does not fit
+        bus.publish(ACTIONS_TOPIC, _event(n))
+    assert hub.stream_count() == 0  # dropped at once, the backlog freed
+    reset = next(stream)
+    assert b"event: reset\n" in reset and b'"reason":"overflow"' in reset
+    assert reset.startswith(f"id: {BASE_US + 4}\n".encode())  # resume from the one that did not fit
+    with pytest.raises(StopIteration):
+        next(stream)
+    stream.close()
+
+
+def test_published_secrets_and_unknown_types_never_reach_a_stream() -> None:
+    bus = InProcessEventBus()
+    hub = _hub(bus)
+    opening = hub.open("default", "alice")
+    bus.publish(ACTIONS_TOPIC, _event(1, arguments={"to": "x@y"}, token="s3cret"))
+    bus.publish(ACTIONS_TOPIC, _event(2, kind="action.voted"))
+    first = opening.subscription.next(0.01)
+    assert first is not None and "arguments" not in first.data and "token" not in first.data
+    assert opening.subscription.next(0.01) is None
+
+
+def test_streams_per_user_are_capped() -> None:
+    hub = _hub(InProcessEventBus(), max_streams=2)
+    hub.open("default", "alice"), hub.open("default", "alice")
+    with pytest.raises(TooManyRequests) as caught:
+        hub.open("default", "alice")
+    assert caught.value.status == 429 and "Retry-After" in caught.value.headers
+    hub.open("other-tenant", "alice")  # a different user key
+
+
+def test_replay_is_bounded_by_the_ring() -> None:
+    bus = InProcessEventBus()
+    hub = _hub(bus, ring_size=3)
+    live = hub.open("default", "alice")
+    for n in range(5):
+        bus.publish(ACTIONS_TOPIC, _event(n))
+    ids = [BASE_US + n for n in range(1, 6)]
+    assert [e.id for e in hub.open("default", "alice", last_event_id=str(ids[1])).replay] == ids[2:]
+    assert hub.open("default", "alice", last_event_id=str(ids[0])).reset  # ids[1] fell off the ring
+    assert not hub.open("default", "alice", last_event_id=str(ids[-1])).replay
+    assert hub.open("default", "bob", last_event_id=str(ids[1])).reset  # not bob's id space
+    hub.close(live.subscription)
+
+
+def test_idle_hub_unsubscribes_and_forgets() -> None:
+    bus = InProcessEventBus()
+    hub = _hub(bus, linger_s=0.0)
+    opening = hub.open("default", "alice")
+    bus.publish(ACTIONS_TOPIC, _event(1))
+    hub.close(opening.subscription)
+    hub.close(opening.subscription)  # idempotent
+    import time
+
+    deadline = time.monotonic() + 2
+    while hub.listening and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not hub.listening and not bus._subs
+    again = hub.open("default", "alice", last_event_id=str(BASE_US + 1))
+    assert again.reset and again.cursor > BASE_US + 1  # a new id space: the old id is unknown
