@@ -7,6 +7,7 @@ commit, arm the timer and publish. Nothing here knows HTTP or any cloud SDK.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -16,12 +17,14 @@ from ..domain.actions import (ALLOWED, APPROVED, DENIED, EXPIRED, PENDING, Actio
                               new_action_id, rfc3339)
 from ..domain.bundle import parse_bundle
 from ..domain.canonical import sha256_digest
-from ..domain.errors import Conflict, Forbidden, NotFound, StepUpRequired
+from ..domain.errors import Conflict, Forbidden, NotFound, StepUpRequired, Unavailable
 from ..domain.identity import ADMIN, AGENT, APPROVER, Principal
 from ..domain.policy import evaluate
 from ..domain.risk import assess
 from .deps import Deps
 from .events import ACTION_CREATED, ACTION_DECIDED, ACTIONS_TOPIC, publish_action
+
+log = logging.getLogger("vettra.actions")
 
 EXPIRE_KIND = "expire"
 MAX_PENDING_LIST = 500
@@ -295,7 +298,16 @@ def _expire_in(uow: Any, action: Action, now: Any) -> Action:
 
 
 def _after_decision(deps: Deps, action: Action) -> None:
-    deps.scheduler.cancel(_timer_name(action.id))
+    """After the commit: the decision stands whatever happens here.
+
+    Cancelling the timer is an optimisation (the expire handler ignores decided
+    actions), so a scheduler outage must not turn a saved decision into a 503.
+    """
+    try:
+        deps.scheduler.cancel(_timer_name(action.id))
+    except Unavailable:
+        log.warning("timer cancel failed; the expire handler will skip the decided action",
+                    extra={"action_id": action.id})
     publish_action(deps.bus, ACTION_DECIDED, action)
 
 
