@@ -110,3 +110,15 @@ def test_fast_hmac_equals_the_standard_library(key, message) -> None:
     from vettra.domain.audit_verify import FastHmac
 
     assert FastHmac(key).digest(message) == hmac.digest(key, message, hashlib.sha256)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.binary(min_size=32, max_size=32), max_size=70))
+def test_fast_frontier_equals_checked_append(datas) -> None:
+    from vettra.domain.merkle import CompactRange, leaf_hash
+
+    fast, checked = CompactRange(), CompactRange()
+    for d in datas:
+        fast.append_leaf_data(d)
+        checked.append(leaf_hash(d))
+        assert fast.root() == checked.root() and fast.size == checked.size

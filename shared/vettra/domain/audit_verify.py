@@ -31,7 +31,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from .audit import GENESIS_HASH
 from .checkpoint import Checkpoint
 from .errors import VerificationError
-from .merkle import CompactRange, leaf_hash
+from .merkle import CompactRange
 
 _KEY_ID = b',"key_id":"'
 _TAIL = re.compile(rb',"key_id":"([^"\\]*)","prev_hash":"([0-9a-f]{64})","seq":(0|[1-9][0-9]{0,17}),')
@@ -156,7 +156,7 @@ class LogVerifier:
         except VerificationError as exc:
             self.failure = {"seq": expected, "reason": exc.detail}
             return False
-        self._tree.append(leaf_hash(actual))
+        self._tree.append_leaf_data(actual)
         self.count, self.prev = expected, hash_hex
         if expected in self._due:
             return self._check_roots(expected)

@@ -118,6 +118,21 @@ class CompactRange:
         _check_hash("leaf hash", leaf_hash, reason="bad-hash")
         self._push(bytes(leaf_hash), 0)
 
+    def append_leaf_data(self, data: bytes) -> None:
+        """``append(leaf_hash(data))`` for data the caller produced itself (no checks).
+
+        The audit verifier's hot loop: one call, no validation of a hash it just
+        computed, the carry loop inlined.
+        """
+        hashes, sha256 = self._hashes, _sha256
+        hashes.append(sha256(LEAF_PREFIX + data).digest())
+        carry = self._size
+        self._size = carry + 1
+        while carry & 1:
+            right = hashes.pop()
+            hashes[-1] = sha256(NODE_PREFIX + hashes[-1] + right).digest()
+            carry >>= 1
+
     def _push(self, subtree_root: bytes, height: int) -> None:
         # Push a perfect subtree of 2**height leaves, aligned at ``size``.
         self._hashes.append(subtree_root)
