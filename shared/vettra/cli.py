@@ -8,6 +8,7 @@
     vettra audit   export [--home DIR] [-o FILE]
     vettra audit   verify FILE --pubkey KEY [--home DIR]
     vettra audit   pubkey [--home DIR]
+    vettra keys    rotate audit-hmac|checkpoint [--home DIR]
 """
 
 from __future__ import annotations
@@ -139,6 +140,20 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return {"export": export, "verify": verify, "pubkey": pubkey}[args.audit_cmd](args, _home)
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Rotate a key of the home; older keys stay valid for verification."""
+    from .adapters.local_keys import LocalKeyStore
+
+    keys = LocalKeyStore(_home(args.home))
+    if args.which == "audit-hmac":
+        key_id = keys.rotate_audit_hmac_key()
+        print(f"new audit HMAC key {key_id}; earlier key ids still verify. Restart `vettra dev` to seal with it.")
+    else:
+        keys.rotate_checkpoint_key()
+        print("new checkpoint signing key; the previous public key stays published under 'previous'.")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .domain.identity import DEFAULT_TENANT, ROLES
 
@@ -192,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
     apk.add_argument("--home")
     apk.add_argument("--tenant", default=DEFAULT_TENANT)
     aud.set_defaults(func=cmd_audit)
+
+    keys = sub.add_parser("keys", help="rotate the home's audit keys")
+    ksub = keys.add_subparsers(dest="keys_cmd", required=True)
+    rot = ksub.add_parser("rotate", help="start using a new key; old ones stay trusted for verification")
+    rot.add_argument("which", choices=["audit-hmac", "checkpoint"])
+    rot.add_argument("--home")
+    keys.set_defaults(func=cmd_keys)
     return parser
 
 
