@@ -164,7 +164,9 @@ def test_totp_step_up_approves_a_high_action_once(server, agent, alice, bob, adm
 
     # the audit trail links the step-up to the approval, and holds no secret, code or token
     trail = [e["type"] for e in alice.get(f"/api/audit/action/{a['action_id']}").json()["entries"]]
-    assert trail == ["action.intercepted", "stepup.verified", "stepup.redeemed", "action.approved"]
+    # (the replay of the spent token afterwards is itself recorded as a refused decision)
+    assert trail == ["action.intercepted", "stepup.verified", "stepup.redeemed", "action.approved",
+                     "action.decision_rejected"]
     log = admin.get("/api/audit/entries").text
     assert secret not in log and bob_secret not in log and token not in log and bob_token not in log
     assert "stepup.enrolled" in log
