@@ -254,3 +254,29 @@ def test_head_is_written_at_most_about_once_a_second(stack: Stack) -> None:
     elapsed = time.monotonic() - started
     assert store.head_writes - before <= elapsed + 2
     assert stack.verify()["valid"]
+
+
+def test_api_proofs_check_out_with_independent_rfc9162_implementations(stack: Stack) -> None:
+    """sigstore's inclusion verifier (after Trillian's) accepts the API's proofs against
+    the signed root, and pymerkle computes the same root over the exported entries."""
+    try:
+        from pymerkle import InmemoryTree
+        from sigstore._internal.merkle import verify_merkle_inclusion
+    except ImportError as exc:
+        pytest.skip(f"independent RFC 9162 check needs the test-only packages sigstore and pymerkle: {exc}")
+    from types import SimpleNamespace
+
+    cp = stack.admin.get("/api/audit/checkpoint").json()
+    checkpoint = verify_checkpoint(cp["note"], NoteVerifier(cp["verifier_key"]))
+    entries = stack.admin.get("/api/audit/entries", params={"limit": checkpoint.size}).json()["entries"]
+    theirs = InmemoryTree(algorithm="sha256")
+    for entry in entries[:checkpoint.size]:
+        theirs.append_entry(bytes.fromhex(entry["hash"]))
+    assert theirs.get_root(checkpoint.size) == checkpoint.root_hash
+    for seq in (1, checkpoint.size // 2, checkpoint.size):
+        proof = stack.admin.get("/api/audit/proof/inclusion",
+                                params={"seq": seq, "tree_size": checkpoint.size}).json()
+        ip = SimpleNamespace(log_index=seq - 1, tree_size=checkpoint.size,
+                             hashes=[bytes.fromhex(h) for h in proof["proof"]], root_hash=checkpoint.root_hash)
+        verify_merkle_inclusion(SimpleNamespace(_inner=SimpleNamespace(
+            inclusion_proof=ip, canonicalized_body=bytes.fromhex(entries[seq - 1]["hash"]))))
