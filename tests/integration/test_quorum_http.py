@@ -212,3 +212,22 @@ def test_each_approver_of_a_step_up_quorum_steps_up(agent: Any, people: dict, ad
     log = admin.get("/api/audit/entries").text
     for secret in (carol_secret, dave_secret, carol_token, dave_token):
         assert secret not in log
+
+
+def test_a_session_pre_authorisation_never_lifts_a_quorum(agent: Any, people: dict) -> None:
+    """One user's pre-authorisation cannot stand in for the other named approvers."""
+    alice = people["alice"]
+    session_id = agent.post("/api/approvals/sessions", json={}).json()["session_id"]
+    start = alice.post("/api/approvals/stepup/enroll", json={"method": "totp"}).json()
+    totp = pyotp.TOTP(start["secret"])
+    alice.post("/api/approvals/stepup/enroll", json={"method": "totp", "enrollment_id": start["enrollment_id"],
+                                                     "code": totp.now()})
+    challenge = alice.post("/api/approvals/stepup/trigger",
+                           json={"purpose": f"preauth:{session_id}"}).json()["challenge_id"]
+    token = alice.post("/api/approvals/stepup/verify", json={
+        "challenge_id": challenge, "code": totp.at(time.time() + 30)}).json()["step_up_token"]
+    granted = alice.post("/api/approvals/sessions/pre-authorize", json={
+        "session_id": session_id, "max_level": "MEDIUM", "duration_s": 600, "step_up_token": token})
+    assert granted.status_code == 200, granted.text
+    held = agent.post("/api/actions/intercept", json={**ISSUE, "session_id": session_id}).json()
+    assert held["status"] == "pending" and held["quorum"]["required"] == 2

@@ -109,7 +109,8 @@ def _apply_session(uow: Any, principal: Principal, action: Action, session_id: s
 
     from .sessions import apply_to_intercept
 
-    outcome, reason = apply_to_intercept(uow, principal, session_id, now, decision.outcome, risk)
+    outcome, reason = apply_to_intercept(uow, principal, session_id, now, decision.outcome, risk,
+                                         quorum=bool(getattr(decision, "approvers", None)))
     if reason is None:
         return action
     status = _OUTCOME_STATUS[outcome]

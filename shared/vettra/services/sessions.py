@@ -149,11 +149,13 @@ def _audit(uow: Any, kind: str, principal: Principal, doc: dict[str, Any], now: 
 
 
 def apply_to_intercept(uow: Any, principal: Principal, session_id: str, now: datetime,
-                       outcome: str, risk: Any) -> tuple[str, str | None]:
+                       outcome: str, risk: Any, *, quorum: bool = False) -> tuple[str, str | None]:
     """What the session changes about an intercept decided ``outcome``.
 
     Returns ``(outcome, reason)``: unchanged with ``None``; ``"allow"`` with the
     pre-authorisation as reason; ``"deny"`` if the session was revoked or expired.
+    A quorum action (k-of-n named approvers) is never lifted: one user's
+    pre-authorisation cannot stand in for the other approvers.
     Raises :class:`ValidationFailed` for a session the caller may not use.
     """
     doc = uow.docs.get(COLLECTION, session_id)
@@ -167,7 +169,7 @@ def apply_to_intercept(uow: Any, principal: Principal, session_id: str, now: dat
         state = "revoked" if doc.get("revoked_at") else "expired"
         return "deny", f"session {session_id} was {state} at {when}; its actions are refused"
     pre = doc.get("preauth")
-    if (outcome == "require_approval" and view["preauth_active"] and not risk.forced_high
+    if (outcome == "require_approval" and view["preauth_active"] and not risk.forced_high and not quorum
             and _LEVEL_RANK[risk.level] <= _LEVEL_RANK[pre["max_level"]]):
         return "allow", (f"pre-authorised: session {session_id} allows {pre['max_level']} actions "
                          f"until {pre['until']} (granted by {pre['granted_by']})")
