@@ -36,7 +36,8 @@ class ActionRepository(abc.ABC):
 
     @abc.abstractmethod
     def pending(self, tenant: str, user: str, now: datetime, limit: int) -> list[Action]:
-        """The user's actions still pending at ``now``, oldest first."""
+        """Actions still pending at ``now`` that ``user`` decides, oldest first: their own,
+        and those naming them in a quorum."""
 
     @abc.abstractmethod
     def pending_with_deadline(self, limit: int) -> list[Action]:

@@ -270,3 +270,21 @@ def test_eleventh_concurrent_stream_is_429(server, streams) -> None:
     ten[0].close()
     assert _wait_until(lambda: hub_of(server.runtime.deps).stream_count("default", "alice") == 9)
     assert streams().status == 200
+
+
+def test_named_quorum_approvers_receive_the_actions_they_decide(server, streams, agent, admin) -> None:
+    from vettra.domain.policy_bundle import load_default_payload, sign_bundle
+
+    payload = load_default_payload()
+    payload["version"] += 1
+    payload["rules"] = payload["rules"] + [{
+        "id": "two-maintainers", "effect": "require_approval", "tools": ["github.create_issue"],
+        "approvers": {"quorum": 2, "of": ["carol", "dave"]}, "reason": "issues need two maintainers"}]
+    assert admin.post("/api/policy", json=sign_bundle(
+        payload, server.runtime.deps.keys.policy_signing_key())).status_code == 200
+    carols, bobs = streams(sub="carol"), streams(sub="bob")
+    aid = agent.post("/api/actions/intercept", json={
+        "tool": "github.create_issue", "arguments": {"repo": "acme/api", "title": "t"}}).json()["action_id"]
+    seen = carols.next()["data"]
+    assert (seen["action_id"], seen["user"], seen["type"]) == (aid, "alice", "action.created")
+    assert [b for b in bobs.drain(0.4) if "data" in b] == []

@@ -193,16 +193,22 @@ class EventHub:
     def _record(self, event: Mapping[str, Any]) -> None:
         if event.get("type") not in EVENT_TYPES:
             return  # only the documented shapes go out on the wire
-        key = (str(event.get("tenant")), str(event.get("user")))
+        tenant = str(event.get("tenant"))
+        # The owner, and the named approvers of a quorum action (they decide it too).
+        recipients = dict.fromkeys([str(event.get("user")), *map(str, event.get("approvers") or ())])
         data = {name: event.get(name) for name in PUBLIC_FIELDS}
         with self._lock:
-            event_id = self._last_id.get(key, self._base) + 1
-            self._last_id[key] = event_id
-            recorded = StreamEvent(event_id, data)
-            self._rings.setdefault(key, deque(maxlen=self._ring_size)).append(recorded)
-            subs = self._subs.get(key, [])
-            for subscription in list(subs):
-                if data["type"] in subscription.types and not subscription.offer(recorded):
-                    subs.remove(subscription)  # dropped: its writer sends the reset and ends
-            if not subs:
-                self._subs.pop(key, None)
+            for user in recipients:
+                self._deliver((tenant, user), data)
+
+    def _deliver(self, key: UserKey, data: dict[str, Any]) -> None:
+        event_id = self._last_id.get(key, self._base) + 1
+        self._last_id[key] = event_id
+        recorded = StreamEvent(event_id, data)
+        self._rings.setdefault(key, deque(maxlen=self._ring_size)).append(recorded)
+        subs = self._subs.get(key, [])
+        for subscription in list(subs):
+            if data["type"] in subscription.types and not subscription.offer(recorded):
+                subs.remove(subscription)  # dropped: its writer sends the reset and ends
+        if not subs:
+            self._subs.pop(key, None)

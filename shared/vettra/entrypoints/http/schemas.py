@@ -77,6 +77,11 @@ ACTION = {
         "created_at": {"type": "string"},
         "decided_at": RFC3339_OR_NULL,
         "decided_by": {"type": ["string", "null"]},
+        "quorum": {"type": "object", "required": ["required", "approvals", "of"],
+                   "description": "k-of-n named approvers (policy rule `approvers`)",
+                   "properties": {"required": {"type": "integer", "minimum": 1},
+                                  "approvals": {"type": "array", "items": {"type": "string"}},
+                                  "of": {"type": "array", "items": {"type": "string"}}}},
     },
 }
 
