@@ -25,6 +25,8 @@ test: install
 
 bench: install
 	$(PY) bench/intercept.py
+	$(PY) bench/audit.py
+	$(PY) bench/approvals.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
