@@ -45,6 +45,7 @@ class Runtime:
     app: Any
     timer: Any = None
     checkpointer: Any = None
+    home_lock: Any = None
 
     def start(self) -> None:
         """Start background parts (timer, checkpointer) and re-arm deadlines from the store."""
@@ -62,6 +63,8 @@ class Runtime:
         if self.checkpointer is not None:
             self.checkpointer.stop()
         self.deps.store.close()
+        if self.home_lock is not None:
+            self.home_lock.close()  # releases the flock
 
 
 def bootstrap(config: Config | None = None, *, clock: Any = None) -> Runtime:
@@ -89,6 +92,7 @@ def _local(config: Config, clock: Any) -> Runtime:
     from .services.stepup import StepUpService, StepUpSettings
 
     config.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    home_lock = _lock_home(config.home)
     clock = clock or SystemClock()
     keys = LocalKeyStore(config.home)
     store = SqliteStore(config.home / DB_FILE, keys)
@@ -113,4 +117,30 @@ def _local(config: Config, clock: Any) -> Runtime:
         interval_s=float(config.extra.get("checkpoint_interval_s", DEFAULT_INTERVAL_S)),
         every_entries=int(config.extra.get("checkpoint_every", DEFAULT_EVERY_ENTRIES)))
     return Runtime(config=config, deps=deps, identity=identity, app=app, timer=timer,
-                   checkpointer=checkpointer)
+                   checkpointer=checkpointer, home_lock=home_lock)
+
+
+LOCK_FILE = "vettra.lock"
+
+
+class HomeInUse(RuntimeError):
+    """Another running Vettra owns this home: one process is the audit sequencer."""
+
+
+def _lock_home(home: Path) -> Any:
+    """Hold an exclusive lock on the home for the runtime's life.
+
+    The embedded store's sequencer keeps each chain's head in memory, so two
+    processes writing one home would fork the audit chain; the second one is
+    refused at start instead.
+    """
+    import fcntl
+
+    handle = open(home / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise HomeInUse(f"{home} is in use by another running Vettra (vettra dev); "
+                        "stop it or pass another --home") from None
+    return handle

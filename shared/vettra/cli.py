@@ -37,8 +37,14 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from .entrypoints.local_server import LocalServer
 
     logs.configure(args.log_level)
+    from .bootstrap import HomeInUse
+
     config = Config(home=_home(args.home), log_level=args.log_level)
-    runtime = bootstrap(config)
+    try:
+        runtime = bootstrap(config)
+    except HomeInUse as exc:
+        print(f"vettra dev: {exc}", file=sys.stderr)
+        return EXIT_FAIL
     runtime.start()
     server = LocalServer(runtime.app, args.host, args.port)
     home = config.home

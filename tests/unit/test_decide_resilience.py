@@ -38,3 +38,17 @@ def test_approval_survives_a_failing_timer_cancel(tmp_path: Path) -> None:
         assert actions.get_action(rt.deps, alice, action.id)["status"] == "approved"
     finally:
         rt.close()
+
+
+def test_a_home_has_one_running_owner(tmp_path: Path) -> None:
+    import pytest
+
+    from vettra.bootstrap import HomeInUse
+
+    first = bootstrap(Config(home=tmp_path / "home"))
+    try:
+        with pytest.raises(HomeInUse, match="in use"):
+            bootstrap(Config(home=tmp_path / "home"))
+    finally:
+        first.close()
+    bootstrap(Config(home=tmp_path / "home")).close()  # free again once the first has closed
