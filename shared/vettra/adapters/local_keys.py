@@ -31,8 +31,8 @@ _PRIVATE_MODE = 0o600
 _DIR_MODE = 0o700
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Replace ``path`` with 0600 contents atomically (used for rotation)."""
+def _write_temp(path: Path, data: bytes) -> Path:
+    """Write ``data`` fsync'd, mode 0600, to a fresh file beside ``path``; return its name."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _PRIVATE_MODE)
     try:
@@ -40,7 +40,12 @@ def _write_private(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
+    return tmp
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Replace ``path`` with 0600 contents atomically (used for rotation)."""
+    os.replace(_write_temp(path, data), path)
 
 
 def _create_once(path: Path, data: bytes) -> bytes:
@@ -51,13 +56,7 @@ def _create_once(path: Path, data: bytes) -> bytes:
     then hard-linked into place, which fails if another process got there first,
     so everyone ends up with the same key and no one sees half a file.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _PRIVATE_MODE)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    tmp = _write_temp(path, data)
     try:
         os.link(tmp, path)
     except FileExistsError:
