@@ -10,12 +10,15 @@ Pure functions and frozen values, no I/O; :mod:`vettra.services.stepup` stores t
   a code is accepted at most once per user and time step.
 - WebAuthn Level 3 §7.2 step 21: a signature counter that does not increase signals
   a cloned authenticator.
+- OpenID Connect Core §3.1.2.1/§3.1.3.7: an OIDC ID token proving recent MFA is a
+  third method; its ``nonce`` is derived from the challenge like the WebAuthn challenge.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from base64 import urlsafe_b64encode
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Mapping
@@ -27,7 +30,8 @@ from .errors import StepUpRequired
 
 TOTP = "totp"
 WEBAUTHN = "webauthn"
-METHODS = (TOTP, WEBAUTHN)
+OIDC = "oidc"                   # an ID token from the configured issuer (not enrolled)
+METHODS = (TOTP, WEBAUTHN, OIDC)
 
 TOTP_DIGITS = 6
 TOTP_PERIOD_S = 30
@@ -61,6 +65,7 @@ GENERIC_PURPOSE = "generic"
 
 TOKEN_PREFIX = "vst_"
 _WEBAUTHN_CHALLENGE_CONTEXT = b"vettra.stepup.webauthn.v1\x00"
+_OIDC_NONCE_CONTEXT = b"vettra.stepup.oidc-nonce.v1\x00"
 
 
 @dataclass(frozen=True)
@@ -71,12 +76,20 @@ class StepUpSettings:
     origins: tuple[str, ...] = (DEFAULT_ORIGIN,)
     max_age_s: int = DEFAULT_MAX_AGE_S
     rp_name: str = RP_NAME
+    oidc_issuer: str | None = None      # OIDC step-up is on when issuer and audience are set
+    oidc_audience: str | None = None    # the SPA's client id
+    oidc_jwks_uri: str | None = None    # default: discovered from the issuer
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_audience)
 
     @classmethod
     def from_sources(cls, extra: Mapping[str, Any] | None = None,
                      env: Mapping[str, str] | None = None) -> "StepUpSettings":
         """``Config.extra`` wins over the environment (``VETTRA_RP_ID``, ``VETTRA_ORIGIN``
-        — comma-separated for several — and ``VETTRA_STEP_UP_MAX_AGE_S``), then defaults."""
+        — comma-separated for several — ``VETTRA_STEP_UP_MAX_AGE_S`` and ``VETTRA_OIDC_ISSUER``,
+        ``VETTRA_OIDC_AUDIENCE``, ``VETTRA_OIDC_JWKS_URI``), then defaults."""
         extra, env = dict(extra or {}), dict(env or {})
         rp_id = str(extra.get("rp_id") or env.get("VETTRA_RP_ID") or DEFAULT_RP_ID)
         raw_origin = extra.get("origin") or env.get("VETTRA_ORIGIN") or DEFAULT_ORIGIN
@@ -86,7 +99,12 @@ class StepUpSettings:
                       or DEFAULT_MAX_AGE_S)
         if max_age <= 0:
             raise ValueError(f"step-up max_age must be a positive number of seconds, found {max_age}")
-        return cls(rp_id=rp_id, origins=origins or (DEFAULT_ORIGIN,), max_age_s=max_age)
+        oidc = {key: str(extra.get(key) or env.get(f"VETTRA_{key.upper()}") or "") or None
+                for key in ("oidc_issuer", "oidc_audience", "oidc_jwks_uri")}
+        if bool(oidc["oidc_issuer"]) != bool(oidc["oidc_audience"]):
+            raise ValueError("OIDC step-up needs both oidc_issuer and oidc_audience, found only "
+                             + ("oidc_issuer" if oidc["oidc_issuer"] else "oidc_audience"))
+        return cls(rp_id=rp_id, origins=origins or (DEFAULT_ORIGIN,), max_age_s=max_age, **oidc)
 
 
 @dataclass(frozen=True)
@@ -130,6 +148,16 @@ def webauthn_challenge(challenge_id: str, binding: Binding) -> bytes:
     """
     material = canonical_json({"challenge_id": challenge_id, **binding.as_dict()})
     return hashlib.sha256(_WEBAUTHN_CHALLENGE_CONTEXT + material).digest()
+
+
+def oidc_nonce(challenge_id: str, binding: Binding) -> str:
+    """The OIDC ``nonce`` for a step-up challenge (OpenID Connect Core §3.1.2.1, §15.5.2).
+
+    Derived exactly as :func:`webauthn_challenge` (another context), base64url: the
+    ID token carries it back, so a token issued for one action cannot approve another.
+    """
+    material = canonical_json({"challenge_id": challenge_id, **binding.as_dict()})
+    return urlsafe_b64encode(hashlib.sha256(_OIDC_NONCE_CONTEXT + material).digest()).rstrip(b"=").decode()
 
 
 def user_handle(owner: str) -> bytes:

@@ -3,7 +3,8 @@
 RFC 9470: approving a ``step_up_required`` action needs a step-up token that is
 fresh (``max_age``), bound to the approving user and to the action's id and
 ``args_digest`` (or, for pre-authorisation, to a named purpose), and used once.
-Factors: TOTP (RFC 6238, via pyotp) and WebAuthn passkeys (py_webauthn).
+Factors: TOTP (RFC 6238, via pyotp), WebAuthn passkeys (py_webauthn) and, when an
+issuer is configured, an OIDC ID token proving recent MFA (:mod:`.oidc_stepup`).
 
 Every state change and its audit event share one unit of work. TOTP secrets live
 only in the store: returned once at enrolment, never logged nor audited. Tokens are
@@ -33,6 +34,7 @@ USED_TOTP_STEPS = "stepup_totp_used"
 FAILURES = "stepup_failures"
 GRANTS = "stepup_grants"
 USED_GRANTS = "stepup_grants_used"
+USED_ID_TOKENS = "stepup_oidc_used"
 
 ENROLLED = "stepup.enrolled"
 VERIFIED = "stepup.verified"
@@ -53,13 +55,21 @@ def _passkeys() -> Any:
     return passkeys
 
 
+def _oidc_stepup() -> Any:
+    from . import oidc_stepup  # joserfc loads on first OIDC use only
+    return oidc_stepup
+
+
 class StepUpService:
     """What ``deps.step_up`` is: the HTTP routes and ``actions.decide`` call it."""
 
-    def __init__(self, store: Any, clock: Any, settings: StepUpSettings | None = None):
+    def __init__(self, store: Any, clock: Any, settings: StepUpSettings | None = None, *,
+                 fetch_json: Any = None):
         self._store = store
         self._clock = clock
         self.settings = settings or StepUpSettings()
+        self._fetch_json = fetch_json   # the OIDC issuer's discovery and JWK Set (an adapter)
+        self._id_tokens: Any = None
 
     @property
     def max_age_s(self) -> int:
@@ -128,7 +138,8 @@ class StepUpService:
         expires_at = now + timedelta(seconds=rules.ENROLLMENT_TTL_S)
         with self._store.unit_of_work() as uow:
             if self._methods(uow, owner):
-                # Otherwise a stolen bearer token could enrol the thief's own factor.
+                # Otherwise a stolen bearer token could enrol the thief's own factor
+                # (with OIDC configured, the first enrolment needs an OIDC step-up too).
                 if not step_up_token:
                     raise StepUpRequired(
                         "a step-up method is already enrolled: adding another needs a step-up for "
@@ -223,6 +234,10 @@ class StepUpService:
                                       **binding.as_dict()}
             if rules.WEBAUTHN in methods:
                 answer["webauthn"] = self._assertion_options(uow, owner, challenge_id, binding)
+            if rules.OIDC in methods:   # for /authorize?prompt=login&max_age=…&acr_values=…&nonce=…
+                answer["oidc"] = {"issuer": self.settings.oidc_issuer, "max_age": self.max_age_s,
+                                  "nonce": rules.oidc_nonce(challenge_id, binding),
+                                  "acr_values": _oidc_stepup().MFA_ACR}
             uow.commit()
         return answer
 
@@ -237,7 +252,8 @@ class StepUpService:
 
     def _methods(self, uow: Any, owner: str) -> list[str]:
         methods = [rules.TOTP] if uow.docs.get(TOTP_FACTORS, owner) else []
-        return methods + ([rules.WEBAUTHN] if uow.docs.list(PASSKEYS, owner, limit=1) else [])
+        methods += [rules.WEBAUTHN] if uow.docs.list(PASSKEYS, owner, limit=1) else []
+        return methods + ([rules.OIDC] if self.settings.oidc_enabled else [])
 
     def _assertion_options(self, uow: Any, owner: str, challenge_id: str, binding: Binding) -> dict[str, Any]:
         return _passkeys().assertion_options(self.settings, rules.webauthn_challenge(challenge_id, binding),
@@ -246,16 +262,21 @@ class StepUpService:
     # -- verification ------------------------------------------------------------------------
 
     def verify(self, principal: Principal, challenge_id: str, *, code: str | None = None,
-               assertion: Mapping[str, Any] | None = None) -> dict[str, Any]:
+               assertion: Mapping[str, Any] | None = None, id_token: str | None = None) -> dict[str, Any]:
         """Check one factor against the challenge; on success issue a single-use grant."""
         principal.require(APPROVER, ADMIN)
         now = self._clock.now()
         owner = rules.owner_key(principal.tenant, principal.user)
+        # The issuer's keys are fetched before the unit of work: no network under the store's lock.
+        id_proof = self._validate_id_token(principal, id_token) if id_token is not None else None
         with self._store.unit_of_work() as uow:
             challenge = self._open_challenge(uow, principal, challenge_id, now)
             binding = Binding.from_dict(challenge["binding"])
             if code is not None:
                 method, amr, failure = rules.TOTP, (rules.AMR_OTP,), self._check_totp(uow, owner, code, now)
+            elif id_token is not None:
+                method = rules.OIDC
+                amr, failure = self._check_id_token(uow, owner, challenge_id, challenge, binding, id_proof, now)
             else:
                 method = rules.WEBAUTHN
                 amr, failure = self._check_assertion(uow, owner, challenge_id, binding, assertion or {})
@@ -288,12 +309,15 @@ class StepUpService:
                                  "trigger a new one", max_age=self.max_age_s)
         return challenge
 
-    def _check_totp(self, uow: Any, owner: str, code: str, now: datetime) -> str | None:
-        """None when ``code`` is good and now spent; otherwise why not (a counted failure)."""
+    def _refuse_if_locked(self, uow: Any, owner: str, now: datetime) -> None:
         locked = Failures.from_doc(uow.docs.get(FAILURES, owner)).locked_for(now)
         if locked:
-            raise TooManyRequests(f"too many failed codes: TOTP verification is locked for {locked} s",
-                                  retry_after=locked)
+            raise TooManyRequests(f"too many failed codes or ID tokens: TOTP and OIDC verification "
+                                  f"is locked for {locked} s", retry_after=locked)
+
+    def _check_totp(self, uow: Any, owner: str, code: str, now: datetime) -> str | None:
+        """None when ``code`` is good and now spent; otherwise why not (a counted failure)."""
+        self._refuse_if_locked(uow, owner, now)
         factor = uow.docs.get(TOTP_FACTORS, owner)
         if factor is None:
             raise Conflict("no confirmed TOTP enrolment; use another method or enrol TOTP")
@@ -306,6 +330,38 @@ class StepUpService:
             return "the code was already used"
         uow.docs.delete(FAILURES, owner)
         return None
+
+    def _validate_id_token(self, principal: Principal, id_token: str) -> Any:
+        """The ID token's proof, or the :class:`StepUpRequired` refusing it (counted later)."""
+        if not self.settings.oidc_enabled:
+            raise Conflict("OIDC step-up is not configured (oidc_issuer, oidc_audience); use another method")
+        if self._id_tokens is None:
+            if self._fetch_json is None:    # resolved lazily: bootstrap does not pass one yet
+                from ..adapters.oidc_http import fetch_json
+                self._fetch_json = fetch_json
+            self._id_tokens = _oidc_stepup().IdTokenVerifier(self.settings, self._clock, self._fetch_json)
+        try:
+            return self._id_tokens.validate(id_token, sub=principal.sub)
+        except StepUpRequired as exc:
+            return exc
+
+    def _check_id_token(self, uow: Any, owner: str, challenge_id: str, challenge: Mapping[str, Any],
+                        binding: Binding, proof: Any, now: datetime) -> tuple[tuple[str, ...], str | None]:
+        """OIDC Core §3.1.3.7 checks done, now the challenge's nonce, and the token spent once."""
+        self._refuse_if_locked(uow, owner, now)
+        if isinstance(proof, StepUpRequired):
+            return (), proof.detail
+        try:
+            proof.check_challenge(rules.oidc_nonce(challenge_id, binding),
+                                  datetime.fromisoformat(challenge["created_at"]))
+        except StepUpRequired as exc:
+            return (), exc.detail
+        try:
+            uow.docs.create(USED_ID_TOKENS, proof.replay_id, {"at": now.isoformat()}, owner=owner)
+        except Conflict:
+            return (), "the ID token was already used"
+        uow.docs.delete(FAILURES, owner)
+        return proof.amr, None
 
     def _check_assertion(self, uow: Any, owner: str, challenge_id: str, binding: Binding,
                          assertion: Mapping[str, Any]) -> tuple[tuple[str, ...], str | None]:
@@ -330,7 +386,7 @@ class StepUpService:
     def _record_failure(self, uow: Any, principal: Principal, owner: str, method: str, challenge_id: str,
                         binding: Binding, reason: str, now: datetime) -> None:
         data: dict[str, Any] = {"method": method, "challenge_id": challenge_id, "reason": reason}
-        if method == rules.TOTP:
+        if method in (rules.TOTP, rules.OIDC):
             failures = Failures.from_doc(uow.docs.get(FAILURES, owner)).add(now)
             uow.docs.put(FAILURES, owner, failures.to_doc(), owner=owner)
             data["recent_failures"] = len(failures.times) or rules.MAX_FAILURES

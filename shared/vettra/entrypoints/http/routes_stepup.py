@@ -22,7 +22,10 @@ PURPOSE = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,200}$",
            "description": "What the step-up is for when not an action, e.g. preauth:<session_id>"}
 TOKEN = {"type": "string", "minLength": 1, "maxLength": 4096}
 METHOD = {"type": "string", "enum": ["totp", "webauthn"]}
+CHALLENGE_METHOD = {"type": "string", "enum": ["totp", "webauthn", "oidc"]}
 WEBAUTHN_JSON = {"type": "object", "description": "PublicKeyCredential JSON (WebAuthn L3 toJSON())"}
+ID_TOKEN = {"type": "string", "maxLength": 16384, "pattern": "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]*$",
+            "description": "OIDC ID token (compact JWS) from the configured issuer, with the challenge's nonce"}
 NULLABLE_STRING = {"type": ["string", "null"]}
 
 STEPUP_ENROLL_REQUEST = schemas.register("STEPUP_ENROLL_REQUEST", {
@@ -72,21 +75,25 @@ STEPUP_CHALLENGE = schemas.register("STEPUP_CHALLENGE", {
     "required": ["challenge_id", "methods", "expires_at"],
     "properties": {
         "challenge_id": {"type": "string"},
-        "methods": {"type": "array", "items": METHOD},
+        "methods": {"type": "array", "items": CHALLENGE_METHOD},
         "expires_at": {"type": "string", "format": "date-time"},
         "max_age": {"type": "integer"},
         "action_id": NULLABLE_STRING, "args_digest": NULLABLE_STRING, "purpose": NULLABLE_STRING,
         "webauthn": {"type": "object", "description": "PublicKeyCredentialRequestOptions JSON"},
+        "oidc": {"type": "object", "description": "Parameters for the issuer's /authorize (prompt=login)",
+                 "required": ["issuer", "nonce", "max_age", "acr_values"],
+                 "properties": {"issuer": {"type": "string"}, "nonce": {"type": "string"},
+                                "max_age": {"type": "integer"}, "acr_values": {"type": "string"}}},
     },
 })
 
 STEPUP_VERIFY_REQUEST = schemas.register("STEPUP_VERIFY_REQUEST", {
-    "description": "Exactly one of code (TOTP) and webauthn (assertion).",
+    "description": "Exactly one of code (TOTP), webauthn (assertion) and id_token (OIDC).",
     "type": "object",
     "required": ["challenge_id"],
     "additionalProperties": False,
-    "properties": {"challenge_id": schemas.ID, "code": CODE, "webauthn": WEBAUTHN_JSON},
-    "oneOf": [{"required": ["code"]}, {"required": ["webauthn"]}],
+    "properties": {"challenge_id": schemas.ID, "code": CODE, "webauthn": WEBAUTHN_JSON, "id_token": ID_TOKEN},
+    "oneOf": [{"required": ["code"]}, {"required": ["webauthn"]}, {"required": ["id_token"]}],
 })
 
 STEPUP_TOKEN = schemas.register("STEPUP_TOKEN", {
@@ -119,7 +126,7 @@ def verify(deps: Any, request: Request, principal: Principal | None) -> Response
     assert principal is not None
     body = schemas.validate("STEPUP_VERIFY_REQUEST", request.json())
     return Response.json(deps.step_up.verify(principal, body["challenge_id"], code=body.get("code"),
-                                             assertion=body.get("webauthn")))
+                                             assertion=body.get("webauthn"), id_token=body.get("id_token")))
 
 
 STEPUP_ROUTES: list[Route] = [
