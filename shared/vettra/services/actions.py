@@ -197,14 +197,8 @@ def decide(deps: Deps, principal: Principal, action_id: str, decision: str,
             if status == APPROVED and action.step_up_required:
                 deps.step_up.require(principal, action, step_up_token, uow=uow)
             default_reason = "approved by the user" if status == APPROVED else "denied by the user"
-            decided = action.decide(status, by=principal.actor, at=now, reason=reason or default_reason)
-            uow.actions.update(decided, expected_status=PENDING)
-            uow.audit.record(audit.AuditEvent(
-                type=audit.ACTION_APPROVED if status == APPROVED else audit.ACTION_DENIED,
-                chain=action.tenant, actor=principal.actor, at=rfc3339(now), action_id=action.id,
-                user=action.user, data={"status": status, "reason": decided.reason,
-                                        "args_digest": action.args_digest,
-                                        "step_up": bool(action.step_up_required and status == APPROVED)}))
+            decided = _terminal(uow, principal, action, status, now, reason or default_reason,
+                                step_up=bool(action.step_up_required and status == APPROVED))
         uow.commit()
         linked = uow.audit.linked
     if linked:
@@ -265,14 +259,20 @@ def _vote(deps: Deps, uow: Any, principal: Principal, action: Action, status: st
         return voted
     default_reason = (f"approved by {required} of the named approvers ({', '.join(voted.approvals)})"
                       if status == APPROVED else f"denied by {voter}")
-    decided = voted.decide(status, by=principal.actor, at=now, reason=reason or default_reason)
+    return _terminal(uow, principal, voted, status, now, reason or default_reason, step_up=step_up,
+                     extra={"quorum": {"required": required, "approvals": list(voted.approvals)}})
+
+
+def _terminal(uow: Any, principal: Principal, action: Action, status: str, now: Any, reason: str,
+              *, step_up: bool, extra: dict[str, Any] | None = None) -> Action:
+    """The one terminal transition of a decision, compare-and-set on ``pending``, audited once."""
+    decided = action.decide(status, by=principal.actor, at=now, reason=reason)
     uow.actions.update(decided, expected_status=PENDING)
     uow.audit.record(audit.AuditEvent(
         type=audit.ACTION_APPROVED if status == APPROVED else audit.ACTION_DENIED,
         chain=action.tenant, actor=principal.actor, at=rfc3339(now), action_id=action.id,
         user=action.user, data={"status": status, "reason": decided.reason,
-                                "args_digest": action.args_digest, "step_up": step_up,
-                                "quorum": {"required": required, "approvals": list(decided.approvals)}}))
+                                "args_digest": action.args_digest, "step_up": step_up, **(extra or {})}))
     return decided
 
 
