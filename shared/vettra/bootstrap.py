@@ -100,7 +100,8 @@ def _local(config: Config, clock: Any) -> Runtime:
     policies = PolicyService(store, keys, clock)
     deps = Deps(store=store, scheduler=timer, bus=InProcessEventBus(), clock=clock, keys=keys,
                 catalogue=Catalogue.default(), policies=policies,
-                step_up=StepUpService(store, clock, StepUpSettings.from_sources(config.extra, os.environ)),
+                step_up=StepUpService(store, clock, StepUpSettings.from_sources(config.extra, os.environ),
+                                      fetch_json=fetch_json),
                 settings={"store": "sqlite", "scheduler": "local-timer", "event_bus": "in-process",
                           "identity": "local-jwt", "verifier": "python", "home": str(config.home)})
 
@@ -118,6 +119,13 @@ def _local(config: Config, clock: Any) -> Runtime:
         every_entries=int(config.extra.get("checkpoint_every", DEFAULT_EVERY_ENTRIES)))
     return Runtime(config=config, deps=deps, identity=identity, app=app, timer=timer,
                    checkpointer=checkpointer, home_lock=home_lock)
+
+
+def fetch_json(url: str) -> Any:
+    """The OIDC step-up's HTTP seam; httpx is imported only when an ID token arrives."""
+    from .adapters.oidc_http import fetch_json as fetch
+
+    return fetch(url)
 
 
 LOCK_FILE = "vettra.lock"

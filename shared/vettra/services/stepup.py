@@ -20,7 +20,7 @@ from typing import Any, Mapping
 from ..domain import stepup as rules
 from ..domain.actions import PENDING, Action, rfc3339
 from ..domain.audit import AuditEvent
-from ..domain.errors import (Conflict, FieldError, NotFound, StepUpRequired, TooManyRequests,
+from ..domain.errors import (Conflict, FieldError, NotFound, StepUpRequired, TooManyRequests, Unavailable,
                              ValidationFailed)
 from ..domain.identity import ADMIN, APPROVER, Principal
 from ..domain.stepup import Binding, Failures, Grant, StepUpSettings
@@ -336,9 +336,8 @@ class StepUpService:
         if not self.settings.oidc_enabled:
             raise Conflict("OIDC step-up is not configured (oidc_issuer, oidc_audience); use another method")
         if self._id_tokens is None:
-            if self._fetch_json is None:    # resolved lazily: bootstrap does not pass one yet
-                from ..adapters.oidc_http import fetch_json
-                self._fetch_json = fetch_json
+            if self._fetch_json is None:
+                raise Unavailable("no OIDC fetcher wired: bootstrap passes adapters.oidc_http.fetch_json")
             self._id_tokens = _oidc_stepup().IdTokenVerifier(self.settings, self._clock, self._fetch_json)
         try:
             return self._id_tokens.validate(id_token, sub=principal.sub)
