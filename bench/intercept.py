@@ -3,8 +3,8 @@
 Measured in one run on this machine, side by side:
   1. baseline: a bare durable SQLite commit (WAL, synchronous=FULL), one row;
   2. in-process: the HTTP app's handle() for a LOW intercept (no sockets);
-  3. over local HTTP: `vettra dev` in its own process, a keep-alive client for
-     latency, then N concurrent clients for throughput.
+  3. over local HTTP: `vettra dev` in its own process, a lean keep-alive client
+     (http.client) for latency, then N client processes for throughput.
 Targets (issue #2): HTTP p50 <= 3 ms and >= 500 LOW intercepts/s with durable commits.
 Prints numbers and ratios; never fails on timing.
 
@@ -14,7 +14,9 @@ Prints numbers and ratios; never fails on timing.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
+import multiprocessing
 import os
 import socket
 import sqlite3
@@ -22,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -116,49 +117,72 @@ def mint(home: Path) -> str:
     return out.stdout.strip()
 
 
+class Client:
+    """A lean keep-alive HTTP/1.1 client (http.client, Nagle off), so the numbers are
+    the server's and not a heavyweight client's."""
+
+    def __init__(self, url: str, token: str):
+        host, port = url.removeprefix("http://").split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        self.conn.connect()
+        self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    def intercept(self, body: bytes) -> int:
+        self.conn.request("POST", "/api/actions/intercept", body=body, headers=self.headers)
+        response = self.conn.getresponse()
+        response.read()
+        return response.status
+
+
+def _client_process(url: str, token: str, seconds: float, out: "multiprocessing.Queue[tuple[int, int]]") -> None:
+    client = Client(url, token)
+    body = json.dumps(LOW_BUNDLE).encode()
+    ok = errors = 0
+    stop_at = time.monotonic() + seconds
+    while time.monotonic() < stop_at:
+        if client.intercept(body) == 201:
+            ok += 1
+        else:
+            errors += 1
+    out.put((ok, errors))
+
+
 def over_http(tmp: Path, n: int, clients: int, seconds: float) -> tuple[dict, dict]:
     home = tmp / "http"
     proc, url = start_server(home)
     token = mint(home)
-    headers = {"Authorization": f"Bearer {token}"}
+    body = json.dumps(LOW_BUNDLE).encode()
     try:
-        with httpx.Client(base_url=url, headers=headers) as c:
-            for _ in range(50):  # warm-up
-                c.post("/api/actions/intercept", json=LOW_BUNDLE)
-            samples = []
-            for _ in range(n):
-                t0 = time.perf_counter()
-                r = c.post("/api/actions/intercept", json=LOW_BUNDLE)
-                samples.append(time.perf_counter() - t0)
-                assert r.status_code == 201, r.text
+        client = Client(url, token)
+        for _ in range(100):  # warm-up
+            client.intercept(body)
+        samples = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            status = client.intercept(body)
+            samples.append(time.perf_counter() - t0)
+            assert status == 201, status
         latency = summary("intercept over local HTTP (1 keep-alive client)", samples)
 
-        count = [0] * clients
-        errors = [0] * clients
-        stop_at = time.monotonic() + seconds
-
-        def worker(i: int) -> None:
-            with httpx.Client(base_url=url, headers=headers) as c:
-                while time.monotonic() < stop_at:
-                    r = c.post("/api/actions/intercept", json=LOW_BUNDLE)
-                    if r.status_code == 201:
-                        count[i] += 1
-                    else:
-                        errors[i] += 1
-
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+        # Clients in their own processes, so they do not share the GIL with each other.
+        results: multiprocessing.Queue = multiprocessing.Queue()
+        procs = [multiprocessing.Process(target=_client_process, args=(url, token, seconds, results))
+                 for _ in range(clients)]
         t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        for p in procs:
+            p.start()
+        counts = [results.get(timeout=seconds + 30) for _ in procs]
         elapsed = time.perf_counter() - t0
-        throughput = {"name": f"intercept over local HTTP ({clients} concurrent clients)",
-                      "requests": sum(count), "errors": sum(errors), "per_s": sum(count) / elapsed}
-        with httpx.Client(base_url=url, headers={"Authorization": "Bearer " + subprocess.run(
-                [sys.executable, "-m", "vettra.cli", "token", "--home", str(home), "--role", "admin",
-                 "--sub", "bench-admin"], capture_output=True, text=True, check=True).stdout.strip()}) as a:
-            throughput["audit_valid"] = a.get("/api/audit/verify").json()["valid"]
+        for p in procs:
+            p.join()
+        ok, errors = sum(c[0] for c in counts), sum(c[1] for c in counts)
+        throughput = {"name": f"intercept over local HTTP ({clients} client processes)",
+                      "requests": ok, "errors": errors, "per_s": ok / elapsed}
+        admin = subprocess.run([sys.executable, "-m", "vettra.cli", "token", "--home", str(home), "--role",
+                                "admin", "--sub", "bench-admin"], capture_output=True, text=True, check=True)
+        with httpx.Client(base_url=url, headers={"Authorization": "Bearer " + admin.stdout.strip()}) as a:
+            throughput["audit_valid"] = a.get("/api/audit/verify", timeout=120).json()["valid"]
     finally:
         proc.terminate()
         proc.wait(10)
@@ -168,7 +192,7 @@ def over_http(tmp: Path, n: int, clients: int, seconds: float) -> tuple[dict, di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=2000)
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as d:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+SWITCH_INTERVAL_S = 0.0005
 
 
 def _home(value: str | None) -> Path:

@@ -27,7 +27,8 @@ class ActionRepository(abc.ABC):
     def get(self, action_id: str) -> Action | None: ...
 
     @abc.abstractmethod
-    def add(self, action: Action) -> None: ...
+    def add(self, action: Action, *, record_json: str | None = None) -> None:
+        """Insert ``action``; ``record_json`` is its :meth:`Action.to_record_json`, if already made."""
 
     @abc.abstractmethod
     def update(self, action: Action, *, expected_status: str) -> None:

@@ -7,7 +7,7 @@ import copy
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from vettra.domain.audit import (GENESIS_HASH, AuditEvent, check_entry, link_all, verify_chain)
+from vettra.domain.audit import (GENESIS_HASH, AuditEvent, check_entry, link, link_all, verify_chain)
 from vettra.domain.errors import VerificationError
 
 KEY_ID, KEY = "hk_test", b"k" * 32
@@ -122,3 +122,22 @@ def test_fast_frontier_equals_checked_append(datas) -> None:
         fast.append_leaf_data(d)
         checked.append(leaf_hash(d))
         assert fast.root() == checked.root() and fast.size == checked.size
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.fixed_dictionaries({
+    "type": st.text(max_size=20), "chain": st.text(max_size=10), "actor": st.text(max_size=10),
+    "at": st.text(max_size=25), "action_id": st.none() | st.text(max_size=12),
+    "user": st.none() | st.text(max_size=8),
+    "data": st.dictionaries(st.text(max_size=6), st.none() | st.integers(-10**6, 10**6) | st.text(max_size=6)
+                            | st.floats(allow_nan=False, allow_infinity=False), max_size=4)}),
+    st.integers(1, 10**9), st.text(alphabet="0123456789abcdef", min_size=64, max_size=64), st.text(max_size=12))
+def test_spliced_body_is_the_canonical_body(fields, seq, prev_hash, key_id) -> None:
+    from vettra.domain.canonical import canonical_json
+
+    try:
+        event = AuditEvent(**fields)
+    except UnicodeEncodeError:  # lone surrogates cannot be canonicalised at all
+        return
+    entry = link(event, seq=seq, prev_hash=prev_hash, key_id=key_id, key=KEY)
+    assert entry.body_json.encode() == canonical_json(entry.body())

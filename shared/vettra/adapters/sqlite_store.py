@@ -92,16 +92,17 @@ class _Actions(ActionRepository):
         row = self._conn.execute("SELECT doc FROM actions WHERE id=?", (action_id,)).fetchone()
         return Action.from_record(json.loads(row[0])) if row else None
 
-    def add(self, action: Action) -> None:
+    def add(self, action: Action, *, record_json: str | None = None) -> None:
         self._conn.execute(
             "INSERT INTO actions (id, tenant, user, status, created_at, expires_at, doc)"
             " VALUES (?,?,?,?,?,?,?)",
             (action.id, action.tenant, action.user, action.status, rfc3339(action.created_at),
-             rfc3339(action.expires_at), _dumps(action.to_record())))
-        # the named approvers of a quorum see the action in their own pending list
-        self._conn.executemany(
-            "INSERT OR IGNORE INTO action_approvers (tenant, approver, action_id) VALUES (?,?,?)",
-            [(action.tenant, name, action.id) for name in action.named_approvers])
+             rfc3339(action.expires_at), record_json or action.to_record_json()))
+        if action.named_approvers:
+            # the named approvers of a quorum see the action in their own pending list
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO action_approvers (tenant, approver, action_id) VALUES (?,?,?)",
+                [(action.tenant, name, action.id) for name in action.named_approvers])
 
     def update(self, action: Action, *, expected_status: str) -> None:
         cur = self._conn.execute(

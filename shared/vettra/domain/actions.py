@@ -7,6 +7,7 @@ exactly once. Transitions live here so every adapter enforces the same rules.
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -160,6 +161,10 @@ class Action:
         record["tenant"] = self.tenant
         record["status"] = self.status
         return record
+
+    def to_record_json(self) -> str:
+        """:meth:`to_record` as compact JSON (what a document store keeps)."""
+        return json.dumps(self.to_record(), separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "Action":
