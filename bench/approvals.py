@@ -23,7 +23,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from vettra.bootstrap import Config, bootstrap
-from vettra.domain.actions import parse_rfc3339
 from vettra.domain.errors import Conflict
 from vettra.services import actions
 from vettra.services.events import ACTIONS_TOPIC
