@@ -18,12 +18,14 @@ from ..domain.actions import (ALLOWED, APPROVED, DENIED, EXPIRED, PENDING, Actio
                               new_action_id, rfc3339)
 from ..domain.bundle import parse_bundle
 from ..domain.canonical import sha256_digest
-from ..domain.errors import Conflict, Forbidden, NotFound, StepUpRequired, Unavailable
+from ..domain.errors import Conflict, NotFound, StepUpRequired, Unavailable
 from ..domain.identity import ADMIN, AGENT, APPROVER, Principal
 from ..domain.policy import evaluate
 from ..domain.risk import assess
 from .deps import Deps
-from .events import ACTION_CREATED, ACTION_DECIDED, ACTIONS_TOPIC, publish_action
+from .quorum import publish_vote, quorum_policy, vote
+from .transitions import expire_in, terminal
+from .events import ACTION_CREATED, ACTION_DECIDED, publish_action
 
 log = logging.getLogger("vettra.actions")
 
@@ -66,7 +68,7 @@ def intercept(deps: Deps, principal: Principal, body: Any,
         framework=bundle.framework, risk=risk.as_dict(), status=status,
         step_up_required=decision.outcome == "require_step_up", created_at=now,
         policy={"id": policy.policy_id, "version": policy.version, "rule_id": decision.rule_id,
-                "outcome": decision.outcome, **_quorum_policy(decision)},
+                "outcome": decision.outcome, **quorum_policy(decision)},
         reason=decision.reason, session_id=bundle.session_id, resource=bundle.resource,
         context=bundle.context, call_id=bundle.call_id, expires_at=expires_at,
         on_expiry=getattr(decision, "on_expiry", None) or DENIED,
@@ -167,12 +169,6 @@ def get_action(deps: Deps, principal: Principal, action_id: str) -> dict[str, An
     return action.view(deps.clock.now())
 
 
-def peek_status(deps: Deps, action_id: str) -> str | None:
-    with deps.store.unit_of_work(readonly=True) as uow:
-        action = uow.actions.get(action_id)
-    return action.view(deps.clock.now())["status"] if action else None
-
-
 def list_pending(deps: Deps, principal: Principal, limit: int = MAX_PENDING_LIST) -> list[dict[str, Any]]:
     principal.require(APPROVER, ADMIN)
     now = deps.clock.now()
@@ -185,7 +181,7 @@ def decide(deps: Deps, principal: Principal, action_id: str, decision: str,
            reason: str | None = None, step_up_token: str | None = None) -> dict[str, Any]:
     """Flow 3: the owner approves or denies; exactly one terminal decision wins.
 
-    A quorum action (``action.quorum``) is decided by votes instead: see :func:`_vote`.
+    A quorum action (``action.quorum``) is decided by votes instead: see :func:`vettra.services.quorum.vote`.
     """
     principal.require(APPROVER, ADMIN)
     status = _DECISIONS[decision]
@@ -193,7 +189,7 @@ def decide(deps: Deps, principal: Principal, action_id: str, decision: str,
     with deps.store.unit_of_work() as uow:
         action = _owned(uow.actions.get(action_id), principal, action_id)
         if action.overdue(now):
-            expired = _expire_in(uow, action, now)
+            expired = expire_in(uow, action, now)
             uow.commit()
             _after_decision(deps, expired)
             raise Conflict(f"action {action_id} expired at {rfc3339(action.expires_at)}",
@@ -202,112 +198,24 @@ def decide(deps: Deps, principal: Principal, action_id: str, decision: str,
             raise Conflict(f"action {action_id} is already {action.status}",
                            extra={"action_status": action.status})
         if action.quorum is not None:
-            decided = _vote(deps, uow, principal, action, status, reason, step_up_token, now)
+            decided = vote(deps, uow, principal, action, status, reason, step_up_token, now)
             if decided is action:  # a repeated approval counts once: nothing to write
                 return action.view(now)
         else:
             if status == APPROVED and action.step_up_required:
                 deps.step_up.require(principal, action, step_up_token, uow=uow)
             default_reason = "approved by the user" if status == APPROVED else "denied by the user"
-            decided = _terminal(uow, principal, action, status, now, reason or default_reason,
+            decided = terminal(uow, principal, action, status, now, reason or default_reason,
                                 step_up=bool(action.step_up_required and status == APPROVED))
         uow.commit()
         linked = uow.audit.linked
     if linked:
         decided = _with_seq(decided, linked[-1].seq)
     if decided.status == PENDING:
-        _publish_vote(deps, decided)
+        publish_vote(deps, decided)
     else:
         _after_decision(deps, decided)
     return decided.view(now)
-
-
-ACTION_VOTE = "action.vote"      # audit: one approver's vote on a quorum action
-ACTION_VOTED = "action.voted"    # live update: a vote that left the action pending
-
-
-def _quorum_policy(decision: Any) -> dict[str, Any]:
-    """What intercept adds to ``action.policy`` when the policy names approvers."""
-    approvers = getattr(decision, "approvers", None)
-    return {"approvers": approvers} if approvers else {}
-
-
-def _vote(deps: Deps, uow: Any, principal: Principal, action: Action, status: str,
-          reason: str | None, step_up_token: str | None, now: Any) -> Action:
-    """One vote on a quorum action, inside ``uow``; returns the action as it now stands.
-
-    Only named approvers approve, each once (a repeat returns ``action`` unchanged);
-    ``k`` distinct approvals approve the action in the same unit of work. A deny by a
-    named approver or by the owner ends it. Every vote is audited (``action.vote``);
-    the terminal transition is audited once, as for a single approver. Votes are
-    read-modify-write of the action inside one unit of work, and the write is a
-    compare-and-set on ``pending``, so racing final votes make one terminal entry.
-    """
-    voter, quorum = principal.user, action.quorum or {}
-    named = voter in action.named_approvers
-    if status == APPROVED:
-        if not named:
-            raise Forbidden(f"approving {action.id} needs {quorum['quorum']} of the named approvers "
-                            f"{quorum['of']}; {voter!r} is not one of them (the owner may deny)")
-        if voter in action.approvals:
-            return action
-        if action.step_up_required:  # each approving voter steps up for themselves
-            deps.step_up.require(principal, action, step_up_token, uow=uow)
-        voted = action.with_approval(voter)
-    elif named or voter == action.user:
-        voted = action
-    else:  # pragma: no cover - _owned admits only the owner and the named approvers
-        raise NotFound(f"no action {action.id}")
-    required = quorum["quorum"]
-    step_up = bool(action.step_up_required and status == APPROVED)
-    uow.audit.record(audit.AuditEvent(
-        type=ACTION_VOTE, chain=action.tenant, actor=principal.actor, at=rfc3339(now),
-        action_id=action.id, user=action.user,
-        data={"voter": voter, "vote": "approve" if status == APPROVED else "deny", "named": named,
-              "approvals": list(voted.approvals), "required": required, "reason": reason,
-              "args_digest": action.args_digest, "step_up": step_up}))
-    if status == APPROVED and len(voted.approvals) < required:
-        uow.actions.update(voted, expected_status=PENDING)
-        return voted
-    default_reason = (f"approved by {required} of the named approvers ({', '.join(voted.approvals)})"
-                      if status == APPROVED else f"denied by {voter}")
-    return _terminal(uow, principal, voted, status, now, reason or default_reason, step_up=step_up,
-                     extra={"quorum": {"required": required, "approvals": list(voted.approvals)}})
-
-
-def _terminal(uow: Any, principal: Principal, action: Action, status: str, now: Any, reason: str,
-              *, step_up: bool, extra: dict[str, Any] | None = None) -> Action:
-    """The one terminal transition of a decision, compare-and-set on ``pending``, audited once."""
-    decided = action.decide(status, by=principal.actor, at=now, reason=reason)
-    uow.actions.update(decided, expected_status=PENDING)
-    uow.audit.record(audit.AuditEvent(
-        type=audit.ACTION_APPROVED if status == APPROVED else audit.ACTION_DENIED,
-        chain=action.tenant, actor=principal.actor, at=rfc3339(now), action_id=action.id,
-        user=action.user, data={"status": status, "reason": decided.reason,
-                                "args_digest": action.args_digest, "step_up": step_up, **(extra or {})}))
-    return decided
-
-
-def _publish_vote(deps: Deps, action: Action) -> None:
-    # Only the dashboards' topic: the action's own topic wakes long-polls waiting for
-    # the status to leave pending, which a non-final vote does not do.
-    deps.bus.publish(ACTIONS_TOPIC, {"type": ACTION_VOTED, "action_id": action.id,
-                                     "status": action.status, "tenant": action.tenant,
-                                     "user": action.user, "risk_level": action.risk.get("level"),
-                                     "tool": action.tool, "approvals": list(action.approvals)})
-
-
-def _expire_in(uow: Any, action: Action, now: Any) -> Action:
-    expired = action.decide(EXPIRED, by="system:timer", at=now,
-                            reason="no decision before the deadline; "
-                                   f"on expiry the action is {action.on_expiry}")
-    uow.actions.update(expired, expected_status=PENDING)
-    uow.audit.record(audit.AuditEvent(
-        type=audit.ACTION_EXPIRED, chain=action.tenant, actor="system:timer", at=rfc3339(now),
-        action_id=action.id, user=action.user,
-        data={"status": EXPIRED, "expires_at": rfc3339(action.expires_at),
-              "on_expiry": action.on_expiry}))
-    return expired
 
 
 def _after_decision(deps: Deps, action: Action) -> None:
@@ -339,7 +247,7 @@ def expire(deps: Deps, action_id: str) -> str:
         if not action.overdue(now):
             due = action.expires_at
         else:
-            expired = _expire_in(uow, action, now)
+            expired = expire_in(uow, action, now)
             uow.commit()
             due = None
     if due is not None:  # delivered early: arm again for the real deadline
