@@ -149,6 +149,10 @@ class AuditLog(abc.ABC):
     def checkpoints(self, chain: str) -> list[tuple[int, str]]:
         """``(size, signed note)`` of every checkpoint, oldest first."""
 
+    @abc.abstractmethod
+    def last_checkpoint(self, chain: str) -> tuple[int, str] | None:
+        """The newest checkpoint, without reading them all (called every tick)."""
+
 
 class Store(abc.ABC):
     @abc.abstractmethod

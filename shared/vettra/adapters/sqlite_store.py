@@ -221,6 +221,15 @@ class _SqliteAuditLog(AuditLog):
                 (chain, size, root.hex(), note))
             uow.commit()
 
+    def last_checkpoint(self, chain: str) -> tuple[int, str] | None:
+        conn = self._store._acquire()
+        try:
+            row = conn.execute("SELECT size, note FROM audit_checkpoints WHERE chain=?"
+                               " ORDER BY size DESC LIMIT 1", (chain,)).fetchone()
+        finally:
+            self._store._release(conn)
+        return (row[0], row[1]) if row else None
+
     def checkpoints(self, chain: str) -> list[tuple[int, str]]:
         conn = self._store._acquire()
         try:

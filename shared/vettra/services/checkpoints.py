@@ -41,8 +41,8 @@ def make_checkpoint(deps: Deps, chain: str) -> str | None:
     """Sign the current tree if it grew since the last checkpoint; returns the note."""
     log = deps.store.audit_log
     size, root = log.tree_state(chain)
-    existing = log.checkpoints(chain)
-    if existing and existing[-1][0] >= size:
+    last = log.last_checkpoint(chain)
+    if last is not None and last[0] >= size:
         return None
     if size == 0:
         return None
@@ -71,15 +71,15 @@ def verified_checkpoints(deps: Deps, chain: str) -> list[Checkpoint]:
 
 def latest(deps: Deps, principal: Principal) -> dict[str, Any]:
     chain = principal.tenant
-    stored = deps.store.audit_log.checkpoints(chain)
-    if not stored:
+    stored = deps.store.audit_log.last_checkpoint(chain)
+    if stored is None:
         make_checkpoint(deps, chain)
-        stored = deps.store.audit_log.checkpoints(chain)
+        stored = deps.store.audit_log.last_checkpoint(chain)
     keys = verifier_keys(deps, chain)
-    if not stored:
+    if stored is None:
         return {"origin": audit_origin(chain), "size": 0, "root_hash": None, "note": None,
                 "verifier_key": keys[0]}
-    size, note = stored[-1]
+    size, note = stored
     cp = Checkpoint.parse(note.split("\n\n", 1)[0] + "\n")
     return {"origin": cp.origin, "size": cp.size, "root_hash": cp.root_hash.hex(), "note": note,
             "verifier_key": keys[0]}
@@ -159,8 +159,8 @@ class Checkpointer:
         for chain in self._chains():
             log = self._deps.store.audit_log
             size, _ = log.tree_state(chain)
-            existing = log.checkpoints(chain)
-            last_size = existing[-1][0] if existing else 0
+            last = log.last_checkpoint(chain)
+            last_size = last[0] if last else 0
             if size > last_size and (force or size - last_size >= self.every_entries):
                 try:
                     if make_checkpoint(self._deps, chain):
