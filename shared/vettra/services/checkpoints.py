@@ -8,7 +8,9 @@ One checkpoint document is written per interval at most, never per request.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -22,6 +24,7 @@ from .deps import Deps
 
 DEFAULT_INTERVAL_S = 1.0
 DEFAULT_EVERY_ENTRIES = 1000
+MIN_INTERVAL_S = 1.0       # one checkpoint document write per chain per second at most
 _POLL_S = 0.1
 
 
@@ -122,15 +125,22 @@ def consistency(deps: Deps, principal: Principal, old: int, new: int) -> dict[st
 
 
 class Checkpointer:
-    """Background signer of the embedded default: every ``interval_s``, or as soon as
-    ``every_entries`` new entries have been linked, whichever comes first."""
+    """Background signer of the embedded default.
+
+    Signs a chain when it grew and ``interval_s`` passed since its last checkpoint,
+    or when ``every_entries`` new entries are waiting, but never more than once per
+    :data:`MIN_INTERVAL_S` per chain: a checkpoint is one document write, and
+    Firestore sustains about one write a second per document.
+    """
 
     def __init__(self, deps: Deps, chains: Any, *, interval_s: float = DEFAULT_INTERVAL_S,
                  every_entries: int = DEFAULT_EVERY_ENTRIES):
         self._deps, self._chains = deps, chains
         self.interval_s, self.every_entries = interval_s, every_entries
+        self.min_interval_s = min(MIN_INTERVAL_S, interval_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last: dict[str, tuple[int, float]] = {}   # chain -> (size, monotonic time) signed
         self.signed = 0
 
     def start(self) -> None:
@@ -141,32 +151,29 @@ class Checkpointer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        self._tick(force=True)
+        self._tick(final=True)
 
     def _run(self) -> None:
-        import time
-
-        last = time.monotonic()
         while not self._stop.wait(_POLL_S):
-            force = time.monotonic() - last >= self.interval_s
-            if self._tick(force=force):
-                last = time.monotonic()
-            elif force:
-                last = time.monotonic()
+            self._tick()
 
-    def _tick(self, *, force: bool) -> bool:
-        signed = False
+    def _tick(self, *, final: bool = False) -> None:
+        now = time.monotonic()
+        log = self._deps.store.audit_log
         for chain in self._chains():
-            log = self._deps.store.audit_log
+            if chain not in self._last:
+                stored = log.last_checkpoint(chain)
+                self._last[chain] = (stored[0] if stored else 0, 0.0)
+            last_size, last_at = self._last[chain]
             size, _ = log.tree_state(chain)
-            last = log.last_checkpoint(chain)
-            last_size = last[0] if last else 0
-            if size > last_size and (force or size - last_size >= self.every_entries):
-                try:
-                    if make_checkpoint(self._deps, chain):
-                        self.signed += 1
-                        signed = True
-                except Exception:  # noqa: BLE001 - keep signing other chains; retried next tick
-                    import logging
-                    logging.getLogger("vettra.audit").exception("checkpoint failed", extra={"chain": chain})
-        return signed
+            waited = now - last_at
+            due = size > last_size and (final or waited >= self.interval_s or (
+                size - last_size >= self.every_entries and waited >= self.min_interval_s))
+            if not due:
+                continue
+            try:
+                if make_checkpoint(self._deps, chain):
+                    self.signed += 1
+                self._last[chain] = (size, now)
+            except Exception:  # noqa: BLE001 - keep signing other chains; retried next tick
+                logging.getLogger("vettra.audit").exception("checkpoint failed", extra={"chain": chain})
