@@ -111,23 +111,9 @@ def _json_value_problems(value: Any, path: str, depth: int = 0) -> list[FieldErr
     return [FieldError(path, f"expected a JSON value, found {json_type(value)}")]
 
 
-_last_canonical: tuple[int, Any, bytes] | None = None
-
-
-def _canonical(value: Any) -> bytes:
-    """``canonical_json(value)``, remembering the last result: the size check and the
-    digest of the same arguments object need the same bytes, on the intercept hot path."""
-    global _last_canonical
-    memo = _last_canonical
-    if memo is not None and memo[0] == id(value) and memo[1] is value:
-        return memo[2]
-    data = canonical_json(value)
-    _last_canonical = (id(value), value, data)
-    return data
-
-
-def _check_object(body: dict, name: str, limit: int, errors: list[FieldError]) -> dict | None:
-    """A free-form JSON object field within ``limit`` canonical bytes."""
+def _check_object(body: dict, name: str, limit: int,
+                  errors: list[FieldError]) -> tuple[dict, bytes] | None:
+    """A free-form JSON object field within ``limit`` canonical bytes: ``(value, canonical)``."""
     value = body[name]
     if not isinstance(value, dict):
         errors.append(FieldError(name, f"expected object, found {json_type(value)}"))
@@ -136,12 +122,12 @@ def _check_object(body: dict, name: str, limit: int, errors: list[FieldError]) -
     if problems:
         errors.extend(problems)
         return None
-    size = len(_canonical(value))
-    if size > limit:
+    canonical = canonical_json(value)
+    if len(canonical) > limit:
         errors.append(FieldError(name, f"canonical form must be at most {limit} bytes, "
-                                       f"found {size}"))
+                                       f"found {len(canonical)}"))
         return None
-    return value
+    return value, canonical
 
 
 def _check_string(body: dict, name: str, errors: list[FieldError]) -> str | None:
@@ -174,7 +160,8 @@ def _check_envelope(body: dict, errors: list[FieldError]) -> dict[str, Any]:
         elif value is not None:
             out["resource"] = value
     if "context" in body:
-        out["context"] = _check_object(body, "context", MAX_CONTEXT_BYTES, errors)
+        checked = _check_object(body, "context", MAX_CONTEXT_BYTES, errors)
+        out["context"] = checked[0] if checked else None
     if "timeout_s" in body:
         value = body["timeout_s"]
         if not isinstance(value, int) or isinstance(value, bool):
@@ -199,7 +186,7 @@ def _check_framework(body: dict, errors: list[FieldError]) -> str | None:
     return value
 
 
-def _plain_call(body: dict, errors: list[FieldError]) -> ToolCall | None:
+def _plain_call(body: dict, errors: list[FieldError]) -> tuple[ToolCall, bytes] | None:
     """The ``tool`` and ``arguments`` of a plain bundle; unknown keys refused."""
     for key in body:
         if key not in PLAIN_FIELDS:
@@ -217,11 +204,12 @@ def _plain_call(body: dict, errors: list[FieldError]) -> ToolCall | None:
     if "arguments" not in body:
         errors.append(FieldError("arguments", "required"))
         return None
-    arguments = _check_object(body, "arguments", MAX_ARGUMENTS_BYTES, errors)
-    return ToolCall(tool, arguments, None) if tool and arguments is not None else None
+    checked = _check_object(body, "arguments", MAX_ARGUMENTS_BYTES, errors)
+    return (ToolCall(tool, checked[0], None), checked[1]) if tool and checked else None
 
 
-def _raw_call(body: dict, framework: str, errors: list[FieldError]) -> ToolCall | None:
+def _raw_call(body: dict, framework: str,
+              errors: list[FieldError]) -> tuple[ToolCall, bytes] | None:
     """Run the framework's adapter on the raw call (nested or beside the envelope)."""
     if RAW_CALL_KEY in body:
         raw, prefix = body[RAW_CALL_KEY], RAW_CALL_KEY
@@ -243,12 +231,12 @@ def _raw_call(body: dict, framework: str, errors: list[FieldError]) -> ToolCall 
     if problems:
         errors.extend(problems)
         return None
-    size = len(_canonical(call.arguments))
-    if size > MAX_ARGUMENTS_BYTES:
+    canonical = canonical_json(call.arguments)
+    if len(canonical) > MAX_ARGUMENTS_BYTES:
         errors.append(FieldError(args_path, f"canonical form must be at most "
-                                            f"{MAX_ARGUMENTS_BYTES} bytes, found {size}"))
+                                            f"{MAX_ARGUMENTS_BYTES} bytes, found {len(canonical)}"))
         return None
-    return call
+    return call, canonical
 
 
 def parse_bundle(body: Any) -> ActionBundle:
@@ -262,17 +250,17 @@ def parse_bundle(body: Any) -> ActionBundle:
     errors: list[FieldError] = []
     framework = _check_framework(body, errors)
     if framework is None:  # unknown framework: still report the plain fields if present
-        call = _plain_call(body, errors) if "tool" in body else None
+        checked = _plain_call(body, errors) if "tool" in body else None
     elif framework == PLAIN or ("tool" in body and RAW_CALL_KEY not in body):
-        call = _plain_call(body, errors)
+        checked = _plain_call(body, errors)
     else:
-        call = _raw_call(body, framework, errors)
+        checked = _raw_call(body, framework, errors)
     envelope = _check_envelope(body, errors)
-    if errors or call is None or framework is None:
+    if errors or checked is None or framework is None:
         raise ValidationFailed(f"the action bundle has {len(errors)} invalid field(s)",
                                errors=errors)
+    call, canonical = checked
     service, operation = call.tool.split(".", 1)
-    canonical = _canonical(call.arguments)
     # The bundle owns a copy of what was checked: re-reading the canonical bytes copies
     # and normalises in one C-speed step (cheaper than deepcopy), and the digest is of
     # exactly those bytes.
