@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ..domain.errors import NotFound
+from ..domain.errors import NotFound, PayloadTooLarge
 from .http.types import MAX_BODY_BYTES, Request, Response
 
 _runtime: Any = None
@@ -36,23 +36,20 @@ def runtime() -> Any:
 def handle(flask_request: Any, group: str) -> tuple[bytes, int, dict[str, str]]:
     """Serve ``flask_request`` if its route belongs to ``group``; 404 otherwise."""
     app = runtime().app
+    path = flask_request.path
     length = flask_request.content_length or 0
-    body = flask_request.get_data(cache=False) if length <= MAX_BODY_BYTES else b"x" * (MAX_BODY_BYTES + 1)
-    request = Request(method=flask_request.method, path=flask_request.path,
-                      query={k: flask_request.args.getlist(k) for k in flask_request.args},
-                      headers={k.lower(): v for k, v in flask_request.headers.items()}, body=body)
-    route_group = _group_of(app, request)
+    route_group = app.group_of(path)
     if route_group is not None and route_group != group:
-        response = Response.problem(NotFound(f"{request.path} is not served by the {group} function"),
-                                    instance=request.path)
+        response = Response.problem(NotFound(f"{path} is not served by the {group} function"),
+                                    instance=path)
+    elif length > MAX_BODY_BYTES:  # refused from the header, as the local server does
+        response = Response.problem(PayloadTooLarge(f"body is {length} bytes; the limit is "
+                                                    f"{MAX_BODY_BYTES}"), instance=path)
     else:
+        request = Request(method=flask_request.method, path=path,
+                          query={k: flask_request.args.getlist(k) for k in flask_request.args},
+                          headers={k.lower(): v for k, v in flask_request.headers.items()},
+                          body=flask_request.get_data(cache=False))
         response = app.handle(request)
     payload = response.body if isinstance(response.body, (bytes, bytearray)) else b"".join(response.body)
     return bytes(payload), response.status, response.headers
-
-
-def _group_of(app: Any, request: Request) -> str | None:
-    for route, pattern in app._compiled:
-        if pattern.match(request.path):
-            return route.group
-    return None

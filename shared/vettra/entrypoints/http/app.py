@@ -80,6 +80,13 @@ class HttpApp:
                                    headers={"Allow": ", ".join(sorted(set(allowed)))})
         raise NotFound(f"no endpoint at {path}")
 
+    def group_of(self, path: str) -> str | None:
+        """Which Cloud Function serves ``path`` (``Route.group``); None if no route matches."""
+        for route, pattern in self._compiled:
+            if pattern.match(path):
+                return route.group
+        return None
+
     def authenticate(self, request: Request) -> Principal:
         header = request.header("authorization") or ""
         scheme, _, token = header.partition(" ")
