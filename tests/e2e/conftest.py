@@ -15,7 +15,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import httpx
 import pytest
@@ -172,3 +172,20 @@ def chain_length(admin: httpx.Client) -> int:
 
 def seqs_are_gap_free(entries: Sequence[dict]) -> bool:
     return [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
+
+
+def intercept_load(server: "DevServer", token: str, mix: Sequence[dict], offset: int,
+                   acked: dict[str, str], lock: Any, stop: Any) -> None:
+    """A worker that intercepts ``mix`` round-robin until ``stop`` is set or the server
+    dies, recording each acknowledged action's answered status in ``acked``."""
+    with server.client(token, timeout=5) as c:
+        i = 0
+        while not stop.is_set():
+            try:
+                r = c.post("/api/actions/intercept", json=mix[(offset + i) % len(mix)])
+            except httpx.TransportError:
+                return
+            i += 1
+            if r.status_code in (200, 201):
+                with lock:
+                    acked[r.json()["action_id"]] = r.json()["status"]

@@ -21,7 +21,8 @@ import httpx
 import pytest
 
 from ..integration.scenarios import CHARGE_500, DELETE_REPO, EXPECTED, GRANT_ADMIN, READ_PROFILE, SEND_EMAIL
-from .conftest import DevServer, chain_length, entries_of, mint, mint_many, run_cli, seqs_are_gap_free
+from .conftest import (DevServer, chain_length, entries_of, intercept_load, mint, mint_many, run_cli,
+                       seqs_are_gap_free)
 
 pytestmark = pytest.mark.e2e
 
@@ -364,19 +365,6 @@ def test_kill_9_under_load_loses_nothing_acknowledged(dev_server_factory) -> Non
     lock = threading.Lock()
     stop = threading.Event()
 
-    def load(n: int) -> None:
-        with server.client(tokens["agent"], timeout=5) as c:
-            i = 0
-            while not stop.is_set():
-                try:
-                    r = c.post(INTERCEPT, json=MIX[(n + i) % len(MIX)])
-                except httpx.TransportError:
-                    return
-                i += 1
-                if r.status_code in (200, 201):
-                    with lock:
-                        acked[r.json()["action_id"]] = r.json()["status"]
-
     def decide() -> None:
         with server.client(tokens["alice"], timeout=5) as c:
             while not stop.is_set():
@@ -392,7 +380,8 @@ def test_kill_9_under_load_loses_nothing_acknowledged(dev_server_factory) -> Non
                 except (httpx.TransportError, ValueError):
                     return
 
-    workers = [threading.Thread(target=load, args=(n,)) for n in range(4)] + [threading.Thread(target=decide)]
+    workers = [threading.Thread(target=intercept_load, args=(server, tokens["agent"], MIX, n, acked, lock, stop))
+               for n in range(4)] + [threading.Thread(target=decide)]
     for t in workers:
         t.start()
     started = time.monotonic()

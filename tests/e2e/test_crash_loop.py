@@ -12,7 +12,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from .conftest import entries_of, mint_many, seqs_are_gap_free
+from .conftest import entries_of, intercept_load, mint_many, seqs_are_gap_free
 
 pytestmark = pytest.mark.e2e
 
@@ -34,19 +34,6 @@ def test_repeated_kill_9_never_loses_or_forks_an_entry(dev_server_factory) -> No
     for crash in range(CRASHES):
         stop = threading.Event()
 
-        def load(n: int) -> None:
-            with server.client(tokens["agent"], timeout=5) as c:
-                i = 0
-                while not stop.is_set():
-                    try:
-                        r = c.post("/api/actions/intercept", json=MIX[(n + i) % len(MIX)])
-                    except httpx.TransportError:
-                        return
-                    i += 1
-                    if r.status_code in (200, 201):
-                        with lock:
-                            acked[r.json()["action_id"]] = r.json()["status"]
-
         def decide() -> None:
             with server.client(tokens["alice"], timeout=5) as c:
                 while not stop.is_set():
@@ -59,7 +46,8 @@ def test_repeated_kill_9_never_loses_or_forks_an_entry(dev_server_factory) -> No
                     except (httpx.TransportError, ValueError, KeyError):
                         return
 
-        workers = [threading.Thread(target=load, args=(n,)) for n in range(3)] + [threading.Thread(target=decide)]
+        workers = [threading.Thread(target=intercept_load, args=(server, tokens["agent"], MIX, n, acked, lock, stop))
+                   for n in range(3)] + [threading.Thread(target=decide)]
         for t in workers:
             t.start()
         time.sleep(rng.uniform(0.2, 1.2))       # an arbitrary moment under load
