@@ -16,7 +16,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 
 from ..domain.checkpoint import (Checkpoint, NoteSigner, NoteVerifier, audit_origin,
-                                 ed25519_verifier_key, sign_checkpoint, verify_checkpoint)
+                                 ed25519_verifier_key, open_note, sign_checkpoint,
+                                 verify_checkpoint)
 from ..domain.errors import BadQuery, VerificationError
 from ..domain.identity import Principal
 from ..domain.merkle import MerkleTree, leaf_hash
@@ -83,7 +84,8 @@ def latest(deps: Deps, principal: Principal) -> dict[str, Any]:
         return {"origin": audit_origin(chain), "size": 0, "root_hash": None, "note": None,
                 "verifier_key": keys[0]}
     size, note = stored
-    cp = Checkpoint.parse(note.split("\n\n", 1)[0] + "\n")
+    text, _ = open_note(note, [NoteVerifier(k) for k in keys])  # served only if it verifies
+    cp = Checkpoint.parse(text)
     return {"origin": cp.origin, "size": cp.size, "root_hash": cp.root_hash.hex(), "note": note,
             "verifier_key": keys[0]}
 
