@@ -20,7 +20,6 @@ PENDING = "pending"
 APPROVED = "approved"
 DENIED = "denied"
 EXPIRED = "expired"
-STATUSES = (ALLOWED, PENDING, APPROVED, DENIED, EXPIRED)
 TERMINAL = frozenset({ALLOWED, APPROVED, DENIED, EXPIRED})
 
 ACTION_ID_PREFIX = "act_"
@@ -73,10 +72,6 @@ class Action:
     decided_by: str | None = None
     audit_seq: int | None = None
     approvals: tuple[str, ...] = ()  # named approvers who approved, in vote order
-
-    @property
-    def is_pending(self) -> bool:
-        return self.status == PENDING
 
     @property
     def quorum(self) -> dict[str, Any] | None:
