@@ -1,5 +1,7 @@
-"""Store / unit-of-work contract. Every Store adapter must pass this suite;
-today the embedded SQLite store, the Firestore adapter joins when it lands."""
+"""Store / unit-of-work contract. Every Store adapter must pass this suite:
+the embedded SQLite store and the in-memory fake of tests/fakes.py (so service
+tests that use the fake test against the same behaviour); the Firestore adapter
+joins when it lands."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from vettra.domain.actions import APPROVED, DENIED, PENDING, Action, new_action_
 from vettra.domain.audit import AuditEvent, verify_chain
 from vettra.domain.errors import Conflict
 
+from ..fakes import FakeStore
+
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
@@ -23,7 +27,11 @@ def sqlite_store(tmp_path: Path) -> SqliteStore:
     return SqliteStore(tmp_path / "store.db", LocalKeyStore(tmp_path))
 
 
-ADAPTERS = [pytest.param(sqlite_store, id="sqlite")]
+def memory_store(tmp_path: Path) -> FakeStore:
+    return FakeStore(LocalKeyStore(tmp_path))
+
+
+ADAPTERS = [pytest.param(sqlite_store, id="sqlite"), pytest.param(memory_store, id="fake")]
 
 
 @pytest.fixture(params=ADAPTERS)
@@ -222,3 +230,68 @@ def test_pending_lists_quorum_actions_to_their_named_approvers(store) -> None:
     with store.unit_of_work(readonly=True) as uow:
         assert uow.actions.pending("default", "carol", T0 + timedelta(hours=1), 100) == []  # past deadlines
         assert uow.actions.get(shared.id) == shared
+
+
+def test_policies_the_highest_version_is_active_per_tenant(store) -> None:
+    with store.unit_of_work(readonly=True) as uow:
+        assert uow.policies.active("default") is None
+    with store.unit_of_work() as uow:
+        uow.policies.activate("default", {"v": 1}, 1, "sha256:1")
+        uow.policies.activate("default", {"v": 3}, 3, "sha256:3")
+        uow.policies.activate("acme", {"v": 2}, 2, "sha256:2")
+        uow.commit()
+    with store.unit_of_work() as uow:
+        uow.policies.activate("default", {"v": 9}, 9, "sha256:9")   # rolled back
+    with store.unit_of_work(readonly=True) as uow:
+        assert uow.policies.active("default") == {"v": 3}
+        assert uow.policies.active("acme") == {"v": 2}
+        assert uow.policies.active("other") is None
+
+
+def test_a_read_only_unit_of_work_cannot_commit(store) -> None:
+    with store.unit_of_work(readonly=True) as uow:
+        with pytest.raises(RuntimeError):
+            uow.commit()
+
+
+def _append(store, n: int, tenant: str = "default") -> list[Action]:
+    actions = [replace(_action(), tenant=tenant) for _ in range(n)]
+    for action in actions:
+        with store.unit_of_work() as uow:
+            uow.actions.add(action)
+            uow.audit.record(_event(action))
+            uow.commit()
+    return actions
+
+
+def test_tree_state_is_the_rfc9162_root_of_the_entry_hashes(store) -> None:
+    from vettra.domain.merkle import leaf_hash, root_from_leaf_hashes
+
+    assert store.audit_log.tree_state("default")[0] == 0
+    _append(store, 7)
+    size, root = store.audit_log.tree_state("default")
+    hashes = store.audit_log.entry_hashes("default", 7)
+    assert size == 7 and len(hashes) == 7
+    assert hashes == [bytes.fromhex(e.hash) for e in store.audit_log.entries("default")]
+    assert root == root_from_leaf_hashes([leaf_hash(h) for h in hashes])
+    assert store.audit_log.entry_hashes("default", 3) == hashes[:3]
+    assert store.audit_log.head("default") == (7, hashes[-1].hex())
+
+
+def test_checkpoints_are_kept_once_per_size_oldest_first(store) -> None:
+    assert store.audit_log.checkpoints("default") == []
+    assert store.audit_log.last_checkpoint("default") is None
+    store.audit_log.add_checkpoint("default", 2, b"\x02" * 32, "note-2")
+    store.audit_log.add_checkpoint("default", 5, b"\x05" * 32, "note-5")
+    store.audit_log.add_checkpoint("default", 2, b"\x09" * 32, "note-2-again")  # ignored
+    store.audit_log.add_checkpoint("acme", 1, b"\x01" * 32, "acme-1")
+    assert store.audit_log.checkpoints("default") == [(2, "note-2"), (5, "note-5")]
+    assert store.audit_log.last_checkpoint("default") == (5, "note-5")
+    assert store.audit_log.checkpoints("acme") == [(1, "acme-1")]
+
+
+def test_known_chains_are_those_with_entries(store) -> None:
+    assert list(store.known_chains()) == []
+    _append(store, 1)
+    _append(store, 2, tenant="acme")
+    assert sorted(store.known_chains()) == ["acme", "default"]
