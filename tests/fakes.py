@@ -13,14 +13,15 @@ import copy
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from vettra.domain.actions import PENDING, Action
 from vettra.domain.audit import GENESIS_HASH, AuditEntry, AuditEvent, link_all
-from vettra.domain.errors import Conflict
+from vettra.domain.errors import Conflict, Unavailable
 from vettra.domain.merkle import CompactRange, leaf_hash
-from vettra.ports import (ActionRepository, AuditLog, AuditRecorder, DocumentRepository,
-                          IdempotencyRepository, KeyStore, PolicyRepository, Store, UnitOfWork)
+from vettra.ports import (ActionRepository, AuditLog, AuditRecorder, DocumentRepository, EventBus,
+                          IdempotencyRepository, KeyStore, PolicyRepository, Scheduler, Store,
+                          UnitOfWork)
 
 
 @dataclass
@@ -169,6 +170,8 @@ class FakeUnitOfWork(UnitOfWork):
         if self._readonly:
             raise RuntimeError("a read-only unit of work cannot commit")
         assert self._open, "commit outside the unit of work"
+        if self._store.fail_commits:
+            raise Unavailable("the fake store refuses commits (fail_commits is set)")
         recorder: _Recorder = self.audit  # type: ignore[assignment]
         key_id, key = self._store.keys.audit_hmac_key()
         linked: list[AuditEntry] = []
@@ -232,7 +235,11 @@ class _FakeAuditLog(AuditLog):
 
 
 class FakeStore(Store):
-    """Records ``committed`` (count), ``committed_events`` and ``rolled_back``."""
+    """Records ``committed`` (count), ``committed_events`` and ``rolled_back``.
+
+    ``known_chains`` is on the :class:`~vettra.ports.Store` port in spirit: the
+    checkpointer asks for it.
+    """
 
     def __init__(self, keys: KeyStore):
         self.keys = keys
@@ -243,6 +250,8 @@ class FakeStore(Store):
         self.rolled_back = 0
         self.committed_events: list[AuditEvent] = []
         self.closed = False
+        #: Set to make every commit raise :class:`Unavailable`, as a store outage would.
+        self.fail_commits = False
 
     def unit_of_work(self, *, readonly: bool = False) -> UnitOfWork:
         return FakeUnitOfWork(self, readonly)
@@ -256,3 +265,35 @@ class FakeStore(Store):
 
     def close(self) -> None:
         self.closed = True
+
+
+class RecordingScheduler(Scheduler):
+    """Records ``scheduled`` (name, due, payload) and ``cancelled`` names; fires nothing."""
+
+    def __init__(self) -> None:
+        self.scheduled: list[tuple[str, datetime, dict[str, Any]]] = []
+        self.cancelled: list[str] = []
+
+    def schedule(self, name: str, due: datetime, payload: Mapping[str, Any]) -> None:
+        self.scheduled.append((name, due, dict(payload)))
+
+    def cancel(self, name: str) -> None:
+        self.cancelled.append(name)
+
+
+class RecordingBus(EventBus):
+    """Records ``sent`` (topic, event); delivers to subscribers like the in-process bus."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self._subs: dict[str, list[Callable[[Mapping[str, Any]], None]]] = {}
+
+    def publish(self, topic: str, event: Mapping[str, Any]) -> None:
+        self.sent.append((topic, dict(event)))
+        for handler in list(self._subs.get(topic, ())):
+            handler(event)
+
+    def subscribe(self, topic: str,
+                  handler: Callable[[Mapping[str, Any]], None]) -> Callable[[], None]:
+        self._subs.setdefault(topic, []).append(handler)
+        return lambda: self._subs.get(topic, []).remove(handler)

@@ -1,0 +1,84 @@
+"""The action services over fakes that record (no SQLite, no threads): what one
+intercept or decision commits, schedules and publishes, and in which order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vettra.adapters.clock import FakeClock
+from vettra.adapters.local_keys import LocalKeyStore
+from vettra.domain.catalogue import Catalogue
+from vettra.domain.errors import Conflict, Unavailable
+from vettra.domain.identity import DEFAULT_TENANT, Principal
+from vettra.services import actions
+from vettra.services.deps import Deps
+from vettra.services.policies import PolicyService
+
+from ..fakes import FakeStore, RecordingBus, RecordingScheduler
+
+SEND = {"tool": "gmail.send_message", "arguments": {"to": "bob@example.com", "subject": "hi"}}
+READ = {"tool": "gmail.get_profile", "arguments": {}}
+
+
+@pytest.fixture
+def deps(tmp_path: Path) -> Deps:
+    keys, clock = LocalKeyStore(tmp_path), FakeClock()
+    store = FakeStore(keys)
+    policies = PolicyService(store, keys, clock)
+    policies.ensure_default(DEFAULT_TENANT)
+    return Deps(store=store, scheduler=RecordingScheduler(), bus=RecordingBus(), clock=clock,
+                keys=keys, catalogue=Catalogue.default(), policies=policies, step_up=None)
+
+
+AGENT = Principal(tenant=DEFAULT_TENANT, role="agent", sub="bot", user="alice")
+ALICE = Principal(tenant=DEFAULT_TENANT, role="approver", sub="alice", user="alice")
+
+
+def test_a_held_action_commits_once_with_its_entry_then_arms_its_timer(deps: Deps) -> None:
+    before = deps.store.committed
+    action = actions.intercept(deps, AGENT, SEND).action
+    assert action.status == "pending"
+    assert deps.store.committed == before + 1
+    assert [(e.type, e.action_id) for e in deps.store.committed_events[-1:]] == \
+        [("action.intercepted", action.id)]
+    assert [(name, due) for name, due, _ in deps.scheduler.scheduled] == \
+        [(f"expire-{action.id}", action.expires_at)]
+    assert any(event.get("action_id") == action.id for _, event in deps.bus.sent)
+
+
+def test_an_allowed_read_arms_no_timer(deps: Deps) -> None:
+    action = actions.intercept(deps, AGENT, READ).action
+    assert action.status == "allowed"
+    assert deps.scheduler.scheduled == []
+
+
+def test_a_failed_commit_leaves_no_timer_no_event_and_no_action(deps: Deps) -> None:
+    deps.store.fail_commits = True
+    committed, sent = deps.store.committed, len(deps.bus.sent)
+    with pytest.raises(Unavailable):
+        actions.intercept(deps, AGENT, SEND)
+    assert deps.store.committed == committed
+    assert deps.scheduler.scheduled == [] and len(deps.bus.sent) == sent
+    with deps.store.unit_of_work(readonly=True) as uow:
+        assert uow.actions.pending(DEFAULT_TENANT, "alice", deps.clock.now(), 10) == []
+
+
+def test_an_idempotent_replay_writes_nothing(deps: Deps) -> None:
+    first = actions.intercept(deps, AGENT, SEND, idempotency_key="k-1")
+    committed, events = deps.store.committed, len(deps.store.committed_events)
+    again = actions.intercept(deps, AGENT, SEND, idempotency_key="k-1")
+    assert (again.created, again.action.id) == (False, first.action.id)
+    assert (deps.store.committed, len(deps.store.committed_events)) == (committed, events)
+    assert len(deps.scheduler.scheduled) == 1
+
+
+def test_a_decision_commits_its_entry_and_cancels_the_timer(deps: Deps) -> None:
+    action = actions.intercept(deps, AGENT, SEND).action
+    view = actions.decide(deps, ALICE, action.id, "deny", reason="not now")
+    assert (view["status"], view["reason"]) == ("denied", "not now")
+    assert deps.store.committed_events[-1].type == "action.denied"
+    assert deps.scheduler.cancelled == [f"expire-{action.id}"]
+    with pytest.raises(Conflict):
+        actions.decide(deps, ALICE, action.id, "approve")
