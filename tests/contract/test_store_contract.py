@@ -222,3 +222,53 @@ def test_pending_lists_quorum_actions_to_their_named_approvers(store) -> None:
     with store.unit_of_work(readonly=True) as uow:
         assert uow.actions.pending("default", "carol", T0 + timedelta(hours=1), 100) == []  # past deadlines
         assert uow.actions.get(shared.id) == shared
+
+
+def _record(store, n: int, per_unit: int = 1) -> None:
+    for _ in range(0, n, per_unit):
+        with store.unit_of_work() as uow:
+            for _ in range(per_unit):
+                action = _action()
+                uow.actions.add(action)
+                uow.audit.record(_event(action))
+            uow.commit()
+
+
+def test_merkle_nodes_are_the_subtree_hashes_of_the_committed_entries(store) -> None:
+    """``AuditLog.merkle_nodes``: every complete perfect subtree, none that is not yet complete."""
+    from vettra.domain.merkle import MerkleTree, leaf_hash
+
+    _record(store, 9)
+    _record(store, 12, per_unit=4)  # several entries linked in one commit
+    size = 21
+    leaves = [leaf_hash(h) for h in store.audit_log.entry_hashes("default", size)]
+    tree = MerkleTree(leaves)
+    complete = [(level, index) for level in range(6) for index in range(size >> level)]
+    nodes = store.audit_log.merkle_nodes("default", complete)
+    assert set(nodes) == set(complete)
+    for (level, index), h in nodes.items():
+        assert h == tree._root(index << level, (index + 1) << level)
+    incomplete = [(1, 10), (2, 5), (3, 2), (5, 0), (0, 21)]
+    assert store.audit_log.merkle_nodes("default", incomplete) == {}
+    assert store.audit_log.merkle_nodes("acme", [(0, 0), (1, 0)]) == {}
+
+
+def test_proofs_from_stored_nodes_match_proofs_from_every_leaf(store) -> None:
+    from vettra.domain.merkle import MerkleTree, leaf_hash
+    from vettra.domain.merkle_nodes import consistency_from_nodes, inclusion_from_nodes
+
+    _record(store, 37, per_unit=3)
+    size = store.audit_log.tree_state("default")[0]
+    tree = MerkleTree([leaf_hash(h) for h in store.audit_log.entry_hashes("default", size)])
+    assert tree.root() == store.audit_log.tree_state("default")[1]
+
+    def read(ids):
+        return store.audit_log.merkle_nodes("default", ids)
+
+    for tree_size in (1, 2, 7, 16, size):
+        for index in range(tree_size):
+            assert inclusion_from_nodes(read, index, tree_size) == (
+                tree.inclusion_proof(index, tree_size), tree.root(tree_size))
+        for old in range(tree_size + 1):
+            assert consistency_from_nodes(read, old, tree_size) == (
+                tree.consistency_proof(old, tree_size), tree.root(old), tree.root(tree_size))

@@ -1,0 +1,108 @@
+"""Stored Merkle subtree hashes for the embedded store (the ``AuditLog.merkle_nodes`` port).
+
+Table ``audit_nodes`` holds node ``(level, index)`` for level >= 1, written by the
+sequencer in the same transaction as the entries that complete it; level 0 (the leaf
+hash) is derived from ``audit_entries.hash`` rather than stored twice. A chain of ``n``
+entries thus has ``n - popcount(n)`` rows, and a proof reads O(log n) of them by primary
+key in one query.
+
+Homes written before nodes were kept are backfilled when the store opens
+(:func:`backfill`): one pass over the entry hashes, once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+
+from ..domain.audit import AuditEntry
+from ..domain.merkle import CompactRange, leaf_hash
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_nodes (
+  chain TEXT NOT NULL, level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
+  PRIMARY KEY (chain, level, idx)) WITHOUT ROWID;
+"""
+_INSERT = "INSERT INTO audit_nodes (chain, level, idx, hash) VALUES (?,?,?,?)"
+_BACKFILL_BATCH = 10_000
+# Ids per query: well inside SQLite's parameter and expression-depth limits.
+_BATCH = 250
+
+
+def completed_nodes(chain: str, tree: CompactRange, entries: Iterable[AuditEntry]) -> list[tuple]:
+    """Rows for the nodes ``entries`` complete, appending them to ``tree`` (a copy the caller owns)."""
+    rows = []
+    for entry in entries:
+        for level, index, node in tree.append_completing(leaf_hash(bytes.fromhex(entry.hash))):
+            rows.append((chain, level, index, node))
+    return rows
+
+
+def insert(conn: sqlite3.Connection, rows: Sequence[tuple]) -> None:
+    if rows:
+        conn.executemany(_INSERT, rows)
+
+
+def read(conn: sqlite3.Connection, chain: str,
+         ids: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    """Nodes among ``ids``: levels >= 1 by key, leaves from the entries; one query per
+    :data:`_BATCH` ids (a proof needs fewer than 200, so one query)."""
+    ids = list(dict.fromkeys(ids))
+    out: dict[tuple[int, int], bytes] = {}
+    for at in range(0, len(ids), _BATCH):
+        out.update(_read_batch(conn, chain, ids[at:at + _BATCH]))
+    return out
+
+
+def _read_batch(conn: sqlite3.Connection, chain: str,
+                ids: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    inner = [(level, index) for level, index in ids if level > 0]
+    seqs = [index + 1 for level, index in ids if level == 0]
+    parts, params = [], []
+    if inner:
+        # OR of full-key terms: SQLite looks each up by primary key (a row-value IN over
+        # VALUES would scan the chain's nodes).
+        parts.append("SELECT level, idx, hash FROM audit_nodes WHERE chain=? AND ("
+                     + " OR ".join(["(level=? AND idx=?)"] * len(inner)) + ")")
+        params += [chain, *(v for pair in inner for v in pair)]
+    if seqs:
+        parts.append("SELECT 0, seq - 1, hash FROM audit_entries WHERE chain=? AND seq IN "
+                     f"({','.join('?' * len(seqs))})")
+        params += [chain, *seqs]
+    out = {}
+    if parts:
+        for level, index, value in conn.execute(" UNION ALL ".join(parts), params):
+            out[level, index] = leaf_hash(bytes.fromhex(value)) if level == 0 else bytes(value)
+    return out
+
+
+def is_complete(conn: sqlite3.Connection, chain: str) -> bool:
+    """Whether the stored nodes are exactly those of the stored entries (one read snapshot)."""
+    conn.execute("BEGIN")
+    try:
+        return is_complete_locked(conn, chain)
+    finally:
+        conn.execute("COMMIT")
+
+
+def is_complete_locked(conn: sqlite3.Connection, chain: str) -> bool:
+    """:func:`is_complete` inside the caller's transaction."""
+    size = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM audit_entries WHERE chain=?",
+                        (chain,)).fetchone()[0]
+    count = conn.execute("SELECT COUNT(*) FROM audit_nodes WHERE chain=?", (chain,)).fetchone()[0]
+    return bool(count == size - size.bit_count())
+
+
+def backfill(conn: sqlite3.Connection, chain: str) -> int:
+    """Rebuild ``chain``'s nodes from its entry hashes (caller holds the write transaction)."""
+    conn.execute("DELETE FROM audit_nodes WHERE chain=?", (chain,))
+    tree, rows, written = CompactRange(), [], 0
+    for (hash_hex,) in conn.execute("SELECT hash FROM audit_entries WHERE chain=? ORDER BY seq",
+                                    (chain,)):
+        for level, index, node in tree.append_completing(leaf_hash(bytes.fromhex(hash_hex))):
+            rows.append((chain, level, index, node))
+        if len(rows) >= _BACKFILL_BATCH:
+            insert(conn, rows)
+            written, rows = written + len(rows), []
+    insert(conn, rows)
+    return written + len(rows)
