@@ -102,3 +102,11 @@ def test_proof_endpoints_are_rate_limited_per_principal(tmp_path: Path, monkeypa
         assert s.agent.get(paths[0][0], params=paths[0][1]).status_code == 200
     finally:
         s.stop()
+
+
+def test_a_node_the_store_lacks_is_rebuilt_from_its_leaves(stack: Stack) -> None:
+    """The fallback when a store holds no node for a range (here: deleted under a running server)."""
+    expected = _expected(stack)
+    with stack.db() as db:
+        db.execute("DELETE FROM audit_nodes WHERE level >= 2")
+    assert _all_proofs(stack) == expected

@@ -106,7 +106,7 @@ def _reader(deps: Deps, chain: str, tree_size: int) -> tuple[NodeReader, LeafRea
 
     def leaves(start: int, end: int) -> list[bytes]:
         # Only for a node a store lacks (none once the SQLite backfill has run).
-        return [leaf_hash(h) for h in log.entry_hashes(chain, end)[start:end]]
+        return [leaf_hash(bytes.fromhex(e.hash)) for e in log.entries(chain, after=start, limit=end - start)]
 
     return (lambda ids: log.merkle_nodes(chain, ids)), leaves
 
