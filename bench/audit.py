@@ -188,8 +188,8 @@ def proof_latency_side_by_side(small: int, big: int) -> None:
         tmp = Path(d)
         proofs.build_log(tmp / "small", small)
         proofs.build_log(tmp / "big", big)
-        proofs.print_latency(proofs.proof_latency(tmp / "small", 300), proofs.proof_latency(tmp / "big", 300),
-                             proofs.rebuild_latency(tmp / "small", 20), None)
+        small_run, big_run = proofs.proof_latency([tmp / "small", tmp / "big"], 1000)
+        proofs.print_latency(small_run, big_run, proofs.rebuild_latency(tmp / "small", 20), None)
 
 
 if __name__ == "__main__":

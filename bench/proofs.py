@@ -91,32 +91,38 @@ def build_log(home: Path, n: int) -> Path:
     return path
 
 
-def proof_latency(home: Path, calls: int) -> dict[str, float]:
-    """Median and p99 ms of inclusion and consistency proofs at random positions."""
+def proof_latency(homes: list[Path], calls: int) -> list[dict[str, float]]:
+    """Median and p99 ms of inclusion and consistency proofs at random positions, for each
+    home; calls alternate between the homes so machine noise hits them alike."""
     from vettra.bootstrap import DB_FILE
 
-    started = time.perf_counter()
-    store = SqliteStore(home / DB_FILE, LocalKeyStore(home))
-    opened = time.perf_counter() - started
-    deps = SimpleNamespace(store=store, proof_limiter=None)
-    size = store.audit_log.tree_state(CHAIN)[0]
+    runs = []
+    for home in homes:
+        started = time.perf_counter()
+        store = SqliteStore(home / DB_FILE, LocalKeyStore(home))
+        runs.append({"store": store, "open_s": time.perf_counter() - started,
+                     "deps": SimpleNamespace(store=store, proof_limiter=None),
+                     "size": store.audit_log.tree_state(CHAIN)[0], "inclusion": [], "consistency": []})
     rng = random.Random(7)
-    inclusion, consistency = [], []
     for _ in range(calls):
-        seq = rng.randint(1, size)
-        t0 = time.perf_counter()
-        checkpoints.inclusion(deps, ADMIN, seq, size)
-        t1 = time.perf_counter()
-        checkpoints.consistency(deps, ADMIN, rng.randint(1, size), size)
-        t2 = time.perf_counter()
-        inclusion.append(t1 - t0)
-        consistency.append(t2 - t1)
-    store.close()
-    ms = 1000.0
-    return {"size": size, "open_s": opened,
-            "inclusion_p50": statistics.median(inclusion) * ms, "inclusion_p99": pct(inclusion, 0.99) * ms,
-            "consistency_p50": statistics.median(consistency) * ms,
-            "consistency_p99": pct(consistency, 0.99) * ms}
+        for run in runs:
+            deps, size = run["deps"], run["size"]
+            seq, old = rng.randint(1, size), rng.randint(1, size)
+            t0 = time.perf_counter()
+            checkpoints.inclusion(deps, ADMIN, seq, size)
+            t1 = time.perf_counter()
+            checkpoints.consistency(deps, ADMIN, old, size)
+            run["inclusion"].append(t1 - t0)
+            run["consistency"].append(time.perf_counter() - t1)
+    out = []
+    for run in runs:
+        run["store"].close()
+        row: dict[str, float] = {"size": run["size"], "open_s": run["open_s"]}
+        for kind in ("inclusion", "consistency"):
+            row[f"{kind}_p50"] = statistics.median(run[kind]) * 1000.0
+            row[f"{kind}_p99"] = pct(run[kind], 0.99) * 1000.0
+        out.append(row)
+    return out
 
 
 def rebuild_latency(home: Path, calls: int) -> float:
@@ -263,7 +269,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", type=int, default=1_000)
     parser.add_argument("--big", type=int, default=1_000_000)
-    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--rebuild-big", action="store_true", help="time the old path once at --big")
     parser.add_argument("--live-entries", type=int, default=100_000)
     parser.add_argument("--loops", type=int, default=8)
@@ -277,7 +283,7 @@ def main() -> None:
         build_log(tmp / "small", args.small)
         build_log(tmp / "big", args.big)
         print(f"built logs of {args.small:,} and {args.big:,} entries in {time.perf_counter() - t0:.1f} s")
-        small, big = proof_latency(tmp / "small", args.calls), proof_latency(tmp / "big", args.calls)
+        small, big = proof_latency([tmp / "small", tmp / "big"], args.calls)
         old_small = rebuild_latency(tmp / "small", 20)
         old_big = rebuild_latency(tmp / "big", 1) if args.rebuild_big else None
         print_latency(small, big, old_small, old_big)

@@ -272,3 +272,27 @@ def test_proofs_from_stored_nodes_match_proofs_from_every_leaf(store) -> None:
         for old in range(tree_size + 1):
             assert consistency_from_nodes(read, old, tree_size) == (
                 tree.consistency_proof(old, tree_size), tree.root(old), tree.root(tree_size))
+
+
+def test_upper_level_nodes_of_a_larger_log_read_the_same_twice(store) -> None:
+    """Past 1024 entries the adapter may cache the upper levels; cold and warm reads agree."""
+    from vettra.domain.merkle import MerkleTree, leaf_hash
+    from vettra.domain.merkle_nodes import inclusion_from_nodes
+
+    with store.unit_of_work() as uow:
+        for i in range(2100):
+            uow.audit.record(AuditEvent(type="test", chain="default", actor="agent:bot",
+                                        at="2026-01-01T00:00:00.000Z", action_id=None, user="alice",
+                                        data={"i": i}))
+        uow.commit()
+    size = 2100
+    tree = MerkleTree([leaf_hash(h) for h in store.audit_log.entry_hashes("default", size)])
+    assert store.audit_log.merkle_nodes("default", [(11, 0), (10, 1), (10, 2)]) == {
+        (11, 0): tree._root(0, 2048), (10, 1): tree._root(1024, 2048)}
+
+    def read(ids):
+        return store.audit_log.merkle_nodes("default", ids)
+
+    for _ in range(2):
+        for index in (0, 1023, 1024, 2047, 2048, 2099):
+            assert inclusion_from_nodes(read, index, size) == (tree.inclusion_proof(index, size), tree.root())

@@ -86,3 +86,16 @@ def test_missing_nodes_are_rebuilt_from_leaves_when_a_leaf_reader_is_given() -> 
                                       leaves=lambda a, b: LEAVES[a:b])
     assert path == MerkleTree(LEAVES).inclusion_proof(5, 67)
     assert root == MerkleTree(LEAVES).root(67)
+
+
+def test_the_node_cache_keeps_only_upper_levels_and_stays_bounded() -> None:
+    from vettra.adapters.sqlite_merkle import NodeCache
+
+    cache = NodeCache(max_nodes=3, min_level=2)
+    cache.put("c", {(1, 0): b"a" * 32, (2, 0): b"b" * 32, (3, 0): b"c" * 32, (2, 1): b"d" * 32})
+    assert len(cache) == 3 and cache.get("c", [(1, 0)]) == {}
+    assert cache.get("c", [(2, 0)]) == {(2, 0): b"b" * 32}  # now the most recently used
+    cache.put("c", {(4, 0): b"e" * 32})
+    assert cache.get("c", [(3, 0)]) == {} and set(cache.get("c", [(2, 0), (2, 1), (4, 0)])) == {
+        (2, 0), (2, 1), (4, 0)}
+    assert cache.get("other", [(2, 0)]) == {}

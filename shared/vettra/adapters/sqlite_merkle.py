@@ -8,11 +8,18 @@ key in one query.
 
 Homes written before nodes were kept are backfilled when the store opens
 (:func:`backfill`): one pass over the entry hashes, once.
+
+A stored node never changes, so nodes of subtrees of at least 2**CACHE_MIN_LEVEL
+leaves are also kept in a bounded in-memory cache (:class:`NodeCache`): the upper
+levels every proof shares are then read once, and a proof over 1M entries reads about
+as many rows as one over 1k.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
 from ..domain.audit import AuditEntry
@@ -25,6 +32,10 @@ CREATE TABLE IF NOT EXISTS audit_nodes (
 """
 _INSERT = "INSERT INTO audit_nodes (chain, level, idx, hash) VALUES (?,?,?,?)"
 _BACKFILL_BATCH = 10_000
+#: Cached levels: subtrees of >= 1024 leaves, so at most n / 512 nodes could qualify.
+CACHE_MIN_LEVEL = 10
+#: At most this many cached nodes (about 10 MB), least recently used dropped first.
+CACHE_MAX_NODES = 65_536
 # Ids per query: inside SQLite's default limits (500 compound SELECT terms, 32766 parameters).
 _BATCH = 250
 
@@ -43,14 +54,52 @@ def insert(conn: sqlite3.Connection, rows: Sequence[tuple]) -> None:
         conn.executemany(_INSERT, rows)
 
 
-def read(conn: sqlite3.Connection, chain: str,
-         ids: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-    """Nodes among ``ids``: levels >= 1 by key, leaves from the entries; one query per
-    :data:`_BATCH` ids (a proof needs fewer than 200, so one query)."""
+class NodeCache:
+    """Stored nodes of the upper levels, by ``(chain, level, index)``; bounded LRU."""
+
+    def __init__(self, max_nodes: int = CACHE_MAX_NODES, min_level: int = CACHE_MIN_LEVEL):
+        self.max_nodes, self.min_level = max_nodes, min_level
+        self._nodes: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, chain: str, ids: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        out = {}
+        nodes, floor = self._nodes, self.min_level
+        with self._lock:
+            for level, index in ids:
+                if level >= floor and (key := (chain, level, index)) in nodes:
+                    nodes.move_to_end(key)
+                    out[level, index] = nodes[key]
+        return out
+
+    def put(self, chain: str, nodes: dict[tuple[int, int], bytes]) -> None:
+        with self._lock:
+            for (level, index), node in nodes.items():
+                if level >= self.min_level:
+                    self._nodes[chain, level, index] = node
+            while len(self._nodes) > self.max_nodes:
+                self._nodes.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._nodes.clear()
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+
+def read(conn: sqlite3.Connection, chain: str, ids: Sequence[tuple[int, int]],
+         cache: NodeCache | None = None) -> dict[tuple[int, int], bytes]:
+    """Nodes among ``ids``: cached ones, then levels >= 1 by key and leaves from the
+    entries, one query per :data:`_BATCH` ids (a proof needs fewer than 200: one query)."""
     ids = list(dict.fromkeys(ids))
-    out: dict[tuple[int, int], bytes] = {}
-    for at in range(0, len(ids), _BATCH):
-        out.update(_read_batch(conn, chain, ids[at:at + _BATCH]))
+    out = cache.get(chain, ids) if cache is not None else {}
+    missing = [i for i in ids if i not in out]
+    for at in range(0, len(missing), _BATCH):
+        found = _read_batch(conn, chain, missing[at:at + _BATCH])
+        if cache is not None:
+            cache.put(chain, found)
+        out.update(found)
     return out
 
 

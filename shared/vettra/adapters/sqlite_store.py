@@ -177,6 +177,7 @@ class SqliteUnitOfWork(UnitOfWork):
 class _SqliteAuditLog(AuditLog):
     def __init__(self, store: "SqliteStore"):
         self._store = store
+        self._node_cache = sqlite_merkle.NodeCache()
 
     def entries(self, chain: str, *, after: int = 0, limit: int | None = None,
                 action_id: str | None = None, user: str | None = None) -> Iterator[AuditEntry]:
@@ -221,7 +222,7 @@ class _SqliteAuditLog(AuditLog):
     def merkle_nodes(self, chain: str, ids: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         conn = self._store._acquire()
         try:
-            return sqlite_merkle.read(conn, chain, ids)
+            return sqlite_merkle.read(conn, chain, ids, cache=self._node_cache)
         finally:
             self._store._release(conn)
 

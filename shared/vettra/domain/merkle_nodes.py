@@ -34,6 +34,10 @@ def perfect_cover(start: int, end: int) -> list[NodeId]:
     they shrink strictly left to right, so folding their hashes from the right gives the
     range's MTH, as the §2.1.1 split at the largest power of two does.
     """
+    width = end - start
+    if width > 0 and width & (width - 1) == 0 and start % width == 0:
+        level = width.bit_length() - 1  # the common case: one aligned perfect subtree
+        return [(level, start >> level)]
     out: list[NodeId] = []
     while start < end:
         level = (end - start).bit_length() - 1
@@ -67,7 +71,8 @@ def range_hashes(read: NodeReader, ranges: Sequence[tuple[int, int]],
     covers = [perfect_cover(a, b) for a, b in ranges]
     wanted = sorted({node for cover in covers for node in cover})
     nodes = _fetch(read, wanted, leaves)
-    return [_fold_right([nodes[n] for n in cover]) if cover else EMPTY_ROOT for cover in covers]
+    return [nodes[cover[0]] if len(cover) == 1 else
+            _fold_right([nodes[n] for n in cover]) if cover else EMPTY_ROOT for cover in covers]
 
 
 def inclusion_from_nodes(read: NodeReader, index: int, size: int,
