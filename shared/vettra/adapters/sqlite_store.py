@@ -161,7 +161,7 @@ class SqliteUnitOfWork(UnitOfWork):
                  for e in entries])
             # The subtrees these entries complete, in the same transaction: proofs read them.
             sqlite_merkle.insert(conn, sqlite_merkle.completed_nodes(
-                chain, CompactRange.from_dict(state.tree.to_dict()), entries))
+                chain, state.tree.copy(), entries))
             if state.head_due():
                 self._store._persist_head(conn, chain, state.after(entries))
                 self._persisted.append(chain)

@@ -133,6 +133,12 @@ class CompactRange:
             hashes[-1] = sha256(NODE_PREFIX + hashes[-1] + right).digest()
             carry >>= 1
 
+    def copy(self) -> CompactRange:
+        """An independent copy (the hashes are immutable bytes; no re-validation)."""
+        twin = CompactRange.__new__(CompactRange)
+        twin._size, twin._hashes = self._size, list(self._hashes)
+        return twin
+
     def append_completing(self, leaf_hash: bytes) -> list[tuple[int, int, bytes]]:
         """``append``, returning the perfect subtrees this leaf completes above the leaves.
 
