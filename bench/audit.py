@@ -8,10 +8,14 @@ Side by side in one run:
      (synchronous=FULL), vs a bare durable SQLite commit measured alone
      (target >= 500 entries/s), with the number of head-row writes per second
      and signed checkpoints per second (the design allows about one of each per
-     second per chain).
+     second per chain);
+  3. with --proofs (about a minute: it writes a log of 1M entries): inclusion and
+     consistency proof latency at 1k and at 1M entries side by side, beside the old
+     rebuild-every-leaf path (bench/proofs.py, which also measures intercept p99 under
+     8 concurrent proof loops against `vettra dev`).
 Prints numbers and ratios; never fails on timing.
 
-    python bench/audit.py [--entries 200000] [--writers 8] [--seconds 5]
+    python bench/audit.py [--entries 200000] [--writers 8] [--seconds 5] [--proofs [--big 1000000]]
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import hashlib
 import hmac
 import sqlite3
+import sys
 import tempfile
 import threading
 import time
@@ -144,6 +149,8 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=200_000)
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--proofs", action="store_true", help="proof latency at 1k vs --big entries")
+    parser.add_argument("--big", type=int, default=1_000_000)
     args = parser.parse_args()
 
     lines, checkpoints = build_export(args.entries)
@@ -168,6 +175,21 @@ def main() -> None:
     print(f"  head-row writes                         {heads:>8.2f}/s (design: about 1/s per chain)")
     print(f"  checkpoint writes                       {checkpoints:>8.2f}/s (design: at most 1/s per chain)")
     print(f"  target >= 500 entries/s -> {'met' if rate >= 500 else 'NOT met'}")
+    if args.proofs:
+        print()
+        proof_latency_side_by_side(1_000, args.big)
+
+
+def proof_latency_side_by_side(small: int, big: int) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import proofs
+
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        proofs.build_log(tmp / "small", small)
+        proofs.build_log(tmp / "big", big)
+        small_run, big_run = proofs.proof_latency([tmp / "small", tmp / "big"], 1000)
+        proofs.print_latency(small_run, big_run, proofs.rebuild_latency(tmp / "small", 20), None)
 
 
 if __name__ == "__main__":

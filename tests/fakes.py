@@ -13,12 +13,12 @@ import copy
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from vettra.domain.actions import PENDING, Action
 from vettra.domain.audit import GENESIS_HASH, AuditEntry, AuditEvent, link_all
 from vettra.domain.errors import Conflict, Unavailable
-from vettra.domain.merkle import CompactRange, leaf_hash
+from vettra.domain.merkle import CompactRange, MerkleTree, leaf_hash
 from vettra.ports import (ActionRepository, AuditLog, AuditRecorder, DocumentRepository, EventBus,
                           IdempotencyRepository, KeyStore, PolicyRepository, Scheduler, Store,
                           UnitOfWork)
@@ -222,6 +222,13 @@ class _FakeAuditLog(AuditLog):
 
     def entry_hashes(self, chain: str, upto: int) -> list[bytes]:
         return [bytes.fromhex(e.hash) for e in self._chain(chain)[:upto]]
+
+    def merkle_nodes(self, chain: str,
+                     ids: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        leaves = [leaf_hash(bytes.fromhex(e.hash)) for e in self._chain(chain)]
+        tree = MerkleTree(leaves)
+        return {(level, index): tree._root(index << level, (index + 1) << level)
+                for level, index in ids if (index + 1) << level <= len(leaves)}
 
     def add_checkpoint(self, chain: str, size: int, root: bytes, note: str) -> None:
         self._checkpoints.setdefault(chain, {}).setdefault(size, (root, note))

@@ -89,6 +89,7 @@ def _local(config: Config, clock: Any) -> Runtime:
     from .services.checkpoints import DEFAULT_EVERY_ENTRIES, DEFAULT_INTERVAL_S, Checkpointer
     from .services.deps import Deps
     from .services.policies import PolicyService
+    from .services.rate_limit import RateLimitSettings, TokenBucketLimiter
     from .services.stepup import StepUpService, StepUpSettings
 
     config.home.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -103,7 +104,9 @@ def _local(config: Config, clock: Any) -> Runtime:
                 step_up=StepUpService(store, clock, StepUpSettings.from_sources(config.extra, os.environ),
                                       fetch_json=fetch_json),
                 settings={"store": "sqlite", "scheduler": "local-timer", "event_bus": "in-process",
-                          "identity": "local-jwt", "verifier": "python", "home": str(config.home)})
+                          "identity": "local-jwt", "verifier": "python", "home": str(config.home)},
+                proof_limiter=TokenBucketLimiter(clock, RateLimitSettings.from_sources(config.extra, os.environ),
+                                                 what="proof requests"))
 
     def on_timer(payload: Any) -> None:
         if payload.get("kind") == actions.EXPIRE_KIND:

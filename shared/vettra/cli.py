@@ -6,8 +6,8 @@
     vettra policy  verify FILE [--home DIR | --pubkey PEM ...]
     vettra policy  pubkey [--home DIR]
     vettra audit   export [--home DIR] [-o FILE]
-    vettra audit   verify FILE --pubkey KEY [--home DIR]
-    vettra audit   pubkey [--home DIR]
+    vettra audit   verify FILE --pubkey KEY [--checkpoint NOTE] [--require-covered] [--home DIR]
+    vettra audit   pubkey [--all] [--home DIR]
     vettra keys    rotate audit-hmac|checkpoint [--home DIR]
 """
 
@@ -198,21 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     pk.add_argument("--home")
     pol.set_defaults(func=cmd_policy)
 
-    aud = sub.add_parser("audit", help="export and verify the audit log")
-    asub = aud.add_subparsers(dest="audit_cmd", required=True)
-    exp = asub.add_parser("export", help="write the log and its signed checkpoints as JSON Lines")
-    exp.add_argument("--home")
-    exp.add_argument("--tenant", default=DEFAULT_TENANT)
-    exp.add_argument("-o", "--output")
-    av = asub.add_parser("verify", help="verify an export offline with only the public key")
-    av.add_argument("file")
-    av.add_argument("--pubkey", action="append",
-                    help="verifier key (signed-note form, or a file holding it); repeatable for rotated keys")
-    av.add_argument("--home", help="also check entry HMACs with this home's keys")
-    av.add_argument("--quiet", action="store_true", help="no progress bar")
-    apk = asub.add_parser("pubkey", help="print the checkpoint verifier key to publish")
-    apk.add_argument("--home")
-    apk.add_argument("--tenant", default=DEFAULT_TENANT)
+    from .audit_cli import add_parser as add_audit_parser
+
+    aud = add_audit_parser(sub, DEFAULT_TENANT)
     aud.set_defaults(func=cmd_audit)
 
     keys = sub.add_parser("keys", help="rotate the home's audit keys")

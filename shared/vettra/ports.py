@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from datetime import datetime
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .domain.actions import Action
 from .domain.audit import AuditEntry, AuditEvent
@@ -141,6 +141,17 @@ class AuditLog(abc.ABC):
     @abc.abstractmethod
     def entry_hashes(self, chain: str, upto: int) -> list[bytes]:
         """The raw hashes of entries 1..``upto`` in order (leaves for proofs)."""
+
+    @abc.abstractmethod
+    def merkle_nodes(self, chain: str, ids: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """The stored subtree hashes among ``ids``, ``(level, index) -> hash``, in one batched read.
+
+        Node ``(level, index)`` is the RFC 9162 §2.1.1 MTH of leaves ``[index * 2**level,
+        (index + 1) * 2**level)``; level 0 is the leaf hash ``SHA-256(0x00 || entry hash)``.
+        The sequencer stores a node in the same transaction as the entry that completes it
+        (:meth:`CompactRange.append_completing`), so proofs read O(log n) nodes
+        (:mod:`vettra.domain.merkle_nodes`); nodes not yet complete are absent.
+        """
 
     @abc.abstractmethod
     def add_checkpoint(self, chain: str, size: int, root: bytes, note: str) -> None: ...

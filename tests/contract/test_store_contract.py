@@ -295,3 +295,77 @@ def test_known_chains_are_those_with_entries(store) -> None:
     _append(store, 1)
     _append(store, 2, tenant="acme")
     assert sorted(store.known_chains()) == ["acme", "default"]
+
+
+def _record(store, n: int, per_unit: int = 1) -> None:
+    for _ in range(0, n, per_unit):
+        with store.unit_of_work() as uow:
+            for _ in range(per_unit):
+                action = _action()
+                uow.actions.add(action)
+                uow.audit.record(_event(action))
+            uow.commit()
+
+
+def test_merkle_nodes_are_the_subtree_hashes_of_the_committed_entries(store) -> None:
+    """``AuditLog.merkle_nodes``: every complete perfect subtree, none that is not yet complete."""
+    from vettra.domain.merkle import MerkleTree, leaf_hash
+
+    _record(store, 9)
+    _record(store, 12, per_unit=4)  # several entries linked in one commit
+    size = 21
+    leaves = [leaf_hash(h) for h in store.audit_log.entry_hashes("default", size)]
+    tree = MerkleTree(leaves)
+    complete = [(level, index) for level in range(6) for index in range(size >> level)]
+    nodes = store.audit_log.merkle_nodes("default", complete)
+    assert set(nodes) == set(complete)
+    for (level, index), h in nodes.items():
+        assert h == tree._root(index << level, (index + 1) << level)
+    incomplete = [(1, 10), (2, 5), (3, 2), (5, 0), (0, 21)]
+    assert store.audit_log.merkle_nodes("default", incomplete) == {}
+    assert store.audit_log.merkle_nodes("acme", [(0, 0), (1, 0)]) == {}
+
+
+def test_proofs_from_stored_nodes_match_proofs_from_every_leaf(store) -> None:
+    from vettra.domain.merkle import MerkleTree, leaf_hash
+    from vettra.domain.merkle_nodes import consistency_from_nodes, inclusion_from_nodes
+
+    _record(store, 37, per_unit=3)
+    size = store.audit_log.tree_state("default")[0]
+    tree = MerkleTree([leaf_hash(h) for h in store.audit_log.entry_hashes("default", size)])
+    assert tree.root() == store.audit_log.tree_state("default")[1]
+
+    def read(ids):
+        return store.audit_log.merkle_nodes("default", ids)
+
+    for tree_size in (1, 2, 7, 16, size):
+        for index in range(tree_size):
+            assert inclusion_from_nodes(read, index, tree_size) == (
+                tree.inclusion_proof(index, tree_size), tree.root(tree_size))
+        for old in range(tree_size + 1):
+            assert consistency_from_nodes(read, old, tree_size) == (
+                tree.consistency_proof(old, tree_size), tree.root(old), tree.root(tree_size))
+
+
+def test_upper_level_nodes_of_a_larger_log_read_the_same_twice(store) -> None:
+    """Past 1024 entries the adapter may cache the upper levels; cold and warm reads agree."""
+    from vettra.domain.merkle import MerkleTree, leaf_hash
+    from vettra.domain.merkle_nodes import inclusion_from_nodes
+
+    with store.unit_of_work() as uow:
+        for i in range(2100):
+            uow.audit.record(AuditEvent(type="test", chain="default", actor="agent:bot",
+                                        at="2026-01-01T00:00:00.000Z", action_id=None, user="alice",
+                                        data={"i": i}))
+        uow.commit()
+    size = 2100
+    tree = MerkleTree([leaf_hash(h) for h in store.audit_log.entry_hashes("default", size)])
+    assert store.audit_log.merkle_nodes("default", [(11, 0), (10, 1), (10, 2)]) == {
+        (11, 0): tree._root(0, 2048), (10, 1): tree._root(1024, 2048)}
+
+    def read(ids):
+        return store.audit_log.merkle_nodes("default", ids)
+
+    for _ in range(2):
+        for index in (0, 1023, 1024, 2047, 2048, 2099):
+            assert inclusion_from_nodes(read, index, size) == (tree.inclusion_proof(index, size), tree.root())

@@ -18,12 +18,13 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from ..domain.audit import GENESIS_HASH, AuditEntry, AuditEvent, link_all
 from ..domain.errors import Unavailable
 from ..domain.merkle import CompactRange, leaf_hash
 from ..ports import AuditLog, AuditRecorder, KeyStore, Store, UnitOfWork
+from . import sqlite_merkle
 from .sqlite_repos import SqliteActions, SqliteDocs, SqliteIdempotency, SqlitePolicies
 
 BUSY_TIMEOUT_MS = 10_000
@@ -158,6 +159,9 @@ class SqliteUnitOfWork(UnitOfWork):
                 " VALUES (?,?,?,?,?,?,?,?)",
                 [(e.chain, e.seq, e.action_id, e.user, e.body_json, e.hash, e.mac, e.prev_hash)
                  for e in entries])
+            # The subtrees these entries complete, in the same transaction: proofs read them.
+            sqlite_merkle.insert(conn, sqlite_merkle.completed_nodes(
+                chain, state.tree.copy(), entries))
             if state.head_due():
                 self._store._persist_head(conn, chain, state.after(entries))
                 self._persisted.append(chain)
@@ -173,6 +177,7 @@ class SqliteUnitOfWork(UnitOfWork):
 class _SqliteAuditLog(AuditLog):
     def __init__(self, store: "SqliteStore"):
         self._store = store
+        self._node_cache = sqlite_merkle.NodeCache()
 
     def entries(self, chain: str, *, after: int = 0, limit: int | None = None,
                 action_id: str | None = None, user: str | None = None) -> Iterator[AuditEntry]:
@@ -213,6 +218,13 @@ class _SqliteAuditLog(AuditLog):
         finally:
             self._store._release(conn)
         return [bytes.fromhex(r[0]) for r in rows]
+
+    def merkle_nodes(self, chain: str, ids: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        conn = self._store._acquire()
+        try:
+            return sqlite_merkle.read(conn, chain, ids, cache=self._node_cache)
+        finally:
+            self._store._release(conn)
 
     def add_checkpoint(self, chain: str, size: int, root: bytes, note: str) -> None:
         with self._store.unit_of_work() as uow:
@@ -274,13 +286,29 @@ class SqliteStore(Store):
         self._write_lock = threading.Lock()
         conn = self._acquire()
         try:
-            conn.executescript(SCHEMA)
+            conn.executescript(SCHEMA + sqlite_merkle.SCHEMA)
+            self._backfill_merkle_nodes(conn)
         finally:
             self._release(conn)
         self._audit_log = _SqliteAuditLog(self)
         self._chains: dict[str, _ChainState] = {}
         self._stored_chains: set[str] | None = None
         self.head_writes = 0
+
+    def _backfill_merkle_nodes(self, conn: sqlite3.Connection) -> None:
+        """Store the subtree hashes of chains written before they were kept (once per home)."""
+        for (chain,) in conn.execute("SELECT chain FROM audit_heads").fetchall():
+            if sqlite_merkle.is_complete(conn, chain):
+                continue
+            with self._write_lock:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    if not sqlite_merkle.is_complete_locked(conn, chain):
+                        sqlite_merkle.backfill(conn, chain)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
 
     # -- the sequencer's state (call with the write lock held) -------------------
     def _chain_state(self, conn: sqlite3.Connection, chain: str) -> _ChainState:

@@ -10,6 +10,13 @@ reported with its ``seq`` and why):
 - **Merkle** (RFC 9162 §2.1): the root over the first *n* leaves equals every
   signed checkpoint of size *n*, so a chain rebuilt by someone without the
   signing key cannot match; a log shorter than a checkpoint was rolled back.
+  Checkpoints the verifier *saved* earlier (``saved``) are held to the same rule,
+  so removing the log's own covering checkpoints cannot hide a rollback or a
+  rewrite: the log must contain each saved size with the same root, i.e. extend
+  it consistently (RFC 9162 §2.1.4; C2SP tlog-checkpoint "witnessing").
+
+The report also counts the trailing entries no signed checkpoint covers
+(``uncovered``): only the chain and the operator's HMAC vouch for those.
 
 The hot loop hashes bytes and slices the few fields it needs out of the
 canonical text; it never re-serialises JSON. In canonical JSON (RFC 8785) keys
@@ -97,23 +104,28 @@ class Report:
     root_hash: str | None = None
     checkpoints_verified: int = 0
     hmac_checked: bool = False
+    uncovered: int = 0
+    saved_verified: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"valid": self.valid, "length": self.length, "first_invalid": self.first_invalid,
                 "head_hash": self.head_hash, "root_hash": self.root_hash,
-                "checkpoints_verified": self.checkpoints_verified, "hmac_checked": self.hmac_checked}
+                "checkpoints_verified": self.checkpoints_verified, "hmac_checked": self.hmac_checked,
+                "uncovered": self.uncovered}
 
 
 @dataclass
 class LogVerifier:
     """Feed entries in order with :meth:`add`; :meth:`finish` returns the report.
 
-    ``checkpoints`` must already have had their signatures verified
+    ``checkpoints`` (the log's own) and ``saved`` (those the verifier kept from
+    earlier) must already have had their signatures verified
     (:func:`vettra.domain.checkpoint.verify_checkpoint`).
     """
 
     hmac_keys: Mapping[str, bytes] | None = None
     checkpoints: Sequence[Checkpoint] = ()
+    saved: Sequence[Checkpoint] = ()
     count: int = 0
     prev: str = GENESIS_HASH
     failure: dict[str, Any] | None = None
@@ -121,11 +133,15 @@ class LogVerifier:
     _due: dict[int, list[Checkpoint]] = field(default_factory=dict)
     _matched: int = 0
     _matched_size: int = 0
+    _saved_matched: int = 0
     _macs: dict[str, FastHmac] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._macs = {k: FastHmac(v) for k, v in (self.hmac_keys or {}).items()}
         for cp in self.checkpoints:
+            self._due.setdefault(cp.size, []).append(cp)
+        self._saved_ids = {id(cp) for cp in self.saved}
+        for cp in self.saved:
             self._due.setdefault(cp.size, []).append(cp)
         if 0 in self._due:
             self._check_roots(0)
@@ -165,34 +181,42 @@ class LogVerifier:
     def _check_roots(self, size: int) -> bool:
         root = self._tree.root()
         for cp in self._due.pop(size):
+            saved = id(cp) in self._saved_ids
             if not hmac.compare_digest(root, cp.root_hash):
                 # Without the HMAC key the chain alone cannot say which entry changed:
                 # name the first entry not covered by an earlier matching checkpoint.
                 first = self._matched_size + 1
+                which = "your saved checkpoint" if saved else "the signed root"
                 self.failure = {"seq": first, "last_seq": size, "reason":
-                                f"inconsistent checkpoint: entries {first}..{size} do not match the "
-                                f"signed root for size {size} (expected {cp.root_hash.hex()[:16]}…, "
+                                f"inconsistent checkpoint: entries {first}..{size} do not match "
+                                f"{which} for size {size} (expected {cp.root_hash.hex()[:16]}…, "
                                 f"the entries give {root.hex()[:16]}…)"}
                 return False
-            self._matched += 1
+            if saved:
+                self._saved_matched += 1
+            else:
+                self._matched += 1
         self._matched_size = size
         return True
 
     def finish(self) -> Report:
         if self.failure is None and self._due:
             largest = max(self._due)
+            saved = any(id(cp) in self._saved_ids for cp in self._due[largest])
+            which = "your saved checkpoint" if saved else "a signed checkpoint"
             self.failure = {"seq": self.count + 1,
-                            "reason": f"rollback: a signed checkpoint covers {largest} entries, "
+                            "reason": f"rollback: {which} covers {largest} entries, "
                                       f"the log has {self.count}"}
         return Report(valid=self.failure is None, length=self.count, first_invalid=self.failure,
                       head_hash=self.prev, root_hash=self._tree.root().hex(),
-                      checkpoints_verified=self._matched, hmac_checked=self.hmac_keys is not None)
+                      checkpoints_verified=self._matched, hmac_checked=self.hmac_keys is not None,
+                      uncovered=self.count - self._matched_size, saved_verified=self._saved_matched)
 
 
 def verify_entries(entries: Iterable[Any], *, hmac_keys: Mapping[str, bytes] | None = None,
-                   checkpoints: Sequence[Checkpoint] = ()) -> Report:
+                   checkpoints: Sequence[Checkpoint] = (), saved: Sequence[Checkpoint] = ()) -> Report:
     """Verify stored entries (objects with ``body_json``, ``hash``, ``mac``) or flat dicts."""
-    verifier = LogVerifier(hmac_keys=hmac_keys, checkpoints=checkpoints)
+    verifier = LogVerifier(hmac_keys=hmac_keys, checkpoints=checkpoints, saved=saved)
     for entry in entries:
         if isinstance(entry, Mapping):
             from .audit import AuditEntry

@@ -133,6 +133,31 @@ class CompactRange:
             hashes[-1] = sha256(NODE_PREFIX + hashes[-1] + right).digest()
             carry >>= 1
 
+    def copy(self) -> CompactRange:
+        """An independent copy (the hashes are immutable bytes; no re-validation)."""
+        twin = CompactRange.__new__(CompactRange)
+        twin._size, twin._hashes = self._size, list(self._hashes)
+        return twin
+
+    def append_completing(self, leaf_hash: bytes) -> list[tuple[int, int, bytes]]:
+        """``append``, returning the perfect subtrees this leaf completes above the leaves.
+
+        Each is ``(level, index, hash)``: the MTH of leaves ``[index * 2**level,
+        (index + 1) * 2**level)``. A sequencer stores them as it goes, so proofs can be
+        served from O(log n) stored nodes (see :mod:`vettra.domain.merkle_nodes`).
+        """
+        _check_hash("leaf hash", leaf_hash, reason="bad-hash")
+        hashes, index = self._hashes, self._size
+        hashes.append(bytes(leaf_hash))
+        self._size = index + 1
+        completed, carry, level = [], index, 0
+        while carry & 1:
+            right = hashes.pop()
+            hashes[-1] = node_hash(hashes[-1], right)
+            carry, level = carry >> 1, level + 1
+            completed.append((level, index >> level, hashes[-1]))
+        return completed
+
     def _push(self, subtree_root: bytes, height: int) -> None:
         # Push a perfect subtree of 2**height leaves, aligned at ``size``.
         self._hashes.append(subtree_root)

@@ -20,7 +20,9 @@ from ..domain.checkpoint import (Checkpoint, NoteSigner, NoteVerifier, audit_ori
                                  verify_checkpoint)
 from ..domain.errors import BadQuery, VerificationError
 from ..domain.identity import Principal
-from ..domain.merkle import MerkleTree, leaf_hash
+from ..domain.merkle import leaf_hash
+from ..domain.merkle_nodes import LeafReader, NodeReader, consistency_from_nodes, inclusion_from_nodes
+from .rate_limit import principal_key
 from .deps import Deps
 
 DEFAULT_INTERVAL_S = 1.0
@@ -95,35 +97,59 @@ def public_keys(deps: Deps, principal: Principal) -> dict[str, Any]:
     return {"origin": audit_origin(principal.tenant), "verifier_key": keys[0], "previous": keys[1:]}
 
 
-def _tree(deps: Deps, chain: str, tree_size: int) -> MerkleTree:
-    size, _ = deps.store.audit_log.tree_state(chain)
+def _reader(deps: Deps, chain: str, tree_size: int) -> tuple[NodeReader, LeafReader]:
+    """Stored-node reads for a tree of ``tree_size`` committed entries, and the leaf fallback."""
+    log = deps.store.audit_log
+    size, _ = log.tree_state(chain)
     if tree_size > size:
         raise BadQuery(f"tree_size {tree_size} is beyond the log's {size} entries")
-    return MerkleTree([leaf_hash(h) for h in deps.store.audit_log.entry_hashes(chain, tree_size)])
+
+    def leaves(start: int, end: int) -> list[bytes]:
+        # Only for a node a store lacks (none once the SQLite backfill has run).
+        return [leaf_hash(bytes.fromhex(e.hash)) for e in log.entries(chain, after=start, limit=end - start)]
+
+    return (lambda ids: log.merkle_nodes(chain, ids)), leaves
 
 
 def inclusion(deps: Deps, principal: Principal, seq: int, tree_size: int | None) -> dict[str, Any]:
-    """RFC 9162 §2.1.3: audit path for entry ``seq`` (leaf index seq-1) in a tree of ``tree_size``."""
+    """RFC 9162 §2.1.3: audit path for entry ``seq`` (leaf index seq-1) in a tree of ``tree_size``.
+
+    Served from O(log n) stored subtree hashes read in one batch (:mod:`..domain.merkle_nodes`).
+    """
     chain = principal.tenant
+    limit_proofs(deps, principal)
     if tree_size is None:
         tree_size = deps.store.audit_log.tree_state(chain)[0]
     if not 1 <= seq <= tree_size:
         raise BadQuery(f"seq must be 1..tree_size ({tree_size}), found {seq}")
-    tree = _tree(deps, chain, tree_size)
-    entry_hash = deps.store.audit_log.entry_hashes(chain, seq)[-1]
+    read, leaves = _reader(deps, chain, tree_size)
+    path, root = inclusion_from_nodes(read, seq - 1, tree_size, leaves)
+    entry = next(iter(deps.store.audit_log.entries(chain, after=seq - 1, limit=1)))
+    entry_hash = bytes.fromhex(entry.hash)
     return {"seq": seq, "leaf_index": seq - 1, "tree_size": tree_size, "entry_hash": entry_hash.hex(),
-            "leaf_hash": leaf_hash(entry_hash).hex(),
-            "proof": [h.hex() for h in tree.inclusion_proof(seq - 1, tree_size)],
-            "root_hash": tree.root(tree_size).hex()}
+            "leaf_hash": leaf_hash(entry_hash).hex(), "proof": [h.hex() for h in path],
+            "root_hash": root.hex()}
 
 
 def consistency(deps: Deps, principal: Principal, old: int, new: int) -> dict[str, Any]:
-    """RFC 9162 §2.1.4: proof that the tree of size ``old`` is a prefix of the tree of size ``new``."""
+    """RFC 9162 §2.1.4: proof that the tree of size ``old`` is a prefix of the tree of size ``new``.
+
+    Served from O(log n) stored subtree hashes read in one batch.
+    """
+    limit_proofs(deps, principal)
     if not 1 <= old <= new:
         raise BadQuery(f"need 1 <= from <= to, found from={old} to={new}")
-    tree = _tree(deps, principal.tenant, new)
-    return {"from": old, "to": new, "from_root": tree.root(old).hex(), "to_root": tree.root(new).hex(),
-            "proof": [h.hex() for h in tree.consistency_proof(old, new)]}
+    read, leaves = _reader(deps, principal.tenant, new)
+    proof, old_root, new_root = consistency_from_nodes(read, old, new, leaves)
+    return {"from": old, "to": new, "from_root": old_root.hex(), "to_root": new_root.hex(),
+            "proof": [h.hex() for h in proof]}
+
+
+def limit_proofs(deps: Deps, principal: Principal) -> None:
+    """Per-principal token bucket for the proof endpoints (:mod:`.rate_limit`); none if unwired."""
+    limiter = deps.proof_limiter
+    if limiter is not None:
+        limiter.take(principal_key(principal))
 
 
 class Checkpointer:

@@ -19,3 +19,4 @@ class Deps:
     policies: Any  # services.policies.PolicyService
     step_up: Any   # services.stepup.StepUpVerifier
     settings: dict[str, Any] = field(default_factory=dict)
+    proof_limiter: Any = None  # services.rate_limit.TokenBucketLimiter for the proof endpoints

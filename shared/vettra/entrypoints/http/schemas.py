@@ -116,6 +116,7 @@ AUDIT_VERIFY = {
                                      "properties": {"seq": {"type": "integer"}, "reason": {"type": "string"}}}]},
         "head_hash": {"type": "string"}, "root_hash": {"type": ["string", "null"]},
         "checkpoints_verified": {"type": "integer"}, "hmac_checked": {"type": "boolean"},
+        "uncovered": {"type": "integer", "description": "trailing entries under no signed checkpoint"},
     },
 }
 
