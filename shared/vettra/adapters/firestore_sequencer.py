@@ -204,15 +204,18 @@ class FirestoreSequencer:
                 return total
 
     def run(self, stop: threading.Event) -> None:
-        """Sequence once per ``interval_s`` until ``stop`` is set, then release the lease."""
+        """A round per ``interval_s`` (the next one starts ``interval_s`` after a head write)
+        until ``stop`` is set; then the lease is released."""
         try:
             while not stop.is_set():
-                started = time.monotonic()
+                anchor = time.monotonic()
                 try:
-                    self.run_once()
+                    if self.run_once():
+                        # pace from the head write itself, so two head writes are >= interval apart
+                        anchor = self.batches[-1].committed_at
                 except Unavailable as exc:
                     log.warning("sequencer %s on chain %s: %s", self.holder, self.chain, exc.detail)
-                stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
+                stop.wait(max(0.0, self.interval_s - (time.monotonic() - anchor)))
         finally:
             try:
                 self.release()
