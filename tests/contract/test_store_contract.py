@@ -326,3 +326,16 @@ def test_known_chains_are_those_with_entries(store) -> None:
     _append(store, 2, tenant="acme")
     settle(store)
     assert sorted(store.known_chains()) == ["acme", "default"]
+
+
+def test_adding_an_action_twice_conflicts(store) -> None:
+    action = _action()
+    with store.unit_of_work() as uow:
+        uow.actions.add(action)
+        uow.commit()
+    with pytest.raises(Conflict):
+        with store.unit_of_work() as uow:
+            uow.actions.add(replace(action, user="mallory"))
+            uow.commit()
+    with store.unit_of_work(readonly=True) as uow:
+        assert uow.actions.get(action.id) == action

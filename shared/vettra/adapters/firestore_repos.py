@@ -126,6 +126,8 @@ class Work:
         self.txn: Any = None
         # path -> (op, ref, data): the last write per document, applied in insertion order
         self.writes: dict[str, tuple[str, Any, dict[str, Any] | None]] = {}
+        # path -> data read in this transaction (it cannot change under us before commit)
+        self.seen: dict[str, dict[str, Any] | None] = {}
 
     def _transaction(self) -> Any:
         if self.txn is None:
@@ -142,12 +144,18 @@ class Work:
         if ref.path in self.writes:
             op, _, data = self.writes[ref.path]
             return None if op == "delete" else dict(data or {})
+        if ref.path in self.seen:
+            found = self.seen[ref.path]
+            return None if found is None else dict(found)
         with mapped():
             if self.readonly:
                 snap = ref.get()
             else:
                 snap = next(iter(self.db.get_all([ref], transaction=self._transaction())))
-        return snap.to_dict() if snap.exists else None
+        found = snap.to_dict() if snap.exists else None
+        if not self.readonly:
+            self.seen[ref.path] = found
+        return None if found is None else dict(found)
 
     def query(self, query: Any, keep: Any = None, limit: int | None = None) -> list[Any]:
         """Snapshots of ``query`` passing ``keep``, up to ``limit``, paging past the rest.
@@ -184,7 +192,7 @@ class Work:
         self.writes[ref.path] = (op, ref, data)
 
     def insert(self, ref: Any, data: dict[str, Any]) -> None:
-        """Create-only without reading first: for fresh random ids (outbox events)."""
+        """Create-only without reading first: for fresh random ids (actions, outbox events)."""
         self._write("create", ref, data)
 
     def create(self, ref: Any, data: dict[str, Any], what: str) -> None:
@@ -215,9 +223,11 @@ class Work:
             elif self.writes:
                 target.commit()
         self.writes.clear()
+        self.seen.clear()
 
     def rollback(self) -> None:
         self.writes.clear()
+        self.seen.clear()
         txn, self.txn = self.txn, None
         if txn is not None and txn.in_progress:
             try:
@@ -245,8 +255,10 @@ class FirestoreActions(ActionRepository):
         return Action.from_record(json.loads(doc["record"])) if doc else None
 
     def add(self, action: Action, *, record_json: str | None = None) -> None:
-        self._w.create(self._coll.document(doc_key(action.id)),
-                       self._doc(action, record_json or action.to_record_json()), f"action {action.id}")
+        # ids carry 128 random bits: no read first; the create-only precondition at commit
+        # still turns a duplicate into Conflict
+        self._w.insert(self._coll.document(doc_key(action.id)),
+                       self._doc(action, record_json or action.to_record_json()))
 
     def update(self, action: Action, *, expected_status: str) -> None:
         ref = self._coll.document(doc_key(action.id))
