@@ -243,3 +243,40 @@ def test_the_outbox_keeps_the_event_exactly_as_recorded(fstore: FirestoreStore) 
     entry = next(fstore.audit_log.entries(CHAIN))
     assert (entry.type, entry.actor, entry.action_id, entry.user, entry.data) == (
         event.type, event.actor, event.action_id, event.user, event.data)
+
+
+def test_two_open_transactions_deciding_one_action_one_wins_the_other_gets_conflict(
+        fstore: FirestoreStore) -> None:
+    from vettra.domain.actions import APPROVED, DENIED, PENDING
+    from vettra.domain.errors import Conflict
+
+    from .test_store_contract import T0
+
+    action = _action()
+    with fstore.unit_of_work() as uow:
+        uow.actions.add(action)
+        uow.commit()
+    both_read = threading.Barrier(2)
+    outcomes: dict[str, str] = {}
+
+    def decide(status: str) -> None:
+        try:
+            with fstore.unit_of_work() as uow:
+                assert uow.actions.get(action.id).status == PENDING
+                both_read.wait(timeout=10)      # both saw it pending: a real race
+                uow.actions.update(action.decide(status, by="approver:alice", at=T0, reason=None),
+                                   expected_status=PENDING)
+                uow.commit()
+            outcomes[status] = "won"
+        except Conflict:
+            outcomes[status] = "conflict"
+
+    threads = [threading.Thread(target=decide, args=(s,)) for s in (APPROVED, DENIED)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes.values()) == ["conflict", "won"], outcomes
+    winner = next(s for s, o in outcomes.items() if o == "won")
+    with fstore.unit_of_work(readonly=True) as uow:
+        assert uow.actions.get(action.id).status == winner
