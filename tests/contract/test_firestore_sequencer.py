@@ -27,7 +27,7 @@ from vettra.domain.actions import new_action_id
 from vettra.domain.audit import AuditEvent, verify_chain
 from vettra.domain.errors import Unavailable
 
-from .firestore_emulator import FirestoreProject, firestore_emulator, firestore_project  # noqa: F401
+from .firestore_emulator import FirestoreProject
 from .test_store_contract import _action, _event
 
 CHAIN = "default"
@@ -38,7 +38,7 @@ WRITER_COMMITS = 8      # per writer thread in the competing-sequencers test
 
 
 @pytest.fixture
-def fstore(firestore_project: FirestoreProject, tmp_path: Path) -> FirestoreStore:  # noqa: F811
+def fstore(firestore_project: FirestoreProject, tmp_path: Path) -> FirestoreStore:
     return FirestoreStore(project=firestore_project.project, keys=LocalKeyStore(tmp_path),
                           client=firestore_project.client)
 

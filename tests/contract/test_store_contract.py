@@ -24,7 +24,7 @@ from vettra.domain.audit import AuditEvent, verify_chain
 from vettra.domain.errors import Conflict
 
 from ..fakes import FakeStore
-from .firestore_emulator import FirestoreProject, firestore_emulator, firestore_project  # noqa: F401
+from .firestore_emulator import FirestoreProject
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
