@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from vettra.adapters.firestore_repos import OUTBOX
 from vettra.adapters.firestore_sequencer import FirestoreSequencer
@@ -25,6 +26,8 @@ from vettra.adapters.firestore_store import FirestoreStore, chain_ref
 from vettra.adapters.local_keys import LocalKeyStore
 from vettra.domain.actions import new_action_id
 from vettra.domain.audit import AuditEvent, verify_chain
+from vettra.domain.checkpoint import NoteVerifier, audit_origin, ed25519_verifier_key, verify_checkpoint
+from vettra.domain.merkle import leaf_hash, root_from_leaf_hashes
 from vettra.domain.errors import Unavailable
 
 from .firestore_emulator import FirestoreProject
@@ -73,6 +76,19 @@ def _check_exactly_once(store: FirestoreStore, event_ids: list[str]) -> None:
     assert report.valid, report.first_invalid
     assert store.audit_log.head(CHAIN) == (len(event_ids), entries[-1].hash)
     assert store.audit_log.tree_state(CHAIN)[0] == len(event_ids)
+    _check_checkpoints(store, [bytes.fromhex(e.hash) for e in entries])
+
+
+def _check_checkpoints(store: FirestoreStore, hashes: list[bytes]) -> None:
+    """Each batch signed a checkpoint of exactly the tree it committed; the last covers the chain."""
+    public = store.keys.checkpoint_public_keys()[0].public_bytes(Encoding.Raw, PublicFormat.Raw)
+    verifier = NoteVerifier(ed25519_verifier_key(audit_origin(CHAIN), public))
+    stored = store.audit_log.checkpoints(CHAIN)
+    for size, note in stored:
+        checkpoint = verify_checkpoint(note, verifier)
+        assert checkpoint.size == size
+        assert checkpoint.root_hash == root_from_leaf_hashes([leaf_hash(h) for h in hashes[:size]])
+    assert stored[-1][0] == len(hashes) and store.audit_log.last_checkpoint(CHAIN) == stored[-1]
 
 
 def test_a_live_lease_keeps_a_second_sequencer_out_until_it_expires(fstore: FirestoreStore) -> None:

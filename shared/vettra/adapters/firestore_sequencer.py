@@ -13,7 +13,10 @@ ONE atomic batched write:
 - the lease, with an update-time precondition on this sequencer's own last
   lease write (a sequencer whose lease was taken over cannot write at all);
 - the head, with an update-time precondition on the head it read (or
-  create-only for the first batch): the linearisation point of the chain.
+  create-only for the first batch): the linearisation point of the chain;
+- the signed checkpoint of the new tree (``checkpoints/{size}``, create-only; a
+  C2SP signed note with the KeyStore's Ed25519 key, as services/checkpoints.py
+  signs locally), so a checkpoint never names a size that was not committed.
 
 Either everything in the batch lands or nothing does, so the head always
 describes exactly the entries that exist, and a late outbox commit is simply
@@ -24,8 +27,8 @@ lease's expiry only decides who *tries*.
 :meth:`FirestoreSequencer.run` does one round per ``interval_s`` (1 s), so the
 head and lease documents are written about once a second per chain however
 many requests arrive; a round takes at most ``batch_size`` events (a commit
-holds at most 500 writes: two per event plus lease and head), which bounds one
-chain at ~200 events/s.
+holds at most 500 writes: two per event plus lease, head and checkpoint), which
+bounds one chain at ~200 events/s.
 """
 
 from __future__ import annotations
@@ -38,20 +41,22 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..domain.audit import GENESIS_HASH, link_all
+from ..domain.checkpoint import Checkpoint, NoteSigner, audit_origin, sign_checkpoint
 from ..domain.errors import Conflict, Unavailable
 from ..domain.merkle import CompactRange, leaf_hash
 from ..ports import KeyStore
-from .firestore_repos import AUDIT_HEADS, AUDIT_LEASES, ENTRIES, OUTBOX, doc_key, mapped, number_key
+from .firestore_repos import (AUDIT_HEADS, AUDIT_LEASES, CHECKPOINTS, ENTRIES, OUTBOX, doc_key,
+                              mapped, number_key)
 from .firestore_store import chain_ref, event_from_outbox
 
 log = logging.getLogger(__name__)
 
 LEASE_TTL_S = 10.0
 INTERVAL_S = 1.0
-#: 2 writes per event + lease + head must stay within Firestore's 500 writes per commit.
+#: 2 writes per event + lease + head + checkpoint must stay within Firestore's 500 writes per commit.
 BATCH_SIZE = 200
 _MAX_COMMIT_WRITES = 500
-assert 2 * BATCH_SIZE + 2 <= _MAX_COMMIT_WRITES
+assert 2 * BATCH_SIZE + 3 <= _MAX_COMMIT_WRITES
 
 
 @dataclass(frozen=True)
@@ -66,18 +71,21 @@ class FirestoreSequencer:
 
     ``before_commit`` is a seam for tests: it is called with the prepared batch's
     events just before the commit (to inject delays, or lose the lease meanwhile).
+    ``sign_checkpoints=False`` leaves signing to a separate checkpointer.
     """
 
     def __init__(self, db: Any, chain: str, keys: KeyStore, *, holder: str | None = None,
                  lease_ttl_s: float = LEASE_TTL_S, interval_s: float = INTERVAL_S,
                  batch_size: int = BATCH_SIZE, clock: Callable[[], float] = time.time,
-                 before_commit: Callable[[list[Any]], None] | None = None):
+                 before_commit: Callable[[list[Any]], None] | None = None,
+                 sign_checkpoints: bool = True):
         if not 0 < batch_size <= BATCH_SIZE:
             raise ValueError(f"batch_size must be 1..{BATCH_SIZE}, got {batch_size}")
         self.db, self.chain, self.keys = db, chain, keys
         self.holder = holder or "sequencer-" + secrets.token_hex(8)
         self.lease_ttl_s, self.interval_s, self.batch_size = lease_ttl_s, interval_s, batch_size
         self._clock, self._before_commit = clock, before_commit
+        self.sign_checkpoints = sign_checkpoints
         self._lease_ref = db.collection(AUDIT_LEASES).document(doc_key(chain))
         self._head_ref = db.collection(AUDIT_HEADS).document(doc_key(chain))
         self._chain_ref = chain_ref(db, chain)
@@ -178,6 +186,13 @@ class FirestoreSequencer:
                          option=self.db.write_option(last_update_time=head_snap.update_time))
         else:
             batch.create(self._head_ref, new_head)
+        if self.sign_checkpoints:
+            root = tree.root()
+            origin = audit_origin(self.chain)
+            note = sign_checkpoint(Checkpoint(origin, tree.size, root),
+                                   NoteSigner(origin, self.keys.checkpoint_signing_key()))
+            batch.create(self._chain_ref.collection(CHECKPOINTS).document(number_key(tree.size)),
+                         {"chain": self.chain, "size": tree.size, "root": root.hex(), "note": note})
         try:
             with mapped():
                 results = batch.commit()
