@@ -230,6 +230,9 @@ class FirestoreSequencer:
                         anchor = self.batches[-1].committed_at
                 except Unavailable as exc:
                     log.warning("sequencer %s on chain %s: %s", self.holder, self.chain, exc.detail)
+                except Exception:  # noqa: BLE001 - e.g. a malformed outbox document: keep the
+                    # loop (and the lease) alive and say so loudly; the chain waits for an operator
+                    log.exception("sequencer %s on chain %s failed a round", self.holder, self.chain)
                 stop.wait(max(0.0, self.interval_s - (time.monotonic() - anchor)))
         finally:
             try:
