@@ -25,11 +25,14 @@ class SqliteActions(ActionRepository):
         return Action.from_record(json.loads(row[0])) if row else None
 
     def add(self, action: Action, *, record_json: str | None = None) -> None:
-        self._conn.execute(
-            "INSERT INTO actions (id, tenant, user, status, created_at, expires_at, doc)"
-            " VALUES (?,?,?,?,?,?,?)",
-            (action.id, action.tenant, action.user, action.status, rfc3339(action.created_at),
-             rfc3339(action.expires_at), record_json or action.to_record_json()))
+        try:
+            self._conn.execute(
+                "INSERT INTO actions (id, tenant, user, status, created_at, expires_at, doc)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (action.id, action.tenant, action.user, action.status, rfc3339(action.created_at),
+                 rfc3339(action.expires_at), record_json or action.to_record_json()))
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"action {action.id} exists") from exc
         if action.named_approvers:
             # the named approvers of a quorum see the action in their own pending list
             self._conn.executemany(
