@@ -25,7 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .catalogue import FACTOR_POINTS, FACTORS, Catalogue, Rule, ToolProfile
+from .catalogue import (FACTOR_POINTS, FACTORS, UNKNOWN_READ_DEFAULTS, Catalogue, Rule,
+                        ToolProfile, sensitive_word)
 from .patterns import MAX_PATTERN_LENGTH, tool_matches
 
 __all__ = ["LOW", "MEDIUM", "HIGH", "FACTOR_POINTS", "FORCED_HIGH_CATEGORIES",
@@ -42,6 +43,8 @@ MAX_OVERRIDE_REASON = 500
 _LIST_SEPARATORS = re.compile(r"[,;]")  # "a@x, b@y; c@z" names three recipients
 MAX_SHOWN_VALUE = 80  # characters of an argument value quoted in a reason
 _ABSENT = object()  # an argument path that is not there (null is a value, this is not)
+_WORD_SEPARATORS = re.compile(r"[^0-9a-z]+")
+MAX_SCANNED_STRINGS = 4096  # argument strings looked at for secret words (bounded work)
 
 _FACTOR_LABELS = {"action_type": "Action type", "reversibility": "Reversibility",
                   "blast_radius": "Blast radius", "sensitivity": "Sensitivity"}
@@ -124,8 +127,16 @@ def assess(bundle: BundleLike, catalogue: Catalogue | None = None,
     profile = catalogue.profile_for(tool)
     choices = profile.choices()
     source = dict.fromkeys(FACTORS, "from the catalogue" if profile.known
-                           else "the conservative default for tools not in the catalogue")
+                           else "the default for tools not in the catalogue")
     reasons = [_identity_reason(tool, profile)]
+    if (not profile.known and profile.category == "read"
+            and profile.reversibility == "reversible"
+            and (word := _secret_word_in(arguments)) is not None):
+        # a plain read asking for a secret is no longer plain: conservative again
+        for factor, option in UNKNOWN_READ_DEFAULTS.items():
+            if FACTOR_POINTS[factor][option] > FACTOR_POINTS[factor][choices[factor]]:
+                choices[factor] = option
+                source[factor] = f"because an argument mentions {word!r}: it may expose secrets"
 
     for rule in profile.rules:
         if not rule_holds(rule, arguments):
@@ -186,6 +197,27 @@ def rule_holds(rule: Rule, arguments: Mapping[str, Any]) -> bool:
     # contains_any: a case-insensitive substring of some string value
     texts = [s.lower() for s in scalars if isinstance(s, str)]
     return any(needle.lower() in text for text in texts for needle in rule.operand)
+
+
+def _secret_word_in(arguments: Mapping[str, Any]) -> str | None:
+    """A :data:`~vettra.domain.catalogue.SENSITIVE_WORDS` word in some argument string value.
+
+    Keys are not read: ``page_token`` or an S3 object ``key`` names a parameter, not what
+    is read; the values say what is asked for (``"secret/prod/db"``, ``"stripe_api_key"``).
+    """
+    stack: list[Any] = [arguments]
+    seen = 0
+    while stack and seen < MAX_SCANNED_STRINGS:
+        value = stack.pop()
+        if isinstance(value, str):
+            seen += 1
+            if word := sensitive_word(_WORD_SEPARATORS.split(value.lower())):
+                return word
+        elif isinstance(value, Mapping):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return None
 
 
 def _lookup(arguments: Mapping[str, Any], path: str) -> Any:
