@@ -52,6 +52,7 @@ class VectorBundle:
     session_id: str | None
     resource: str | None
     context: dict[str, Any]
+    server: str | None = None  # optional in vectors: the MCP server the agent claims
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ def _cases(kind: str) -> list[Any]:
 @pytest.mark.parametrize("doc, case", _cases("evaluate"))
 def test_evaluate_vector(doc: dict, case: dict) -> None:
     policy = Policy.from_payload(doc["policy"])
-    decision = evaluate(policy, VectorBundle(**case["bundle"]), Risk(**case["risk"]))
+    decision = evaluate(policy, VectorBundle(**case["bundle"]), Risk(**case["risk"]),
+                        agent=case.get("agent"))
     want = case["want"]
     got = {"outcome": decision.outcome, "rule_id": decision.rule_id,
            "timeout_s": decision.timeout_s, "on_expiry": decision.on_expiry}
@@ -176,7 +178,7 @@ def test_count_items(value: Any, count: int | None) -> None:
 
 
 def test_policy_exposes_its_parts_and_digest() -> None:
-    assert DEFAULT.version == 1 and DEFAULT.policy_id == "default"
+    assert DEFAULT.version == 2 and DEFAULT.policy_id == "default"
     assert (DEFAULT.thresholds.approval, DEFAULT.thresholds.step_up) == (20, 55)
     assert (DEFAULT.timeouts.medium, DEFAULT.timeouts.max) == (900, 3600)
     assert DEFAULT.digest.startswith("sha256:") and len(DEFAULT.digest) == 7 + 64

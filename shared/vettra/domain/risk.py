@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from .catalogue import (FACTOR_POINTS, FACTORS, UNKNOWN_READ_DEFAULTS, Catalogue, Rule,
                         ToolProfile, sensitive_word)
 from .patterns import MAX_PATTERN_LENGTH, tool_matches
+from .textfold import is_suspicious, texts
 
 __all__ = ["LOW", "MEDIUM", "HIGH", "FACTOR_POINTS", "FORCED_HIGH_CATEGORIES",
            "RiskAssessment", "level_for", "assess", "validate_override", "rule_holds",
@@ -45,6 +46,9 @@ MAX_SHOWN_VALUE = 80  # characters of an argument value quoted in a reason
 _ABSENT = object()  # an argument path that is not there (null is a value, this is not)
 _WORD_SEPARATORS = re.compile(r"[^0-9a-z]+")
 MAX_SCANNED_STRINGS = 4096  # argument strings looked at for secret words (bounded work)
+# A value spelled to look like something else (mixed scripts, invisible characters) is
+# shown to a person: at least MEDIUM even for a read (docs/risk.md, "Disguised values").
+SUSPICIOUS_RAISE = {"reversibility": "unknown", "sensitivity": "regulated"}
 
 _FACTOR_LABELS = {"action_type": "Action type", "reversibility": "Reversibility",
                   "blast_radius": "Blast radius", "sensitivity": "Sensitivity"}
@@ -129,6 +133,9 @@ def assess(bundle: BundleLike, catalogue: Catalogue | None = None,
     source = dict.fromkeys(FACTORS, "from the catalogue" if profile.known
                            else "the default for tools not in the catalogue")
     reasons = [_identity_reason(tool, profile)]
+    if (server := getattr(bundle, "server", None)) is not None:
+        reasons.append(f"MCP server {server!r} is the agent's claim, not proven: the tool "
+                       f"was scored as {tool}")
     if (not profile.known and profile.category == "read"
             and profile.reversibility == "reversible"
             and (word := _secret_word_in(arguments)) is not None):
@@ -145,6 +152,11 @@ def assess(bundle: BundleLike, catalogue: Catalogue | None = None,
             # Raise only: the agent picks the arguments, so they can never lower risk.
             if FACTOR_POINTS[factor][option] > FACTOR_POINTS[factor][choices[factor]]:
                 choices[factor], source[factor] = option, f"because {rule.reason}"
+
+    if (why := _disguised(arguments)) is not None:
+        for factor, option in SUSPICIOUS_RAISE.items():
+            if FACTOR_POINTS[factor][option] > FACTOR_POINTS[factor][choices[factor]]:
+                choices[factor], source[factor] = option, f"because {why}"
 
     # Decided before overrides so that a policy cannot un-force a financial/auth action.
     protected = choices["action_type"] in FORCED_HIGH_CATEGORIES
@@ -217,6 +229,14 @@ def _secret_word_in(arguments: Mapping[str, Any]) -> str | None:
             stack.extend(value.values())
         elif isinstance(value, list):
             stack.extend(value)
+    return None
+
+
+def _disguised(arguments: Mapping[str, Any]) -> str | None:
+    """Why some argument string or key looks disguised (``textfold.is_suspicious``)."""
+    for text in texts(arguments):
+        if (why := is_suspicious(text)) is not None:
+            return "an argument may be disguised: " + why
     return None
 
 

@@ -1,0 +1,169 @@
+"""Text as a reader sees it: Unicode folding, confusable skeletons, suspicious spellings.
+
+Deny rules must not be dodged by respelling a value (``ADMIN``, fullwidth ``ａｄｍｉｎ``,
+a Cyrillic ``а`` in ``аdmin``, a zero-width space in ``ad\u200bmin``) or by rewrapping it
+(``["roles/owner"]``, ``{"role": {"name": "owner"}}``, JSON text inside a string). This
+module gives the policy conditions (``docs/policy.md``, "Text operators") and the risk
+engine three pure functions:
+
+- :func:`fold` — the *text key*: NFKC, full case folding (Unicode §3.13), NFKC again,
+  then every default-ignorable / format character (zero-width, bidi controls, variation
+  selectors, soft hyphen) and all whitespace removed;
+- :func:`skeleton` — the fold, decomposed (NFD) with combining marks dropped, every
+  character replaced by the representative of its confusable class (UTS #39 §4
+  ``confusables.txt`` data, as shipped by the ``confusable_homoglyphs`` package);
+- :func:`is_suspicious` — a value mixing scripts inside one word, hiding invisible
+  characters, or spelling a Latin-looking word in another script.
+
+Confusables: ``confusables.txt`` maps a character to a prototype; the package ships the
+pairs in both directions. A non-ASCII character (after folding) listed as confusable with
+one ASCII letter or digit is replaced by it (the first such, in the data's order); ASCII
+itself is left alone, so two different ASCII letters never meet (joining the pairs
+transitively would: ``r`` and ``t``, ``n`` and ``v`` end up in one class through
+non-Latin glyphs). Multi-character prototypes (``m`` ~ ``rn``) are not used.
+
+Pure Python (``unicodedata`` and the pure-Python ``confusable_homoglyphs`` data): the
+domain layer stays free of native dependencies.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections.abc import Iterator
+from fnmatch import fnmatchcase
+from functools import lru_cache
+from typing import Any
+
+from confusable_homoglyphs import categories as _categories
+from confusable_homoglyphs.confusables import confusables_data as _CONFUSABLES
+
+#: Bidi marks the package wraps around right-to-left glyphs in its data.
+_DATA_MARKS = "\u200e\u200f"
+#: Scripts that never make a word mixed (punctuation, digits, combining marks).
+NEUTRAL_SCRIPTS = frozenset({"COMMON", "INHERITED", "Unknown"})
+#: Default-ignorable characters outside category Cf (UAX #44 Default_Ignorable_Code_Point).
+_IGNORABLE_EXTRA = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0") | frozenset(
+    chr(c) for c in [*range(0x180B, 0x1810), *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)])
+#: JSON text inside a string is looked into this many levels deep, up to this length.
+MAX_JSON_TEXT_DEPTH = 2
+MAX_JSON_TEXT_LENGTH = 64 * 1024
+#: Strings and keys one value may yield (agent-supplied: the work must stay bounded).
+MAX_TEXTS = 8192
+_FOLD_CACHE = 4096
+
+
+def _ignorable(ch: str) -> bool:
+    return ch.isspace() or unicodedata.category(ch) == "Cf" or ch in _IGNORABLE_EXTRA
+
+
+@lru_cache(maxsize=_FOLD_CACHE)
+def fold(text: str) -> str:
+    """The text key: NFKC, case-folded, NFKC, without invisible characters or whitespace."""
+    if text.isascii():
+        return "".join(text.lower().split())  # ASCII: casefold is lower(), NFKC is identity
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+    return "".join(ch for ch in folded if not _ignorable(ch))
+
+
+@lru_cache(maxsize=1)
+def _representatives() -> dict[str, str]:
+    """Non-ASCII character -> the ASCII letter or digit it is listed as confusable with."""
+    reps: dict[str, str] = {}
+    for source, glyphs in _CONFUSABLES.items():
+        a = fold(source.strip(_DATA_MARKS))
+        if len(a) != 1 or a.isascii():
+            continue
+        for glyph in glyphs:  # the data lists the prototype first for a source character
+            b = fold(glyph["c"].strip(_DATA_MARKS))
+            if len(b) == 1 and b.isascii() and b.isalnum():
+                reps.setdefault(a, b)
+                break
+    return reps
+
+
+@lru_cache(maxsize=_FOLD_CACHE)
+def skeleton(text: str) -> str:
+    """The folded text with every character replaced by its confusable class."""
+    folded = fold(text)
+    if folded.isascii():
+        return folded  # ASCII is its own skeleton (and skips building the table)
+    reps = _representatives()
+    decomposed = unicodedata.normalize("NFD", folded)
+    return "".join(reps.get(ch, ch) for ch in decomposed if unicodedata.category(ch) != "Mn")
+
+
+def _script(ch: str) -> str:
+    return _categories.alias(ch)
+
+
+def is_suspicious(text: str) -> str | None:
+    """Why ``text`` looks like a disguise, or ``None``: ASCII text never is.
+
+    - an invisible character (format / default-ignorable, e.g. U+200B) inside it;
+    - a word (whitespace-separated) that mixes scripts, ignoring Common and Inherited
+      (``аdmin`` with a Cyrillic ``а``);
+    - a value of one word wholly in a script other than Latin whose skeleton is a plain
+      ASCII word (``ѕиdо``-like spellings entirely in Cyrillic); prose (several words) and
+      accented Latin (``café``) are not judged so, or every Russian sentence and French
+      word would look like a disguise.
+    """
+    if text.isascii():
+        return None
+    if any(not ch.isspace() and _ignorable(ch) for ch in text):
+        return "it holds invisible characters"
+    words = text.split()
+    for word in words:
+        if word.isascii():
+            continue
+        scripts = {_script(ch) for ch in word} - NEUTRAL_SCRIPTS
+        if len(scripts) > 1:
+            return f"the word {word!r} mixes scripts ({', '.join(sorted(scripts))})"
+        folded = fold(word)
+        if (len(words) == 1 and scripts and scripts != {"LATIN"}
+                and not folded.isascii() and len(folded) > 1):
+            shape = skeleton(word)
+            if shape.isascii() and shape.isalpha():
+                return f"the word {word!r} looks like the Latin {shape!r}"
+    return None
+
+
+def texts(value: Any, keys: tuple[str, ...] | None = None) -> Iterator[str]:
+    """Every string inside ``value``: itself, list items, object keys and values, and the
+    same inside JSON text held in a string, at most :data:`MAX_TEXTS` of them.
+
+    With ``keys`` (globs matched against each key's :func:`skeleton`, so ``rоle`` with a
+    Cyrillic ``о`` is still ``role``), only strings that sit under a matching key at any
+    depth count; a key itself counts when it or one
+    of its ancestors matches (``{"permissions": {"admin": true}}`` yields ``admin``).
+    """
+    def matches(name: str) -> bool:
+        shape = skeleton(name)
+        return keys is None or any(fnmatchcase(shape, k) for k in keys)
+
+    count = 0
+    stack: list[tuple[Any, bool, int]] = [(value, keys is None, 0)]
+    while stack and count < MAX_TEXTS:
+        item, inside, depth = stack.pop()
+        if isinstance(item, str):
+            if inside:
+                count += 1
+                yield item
+            if depth < MAX_JSON_TEXT_DEPTH and len(item) <= MAX_JSON_TEXT_LENGTH:
+                stripped = item.strip()
+                if stripped[:1] in ("{", "[") and stripped[-1:] in ("}", "]"):
+                    try:
+                        stack.append((json.loads(stripped), inside, depth + 1))
+                    except ValueError:
+                        pass  # not JSON: already yielded as text
+        elif isinstance(item, list):
+            stack.extend((v, inside, depth) for v in reversed(item))
+        elif isinstance(item, dict):
+            for name, v in reversed(list(item.items())):
+                under = inside or matches(name)
+                if under:
+                    count += 1
+                    yield name
+                stack.append((v, under, depth))
+
+
