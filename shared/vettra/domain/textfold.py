@@ -45,21 +45,32 @@ NEUTRAL_SCRIPTS = frozenset({"COMMON", "INHERITED", "Unknown"})
 #: Default-ignorable characters outside category Cf (UAX #44 Default_Ignorable_Code_Point).
 _IGNORABLE_EXTRA = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0") | frozenset(
     chr(c) for c in [*range(0x180B, 0x1810), *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)])
-#: JSON text inside a string is looked into this many levels deep, up to this length.
-MAX_JSON_TEXT_DEPTH = 2
+#: JSON text inside a string (and JSON text inside that...) is looked into this deep.
+MAX_JSON_TEXT_DEPTH = 16  # each level doubles its escapes: 64 KiB cannot nest much deeper
 MAX_JSON_TEXT_LENGTH = 64 * 1024
 #: Strings and keys one value may yield (agent-supplied: the work must stay bounded).
 MAX_TEXTS = 8192
 _FOLD_CACHE = 4096
+#: Only short strings (key names, role names, operands) are memoised: values come from
+#: agents and may be large, so they must not pin memory in an LRU.
+MAX_CACHED_LENGTH = 256
 
 
 def _ignorable(ch: str) -> bool:
     return ch.isspace() or unicodedata.category(ch) == "Cf" or ch in _IGNORABLE_EXTRA
 
 
-@lru_cache(maxsize=_FOLD_CACHE)
 def fold(text: str) -> str:
     """The text key: NFKC, case-folded, NFKC, without invisible characters or whitespace."""
+    return _fold_short(text) if len(text) <= MAX_CACHED_LENGTH else _fold(text)
+
+
+def skeleton(text: str) -> str:
+    """The folded text with every non-ASCII character replaced by its ASCII confusable."""
+    return _skeleton_short(text) if len(text) <= MAX_CACHED_LENGTH else _skeleton(text)
+
+
+def _fold(text: str) -> str:
     if text.isascii():
         return "".join(text.lower().split())  # ASCII: casefold is lower(), NFKC is identity
     folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
@@ -67,30 +78,43 @@ def fold(text: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _representatives() -> dict[str, str]:
-    """Non-ASCII character -> the ASCII letter or digit it is listed as confusable with."""
-    reps: dict[str, str] = {}
+def _representatives() -> tuple[dict[str, str], dict[str, str]]:
+    """Non-ASCII character -> the ASCII letter or digit it is listed as confusable with.
+
+    Two tables: one for characters as written (``˛`` looks like ``i`` but folds to a
+    bare combining mark, so it must be mapped before folding), one for the folded forms
+    of those characters that are not combining marks (what folding may produce).
+    """
+    raw: dict[str, str] = {}
+    folded: dict[str, str] = {}
     for source, glyphs in _CONFUSABLES.items():
-        a = fold(source.strip(_DATA_MARKS))
+        a = source.strip(_DATA_MARKS)
         if len(a) != 1 or a.isascii():
             continue
         for glyph in glyphs:  # the data lists the prototype first for a source character
             b = fold(glyph["c"].strip(_DATA_MARKS))
             if len(b) == 1 and b.isascii() and b.isalnum():
-                reps.setdefault(a, b)
+                raw.setdefault(a, b)
+                f = fold(a)
+                if len(f) == 1 and not f.isascii() and unicodedata.category(f) != "Mn":
+                    folded.setdefault(f, b)
                 break
-    return reps
+    return raw, folded
 
 
-@lru_cache(maxsize=_FOLD_CACHE)
-def skeleton(text: str) -> str:
-    """The folded text with every character replaced by its confusable class."""
-    folded = fold(text)
+def _skeleton(text: str) -> str:
+    if text.isascii():
+        return fold(text)  # ASCII is its own skeleton (and skips building the tables)
+    raw, reps = _representatives()
+    folded = fold("".join(raw.get(ch, ch) for ch in text))
     if folded.isascii():
-        return folded  # ASCII is its own skeleton (and skips building the table)
-    reps = _representatives()
+        return folded
     decomposed = unicodedata.normalize("NFD", folded)
     return "".join(reps.get(ch, ch) for ch in decomposed if unicodedata.category(ch) != "Mn")
+
+
+_fold_short = lru_cache(maxsize=_FOLD_CACHE)(_fold)
+_skeleton_short = lru_cache(maxsize=_FOLD_CACHE)(_skeleton)
 
 
 def _script(ch: str) -> str:
