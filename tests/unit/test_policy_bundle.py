@@ -205,7 +205,7 @@ def test_tampering_any_byte_of_the_payload_is_rejected(index: int, byte: int) ->
 
 LEAVES = [("version",), ("thresholds", "approval"), ("timeouts", "max"), ("description",),
           ("rules", 0, "effect"), ("rules", 0, "reason"), ("rules", 1, "tools", 0),
-          ("rules", 0, "when", "all", 1, "confusable_with", 0), ("policy_id",)]
+          ("rules", 0, "when", "all", 1, "any", 0, "confusable_with", 0), ("policy_id",)]
 
 
 @settings(max_examples=300, deadline=None)

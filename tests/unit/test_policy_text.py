@@ -147,6 +147,18 @@ def test_every_framework_shape_reaches_the_same_deny(framework: str, raw: dict) 
 
 
 @pytest.mark.parametrize("tool, arguments", [
+    ("slack.users_update", {"user": "U1", "is_admin": True}),
+    ("github.update_user", {"login": "m", "site_admin": True}),
+    ("acme.update_member", {"user": "m", "flags": {"admin": True}}),
+    ("gitlab.add_member", {"project": "acme/api", "user_id": 7, "access_level": 50}),
+    ("drive.update_file", {"file": "f1", "ownership": {"transfer_to": "m@evil.example"}}),
+])
+def test_flags_and_numeric_levels_that_grant_admin_are_denied(tool: str, arguments: dict) -> None:
+    assert decide(tool, arguments) == DENY
+
+
+@pytest.mark.parametrize("tool, arguments", [
+    ("gitlab.add_member", {"project": "acme/api", "user_id": 7, "access_level": 30}),
     ("github.add_collaborator", {"owner": "acme", "repo": "admin-portal", "username": "bob",
                                  "permission": "push"}),
     ("iam.grant_role", {"member": "user:owner@example.com", "role": "roles/viewer"}),
