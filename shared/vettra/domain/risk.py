@@ -49,6 +49,7 @@ MAX_SCANNED_STRINGS = 4096  # argument strings looked at for secret words (bound
 # A value spelled to look like something else (mixed scripts, invisible characters) is
 # shown to a person: at least MEDIUM even for a read (docs/risk.md, "Disguised values").
 SUSPICIOUS_RAISE = {"reversibility": "unknown", "sensitivity": "regulated"}
+MAX_JUDGED_TEXTS = 256
 
 _FACTOR_LABELS = {"action_type": "Action type", "reversibility": "Reversibility",
                   "blast_radius": "Blast radius", "sensitivity": "Sensitivity"}
@@ -233,10 +234,21 @@ def _secret_word_in(arguments: Mapping[str, Any]) -> str | None:
 
 
 def _disguised(arguments: Mapping[str, Any]) -> str | None:
-    """Why some argument string or key looks disguised (``textfold.is_suspicious``)."""
+    """Why some argument string or key looks disguised (``textfold.is_suspicious``).
+
+    ASCII texts are skipped at once; at most :data:`MAX_JUDGED_TEXTS` non-ASCII ones
+    are judged, so 64 KiB of agent input costs milliseconds. (Deny rules do not rely on
+    this: their text operators read every text.)
+    """
+    judged = 0
     for text in texts(arguments):
+        if text.isascii():
+            continue
         if (why := is_suspicious(text)) is not None:
             return "an argument may be disguised: " + why
+        judged += 1
+        if judged >= MAX_JUDGED_TEXTS:
+            break
     return None
 
 
