@@ -131,11 +131,14 @@ class _Fields:
         self.raw: dict[str, Any] = raw
         self.framework = framework
 
-    def one_identity(self, own: frozenset[str] | set[str]) -> None:
+    def one_identity(self, own: frozenset[str] | set[str], obj: dict | None = None,
+                     prefix: str = "") -> None:
         """Refuse keys that name the tool (or its arguments) the way another shape does."""
-        for key in sorted(IDENTITY_KEYS & self.raw.keys() - own):
-            self.add(key, f"names the tool or its arguments a second way; a {self.framework} "
-                          f"call of this shape carries only {', '.join(sorted(own))}")
+        source = self.raw if obj is None else obj
+        for key in sorted(IDENTITY_KEYS & source.keys() - own):
+            self.add(prefix + key, f"names the tool or its arguments a second way; a "
+                                   f"{self.framework} call of this shape carries only "
+                                   f"{', '.join(sorted(own))}")
 
     def add(self, path: str, message: str) -> None:
         self.errors.append(FieldError(path or "$", message))
@@ -228,6 +231,7 @@ def from_openai(raw: Any) -> ToolCall:
     function = fields.get("function", dict, required=True)
     tool = arguments = None
     if function is not None:
+        fields.one_identity({"name", "arguments"}, function, "function.")
         name = fields.get("function.name", str, required=True, obj=function)
         tool = fields.tool("function.name", name)
         text = fields.get("function.arguments", str, required=True, obj=function)
