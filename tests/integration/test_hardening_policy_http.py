@@ -84,11 +84,12 @@ def test_plain_reads_of_unknown_tools_are_allowed_at_once(agent, tool, status, l
 def pinned(server: Any, admin: httpx.Client) -> None:
     payload = load_default_payload()
     payload["version"] += 1
-    payload["rules"] = [{"id": "pin-mcp-servers", "effect": "deny", "tools": ["*"],
-                         "when": {"all": [{"field": "agent", "eq": "agent-1"},
-                                          {"field": "server", "exists": True},
-                                          {"field": "server", "not_in": ["github"]}]},
-                         "reason": "agent-1 may only claim the github MCP server"}] + payload["rules"]
+    pin = {"id": "pin-mcp-servers", "effect": "deny", "tools": ["*"],
+           "when": {"all": [{"field": "agent", "eq": "agent-1"},
+                            {"field": "server", "exists": True},
+                            {"field": "server", "not_in": ["github"]}]},
+           "reason": "agent-1 may only claim the github MCP server"}
+    payload["rules"] = [pin] + payload["rules"]
     envelope = sign_bundle(payload, server.runtime.deps.keys.policy_signing_key())
     r = admin.post("/api/policy", json=envelope)
     assert r.status_code == 200, r.text

@@ -161,7 +161,8 @@ def classify_unknown(tool: str) -> ToolProfile:
         defaults, how = UNKNOWN_CHANGE_DEFAULTS, "with conservative defaults"
     elif other := next((t for t in tokens[1:] if t in COMPOUND_WORDS
                         or VERB_CATEGORIES.get(t, "read") != "read"), None):
-        defaults, how = UNKNOWN_READ_DEFAULTS, f"with conservative defaults (it also says {other!r})"
+        defaults = UNKNOWN_READ_DEFAULTS
+        how = f"with conservative defaults (it also says {other!r})"
     elif word := sensitive_word(name_tokens(service) + tokens if dot else tokens):
         defaults, how = UNKNOWN_READ_DEFAULTS, (f"with conservative defaults (the name says "
                                                 f"{word!r}: it may expose secrets)")

@@ -157,7 +157,8 @@ def _check_operand(op: str, operand: Any, where: str, errors: list[FieldError]) 
     elif op in TEXT_OPS:
         items = operand if isinstance(operand, list) else [operand]
         limit = MAX_PATTERN_LENGTH if op == "text_glob" else MAX_OPERAND_STRING
-        if (op == "text_in" and not isinstance(operand, list)) or not 0 < len(items) <= MAX_BRANCHES:
+        if ((op == "text_in" and not isinstance(operand, list))
+                or not 0 < len(items) <= MAX_BRANCHES):
             bad(f"expected {'a list' if op == 'text_in' else 'a string or a list'} of 1-"
                 f"{MAX_BRANCHES} strings")
         elif not all(isinstance(v, str) and 0 < len(v) <= limit and fold(v) for v in items):

@@ -74,7 +74,8 @@ def _char_class(codes: list[int]) -> re.Pattern[str]:
         if start is None:
             start = code
         if i + 1 == len(codes) or codes[i + 1] != code + 1:
-            parts.append(re.escape(chr(start)) + ("-" + re.escape(chr(code)) if code != start else ""))
+            last = "-" + re.escape(chr(code)) if code != start else ""
+            parts.append(re.escape(chr(start)) + last)
             start = None
     return re.compile("[" + "".join(parts) + "]+")
 
