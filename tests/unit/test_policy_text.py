@@ -205,3 +205,22 @@ def test_texts_is_bounded_for_huge_values() -> None:
 
 def test_every_shape_adapter_is_covered() -> None:
     assert set(ADAPTERS) == {"openai", "anthropic", "langchain", "mcp"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["add org admin", "make owner", "grant admin", "promote to admin",
+                        "set owner", "transfer ownership", "assign admin role"]),
+       st.sampled_from(["_", "-", "__", ""]), st.booleans(),
+       st.sampled_from(["openai", "anthropic", "langchain", "mcp"]))
+def test_no_spelling_of_an_admin_granting_name_lifts_the_deny(words, sep, title, framework):
+    spelled = [w.title() if title else w for w in words.split()]
+    if sep == "__":
+        name = "acme__" + "_".join(spelled)  # a__b spells the service; one dot only
+    else:
+        name = sep.join(spelled)
+    raw = {"openai": {"type": "function", "function": {"name": name, "arguments": "{}"}},
+           "anthropic": {"type": "tool_use", "name": name, "input": {}},
+           "langchain": {"name": name, "args": {}},
+           "mcp": {"name": name, "server": "acme"} if sep != "__" else {"name": name}}
+    bundle = parse_bundle({"framework": framework, **raw[framework]})
+    assert evaluate(DEFAULT, bundle, assess(bundle)).outcome == DENY, bundle.tool
