@@ -70,6 +70,13 @@ def test_rewrapped_respelled_or_named_admin_grants_are_denied(agent, body) -> No
     assert action["policy"]["rule_id"].startswith("deny-privilege-escalation")
 
 
+def test_json_text_nested_past_the_parsers_limit_is_not_a_500(agent) -> None:
+    deep = "[" * 20_000 + "]" * 20_000
+    r = agent.post("/api/actions/intercept",
+                   json={"tool": "iam.grant_role", "arguments": {"role": deep}})
+    assert r.status_code == 201, r.text
+
+
 @pytest.mark.parametrize("tool, status, level", [
     ("notion.get_page", "allowed", "LOW"), ("jira.search_issues", "allowed", "LOW"),
     ("vault.read_secret", "pending", "MEDIUM"), ("notion.update_page", "pending", "HIGH"),

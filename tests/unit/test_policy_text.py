@@ -198,6 +198,12 @@ def test_fold_and_texts() -> None:
     assert sorted(texts({"role": {"x": "y"}, "other": "z"}, ("*role*",))) == ["role", "x", "y"]
 
 
+def test_json_text_nested_past_the_parsers_limit_is_just_text() -> None:
+    deep = "[" * 20_000 + "]" * 20_000  # json.loads raises RecursionError on it
+    assert list(texts({"role": deep})) == ["role", deep]
+    assert decide("iam.grant_role", {"role": deep}) == "require_step_up"  # scored, not raised
+
+
 def test_texts_is_bounded_for_huge_values() -> None:
     value = [str(i) for i in range(20_000)]
     assert len(list(texts(value))) == 8192

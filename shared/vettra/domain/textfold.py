@@ -49,6 +49,7 @@ _IGNORABLE_EXTRA = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0") | fro
 #: JSON text inside a string (and JSON text inside that...) is looked into this deep.
 MAX_JSON_TEXT_DEPTH = 16  # each level doubles its escapes: 64 KiB cannot nest much deeper
 MAX_JSON_TEXT_LENGTH = 64 * 1024
+_JSON_TEXT = re.compile(r"\s*[\[{]")  # JSON text of an array or object starts so
 #: Strings and keys one value may yield (agent-supplied: the work must stay bounded).
 MAX_TEXTS = 8192
 _FOLD_CACHE = 4096
@@ -210,13 +211,12 @@ def texts(value: Any, keys: tuple[str, ...] | None = None) -> Iterator[str]:
             if inside:
                 count += 1
                 yield item
-            if depth < MAX_JSON_TEXT_DEPTH and len(item) <= MAX_JSON_TEXT_LENGTH:
-                stripped = item.strip()
-                if stripped[:1] in ("{", "[") and stripped[-1:] in ("}", "]"):
-                    try:
-                        stack.append((json.loads(stripped), inside, depth + 1))
-                    except ValueError:
-                        pass  # not JSON: already yielded as text
+            if (depth < MAX_JSON_TEXT_DEPTH and len(item) <= MAX_JSON_TEXT_LENGTH
+                    and _JSON_TEXT.match(item)):
+                try:
+                    stack.append((json.loads(item), inside, depth + 1))
+                except (ValueError, RecursionError):
+                    pass  # not JSON (or nested past the parser's limit): yielded as text
         elif isinstance(item, list):
             stack.extend((v, inside, depth) for v in reversed(item))
         elif isinstance(item, dict):
