@@ -336,13 +336,16 @@ JSON_VALUES = st.recursive(
 
 @settings(max_examples=300)
 @given(JSON_VALUES, st.sampled_from(["eq", "ne", "gt", "in", "contains", "glob", "count_gte",
-                                     "domain_not_in", "exists"]))
-def test_validation_and_evaluation_never_raise_on_odd_input(value: Any, op: str) -> None:
+                                     "domain_not_in", "exists", "text_glob", "text_in",
+                                     "confusable_with"]), st.booleans())
+def test_validation_and_evaluation_never_raise_on_odd_input(value: Any, op: str,
+                                                            keyed: bool) -> None:
+    when = {"field": "arguments.v", op: value, **({"keys": ["*"]} if keyed else {})}
     payload = {"schema": "vettra.policy/v1", "policy_id": "odd", "version": 1,
                "thresholds": {"approval": 20, "step_up": 55},
                "timeouts": {"MEDIUM": 9, "HIGH": 9, "max": 9, "on_expiry": "deny"},
                "rules": [{"id": "r", "effect": "deny", "tools": ["*"], "reason": "r",
-                          "when": {"field": "arguments.v", op: value}}]}
+                          "when": when}]}
     errors = validate_payload(payload)
     if not errors:
         policy = Policy.from_payload(payload)

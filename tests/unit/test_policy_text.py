@@ -230,3 +230,18 @@ def test_no_spelling_of_an_admin_granting_name_lifts_the_deny(words, sep, title,
            "mcp": {"name": name, "server": "acme"} if sep != "__" else {"name": name}}
     bundle = parse_bundle({"framework": framework, **raw[framework]})
     assert evaluate(DEFAULT, bundle, assess(bundle)).outcome == DENY, bundle.tool
+
+
+ODD_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                   max_size=12) | st.sampled_from(["[", "{\"a\": [", "[1, {\"role\": \"adm\"}]",
+                                                   "\u0430", "\u200b", "\u02db"])
+ODD_ARGS = st.recursive(st.none() | st.booleans() | st.integers(-9, 9) | ODD_TEXT,
+                        lambda inner: st.lists(inner, max_size=3)
+                        | st.dictionaries(ODD_TEXT, inner, max_size=3), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(GRANTING_TOOLS + NAMED_NOT_GRANTS + ["acme.get_widget"]),
+       st.dictionaries(ODD_TEXT, ODD_ARGS, max_size=4))
+def test_scoring_and_the_default_policy_never_raise_on_odd_arguments(tool, arguments) -> None:
+    assert decide(tool, arguments) in {"allow", "require_approval", "require_step_up", DENY}
