@@ -233,8 +233,9 @@ def test_no_spelling_of_an_admin_granting_name_lifts_the_deny(words, sep, title,
 
 
 ODD_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",),
-                                          blacklist_characters="\x00"), max_size=12) | st.sampled_from(["[", "{\"a\": [", "[1, {\"role\": \"adm\"}]",
-                                                   "\u0430", "\u200b", "\u02db"])
+                                          blacklist_characters="\x00"), max_size=12) \
+    | st.sampled_from(["[", "{\"a\": [", "[1, {\"role\": \"adm\"}]", "\u0430", "\u200b",
+                       "\u02db"])
 ODD_ARGS = st.recursive(st.none() | st.booleans() | st.integers(-9, 9) | ODD_TEXT,
                         lambda inner: st.lists(inner, max_size=3)
                         | st.dictionaries(ODD_TEXT, inner, max_size=3), max_leaves=12)
