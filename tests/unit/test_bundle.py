@@ -50,16 +50,26 @@ def test_plain_bundle_minimal_defaults():
     assert bundle.operation == "merge_pull_request"
 
 
-def test_operation_may_hold_dots():
-    bundle = parse_bundle({"tool": "gdrive.files.share", "arguments": {}})
-    assert (bundle.service, bundle.operation) == ("gdrive", "files.share")
+def test_a_tool_has_exactly_one_service_and_one_operation():
+    # one dot only: no glob `*` can then span an operation it was not written for
+    assert fields_of({"tool": "gdrive.files.share", "arguments": {}}) == ["tool"]
+    assert fields_of({"tool": "github.get_x.delete_repository", "arguments": {}}) == ["tool"]
+    bundle = parse_bundle({"tool": "gdrive.files_share", "arguments": {}})
+    assert (bundle.service, bundle.operation) == ("gdrive", "files_share")
+
+
+def test_mcp_server_is_kept_as_a_claim():
+    bundle = parse_bundle({"framework": "mcp", "name": "create_issue", "server": "github"})
+    assert (bundle.tool, bundle.server) == ("github.create_issue", "github")
+    assert parse_bundle({"tool": "github.create_issue", "arguments": {}}).server is None
 
 
 def test_as_dict_is_json_ready_with_api_names():
     out = parse_bundle(PLAIN).as_dict()
     assert json.loads(json.dumps(out)) == out
     assert set(out) == {"tool", "service", "operation", "arguments", "framework", "session_id",
-                        "resource", "context", "timeout_s", "call_id", "args_digest"}
+                        "resource", "context", "timeout_s", "call_id", "args_digest",
+                        "server"}
 
 
 def test_bundle_does_not_alias_the_body():

@@ -230,8 +230,8 @@ def test_from_dict_does_not_keep_references_to_the_input():
 # --- tools the catalogue does not know -----------------------------------------------------
 
 UNKNOWN = [
-    ("acme.get_widget", "read", "single"), ("acme.list_widgets", "read", "single"),
-    ("acme.search", "read", "single"), ("acme.describe-thing", "read", "single"),
+    ("acme.get_and_delete_widget", "read", "single"), ("acme.list_api_keys", "read", "single"),
+    ("vault.read", "read", "single"), ("acme.get_password", "read", "single"),
     ("acme.create_widget", "write", "multiple"), ("acme.send_fax", "write", "multiple"),
     ("acme.upload", "write", "multiple"), ("acme.rename_widget", "write", "multiple"),
     ("acme.delete_widget", "delete", "multiple"), ("acme.purge_cache", "delete", "multiple"),
@@ -250,8 +250,18 @@ def test_unknown_tools_are_classified_conservatively(tool, category, blast):
     profile = classify_unknown(tool)
     assert not profile.known and profile.pattern is None
     assert (profile.category, profile.blast_radius) == (category, blast)
-    assert (profile.reversibility, profile.sensitivity) == ("unknown", "confidential")
+    assert profile.reversibility == "unknown"
+    assert profile.sensitivity == ("regulated" if category == "read" else "confidential")
     assert "not in the catalogue" in profile.description
+
+
+@pytest.mark.parametrize("tool", ["acme.get_widget", "acme.list_widgets", "acme.search",
+                                  "acme.describe-thing", "acme.query_rows", "acme.fetch"])
+def test_unknown_plain_reads_change_nothing_and_are_reversible(tool):
+    profile = classify_unknown(tool)
+    assert (profile.category, profile.reversibility, profile.blast_radius,
+            profile.sensitivity) == ("read", "reversible", "single", "confidential")
+    assert "plain read" in profile.description
 
 
 @pytest.mark.parametrize("tool", ["acme.frobnicate", "acme.get_widget", "gmail.undo_send"])

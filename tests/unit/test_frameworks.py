@@ -62,13 +62,13 @@ VALID = [
      ToolCall("drive.list_files", {}, None)),
     ("mcp-server-names-service", from_mcp,
      {"name": "create_issue", "arguments": {"title": "Bug"}, "server": "GitHub"},
-     ToolCall("github.create_issue", {"title": "Bug"}, None)),
+     ToolCall("github.create_issue", {"title": "Bug"}, None, "github")),
     ("mcp-server-prefix-not-doubled", from_mcp,
      {"name": "jira_create_ticket", "arguments": {}, "server": "jira"},
-     ToolCall("jira.create_ticket", {}, None)),
-    ("mcp-dotted-name-wins-over-server", from_mcp,
-     {"name": "gmail.read_inbox", "server": "mail-proxy"},
-     ToolCall("gmail.read_inbox", {}, None)),
+     ToolCall("jira.create_ticket", {}, None, "jira")),
+    ("mcp-dotted-name-agreeing-with-server", from_mcp,
+     {"name": "gmail.read_inbox", "server": "gmail"},
+     ToolCall("gmail.read_inbox", {}, None, "gmail")),
 ]
 
 
@@ -152,7 +152,7 @@ def test_wrong_type_message_says_expected_and_found():
     ("Gmail.Send_Message", "gmail.send_message"),
     ("github__create_issue", "github.create_issue"),
     ("mcp__github__create_issue", "github.create_issue"),
-    ("a__b__c", "a.b.c"),
+    ("a__b__c", "a.b.c"),  # mapped, then refused by tool_problem (two dots)
     ("gmail_send_message", "gmail.send_message"),
     ("GCAL_create_event", "gcal.create_event"),
     ("gdrive_share_file", "gdrive.share_file"),
@@ -181,13 +181,14 @@ def test_known_services_are_valid_service_names():
 @pytest.mark.parametrize("tool, fragment", [
     ("Gmail.send", "lowercase"), ("gmail", "<service>.<operation>"), (".send", "<service>"),
     ("gmail.", "<service>"), ("a." + "b" * 127, "at most 128"), ("1a.b", "<service>"),
-    ("a.b\n", "<service>"),
+    ("a.b\n", "<service>"), ("github.get_x.delete_repository", "exactly one service"),
+    ("gdrive.files.share", "'gdrive.files_share'"),
 ])
 def test_tool_problem(tool, fragment):
     assert fragment in tool_problem(tool)
 
 
-@pytest.mark.parametrize("tool", ["gmail.send_message", "a.b", "my-svc.do.thing-2",
+@pytest.mark.parametrize("tool", ["gmail.send_message", "a.b", "my-svc.do_thing-2",
                                   "a.b" + "c" * 125])
 def test_tool_problem_accepts(tool):
     assert tool_problem(tool) is None
@@ -210,3 +211,53 @@ def test_adapters_raise_only_validation_failed(framework, raw):
         assert exc.errors
     else:
         assert tool_problem(call.tool) is None and isinstance(call.arguments, dict)
+
+
+# --------------------------------------------------------------------------- one identity
+
+AMBIGUOUS = [
+    # a Responses-style name beside a Chat Completions function: which one would run?
+    ("openai-name-and-function", from_openai,
+     {"type": "function", "name": "user_get_profile", "arguments": "{}",
+      "function": {"name": "github_delete_repo", "arguments": "{}"}}, ["arguments", "name"]),
+    ("openai-responses-with-function", from_openai,
+     {"type": "function_call", "name": "github_delete_repo", "arguments": "{}",
+      "function": {"name": "github_delete_repo", "arguments": "{}"}}, ["function"]),
+    ("openai-same-name-twice", from_openai,
+     {"name": "user_get_profile", "function": {"name": "user_get_profile", "arguments": "{}"}},
+     ["name"]),
+    ("openai-function-with-input", from_openai,
+     {"function": {"name": "x", "arguments": "{}", "input": {"repo": "a/b"}}},
+     ["function.input"]),
+    ("openai-chat-with-input", from_openai,
+     {"function": {"name": "x", "arguments": "{}"}, "input": {"a": 1}}, ["input"]),
+    ("anthropic-with-function", from_anthropic,
+     {"type": "tool_use", "name": "user_get_profile", "input": {},
+      "function": {"name": "github_delete_repo", "arguments": "{}"}}, ["function"]),
+    ("anthropic-with-arguments", from_anthropic,
+     {"name": "x", "input": {}, "arguments": {"repo": "a/b"}}, ["arguments"]),
+    ("langchain-with-tool", from_langchain,
+     {"name": "x", "args": {}, "tool": "github.delete_repo"}, ["tool"]),
+    ("langchain-with-input", from_langchain, {"name": "x", "args": {}, "input": {}}, ["input"]),
+    ("mcp-with-function", from_mcp,
+     {"name": "x", "function": {"name": "github_delete_repo"}}, ["function"]),
+    ("mcp-with-tool-name", from_mcp, {"name": "x", "tool_name": "y"}, ["tool_name"]),
+    ("mcp-name-disagrees-with-server", from_mcp,
+     {"name": "gmail.read_inbox", "server": "mail-proxy"}, ["name"]),
+    ("mcp-namespaced-name-disagrees-with-server", from_mcp,
+     {"name": "mcp__github__delete_repo", "server": "slack"}, ["name"]),
+]
+
+
+@pytest.mark.parametrize("adapter, raw, fields", [v[1:] for v in AMBIGUOUS],
+                         ids=[v[0] for v in AMBIGUOUS])
+def test_a_call_that_names_its_tool_two_ways_is_refused(adapter, raw, fields):
+    with pytest.raises(ValidationFailed) as info:
+        adapter(raw)
+    assert sorted({e.field for e in info.value.errors}) == fields
+
+
+def test_dotted_names_beyond_one_dot_are_refused_after_mapping():
+    with pytest.raises(ValidationFailed) as info:
+        from_anthropic({"name": "github__get_x__delete_repository", "input": {}})
+    assert "exactly one service and one operation" in info.value.errors[0].message

@@ -52,6 +52,7 @@ class VectorBundle:
     session_id: str | None
     resource: str | None
     context: dict[str, Any]
+    server: str | None = None  # optional in vectors: the MCP server the agent claims
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ def _cases(kind: str) -> list[Any]:
 @pytest.mark.parametrize("doc, case", _cases("evaluate"))
 def test_evaluate_vector(doc: dict, case: dict) -> None:
     policy = Policy.from_payload(doc["policy"])
-    decision = evaluate(policy, VectorBundle(**case["bundle"]), Risk(**case["risk"]))
+    decision = evaluate(policy, VectorBundle(**case["bundle"]), Risk(**case["risk"]),
+                        agent=case.get("agent"))
     want = case["want"]
     got = {"outcome": decision.outcome, "rule_id": decision.rule_id,
            "timeout_s": decision.timeout_s, "on_expiry": decision.on_expiry}
@@ -176,7 +178,7 @@ def test_count_items(value: Any, count: int | None) -> None:
 
 
 def test_policy_exposes_its_parts_and_digest() -> None:
-    assert DEFAULT.version == 1 and DEFAULT.policy_id == "default"
+    assert DEFAULT.version == 2 and DEFAULT.policy_id == "default"
     assert (DEFAULT.thresholds.approval, DEFAULT.thresholds.step_up) == (20, 55)
     assert (DEFAULT.timeouts.medium, DEFAULT.timeouts.max) == (900, 3600)
     assert DEFAULT.digest.startswith("sha256:") and len(DEFAULT.digest) == 7 + 64
@@ -334,13 +336,16 @@ JSON_VALUES = st.recursive(
 
 @settings(max_examples=300)
 @given(JSON_VALUES, st.sampled_from(["eq", "ne", "gt", "in", "contains", "glob", "count_gte",
-                                     "domain_not_in", "exists"]))
-def test_validation_and_evaluation_never_raise_on_odd_input(value: Any, op: str) -> None:
+                                     "domain_not_in", "exists", "text_glob", "text_in",
+                                     "confusable_with"]), st.booleans())
+def test_validation_and_evaluation_never_raise_on_odd_input(value: Any, op: str,
+                                                            keyed: bool) -> None:
+    when = {"field": "arguments.v", op: value, **({"keys": ["*"]} if keyed else {})}
     payload = {"schema": "vettra.policy/v1", "policy_id": "odd", "version": 1,
                "thresholds": {"approval": 20, "step_up": 55},
                "timeouts": {"MEDIUM": 9, "HIGH": 9, "max": 9, "on_expiry": "deny"},
                "rules": [{"id": "r", "effect": "deny", "tools": ["*"], "reason": "r",
-                          "when": {"field": "arguments.v", op: value}}]}
+                          "when": when}]}
     errors = validate_payload(payload)
     if not errors:
         policy = Policy.from_payload(payload)

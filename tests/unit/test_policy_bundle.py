@@ -153,7 +153,7 @@ def test_b64url_round_trip() -> None:
 
 def test_default_payload_loads_and_is_signable() -> None:
     payload = load_default_payload()
-    assert payload["policy_id"] == "default" and payload["version"] == 1
+    assert payload["policy_id"] == "default" and payload["version"] == 2
     assert verify_bundle(sign_bundle(payload, KEY), TRUSTED).digest == \
         Policy.from_payload(payload).digest
 
@@ -205,7 +205,7 @@ def test_tampering_any_byte_of_the_payload_is_rejected(index: int, byte: int) ->
 
 LEAVES = [("version",), ("thresholds", "approval"), ("timeouts", "max"), ("description",),
           ("rules", 0, "effect"), ("rules", 0, "reason"), ("rules", 1, "tools", 0),
-          ("rules", 0, "when", "any", 0, "glob"), ("policy_id",)]
+          ("rules", 0, "when", "all", 1, "any", 0, "confusable_with", 0), ("policy_id",)]
 
 
 @settings(max_examples=300, deadline=None)

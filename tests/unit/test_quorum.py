@@ -112,9 +112,9 @@ QUORUM_RULES = [
 ]
 
 
-def quorum_envelope(signing_key: Any, version: int = 2) -> dict[str, Any]:
+def quorum_envelope(signing_key: Any, version: int | None = None) -> dict[str, Any]:
     payload = load_default_payload()
-    payload["version"] = version
+    payload["version"] = payload["version"] + 1 if version is None else version
     payload["rules"] = payload["rules"] + QUORUM_RULES
     return sign_bundle(payload, signing_key)
 

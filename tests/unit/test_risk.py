@@ -204,7 +204,50 @@ def test_unknown_tool_says_so_and_is_not_low():
     risk = score("acme.frobnicate", x=1)
     assert "not in the catalogue" in risk.reasons[0]
     assert (risk.category, risk.level) == ("write", HIGH)
-    assert score("acme.get_widget").level == MEDIUM  # unknown reads still need a look
+    assert score("acme.get_widget").level == LOW  # a plain read changes nothing
+    assert score("acme.get_widget_secret").level == MEDIUM  # unless it points at secrets
+
+
+# Tools of services the catalogue does not list: plain reads are LOW; reads that point at
+# secrets, credentials, keys, tokens, passwords, payment or admin data, and every change,
+# are not (docs/risk.md, "Tools not in the catalogue").
+UNLISTED_READS = ["notion.get_page", "jira.search_issues", "confluence.list_spaces",
+                  "salesforce.query", "hubspot.fetch_contact", "linear.describe_issue",
+                  "zendesk.read_ticket", "asana.list_tasks", "trello.find_board",
+                  "figma.view_file", "datadog.lookup_monitor"]
+UNLISTED_SENSITIVE_READS = [
+    ("vault.read", {}), ("aws.get_secret_value", {}), ("okta.list_api_tokens", {}),
+    ("onepassword.get_item", {}), ("jira.get_credentials", {}), ("acme.list_payment_methods", {}),
+    ("notion.get_page", {"page": "prod database password"}),
+    ("salesforce.query", {"soql": "SELECT Id FROM Secret__c"}),
+    ("confluence.get_admin_settings", {}), ("hubspot.search", {"q": ["x", {"k": "api-key"}]}),
+]
+UNLISTED_CHANGES = ["notion.update_page", "jira.create_issue", "confluence.delete_space",
+                    "salesforce.transfer_owner", "hubspot.send_email", "linear.archive_issue",
+                    "zendesk.get_and_close_ticket", "asana.list_and_delete_tasks"]
+
+
+@pytest.mark.parametrize("tool", UNLISTED_READS)
+def test_unlisted_plain_reads_are_low(tool):
+    risk = score(tool, page_token="abc", key="photos/cat.jpg")
+    assert (risk.category, risk.score, risk.level) == ("read", 10, LOW)
+    assert "plain read" in risk.reasons[0]
+
+
+@pytest.mark.parametrize("tool, arguments", UNLISTED_SENSITIVE_READS)
+def test_unlisted_reads_of_secrets_stay_at_least_as_today(tool, arguments):
+    risk = score(tool, **arguments)
+    assert risk.score >= 25 and risk.level != LOW  # 25 was the score of every unknown read
+
+
+@pytest.mark.parametrize("tool", UNLISTED_CHANGES)
+def test_unlisted_changes_are_not_low(tool):
+    assert score(tool).level != LOW
+
+
+def test_the_generalisation_spans_eight_services_or_more():
+    services = {t.partition(".")[0] for t in UNLISTED_READS + UNLISTED_CHANGES}
+    assert len(services & {t.partition(".")[0] for t in UNLISTED_READS}) >= 8
 
 
 def test_reasons_cover_every_factor_and_as_dict_is_json():

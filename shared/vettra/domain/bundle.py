@@ -67,6 +67,8 @@ class ActionBundle:
     timeout_s: int | None
     call_id: str | None  # the framework's tool-call id, when the raw shape had one
     args_digest: str  # "sha256:<hex>" of the RFC 8785 canonical form of ``arguments``
+    # The MCP server the agent claims to call (framework "mcp" only): a claim, not a proof.
+    server: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form with API.md's field names (a deep copy)."""
@@ -270,4 +272,5 @@ def parse_bundle(body: Any) -> ActionBundle:
                         session_id=envelope["session_id"], resource=envelope["resource"],
                         context=copy.deepcopy(envelope["context"]),
                         timeout_s=envelope["timeout_s"], call_id=call.call_id,
+                        server=call.server,
                         args_digest=DIGEST_PREFIX + hashlib.sha256(canonical).hexdigest())

@@ -4,8 +4,9 @@ The catalogue is data (``vettra/data/catalogue.json``, format in ``docs/risk.md`
 tool-name globs (:mod:`vettra.domain.patterns`) mapped to a profile
 ``{category, reversibility, blast_radius, sensitivity, description, rules?, show_args?}``.
 The most specific matching glob wins. Tools it does not know are classified from
-the operation's leading verb with conservative defaults, so an unknown tool is
-never scored as harmless.
+the operation's leading verb with conservative defaults, so an unknown change is never
+scored as harmless; a plain read (nothing but a read verb, no word pointing at secrets)
+changes nothing and is LOW.
 
 This module also owns the factor vocabulary (:data:`FACTOR_POINTS`), because the
 catalogue format is written in it; :mod:`vettra.domain.risk` re-exports it. The
@@ -49,7 +50,10 @@ VERB_CATEGORIES: dict[str, str] = {
     **dict.fromkeys(("get", "list", "read", "search", "fetch", "find", "describe", "view",
                      "query", "retrieve", "lookup", "show"), "read"),
     **dict.fromkeys(("create", "update", "send", "post", "write", "put", "edit", "upload",
-                     "add", "set", "modify", "comment", "reply", "move", "copy", "rename"),
+                     "add", "set", "modify", "comment", "reply", "move", "copy", "rename",
+                     "close", "archive", "cancel", "approve", "merge", "reset", "disable",
+                     "enable", "run", "execute", "deploy", "publish", "submit", "import",
+                     "export", "sync", "assign", "lock", "unlock"),
                     "write"),
     **dict.fromkeys(("delete", "remove", "destroy", "drop", "purge", "trash", "wipe",
                      "erase"), "delete"),
@@ -62,11 +66,27 @@ VERB_CATEGORIES: dict[str, str] = {
 # all we know about an unknown tool, and "list_admin_keys" may well hand out secrets.
 AUTH_WORDS = frozenset({"admin", "admins", "administrator", "administrators", "permission",
                         "permissions", "role", "roles", "privilege", "privileges"})
+# Words that say a read exposes secrets, credentials, payment or admin data (docs/risk.md,
+# "Tools not in the catalogue"): such a read keeps the conservative profile, or worse.
+SENSITIVE_WORDS = frozenset({
+    "secret", "secrets", "credential", "credentials", "cred", "creds", "key", "keys",
+    "apikey", "apikeys", "privatekey", "token", "tokens", "password", "passwords", "passwd",
+    "passphrase", "otp", "totp", "mfa", "2fa", "cert", "certs", "certificate",
+    "certificates", "ssh", "pgp", "gpg", "vault", "keyvault", "kms", "keychain", "keyring",
+    "secretmanager", "1password", "onepassword", "lastpass", "bitwarden", "payment",
+    "payments", "card", "cards", "iban", "bank", "billing", "ssn", "salary",
+    "payroll", "admin", "admins", "administrator", "sudo"})
+# A plainly read-only operation of an unknown tool: it changes nothing, so it is
+# reversible; what it may expose is still counted (LOW, 10 points).
+PLAIN_READ_DEFAULTS = {"reversibility": "reversible", "blast_radius": "single",
+                       "sensitivity": "confidential"}
 UNKNOWN_READ_DEFAULTS = {"reversibility": "unknown", "blast_radius": "single",
-                         "sensitivity": "confidential"}
+                         "sensitivity": "regulated"}
 UNKNOWN_CHANGE_DEFAULTS = {"reversibility": "unknown", "blast_radius": "multiple",
                            "sensitivity": "confidential"}
 NO_VERB_CATEGORY = "write"
+# "get_and_close": a read verb first does not make a compound operation a plain read.
+COMPOUND_WORDS = frozenset({"and", "then"})
 
 _PROFILE_KEYS = {"category", "reversibility", "blast_radius", "sensitivity", "description",
                  "rules", "show_args"}
@@ -109,10 +129,26 @@ class ToolProfile:
                 "blast_radius": self.blast_radius, "sensitivity": self.sensitivity}
 
 
+def name_tokens(text: str) -> list[str]:
+    """Lower-cased words of a tool name or argument key, split on ``.``, ``_`` and ``-``."""
+    return [t for t in _TOKEN_SEPARATORS.split(text.lower()) if t]
+
+
+def sensitive_word(tokens: list[str]) -> str | None:
+    """The first token that points at secrets, credentials, payment or admin data."""
+    return next((t for t in tokens if t in SENSITIVE_WORDS), None)
+
+
 def classify_unknown(tool: str) -> ToolProfile:
-    """A conservative profile for a tool the catalogue does not list."""
-    operation = tool.partition(".")[2] or tool
-    tokens = [t for t in _TOKEN_SEPARATORS.split(operation.lower()) if t]
+    """A profile for a tool the catalogue does not list: conservative unless plainly a read.
+
+    A read is *plain* when its first token is a read verb, no later token is a verb of
+    another kind (``get_and_delete``), and no token of the service or operation points
+    at secrets (:data:`SENSITIVE_WORDS`); it then scores LOW. The arguments are checked
+    for the same words by :func:`vettra.domain.risk.assess`.
+    """
+    service, dot, operation = tool.partition(".")
+    tokens = name_tokens(operation if dot else tool)
     auth_word = next((t for t in tokens if t in AUTH_WORDS), None)
     verb = tokens[0] if tokens else ""
     if auth_word is not None:
@@ -121,10 +157,20 @@ def classify_unknown(tool: str) -> ToolProfile:
         category, basis = VERB_CATEGORIES[verb], f"the leading verb {verb!r}"
     else:
         category, basis = NO_VERB_CATEGORY, "no recognised verb (treated as a write)"
-    defaults = UNKNOWN_READ_DEFAULTS if category == "read" else UNKNOWN_CHANGE_DEFAULTS
+    if category != "read":
+        defaults, how = UNKNOWN_CHANGE_DEFAULTS, "with conservative defaults"
+    elif other := next((t for t in tokens[1:] if t in COMPOUND_WORDS
+                        or VERB_CATEGORIES.get(t, "read") != "read"), None):
+        defaults = UNKNOWN_READ_DEFAULTS
+        how = f"with conservative defaults (it also says {other!r})"
+    elif word := sensitive_word(name_tokens(service) + tokens if dot else tokens):
+        defaults, how = UNKNOWN_READ_DEFAULTS, (f"with conservative defaults (the name says "
+                                                f"{word!r}: it may expose secrets)")
+    else:
+        defaults, how = PLAIN_READ_DEFAULTS, "as a plain read: it changes nothing"
     return ToolProfile(pattern=None, category=category, description=(
-        f"{tool} is not in the catalogue: classified as {category} from {basis}, "
-        "with conservative defaults"), known=False, **defaults)
+        f"{tool} is not in the catalogue: classified as {category} from {basis}, {how}"),
+        known=False, **defaults)
 
 
 class Catalogue:

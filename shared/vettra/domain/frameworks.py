@@ -42,23 +42,37 @@ MCP_NAME_PREFIX = "mcp"
 
 MAX_TOOL_LENGTH = 128
 SERVICE_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,62}")
-TOOL_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,62}\.[a-z][a-z0-9_.-]{0,126}")
+#: Exactly one service and one operation: with a single ``.`` no glob ``*`` can span a
+#: service/operation boundary it was not written for (``github.get_*`` must never match
+#: ``github.get_x.delete_repository``), whether the glob is the catalogue's or a policy's.
+TOOL_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,62}\.[a-z][a-z0-9_-]{0,126}")
 
 OPENAI_CHAT_TYPE = "function"
 OPENAI_RESPONSES_TYPE = "function_call"
 ANTHROPIC_TYPE = "tool_use"
 LANGCHAIN_TYPE = "tool_call"
 
+#: Keys that name a tool or carry its arguments in one framework's shape or another's.
+#: A raw call holding any of them beyond its own shape's is ambiguous (one name could be
+#: scored while another runs), so it is refused rather than guessed at.
+IDENTITY_KEYS = frozenset({"name", "function", "tool", "tool_name", "function_call",
+                           "arguments", "input", "args"})
+
 _JSON_TYPE_NAMES = {dict: "object", list: "array", str: "string", bool: "boolean",
                     int: "integer", float: "number", type(None): "null"}
 
 
 class ToolCall(NamedTuple):
-    """What an adapter extracts from a raw tool call."""
+    """What an adapter extracts from a raw tool call.
+
+    ``server`` is the MCP server the agent *claims* to be calling (``None`` elsewhere):
+    nothing proves it, so it is a fact a policy may pin, never an identity.
+    """
 
     tool: str
     arguments: dict[str, Any]
     call_id: str | None
+    server: str | None = None
 
 
 def json_type(value: Any) -> str:
@@ -74,6 +88,11 @@ def tool_problem(tool: str) -> str | None:
         return None
     if TOOL_PATTERN.fullmatch(tool.lower()):
         return f"must be lowercase; found {tool!r} (did you mean {tool.lower()!r}?)"
+    if tool.count(".") > 1:
+        service, _, operation = tool.partition(".")
+        hint = service + "." + operation.replace(".", "_")
+        return ("must name exactly one service and one operation (one '.'), found "
+                f"{tool.count('.')} dots in {tool!r} (did you mean {hint!r}?)")
     return ("must be '<service>.<operation>': lowercase ASCII letters, digits, '_' and '-', "
             f"each part starting with a letter; found {tool!r}")
 
@@ -111,6 +130,15 @@ class _Fields:
         self.errors: list[FieldError] = []
         self.raw: dict[str, Any] = raw
         self.framework = framework
+
+    def one_identity(self, own: frozenset[str] | set[str], obj: dict | None = None,
+                     prefix: str = "") -> None:
+        """Refuse keys that name the tool (or its arguments) the way another shape does."""
+        source = self.raw if obj is None else obj
+        for key in sorted(IDENTITY_KEYS & source.keys() - own):
+            self.add(prefix + key, f"names the tool or its arguments a second way; a "
+                                   f"{self.framework} call of this shape carries only "
+                                   f"{', '.join(sorted(own))}")
 
     def add(self, path: str, message: str) -> None:
         self.errors.append(FieldError(path or "$", message))
@@ -152,13 +180,19 @@ class _Fields:
         if problem:
             self.add(path, f"maps to tool {tool!r}, which {problem}")
             return None
+        if server is not None and tool.partition(".")[0] != server:
+            # the name carries its own service: two claims of who runs the call
+            self.add(path, f"maps to tool {tool!r} of service {tool.partition('.')[0]!r}, "
+                           f"but server names {server!r}; name one service")
+            return None
         return tool
 
-    def done(self, tool: str | None, arguments: Any, call_id: str | None) -> ToolCall:
+    def done(self, tool: str | None, arguments: Any, call_id: str | None,
+             server: str | None = None) -> ToolCall:
         """The extracted call, or every collected problem at once."""
         if self.errors or tool is None or not isinstance(arguments, dict):
             raise ValidationFailed(f"invalid {self.framework} tool call", errors=self.errors)
-        return ToolCall(tool, arguments, call_id)
+        return ToolCall(tool, arguments, call_id, server)
 
 
 def _json_arguments(fields: _Fields, path: str, text: str | None) -> dict | None:
@@ -183,6 +217,7 @@ def from_openai(raw: Any) -> ToolCall:
     fields = _Fields(raw, "openai")
     raw = fields.raw
     if raw.get("type") == OPENAI_RESPONSES_TYPE or ("function" not in raw and "name" in raw):
+        fields.one_identity({"name", "arguments"})
         fields.get("type", str, required=False, const=OPENAI_RESPONSES_TYPE)
         call_id = fields.get("call_id", str, required=False)
         fields.get("id", str, required=False)
@@ -190,11 +225,13 @@ def from_openai(raw: Any) -> ToolCall:
         arguments = _json_arguments(fields, "arguments",
                                     fields.get("arguments", str, required=True))
         return fields.done(tool, arguments, call_id)
+    fields.one_identity({"function"})
     fields.get("type", str, required=False, const=OPENAI_CHAT_TYPE)
     call_id = fields.get("id", str, required=False)
     function = fields.get("function", dict, required=True)
     tool = arguments = None
     if function is not None:
+        fields.one_identity({"name", "arguments"}, function, "function.")
         name = fields.get("function.name", str, required=True, obj=function)
         tool = fields.tool("function.name", name)
         text = fields.get("function.arguments", str, required=True, obj=function)
@@ -205,6 +242,7 @@ def from_openai(raw: Any) -> ToolCall:
 def from_anthropic(raw: Any) -> ToolCall:
     """Anthropic Messages API ``tool_use`` content block."""
     fields = _Fields(raw, "anthropic")
+    fields.one_identity({"name", "input"})
     fields.get("type", str, required=False, const=ANTHROPIC_TYPE)
     call_id = fields.get("id", str, required=False)
     tool = fields.tool("name", fields.get("name", str, required=True))
@@ -215,6 +253,7 @@ def from_anthropic(raw: Any) -> ToolCall:
 def from_langchain(raw: Any) -> ToolCall:
     """LangChain ``ToolCall`` (``AIMessage.tool_calls[i]``); ``id`` may be null."""
     fields = _Fields(raw, "langchain")
+    fields.one_identity({"name", "args"})
     fields.get("type", str, required=False, const=LANGCHAIN_TYPE)
     call_id = fields.get("id", str, required=False, nullable=True)
     tool = fields.tool("name", fields.get("name", str, required=True))
@@ -229,6 +268,7 @@ def from_mcp(raw: Any) -> ToolCall:
     never part of the arguments or their digest. MCP params carry no call id.
     """
     fields = _Fields(raw, "mcp")
+    fields.one_identity({"name", "arguments"})
     server = fields.get("server", str, required=False)
     if server is not None:
         server = server.lower()
@@ -240,7 +280,7 @@ def from_mcp(raw: Any) -> ToolCall:
     tool = fields.tool("name", fields.get("name", str, required=True), services, server)
     arguments = fields.get("arguments", dict, required=False, nullable=True)
     fields.get("_meta", dict, required=False, nullable=True)
-    return fields.done(tool, {} if arguments is None else arguments, None)
+    return fields.done(tool, {} if arguments is None else arguments, None, server)
 
 
 def arguments_field(framework: str, raw: Any) -> str:

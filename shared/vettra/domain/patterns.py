@@ -4,6 +4,12 @@ A pattern is a shell-style glob over the whole tool name (``"<service>.<operatio
 ``*`` matches any run of characters (dots included), ``?`` one character, and
 ``[...]`` a class. Matching is case-sensitive and anchored, so ``"gmail.*"`` never
 matches ``"gmailx.read"``. The Rust verifier implements the same rules.
+
+``*`` may match a dot, and that is safe only because a tool name has exactly one
+(``frameworks.TOOL_PATTERN``, enforced when the bundle is parsed): ``github.get_*`` can
+match ``github.get_file`` but no ``github.get_x.delete_repository`` ever reaches a glob
+(docs/action-bundle.md). Keeping ``*`` free to cross the dot keeps ``"*"`` and
+``"*.delete_account"`` matching every service.
 """
 
 from __future__ import annotations

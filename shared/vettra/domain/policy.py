@@ -40,6 +40,7 @@ class ActionFacts(Protocol):
     session_id: str | None
     resource: str | None
     context: dict[str, Any]
+    # also read when present: ``server`` (the MCP server the agent claims, or None)
 
 
 class RiskFacts(Protocol):
@@ -140,13 +141,20 @@ class Policy:
 
 # --------------------------------------------------------------------------- evaluation
 
-def action_facts(bundle: ActionFacts, risk: RiskFacts) -> dict[str, Any]:
-    """The flat view conditions read (``docs/policy.md`` lists the field paths)."""
+def action_facts(bundle: ActionFacts, risk: RiskFacts,
+                 agent: str | None = None) -> dict[str, Any]:
+    """The flat view conditions read (``docs/policy.md`` lists the field paths).
+
+    ``agent`` is the authenticated agent's subject (the token's ``sub``); ``server`` is
+    the MCP server the agent *claims* (unverified), so a policy can pin which servers an
+    agent may claim.
+    """
     return {"tool": bundle.tool, "service": bundle.service, "operation": bundle.operation,
             "resource": bundle.resource, "framework": bundle.framework,
             "session_id": bundle.session_id, "arguments": bundle.arguments,
             "context": bundle.context, "risk.score": risk.score, "risk.level": risk.level,
-            "risk.category": risk.category}
+            "risk.category": risk.category, "server": getattr(bundle, "server", None),
+            "agent": agent}
 
 
 def baseline(policy: Policy, risk: RiskFacts) -> tuple[str, str]:
@@ -164,13 +172,15 @@ def baseline(policy: Policy, risk: RiskFacts) -> tuple[str, str]:
     return ALLOW, f"risk score {score} ({level}) is below the approval threshold"
 
 
-def evaluate(policy: Policy, bundle: ActionFacts, risk: RiskFacts) -> PolicyDecision:
+def evaluate(policy: Policy, bundle: ActionFacts, risk: RiskFacts,
+             agent: str | None = None) -> PolicyDecision:
     """Decide one action: any matching deny wins, else the most severe requirement.
 
     Deterministic and total: it reads only its arguments and never raises on
-    odd argument values (conditions treat mismatches as false).
+    odd argument values (conditions treat mismatches as false). ``agent`` is the
+    authenticated agent's subject, the ``agent`` field of conditions.
     """
-    facts = action_facts(bundle, risk)
+    facts = action_facts(bundle, risk, agent)
     matched = [rule for rule in policy.rules if rule.matches(bundle.tool, facts)]
     base, base_reason = baseline(policy, risk)
     if base == REQUIRE_APPROVAL and not risk.forced_high \
@@ -180,6 +190,8 @@ def evaluate(policy: Policy, bundle: ActionFacts, risk: RiskFacts) -> PolicyDeci
                   key=SEVERITY.__getitem__)
     named = next((r for r in matched if r.effect == outcome), None)
     reason = named.reason if named else base_reason
+    if (server := facts["server"]) is not None:
+        reason += f" (MCP server {server!r} as claimed by the agent, not verified)"
     timeout = None
     if outcome in PENDING_LEVEL:
         # every matching hold rule may shorten the wait; the strictest wins

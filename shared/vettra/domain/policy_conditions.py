@@ -9,18 +9,26 @@ so the Python reference and the Rust/WASM evaluator agree on every input:
 - evaluation never raises: a missing field or a type mismatch makes a leaf false
   (``exists: false`` is the one leaf that is true for a missing field);
 - numbers compare only with numbers, and a JSON boolean is not a number;
-- JSON ``null`` counts as missing, as do the optional bundle fields left unset.
+- JSON ``null`` counts as missing, as do the optional bundle fields left unset;
+- the exact operators (``eq`` … ``glob``) compare one scalar as it is; the *text*
+  operators (``text_glob``, ``text_in``, ``confusable_with``) see through types and
+  spellings: they look at every string inside the value (lists, objects, their keys,
+  JSON text inside strings) after Unicode folding (:mod:`vettra.domain.textfold`), so a
+  deny rule cannot be dodged by rewrapping or respelling a value.
 
 The semantics of each operator are written out in ``docs/policy.md``.
 """
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
-from typing import Any, Mapping
+import re
+from fnmatch import fnmatchcase, translate
+from functools import lru_cache
+from typing import Any, Callable, Mapping
 
 from .errors import FieldError
 from .patterns import MAX_PATTERN_LENGTH
+from .textfold import fold, skeleton, texts
 
 MAX_DEPTH = 8
 MAX_BRANCHES = 64          # entries in one all/any, and in one operand list
@@ -28,14 +36,18 @@ MAX_FIELD_SEGMENTS = 16    # dotted segments after arguments./context.
 MAX_OPERAND_STRING = 1024
 
 TOP_FIELDS = frozenset({"resource", "framework", "session_id", "tool", "service",
-                        "operation", "risk.score", "risk.level", "risk.category"})
+                        "operation", "risk.score", "risk.level", "risk.category",
+                        "server", "agent", "arguments", "context"})
 NESTED_ROOTS = ("arguments", "context")
 
 SCALAR_OPS = frozenset({"eq", "ne"})
 NUMBER_OPS = frozenset({"gt", "gte", "lt", "lte"})
 LIST_OPS = frozenset({"in", "not_in"})
-OPS = SCALAR_OPS | NUMBER_OPS | LIST_OPS | {"contains", "exists", "glob", "count_gte",
-                                            "domain_not_in"}
+TEXT_OPS = frozenset({"text_glob", "text_in", "confusable_with"})
+OPS = SCALAR_OPS | NUMBER_OPS | LIST_OPS | TEXT_OPS | {"contains", "exists", "glob",
+                                                       "count_gte", "domain_not_in"}
+#: Modifier of a text leaf: only strings under a key matching one of these globs count.
+KEYS_MODIFIER = "keys"
 BRANCH_KEYS = frozenset({"all", "any", "not"})
 
 # Characters that end an e-mail address inside a header-like string, e.g.
@@ -45,6 +57,7 @@ _ADDRESS_SEPARATORS = frozenset(" \t\r\n,;<>\"'()[]")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 _MISSING = object()
+_MATCHER_CACHE = 1024  # distinct text_glob operands across the active policies
 
 
 # --------------------------------------------------------------------------- types
@@ -141,6 +154,15 @@ def _check_operand(op: str, operand: Any, where: str, errors: list[FieldError]) 
     elif op == "glob":
         if not isinstance(operand, str) or not 0 < len(operand) <= MAX_PATTERN_LENGTH:
             bad(f"expected a glob string of 1-{MAX_PATTERN_LENGTH} characters")
+    elif op in TEXT_OPS:
+        items = operand if isinstance(operand, list) else [operand]
+        limit = MAX_PATTERN_LENGTH if op == "text_glob" else MAX_OPERAND_STRING
+        if ((op == "text_in" and not isinstance(operand, list))
+                or not 0 < len(items) <= MAX_BRANCHES):
+            bad(f"expected {'a list' if op == 'text_in' else 'a string or a list'} of 1-"
+                f"{MAX_BRANCHES} strings")
+        elif not all(isinstance(v, str) and 0 < len(v) <= limit and fold(v) for v in items):
+            bad(f"expected strings of 1-{limit} characters, not blank once folded")
     elif op in LIST_OPS or op == "domain_not_in":
         want_str = op == "domain_not_in"
         ok_item = (lambda v: isinstance(v, str) and 0 < len(v) <= MAX_OPERAND_STRING) \
@@ -183,7 +205,7 @@ def validate_condition(cond: Any, where: str, errors: list[FieldError], depth: i
         errors.append(FieldError(f"{where}.field",
                                  f"unknown field {cond['field']!r}; expected arguments.<path>, "
                                  "context.<path> or one of " + ", ".join(sorted(TOP_FIELDS))))
-    ops = [k for k in cond if k != "field"]
+    ops = [k for k in cond if k not in ("field", KEYS_MODIFIER)]
     unknown = [k for k in ops if k not in OPS]
     for key in unknown:
         errors.append(FieldError(f"{where}.{key}", f"unknown operator {key!r}"))
@@ -194,6 +216,16 @@ def validate_condition(cond: Any, where: str, errors: list[FieldError], depth: i
                                      f"expected exactly one operator, found {len(known)}"))
         return
     _check_operand(known[0], cond[known[0]], f"{where}.{known[0]}", errors)
+    if KEYS_MODIFIER in cond:
+        keys = cond[KEYS_MODIFIER]
+        if known[0] not in TEXT_OPS:
+            errors.append(FieldError(f"{where}.{KEYS_MODIFIER}",
+                                     "keys applies only to " + ", ".join(sorted(TEXT_OPS))))
+        elif not (isinstance(keys, list) and 0 < len(keys) <= MAX_BRANCHES and all(
+                isinstance(k, str) and 0 < len(k) <= MAX_PATTERN_LENGTH for k in keys)):
+            errors.append(FieldError(f"{where}.{KEYS_MODIFIER}",
+                                     f"expected a list of 1-{MAX_BRANCHES} key globs of 1-"
+                                     f"{MAX_PATTERN_LENGTH} characters"))
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -210,6 +242,26 @@ def resolve(facts: Mapping[str, Any], path: str) -> Any:
             return _MISSING
         value = value[segment]
     return _MISSING if value is None else value
+
+
+@lru_cache(maxsize=_MATCHER_CACHE)
+def _glob_matcher(globs: tuple[str, ...]) -> Callable[[str], Any]:
+    """One compiled alternation of folded globs (operands come from the signed policy)."""
+    return re.compile("|".join(f"(?:{translate(fold(g))})" for g in globs)).match
+
+
+def _text_leaf(op: str, value: Any, operand: Any, keys: Any) -> bool:
+    """A text operator: some string inside ``value`` (under ``keys``, if given) matches."""
+    wanted = operand if isinstance(operand, list) else [operand]
+    key_globs = tuple(skeleton(k) for k in keys) if keys else None
+    found = texts(value, key_globs)
+    if op == "text_glob":
+        match = _glob_matcher(tuple(wanted))
+        return any(match(fold(t)) is not None for t in found)
+    if op == "text_in":
+        return bool({fold(v) for v in wanted}.intersection(fold(t) for t in found))
+    shapes = [skeleton(v) for v in wanted]  # confusable_with
+    return any(shape in skeleton(t) for t in found for shape in shapes)
 
 
 def _leaf(op: str, value: Any, operand: Any) -> bool:
@@ -260,5 +312,8 @@ def condition_holds(cond: Mapping[str, Any], facts: Mapping[str, Any]) -> bool:
         return any(condition_holds(c, facts) for c in cond["any"])
     if "not" in cond:
         return not condition_holds(cond["not"], facts)
-    op = next(k for k in cond if k != "field")
-    return _leaf(op, resolve(facts, cond["field"]), cond[op])
+    op = next(k for k in cond if k not in ("field", KEYS_MODIFIER))
+    value = resolve(facts, cond["field"])
+    if op in TEXT_OPS:
+        return value is not _MISSING and _text_leaf(op, value, cond[op], cond.get(KEYS_MODIFIER))
+    return _leaf(op, value, cond[op])

@@ -25,8 +25,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .catalogue import FACTOR_POINTS, FACTORS, Catalogue, Rule, ToolProfile
+from .catalogue import (FACTOR_POINTS, FACTORS, UNKNOWN_READ_DEFAULTS, Catalogue, Rule,
+                        ToolProfile, sensitive_word)
 from .patterns import MAX_PATTERN_LENGTH, tool_matches
+from .textfold import is_suspicious, texts
 
 __all__ = ["LOW", "MEDIUM", "HIGH", "FACTOR_POINTS", "FORCED_HIGH_CATEGORIES",
            "RiskAssessment", "level_for", "assess", "validate_override", "rule_holds",
@@ -42,6 +44,12 @@ MAX_OVERRIDE_REASON = 500
 _LIST_SEPARATORS = re.compile(r"[,;]")  # "a@x, b@y; c@z" names three recipients
 MAX_SHOWN_VALUE = 80  # characters of an argument value quoted in a reason
 _ABSENT = object()  # an argument path that is not there (null is a value, this is not)
+_WORD_SEPARATORS = re.compile(r"[^0-9a-z]+")
+MAX_SCANNED_STRINGS = 4096  # argument strings looked at for secret words (bounded work)
+# A value spelled to look like something else (mixed scripts, invisible characters) is
+# shown to a person: at least MEDIUM even for a read (docs/risk.md, "Disguised values").
+SUSPICIOUS_RAISE = {"reversibility": "unknown", "sensitivity": "regulated"}
+MAX_JUDGED_TEXTS = 256
 
 _FACTOR_LABELS = {"action_type": "Action type", "reversibility": "Reversibility",
                   "blast_radius": "Blast radius", "sensitivity": "Sensitivity"}
@@ -124,8 +132,19 @@ def assess(bundle: BundleLike, catalogue: Catalogue | None = None,
     profile = catalogue.profile_for(tool)
     choices = profile.choices()
     source = dict.fromkeys(FACTORS, "from the catalogue" if profile.known
-                           else "the conservative default for tools not in the catalogue")
+                           else "the default for tools not in the catalogue")
     reasons = [_identity_reason(tool, profile)]
+    if (server := getattr(bundle, "server", None)) is not None:
+        reasons.append(f"MCP server {server!r} is the agent's claim, not proven: the tool "
+                       f"was scored as {tool}")
+    if (not profile.known and profile.category == "read"
+            and profile.reversibility == "reversible"
+            and (word := _secret_word_in(arguments)) is not None):
+        # a plain read asking for a secret is no longer plain: conservative again
+        for factor, option in UNKNOWN_READ_DEFAULTS.items():
+            if FACTOR_POINTS[factor][option] > FACTOR_POINTS[factor][choices[factor]]:
+                choices[factor] = option
+                source[factor] = f"because an argument mentions {word!r}: it may expose secrets"
 
     for rule in profile.rules:
         if not rule_holds(rule, arguments):
@@ -134,6 +153,11 @@ def assess(bundle: BundleLike, catalogue: Catalogue | None = None,
             # Raise only: the agent picks the arguments, so they can never lower risk.
             if FACTOR_POINTS[factor][option] > FACTOR_POINTS[factor][choices[factor]]:
                 choices[factor], source[factor] = option, f"because {rule.reason}"
+
+    if (why := _disguised(arguments)) is not None:
+        for factor, option in SUSPICIOUS_RAISE.items():
+            if FACTOR_POINTS[factor][option] > FACTOR_POINTS[factor][choices[factor]]:
+                choices[factor], source[factor] = option, f"because {why}"
 
     # Decided before overrides so that a policy cannot un-force a financial/auth action.
     protected = choices["action_type"] in FORCED_HIGH_CATEGORIES
@@ -186,6 +210,48 @@ def rule_holds(rule: Rule, arguments: Mapping[str, Any]) -> bool:
     # contains_any: a case-insensitive substring of some string value
     texts = [s.lower() for s in scalars if isinstance(s, str)]
     return any(needle.lower() in text for text in texts for needle in rule.operand)
+
+
+def _secret_word_in(arguments: Mapping[str, Any]) -> str | None:
+    """A :data:`~vettra.domain.catalogue.SENSITIVE_WORDS` word in some argument string value.
+
+    Keys are not read: ``page_token`` or an S3 object ``key`` names a parameter, not what
+    is read; the values say what is asked for (``"secret/prod/db"``, ``"stripe_api_key"``).
+    """
+    stack: list[Any] = [arguments]
+    seen = 0
+    while stack and seen < MAX_SCANNED_STRINGS:
+        value = stack.pop()
+        if isinstance(value, str):
+            seen += 1
+            if word := sensitive_word(_WORD_SEPARATORS.split(value.lower())):
+                return word
+        elif isinstance(value, Mapping):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return None
+
+
+def _disguised(arguments: Mapping[str, Any]) -> str | None:
+    """Why some argument string or key looks disguised (``textfold.is_suspicious``).
+
+    ASCII texts are skipped at once; at most :data:`MAX_JUDGED_TEXTS` non-ASCII ones
+    are judged, so 64 KiB of agent input costs milliseconds. (Deny rules do not rely on
+    this: their text operators read every text.)
+    """
+    if json.dumps(arguments, ensure_ascii=False, default=str).isascii():
+        return None  # one C-speed pass: ASCII text is never disguised
+    judged = 0
+    for text in texts(arguments):
+        if text.isascii():
+            continue
+        if (why := is_suspicious(text)) is not None:
+            return "an argument may be disguised: " + why
+        judged += 1
+        if judged >= MAX_JUDGED_TEXTS:
+            break
+    return None
 
 
 def _lookup(arguments: Mapping[str, Any], path: str) -> Any:

@@ -53,7 +53,7 @@ def intercept(deps: Deps, principal: Principal, body: Any,
     bundle = parse_bundle(body)
     policy = deps.policies.active(principal.tenant)
     risk = assess(bundle, deps.catalogue, overrides=policy.overrides)
-    decision = evaluate(policy, bundle, risk)
+    decision = evaluate(policy, bundle, risk, agent=principal.sub)
     now = deps.clock.now()
     status = _OUTCOME_STATUS[decision.outcome]
 
