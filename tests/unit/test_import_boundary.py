@@ -21,7 +21,8 @@ FORBIDDEN_OWN = ("vettra.adapters", "vettra.entrypoints", "vettra.bootstrap", "v
 #: Third-party libraries the pure layers may use: deterministic computation with no
 #: I/O of its own (docs/architecture.md, "What the pure layers may import"). Anything
 #: else from outside the standard library sits behind a port, in an adapter.
-PURE_LIBRARIES = ("cryptography", "pyotp", "webauthn", "joserfc", "rfc8785")
+PURE_LIBRARIES = ("cryptography", "pyotp", "webauthn", "joserfc", "rfc8785",
+                  "confusable_homoglyphs")
 
 
 def _module_name(path: Path) -> str:
