@@ -90,7 +90,8 @@ class LocalIdentity(Identity):
         try:
             _registry(int(now)).validate(c)
         except JoseError as exc:
-            raise Unauthenticated(f"token not accepted: {exc.description}") from exc
+            raise Unauthenticated(f"token not accepted: bad {_CLAIM_WORDS.get(_claim(exc), _claim(exc))}"
+                                  f" ({exc.description})") from exc
         role, sub, user = c.get("role"), c.get("sub"), c.get("user")
         if role not in ROLES or not isinstance(sub, str) or not sub or not isinstance(user, str) or not user:
             raise Unauthenticated("token not accepted: bad role/sub/user claims")
@@ -133,6 +134,14 @@ def _registry(now: int) -> _Claims:
                    iss={"essential": True, "value": ISSUER},
                    aud={"essential": True, "value": AUDIENCE},
                    exp={"essential": True}, sub={"essential": True})
+
+
+_CLAIM_WORDS = {"exp": "expiry", "nbf": "not-before", "iat": "issued-at", "iss": "issuer",
+                "aud": "audience", "sub": "subject"}
+
+
+def _claim(exc: JoseError) -> str:
+    return str(getattr(exc, "claim", exc.error))
 
 
 def _encodable(claims: Any) -> bool:
