@@ -33,11 +33,21 @@ def _local(args: Any, home_of: Callable[[str | None], Path]) -> tuple[Any, Any]:
     return keys, SqliteStore(home / DB_FILE, keys)
 
 
+def _private(path: str, flags: int) -> int:
+    """Exports are created 0600, whatever the umask (they may sit in the home)."""
+    import os
+
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
 def export(args: Any, home_of: Callable[[str | None], Path]) -> int:
     from .domain.checkpoint import audit_origin
 
     keys, store = _local(args, home_of)
-    out: TextIO = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    out: TextIO = (open(args.output, "w", encoding="utf-8", opener=_private) if args.output
+                   else sys.stdout)
     try:
         size, _ = store.audit_log.tree_state(args.tenant)
         header = {"format": EXPORT_FORMAT, "origin": audit_origin(args.tenant), "chain": args.tenant,

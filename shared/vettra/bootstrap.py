@@ -91,7 +91,7 @@ def _local(config: Config, clock: Any) -> Runtime:
     from .services.policies import PolicyService
     from .services.stepup import StepUpService, StepUpSettings
 
-    config.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    prepare_home(config.home)
     home_lock = _lock_home(config.home)
     clock = clock or SystemClock()
     keys = LocalKeyStore(config.home)
@@ -101,7 +101,7 @@ def _local(config: Config, clock: Any) -> Runtime:
     deps = Deps(store=store, scheduler=timer, bus=InProcessEventBus(), clock=clock, keys=keys,
                 catalogue=Catalogue.default(), policies=policies,
                 step_up=StepUpService(store, clock, StepUpSettings.from_sources(config.extra, os.environ),
-                                      fetch_json=fetch_json),
+                                      fetch_json=fetch_json, sealer=keys),
                 settings={"store": "sqlite", "scheduler": "local-timer", "event_bus": "in-process",
                           "identity": "local-jwt", "verifier": "python", "home": str(config.home)})
 
@@ -135,6 +135,38 @@ class HomeInUse(RuntimeError):
     """Another running Vettra owns this home: one process is the audit sequencer."""
 
 
+class UnsafeHome(HomeInUse):
+    """The home is not this user's alone: refused like a home in use (one line, exit 1)."""
+
+
+#: Write access for group or others: anyone with it could swap the database or keys.
+_SHARED_WRITE = 0o022
+
+
+def prepare_home(home: Path) -> None:
+    """Create the home 0700, or check an existing one and make it 0700.
+
+    A home owned by another user, or one that group or others may write, is refused:
+    its owner, or anyone who can write it, could replace the store, the keys or the lock.
+    """
+    from .adapters.local_files import private_dir
+
+    try:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = home.stat()
+    except OSError as exc:
+        raise UnsafeHome(f"cannot use {home} as the home: {exc.strerror}") from None
+    if not home.is_dir():
+        raise UnsafeHome(f"{home} is not a directory; pass another --home")
+    if st.st_uid != os.geteuid():
+        raise UnsafeHome(f"{home} is owned by uid {st.st_uid}, not by this user (uid {os.geteuid()}); "
+                         "use a home of your own (--home)")
+    if st.st_mode & _SHARED_WRITE:
+        raise UnsafeHome(f"{home} is writable by group or others (mode {st.st_mode & 0o777:o}); "
+                         f"run `chmod 700 {home}` or pass another --home")
+    private_dir(home)
+
+
 def _lock_home(home: Path) -> Any:
     """Hold an exclusive lock on the home for the runtime's life.
 
@@ -144,7 +176,9 @@ def _lock_home(home: Path) -> Any:
     """
     import fcntl
 
-    handle = open(home / LOCK_FILE, "a+")
+    from .adapters.local_files import private_file
+
+    handle = open(private_file(home / LOCK_FILE), "a+")
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -9,7 +9,7 @@
     vettra audit   export [--home DIR] [-o FILE]
     vettra audit   verify FILE --pubkey KEY [--home DIR]
     vettra audit   pubkey [--home DIR]
-    vettra keys    rotate audit-hmac|checkpoint [--home DIR]
+    vettra keys    rotate audit-hmac|checkpoint|data [--home DIR]
 """
 
 from __future__ import annotations
@@ -186,6 +186,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
     if args.which == "audit-hmac":
         key_id = keys.rotate_audit_hmac_key()
         print(f"new audit HMAC key {key_id}; earlier key ids still verify. Restart `vettra dev` to seal with it.")
+    elif args.which == "data":
+        key_id = keys.rotate_data_key()
+        print(f"new data key {key_id}; secrets sealed with earlier keys still open. "
+              "Restart `vettra dev` to seal with it.")
     else:
         keys.rotate_checkpoint_key()
         print("new checkpoint signing key; the previous public key stays published under 'previous'.")
@@ -253,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="rotate the home's audit keys")
     ksub = keys.add_subparsers(dest="keys_cmd", required=True)
     rot = ksub.add_parser("rotate", help="start using a new key; old ones stay trusted for verification")
-    rot.add_argument("which", choices=["audit-hmac", "checkpoint"])
+    rot.add_argument("which", choices=["audit-hmac", "checkpoint", "data"],
+                     help="data: the key sealing stored secrets (TOTP)")
     rot.add_argument("--home")
     keys.set_defaults(func=cmd_keys)
     return parser

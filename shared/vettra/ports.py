@@ -214,3 +214,17 @@ class KeyStore(abc.ABC):
     @abc.abstractmethod
     def checkpoint_public_keys(self) -> list[Any]:
         """Every checkpoint public key still to be accepted: current first, then retired ones."""
+
+    @abc.abstractmethod
+    def seal_secret(self, plaintext: bytes, *, context: str) -> dict[str, str]:
+        """Encrypt a shared secret for storage (AEAD, ``context`` as associated data).
+
+        The result names the data key (``kid``) beside the ciphertext, so secrets sealed
+        before a rotation still open. Locally AES-256-GCM with a key in ``keys/``; a
+        cloud adapter may seal with KMS or Secret Manager instead.
+        """
+
+    @abc.abstractmethod
+    def open_secret(self, sealed: dict[str, str], *, context: str) -> bytes:
+        """The plaintext of :meth:`seal_secret`; ``ValueError`` if altered, moved to another
+        ``context``, or sealed by a key this store does not hold."""

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..ports import Clock, Scheduler
+from .local_files import private_sqlite
 
 log = logging.getLogger("vettra.timer")
 
@@ -35,6 +36,7 @@ class LocalTimer(Scheduler):
     def __init__(self, path: Path | str, clock: Clock, handler: Handler | None = None):
         self._clock = clock
         self._handler = handler
+        private_sqlite(Path(path))  # 0600 whatever the umask; the WAL and SHM inherit it
         self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
                                      timeout=10)
         self._conn.execute("PRAGMA journal_mode=WAL")

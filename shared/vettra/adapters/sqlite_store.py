@@ -24,6 +24,7 @@ from ..domain.audit import GENESIS_HASH, AuditEntry, AuditEvent, link_all
 from ..domain.errors import Unavailable
 from ..domain.merkle import CompactRange, leaf_hash
 from ..ports import AuditLog, AuditRecorder, KeyStore, Store, UnitOfWork
+from .local_files import private_sqlite
 from .sqlite_repos import SqliteActions, SqliteDocs, SqliteIdempotency, SqlitePolicies
 
 BUSY_TIMEOUT_MS = 10_000
@@ -272,6 +273,7 @@ class SqliteStore(Store):
         self._created = 0
         self._pool_lock = threading.Lock()
         self._write_lock = threading.Lock()
+        private_sqlite(self.path)  # 0600 before SQLite creates the WAL and SHM beside it
         conn = self._acquire()
         try:
             conn.executescript(SCHEMA)
