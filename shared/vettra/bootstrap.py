@@ -46,6 +46,7 @@ class Runtime:
     timer: Any = None
     checkpointer: Any = None
     home_lock: Any = None
+    sweeper: Any = None
 
     def start(self) -> None:
         """Start background parts (timer, checkpointer) and re-arm deadlines from the store."""
@@ -55,6 +56,8 @@ class Runtime:
             self.timer.start()
         if self.checkpointer is not None:
             self.checkpointer.start()
+        if self.sweeper is not None:
+            self.sweeper.start()
         rearm_timers(self.deps)
 
     def close(self) -> None:
@@ -62,6 +65,8 @@ class Runtime:
             self.timer.stop()
         if self.checkpointer is not None:
             self.checkpointer.stop()
+        if self.sweeper is not None:
+            self.sweeper.stop()
         self.deps.store.close()
         if self.home_lock is not None:
             self.home_lock.close()  # releases the flock
@@ -89,6 +94,7 @@ def _local(config: Config, clock: Any) -> Runtime:
     from .services.checkpoints import DEFAULT_EVERY_ENTRIES, DEFAULT_INTERVAL_S, Checkpointer
     from .services.deps import Deps
     from .services.policies import PolicyService
+    from .services.retention import SWEEP_INTERVAL_S, Sweeper
     from .services.stepup import StepUpService, StepUpSettings
 
     prepare_home(config.home)
@@ -117,8 +123,9 @@ def _local(config: Config, clock: Any) -> Runtime:
         deps, store.known_chains,
         interval_s=float(config.extra.get("checkpoint_interval_s", DEFAULT_INTERVAL_S)),
         every_entries=int(config.extra.get("checkpoint_every", DEFAULT_EVERY_ENTRIES)))
+    sweeper = Sweeper(deps, interval_s=float(config.extra.get("sweep_interval_s", SWEEP_INTERVAL_S)))
     return Runtime(config=config, deps=deps, identity=identity, app=app, timer=timer,
-                   checkpointer=checkpointer, home_lock=home_lock)
+                   checkpointer=checkpointer, home_lock=home_lock, sweeper=sweeper)
 
 
 def fetch_json(url: str) -> Any:

@@ -90,7 +90,7 @@ def intercept(deps: Deps, principal: Principal, body: Any,
                 if earlier is None:  # pragma: no cover - written in one transaction
                     raise Conflict("Idempotency-Key refers to a missing action")
                 return Intercepted(earlier, created=False)
-            uow.idempotency.put(scope, idempotency_key, request_digest, action.id)
+            uow.idempotency.put(scope, idempotency_key, request_digest, action.id, at=now)
         if bundle.session_id:
             lifted = _apply_session(uow, principal, action, bundle.session_id, now, decision, risk)
             if lifted is not action:
