@@ -53,6 +53,18 @@ def test_a_key_is_not_shared_across_agents(server) -> None:
         assert a.json()["action_id"] != b.json()["action_id"]
 
 
+def test_a_key_is_not_shared_across_sessions(server) -> None:
+    key = {"Idempotency-Key": "k-shared-4"}
+    with server.client("agent", "agent-1", "alice") as agent:
+        sessions = [agent.post("/api/approvals/sessions", json={}).json()["session_id"] for _ in range(2)]
+        made = [agent.post("/api/actions/intercept", json={**SEND_EMAIL, "session_id": s}, headers=key)
+                for s in sessions]
+        assert [r.status_code for r in made] == [201, 201], [r.text for r in made]
+        assert made[0].json()["action_id"] != made[1].json()["action_id"]
+        again = agent.post("/api/actions/intercept", json={**SEND_EMAIL, "session_id": sessions[1]}, headers=key)
+        assert again.status_code == 200 and again.json()["action_id"] == made[1].json()["action_id"]
+
+
 def test_the_409_never_tells_one_principal_about_another(server) -> None:
     key = {"Idempotency-Key": "k-shared-3"}
     other_body = {**SEND_EMAIL, "arguments": {**SEND_EMAIL["arguments"], "subject": "other"}}
