@@ -215,3 +215,40 @@ def test_secrets_sealed_before_a_data_key_rotation_still_open(tmp_path) -> None:
     finally:
         srv.stop()
         rt.close()
+
+
+def test_a_plaintext_factor_from_an_older_build_still_works_and_is_sealed_on_use(tmp_path) -> None:
+    home = tmp_path / "home"
+    rt = bootstrap(Config(home=home))
+    srv = Server(rt)
+    try:
+        secret = pyotp.random_base32()
+        with rt.deps.store.unit_of_work() as uow:   # what an older build stored
+            uow.docs.put("stepup_totp", "default:alice", {"secret": secret, "enrollment_id": "enr_old",
+                                                          "confirmed_at": "2026-01-01T00:00:00+00:00"},
+                         owner="default:alice")
+            uow.commit()
+        _step_up_and_approve(srv, secret)
+        with rt.deps.store.unit_of_work(readonly=True) as uow:
+            doc = uow.docs.get("stepup_totp", "default:alice")
+        assert "secret" not in doc and doc["secret_sealed"]["kid"].startswith("dk_")
+        assert doc["enrollment_id"] == "enr_old"
+    finally:
+        srv.stop()
+        rt.close()
+
+
+def test_a_sealed_secret_moved_to_another_user_does_not_open(tmp_path) -> None:
+    from vettra.adapters.local_keys import LocalKeyStore
+
+    keys = LocalKeyStore(tmp_path)
+    sealed = keys.seal_secret(b"JBSWY3DPEHPK3PXP", context="stepup_totp/default:alice")
+    assert keys.open_secret(sealed, context="stepup_totp/default:alice") == b"JBSWY3DPEHPK3PXP"
+    for bad_context, bad in (("stepup_totp/default:mallory", sealed),
+                             ("stepup_totp/default:alice", {**sealed, "ct": f"{int(sealed['ct'][:2], 16) ^ 1:02x}" + sealed["ct"][2:]}),
+                             ("stepup_totp/default:alice", {**sealed, "kid": "dk_missing"})):
+        with pytest.raises(ValueError):
+            keys.open_secret(bad, context=bad_context)
+    keys.rotate_data_key()
+    assert keys.open_secret(sealed, context="stepup_totp/default:alice") == b"JBSWY3DPEHPK3PXP"
+    assert keys.seal_secret(b"x", context="c")["kid"] != sealed["kid"]
