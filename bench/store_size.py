@@ -1,9 +1,10 @@
 """Store size per 1M intercepts, before and after the retention sweep (issue 7 item 9).
 
 N intercepts (default 20,000) through the services on the embedded default, each with
-its own ``Idempotency-Key``: 70 % reads (allowed), 28 % e-mails (held, then approved or
-denied), 2 % repository deletions (held, TOTP step-up, approved: a challenge, a grant
-and their single-use markers each). The clock is then moved past every retention
+its own ``Idempotency-Key``: 68 % reads (allowed), 26 % e-mails (held, then approved or
+denied), 4 % issues under a two-of-three quorum (two named approvers vote: quorum rows),
+2 % repository deletions (held, TOTP step-up, approved: a challenge, a grant and their
+single-use markers each). The clock is then moved past every retention
 window (25 h) and :func:`vettra.services.retention.sweep_once` runs. Printed: live bytes
 (pages in use after a WAL checkpoint) and rows per table before and after, both scaled
 to 1M intercepts, and their ratio. What stays is what the audit log and the actions API
@@ -26,12 +27,16 @@ import pyotp
 
 from vettra.adapters.clock import FakeClock
 from vettra.bootstrap import DB_FILE, TIMERS_FILE, Config, bootstrap
+from vettra.domain.policy_bundle import load_default_payload, sign_bundle
 from vettra.services import actions
 from vettra.services.retention import IDEMPOTENCY_WINDOW_S, sweep_once
 
 READ = {"tool": "user.get_profile", "arguments": {}}
 EMAIL = {"tool": "gmail.send_message", "arguments": {"to": "bob@example.com", "subject": "s", "body": "b"}}
 DELETE = {"tool": "github.delete_repo", "arguments": {"repo": "acme/api"}}
+ISSUE = {"tool": "github.create_issue", "arguments": {"repo": "acme/api", "title": "flaky test"}}
+QUORUM_RULE = {"id": "two-of-three-issues", "effect": "require_approval", "tools": ["github.create_issue"],
+               "approvers": {"quorum": 2, "of": ["carol", "dave", "erin"]}, "reason": "two maintainers"}
 PER = 1_000_000
 TABLES = ("actions", "action_approvers", "idempotency", "docs", "audit_entries", "audit_checkpoints")
 
@@ -64,6 +69,13 @@ def load(home: Path, n: int, clock: FakeClock) -> float:
     ident = rt.identity
     agent = ident.authenticate(ident.issue(role="agent", sub="bench", user="alice", ttl_s=30 * 24 * 3600))
     alice = ident.authenticate(ident.issue(role="approver", sub="alice", ttl_s=30 * 24 * 3600))
+    voters = [ident.authenticate(ident.issue(role="approver", sub=who, ttl_s=30 * 24 * 3600))
+              for who in ("carol", "dave")]
+    admin = ident.authenticate(ident.issue(role="admin", sub="ops", ttl_s=3600))
+    payload = load_default_payload()
+    payload["version"] += 1
+    payload["rules"] = payload["rules"] + [QUORUM_RULE]
+    rt.deps.policies.activate(admin, sign_bundle(payload, rt.deps.keys.policy_signing_key()))
     step_up = rt.deps.step_up
     started = step_up.enroll(alice, {"method": "totp"})
     secret = started["secret"]
@@ -74,10 +86,13 @@ def load(home: Path, n: int, clock: FakeClock) -> float:
     try:
         for i in range(n):
             roll = rng.random()
-            bundle = READ if roll < 0.70 else EMAIL if roll < 0.98 else DELETE
+            bundle = READ if roll < 0.68 else EMAIL if roll < 0.94 else ISSUE if roll < 0.98 else DELETE
             action = actions.intercept(rt.deps, agent, bundle, idempotency_key=f"key-{i}").action
             if bundle is EMAIL:
                 actions.decide_recorded(rt.deps, alice, action.id, rng.choice(["approve", "deny"]))
+            elif bundle is ISSUE:
+                for voter in voters:
+                    actions.decide_recorded(rt.deps, voter, action.id, "approve")
             elif bundle is DELETE:
                 challenge = step_up.trigger(alice, action_id=action.id)
                 clock.advance(30)   # a fresh TOTP step for every step-up
