@@ -47,6 +47,14 @@ def private_sqlite(path: Path) -> Path:
 def tighten_tree(root: Path) -> None:
     """Folders 0700 and files 0600 under ``root`` (keys found from an older build)."""
     for folder, dirs, files in os.walk(root):
-        os.chmod(folder, PRIVATE_DIR_MODE)
+        _chmod_if_there(folder, PRIVATE_DIR_MODE)
         for name in files:
-            os.chmod(os.path.join(folder, name), PRIVATE_FILE_MODE)
+            _chmod_if_there(os.path.join(folder, name), PRIVATE_FILE_MODE)
+
+
+def _chmod_if_there(path: str, mode: int) -> None:
+    # another process sharing a fresh home renames its temporary key files away meanwhile
+    try:
+        os.chmod(path, mode)
+    except FileNotFoundError:
+        pass
