@@ -73,7 +73,7 @@ def intercept(deps: Deps, principal: Principal, body: Any,
         context=bundle.context, call_id=bundle.call_id, expires_at=expires_at,
         on_expiry=getattr(decision, "on_expiry", None) or DENIED,
     )
-    scope = idempotency_scope(principal, bundle.session_id)
+    scope = idempotency_scope(principal, bundle.session_id) if idempotency_key else ""
     request_digest = sha256_digest(body) if idempotency_key else ""
 
     # Serialised before the store's write lock is taken: the critical section only links.
