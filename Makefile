@@ -27,6 +27,7 @@ bench: install
 	$(PY) bench/intercept.py
 	$(PY) bench/audit.py
 	$(PY) bench/approvals.py
+	$(PY) bench/store_size.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -28,7 +28,7 @@ from vettra.ports import (ActionRepository, AuditLog, AuditRecorder, DocumentRep
 class _State:
     actions: dict[str, Action] = field(default_factory=dict)
     docs: dict[tuple[str, str], tuple[int, str | None, dict[str, Any]]] = field(default_factory=dict)
-    idempotency: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    idempotency: dict[tuple[str, str], tuple[str, str, datetime | None]] = field(default_factory=dict)
     policies: dict[str, dict[int, tuple[str, dict[str, Any]]]] = field(default_factory=dict)
     entries: dict[str, list[AuditEntry]] = field(default_factory=dict)
     created: int = 0
@@ -59,6 +59,9 @@ class _Actions(ActionRepository):
         mine = [a for a in self._s.actions.values() if a.tenant == tenant and live(a)
                 and (a.user == user or user in a.named_approvers)]
         return sorted(mine, key=lambda a: a.created_at)[:limit]
+
+    def sweep_quorum_rows(self, limit: int) -> int:
+        return 0   # named approvers live on the action itself: no index rows to sweep
 
     def pending_with_deadline(self, limit: int) -> list[Action]:
         waiting = [a for a in self._s.actions.values()
@@ -94,6 +97,15 @@ class _Docs(DocumentRepository):
                       if coll == collection and who == owner)
         return [copy.deepcopy(doc) for _, doc in rows[:limit]]
 
+    def sweep(self, collection: str, field: str, before: datetime, limit: int) -> int:
+        cutoff = before.isoformat()
+        old = sorted((order, doc_id) for (coll, doc_id), (order, _, doc) in self._s.docs.items()
+                     if coll == collection and isinstance(doc.get(field), str)
+                     and doc[field] < cutoff)[:limit]
+        for _, doc_id in old:
+            del self._s.docs[(collection, doc_id)]
+        return len(old)
+
     def _next(self) -> int:
         self._s.created += 1
         return self._s.created
@@ -104,12 +116,21 @@ class _Idempotency(IdempotencyRepository):
         self._s = state
 
     def get(self, scope: str, key: str) -> tuple[str, str] | None:
-        return self._s.idempotency.get((scope, key))
+        found = self._s.idempotency.get((scope, key))
+        return (found[0], found[1]) if found else None
 
-    def put(self, scope: str, key: str, request_digest: str, action_id: str) -> None:
+    def put(self, scope: str, key: str, request_digest: str, action_id: str, *,
+            at: datetime | None = None) -> None:
         if (scope, key) in self._s.idempotency:
             raise Conflict("Idempotency-Key already recorded")
-        self._s.idempotency[(scope, key)] = (request_digest, action_id)
+        self._s.idempotency[(scope, key)] = (request_digest, action_id, at)
+
+    def sweep(self, before: datetime, limit: int) -> int:
+        old = sorted((at, scope_key) for scope_key, (_, _, at) in self._s.idempotency.items()
+                     if at is not None and at < before)[:limit]
+        for _, scope_key in old:
+            del self._s.idempotency[scope_key]
+        return len(old)
 
 
 class _Policies(PolicyRepository):

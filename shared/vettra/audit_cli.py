@@ -41,9 +41,19 @@ def _local(args: Any, home_of: Callable[[str | None], Path]) -> tuple[Any, Any]:
     return keys, SqliteStore(home / DB_FILE, keys)
 
 
+def _private(path: str, flags: int) -> int:
+    """Exports are created 0600, whatever the umask (they may sit in the home)."""
+    import os
+
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
 def export(args: Any, home_of: Callable[[str | None], Path]) -> int:
     keys, store = _local(args, home_of)
-    out: TextIO = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    out: TextIO = (open(args.output, "w", encoding="utf-8", opener=_private) if args.output
+                   else sys.stdout)
     try:
         _write_export(args, store, out)
     except BrokenPipeError:

@@ -46,6 +46,7 @@ class Runtime:
     timer: Any = None
     checkpointer: Any = None
     home_lock: Any = None
+    sweeper: Any = None
 
     def start(self) -> None:
         """Start background parts (timer, checkpointer) and re-arm deadlines from the store."""
@@ -55,6 +56,8 @@ class Runtime:
             self.timer.start()
         if self.checkpointer is not None:
             self.checkpointer.start()
+        if self.sweeper is not None:
+            self.sweeper.start()
         rearm_timers(self.deps)
 
     def close(self) -> None:
@@ -62,6 +65,8 @@ class Runtime:
             self.timer.stop()
         if self.checkpointer is not None:
             self.checkpointer.stop()
+        if self.sweeper is not None:
+            self.sweeper.stop()
         self.deps.store.close()
         if self.home_lock is not None:
             self.home_lock.close()  # releases the flock
@@ -90,9 +95,10 @@ def _local(config: Config, clock: Any) -> Runtime:
     from .services.deps import Deps
     from .services.policies import PolicyService
     from .services.rate_limit import RateLimitSettings, TokenBucketLimiter
+    from .services.retention import SWEEP_INTERVAL_S, Sweeper
     from .services.stepup import StepUpService, StepUpSettings
 
-    config.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    prepare_home(config.home)
     home_lock = _lock_home(config.home)
     clock = clock or SystemClock()
     keys = LocalKeyStore(config.home)
@@ -102,7 +108,7 @@ def _local(config: Config, clock: Any) -> Runtime:
     deps = Deps(store=store, scheduler=timer, bus=InProcessEventBus(), clock=clock, keys=keys,
                 catalogue=Catalogue.default(), policies=policies,
                 step_up=StepUpService(store, clock, StepUpSettings.from_sources(config.extra, os.environ),
-                                      fetch_json=fetch_json),
+                                      fetch_json=fetch_json, sealer=keys),
                 settings={"store": "sqlite", "scheduler": "local-timer", "event_bus": "in-process",
                           "identity": "local-jwt", "verifier": "python", "home": str(config.home)},
                 proof_limiter=TokenBucketLimiter(clock, RateLimitSettings.from_sources(config.extra, os.environ),
@@ -120,8 +126,9 @@ def _local(config: Config, clock: Any) -> Runtime:
         deps, store.known_chains,
         interval_s=float(config.extra.get("checkpoint_interval_s", DEFAULT_INTERVAL_S)),
         every_entries=int(config.extra.get("checkpoint_every", DEFAULT_EVERY_ENTRIES)))
+    sweeper = Sweeper(deps, interval_s=float(config.extra.get("sweep_interval_s", SWEEP_INTERVAL_S)))
     return Runtime(config=config, deps=deps, identity=identity, app=app, timer=timer,
-                   checkpointer=checkpointer, home_lock=home_lock)
+                   checkpointer=checkpointer, home_lock=home_lock, sweeper=sweeper)
 
 
 def fetch_json(url: str) -> Any:
@@ -138,6 +145,38 @@ class HomeInUse(RuntimeError):
     """Another running Vettra owns this home: one process is the audit sequencer."""
 
 
+class UnsafeHome(HomeInUse):
+    """The home is not this user's alone: refused like a home in use (one line, exit 1)."""
+
+
+#: Write access for group or others: anyone with it could swap the database or keys.
+_SHARED_WRITE = 0o022
+
+
+def prepare_home(home: Path) -> None:
+    """Create the home 0700, or check an existing one and make it 0700.
+
+    A home owned by another user, or one that group or others may write, is refused:
+    its owner, or anyone who can write it, could replace the store, the keys or the lock.
+    """
+    from .adapters.local_files import private_dir
+
+    try:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = home.stat()
+    except OSError as exc:
+        raise UnsafeHome(f"cannot use {home} as the home: {exc.strerror}") from None
+    if not home.is_dir():
+        raise UnsafeHome(f"{home} is not a directory; pass another --home")
+    if st.st_uid != os.geteuid():
+        raise UnsafeHome(f"{home} is owned by uid {st.st_uid}, not by this user (uid {os.geteuid()}); "
+                         "use a home of your own (--home)")
+    if st.st_mode & _SHARED_WRITE:
+        raise UnsafeHome(f"{home} is writable by group or others (mode {st.st_mode & 0o777:o}); "
+                         f"run `chmod 700 {home}` or pass another --home")
+    private_dir(home)
+
+
 def _lock_home(home: Path) -> Any:
     """Hold an exclusive lock on the home for the runtime's life.
 
@@ -147,7 +186,9 @@ def _lock_home(home: Path) -> Any:
     """
     import fcntl
 
-    handle = open(home / LOCK_FILE, "a+")
+    from .adapters.local_files import private_file
+
+    handle = open(private_file(home / LOCK_FILE), "a+")
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -5,10 +5,11 @@
     vettra policy  sign FILE [--home DIR | --key PEM] [-o OUT]
     vettra policy  verify FILE [--home DIR | --pubkey PEM ...]
     vettra policy  pubkey [--home DIR]
+    vettra policy  show [--home DIR] [--tenant T] [--envelope]
     vettra audit   export [--home DIR] [-o FILE]
     vettra audit   verify FILE --pubkey KEY [--checkpoint NOTE] [--require-covered] [--home DIR]
     vettra audit   pubkey [--all] [--home DIR]
-    vettra keys    rotate audit-hmac|checkpoint [--home DIR]
+    vettra keys    rotate audit-hmac|checkpoint|data [--home DIR]
 """
 
 from __future__ import annotations
@@ -108,6 +109,8 @@ def cmd_policy(args: argparse.Namespace) -> int:
             print(f"# key id {key_id(key)}")
             print(public_pem(key), end="")
             return EXIT_OK
+        if args.policy_cmd == "show":
+            return _policy_show(args)
         doc = _read_json(args.file)
         if args.policy_cmd == "sign":
             if args.key:
@@ -141,6 +144,34 @@ def cmd_policy(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
 
+def _policy_show(args: argparse.Namespace) -> int:
+    """Print the active payload (to edit, bump ``version`` and sign), verified first."""
+    from .adapters.local_keys import LocalKeyStore
+    from .adapters.sqlite_store import SqliteStore
+    from .bootstrap import DB_FILE
+    from .domain.policy_bundle import verify_bundle
+
+    home = _home(args.home)
+    if not (home / DB_FILE).exists():
+        print(f"vettra policy: {home} has no store yet; run `vettra dev --home {home}` once",
+              file=sys.stderr)
+        return EXIT_FAIL
+    keys = LocalKeyStore(home)
+    store = SqliteStore(home / DB_FILE, keys)
+    try:
+        with store.unit_of_work(readonly=True) as uow:
+            envelope = uow.policies.active(args.tenant)
+    finally:
+        store.close()
+    if envelope is None:
+        print(f"vettra policy: tenant {args.tenant!r} has no active policy", file=sys.stderr)
+        return EXIT_FAIL
+    verify_bundle(envelope, keys.policy_trusted_keys())  # what is shown is what is in force
+    sys.stdout.write(json.dumps(envelope if args.envelope else envelope["payload"], indent=2,
+                                ensure_ascii=False) + "\n")
+    return EXIT_OK
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from .audit_cli import export, pubkey, verify
 
@@ -155,6 +186,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
     if args.which == "audit-hmac":
         key_id = keys.rotate_audit_hmac_key()
         print(f"new audit HMAC key {key_id}; earlier key ids still verify. Restart `vettra dev` to seal with it.")
+    elif args.which == "data":
+        key_id = keys.rotate_data_key()
+        print(f"new data key {key_id}; secrets sealed with earlier keys still open. "
+              "Restart `vettra dev` to seal with it.")
     else:
         keys.rotate_checkpoint_key()
         print("new checkpoint signing key; the previous public key stays published under 'previous'.")
@@ -196,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--pubkey", action="append", help="trusted Ed25519 public key (PEM); repeatable")
     pk = psub.add_parser("pubkey", help="print the home's policy public key and key id")
     pk.add_argument("--home")
+    show = psub.add_parser("show", help="print the active policy payload (edit it, bump version, sign)")
+    show.add_argument("--home")
+    show.add_argument("--tenant", default=DEFAULT_TENANT)
+    show.add_argument("--envelope", action="store_true", help="the signed envelope, not just its payload")
     pol.set_defaults(func=cmd_policy)
 
     from .audit_cli import add_parser as add_audit_parser
@@ -206,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="rotate the home's audit keys")
     ksub = keys.add_subparsers(dest="keys_cmd", required=True)
     rot = ksub.add_parser("rotate", help="start using a new key; old ones stay trusted for verification")
-    rot.add_argument("which", choices=["audit-hmac", "checkpoint"])
+    rot.add_argument("which", choices=["audit-hmac", "checkpoint", "data"],
+                     help="data: the key sealing stored secrets (TOTP)")
     rot.add_argument("--home")
     keys.set_defaults(func=cmd_keys)
     return parser

@@ -44,6 +44,11 @@ class ActionRepository(abc.ABC):
     def pending_with_deadline(self, limit: int) -> list[Action]:
         """Pending actions that carry ``expires_at`` (to re-arm timers at boot)."""
 
+    @abc.abstractmethod
+    def sweep_quorum_rows(self, limit: int) -> int:
+        """Delete up to ``limit`` named-approver index rows of actions no longer pending
+        (they only feed :meth:`pending`); return how many went."""
+
 
 class IdempotencyRepository(abc.ABC):
     @abc.abstractmethod
@@ -51,7 +56,15 @@ class IdempotencyRepository(abc.ABC):
         """``(request_digest, action_id)`` recorded for this key, if any."""
 
     @abc.abstractmethod
-    def put(self, scope: str, key: str, request_digest: str, action_id: str) -> None: ...
+    def put(self, scope: str, key: str, request_digest: str, action_id: str, *,
+            at: datetime | None = None) -> None:
+        """Record a key; ``at`` (when it was first used) is what :meth:`sweep` ages it by."""
+
+    @abc.abstractmethod
+    def sweep(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` keys first used before ``before``; return how many went.
+        Keys stored by an older build without a date count as first used when the store
+        was upgraded, so they too stay one full window."""
 
 
 class PolicyRepository(abc.ABC):
@@ -88,6 +101,13 @@ class DocumentRepository(abc.ABC):
     @abc.abstractmethod
     def list(self, collection: str, owner: str, limit: int = 100) -> list[dict[str, Any]]:
         """The owner's documents, oldest first."""
+
+    @abc.abstractmethod
+    def sweep(self, collection: str, field: str, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` documents of ``collection`` whose ``field`` (an ISO 8601
+        UTC time, as ``datetime.isoformat`` writes it) is before ``before``; documents
+        without the field stay. Return how many went (a Firestore TTL policy or a
+        batched query on the same field does this in the cloud)."""
 
 
 class AuditRecorder(abc.ABC):
@@ -225,3 +245,17 @@ class KeyStore(abc.ABC):
     @abc.abstractmethod
     def checkpoint_public_keys(self) -> list[Any]:
         """Every checkpoint public key still to be accepted: current first, then retired ones."""
+
+    @abc.abstractmethod
+    def seal_secret(self, plaintext: bytes, *, context: str) -> dict[str, str]:
+        """Encrypt a shared secret for storage (AEAD, ``context`` as associated data).
+
+        The result names the data key (``kid``) beside the ciphertext, so secrets sealed
+        before a rotation still open. Locally AES-256-GCM with a key in ``keys/``; a
+        cloud adapter may seal with KMS or Secret Manager instead.
+        """
+
+    @abc.abstractmethod
+    def open_secret(self, sealed: dict[str, str], *, context: str) -> bytes:
+        """The plaintext of :meth:`seal_secret`; ``ValueError`` if altered, moved to another
+        ``context``, or sealed by a key this store does not hold."""

@@ -416,3 +416,72 @@ def test_adding_an_action_twice_conflicts(store) -> None:
             uow.commit()
     with store.unit_of_work(readonly=True) as uow:
         assert uow.actions.get(action.id) == action
+
+
+# -- retention sweeps (services/retention.py calls these in bounded batches) -----------------
+
+def test_idempotency_sweep_deletes_only_keys_older_than_the_cutoff_in_batches(store) -> None:
+    with store.unit_of_work() as uow:
+        for i in range(5):
+            uow.idempotency.put("s", f"old-{i}", "sha256:a", f"act_o{i}", at=T0 + timedelta(seconds=i))
+        uow.idempotency.put("s", "edge", "sha256:a", "act_e", at=T0 + timedelta(hours=1))
+        uow.idempotency.put("s", "new", "sha256:a", "act_n", at=T0 + timedelta(hours=2))
+        uow.commit()
+    cutoff = T0 + timedelta(hours=1)
+    with store.unit_of_work() as uow:
+        assert uow.idempotency.sweep(cutoff, 3) == 3     # bounded by the limit
+        uow.commit()
+    with store.unit_of_work() as uow:
+        assert uow.idempotency.sweep(cutoff, 3) == 2
+        assert uow.idempotency.sweep(cutoff, 3) == 0
+        uow.commit()
+    with store.unit_of_work(readonly=True) as uow:
+        assert [uow.idempotency.get("s", f"old-{i}") for i in range(5)] == [None] * 5
+        assert uow.idempotency.get("s", "edge") == ("sha256:a", "act_e")   # the cutoff is exclusive
+        assert uow.idempotency.get("s", "new") == ("sha256:a", "act_n")
+
+
+def test_document_sweep_goes_by_one_field_of_one_collection(store) -> None:
+    at = [(T0 + timedelta(minutes=m)).isoformat() for m in range(4)]
+    with store.unit_of_work() as uow:
+        for i, when in enumerate(at):
+            uow.docs.create("markers", f"m{i}", {"at": when}, owner="alice")
+            uow.docs.create("other", f"m{i}", {"at": when}, owner="alice")
+        uow.docs.create("markers", "undated", {"n": 1}, owner="alice")
+        uow.docs.create("markers", "micro", {"at": (T0 + timedelta(microseconds=1)).isoformat()})
+        uow.commit()
+    with store.unit_of_work() as uow:
+        assert uow.docs.sweep("markers", "at", T0 + timedelta(minutes=2), 2) == 2
+        assert uow.docs.sweep("markers", "at", T0 + timedelta(minutes=2), 100) == 1
+        assert uow.docs.sweep("markers", "at", T0 + timedelta(minutes=2), 100) == 0
+        uow.commit()
+    with store.unit_of_work(readonly=True) as uow:
+        left = {d for d in ("m0", "m1", "m2", "m3", "undated", "micro") if uow.docs.get("markers", d)}
+        assert left == {"m2", "m3", "undated"}
+        assert all(uow.docs.get("other", f"m{i}") for i in range(4))
+
+
+def test_quorum_rows_of_decided_actions_are_swept_and_pending_ones_stay(store) -> None:
+    def quorum_action(names: list[str]) -> Action:
+        return replace(_action(user="alice"), id=new_action_id(),
+                       policy={"id": "p", "version": 1, "rule_id": "q", "outcome": "require_approval",
+                               "approvers": {"quorum": 1, "of": names}})
+
+    live, done = quorum_action(["carol", "dave"]), quorum_action(["carol", "erin"])
+    with store.unit_of_work() as uow:
+        uow.actions.add(live)
+        uow.actions.add(done)
+        uow.commit()
+    with store.unit_of_work() as uow:
+        uow.actions.update(done.decide(APPROVED, by="approver:carol", at=T0, reason="ok"),
+                           expected_status=PENDING)
+        # SQLite keeps one index row per named approver; the fake and Firestore keep the
+        # names on the action itself, so they have none to sweep.
+        rows = 2 if isinstance(store, SqliteStore) else 0
+        assert [uow.actions.sweep_quorum_rows(1) for _ in range(3)] == [1] * rows + [0] * (3 - rows)
+        assert uow.actions.sweep_quorum_rows(10) == 0
+        uow.commit()
+    with store.unit_of_work(readonly=True) as uow:
+        assert [a.id for a in uow.actions.pending("default", "carol", T0, 100)] == [live.id]
+        assert [a.id for a in uow.actions.pending("default", "dave", T0, 100)] == [live.id]
+        assert uow.actions.get(done.id).status == APPROVED   # the action itself stays

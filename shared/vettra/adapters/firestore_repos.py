@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import secrets
 import threading
 import time
@@ -42,6 +43,8 @@ AUDIT_LEASES = "audit_leases"
 _MAX_PLAIN_ID_BYTES = 500
 #: How many rows a filtered query fetches per page while looking for ``limit`` matches.
 _PAGE = 100
+#: An ISO 8601 time as ``datetime.isoformat`` writes it (what retention sweeps age by).
+_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:\d{2}|Z)?$")
 _SEQ_WIDTH = 12            # zero-padded numeric ids sort as numbers
 
 
@@ -189,6 +192,10 @@ class Work:
                 return found
             cursor = snaps[-1]
 
+    def not_deleted(self, snap: Any) -> bool:
+        """A query filter: False for a document this unit of work has deleted already."""
+        return self.writes.get(snap.reference.path, ("",))[0] != "delete"
+
     def _write(self, op: str, ref: Any, data: dict[str, Any] | None) -> None:
         if self.readonly:
             raise RuntimeError("a read-only unit of work cannot write")
@@ -256,6 +263,11 @@ class FirestoreActions(ActionRepository):
                 "created_at": rfc3339(action.created_at), "expires_at": rfc3339(action.expires_at),
                 "approvers": list(action.named_approvers), "record": record_json}
 
+    def sweep_quorum_rows(self, limit: int) -> int:
+        """Named approvers live on the action document itself (``approvers``, an array the
+        pending queries pair with ``status == pending``): there are no index rows to sweep."""
+        return 0
+
     def get(self, action_id: str) -> Action | None:
         doc = self._w.read(self._coll.document(doc_key(action_id)))
         return Action.from_record(json.loads(doc["record"])) if doc else None
@@ -316,7 +328,10 @@ class FirestoreDocs(DocumentRepository):
 
     def _stored(self, doc_id: str, doc: Mapping[str, Any], owner: str | None,
                 created: str) -> dict[str, Any]:
-        return {"id": doc_id, "owner": owner, "created": created, "body": _dumps(dict(doc))}
+        # Top-level times are copied out of the JSON body so :meth:`sweep` can query them.
+        dates = {k: v for k, v in doc.items() if isinstance(v, str) and _ISO_TIME.match(v)}
+        return {"id": doc_id, "owner": owner, "created": created, "dates": dates,
+                "body": _dumps(dict(doc))}
 
     def put(self, collection: str, doc_id: str, doc: Mapping[str, Any], *, owner: str | None = None) -> None:
         ref = self._items(collection).document(doc_key(doc_id))
@@ -337,6 +352,17 @@ class FirestoreDocs(DocumentRepository):
         query = self._items(collection).where(filter=FieldFilter("owner", "==", owner)).order_by("created")
         return [json.loads(s.get("body")) for s in self._w.query(query, None, limit)]
 
+    def sweep(self, collection: str, field: str, before: datetime, limit: int) -> int:
+        from google.cloud.firestore_v1 import FieldFilter
+
+        path = f"dates.`{field}`" if not field.isidentifier() else f"dates.{field}"
+        query = (self._items(collection).where(filter=FieldFilter(path, "<", before.isoformat()))
+                 .order_by(path))
+        found = self._w.query(query, self._w.not_deleted, limit)
+        for snap in found:
+            self._w.delete(snap.reference)
+        return len(found)
+
 
 class FirestoreIdempotency(IdempotencyRepository):
     """``idempotency/{sha256(scope, key)}``: one document per key, created once."""
@@ -353,9 +379,21 @@ class FirestoreIdempotency(IdempotencyRepository):
         doc = self._w.read(self._ref(scope, key))
         return (doc["request_digest"], doc["action_id"]) if doc else None
 
-    def put(self, scope: str, key: str, request_digest: str, action_id: str) -> None:
+    def put(self, scope: str, key: str, request_digest: str, action_id: str, *,
+            at: datetime | None = None) -> None:
         self._w.create(self._ref(scope, key), {"scope": scope, "key": key, "request_digest": request_digest,
-                                               "action_id": action_id}, "Idempotency-Key")
+                                               "action_id": action_id, "created_at": rfc3339(at)},
+                       "Idempotency-Key")
+
+    def sweep(self, before: datetime, limit: int) -> int:
+        from google.cloud.firestore_v1 import FieldFilter
+
+        query = (self._coll.where(filter=FieldFilter("created_at", "<", rfc3339(before)))
+                 .order_by("created_at"))
+        found = self._w.query(query, self._w.not_deleted, limit)
+        for snap in found:
+            self._w.delete(snap.reference)
+        return len(found)
 
 
 class FirestorePolicies(PolicyRepository):

@@ -8,6 +8,8 @@ Layout (created on first use, files mode 0600, folder 0700)::
     keys/checkpoint-ed25519.pem signs audit checkpoints (C2SP signed notes)
     keys/checkpoint-retired/*.pem  earlier checkpoint public keys, still accepted
     keys/trusted-policy/*.pem   further Ed25519 public keys trusted to sign policy
+    keys/data-keys.json         {"current": id, "keys": {id: hex}}  AES-256-GCM data keys
+                                that seal shared secrets stored in the database (TOTP)
 
 Nothing here is ever logged or returned by the API; only key ids are.
 """
@@ -21,14 +23,19 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..ports import KeyStore
+from .local_files import private_dir, tighten_tree
 
 HMAC_KEY_BYTES = 32
+DATA_KEY_BYTES = 32     # AES-256-GCM
+GCM_NONCE_BYTES = 12    # NIST SP 800-38D §8.2.2: random 96-bit nonces
+DATA_KEYS_FILE = "data-keys.json"
 _PRIVATE_MODE = 0o600
-_DIR_MODE = 0o700
 
 
 def _write_temp(path: Path, data: bytes) -> Path:
@@ -36,6 +43,7 @@ def _write_temp(path: Path, data: bytes) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _PRIVATE_MODE)
     try:
+        os.fchmod(fd, _PRIVATE_MODE)  # whatever the umask (docs/step-up.md, secrets at rest)
         os.write(fd, data)
         os.fsync(fd)
     finally:
@@ -91,9 +99,10 @@ class LocalKeyStore(KeyStore):
         self.dir = self.home / "keys"
         self._lock = threading.Lock()
         self._hmac: dict[str, Any] | None = None
-        self.dir.mkdir(parents=True, exist_ok=True, mode=_DIR_MODE)
-        os.chmod(self.dir, _DIR_MODE)
-        (self.dir / "trusted-policy").mkdir(exist_ok=True, mode=_DIR_MODE)
+        self._data: dict[str, Any] | None = None
+        private_dir(self.dir)
+        private_dir(self.dir / "trusted-policy")
+        tighten_tree(self.dir)
 
     # -- audit HMAC -------------------------------------------------------------
     def _hmac_doc(self) -> dict[str, Any]:
@@ -125,6 +134,49 @@ class LocalKeyStore(KeyStore):
             self._hmac = doc
         return key_id
 
+    # -- sealing shared secrets (AES-GCM) --------------------------------------
+    def _data_doc(self, *, reload: bool = False) -> dict[str, Any]:
+        with self._lock:
+            if self._data is None or reload:
+                path = self.dir / DATA_KEYS_FILE
+                if not path.exists():
+                    key_id = "dk_" + secrets.token_hex(4)
+                    fresh = {"current": key_id, "keys": {key_id: secrets.token_hex(DATA_KEY_BYTES)}}
+                    _create_once(path, json.dumps(fresh).encode())
+                self._data = json.loads(path.read_text())
+            return self._data
+
+    def seal_secret(self, plaintext: bytes, *, context: str) -> dict[str, str]:
+        key_id = self._data_doc()["current"]
+        nonce = os.urandom(GCM_NONCE_BYTES)
+        sealed = AESGCM(self._data_key(key_id)).encrypt(nonce, plaintext, context.encode())
+        return {"kid": key_id, "nonce": nonce.hex(), "ct": sealed.hex()}
+
+    def open_secret(self, sealed: dict[str, str], *, context: str) -> bytes:
+        try:
+            key = self._data_key(str(sealed["kid"]))
+            return AESGCM(key).decrypt(bytes.fromhex(sealed["nonce"]), bytes.fromhex(sealed["ct"]),
+                                       context.encode())
+        except (KeyError, ValueError, TypeError, InvalidTag) as exc:
+            raise ValueError(f"sealed secret does not open ({type(exc).__name__})") from None
+
+    def _data_key(self, key_id: str) -> bytes:
+        keys = self._data_doc()["keys"]
+        if key_id not in keys:  # sealed after a rotation by another process
+            keys = self._data_doc(reload=True)["keys"]
+        return bytes.fromhex(keys[key_id])
+
+    def rotate_data_key(self) -> str:
+        """Seal new secrets with a new data key; ciphertexts under old ones still open."""
+        doc = dict(self._data_doc(reload=True))
+        key_id = "dk_" + secrets.token_hex(4)
+        doc["keys"] = {**doc["keys"], key_id: secrets.token_hex(DATA_KEY_BYTES)}
+        doc["current"] = key_id
+        with self._lock:
+            _write_private(self.dir / DATA_KEYS_FILE, json.dumps(doc).encode())
+            self._data = doc
+        return key_id
+
     # -- signing keys -----------------------------------------------------------
     def identity_signing_key(self) -> Ed25519PrivateKey:
         with self._lock:
@@ -151,9 +203,9 @@ class LocalKeyStore(KeyStore):
         """Retire the current checkpoint key (its public half stays trusted) and start a new one."""
         current = self.checkpoint_signing_key()
         retired = self.dir / "checkpoint-retired"
-        retired.mkdir(exist_ok=True, mode=_DIR_MODE)
+        private_dir(retired)
         name = secrets.token_hex(4) + ".pem"
-        (retired / name).write_text(public_pem(current.public_key()))
+        _write_private(retired / name, public_pem(current.public_key()).encode())
         with self._lock:
             (self.dir / "checkpoint-ed25519.pem").unlink()
             _load_or_create_ed25519(self.dir / "checkpoint-ed25519.pem")

@@ -22,10 +22,14 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..ports import Clock, Scheduler
+from .local_files import private_sqlite
 
 log = logging.getLogger("vettra.timer")
 
 RETRY_BACKOFF_S = (0.5, 2, 10, 30, 60)
+#: The heap is rebuilt when it holds this many times more items than live timers.
+_COMPACT_FACTOR = 2
+_COMPACT_SLACK = 64
 _SCHEMA = "CREATE TABLE IF NOT EXISTS timers (name TEXT PRIMARY KEY, due TEXT NOT NULL, payload TEXT NOT NULL)"
 
 Handler = Callable[[Mapping[str, Any]], None]
@@ -35,6 +39,7 @@ class LocalTimer(Scheduler):
     def __init__(self, path: Path | str, clock: Clock, handler: Handler | None = None):
         self._clock = clock
         self._handler = handler
+        private_sqlite(Path(path))  # 0600 whatever the umask; the WAL and SHM inherit it
         self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
                                      timeout=10)
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -67,6 +72,13 @@ class LocalTimer(Scheduler):
             self._conn.execute("DELETE FROM timers WHERE name=?", (name,))
         with self._cond:
             self._timers.pop(name, None)  # its heap item is skipped when popped
+            self._attempts.pop(name, None)
+            if len(self._heap) > _COMPACT_FACTOR * len(self._timers) + _COMPACT_SLACK:
+                # decided actions cancel timers due hours ahead: rebuild rather than keep
+                # their dead heap items until their deadlines pass
+                self._heap = [item for item in self._heap
+                              if (live := self._timers.get(item[2])) is not None and live[2] == item[1]]
+                heapq.heapify(self._heap)
 
     # -- lifecycle --------------------------------------------------------------
     def start(self) -> None:
@@ -90,6 +102,16 @@ class LocalTimer(Scheduler):
     def pending_count(self) -> int:
         with self._cond:
             return len(self._timers)
+
+    def heap_size(self) -> int:
+        """Items in the heap, live or cancelled (bounded by :data:`_COMPACT_FACTOR`)."""
+        with self._cond:
+            return len(self._heap)
+
+    def stored_count(self) -> int:
+        """Rows in the timers table: fired and cancelled timers are deleted."""
+        with self._db_lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM timers").fetchone()[0])
 
     # -- internals --------------------------------------------------------------
     def _arm(self, name: str, due: datetime, payload: dict[str, Any]) -> None:

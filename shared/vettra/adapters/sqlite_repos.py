@@ -66,6 +66,11 @@ class SqliteActions(ActionRepository):
             " ORDER BY expires_at LIMIT ?", (PENDING, limit)).fetchall()
         return [Action.from_record(json.loads(r[0])) for r in rows]
 
+    def sweep_quorum_rows(self, limit: int) -> int:
+        return self._conn.execute(
+            "DELETE FROM action_approvers WHERE rowid IN (SELECT q.rowid FROM action_approvers q"
+            " JOIN actions a ON a.id=q.action_id WHERE a.status<>? LIMIT ?)", (PENDING, limit)).rowcount
+
 
 class SqliteDocs(DocumentRepository):
     def __init__(self, conn: sqlite3.Connection):
@@ -100,6 +105,14 @@ class SqliteDocs(DocumentRepository):
                                   " ORDER BY created LIMIT ?", (collection, owner, limit)).fetchall()
         return [json.loads(r[0]) for r in rows]
 
+    def sweep(self, collection: str, field: str, before: datetime, limit: int) -> int:
+        # ISO 8601 times of one offset compare as strings; docs oldest first, by insertion
+        path = "$." + field
+        return self._conn.execute(
+            "DELETE FROM docs WHERE rowid IN (SELECT rowid FROM docs WHERE collection=?"
+            " AND json_extract(doc, ?) < ? ORDER BY created LIMIT ?)",
+            (collection, path, before.isoformat(), limit)).rowcount
+
 
 class SqliteIdempotency(IdempotencyRepository):
     def __init__(self, conn: sqlite3.Connection):
@@ -110,9 +123,15 @@ class SqliteIdempotency(IdempotencyRepository):
                                  " WHERE scope=? AND key=?", (scope, key)).fetchone()
         return (row[0], row[1]) if row else None
 
-    def put(self, scope: str, key: str, request_digest: str, action_id: str) -> None:
-        self._conn.execute("INSERT INTO idempotency (scope, key, request_digest, action_id)"
-                           " VALUES (?,?,?,?)", (scope, key, request_digest, action_id))
+    def put(self, scope: str, key: str, request_digest: str, action_id: str, *,
+            at: datetime | None = None) -> None:
+        self._conn.execute("INSERT INTO idempotency (scope, key, request_digest, action_id, created_at)"
+                           " VALUES (?,?,?,?,?)", (scope, key, request_digest, action_id, rfc3339(at)))
+
+    def sweep(self, before: datetime, limit: int) -> int:
+        return self._conn.execute(
+            "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency"
+            " WHERE created_at < ? ORDER BY created_at LIMIT ?)", (rfc3339(before), limit)).rowcount
 
 
 class SqlitePolicies(PolicyRepository):

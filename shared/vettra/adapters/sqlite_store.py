@@ -25,6 +25,7 @@ from ..domain.errors import Unavailable
 from ..domain.merkle import CompactRange, leaf_hash
 from ..ports import AuditLog, AuditRecorder, KeyStore, Store, UnitOfWork
 from . import sqlite_merkle
+from .local_files import private_sqlite
 from .sqlite_repos import SqliteActions, SqliteDocs, SqliteIdempotency, SqlitePolicies
 
 BUSY_TIMEOUT_MS = 10_000
@@ -44,7 +45,7 @@ CREATE TABLE IF NOT EXISTS action_approvers (
   PRIMARY KEY (tenant, approver, action_id));
 CREATE TABLE IF NOT EXISTS idempotency (
   scope TEXT NOT NULL, key TEXT NOT NULL, request_digest TEXT NOT NULL,
-  action_id TEXT NOT NULL, PRIMARY KEY (scope, key));
+  action_id TEXT NOT NULL, created_at TEXT, PRIMARY KEY (scope, key));
 CREATE TABLE IF NOT EXISTS policies (
   tenant TEXT NOT NULL, version INTEGER NOT NULL, digest TEXT NOT NULL,
   envelope TEXT NOT NULL, PRIMARY KEY (tenant, version));
@@ -65,6 +66,29 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
   chain TEXT NOT NULL, size INTEGER NOT NULL, root TEXT NOT NULL, note TEXT NOT NULL,
   PRIMARY KEY (chain, size));
 """
+
+
+def _migrate_for_sweeps(conn: sqlite3.Connection) -> None:
+    """Date idempotency keys (the retention sweep ages them, docs/approvals.md).
+
+    A store made by an older build has no ``created_at``: its keys are dated now,
+    so each still replays for one full window after the upgrade.
+    """
+    from datetime import datetime, timezone
+
+    from ..domain.actions import rfc3339
+
+    conn.execute("BEGIN IMMEDIATE")  # another process may be upgrading the same file
+    try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(idempotency)")}
+        if "created_at" not in columns:
+            conn.execute("ALTER TABLE idempotency ADD COLUMN created_at TEXT")
+            conn.execute("UPDATE idempotency SET created_at=?", (rfc3339(datetime.now(timezone.utc)),))
+        conn.execute("CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency (created_at)")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def connect(path: Path | str) -> sqlite3.Connection:
@@ -284,9 +308,11 @@ class SqliteStore(Store):
         self._created = 0
         self._pool_lock = threading.Lock()
         self._write_lock = threading.Lock()
+        private_sqlite(self.path)  # 0600 before SQLite creates the WAL and SHM beside it
         conn = self._acquire()
         try:
             conn.executescript(SCHEMA + sqlite_merkle.SCHEMA)
+            _migrate_for_sweeps(conn)
             self._backfill_merkle_nodes(conn)
         finally:
             self._release(conn)

@@ -73,7 +73,7 @@ def intercept(deps: Deps, principal: Principal, body: Any,
         context=bundle.context, call_id=bundle.call_id, expires_at=expires_at,
         on_expiry=getattr(decision, "on_expiry", None) or DENIED,
     )
-    scope = f"{principal.tenant}:{principal.sub}"
+    scope = idempotency_scope(principal, bundle.session_id) if idempotency_key else ""
     request_digest = sha256_digest(body) if idempotency_key else ""
 
     # Serialised before the store's write lock is taken: the critical section only links.
@@ -84,12 +84,13 @@ def intercept(deps: Deps, principal: Principal, body: Any,
             seen = uow.idempotency.get(scope, idempotency_key)
             if seen is not None:
                 if seen[0] != request_digest:
+                    # only this principal's own keys reach here: the scope names all of it
                     raise Conflict("Idempotency-Key was already used with a different request body")
                 earlier = uow.actions.get(seen[1])
                 if earlier is None:  # pragma: no cover - written in one transaction
                     raise Conflict("Idempotency-Key refers to a missing action")
                 return Intercepted(earlier, created=False)
-            uow.idempotency.put(scope, idempotency_key, request_digest, action.id)
+            uow.idempotency.put(scope, idempotency_key, request_digest, action.id, at=now)
         if bundle.session_id:
             lifted = _apply_session(uow, principal, action, bundle.session_id, now, decision, risk)
             if lifted is not action:
@@ -105,6 +106,18 @@ def intercept(deps: Deps, principal: Principal, body: Any,
                                 {"kind": EXPIRE_KIND, "action_id": action.id})
     publish_action(deps.bus, ACTION_CREATED, action)
     return Intercepted(action, created=True)
+
+
+def idempotency_scope(principal: Principal, session_id: str | None) -> str:
+    """Everything that says who acts for whom: a key is one principal's, never shared.
+
+    Tenant, role, the agent's ``sub``, the user it acts for and the session: an agent
+    reusing a key for another user or session gets a new action, and the 409 for
+    "same key, other body" can only ever describe the caller's own request
+    (docs/approvals.md, *Idempotency*). Hashed so no part can spill into another.
+    """
+    return sha256_digest([principal.tenant, principal.role, principal.sub, principal.user,
+                          session_id or ""])
 
 
 def _apply_session(uow: Any, principal: Principal, action: Action, session_id: str, now: Any,

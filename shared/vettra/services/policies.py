@@ -14,13 +14,24 @@ from typing import Any
 
 from ..domain import audit
 from ..domain.actions import rfc3339
-from ..domain.errors import PolicyRejected
+from ..domain.errors import FieldError, PolicyRejected
 from ..domain.identity import ADMIN, Principal
 from ..domain.policy import Policy
 from ..domain.policy_bundle import load_default_payload, sign_bundle, verify_bundle
 from ..ports import Clock, KeyStore, Store
 
 CACHE_TTL_S = 5.0
+
+
+SIGN_HINT = ("sign it first: `vettra policy sign FILE --home DIR -o signed.json`, then POST "
+             "the signed envelope ({payload, signatures})")
+
+
+def require_signed(body: Any) -> None:
+    """An unsigned payload (or an envelope without signatures) is refused with what to do."""
+    if isinstance(body, dict) and not body.get("signatures"):
+        raise PolicyRejected(f"the policy is not signed; {SIGN_HINT}",
+                             errors=[FieldError("signatures", "missing: the bundle is unsigned")])
 
 
 class PolicyService:
@@ -53,12 +64,16 @@ class PolicyService:
         return self._activate(principal.tenant, principal.actor, envelope)
 
     def _activate(self, tenant: str, actor: str, envelope: Any) -> Policy:
+        require_signed(envelope)
         trusted = self._keys.policy_trusted_keys()
         verify_bundle(envelope, trusted)  # signature and schema before touching the store
         with self._store.unit_of_work() as uow:
             current = uow.policies.active(tenant)
             active = verify_bundle(current, trusted) if current is not None else None
-            policy = verify_bundle(envelope, trusted, min_version=(active.version + 1) if active else 0)
+            # newer, or the active version with the same digest (docs/policy.md, rollback)
+            policy = verify_bundle(envelope, trusted, active=active)
+            if active is not None and policy.version == active.version:
+                return active  # re-posting what is in force: nothing to write, nothing to audit
             uow.policies.activate(tenant, envelope, policy.version, policy.digest)
             uow.audit.record(audit.AuditEvent(
                 type=audit.POLICY_ACTIVATED, chain=tenant, actor=actor,

@@ -8,7 +8,9 @@ issuer is configured, an OIDC ID token proving recent MFA (:mod:`.oidc_stepup`).
 
 Every state change and its audit event share one unit of work. TOTP secrets live
 only in the store: returned once at enrolment, never logged nor audited. Tokens are
-stored by digest. The WebAuthn ceremonies are in :mod:`.passkeys`, loaded on first use.
+stored by digest. TOTP secrets are sealed at rest through the key store
+(:meth:`KeyStore.seal_secret`, AES-GCM locally), bound to the document they sit in,
+so the database alone never yields one (docs/step-up.md, *Storage*). The WebAuthn ceremonies are in :mod:`.passkeys`, loaded on first use.
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ FAILED = "stepup.failed"
 LOCKED_OUT = "stepup.locked_out"
 REDEEMED = "stepup.redeemed"
 
+#: The sealed form of a TOTP secret in a document; ``secret`` is what older builds stored.
+SEALED = "secret_sealed"
+LEGACY_PLAINTEXT = "secret"
+
 _ID_BYTES = 16
 _TOKEN_BYTES = 32
 
@@ -64,8 +70,9 @@ class StepUpService:
     """What ``deps.step_up`` is: the HTTP routes and ``actions.decide`` call it."""
 
     def __init__(self, store: Any, clock: Any, settings: StepUpSettings | None = None, *,
-                 fetch_json: Any = None):
+                 fetch_json: Any = None, sealer: Any = None):
         self._store = store
+        self._sealer = sealer  # the KeyStore: seal_secret / open_secret
         self._clock = clock
         self.settings = settings or StepUpSettings()
         self._fetch_json = fetch_json   # the OIDC issuer's discovery and JWK Set (an adapter)
@@ -148,7 +155,8 @@ class StepUpService:
             pending: dict[str, Any] = {"method": method, "tenant": principal.tenant,
                                        "user": principal.user, "expires_at": expires_at.isoformat()}
             if method == rules.TOTP:
-                pending["secret"] = secret = rules.new_totp_secret()
+                secret = rules.new_totp_secret()
+                pending[SEALED] = self._seal(PENDING_ENROLMENTS, enrollment_id, secret)
                 answer = {"secret": secret, "digits": rules.TOTP_DIGITS, "period": rules.TOTP_PERIOD_S,
                           "otpauth_uri": rules.totp(secret).provisioning_uri(name=principal.user)}
             else:
@@ -175,12 +183,14 @@ class StepUpService:
         owner = rules.owner_key(principal.tenant, principal.user)
         with self._store.unit_of_work() as uow:
             pending = self._pending_enrolment(uow, principal, enrollment_id, rules.TOTP, now)
-            step = rules.match_totp(pending["secret"], code, now)
+            secret = self._unseal(PENDING_ENROLMENTS, enrollment_id, pending)
+            step = rules.match_totp(secret, code, now)
             if step is None:
                 raise ValidationFailed("the code does not match the new secret (check the device clock)",
                                        errors=[FieldError("code", "does not match the enrolled secret")])
             uow.docs.create(USED_TOTP_STEPS, f"{owner}:{step}", {"at": now.isoformat()}, owner=owner)
-            uow.docs.put(TOTP_FACTORS, owner, {"secret": pending["secret"], "enrollment_id": enrollment_id,
+            uow.docs.put(TOTP_FACTORS, owner, {SEALED: self._seal(TOTP_FACTORS, owner, secret),
+                                               "enrollment_id": enrollment_id,
                                                "confirmed_at": now.isoformat()}, owner=owner)
             uow.docs.delete(PENDING_ENROLMENTS, enrollment_id)
             self._audit(uow, principal, ENROLLED, None, {"method": rules.TOTP, "enrollment_id": enrollment_id})
@@ -321,7 +331,11 @@ class StepUpService:
         factor = uow.docs.get(TOTP_FACTORS, owner)
         if factor is None:
             raise Conflict("no confirmed TOTP enrolment; use another method or enrol TOTP")
-        step = rules.match_totp(factor["secret"], code, now)
+        if LEGACY_PLAINTEXT in factor:  # stored by an older build: seal it now
+            factor = {**{k: v for k, v in factor.items() if k != LEGACY_PLAINTEXT},
+                      SEALED: self._seal(TOTP_FACTORS, owner, factor[LEGACY_PLAINTEXT])}
+            uow.docs.put(TOTP_FACTORS, owner, factor, owner=owner)
+        step = rules.match_totp(self._unseal(TOTP_FACTORS, owner, factor), code, now)
         if step is None:
             return "the code does not match"
         try:
@@ -396,6 +410,22 @@ class StepUpService:
                     "failures": rules.MAX_FAILURES, "window_s": rules.FAILURE_WINDOW_S})
                 return
         self._audit(uow, principal, FAILED, binding, data)
+
+    def _seal(self, collection: str, doc_id: str, secret: str) -> dict[str, str]:
+        if self._sealer is None:
+            raise Unavailable("no secret sealer wired: bootstrap passes the key store")
+        return dict(self._sealer.seal_secret(secret.encode(), context=f"{collection}/{doc_id}"))
+
+    def _unseal(self, collection: str, doc_id: str, doc: Mapping[str, Any]) -> str:
+        if self._sealer is None:
+            raise Unavailable("no secret sealer wired: bootstrap passes the key store")
+        if SEALED not in doc and LEGACY_PLAINTEXT in doc:  # a pending enrolment of an older build
+            return str(doc[LEGACY_PLAINTEXT])
+        try:
+            return bytes(self._sealer.open_secret(doc[SEALED], context=f"{collection}/{doc_id}")).decode()
+        except (KeyError, ValueError) as exc:
+            # altered at rest, moved from another user's record, or its data key is gone
+            raise Unavailable(f"the stored step-up secret does not open: {exc}") from None
 
     def _audit(self, uow: Any, principal: Principal, kind: str, binding: Binding | None,
                data: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from ...domain.errors import BadQuery, NotFound
 from ...domain.identity import ADMIN, AGENT, APPROVER, Principal
 from ...services import actions, audit, checkpoints
 from ...services.events import action_topic
+from ...services.policies import require_signed
 from . import schemas
 from .app import Route
 from .types import Request, Response
@@ -141,7 +142,9 @@ def policy_get(deps: Any, request: Request, principal: Principal | None) -> Resp
 
 def policy_put(deps: Any, request: Request, principal: Principal | None) -> Response:
     assert principal is not None
-    body = schemas.validate("POLICY_ENVELOPE", request.json())
+    body = request.json()
+    require_signed(body)  # before the schema: say "sign it first", not "field missing"
+    body = schemas.validate("POLICY_ENVELOPE", body)
     policy = deps.policies.activate(principal, body)
     return Response.json({"policy_id": policy.policy_id, "version": policy.version,
                           "digest": policy.digest, "payload": policy.payload})
