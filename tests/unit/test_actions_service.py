@@ -82,3 +82,18 @@ def test_a_decision_commits_its_entry_and_cancels_the_timer(deps: Deps) -> None:
     assert deps.scheduler.cancelled == [f"expire-{action.id}"]
     with pytest.raises(Conflict):
         actions.decide(deps, ALICE, action.id, "approve")
+
+
+def test_on_expiry_is_the_policys_verb_everywhere(deps: Deps) -> None:
+    """``timeouts.on_expiry`` says "deny"; the action keeps that word, and records of
+    older builds that said "denied" read back as the same rule."""
+    from dataclasses import replace
+
+    from vettra.domain.actions import Action
+    from vettra.domain.policy_schema import ON_EXPIRY_DENY, ON_EXPIRY_VALUES
+
+    action = actions.intercept(deps, AGENT, SEND).action
+    assert action.on_expiry == ON_EXPIRY_DENY and action.on_expiry in ON_EXPIRY_VALUES
+    legacy = {**action.to_record(), "on_expiry": "denied"}
+    assert Action.from_record(legacy).on_expiry == ON_EXPIRY_DENY
+    assert Action.from_record(action.to_record()) == replace(action, audit_seq=action.audit_seq)

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .errors import Conflict
+from .policy_schema import ON_EXPIRY_DENY
 
 ALLOWED = "allowed"
 PENDING = "pending"
@@ -21,6 +22,8 @@ APPROVED = "approved"
 DENIED = "denied"
 EXPIRED = "expired"
 TERMINAL = frozenset({ALLOWED, APPROVED, DENIED, EXPIRED})
+
+_LEGACY_ON_EXPIRY = {"denied": ON_EXPIRY_DENY}
 
 ACTION_ID_PREFIX = "act_"
 _ID_BYTES = 16
@@ -67,7 +70,7 @@ class Action:
     context: dict[str, Any] = field(default_factory=dict)
     call_id: str | None = None
     expires_at: datetime | None = None
-    on_expiry: str = DENIED
+    on_expiry: str = ON_EXPIRY_DENY   # the policy's verb (timeouts.on_expiry)
     decided_at: datetime | None = None
     decided_by: str | None = None
     audit_seq: int | None = None
@@ -174,7 +177,9 @@ class Action:
             session_id=record.get("session_id"), resource=record.get("resource"),
             context=record.get("context") or {}, call_id=record.get("call_id"),
             expires_at=parse_rfc3339(record.get("expires_at")),
-            on_expiry=record.get("on_expiry") or DENIED,
+            # records of older builds said "denied" for the same rule
+            on_expiry=_LEGACY_ON_EXPIRY.get(record.get("on_expiry"), record.get("on_expiry"))
+            or ON_EXPIRY_DENY,
             decided_at=parse_rfc3339(record.get("decided_at")),
             decided_by=record.get("decided_by"), audit_seq=record.get("audit_seq"),
             approvals=tuple((record.get("quorum") or {}).get("approvals", ())),

@@ -34,7 +34,10 @@ MAX_ID_LENGTH = 64
 MAX_TEXT_LENGTH = 1024
 MAX_TIMEOUT_S = 86_400     # a day: longer holds are forgotten, not approved
 MAX_VERSION = 2**53 - 1    # the exact-integer range canonical JSON allows
-ON_EXPIRY_VALUES = ("deny",)
+#: What happens to a hold nobody answered (``timeouts.on_expiry``): the policy's verb, kept
+#: as is on the action. v1 knows one: refuse it (the action's status becomes ``expired``).
+ON_EXPIRY_DENY = "deny"
+ON_EXPIRY_VALUES = (ON_EXPIRY_DENY,)
 MAX_APPROVERS = 20         # a quorum names people, not a directory
 MAX_APPROVER_ID_LENGTH = 256
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")

@@ -21,6 +21,7 @@ from ..domain.canonical import sha256_digest
 from ..domain.errors import Conflict, NotFound, StepUpRequired, Unavailable
 from ..domain.identity import ADMIN, AGENT, APPROVER, Principal
 from ..domain.policy import evaluate
+from ..domain.policy_schema import ON_EXPIRY_DENY
 from ..domain.risk import assess
 from .deps import Deps
 from .quorum import publish_vote, quorum_policy, vote
@@ -71,7 +72,7 @@ def intercept(deps: Deps, principal: Principal, body: Any,
                 "outcome": decision.outcome, **quorum_policy(decision)},
         reason=decision.reason, session_id=bundle.session_id, resource=bundle.resource,
         context=bundle.context, call_id=bundle.call_id, expires_at=expires_at,
-        on_expiry=getattr(decision, "on_expiry", None) or DENIED,
+        on_expiry=getattr(decision, "on_expiry", None) or ON_EXPIRY_DENY,
     )
     scope = idempotency_scope(principal, bundle.session_id) if idempotency_key else ""
     request_digest = sha256_digest(body) if idempotency_key else ""

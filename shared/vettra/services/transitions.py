@@ -25,8 +25,8 @@ def terminal(uow: Any, principal: Principal, action: Action, status: str, now: A
 
 def expire_in(uow: Any, action: Action, now: Any) -> Action:
     expired = action.decide(EXPIRED, by="system:timer", at=now,
-                            reason="no decision before the deadline; "
-                                   f"on expiry the action is {action.on_expiry}")
+                            reason="no decision before the deadline; the policy says "
+                                   f"{action.on_expiry!r} on expiry")
     uow.actions.update(expired, expected_status=PENDING)
     uow.audit.record(audit.AuditEvent(
         type=audit.ACTION_EXPIRED, chain=action.tenant, actor="system:timer", at=rfc3339(now),
