@@ -14,6 +14,7 @@ from typing import Any
 from .errors import FieldError
 from .patterns import MAX_PATTERN_LENGTH
 from .policy_conditions import validate_condition
+from .risk import HIGH_FROM, MEDIUM_FROM
 
 SCHEMA = "vettra.policy/v1"
 
@@ -25,8 +26,8 @@ SEVERITY = {ALLOW: 0, REQUIRE_APPROVAL: 1, REQUIRE_STEP_UP: 2, DENY: 3}
 PENDING_LEVEL = {REQUIRE_APPROVAL: "MEDIUM", REQUIRE_STEP_UP: "HIGH"}
 
 # The product's own levels (API.md): a policy may lower these, never raise them.
-PRODUCT_APPROVAL_THRESHOLD = 20
-PRODUCT_STEP_UP_THRESHOLD = 55
+PRODUCT_APPROVAL_THRESHOLD = MEDIUM_FROM   # the risk levels' own bounds, defined once in risk.py
+PRODUCT_STEP_UP_THRESHOLD = HIGH_FROM
 MAX_RULES = 500
 MAX_OVERRIDES = 500
 MAX_TOOL_PATTERNS = 64
