@@ -19,7 +19,7 @@ import hmac
 import json
 from json.encoder import encode_basestring as _encode_string
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Mapping
 
 from .canonical import canonical_json
 from .errors import VerificationError
@@ -209,8 +209,3 @@ def verify_chain(entries: Iterable[Mapping[str, Any]], keys: Mapping[str, bytes]
                                               "reason": exc.detail}, expected_prev)
         count += 1
     return ChainReport(True, count, None, expected_prev)
-
-
-def iter_dicts(entries: Iterable[AuditEntry]) -> Iterator[dict[str, Any]]:
-    for entry in entries:
-        yield entry.as_dict()

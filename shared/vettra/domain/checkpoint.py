@@ -37,7 +37,6 @@ ORIGIN_PREFIX = "vettra.dev/audit/"
 ALG_ED25519 = 0x01              # signed-note signature type byte for Ed25519
 KEY_ID_SIZE = 4                 # signed-note key ID: 4 bytes, big-endian uint32
 ED25519_KEY_SIZE = 32
-ED25519_SIG_SIZE = 64
 HASH_SIZE = 32                  # RFC 6962 Merkle tree with SHA-256
 MAX_TREE_SIZE = 2**64 - 1       # sizes are uint64 in every checkpoint implementation
 MAX_SIGNATURES = 100            # spec: limit SHOULD be applied, MUST be >= 16; Go uses 100

@@ -19,6 +19,7 @@ from ..domain import audit
 from ..domain.actions import parse_rfc3339, rfc3339
 from ..domain.errors import Conflict, FieldError, NotFound, StepUpRequired, ValidationFailed
 from ..domain.identity import ADMIN, AGENT, APPROVER, Principal
+from ..domain.stepup import PREAUTH_PREFIX
 from .deps import Deps
 
 COLLECTION = "sessions"
@@ -37,7 +38,7 @@ def _owner(tenant: str, user: str) -> str:
 
 def preauth_purpose(session_id: str) -> str:
     """The step-up purpose a pre-authorisation must be bound to."""
-    return f"preauth:{session_id}"
+    return PREAUTH_PREFIX + session_id
 
 
 def _view(doc: dict[str, Any], now: datetime) -> dict[str, Any]:
