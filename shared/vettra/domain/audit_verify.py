@@ -47,29 +47,20 @@ _EXPORT_PREFIX = b'{"body":'
 _HASH_AT = len(',"hash":"')
 _MAC_MARK = b'","mac":"'
 _EXPORT_SUFFIX_LEN = _HASH_AT + _HASH_HEX + len(_MAC_MARK) + _HASH_HEX + len('"}')
-_SHA256_BLOCK = 64
 
 
-class FastHmac:
-    """HMAC-SHA256 (RFC 2104) with the padded key's inner and outer states computed once.
-
-    Copying a primed SHA-256 state is far cheaper than OpenSSL's per-call HMAC set-up,
-    which dominates for 32-byte messages; the result is identical to ``hmac.digest``.
-    """
+class KeyedHmac:
+    """HMAC-SHA256 (RFC 2104) under one key, keyed once: each message copies the keyed
+    state (``hmac.HMAC.copy``) instead of padding the key again, which dominates the
+    cost for 32-byte messages; the result is ``hmac.digest``'s."""
 
     def __init__(self, key: bytes):
-        if len(key) > _SHA256_BLOCK:
-            key = hashlib.sha256(key).digest()
-        key = key.ljust(_SHA256_BLOCK, b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
 
     def digest(self, message: bytes) -> bytes:
-        inner = self._inner.copy()
-        inner.update(message)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()
+        mac = self._keyed.copy()
+        mac.update(message)
+        return mac.digest()
 
 
 def split_export_line(line: str | bytes) -> tuple[bytes, str, str]:
@@ -134,10 +125,10 @@ class LogVerifier:
     _matched: int = 0
     _matched_size: int = 0
     _saved_matched: int = 0
-    _macs: dict[str, FastHmac] = field(default_factory=dict)
+    _macs: dict[str, KeyedHmac] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._macs = {k: FastHmac(v) for k, v in (self.hmac_keys or {}).items()}
+        self._macs = {k: KeyedHmac(v) for k, v in (self.hmac_keys or {}).items()}
         for cp in self.checkpoints:
             self._due.setdefault(cp.size, []).append(cp)
         self._saved_ids = {id(cp) for cp in self.saved}
