@@ -27,8 +27,8 @@ from .domain.errors import VerificationError
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 EXIT_BROKEN_PIPE = 128 + 13  # what a Unix tool killed by SIGPIPE reports (`export | head`)
-_PROGRESS_EVERY = 20_000
-_BAR_WIDTH = 30
+_PROGRESS_EVERY = 20_000   # entries between two updates of the bar
+_PROGRESS_INTERVAL_S = 0.5
 
 
 def _local(args: Any, home_of: Callable[[str | None], Path]) -> tuple[Any, Any]:
@@ -108,32 +108,12 @@ def _verifier_keys(values: list[str]) -> list[NoteVerifier]:
     return out
 
 
-class _Progress:
-    """A progress bar on stderr when it is a terminal; a line per 10% otherwise."""
+def _progress(total: int, quiet: bool) -> Any:
+    """tqdm's bar on stderr, only where stderr is a terminal (``disable=None``) and not ``--quiet``."""
+    from tqdm import tqdm
 
-    def __init__(self, total: int, quiet: bool):
-        self.total, self.quiet = max(total, 1), quiet
-        self.tty = sys.stderr.isatty()
-        self.started = time.monotonic()
-        self.shown_decile = 0
-
-    def update(self, done: int) -> None:
-        if self.quiet or done % _PROGRESS_EVERY:
-            return
-        fraction = min(done / self.total, 1.0)
-        rate = done / max(time.monotonic() - self.started, 1e-9)
-        if self.tty:
-            filled = int(fraction * _BAR_WIDTH)
-            sys.stderr.write(f"\r[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] "
-                             f"{done}/{self.total} entries ({rate:,.0f}/s)")
-            sys.stderr.flush()
-        elif int(fraction * 10) > self.shown_decile:
-            self.shown_decile = int(fraction * 10)
-            sys.stderr.write(f"verified {done}/{self.total} entries ({rate:,.0f}/s)\n")
-
-    def done(self) -> None:
-        if self.tty and not self.quiet:
-            sys.stderr.write("\n")
+    return tqdm(total=total or None, unit=" entries", unit_scale=True, file=sys.stderr,
+                disable=True if quiet else None, mininterval=_PROGRESS_INTERVAL_S)
 
 
 def verify(args: Any, home_of: Callable[[str | None], Path]) -> int:
@@ -187,7 +167,8 @@ def _verify(args: Any, home_of: Callable[[str | None], Path]) -> int:
             first_entry = line
             break
         verifier = LogVerifier(hmac_keys=hmac_keys, checkpoints=checkpoints, saved=saved)
-        progress = _Progress(int(header.get("entries") or 0), args.quiet)
+        progress = _progress(int(header.get("entries") or 0), args.quiet)
+        shown = 0
         line = first_entry
         while line:
             try:
@@ -197,9 +178,12 @@ def _verify(args: Any, home_of: Callable[[str | None], Path]) -> int:
                 break
             if not verifier.add(body, hash_hex, mac_hex):
                 break
-            progress.update(verifier.count)
+            if verifier.count - shown >= _PROGRESS_EVERY:
+                progress.update(verifier.count - shown)
+                shown = verifier.count
             line = fh.readline()
-        progress.done()
+        progress.update(verifier.count - shown)
+        progress.close()
     report = verifier.finish()
     if report.valid and report.uncovered and getattr(args, "require_covered", False):
         report.valid = False
