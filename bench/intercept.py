@@ -93,9 +93,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(home: Path) -> tuple[subprocess.Popen, str]:
+def start_server(home: Path, source: str | None = None) -> tuple[subprocess.Popen, str]:
+    """``vettra dev`` from this checkout, or from ``source`` (another tree's ``shared/``)."""
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if source:
+        env["PYTHONPATH"] = source
     proc = subprocess.Popen([sys.executable, "-m", "vettra.cli", "dev", "--home", str(home),
                              "--port", str(port), "--log-level", "WARNING"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -149,9 +152,10 @@ def _client_process(url: str, token: str, seconds: float, out: "multiprocessing.
     out.put((ok, errors))
 
 
-def over_http(tmp: Path, n: int, client_counts: list[int], seconds: float) -> tuple[dict, list[dict]]:
-    home = tmp / "http"
-    proc, url = start_server(home)
+def over_http(tmp: Path, n: int, client_counts: list[int], seconds: float,
+              source: str | None = None, label: str = "") -> tuple[dict, list[dict]]:
+    home = tmp / f"http{label}"
+    proc, url = start_server(home, source)
     token = mint(home)
     body = json.dumps(LOW_BUNDLE).encode()
     try:
@@ -164,10 +168,12 @@ def over_http(tmp: Path, n: int, client_counts: list[int], seconds: float) -> tu
             status = client.intercept(body)
             samples.append(time.perf_counter() - t0)
             assert status == 201, status
-        latency = summary("intercept over local HTTP (1 keep-alive client)", samples)
+        latency = summary(f"intercept over local HTTP{label} (1 keep-alive client)", samples)
 
         # Clients in their own processes, so they do not share the GIL with each other.
         throughputs = [_throughput(url, token, clients, seconds) for clients in client_counts]
+        for t in throughputs:
+            t["name"] = f"intercept over local HTTP{label} {t['name']}"
         admin = subprocess.run([sys.executable, "-m", "vettra.cli", "token", "--home", str(home), "--role",
                                 "admin", "--sub", "bench-admin"], capture_output=True, text=True, check=True)
         with httpx.Client(base_url=url, headers={"Authorization": "Bearer " + admin.stdout.strip()}) as a:
@@ -192,7 +198,7 @@ def _throughput(url: str, token: str, clients: int, seconds: float) -> dict:
     for p in procs:
         p.join()
     ok, errors = sum(c[0] for c in counts), sum(c[1] for c in counts)
-    return {"name": f"intercept over local HTTP ({clients} keep-alive client processes)",
+    return {"name": f"({clients} keep-alive client processes)",
             "clients": clients, "requests": ok, "errors": errors, "per_s": ok / elapsed}
 
 
@@ -201,22 +207,31 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--clients", default="1,4,8", help="comma-separated client counts")
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--baseline-src", help="also measure `vettra dev` from this other tree's shared/ "
+                        "(e.g. the previous HTTP stack), interleaved in the same run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         base = bare_sqlite_commit(tmp, args.n)
         inproc = in_process(tmp, args.n)
-        latency, throughputs = over_http(tmp, args.n, [int(c) for c in args.clients.split(",")],
-                                         args.seconds)
-    rows = [base, inproc, latency]
+        counts = [int(c) for c in args.clients.split(",")]
+        other = None
+        if args.baseline_src:
+            other = over_http(tmp, args.n, counts, args.seconds, args.baseline_src, " [baseline tree]")
+        latency, throughputs = over_http(tmp, args.n, counts, args.seconds)
+    rows = [base, inproc, latency] + ([other[0]] if other else [])
     print(f"{'measurement':52} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'x bare p50':>11}")
     for r in rows:
         print(f"{r['name']:52} {r['n']:>6} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {r['p50_ms'] / base['p50_ms']:>11.2f}")
     print(f"\nin-process sequential: {inproc['per_s']:.0f} intercepts/s")
-    for t in throughputs:
+    for t in throughputs + (other[1] if other else []):
         print(f"{t['name']}: {t['per_s']:.0f} intercepts/s "
               f"({t['requests']} ok, {t['errors']} errors, audit chain valid: {t['audit_valid']})")
     print(f"bare commits/s (1 writer): {1000 / base['mean_ms']:.0f}")
+    if other:
+        print(f"\nthis tree vs baseline tree: HTTP p50 {latency['p50_ms'] / other[0]['p50_ms']:.2f}x; "
+              + ", ".join(f"{a['clients']} clients {a['per_s'] / b['per_s']:.2f}x"
+                          for a, b in zip(throughputs, other[1])) + " (throughput)")
     ratio = latency["p50_ms"] / inproc["p50_ms"]
     widest = max(throughputs, key=lambda t: t["clients"])
     print(f"\nHTTP p50 / in-process p50: {ratio:.2f}x")

@@ -57,6 +57,9 @@ class Route:
     created: bool = False          # may answer 201
     media_type: str = "application/json"   # of the 2xx body (text/event-stream for a stream)
     errors: tuple[int, ...] = ()   # statuses it may answer beyond the common ones (e.g. 429)
+    #: The domain's own parser of the body (pure): run when the schema refuses the body,
+    #: so the 422 names the fields the way the domain does; the schema still decides.
+    explain: Callable[[Any], Any] | None = None
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -229,7 +232,11 @@ class HttpApp:
         _check_query(route, request)
         if route.request is not None:
             from . import schemas
-            schemas.validate(route.request, request.json())
+            body = request.json()
+            if not schemas.is_valid(route.request, body):
+                if route.explain is not None:
+                    route.explain(body)  # raises ValidationFailed naming the fields
+                schemas.validate(route.request, body)
         return route, principal
 
     def handle(self, request: Request) -> Response:

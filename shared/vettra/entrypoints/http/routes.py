@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from ... import __version__
+from ...domain.bundle import parse_bundle
 from ...domain.errors import BadQuery, NotFound
 from ...domain.identity import ADMIN, AGENT, APPROVER, Principal
 from ...services import actions, audit, checkpoints
@@ -172,7 +173,7 @@ ROUTES: list[Route] = [
           response="HEALTH"),
     Route("POST", "/api/actions/intercept", intercept, (AGENT,),
           "Submit an agent's tool call for a decision", "interceptAction", "intercept",
-          request="INTERCEPT_REQUEST", response="ACTION", created=True),
+          request="INTERCEPT_REQUEST", response="ACTION", created=True, explain=parse_bundle),
     Route("POST", "/api/actions/approve", approve, DECIDERS,
           "Approve or deny a pending action (owner only)", "decideAction", "approve",
           request="APPROVE_REQUEST", response="ACTION"),

@@ -35,21 +35,64 @@ APPROVE_REQUEST = {
     },
 }
 
-INTERCEPT_REQUEST = {
-    "description": "The action bundle (API.md), or a raw OpenAI/Anthropic/LangChain/MCP tool call "
-                   "with `framework` naming which; see docs/action-bundle.md.",
-    "type": "object",
-    "properties": {
-        "tool": {"type": "string", "maxLength": 128, "description": "<service>.<operation>"},
-        "arguments": {"type": "object"},
-        "framework": {"type": "string", "enum": ["plain", "openai", "anthropic", "langchain", "mcp"]},
-        "session_id": {"type": "string"},
-        "resource": {"type": "string", "maxLength": 512},
-        "context": {"type": "object"},
-        "timeout_s": {"type": "integer", "minimum": 1, "maximum": 86400},
-        "tool_call": {"type": "object"},
-    },
-}
+def _intercept_request() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The intercept body as domain/bundle.py parses it (API.md; docs/action-bundle.md).
+
+    Plain bundle: exactly ``tool`` + ``arguments`` and the envelope fields. Raw call:
+    a framework's own tool-call object under ``tool_call`` (its shape is the
+    framework's: OpenAI's arguments are JSON text inside a string, which JSON Schema
+    cannot check, so the adapters do; see tests/unit/test_frameworks.py), or its
+    fields beside ``framework``. Strings may not hold NUL or lone surrogates, and
+    integers stay within ±(2^53-1), at any depth (JSON_VALUE, referenced the way the
+    OpenAPI document holds it, so the one reference resolves in both places).
+    """
+    from ...domain import bundle, canonical, frameworks
+
+    value = {"anyOf": [
+        {"type": "string", "pattern": "^[^\\u0000]*$"},
+        {"type": "integer", "minimum": -canonical.MAX_SAFE_INTEGER, "maximum": canonical.MAX_SAFE_INTEGER},
+        {"type": "number", "not": {"type": "integer"}}, {"type": "boolean"}, {"type": "null"},
+        {"type": "array", "items": {"$ref": "#/components/schemas/JSON_VALUE"}},
+        {"type": "object", "propertyNames": {"pattern": "^[^\\u0000]*$"},
+         "additionalProperties": {"$ref": "#/components/schemas/JSON_VALUE"}}]}
+    json_object = {"type": "object", "propertyNames": {"pattern": "^[^\\u0000]*$"},
+                   "additionalProperties": {"$ref": "#/components/schemas/JSON_VALUE"}}
+    envelope = {
+        "session_id": {"type": "string", "pattern": f"^{bundle.SESSION_ID_PATTERN.pattern}$",
+                       "description": "An open session of this agent (POST /api/approvals/sessions)"},
+        "resource": {"type": "string", "maxLength": bundle.MAX_RESOURCE_LENGTH, "pattern": "^[^\\u0000]*$"},
+        "context": {**json_object, "description": f"Free-form, at most {bundle.MAX_CONTEXT_BYTES} "
+                                                  "canonical bytes"},
+        "timeout_s": {"type": "integer", "minimum": bundle.MIN_TIMEOUT_S, "maximum": bundle.MAX_TIMEOUT_S},
+    }
+    plain = {
+        "title": "Action bundle",
+        "type": "object", "required": ["tool", "arguments"], "additionalProperties": False,
+        "properties": {
+            "tool": {"type": "string", "maxLength": frameworks.MAX_TOOL_LENGTH,
+                     "pattern": f"^{frameworks.TOOL_PATTERN.pattern}$", "description": "<service>.<operation>"},
+            "arguments": {**json_object, "description": f"At most {bundle.MAX_ARGUMENTS_BYTES} canonical bytes"},
+            "framework": {"const": bundle.PLAIN},
+            **envelope,
+        },
+    }
+    raw = {
+        "title": "A framework's raw tool call",
+        "type": "object", "required": ["framework", bundle.RAW_CALL_KEY], "additionalProperties": False,
+        "properties": {
+            "framework": {"type": "string", "enum": [f for f in bundle.FRAMEWORKS if f != bundle.PLAIN]},
+            bundle.RAW_CALL_KEY: {"type": "object", "description": "The framework's own tool-call object "
+                                  "(OpenAI tool_calls[i] or function_call item, Anthropic tool_use, "
+                                  "LangChain ToolCall, MCP tools/call params)"},
+            **envelope,
+        },
+    }
+    return {"description": "The action bundle (API.md), or a raw OpenAI/Anthropic/LangChain/MCP tool "
+                           "call under `tool_call` with `framework` naming which; see docs/action-bundle.md.",
+            "oneOf": [plain, raw]}, value
+
+
+INTERCEPT_REQUEST, JSON_VALUE = _intercept_request()
 
 RISK = {
     "type": "object",
@@ -130,9 +173,15 @@ HEALTH = {"type": "object", "required": ["status", "store", "scheduler", "verifi
                          "version": {"type": "string"}}}
 
 POLICY_ENVELOPE = {
-    "type": "object", "required": ["payload", "signatures"],
+    "description": "A signed policy bundle (docs/policy.md): the payload and its Ed25519 "
+                   "signatures over the payload's RFC 8785 form. Whether a signature verifies "
+                   "under a trusted key is checked cryptographically (422 otherwise).",
+    "type": "object", "required": ["payload", "signatures"], "additionalProperties": False,
     "properties": {"payload": {"type": "object"},
-                   "signatures": {"type": "array", "items": {"type": "object"}}},
+                   "signatures": {"type": "array", "minItems": 1, "items": {
+                       "type": "object", "required": ["keyid", "alg", "sig"], "additionalProperties": False,
+                       "properties": {"keyid": {"type": "string"}, "alg": {"const": "Ed25519"},
+                                      "sig": {"type": "string"}}}}},
 }
 
 POLICY_VIEW = {"type": "object", "required": ["policy_id", "version", "digest", "payload"],
@@ -186,16 +235,25 @@ def register(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-for _name in ("ID", "APPROVE_REQUEST", "INTERCEPT_REQUEST", "RISK", "ACTION", "ACTION_LIST",
+for _name in ("ID", "JSON_VALUE", "APPROVE_REQUEST", "INTERCEPT_REQUEST", "RISK", "ACTION", "ACTION_LIST",
               "AUDIT_ENTRY", "AUDIT_ENTRIES", "AUDIT_VERIFY", "HEALTH", "POLICY_ENVELOPE",
               "POLICY_VIEW", "PROBLEM", "AUDIT_CHECKPOINT", "AUDIT_PUBLIC_KEY", "INCLUSION_PROOF",
               "CONSISTENCY_PROOF"):
     register(_name, globals()[_name])
 
 
+#: Schemas refer to each other as the OpenAPI document does (#/components/schemas/NAME).
+_BASE = "urn:vettra:openapi"
+
+
 @lru_cache(maxsize=None)
 def _validator(name: str) -> Draft202012Validator:
-    return Draft202012Validator(REGISTRY[name])
+    from referencing import Registry
+    from referencing.jsonschema import DRAFT202012
+
+    registry = Registry().with_resource(_BASE, DRAFT202012.create_resource(
+        {"components": {"schemas": REGISTRY}}))
+    return Draft202012Validator({"$ref": f"{_BASE}#/components/schemas/{name}"}, registry=registry)
 
 
 def _path(error: Any) -> str:
@@ -206,6 +264,10 @@ def _path(error: Any) -> str:
     elif error.validator == "additionalProperties" and "'" in error.message:
         parts.append(error.message.split("'")[1])
     return ".".join(p for p in parts if p) or "$"
+
+
+def is_valid(schema_name: str, value: Any) -> bool:
+    return _validator(schema_name).is_valid(value)
 
 
 def validate(schema_name: str, value: Any) -> Any:
