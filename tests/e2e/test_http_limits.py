@@ -126,3 +126,54 @@ def test_beyond_max_connections_is_503_with_retry_after(dev_server_factory):
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as again:
         again.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert again.recv(4096).startswith(b"HTTP/1.1 200 ")
+
+
+def test_sigterm_ends_streams_and_long_polls_at_once_and_loses_nothing(dev_server_factory):
+    """Shutdown: an open event stream and a 60 s long-poll end within the stop budget,
+    the process exits 0, and the action committed before is there after a restart."""
+    import threading
+
+    import httpx
+
+    from .conftest import mint_many
+
+    server = dev_server_factory("stop")
+    tokens = mint_many(server.home, {"agent": ("agent", "agent-1", "alice"), "alice": ("approver", "alice")})
+    with server.client(tokens["agent"]) as agent:
+        r = agent.post("/api/actions/intercept", json={"tool": "gmail.send_message",
+                                                       "arguments": {"to": "x@example.com"}})
+        assert r.status_code == 201 and r.json()["status"] == "pending", r.text
+        action_id = r.json()["action_id"]
+    outcome: dict[str, object] = {}
+
+    def long_poll() -> None:
+        with server.client(tokens["alice"], timeout=70) as alice:
+            try:
+                outcome["poll"] = alice.get(f"/api/actions/{action_id}", params={"wait": 60}).status_code
+            except httpx.HTTPError as exc:
+                outcome["poll"] = repr(exc)
+
+    def stream() -> None:
+        with server.client(tokens["alice"], timeout=70) as alice:
+            try:
+                with alice.stream("GET", "/api/events") as r:
+                    outcome["stream_status"] = r.status_code
+                    outcome["stream_bytes"] = sum(len(c) for c in r.iter_raw())
+                    outcome["stream"] = "ended"
+            except httpx.HTTPError as exc:
+                outcome["stream"] = repr(exc)
+
+    workers = [threading.Thread(target=long_poll), threading.Thread(target=stream)]
+    for w in workers:
+        w.start()
+    time.sleep(1.0)  # both are waiting on the server now
+    code, took = server.terminate()
+    for w in workers:
+        w.join(10)
+    assert code == 0, server.log()
+    assert took < 5.0, took
+    assert outcome.get("poll") == 200, outcome  # answered (still pending), not cut
+    assert outcome.get("stream_status") == 200 and outcome.get("stream") == "ended", outcome
+    server.start()
+    with server.client(tokens["alice"]) as alice:
+        assert alice.get(f"/api/actions/{action_id}").json()["status"] == "pending"

@@ -156,3 +156,48 @@ def test_bad_input_through_a_target(fn_home) -> None:
     doc = _problem(client.post("/api/actions/intercept", json={"tool": "gmail.send_message", "arguments": {},
                                                                "framework": "skynet"}, headers=agent), 422)
     assert [e["field"] for e in doc["errors"]] == ["framework"]
+
+
+def test_functions_framework_cli_serves_a_target_in_asgi_mode(fn_home, tmp_path) -> None:
+    """``functions-framework --asgi --source functions/main.py --target intercept`` answers."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    cli = Path(sys.executable).with_name("functions-framework")
+    if not cli.exists():
+        pytest.skip("functions-framework is not installed: pip install -e '.[test]'")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "VETTRA_HOME": str(fn_home), "VETTRA_MODE": "local", "VETTRA_LOG_LEVEL": "WARNING",
+           "PYTHONPATH": str(SOURCE.parents[1] / "shared")}
+    for name in _FRAMEWORK_ENV:
+        env.pop(name, None)
+    log = open(tmp_path / "ff.log", "wb")
+    proc = subprocess.Popen([str(cli), "--asgi", "--source", str(SOURCE), "--target", "intercept",
+                             "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                            env=env)
+    try:
+        agent = _token(fn_home, "agent", "agent-1", "alice")
+        deadline = time.monotonic() + 30
+        r = None
+        while time.monotonic() < deadline:
+            try:
+                r = httpx.post(f"http://127.0.0.1:{port}/api/actions/intercept", json=SEND_EMAIL, headers=agent,
+                               timeout=5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert r is not None, (tmp_path / "ff.log").read_text()
+        assert r.status_code == 201 and r.json()["status"] == "pending", r.text
+        other = httpx.get(f"http://127.0.0.1:{port}/api/audit/verify", headers=agent, timeout=5)
+        assert other.status_code == 404 and other.headers["content-type"] == PROBLEM
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
