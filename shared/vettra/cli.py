@@ -61,10 +61,14 @@ def cmd_dev(args: argparse.Namespace) -> int:
     server, _ = build(asgi, args.host, args.port, limits, log_level="warning")
     url = f"http://{args.host}:{args.port}"
     home = config.home
-    # uvicorn re-raises a caught SIGINT/SIGTERM once it has stopped: land it here, not in
-    # the default handlers, so the runtime still closes (timers, store, home lock).
-    signal.signal(signal.SIGTERM, lambda *_: None)
-    signal.signal(signal.SIGINT, lambda *_: None)
+    # Until uvicorn installs its own handlers (and after: it re-raises a caught signal
+    # once stopped), a signal lands here: stop, never the default handler's abrupt exit,
+    # so the runtime still closes (timers, store, home lock).
+    def stop(*_: Any) -> None:
+        server.should_exit = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     runtime.start()
     try:
         def ready() -> None:
@@ -78,7 +82,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     finally:
         asgi.close()
         runtime.close()
-    return EXIT_OK if server.started else EXIT_FAIL
+    return EXIT_OK if server.started or server.should_exit else EXIT_FAIL
 
 
 def _run_until_stopped(server: Any, ready: Any) -> None:
