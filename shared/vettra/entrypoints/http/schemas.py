@@ -35,34 +35,31 @@ APPROVE_REQUEST = {
     },
 }
 
-def _intercept_request() -> tuple[dict[str, Any], dict[str, Any]]:
+def _intercept_request() -> dict[str, Any]:
     """The intercept body as domain/bundle.py parses it (API.md; docs/action-bundle.md).
 
     Plain bundle: exactly ``tool`` + ``arguments`` and the envelope fields. Raw call:
-    a framework's own tool-call object under ``tool_call`` (its shape is the
-    framework's: OpenAI's arguments are JSON text inside a string, which JSON Schema
-    cannot check, so the adapters do; see tests/unit/test_frameworks.py), or its
-    fields beside ``framework``. Strings may not hold NUL or lone surrogates, and
-    integers stay within ±(2^53-1), at any depth (JSON_VALUE, referenced the way the
-    OpenAPI document holds it, so the one reference resolves in both places).
+    a framework's own tool-call object under ``tool_call``, or its fields beside
+    ``framework`` (the shape is the framework's: OpenAI's arguments are JSON text
+    inside a string, which JSON Schema cannot check, so the adapters do; see
+    tests/unit/test_frameworks.py). Strings may not hold NUL or lone surrogates, and
+    integers stay within ±(2^53-1), at any depth (said, and checked by the parser).
     """
     from ...domain import bundle, canonical, frameworks
 
-    value = {"anyOf": [
-        {"type": "string", "pattern": "^[^\\u0000]*$"},
-        {"type": "integer", "minimum": -canonical.MAX_SAFE_INTEGER, "maximum": canonical.MAX_SAFE_INTEGER},
-        {"type": "number", "not": {"type": "integer"}}, {"type": "boolean"}, {"type": "null"},
-        {"type": "array", "items": {"$ref": "#/components/schemas/JSON_VALUE"}},
-        {"type": "object", "propertyNames": {"pattern": "^[^\\u0000]*$"},
-         "additionalProperties": {"$ref": "#/components/schemas/JSON_VALUE"}}]}
-    json_object = {"type": "object", "propertyNames": {"pattern": "^[^\\u0000]*$"},
-                   "additionalProperties": {"$ref": "#/components/schemas/JSON_VALUE"}}
+    no_nul = "^[^\\u0000]*$"
+    # Values inside arguments/context (NUL-free strings, integers within +-(2^53-1), depth
+    # <= 32, canonical size) are checked by bundle.parse_bundle, not here: a recursive
+    # schema costs jsonschema one $ref resolution (~60 us) per nested value, which a
+    # 256 KiB body of tiny values would turn into seconds of CPU (docs/http.md).
+    json_object = {"type": "object", "description": "Any JSON object: strings without NUL or lone "
+                   f"surrogates, integers within +-(2^53-1), nested at most {canonical.MAX_DEPTH} deep"}
     envelope = {
         "session_id": {"type": "string", "pattern": f"^{bundle.SESSION_ID_PATTERN.pattern}$",
                        "description": "An open session of this agent (POST /api/approvals/sessions)"},
         "resource": {"type": "string", "maxLength": bundle.MAX_RESOURCE_LENGTH, "pattern": "^[^\\u0000]*$"},
-        "context": {**json_object, "description": f"Free-form, at most {bundle.MAX_CONTEXT_BYTES} "
-                                                  "canonical bytes"},
+        "context": {**json_object, "description": json_object["description"]
+                    + f"; at most {bundle.MAX_CONTEXT_BYTES} canonical bytes"},
         "timeout_s": {"type": "integer", "minimum": bundle.MIN_TIMEOUT_S, "maximum": bundle.MAX_TIMEOUT_S},
     }
     plain = {
@@ -71,10 +68,17 @@ def _intercept_request() -> tuple[dict[str, Any], dict[str, Any]]:
         "properties": {
             "tool": {"type": "string", "maxLength": frameworks.MAX_TOOL_LENGTH,
                      "pattern": f"^{frameworks.TOOL_PATTERN.pattern}$", "description": "<service>.<operation>"},
-            "arguments": {**json_object, "description": f"At most {bundle.MAX_ARGUMENTS_BYTES} canonical bytes"},
-            "framework": {"const": bundle.PLAIN},
+            "arguments": {**json_object, "description": json_object["description"]
+                          + f"; at most {bundle.MAX_ARGUMENTS_BYTES} canonical bytes"},
+            "framework": {"type": "string", "enum": list(bundle.FRAMEWORKS)},
             **envelope,
         },
+    }
+    beside = {
+        "title": "A framework's raw tool call, its fields beside `framework`",
+        "type": "object", "required": ["framework"], "not": {"required": ["tool"]},
+        "properties": {"framework": {"type": "string", "enum": [f for f in bundle.FRAMEWORKS
+                                                                if f != bundle.PLAIN]}, **envelope},
     }
     raw = {
         "title": "A framework's raw tool call",
@@ -89,10 +93,12 @@ def _intercept_request() -> tuple[dict[str, Any], dict[str, Any]]:
     }
     return {"description": "The action bundle (API.md), or a raw OpenAI/Anthropic/LangChain/MCP tool "
                            "call under `tool_call` with `framework` naming which; see docs/action-bundle.md.",
-            "oneOf": [plain, raw]}, value
+            # tool_call decides the shape, as bundle.parse_bundle does: one branch is checked
+            "if": {"type": "object", "required": [bundle.RAW_CALL_KEY]}, "then": raw,
+            "else": {"anyOf": [plain, beside]}}
 
 
-INTERCEPT_REQUEST, JSON_VALUE = _intercept_request()
+INTERCEPT_REQUEST = _intercept_request()
 
 RISK = {
     "type": "object",
@@ -235,7 +241,7 @@ def register(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-for _name in ("ID", "JSON_VALUE", "APPROVE_REQUEST", "INTERCEPT_REQUEST", "RISK", "ACTION", "ACTION_LIST",
+for _name in ("ID", "APPROVE_REQUEST", "INTERCEPT_REQUEST", "RISK", "ACTION", "ACTION_LIST",
               "AUDIT_ENTRY", "AUDIT_ENTRIES", "AUDIT_VERIFY", "HEALTH", "POLICY_ENVELOPE",
               "POLICY_VIEW", "PROBLEM", "AUDIT_CHECKPOINT", "AUDIT_PUBLIC_KEY", "INCLUSION_PROOF",
               "CONSISTENCY_PROOF"):
@@ -248,6 +254,10 @@ _BASE = "urn:vettra:openapi"
 
 @lru_cache(maxsize=None)
 def _validator(name: str) -> Draft202012Validator:
+    import json
+
+    if '"$ref"' not in json.dumps(REGISTRY[name]):  # a $ref lookup costs ~60 us: only when needed
+        return Draft202012Validator(REGISTRY[name])
     from referencing import Registry
     from referencing.jsonschema import DRAFT202012
 
