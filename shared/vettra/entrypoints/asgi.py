@@ -46,6 +46,11 @@ DEFAULT_MAX_HEADER_BYTES = 16 * 1024
 HTTP_VERSIONS = ("1.0", "1.1", "2", "3")
 #: Per header line: ": " and CRLF around the name and value.
 LINE_OVERHEAD = 4
+#: A refused body up to this size is read and dropped before the answer: closing a
+#: socket with unread data makes TCP reset it, and the reset can destroy the 413 before
+#: the client reads it. Nothing is kept; a larger body is not waited for.
+DRAIN_BYTES = 1024 * 1024
+DRAIN_S = 2.0
 
 Receive = Callable[[], Any]
 Send = Callable[[dict[str, Any]], Any]
@@ -70,9 +75,9 @@ class HttpVersionNotSupported(VettraError):
 class _Refused(Exception):
     """Refuse the request before the handler; close the connection when ``close``."""
 
-    def __init__(self, error: VettraError, close: bool):
+    def __init__(self, error: VettraError, close: bool, drain: int = 0):
         super().__init__(str(error))
-        self.error, self.close = error, close
+        self.error, self.close, self.drain = error, close, drain
 
 
 class AsgiApp:
@@ -134,6 +139,8 @@ class AsgiApp:
             request = await self._request(scope, receive)
         except _Refused as refused:
             log.warning(f"{scope.get('method')} {path} {refused.error.status}: {refused.error}")
+            if refused.drain:
+                await _drain(receive, refused.drain)
             await self._send(send, receive, Response.problem(refused.error, instance=path),
                              close=refused.close)
             return
@@ -169,7 +176,8 @@ class AsgiApp:
         length = _content_length(headers)
         if length is not None and length > self.max_body_bytes:
             raise _Refused(PayloadTooLarge(f"body is {length} bytes; the limit is "
-                                           f"{self.max_body_bytes}"), True)
+                                           f"{self.max_body_bytes}"), True,
+                           drain=length if length <= DRAIN_BYTES else 0)
         body = await self._body(receive)
         try:
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True,
@@ -189,7 +197,7 @@ class AsgiApp:
             size += len(chunk)
             if size > self.max_body_bytes:  # no Content-Length (chunked): counted as it streams
                 raise _Refused(PayloadTooLarge(f"body is over the limit of {self.max_body_bytes} "
-                                               f"bytes"), True)
+                                               f"bytes"), True, drain=DRAIN_BYTES)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
@@ -239,6 +247,23 @@ class AsgiApp:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
             except OSError:  # the client went away as we ended
                 pass
+
+
+async def _drain(receive: Receive, limit: int) -> None:
+    """Read and drop up to ``limit`` more body bytes, for at most DRAIN_S seconds."""
+    async def read() -> None:
+        seen = 0
+        while seen < limit:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            seen += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+    try:
+        await asyncio.wait_for(read(), DRAIN_S)
+    except asyncio.TimeoutError:
+        pass
 
 
 def _headers(scope: dict[str, Any]) -> dict[str, str]:
