@@ -1,51 +1,53 @@
-"""Cloud Functions entry points (functions-framework targets). Thin by design:
-each hands its request to the shared app, restricted to its own routes.
+"""Cloud Functions entry points (functions-framework ASGI targets). Thin by design:
+each hands its request to the shared ASGI app, restricted to its own routes.
 
-Deploy one function per target; Firebase Hosting rewrites map the API paths
-(/api/actions/intercept → intercept, /api/actions/** → actions, …) to them.
+Serve one locally with ``functions-framework --asgi --source functions/main.py
+--target intercept``. Deploy one function per target; Firebase Hosting rewrites
+map the API paths (/api/actions/intercept → intercept, /api/actions/** → actions,
+…) to them.
 """
 
-import functions_framework
+import functions_framework.aio
 
-from vettra.entrypoints.functions import handle
-
-
-@functions_framework.http
-def health(request):
-    return handle(request, "health")
+from vettra.entrypoints.functions import serve
 
 
-@functions_framework.http
-def intercept(request):
-    return handle(request, "intercept")
+@functions_framework.aio.http
+async def health(request):
+    return serve(request, "health")
 
 
-@functions_framework.http
-def approve(request):
-    return handle(request, "approve")
+@functions_framework.aio.http
+async def intercept(request):
+    return serve(request, "intercept")
 
 
-@functions_framework.http
-def actions(request):
-    return handle(request, "actions")
+@functions_framework.aio.http
+async def approve(request):
+    return serve(request, "approve")
 
 
-@functions_framework.http
-def audit(request):
-    return handle(request, "audit")
+@functions_framework.aio.http
+async def actions(request):
+    return serve(request, "actions")
 
 
-@functions_framework.http
-def policy(request):
-    return handle(request, "policy")
+@functions_framework.aio.http
+async def audit(request):
+    return serve(request, "audit")
 
 
-@functions_framework.http
-def expire(request):
+@functions_framework.aio.http
+async def policy(request):
+    return serve(request, "policy")
+
+
+@functions_framework.aio.http
+async def expire(request):
     """Cloud Tasks target for expire timers (POST /api/tasks/expire)."""
-    return handle(request, "tasks")
+    return serve(request, "tasks")
 
 
-@functions_framework.http
-def approvals(request):
-    return handle(request, "approvals")
+@functions_framework.aio.http
+async def approvals(request):
+    return serve(request, "approvals")

@@ -1,8 +1,11 @@
-"""Shared fixtures: a real runtime on a temporary home, a real HTTP server on an
+"""Shared fixtures: a real runtime on a temporary home, the real HTTP server
+(``vettra dev``'s uvicorn stack, in a thread with its own event loop) on an
 ephemeral loopback port, and tokens minted by that home's identity."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import threading
 from pathlib import Path
 from typing import Any, Iterator
@@ -11,7 +14,8 @@ import httpx
 import pytest
 
 from vettra.bootstrap import Config, Runtime, bootstrap
-from vettra.entrypoints.local_server import LocalServer
+from vettra.entrypoints.asgi import AsgiApp
+from vettra.entrypoints.server import Limits, build
 
 
 @pytest.fixture
@@ -28,13 +32,31 @@ def runtime(home: Path) -> Iterator[Runtime]:
 
 
 class Server:
-    def __init__(self, runtime: Runtime):
+    """``vettra dev``'s server (same protocol class, limits and ASGI app) in a thread."""
+
+    STARTUP_S = 10.0
+
+    def __init__(self, runtime: Runtime, limits: Limits | None = None):
         self.runtime = runtime
-        self.httpd = LocalServer(runtime.app, "127.0.0.1", 0)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.limits = limits or Limits()
+        self.asgi = AsgiApp(runtime.app, max_body_bytes=self.limits.max_body_bytes,
+                            threads=self.limits.threads, max_header_bytes=self.limits.max_header_bytes)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        host, port = self.sock.getsockname()[:2]
+        self.uvicorn, _ = build(self.asgi, host, port, self.limits)
+        self.thread = threading.Thread(target=lambda: asyncio.run(self.uvicorn.serve([self.sock])),
+                                       daemon=True, name="test-server")
         self.thread.start()
-        self.url = self.httpd.url
+        deadline = threading.Event()
+        for _ in range(int(self.STARTUP_S / 0.01)):
+            if self.uvicorn.started:
+                break
+            deadline.wait(0.01)
+        assert self.uvicorn.started, "the server did not start"
+        self.address = (host, port)
+        self.url = f"http://{host}:{port}"
 
     def token(self, role: str, sub: str, user: str | None = None, **kw: Any) -> str:
         return self.runtime.identity.issue(role=role, sub=sub, user=user, **kw)
@@ -44,8 +66,10 @@ class Server:
                             headers={"Authorization": f"Bearer {self.token(role, sub, user)}"})
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.uvicorn.should_exit = True
+        self.thread.join(15)
+        self.asgi.close()
+        self.sock.close()
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The ``vettra`` command line (API.md §CLI).
 
-    vettra dev     [--home DIR] [--host H] [--port P]
+    vettra dev     [--home DIR] [--host H] [--port P] [limits: --max-connections N ...]
     vettra token   --home DIR --role agent|approver|admin --sub ID [--user UID] [--ttl S]
     vettra policy  sign FILE [--home DIR | --key PEM] [-o OUT]
     vettra policy  verify FILE [--home DIR | --pubkey PEM ...]
@@ -19,7 +19,6 @@ import json
 import os
 import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -34,42 +33,73 @@ def _home(value: str | None) -> Path:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
+    """Serve the ASGI app with uvicorn in this process (one worker: the store, timers and
+    event bus live here). SIGINT/SIGTERM: streams end, requests in flight finish, then the
+    runtime closes; exit 0."""
     from . import logs
-    from .bootstrap import Config, bootstrap
-    from .entrypoints.local_server import LocalServer
+    from .bootstrap import Config, HomeInUse, bootstrap
+    from .entrypoints.asgi import AsgiApp
+    from .entrypoints.server import Limits, build
 
     logs.configure(args.log_level)
-    from .bootstrap import HomeInUse
-
+    try:
+        limits = Limits.from_env(max_connections=args.max_connections, keep_alive_s=args.keep_alive_timeout,
+                                 head_timeout_s=args.head_timeout, max_header_bytes=args.max_header_bytes,
+                                 max_body_bytes=args.max_body_bytes, threads=args.threads,
+                                 max_streams_per_user=args.max_streams_per_user)
+    except ValueError as exc:
+        print(f"vettra dev: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     config = Config(home=_home(args.home), log_level=args.log_level)
     try:
         runtime = bootstrap(config)
     except HomeInUse as exc:
         print(f"vettra dev: {exc}", file=sys.stderr)
         return EXIT_FAIL
-    runtime.start()
-    server = LocalServer(runtime.app, args.host, args.port)
+    runtime.deps.settings["events_max_streams"] = limits.max_streams_per_user
+    asgi = AsgiApp(runtime.app, max_body_bytes=limits.max_body_bytes, threads=limits.threads,
+                   max_header_bytes=limits.max_header_bytes)
+    server, _ = build(asgi, args.host, args.port, limits, log_level="warning")
+    url = f"http://{args.host}:{args.port}"
     home = config.home
-    print(f"Vettra is running at {server.url}  (home: {home})", flush=True)
-    print("Get tokens in another shell:", flush=True)
-    print(f"  vettra token --home {home} --role agent --sub my-agent --user alice", flush=True)
-    print(f"  vettra token --home {home} --role approver --sub alice", flush=True)
-    print(f"Try: curl {server.url}/health", flush=True)
+    # Until uvicorn installs its own handlers (and after: it re-raises a caught signal
+    # once stopped), a signal lands here: stop, never the default handler's abrupt exit,
+    # so the runtime still closes (timers, store, home lock).
+    def stop(*_: Any) -> None:
+        server.should_exit = True
 
-    stop = threading.Event()
-
-    def _stop(*_: Any) -> None:
-        stop.set()
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    runtime.start()
     try:
-        server.serve_forever(poll_interval=0.25)
+        def ready() -> None:
+            print(f"Vettra is running at {url}  (home: {home})", flush=True)
+            print("Get tokens in another shell:", flush=True)
+            print(f"  vettra token --home {home} --role agent --sub my-agent --user alice", flush=True)
+            print(f"  vettra token --home {home} --role approver --sub alice", flush=True)
+            print(f"Try: curl {url}/health", flush=True)
+
+        _run_until_stopped(server, ready)
     finally:
-        server.server_close()
+        asgi.close()
         runtime.close()
-    return EXIT_OK
+    return EXIT_OK if server.started or server.should_exit else EXIT_FAIL
+
+
+def _run_until_stopped(server: Any, ready: Any) -> None:
+    import asyncio
+
+    async def main() -> None:
+        async def announce() -> None:
+            while not server.started and not server.should_exit:
+                await asyncio.sleep(0.02)
+            if server.started:
+                ready()
+        watcher = asyncio.ensure_future(announce())
+        await server.serve()
+        watcher.cancel()
+
+    asyncio.run(main())
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -207,6 +237,21 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8080)
     dev.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    limits = dev.add_argument_group("limits (each also read from the VETTRA_* variable named; README)")
+    limits.add_argument("--max-connections", type=int, help="open connections; beyond, 503 + Retry-After "
+                        "(VETTRA_MAX_CONNECTIONS, default 4096)")
+    limits.add_argument("--keep-alive-timeout", type=float, help="seconds an idle connection stays open "
+                        "(VETTRA_KEEP_ALIVE_TIMEOUT, default 5)")
+    limits.add_argument("--head-timeout", type=float, help="seconds a request head may take to arrive; "
+                        "then 408 (VETTRA_HEAD_TIMEOUT, default 10)")
+    limits.add_argument("--max-header-bytes", type=int, help="request line + headers; beyond, 431 "
+                        "(VETTRA_MAX_HEADER_BYTES, default 16384)")
+    limits.add_argument("--max-body-bytes", type=int, help="request body; beyond, 413 "
+                        "(VETTRA_MAX_BODY_BYTES, default 262144)")
+    limits.add_argument("--threads", type=int, help="worker threads for blocking calls "
+                        "(VETTRA_THREADS, default 16)")
+    limits.add_argument("--max-streams-per-user", type=int, help="open /api/events streams per user; "
+                        "beyond, 429 (VETTRA_MAX_STREAMS_PER_USER, default 10)")
     dev.set_defaults(func=cmd_dev)
 
     tok = sub.add_parser("token", help="print a bearer token accepted by `vettra dev` with the same home")

@@ -68,8 +68,9 @@ def free_port() -> int:
 class DevServer:
     """One ``vettra dev`` process; restartable on the same home and port."""
 
-    def __init__(self, home: Path, log_path: Path):
+    def __init__(self, home: Path, log_path: Path, args: Sequence[str] = ()):
         self.home = home
+        self.args = list(args)  # more `vettra dev` flags (limits)
         self.log_path = log_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -82,7 +83,7 @@ class DevServer:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [*vettra_command(), "dev", "--home", str(self.home), "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-level", "WARNING"],
+             "--port", str(self.port), "--log-level", "WARNING", *self.args],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
         self.wait_healthy()
@@ -136,8 +137,8 @@ def dev_server_factory(tmp_path: Path) -> Iterator:
     """Start ``vettra dev`` processes on fresh homes; SIGTERM them all at teardown."""
     started: list[DevServer] = []
 
-    def factory(name: str = "home") -> DevServer:
-        server = DevServer(tmp_path / name, tmp_path / f"{name}.log")
+    def factory(name: str = "home", args: Sequence[str] = ()) -> DevServer:
+        server = DevServer(tmp_path / name, tmp_path / f"{name}.log", args)
         started.append(server)
         return server.start()
 

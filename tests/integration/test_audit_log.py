@@ -19,7 +19,6 @@ from vettra import audit_cli
 from vettra.bootstrap import DB_FILE, Config, bootstrap
 from vettra.domain.checkpoint import NoteVerifier, verify_checkpoint
 from vettra.domain.merkle import verify_consistency, verify_inclusion
-from vettra.entrypoints.local_server import LocalServer
 
 N_ACTIONS = 24
 
@@ -34,16 +33,16 @@ class Stack:
     def start(self) -> None:
         self.rt = bootstrap(Config(home=self.home, extra={"checkpoint_interval_s": 0.2}))
         self.rt.start()
-        self.httpd = LocalServer(self.rt.app, "127.0.0.1", 0)
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        from tests.conftest import Server  # the suite's real server (uvicorn stack)
+
+        self.httpd = Server(self.rt)
         self.admin = httpx.Client(base_url=self.httpd.url, timeout=30, headers={
             "Authorization": "Bearer " + self.rt.identity.issue(role="admin", sub="ops")})
         self.agent = httpx.Client(base_url=self.httpd.url, timeout=30, headers={
             "Authorization": "Bearer " + self.rt.identity.issue(role="agent", sub="bot", user="alice")})
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.httpd.stop()
         self.rt.close()
 
     def db(self) -> sqlite3.Connection:

@@ -97,14 +97,17 @@ def test_unknown_routes_and_methods(agent) -> None:
     assert r.status_code == 405 and "POST" in r.headers["allow"]
 
 
-def test_raw_socket_garbage_does_not_kill_the_server(server) -> None:
-    host, port = server.httpd.server_address[:2]
-    for payload in (b"GARBAGE\r\n\r\n", b"POST /api/actions/intercept HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
-                    b"POST /api/actions/intercept HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-                    b"\x00\x01\x02" * 100 + b"\r\n\r\n"):
-        with socket.create_connection((host, port), timeout=5) as s:
-            s.sendall(payload)
-            s.recv(4096)
+@pytest.mark.parametrize("payload, status", [
+    (b"GARBAGE\r\n\r\n", 400),
+    (b"POST /api/actions/intercept HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400),
+    (b"POST /api/actions/intercept HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 401),
+    (b"\x00\x01\x02" * 100 + b"\r\n\r\n", 400),
+], ids=["garbage-line", "non-numeric-length", "empty-chunked-no-token", "control-bytes"])
+def test_raw_socket_garbage_is_answered_and_the_server_lives(server, payload, status) -> None:
+    with socket.create_connection(server.address, timeout=5) as s:
+        s.sendall(payload)
+        reply = s.recv(4096)
+    assert reply.split(b"\r\n", 1)[0].startswith(b"HTTP/1.1 %d " % status), reply[:200]
     assert httpx.get(server.url + "/health").status_code == 200
 
 

@@ -1,8 +1,9 @@
 """The Cloud Functions targets, built by functions-framework from functions/main.py.
 
-Each test builds the real Flask app for a target (``functions_framework.create_app``),
-points it at a temporary home (VETTRA_HOME, VETTRA_MODE=local), and talks to it
-with the app's own test client; tokens come from that home's local identity.
+Each test builds the real ASGI app for a target (``functions_framework.aio.create_asgi_app``,
+what ``functions-framework --asgi`` serves), points it at a temporary home
+(VETTRA_HOME, VETTRA_MODE=local), and talks to it with Starlette's test client;
+tokens come from that home's local identity.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator
 
-import functions_framework
 import pytest
+from functions_framework.aio import create_asgi_app
+from starlette.testclient import TestClient
 
 import vettra.entrypoints.functions as functions_entry
 from vettra.adapters.clock import SystemClock
@@ -35,16 +37,13 @@ def fn_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("VETTRA_LOG_LEVEL", "WARNING")
     for name in _FRAMEWORK_ENV:
         monkeypatch.setenv(name, "")
-    monkeypatch.setattr(functions_entry, "_runtime", None)  # a fresh lazy runtime per test
+    functions_entry.reset()  # a fresh lazy runtime per test
     yield home
-    built = functions_entry._runtime
-    if built is not None:
-        built.close()
+    functions_entry.reset()
 
 
 def _client(target: str) -> Any:
-    app = functions_framework.create_app(target=target, source=str(SOURCE))
-    return app.test_client()
+    return TestClient(create_asgi_app(target=target, source=str(SOURCE)), base_url="http://testserver")
 
 
 def _token(home: Path, role: str, sub: str, user: str | None = None) -> dict[str, str]:
@@ -54,9 +53,9 @@ def _token(home: Path, role: str, sub: str, user: str | None = None) -> dict[str
 
 
 def _problem(r: Any, status: int) -> dict:
-    assert r.status_code == status, r.get_data(as_text=True)
+    assert r.status_code == status, r.text
     assert r.headers["Content-Type"] == PROBLEM
-    doc = r.get_json(force=True)
+    doc = r.json()
     assert {"type", "title", "status", "detail"} <= set(doc) and doc["status"] == status
     return doc
 
@@ -66,10 +65,26 @@ def test_no_runtime_is_built_at_import_or_app_creation(fn_home) -> None:
     assert functions_entry._runtime is None
 
 
+def test_every_target_answers_in_asgi_mode(fn_home) -> None:
+    import ast
+
+    targets = [n.name for n in ast.parse(SOURCE.read_text()).body if isinstance(n, ast.AsyncFunctionDef)]
+    assert len(targets) == 8
+    paths = {"health": "/health", "intercept": "/api/actions/intercept", "approve": "/api/actions/approve",
+             "actions": "/api/actions/pending", "audit": "/api/audit/verify", "policy": "/api/policy",
+             "expire": "/api/tasks/expire", "approvals": "/api/approvals/sessions"}
+    admin = _token(fn_home, "admin", "root")
+    for target in targets:
+        r = _client(target).get(paths[target], headers=admin)
+        # an answer from the app itself: a status it documents, problem+json when an error
+        assert r.status_code in (200, 403, 405), (target, r.status_code, r.text)
+        assert "x-trace-id" in r.headers, target
+
+
 def test_health_target(fn_home) -> None:
     r = _client("health").get("/health")
     assert r.status_code == 200
-    body = r.get_json()
+    body = r.json()
     assert body["status"] == "ok" and body["store"] == "sqlite" and body["verifier"] in ("wasm", "python")
     assert (fn_home / "vettra.db").exists()  # VETTRA_HOME was honoured
 
@@ -78,9 +93,9 @@ def test_health_target(fn_home) -> None:
 def test_intercept_target_decides_the_scenarios(fn_home, bundle, status, level, step_up) -> None:
     client = _client("intercept")
     r = client.post("/api/actions/intercept", json=bundle, headers=_token(fn_home, "agent", "agent-1", "alice"))
-    assert r.status_code in (200, 201), r.get_data(as_text=True)
+    assert r.status_code in (200, 201), r.text
     assert r.headers["Content-Type"] == "application/json"
-    body = r.get_json()
+    body = r.json()
     assert (body["status"], body["risk"]["level"], body["step_up_required"]) == (status, level, step_up)
     if status == "denied":
         assert body["reason"]
@@ -89,13 +104,13 @@ def test_intercept_target_decides_the_scenarios(fn_home, bundle, status, level, 
 def test_targets_share_one_state(fn_home) -> None:
     agent = _token(fn_home, "agent", "agent-1", "alice")
     alice = _token(fn_home, "approver", "alice")
-    aid = _client("intercept").post("/api/actions/intercept", json=SEND_EMAIL, headers=agent).get_json()["action_id"]
-    pending = _client("actions").get("/api/actions/pending", headers=alice).get_json()["actions"]
+    aid = _client("intercept").post("/api/actions/intercept", json=SEND_EMAIL, headers=agent).json()["action_id"]
+    pending = _client("actions").get("/api/actions/pending", headers=alice).json()["actions"]
     assert [a["action_id"] for a in pending] == [aid]
     decided = _client("approve").post("/api/actions/approve", json={"action_id": aid, "decision": "approve"},
                                       headers=alice)
-    assert decided.status_code == 200 and decided.get_json()["status"] == "approved"
-    trail = _client("audit").get(f"/api/audit/action/{aid}", headers=alice).get_json()["entries"]
+    assert decided.status_code == 200 and decided.json()["status"] == "approved"
+    trail = _client("audit").get(f"/api/audit/action/{aid}", headers=alice).json()["entries"]
     assert [e["type"] for e in trail] == ["action.intercepted", "action.approved"]
 
 
@@ -109,7 +124,7 @@ def test_targets_share_one_state(fn_home) -> None:
 ])
 def test_route_of_another_group_is_404(fn_home, target, method, path) -> None:
     headers = _token(fn_home, "admin", "root")
-    r = _client(target).open(path, method=method, json=SEND_EMAIL if method == "POST" else None, headers=headers)
+    r = _client(target).request(method, path, json=SEND_EMAIL if method == "POST" else None, headers=headers)
     doc = _problem(r, 404)
     assert target in doc["detail"]
 
@@ -134,9 +149,55 @@ def test_token_of_another_home_is_401(fn_home, tmp_path) -> None:
 def test_bad_input_through_a_target(fn_home) -> None:
     client, agent = _client("intercept"), _token(fn_home, "agent", "agent-1", "alice")
     big = b'{"tool": "gmail.send_message", "arguments": {"x": "' + b"a" * (300 * 1024) + b'"}}'
-    _problem(client.post("/api/actions/intercept", data=big, content_type="application/json", headers=agent), 413)
-    _problem(client.post("/api/actions/intercept", data=b"{", content_type="application/json", headers=agent), 400)
-    _problem(client.post("/api/actions/intercept", data=b"{}", content_type="text/plain", headers=agent), 415)
+    as_json, as_text = {**agent, "Content-Type": "application/json"}, {**agent, "Content-Type": "text/plain"}
+    _problem(client.post("/api/actions/intercept", content=big, headers=as_json), 413)
+    _problem(client.post("/api/actions/intercept", content=b"{", headers=as_json), 400)
+    _problem(client.post("/api/actions/intercept", content=b"{}", headers=as_text), 415)
     doc = _problem(client.post("/api/actions/intercept", json={"tool": "gmail.send_message", "arguments": {},
                                                                "framework": "skynet"}, headers=agent), 422)
     assert [e["field"] for e in doc["errors"]] == ["framework"]
+
+
+def test_functions_framework_cli_serves_a_target_in_asgi_mode(fn_home, tmp_path) -> None:
+    """``functions-framework --asgi --source functions/main.py --target intercept`` answers."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    cli = Path(sys.executable).with_name("functions-framework")
+    if not cli.exists():
+        pytest.skip("functions-framework is not installed: pip install -e '.[test]'")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "VETTRA_HOME": str(fn_home), "VETTRA_MODE": "local", "VETTRA_LOG_LEVEL": "WARNING",
+           "PYTHONPATH": str(SOURCE.parents[1] / "shared")}
+    for name in _FRAMEWORK_ENV:
+        env.pop(name, None)
+    log = open(tmp_path / "ff.log", "wb")
+    proc = subprocess.Popen([str(cli), "--asgi", "--source", str(SOURCE), "--target", "intercept",
+                             "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                            env=env)
+    try:
+        agent = _token(fn_home, "agent", "agent-1", "alice")
+        deadline = time.monotonic() + 30
+        r = None
+        while time.monotonic() < deadline:
+            try:
+                r = httpx.post(f"http://127.0.0.1:{port}/api/actions/intercept", json=SEND_EMAIL, headers=agent,
+                               timeout=5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert r is not None, (tmp_path / "ff.log").read_text()
+        assert r.status_code == 201 and r.json()["status"] == "pending", r.text
+        other = httpx.get(f"http://127.0.0.1:{port}/api/audit/verify", headers=agent, timeout=5)
+        assert other.status_code == 404 and other.headers["content-type"] == PROBLEM
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()

@@ -397,3 +397,106 @@ def test_decision_conflict_matches_problem_schema(doc, agent, alice) -> None:
     assert again.status_code == 409
     route = next(r for r in ROUTES if r.operation_id == "decideAction")
     _check_answers(doc, route, [again])
+
+
+# -- routing and the published parameter schemas (issue 8) -------------------------------
+
+@pytest.mark.parametrize("method, path, allow", [
+    ("GET", "/api/actions/approve", "POST"),
+    ("GET", "/api/actions/intercept", "POST"),
+    ("GET", "/api/approvals/sessions/pre-authorize", "POST"),
+    ("POST", "/api/actions/act_123", "GET"),
+    ("PUT", "/api/approvals/sessions/ses_abc", "DELETE, GET"),
+    ("DELETE", "/api/approvals/sessions", "GET, POST"),
+])
+def test_literal_paths_never_match_a_parameter_and_allow_lists_that_route(admin, method, path, allow) -> None:
+    r = admin.request(method, path)
+    assert r.status_code == 405, r.text
+    assert r.headers["allow"] == allow
+    assert r.headers["content-type"] == PROBLEM
+
+
+def test_no_two_templates_overlap_on_a_literal_path(doc) -> None:
+    """A literal template (no parameters) is never also matched by a parameter template."""
+    import re
+
+    from vettra.entrypoints.http.app import HttpApp
+
+    app = HttpApp(None, ROUTES, None)
+    literal = {r.template for r in ROUTES if "{" not in r.template}
+    for path in literal:
+        for route in ROUTES:
+            if "{" in route.template and route.pattern.match(path):
+                assert app.group_of(path) == next(r.group for r in ROUTES if r.template == path)
+                candidates = {r.template for r in app._candidates(path)[0]}
+                assert candidates == {path}, (path, route.template)
+    assert all(re.fullmatch(r"[a-z0-9/{}_.-]+", p) for p in doc["paths"])
+
+
+def _param(doc: dict, method: str, path: str, name: str) -> dict:
+    op = doc["paths"][path][method]
+    return next(p for p in op["parameters"] if p["name"] == name)
+
+
+@pytest.mark.parametrize("method, path, name, bounds, required", [
+    ("get", "/api/actions/{action_id}", "wait", (0, 60), False),
+    ("get", "/api/actions/pending", "limit", (1, None), False),
+    ("get", "/api/audit/entries", "limit", (1, None), False),
+    ("get", "/api/audit/entries", "after", (0, None), False),
+    ("get", "/api/audit/proof/inclusion", "seq", (1, None), True),
+    ("get", "/api/audit/proof/inclusion", "tree_size", (1, None), False),
+    ("get", "/api/audit/proof/consistency", "from", (1, None), True),
+    ("get", "/api/audit/proof/consistency", "to", (1, None), True),
+])
+def test_query_bounds_are_published_and_enforced(doc, agent, alice, method, path, name, bounds, required) -> None:
+    param = _param(doc, method, path, name)
+    assert param["required"] is required
+    low, high = bounds
+    assert param["schema"]["type"] == "integer" and param["schema"]["minimum"] == low
+    if high is not None:
+        assert param["schema"]["maximum"] == high
+    url = path.replace("{action_id}", "act_none")
+    client = alice if "audit" in path or "pending" in path else agent
+    assert client.get(url, params={name: str(low - 1)}).status_code == 400
+    if high is not None:
+        assert client.get(url, params={name: str(high + 1)}).status_code == 400
+
+
+def test_path_ids_publish_the_router_pattern(doc) -> None:
+    id_ref = {"$ref": "#/components/schemas/ID"}
+    for path, item in doc["paths"].items():
+        for op in item.values():
+            for p in op.get("parameters", []):
+                if p["in"] == "path":
+                    assert p["schema"] == id_ref, (path, p)
+
+
+def test_intercept_schema_validates_what_the_server_accepts(doc, agent) -> None:
+    validator = _validator(doc, "components", "schemas", "INTERCEPT_REQUEST")
+    assert not validator.is_valid({})  # it accepted anything before
+    assert agent.post("/api/actions/intercept", json={}).status_code == 422
+    good = {"tool": "user.get_profile", "arguments": {"fields": ["name"]}}
+    assert validator.is_valid(good)
+    assert agent.post("/api/actions/intercept", json=good).status_code == 201
+    for bad in ({"tool": "A.B", "arguments": {}}, {"tool": "a.b", "arguments": {}, "extra": 1},
+                {"tool": "a.b", "arguments": []}, {"framework": "plain", "tool_call": {}},
+                {"tool": "a.b", "arguments": {}, "timeout_s": 0}):
+        assert not validator.is_valid(bad)
+        assert agent.post("/api/actions/intercept", json=bad).status_code == 422, bad
+    # Values deep inside arguments are the parser's (a recursive schema would cost a $ref
+    # lookup per value): said in the schema's description, refused by the server.
+    assert "NUL" in doc["components"]["schemas"]["INTERCEPT_REQUEST"]["else"]["anyOf"][0]["properties"][
+        "arguments"]["description"]
+    for deep in ({"tool": "a.b", "arguments": {"x": ["\u0000"]}}, {"tool": "a.b", "arguments": {"n": [2**60]}}):
+        assert agent.post("/api/actions/intercept", json=deep).status_code in (400, 422), deep
+
+
+def test_a_body_of_many_tiny_values_costs_no_more_than_its_parse(agent) -> None:
+    """256 KiB of [1,1,1,...] is refused quickly (the schema does no per-value $ref work)."""
+    import time as _time
+
+    body = b'{"tool": "a.b", "arguments": {"x": [' + b"1," * 100_000 + b'1]}}'
+    started = _time.perf_counter()
+    r = agent.post("/api/actions/intercept", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422, r.text  # over the 64 KiB canonical arguments limit
+    assert _time.perf_counter() - started < 2.0

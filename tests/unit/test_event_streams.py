@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
 
 from vettra.adapters.memory_bus import InProcessEventBus
 from vettra.domain.errors import TooManyRequests
+from vettra.entrypoints.http.app import Context
 from vettra.entrypoints.http.routes_events import EventStream
 from vettra.services.event_streams import ACTIONS_TOPIC, EventHub
 
@@ -25,20 +27,40 @@ def _hub(bus: InProcessEventBus, **kw: object) -> EventHub:
 
 
 def test_slow_consumer_is_dropped_with_a_reset_not_grown() -> None:
-    bus = InProcessEventBus()
-    hub = _hub(bus, queue_size=3)
-    opening = hub.open("default", "alice")
-    stream = EventStream(hub, opening, heartbeat_s=0.01)
-    assert next(stream).startswith(b"retry: ")
-    for n in range(10):  # nobody reads: the fourth event does not fit
-        bus.publish(ACTIONS_TOPIC, _event(n))
-    assert hub.stream_count() == 0  # dropped at once, the backlog freed
-    reset = next(stream)
-    assert b"event: reset\n" in reset and b'"reason":"overflow"' in reset
-    assert reset.startswith(f"id: {BASE_US + 4}\n".encode())  # resume from the one that did not fit
-    with pytest.raises(StopIteration):
-        next(stream)
-    stream.close()
+    async def scenario() -> None:
+        bus = InProcessEventBus()
+        hub = _hub(bus, queue_size=3)
+        opening = hub.open("default", "alice")
+        stream = EventStream(hub, opening, 0.01, Context.inline())
+        assert (await stream.__anext__()).startswith(b"retry: ")
+        for n in range(10):  # nobody reads: the fourth event does not fit
+            bus.publish(ACTIONS_TOPIC, _event(n))
+        assert hub.stream_count() == 0  # dropped at once, the backlog freed
+        reset = await stream.__anext__()
+        assert b"event: reset\n" in reset and b'"reason":"overflow"' in reset
+        assert reset.startswith(f"id: {BASE_US + 4}\n".encode())  # resume from the one that did not fit
+        with pytest.raises(StopAsyncIteration):
+            await stream.__anext__()
+        await stream.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_stream_ends_when_the_server_stops() -> None:
+    async def scenario() -> None:
+        hub = _hub(InProcessEventBus())
+        ctx = Context.inline()
+        stream = EventStream(hub, hub.open("default", "alice"), 30.0, ctx)
+        await stream.__anext__()
+        waiting = asyncio.ensure_future(stream.__anext__())
+        await asyncio.sleep(0.05)
+        ctx.stopping.set()
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(waiting, 1.0)  # not after the 30 s heartbeat
+        await stream.aclose()
+        assert hub.stream_count() == 0
+
+    asyncio.run(scenario())
 
 
 def test_published_secrets_and_unknown_types_never_reach_a_stream() -> None:

@@ -1,8 +1,11 @@
-"""Adapter from functions-framework (Flask) requests to the shared HTTP app.
+"""Cloud Functions targets: the same ASGI app (:mod:`vettra.entrypoints.asgi`) under
+``functions_framework.aio``, each restricted to its route group (``Route.group``).
 
-Each Cloud Function target serves one group of routes (see ``Route.group``); the
-runtime is built lazily on the first request so a cold start pays only for what
-it uses, and never at import.
+A target's handler returns a response that *is* the ASGI app run on the
+request's own scope and body stream, so the cloud serves exactly what ``vettra
+dev`` serves: the same limits, parsing checks, problem+json and logging. The
+runtime is built lazily on the first request, so a cold start pays only for
+what it uses, and never at import.
 """
 
 from __future__ import annotations
@@ -10,11 +13,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ..domain.errors import NotFound, PayloadTooLarge
-from .http.types import MAX_BODY_BYTES, Request, Response
+from .asgi import AsgiApp
 
 _runtime: Any = None
 _lock = threading.Lock()
+_apps: dict[str, AsgiApp] = {}
 
 
 def runtime() -> Any:
@@ -33,23 +36,38 @@ def runtime() -> Any:
     return _runtime
 
 
-def handle(flask_request: Any, group: str) -> tuple[bytes, int, dict[str, str]]:
-    """Serve ``flask_request`` if its route belongs to ``group``; 404 otherwise."""
-    app = runtime().app
-    path = flask_request.path
-    length = flask_request.content_length or 0
-    route_group = app.group_of(path)
-    if route_group is not None and route_group != group:
-        response = Response.problem(NotFound(f"{path} is not served by the {group} function"),
-                                    instance=path)
-    elif length > MAX_BODY_BYTES:  # refused from the header, as the local server does
-        response = Response.problem(PayloadTooLarge(f"body is {length} bytes; the limit is "
-                                                    f"{MAX_BODY_BYTES}"), instance=path)
-    else:
-        request = Request(method=flask_request.method, path=path,
-                          query={k: flask_request.args.getlist(k) for k in flask_request.args},
-                          headers={k.lower(): v for k, v in flask_request.headers.items()},
-                          body=flask_request.get_data(cache=False))
-        response = app.handle(request)
-    payload = response.body if isinstance(response.body, (bytes, bytearray)) else b"".join(response.body)
-    return bytes(payload), response.status, response.headers
+def asgi_app(group: str) -> AsgiApp:
+    """The ASGI app of one target (one per group, sharing the lazy runtime)."""
+    with _lock:
+        app = _apps.get(group)
+        if app is None:
+            app = _apps[group] = AsgiApp(lambda: runtime().app, group=group)
+        return app
+
+
+class _Served:
+    """A Starlette-compatible response (an ASGI callable) that runs our app on the request."""
+
+    def __init__(self, app: AsgiApp):
+        self.app = app
+        self.background = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
+def serve(request: Any, group: str) -> _Served:
+    """What an ``@functions_framework.aio.http`` target returns for ``request``."""
+    return _Served(asgi_app(group))
+
+
+def reset() -> None:
+    """Forget the runtime and the apps (tests: a fresh home per test)."""
+    global _runtime
+    with _lock:
+        for app in _apps.values():
+            app.close()
+        _apps.clear()
+        built, _runtime = _runtime, None
+    if built is not None:
+        built.close()

@@ -62,6 +62,9 @@ class Subscription:
         self._ready = threading.Condition()
         self.overflowed = False
         self.dropped_at = 0  # the id that did not fit: a reset resumes from there
+        #: Called (in the publisher's thread) whenever an event or an overflow arrives:
+        #: an asyncio reader sets it to a ``call_soon_threadsafe`` wake-up of its loop.
+        self.notify: Callable[[], None] | None = None
 
     def offer(self, event: StreamEvent) -> bool:
         """Queue ``event``; False (and the subscription is spent) if the queue is full."""
@@ -71,10 +74,38 @@ class Subscription:
                 self.dropped_at = event.id
                 self._items.clear()  # free the backlog now; the client re-fetches instead
                 self._ready.notify_all()
-                return False
-            self._items.append(event)
-            self._ready.notify_all()
-            return True
+                accepted = False
+            else:
+                self._items.append(event)
+                self._ready.notify_all()
+                accepted = True
+        if self.notify is not None:
+            self.notify()
+        return accepted
+
+    def poll(self) -> StreamEvent | None:
+        """The next queued event without waiting (None if none, or after an overflow)."""
+        with self._ready:
+            return self._items.popleft() if self._items and not self.overflowed else None
+
+    async def next_async(self, timeout: float, ready: Any, stopping: Any = None) -> StreamEvent | None:
+        """Like :meth:`next` on an event loop: ``ready`` is an ``asyncio.Event`` that
+        ``notify`` sets; returns None after ``timeout`` s, on overflow, or once ``stopping``."""
+        import asyncio
+
+        ready.clear()  # cleared before the check: a notify after it sets it again
+        event = self.poll()
+        if event is not None or self.overflowed:
+            return event
+        waiters = [asyncio.ensure_future(ready.wait())]
+        if stopping is not None:
+            waiters.append(asyncio.ensure_future(stopping.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        return self.poll()
 
     def next(self, timeout: float) -> StreamEvent | None:
         """The next queued event, or None after ``timeout`` seconds (or on overflow)."""

@@ -4,7 +4,6 @@ server validates with, so it cannot drift from what the server does."""
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from typing import Any
 
 from ... import __version__
@@ -24,13 +23,14 @@ def _component(name: str) -> dict[str, str]:
 def _operation(route: Any) -> dict[str, Any]:
     op: dict[str, Any] = {"operationId": route.operation_id, "summary": route.summary,
                           "tags": [route.group]}
-    params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+    # Exactly what HttpApp enforces: the router's id pattern, the query schemas, the key.
+    params = [{"name": n, "in": "path", "required": True, "schema": _component("ID")}
               for n in re.findall(r"\{(\w+)\}", route.template)]
-    params += [{"name": n, "in": "query", "required": False, "schema": {"type": t}, "description": d}
-               for n, t, d in route.query]
+    params += [{"name": n, "in": "query", "required": required, "schema": schema, "description": d}
+               for n, schema, d, required in route.params]
     if route.operation_id == "interceptAction":
         params.append({"name": "Idempotency-Key", "in": "header", "required": False,
-                       "schema": {"type": "string", "maxLength": 255}})
+                       "schema": schemas.IDEMPOTENCY_KEY})
     if params:
         op["parameters"] = params
     if route.request:
@@ -59,7 +59,9 @@ def _operation(route: Any) -> dict[str, Any]:
     return op
 
 
-@lru_cache(maxsize=1)
+_CACHE: dict[tuple[int, ...], dict[str, Any]] = {}
+
+
 def _build(routes_key: tuple[Any, ...]) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for route in routes_key:
@@ -81,4 +83,8 @@ def _build(routes_key: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def document(routes: list[Any]) -> dict[str, Any]:
-    return _build(tuple(routes))
+    key = tuple(id(r) for r in routes)  # routes hold schema dicts: not hashable
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = _build(tuple(routes))
+    return _CACHE[key]

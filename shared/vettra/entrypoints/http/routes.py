@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-import threading
+import asyncio
 from typing import Any
 
 from ... import __version__
+from ...domain.bundle import parse_bundle
 from ...domain.errors import BadQuery, NotFound
 from ...domain.identity import ADMIN, AGENT, APPROVER, Principal
 from ...services import actions, audit, checkpoints
 from ...services.events import action_topic
 from ...services.policies import require_signed
 from . import schemas
-from .app import Route
+from .app import Context, Route
 from .types import Request, Response
 
 MAX_WAIT_S = 60
 MAX_IDEMPOTENCY_KEY = 255
+MAX_SEQ = 2**62
 ANY_ROLE = (AGENT, APPROVER, ADMIN)
 DECIDERS = (APPROVER, ADMIN)
+
+
+def _int(low: int, high: int) -> dict[str, Any]:
+    """The published (and enforced) schema of an integer query parameter."""
+    return {"type": "integer", "minimum": low, "maximum": high}
 
 
 def health(deps: Any, request: Request, principal: Principal | None) -> Response:
@@ -31,8 +38,8 @@ def health(deps: Any, request: Request, principal: Principal | None) -> Response
 def intercept(deps: Any, request: Request, principal: Principal | None) -> Response:
     assert principal is not None
     key = request.header("idempotency-key")
-    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
-        raise BadQuery(f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} printable characters")
+    if key is not None and not schemas.IDEMPOTENCY_KEY_RE.fullmatch(key):
+        raise BadQuery(f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} printable ASCII characters")
     result = actions.intercept(deps, principal, request.json(), key)
     view = result.action.view(deps.clock.now())
     headers = {"Location": f"/api/actions/{result.action.id}"}
@@ -55,22 +62,26 @@ def pending(deps: Any, request: Request, principal: Principal | None) -> Respons
     return Response.json({"actions": actions.list_pending(deps, principal, limit or actions.MAX_PENDING_LIST)})
 
 
-def get_action(deps: Any, request: Request, principal: Principal | None) -> Response:
+async def get_action(deps: Any, request: Request, principal: Principal | None, ctx: Context) -> Response:
     assert principal is not None
     action_id = request.path_params["action_id"]
     wait = request.query_int("wait", default=0, low=0, high=MAX_WAIT_S) or 0
-    view = actions.get_action(deps, principal, action_id)
+    view = await ctx.blocking(actions.get_action, deps, principal, action_id)
     if wait and view["status"] == "pending":
-        view = _wait_for_change(deps, principal, action_id, wait)
+        view = await _wait_for_change(deps, principal, action_id, wait, ctx)
     return Response.json(view)
 
 
-def _wait_for_change(deps: Any, principal: Principal, action_id: str, seconds: int) -> dict[str, Any]:
-    """Long-poll on the event bus: wakes on the action's own event, no busy loop."""
-    changed = threading.Event()
-    unsubscribe = deps.bus.subscribe(action_topic(action_id), lambda _event: changed.set())
+async def _wait_for_change(deps: Any, principal: Principal, action_id: str, seconds: int,
+                           ctx: Context) -> dict[str, Any]:
+    """Long-poll on the event bus: the loop waits for the action's own event (the bus
+    wakes it from the publisher's thread); no thread is held, no busy loop."""
+    changed = asyncio.Event()
+    wake = ctx.waker(changed)
+    unsubscribe = deps.bus.subscribe(action_topic(action_id), lambda _event: wake())
     try:
-        view = actions.get_action(deps, principal, action_id)  # re-read after subscribing: no lost wake-up
+        # re-read after subscribing: no lost wake-up
+        view = await ctx.blocking(actions.get_action, deps, principal, action_id)
         if view["status"] != "pending":
             return view
         budget = float(seconds)
@@ -78,8 +89,8 @@ def _wait_for_change(deps: Any, principal: Principal, action_id: str, seconds: i
             from ...domain.actions import parse_rfc3339
             until_expiry = (parse_rfc3339(view["expires_at"]) - deps.clock.now()).total_seconds()
             budget = max(0.0, min(budget, until_expiry + 0.05))
-        changed.wait(budget)
-        return actions.get_action(deps, principal, action_id)
+        await ctx.wait(changed, budget)
+        return await ctx.blocking(actions.get_action, deps, principal, action_id)
     finally:
         unsubscribe()
 
@@ -165,22 +176,23 @@ ROUTES: list[Route] = [
           response="HEALTH"),
     Route("POST", "/api/actions/intercept", intercept, (AGENT,),
           "Submit an agent's tool call for a decision", "interceptAction", "intercept",
-          request="INTERCEPT_REQUEST", response="ACTION", created=True),
+          request="INTERCEPT_REQUEST", response="ACTION", created=True, explain=parse_bundle),
     Route("POST", "/api/actions/approve", approve, DECIDERS,
           "Approve or deny a pending action (owner only)", "decideAction", "approve",
           request="APPROVE_REQUEST", response="ACTION"),
     Route("GET", "/api/actions/pending", pending, DECIDERS,
           "The caller's pending actions, oldest first", "listPendingActions", "actions",
-          response="ACTION_LIST", query=(("limit", "integer", "At most this many (1-500)"),)),
+          response="ACTION_LIST",
+          query=(("limit", _int(1, actions.MAX_PENDING_LIST), f"At most this many (1-{actions.MAX_PENDING_LIST})"),)),
     Route("GET", "/api/actions/{action_id}", get_action, ANY_ROLE,
           "One action; ?wait=N long-polls until it leaves pending", "getAction", "actions",
           response="ACTION",
-          query=(("wait", "integer", "Seconds (0-60) to wait for the status to leave pending"),)),
+          query=(("wait", _int(0, MAX_WAIT_S), f"Seconds (0-{MAX_WAIT_S}) to wait for the status to leave pending"),)),
     Route("GET", "/api/audit/entries", audit_entries, DECIDERS,
           "Audit entries in sequence order", "listAuditEntries", "audit", response="AUDIT_ENTRIES",
-          query=(("after", "integer", "Only entries with seq greater than this"),
-                 ("limit", "integer", "Page size (1-1000)"),
-                 ("action_id", "string", "Only this action's entries"))),
+          query=(("after", _int(0, MAX_SEQ), "Only entries with seq greater than this"),
+                 ("limit", _int(1, audit.MAX_PAGE), f"Page size (1-{audit.MAX_PAGE})"),
+                 ("action_id", schemas.ID, "Only this action's entries"))),
     Route("GET", "/api/audit/verify", audit_verify, DECIDERS,
           "Verify the tenant's audit chain", "verifyAudit", "audit", response="AUDIT_VERIFY"),
     Route("GET", "/api/audit/action/{action_id}", audit_action, ANY_ROLE,
@@ -194,12 +206,13 @@ ROUTES: list[Route] = [
     Route("GET", "/api/audit/proof/inclusion", audit_inclusion, ANY_ROLE,
           "RFC 9162 inclusion proof of entry seq in a tree of tree_size", "getInclusionProof", "audit",
           response="INCLUSION_PROOF",
-          query=(("seq", "integer", "The entry (1-based)"),
-                 ("tree_size", "integer", "Tree size, e.g. a checkpoint's; default the current size"))),
+          query=(("seq", _int(1, MAX_SEQ), "The entry (1-based)", True),
+                 ("tree_size", _int(1, MAX_SEQ), "Tree size, e.g. a checkpoint's; default the current size"))),
     Route("GET", "/api/audit/proof/consistency", audit_consistency, ANY_ROLE,
           "RFC 9162 consistency proof between two tree sizes", "getConsistencyProof", "audit",
           response="CONSISTENCY_PROOF",
-          query=(("from", "integer", "The older tree size"), ("to", "integer", "The newer tree size"))),
+          query=(("from", _int(1, MAX_SEQ), "The older tree size", True),
+                 ("to", _int(1, MAX_SEQ), "The newer tree size", True))),
     Route("GET", "/api/policy", policy_get, (ADMIN,),
           "The active signed policy", "getPolicy", "policy", response="POLICY_VIEW"),
     Route("POST", "/api/policy", policy_put, (ADMIN,),

@@ -14,17 +14,18 @@ docs/events.md.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import weakref
-from typing import Any, Iterator
+from typing import Any, AsyncIterator
 
 from ...domain.errors import BadQuery
 from ...domain.identity import ADMIN, APPROVER, Principal
 from ...services import event_streams
 from ...services.event_streams import EVENT_TYPES, EventHub, Opening
 from . import schemas
-from .app import Route
+from .app import Context, Route
 from .types import Request, Response
 
 EVENTS_ROLES = (APPROVER, ADMIN)
@@ -90,10 +91,14 @@ def hub_of(deps: Any) -> EventHub:
         return hub
 
 
+_TYPE_ALT = "(" + "|".join(t.replace(".", "\\.") for t in EVENT_TYPES) + ")"
+TYPES_PARAM = {"type": "string", "pattern": f"^ *{_TYPE_ALT} *(, *{_TYPE_ALT} *)*$"}
+
+
 def _types(raw: str | None) -> tuple[str, ...]:
     if raw is None:
         return EVENT_TYPES
-    names = [name.strip() for name in raw.split(",")]
+    names = [name.strip(" ") for name in raw.split(",")]  # spaces only, as TYPES_PARAM says
     unknown = [name for name in names if name not in EVENT_TYPES]
     if unknown:
         raise BadQuery(f"query parameter 'types': expected a comma-separated list of "
@@ -112,29 +117,35 @@ def _reset(event_id: int, reason: str) -> bytes:
 
 
 class EventStream:
-    """The response body: bytes blocks until the client goes away.
+    """The response body: an async iterator of SSE blocks until the client goes away,
+    the subscription overflows or the server stops.
 
-    ``close()`` releases the subscription even if iteration never started (a
-    generator's ``finally`` would not run then), so the server calls it always.
+    It waits on the event loop (the bus wakes it from the publisher's thread through
+    ``Subscription.notify``), so an open stream holds no thread. ``aclose()``
+    releases the subscription even if iteration never started, so the server
+    calls it always.
     """
 
-    def __init__(self, hub: EventHub, opening: Opening, heartbeat_s: float):
-        self._hub, self._opening, self._heartbeat_s = hub, opening, heartbeat_s
+    def __init__(self, hub: EventHub, opening: Opening, heartbeat_s: float, ctx: Context):
+        self._hub, self._opening, self._heartbeat_s, self._ctx = hub, opening, heartbeat_s, ctx
+        self._ready = asyncio.Event()
+        opening.subscription.notify = ctx.waker(self._ready)
         self._chunks = self._generate()
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __aiter__(self) -> AsyncIterator[bytes]:
         return self
 
-    def __next__(self) -> bytes:
-        return next(self._chunks)
+    async def __anext__(self) -> bytes:
+        return await self._chunks.__anext__()
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         try:
-            self._chunks.close()
+            await self._chunks.aclose()
         finally:
+            self._opening.subscription.notify = None
             self._hub.close(self._opening.subscription)
 
-    def _generate(self) -> Iterator[bytes]:
+    async def _generate(self) -> AsyncIterator[bytes]:
         opening, subscription = self._opening, self._opening.subscription
         if opening.reset:
             yield f"retry: {RETRY_MS}\n\n".encode() + _reset(opening.cursor, event_streams.RESET_UNKNOWN_ID)
@@ -144,30 +155,31 @@ class EventStream:
                 yield _block(event.id, EVENT_NAME, dict(event.data))
         else:  # an id-only block sets the client's resume point without dispatching (§9.2.6)
             yield f"retry: {RETRY_MS}\nid: {opening.cursor}\n\n".encode()
-        while True:
-            event = subscription.next(self._heartbeat_s)
+        stopping = self._ctx.stopping
+        while not stopping.is_set():
+            event = await subscription.next_async(self._heartbeat_s, self._ready, stopping)
             if subscription.overflowed:
                 yield _reset(subscription.dropped_at, event_streams.RESET_OVERFLOW)
                 return
-            if event is None:
+            if event is not None:
+                yield _block(event.id, EVENT_NAME, dict(event.data))
+            elif not stopping.is_set():
                 yield KEEP_ALIVE  # also how a vanished client is noticed: the write fails
-                continue
-            yield _block(event.id, EVENT_NAME, dict(event.data))
 
 
-def events(deps: Any, request: Request, principal: Principal | None) -> Response:
+async def events(deps: Any, request: Request, principal: Principal | None, ctx: Context) -> Response:
     assert principal is not None
     types = _types(request.query_value("types"))
     hub = hub_of(deps)
     opening = hub.open(principal.tenant, principal.user, types, request.header("last-event-id"))
     heartbeat_s = float(deps.settings.get("events_heartbeat_s", HEARTBEAT_S))
-    return Response(200, EventStream(hub, opening, heartbeat_s), dict(_HEADERS))
+    return Response(200, EventStream(hub, opening, heartbeat_s, ctx), dict(_HEADERS))
 
 
 EVENT_ROUTES: list[Route] = [
     Route("GET", "/api/events", events, EVENTS_ROLES,
           "The caller's action events as server-sent events (local mode); Last-Event-ID resumes",
           "streamEvents", GROUP, response="EVENT_STREAM", media_type=EVENT_STREAM_TYPE,
-          query=(("types", "string", "Comma-separated subset of action.created,action.decided"),),
+          query=(("types", TYPES_PARAM, "Comma-separated subset of action.created,action.decided"),),
           errors=(429,)),
 ]

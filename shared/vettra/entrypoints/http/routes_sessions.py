@@ -28,7 +28,8 @@ PREAUTH_REQUEST = schemas.register("PREAUTH_REQUEST", {
     "type": "object", "required": ["session_id", "max_level", "duration_s"], "additionalProperties": False,
     "properties": {
         "session_id": schemas.ID,
-        "max_level": {"type": "string", "enum": ["LOW", "MEDIUM", "HIGH"]},
+        "max_level": {"type": "string", "enum": list(sessions.PREAUTH_LEVELS),
+                      "description": "HIGH is never pre-authorised"},
         "duration_s": {"type": "integer", "minimum": 60, "maximum": sessions.MAX_PREAUTH_S},
         "step_up_token": {"type": "string", "maxLength": 4096},
     },

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ...domain.errors import MalformedRequest
 from ...domain.identity import SYSTEM, Principal
 from ...services import actions
 from . import schemas
@@ -34,6 +35,7 @@ EXPIRE_PATH = "/api/tasks/expire"
 TASK_NAME_HEADER = "x-cloudtasks-taskname"
 RETRY_COUNT_HEADER = "x-cloudtasks-taskretrycount"
 EXPIRE_RESULTS = ("expired", "not-pending", "missing", "early")
+MAX_COUNT_DIGITS = 9
 
 EXPIRE_TASK = schemas.register("EXPIRE_TASK", {
     "description": "The payload of an expire timer, as scheduled by the actions service.",
@@ -52,19 +54,26 @@ EXPIRE_RESULT = schemas.register("EXPIRE_RESULT", {
 
 
 def _retry_count(request: Request) -> int | None:
-    raw = request.header(RETRY_COUNT_HEADER) or ""
-    return int(raw) if raw.isdigit() else None
+    """``X-CloudTasks-TaskRetryCount`` as an int; absent is None, anything but ASCII
+    digits (``str.isdigit`` also accepts '²' and '١', which ``int`` refuses) is 400."""
+    raw = (request.header(RETRY_COUNT_HEADER) or "").strip()
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= MAX_COUNT_DIGITS):
+        raise MalformedRequest(f"X-CloudTasks-TaskRetryCount is not a number: {raw[:20]!r}")
+    return int(raw)
 
 
 def expire_task(deps: Any, request: Request, principal: Principal | None) -> Response:
     """Run the idempotent expire service for the delivered timer."""
     assert principal is not None
+    retry_count = _retry_count(request)  # before any work: a malformed delivery changes nothing
     body = schemas.validate("EXPIRE_TASK", request.json())
     result = actions.expire(deps, body["action_id"])
     log.info("expire timer delivered",
              extra={"action_id": body["action_id"], "result": result,
                     "task": (request.header(TASK_NAME_HEADER) or "")[:500],
-                    "retry_count": _retry_count(request), "trace": request.trace_id})
+                    "retry_count": retry_count, "trace": request.trace_id})
     return Response.json({"result": result})
 
 

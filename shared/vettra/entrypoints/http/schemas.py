@@ -13,7 +13,12 @@ from jsonschema import Draft202012Validator
 
 from ...domain.errors import FieldError, ValidationFailed
 
+import re as _re
+
 ID = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"}
+#: Idempotency-Key (header): printable ASCII, 1-255 characters.
+IDEMPOTENCY_KEY = {"type": "string", "pattern": "^[ -~]{1,255}$", "minLength": 1, "maxLength": 255}
+IDEMPOTENCY_KEY_RE = _re.compile(IDEMPOTENCY_KEY["pattern"][1:-1])
 RFC3339_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
 LEVEL = {"type": "string", "enum": ["LOW", "MEDIUM", "HIGH"]}
 STATUS = {"type": "string", "enum": ["allowed", "pending", "approved", "denied", "expired"]}
@@ -30,21 +35,70 @@ APPROVE_REQUEST = {
     },
 }
 
-INTERCEPT_REQUEST = {
-    "description": "The action bundle (API.md), or a raw OpenAI/Anthropic/LangChain/MCP tool call "
-                   "with `framework` naming which; see docs/action-bundle.md.",
-    "type": "object",
-    "properties": {
-        "tool": {"type": "string", "maxLength": 128, "description": "<service>.<operation>"},
-        "arguments": {"type": "object"},
-        "framework": {"type": "string", "enum": ["plain", "openai", "anthropic", "langchain", "mcp"]},
-        "session_id": {"type": "string"},
-        "resource": {"type": "string", "maxLength": 512},
-        "context": {"type": "object"},
-        "timeout_s": {"type": "integer", "minimum": 1, "maximum": 86400},
-        "tool_call": {"type": "object"},
-    },
-}
+def _intercept_request() -> dict[str, Any]:
+    """The intercept body as domain/bundle.py parses it (API.md; docs/action-bundle.md).
+
+    Plain bundle: exactly ``tool`` + ``arguments`` and the envelope fields. Raw call:
+    a framework's own tool-call object under ``tool_call``, or its fields beside
+    ``framework`` (the shape is the framework's: OpenAI's arguments are JSON text
+    inside a string, which JSON Schema cannot check, so the adapters do; see
+    tests/unit/test_frameworks.py). Strings may not hold NUL or lone surrogates, and
+    integers stay within ±(2^53-1), at any depth (said, and checked by the parser).
+    """
+    from ...domain import bundle, canonical, frameworks
+
+    no_nul = "^[^\\u0000]*$"
+    # Values inside arguments/context (NUL-free strings, integers within +-(2^53-1), depth
+    # <= 32, canonical size) are checked by bundle.parse_bundle, not here: a recursive
+    # schema costs jsonschema one $ref resolution (~60 us) per nested value, which a
+    # 256 KiB body of tiny values would turn into seconds of CPU (docs/http.md).
+    json_object = {"type": "object", "description": "Any JSON object: strings without NUL or lone "
+                   f"surrogates, integers within +-(2^53-1), nested at most {canonical.MAX_DEPTH} deep"}
+    envelope = {
+        "session_id": {"type": "string", "pattern": f"^{bundle.SESSION_ID_PATTERN.pattern}$",
+                       "description": "An open session of this agent (POST /api/approvals/sessions)"},
+        "resource": {"type": "string", "maxLength": bundle.MAX_RESOURCE_LENGTH, "pattern": "^[^\\u0000]*$"},
+        "context": {**json_object, "description": json_object["description"]
+                    + f"; at most {bundle.MAX_CONTEXT_BYTES} canonical bytes"},
+        "timeout_s": {"type": "integer", "minimum": bundle.MIN_TIMEOUT_S, "maximum": bundle.MAX_TIMEOUT_S},
+    }
+    plain = {
+        "title": "Action bundle",
+        "type": "object", "required": ["tool", "arguments"], "additionalProperties": False,
+        "properties": {
+            "tool": {"type": "string", "maxLength": frameworks.MAX_TOOL_LENGTH,
+                     "pattern": f"^{frameworks.TOOL_PATTERN.pattern}$", "description": "<service>.<operation>"},
+            "arguments": {**json_object, "description": json_object["description"]
+                          + f"; at most {bundle.MAX_ARGUMENTS_BYTES} canonical bytes"},
+            "framework": {"type": "string", "enum": list(bundle.FRAMEWORKS)},
+            **envelope,
+        },
+    }
+    beside = {
+        "title": "A framework's raw tool call, its fields beside `framework`",
+        "type": "object", "required": ["framework"], "not": {"required": ["tool"]},
+        "properties": {"framework": {"type": "string", "enum": [f for f in bundle.FRAMEWORKS
+                                                                if f != bundle.PLAIN]}, **envelope},
+    }
+    raw = {
+        "title": "A framework's raw tool call",
+        "type": "object", "required": ["framework", bundle.RAW_CALL_KEY], "additionalProperties": False,
+        "properties": {
+            "framework": {"type": "string", "enum": [f for f in bundle.FRAMEWORKS if f != bundle.PLAIN]},
+            bundle.RAW_CALL_KEY: {"type": "object", "description": "The framework's own tool-call object "
+                                  "(OpenAI tool_calls[i] or function_call item, Anthropic tool_use, "
+                                  "LangChain ToolCall, MCP tools/call params)"},
+            **envelope,
+        },
+    }
+    return {"description": "The action bundle (API.md), or a raw OpenAI/Anthropic/LangChain/MCP tool "
+                           "call under `tool_call` with `framework` naming which; see docs/action-bundle.md.",
+            # tool_call decides the shape, as bundle.parse_bundle does: one branch is checked
+            "if": {"type": "object", "required": [bundle.RAW_CALL_KEY]}, "then": raw,
+            "else": {"anyOf": [plain, beside]}}
+
+
+INTERCEPT_REQUEST = _intercept_request()
 
 RISK = {
     "type": "object",
@@ -126,9 +180,15 @@ HEALTH = {"type": "object", "required": ["status", "store", "scheduler", "verifi
                          "version": {"type": "string"}}}
 
 POLICY_ENVELOPE = {
-    "type": "object", "required": ["payload", "signatures"],
+    "description": "A signed policy bundle (docs/policy.md): the payload and its Ed25519 "
+                   "signatures over the payload's RFC 8785 form. Whether a signature verifies "
+                   "under a trusted key is checked cryptographically (422 otherwise).",
+    "type": "object", "required": ["payload", "signatures"], "additionalProperties": False,
     "properties": {"payload": {"type": "object"},
-                   "signatures": {"type": "array", "items": {"type": "object"}}},
+                   "signatures": {"type": "array", "minItems": 1, "items": {
+                       "type": "object", "required": ["keyid", "alg", "sig"], "additionalProperties": False,
+                       "properties": {"keyid": {"type": "string"}, "alg": {"const": "Ed25519"},
+                                      "sig": {"type": "string"}}}}},
 }
 
 POLICY_VIEW = {"type": "object", "required": ["policy_id", "version", "digest", "payload"],
@@ -189,9 +249,22 @@ for _name in ("ID", "APPROVE_REQUEST", "INTERCEPT_REQUEST", "RISK", "ACTION", "A
     register(_name, globals()[_name])
 
 
+#: Schemas refer to each other as the OpenAPI document does (#/components/schemas/NAME).
+_BASE = "urn:vettra:openapi"
+
+
 @lru_cache(maxsize=None)
 def _validator(name: str) -> Draft202012Validator:
-    return Draft202012Validator(REGISTRY[name])
+    import json
+
+    if '"$ref"' not in json.dumps(REGISTRY[name]):  # a $ref lookup costs ~60 us: only when needed
+        return Draft202012Validator(REGISTRY[name])
+    from referencing import Registry
+    from referencing.jsonschema import DRAFT202012
+
+    registry = Registry().with_resource(_BASE, DRAFT202012.create_resource(
+        {"components": {"schemas": REGISTRY}}))
+    return Draft202012Validator({"$ref": f"{_BASE}#/components/schemas/{name}"}, registry=registry)
 
 
 def _path(error: Any) -> str:
@@ -202,6 +275,10 @@ def _path(error: Any) -> str:
     elif error.validator == "additionalProperties" and "'" in error.message:
         parts.append(error.message.split("'")[1])
     return ".".join(p for p in parts if p) or "$"
+
+
+def is_valid(schema_name: str, value: Any) -> bool:
+    return _validator(schema_name).is_valid(value)
 
 
 def validate(schema_name: str, value: Any) -> Any:

@@ -1,10 +1,10 @@
-"""Framework-neutral HTTP request and response, so one router serves both the
-local server and the functions-framework targets."""
+"""Framework-neutral HTTP request and response: the ASGI adapter builds a
+:class:`Request` and sends a :class:`Response`; handlers see only these."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, AsyncIterator, Mapping
 
 from ...domain.canonical import loads_strict
 from ...domain.errors import (BadQuery, MalformedRequest, PayloadTooLarge,
@@ -13,6 +13,7 @@ from ...domain.errors import (BadQuery, MalformedRequest, PayloadTooLarge,
 MAX_BODY_BYTES = 256 * 1024
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
+_UNPARSED = object()
 _COMMON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
@@ -25,12 +26,24 @@ class Request:
     body: bytes = b""
     trace_id: str = ""
     path_params: dict[str, str] = field(default_factory=dict)
+    principal: Any = None          # set once authenticated (for log lines)
+    _parsed: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self._parsed = _UNPARSED
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
 
     def json(self) -> Any:
-        """The body as strict JSON (RFC 8259 without NaN, duplicates or lone surrogates)."""
+        """The body as strict JSON (RFC 8259 without NaN, duplicates or lone surrogates);
+        parsed once, later calls return the same value."""
+        if self._parsed is not _UNPARSED:
+            return self._parsed
+        self._parsed = self._parse_json()
+        return self._parsed
+
+    def _parse_json(self) -> Any:
         if len(self.body) > MAX_BODY_BYTES:
             raise PayloadTooLarge(f"body is {len(self.body)} bytes; the limit is {MAX_BODY_BYTES}")
         ctype = (self.header("content-type") or "").split(";")[0].strip().lower()
@@ -64,7 +77,7 @@ class Request:
 @dataclass
 class Response:
     status: int
-    body: bytes | Iterable[bytes] = b""
+    body: bytes | AsyncIterator[bytes] = b""   # an async iterator is streamed (text/event-stream)
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
