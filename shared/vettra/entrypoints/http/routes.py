@@ -154,8 +154,7 @@ def policy_get(deps: Any, request: Request, principal: Principal | None) -> Resp
 def policy_put(deps: Any, request: Request, principal: Principal | None) -> Response:
     assert principal is not None
     body = request.json()
-    require_signed(body)  # before the schema: say "sign it first", not "field missing"
-    body = schemas.validate("POLICY_ENVELOPE", body)
+    body = schemas.validate("POLICY_ENVELOPE", body)   # an unsigned one was told to sign it (explain)
     policy = deps.policies.activate(principal, body)
     return Response.json({"policy_id": policy.policy_id, "version": policy.version,
                           "digest": policy.digest, "payload": policy.payload})
@@ -217,7 +216,7 @@ ROUTES: list[Route] = [
           "The active signed policy", "getPolicy", "policy", response="POLICY_VIEW"),
     Route("POST", "/api/policy", policy_put, (ADMIN,),
           "Activate a signed policy bundle (newer version, trusted key)", "activatePolicy", "policy",
-          request="POLICY_ENVELOPE", response="POLICY_VIEW"),
+          request="POLICY_ENVELOPE", response="POLICY_VIEW", explain=require_signed),
     Route("GET", "/api/openapi.json", openapi, ANY_ROLE,
           "This API's OpenAPI 3.1 document", "getOpenApi", "health"),
 ]
