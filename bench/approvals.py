@@ -25,7 +25,7 @@ from pathlib import Path
 from vettra.bootstrap import Config, bootstrap
 from vettra.domain.errors import Conflict
 from vettra.services import actions
-from vettra.services.events import ACTIONS_TOPIC
+from vettra.services.action_events import ACTIONS_TOPIC
 
 SEND_EMAIL = {"tool": "gmail.send_message", "arguments": {"to": "bob@example.com", "subject": "s", "body": "b"}}
 TERMINAL = {"action.approved", "action.denied", "action.expired"}

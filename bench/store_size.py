@@ -27,7 +27,7 @@ import pyotp
 
 from vettra.adapters.clock import FakeClock
 from vettra.bootstrap import DB_FILE, TIMERS_FILE, Config, bootstrap
-from vettra.domain.policy_bundle import load_default_payload, sign_bundle
+from vettra.domain.policy_envelope import load_default_payload, sign_bundle
 from vettra.services import actions
 from vettra.services.retention import IDEMPOTENCY_WINDOW_S, sweep_once
 
@@ -89,16 +89,16 @@ def load(home: Path, n: int, clock: FakeClock) -> float:
             bundle = READ if roll < 0.68 else EMAIL if roll < 0.94 else ISSUE if roll < 0.98 else DELETE
             action = actions.intercept(rt.deps, agent, bundle, idempotency_key=f"key-{i}").action
             if bundle is EMAIL:
-                actions.decide_recorded(rt.deps, alice, action.id, rng.choice(["approve", "deny"]))
+                actions.decide(rt.deps, alice, action.id, rng.choice(["approve", "deny"]))
             elif bundle is ISSUE:
                 for voter in voters:
-                    actions.decide_recorded(rt.deps, voter, action.id, "approve")
+                    actions.decide(rt.deps, voter, action.id, "approve")
             elif bundle is DELETE:
                 challenge = step_up.trigger(alice, action_id=action.id)
                 clock.advance(30)   # a fresh TOTP step for every step-up
                 token = step_up.verify(alice, challenge["challenge_id"],
                                        code=pyotp.TOTP(secret).at(clock.now()))["step_up_token"]
-                actions.decide_recorded(rt.deps, alice, action.id, "approve", step_up_token=token)
+                actions.decide(rt.deps, alice, action.id, "approve", step_up_token=token)
         return time.perf_counter() - t0
     finally:
         rt.close()

@@ -131,7 +131,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
     from .adapters.local_keys import LocalKeyStore, public_pem
     from .domain.errors import VettraError
-    from .domain.policy_bundle import key_id, sign_bundle, verify_bundle
+    from .domain.policy_envelope import key_id, sign_bundle, verify_bundle
 
     try:
         if args.policy_cmd == "pubkey":
@@ -179,7 +179,7 @@ def _policy_show(args: argparse.Namespace) -> int:
     from .adapters.local_keys import LocalKeyStore
     from .adapters.sqlite_store import SqliteStore
     from .bootstrap import DB_FILE
-    from .domain.policy_bundle import verify_bundle
+    from .domain.policy_envelope import verify_bundle
 
     home = _home(args.home)
     if not (home / DB_FILE).exists():

@@ -273,7 +273,7 @@ def test_eleventh_concurrent_stream_is_429(server, streams) -> None:
 
 
 def test_named_quorum_approvers_receive_the_actions_they_decide(server, streams, agent, admin) -> None:
-    from vettra.domain.policy_bundle import load_default_payload, sign_bundle
+    from vettra.domain.policy_envelope import load_default_payload, sign_bundle
 
     payload = load_default_payload()
     payload["version"] += 1

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from vettra.domain.policy_bundle import load_default_payload, sign_bundle
+from vettra.domain.policy_envelope import load_default_payload, sign_bundle
 
 PROBLEM = "application/problem+json"
 

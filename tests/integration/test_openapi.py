@@ -18,7 +18,7 @@ from openapi_spec_validator import validate as validate_openapi
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from vettra.domain.policy_bundle import sign_bundle
+from vettra.domain.policy_envelope import sign_bundle
 from vettra.entrypoints.http.routes import ROUTES
 
 from .scenarios import DELETE_REPO, EXPECTED, GRANT_ADMIN, READ_PROFILE, SEND_EMAIL

@@ -6,7 +6,7 @@ import pytest
 
 from vettra.domain.errors import PolicyRejected
 from vettra.domain.identity import ADMIN, Principal
-from vettra.domain.policy_bundle import sign_bundle
+from vettra.domain.policy_envelope import sign_bundle
 
 PROBLEM = "application/problem+json"
 

@@ -14,7 +14,7 @@ import httpx
 import pyotp
 import pytest
 
-from vettra.domain.policy_bundle import load_default_payload, sign_bundle
+from vettra.domain.policy_envelope import load_default_payload, sign_bundle
 
 OWNER = "alice"
 ISSUE = {"tool": "github.create_issue", "arguments": {"repo": "acme/api", "title": "flaky test"}}

@@ -15,7 +15,7 @@ from vettra.domain.canonical import canonical_json
 from vettra.domain.errors import PolicyRejected
 from vettra.domain.policy import (ALLOW, DENY, REQUIRE_APPROVAL, REQUIRE_STEP_UP, SEVERITY,
                                   Policy, PolicyDecision, evaluate, validate_payload)
-from vettra.domain.policy_bundle import load_default_payload
+from vettra.domain.policy_envelope import load_default_payload
 from vettra.domain.policy_conditions import count_items, email_domains
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "policy"
@@ -372,7 +372,7 @@ REAL_ENGINE_EXAMPLES = [
 @pytest.mark.parametrize("body, outcome", REAL_ENGINE_EXAMPLES,
                          ids=[b["tool"] for b, _ in REAL_ENGINE_EXAMPLES])
 def test_default_policy_with_the_real_parser_and_risk_engine(body: dict, outcome: str) -> None:
-    parse = pytest.importorskip("vettra.domain.bundle", reason="bundle.py not written yet")
+    parse = pytest.importorskip("vettra.domain.action_bundle", reason="action_bundle.py is missing")
     risk = pytest.importorskip("vettra.domain.risk", reason="risk.py not written yet")
     action = parse.parse_bundle(body)
     assert evaluate(DEFAULT, action, risk.assess(action)).outcome == outcome

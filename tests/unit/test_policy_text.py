@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 
 from confusable_homoglyphs.confusables import confusables_data
 
-from vettra.domain.bundle import parse_bundle
+from vettra.domain.action_bundle import parse_bundle
 from vettra.domain.frameworks import ADAPTERS
 from vettra.domain.policy import DENY, Policy, evaluate
-from vettra.domain.policy_bundle import load_default_payload
+from vettra.domain.policy_envelope import load_default_payload
 from vettra.domain.risk import LOW, assess
 from vettra.domain.textfold import fold, is_suspicious, skeleton, texts
 

@@ -21,7 +21,7 @@ from vettra.domain.actions import APPROVED, DENIED, PENDING
 from vettra.domain.errors import Conflict, Forbidden, NotFound
 from vettra.domain.identity import Principal
 from vettra.domain.policy import Policy, PolicyRule, combine_quorums, evaluate, validate_payload
-from vettra.domain.policy_bundle import load_default_payload, sign_bundle
+from vettra.domain.policy_envelope import load_default_payload, sign_bundle
 from vettra.services import actions
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "policy"
@@ -182,7 +182,8 @@ def test_k_distinct_approvals_approve_once(runtime: Any, deps: Any) -> None:
     assert _trail(runtime, action_id) == [
         ("action.intercepted", "agent:agent-1"), ("action.vote", "approver:carol"),
         ("action.vote", "approver:erin"), ("action.approved", "approver:erin")]
-    last = list(runtime.deps.store.audit_log.entries("default", action_id=action_id))[-1]
+    last = [e for e in runtime.deps.store.audit_log.entries("default", action_id=action_id)
+            if e.type == "action.approved"][-1]
     assert last.data["quorum"] == {"required": 2, "approvals": ["carol", "erin"]}
 
 

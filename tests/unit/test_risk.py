@@ -19,7 +19,7 @@ DEFAULT = Catalogue.default()
 
 @dataclass(frozen=True)
 class Bundle:
-    """The attributes of an action bundle that scoring reads (bundle.py is not imported)."""
+    """The attributes of an action bundle that scoring reads (action_bundle.py is not imported)."""
 
     tool: str
     arguments: dict = field(default_factory=dict)

@@ -211,7 +211,7 @@ class LocalKeyStore(KeyStore):
             _load_or_create_ed25519(self.dir / "checkpoint-ed25519.pem")
 
     def policy_trusted_keys(self) -> dict[str, Any]:
-        from ..domain.policy_bundle import key_id
+        from ..domain.policy_envelope import key_id
 
         keys: list[Ed25519PublicKey] = [self.policy_signing_key().public_key()]
         for pem in sorted((self.dir / "trusted-policy").glob("*.pem")):

@@ -30,7 +30,7 @@ __all__ = ["ALLOW", "DENY", "REQUIRE_APPROVAL", "REQUIRE_STEP_UP", "SCHEMA", "SE
 
 
 class ActionFacts(Protocol):
-    """What the evaluator reads from an action bundle (``bundle.ActionBundle``)."""
+    """What the evaluator reads from an action bundle (``action_bundle.ActionBundle``)."""
 
     tool: str
     service: str

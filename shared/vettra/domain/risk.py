@@ -58,7 +58,7 @@ assert MAX_SCORE == 100, "the factor table must add up to 100"
 
 
 class BundleLike(Protocol):
-    """The parts of an action bundle (``bundle.ActionBundle``) that scoring reads."""
+    """The parts of an action bundle (``action_bundle.ActionBundle``) that scoring reads."""
 
     tool: str
     arguments: Mapping[str, Any]

@@ -16,7 +16,7 @@ from typing import Any
 from ..domain import audit
 from ..domain.actions import (ALLOWED, APPROVED, DENIED, EXPIRED, PENDING, Action,
                               new_action_id, rfc3339)
-from ..domain.bundle import parse_bundle
+from ..domain.action_bundle import parse_bundle
 from ..domain.canonical import sha256_digest
 from ..domain.errors import Conflict, NotFound, StepUpRequired, Unavailable
 from ..domain.identity import ADMIN, AGENT, APPROVER, Principal
@@ -26,7 +26,7 @@ from ..domain.risk import assess
 from .deps import Deps
 from .quorum import publish_vote, quorum_policy, vote
 from .transitions import expire_in, terminal
-from .events import ACTION_CREATED, ACTION_DECIDED, publish_action
+from .action_events import ACTION_CREATED, ACTION_DECIDED, publish_action
 
 log = logging.getLogger("vettra.actions")
 
@@ -191,8 +191,8 @@ def list_pending(deps: Deps, principal: Principal, limit: int = MAX_PENDING_LIST
     return [a.view(now) for a in actions]
 
 
-def decide(deps: Deps, principal: Principal, action_id: str, decision: str,
-           reason: str | None = None, step_up_token: str | None = None) -> dict[str, Any]:
+def _decide(deps: Deps, principal: Principal, action_id: str, decision: str,
+            reason: str | None = None, step_up_token: str | None = None) -> dict[str, Any]:
     """Flow 3: the owner approves or denies; exactly one terminal decision wins.
 
     A quorum action (``action.quorum``) is decided by votes instead: see :func:`vettra.services.quorum.vote`.
@@ -284,16 +284,16 @@ def rearm_timers(deps: Deps, limit: int = 100_000) -> int:
 DECISION_REJECTED = "action.decision_rejected"
 
 
-def decide_recorded(deps: Deps, principal: Principal, action_id: str, decision: str,
-                    reason: str | None = None, step_up_token: str | None = None) -> dict[str, Any]:
-    """:func:`decide`, and a refused attempt leaves its own audit entry.
+def decide(deps: Deps, principal: Principal, action_id: str, decision: str,
+           reason: str | None = None, step_up_token: str | None = None) -> dict[str, Any]:
+    """Approve or deny (flow 3 of the design); a refused attempt leaves its own audit entry.
 
     A decision on an action that is no longer pending, or an approval without a
     valid step-up, changes nothing, but the attempt is evidence: it is recorded
     in a transaction of its own (the refused one rolled back).
     """
     try:
-        return decide(deps, principal, action_id, decision, reason=reason, step_up_token=step_up_token)
+        return _decide(deps, principal, action_id, decision, reason=reason, step_up_token=step_up_token)
     except (Conflict, StepUpRequired) as refused:
         record_refusal(deps, principal, DECISION_REJECTED, action_id,
                        {"decision": decision, "status": refused.status, "why": refused.detail})

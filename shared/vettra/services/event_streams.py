@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ..domain.errors import TooManyRequests
 from ..ports import EventBus
-from .events import ACTION_CREATED, ACTION_DECIDED, ACTIONS_TOPIC
+from .action_events import ACTION_CREATED, ACTION_DECIDED, ACTIONS_TOPIC
 
 EVENT_TYPES = (ACTION_CREATED, ACTION_DECIDED)
 #: The only members of a bus event a stream carries: never arguments, never secrets.

@@ -17,7 +17,7 @@ from ..domain.actions import rfc3339
 from ..domain.errors import FieldError, PolicyRejected
 from ..domain.identity import ADMIN, Principal
 from ..domain.policy import Policy
-from ..domain.policy_bundle import load_default_payload, sign_bundle, verify_bundle
+from ..domain.policy_envelope import load_default_payload, sign_bundle, verify_bundle
 from ..ports import Clock, KeyStore, Store
 
 CACHE_TTL_S = 5.0

@@ -9,7 +9,7 @@ from ..domain.actions import APPROVED, PENDING, Action, rfc3339
 from ..domain.errors import Forbidden, NotFound
 from ..domain.identity import Principal
 from .deps import Deps
-from .events import ACTIONS_TOPIC
+from .action_events import ACTIONS_TOPIC
 from .transitions import terminal
 
 

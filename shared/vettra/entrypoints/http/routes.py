@@ -6,11 +6,11 @@ import asyncio
 from typing import Any
 
 from ... import __version__
-from ...domain.bundle import parse_bundle
+from ...domain.action_bundle import parse_bundle
 from ...domain.errors import BadQuery, NotFound
 from ...domain.identity import ADMIN, AGENT, APPROVER, Principal
 from ...services import actions, audit, checkpoints
-from ...services.events import action_topic
+from ...services.action_events import action_topic
 from ...services.policies import require_signed
 from . import schemas
 from .app import Context, Route
@@ -51,7 +51,7 @@ def intercept(deps: Any, request: Request, principal: Principal | None) -> Respo
 def approve(deps: Any, request: Request, principal: Principal | None) -> Response:
     assert principal is not None
     body = schemas.validate("APPROVE_REQUEST", request.json())
-    view = actions.decide_recorded(deps, principal, body["action_id"], body["decision"],
+    view = actions.decide(deps, principal, body["action_id"], body["decision"],
                           reason=body.get("reason"), step_up_token=body.get("step_up_token"))
     return Response.json(view)
 

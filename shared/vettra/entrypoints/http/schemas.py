@@ -36,7 +36,7 @@ APPROVE_REQUEST = {
 }
 
 def _intercept_request() -> dict[str, Any]:
-    """The intercept body as domain/bundle.py parses it (API.md; docs/action-bundle.md).
+    """The intercept body as domain/action_bundle.py parses it (API.md; docs/action-action_bundle.md).
 
     Plain bundle: exactly ``tool`` + ``arguments`` and the envelope fields. Raw call:
     a framework's own tool-call object under ``tool_call``, or its fields beside
@@ -45,22 +45,22 @@ def _intercept_request() -> dict[str, Any]:
     tests/unit/test_frameworks.py). Strings may not hold NUL or lone surrogates, and
     integers stay within ±(2^53-1), at any depth (said, and checked by the parser).
     """
-    from ...domain import bundle, canonical, frameworks
+    from ...domain import action_bundle, canonical, frameworks
 
     no_nul = "^[^\\u0000]*$"
     # Values inside arguments/context (NUL-free strings, integers within +-(2^53-1), depth
-    # <= 32, canonical size) are checked by bundle.parse_bundle, not here: a recursive
+    # <= 32, canonical size) are checked by action_bundle.parse_bundle, not here: a recursive
     # schema costs jsonschema one $ref resolution (~60 us) per nested value, which a
     # 256 KiB body of tiny values would turn into seconds of CPU (docs/http.md).
     json_object = {"type": "object", "description": "Any JSON object: strings without NUL or lone "
                    f"surrogates, integers within +-(2^53-1), nested at most {canonical.MAX_DEPTH} deep"}
     envelope = {
-        "session_id": {"type": "string", "pattern": f"^{bundle.SESSION_ID_PATTERN.pattern}$",
+        "session_id": {"type": "string", "pattern": f"^{action_bundle.SESSION_ID_PATTERN.pattern}$",
                        "description": "An open session of this agent (POST /api/approvals/sessions)"},
-        "resource": {"type": "string", "maxLength": bundle.MAX_RESOURCE_LENGTH, "pattern": "^[^\\u0000]*$"},
+        "resource": {"type": "string", "maxLength": action_bundle.MAX_RESOURCE_LENGTH, "pattern": "^[^\\u0000]*$"},
         "context": {**json_object, "description": json_object["description"]
-                    + f"; at most {bundle.MAX_CONTEXT_BYTES} canonical bytes"},
-        "timeout_s": {"type": "integer", "minimum": bundle.MIN_TIMEOUT_S, "maximum": bundle.MAX_TIMEOUT_S},
+                    + f"; at most {action_bundle.MAX_CONTEXT_BYTES} canonical bytes"},
+        "timeout_s": {"type": "integer", "minimum": action_bundle.MIN_TIMEOUT_S, "maximum": action_bundle.MAX_TIMEOUT_S},
     }
     plain = {
         "title": "Action bundle",
@@ -69,32 +69,32 @@ def _intercept_request() -> dict[str, Any]:
             "tool": {"type": "string", "maxLength": frameworks.MAX_TOOL_LENGTH,
                      "pattern": f"^{frameworks.TOOL_PATTERN.pattern}$", "description": "<service>.<operation>"},
             "arguments": {**json_object, "description": json_object["description"]
-                          + f"; at most {bundle.MAX_ARGUMENTS_BYTES} canonical bytes"},
-            "framework": {"type": "string", "enum": list(bundle.FRAMEWORKS)},
+                          + f"; at most {action_bundle.MAX_ARGUMENTS_BYTES} canonical bytes"},
+            "framework": {"type": "string", "enum": list(action_bundle.FRAMEWORKS)},
             **envelope,
         },
     }
     beside = {
         "title": "A framework's raw tool call, its fields beside `framework`",
         "type": "object", "required": ["framework"], "not": {"required": ["tool"]},
-        "properties": {"framework": {"type": "string", "enum": [f for f in bundle.FRAMEWORKS
-                                                                if f != bundle.PLAIN]}, **envelope},
+        "properties": {"framework": {"type": "string", "enum": [f for f in action_bundle.FRAMEWORKS
+                                                                if f != action_bundle.PLAIN]}, **envelope},
     }
     raw = {
         "title": "A framework's raw tool call",
-        "type": "object", "required": ["framework", bundle.RAW_CALL_KEY], "additionalProperties": False,
+        "type": "object", "required": ["framework", action_bundle.RAW_CALL_KEY], "additionalProperties": False,
         "properties": {
-            "framework": {"type": "string", "enum": [f for f in bundle.FRAMEWORKS if f != bundle.PLAIN]},
-            bundle.RAW_CALL_KEY: {"type": "object", "description": "The framework's own tool-call object "
+            "framework": {"type": "string", "enum": [f for f in action_bundle.FRAMEWORKS if f != action_bundle.PLAIN]},
+            action_bundle.RAW_CALL_KEY: {"type": "object", "description": "The framework's own tool-call object "
                                   "(OpenAI tool_calls[i] or function_call item, Anthropic tool_use, "
                                   "LangChain ToolCall, MCP tools/call params)"},
             **envelope,
         },
     }
     return {"description": "The action bundle (API.md), or a raw OpenAI/Anthropic/LangChain/MCP tool "
-                           "call under `tool_call` with `framework` naming which; see docs/action-bundle.md.",
-            # tool_call decides the shape, as bundle.parse_bundle does: one branch is checked
-            "if": {"type": "object", "required": [bundle.RAW_CALL_KEY]}, "then": raw,
+                           "call under `tool_call` with `framework` naming which; see docs/action-action_bundle.md.",
+            # tool_call decides the shape, as action_bundle.parse_bundle does: one branch is checked
+            "if": {"type": "object", "required": [action_bundle.RAW_CALL_KEY]}, "then": raw,
             "else": {"anyOf": [plain, beside]}}
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from vettra.domain.canonical import canonical_json, loads_strict
 from vettra.domain.errors import MalformedRequest, PolicyRejected
 from vettra.domain.policy import Policy
-from vettra.domain.policy_bundle import (SIGNING_CONTEXT, add_signature, b64url_decode,
+from vettra.domain.policy_envelope import (SIGNING_CONTEXT, add_signature, b64url_decode,
                                          b64url_encode, is_same_payload, key_id,
                                          load_default_payload, sign_bundle, signing_input,
                                          verify_bundle)

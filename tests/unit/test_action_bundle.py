@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vettra.domain.bundle import (FRAMEWORKS, MAX_ARGUMENTS_BYTES, MAX_CONTEXT_BYTES,
+from vettra.domain.action_bundle import (FRAMEWORKS, MAX_ARGUMENTS_BYTES, MAX_CONTEXT_BYTES,
                                   ActionBundle, parse_bundle)
 from vettra.domain.canonical import MAX_SAFE_INTEGER, canonical_json, sha256_digest
 from vettra.domain.errors import MalformedRequest, ValidationFailed
