@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import weakref
 from typing import Any, AsyncIterator
 
 from ...domain.errors import BadQuery
@@ -70,24 +69,22 @@ EVENT_RESET = schemas.register("EVENT_RESET", {
                    "refetch": {"type": "string"}},
 })
 
-# One hub per event bus, made on first use and gone with the bus (bootstrap wires the
-# bus; the hub is this entry point's concern, so it is not a Deps member).
-_hubs: "weakref.WeakKeyDictionary[Any, EventHub]" = weakref.WeakKeyDictionary()
-_hubs_lock = threading.Lock()
+_HUB_LOCK = threading.Lock()
 
 
 def hub_of(deps: Any) -> EventHub:
-    """The hub of ``deps.bus``; limits come from ``deps.settings`` (``events_*``) when set."""
-    with _hubs_lock:
-        hub = _hubs.get(deps.bus)
-        if hub is None:
+    """The runtime's hub (:attr:`Deps.event_hub`), made on the first stream so that limits
+    set in ``deps.settings`` (``events_*``) after boot still apply; it lives and goes
+    with its runtime, never in a module-level registry."""
+    with _HUB_LOCK:
+        if deps.event_hub is None:
             s = deps.settings
-            hub = EventHub(deps.bus,
-                           ring_size=int(s.get("events_ring_size", event_streams.RING_SIZE)),
-                           queue_size=int(s.get("events_queue_size", event_streams.QUEUE_SIZE)),
-                           max_streams=int(s.get("events_max_streams", event_streams.MAX_STREAMS_PER_USER)),
-                           linger_s=float(s.get("events_linger_s", event_streams.LINGER_S)))
-            _hubs[deps.bus] = hub
+            deps.event_hub = EventHub(
+                deps.bus, ring_size=int(s.get("events_ring_size", event_streams.RING_SIZE)),
+                queue_size=int(s.get("events_queue_size", event_streams.QUEUE_SIZE)),
+                max_streams=int(s.get("events_max_streams", event_streams.MAX_STREAMS_PER_USER)),
+                linger_s=float(s.get("events_linger_s", event_streams.LINGER_S)))
+        hub: EventHub = deps.event_hub
         return hub
 
 
