@@ -32,13 +32,9 @@ _PROGRESS_INTERVAL_S = 0.5
 
 
 def _local(args: Any, home_of: Callable[[str | None], Path]) -> tuple[Any, Any]:
-    from .adapters.local_keys import LocalKeyStore
-    from .adapters.sqlite_store import SqliteStore
-    from .bootstrap import DB_FILE
+    from .bootstrap import home_store
 
-    home = home_of(args.home)
-    keys = LocalKeyStore(home)
-    return keys, SqliteStore(home / DB_FILE, keys)
+    return home_store(home_of(args.home))  # type: ignore[no-any-return]
 
 
 def _private(path: str, flags: int) -> int:
@@ -85,10 +81,10 @@ def _write_export(args: Any, store: Any, out: TextIO) -> None:
 def pubkey(args: Any, home_of: Callable[[str | None], Path]) -> int:
     from cryptography.hazmat.primitives import serialization
 
-    from .adapters.local_keys import LocalKeyStore
+    from .bootstrap import home_keys
     from .domain.checkpoint import NoteSigner, audit_origin, ed25519_verifier_key
 
-    keys = LocalKeyStore(home_of(args.home))
+    keys = home_keys(home_of(args.home))
     if not getattr(args, "all", False):
         print(NoteSigner(audit_origin(args.tenant), keys.checkpoint_signing_key()).verifier_key())
         return EXIT_OK
@@ -136,8 +132,9 @@ def _verify(args: Any, home_of: Callable[[str | None], Path]) -> int:
         return EXIT_USAGE
     hmac_keys = None
     if args.home:
-        from .adapters.local_keys import LocalKeyStore
-        hmac_keys = LocalKeyStore(home_of(args.home)).audit_hmac_keys()
+        from .bootstrap import home_keys
+
+        hmac_keys = home_keys(home_of(args.home)).audit_hmac_keys()
     with open(args.file, "rb") as fh:
         try:
             header = parse_export_header(fh.readline())

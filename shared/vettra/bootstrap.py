@@ -196,3 +196,28 @@ def _lock_home(home: Path) -> Any:
         raise HomeInUse(f"{home} is in use by another running Vettra (vettra dev); "
                         "stop it or pass another --home") from None
     return handle
+
+
+# -- the CLI's own adapters (the commands that work on a home without a running server) ---
+def home_keys(home: Path) -> Any:
+    """The key store of ``home`` (files under ``keys/``), for the CLI's key and token commands."""
+    from .adapters.local_keys import LocalKeyStore
+
+    return LocalKeyStore(home)
+
+
+def home_identity(home: Path) -> Any:
+    """The token issuer a ``vettra dev`` on ``home`` accepts (its identity key)."""
+    from .adapters.clock import SystemClock
+    from .adapters.local_identity import LocalIdentity
+
+    return LocalIdentity(home_keys(home).identity_signing_key(), SystemClock())
+
+
+def home_store(home: Path) -> tuple[Any, Any]:
+    """``(keys, store)`` of ``home`` for read-side CLI commands (export, policy show);
+    the caller closes the store."""
+    from .adapters.sqlite_store import SqliteStore
+
+    keys = home_keys(home)
+    return keys, SqliteStore(home / DB_FILE, keys)

@@ -103,12 +103,9 @@ def _run_until_stopped(server: Any, ready: Any) -> None:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from .adapters.clock import SystemClock
-    from .adapters.local_identity import LocalIdentity
-    from .adapters.local_keys import LocalKeyStore
+    from .bootstrap import home_identity
 
-    keys = LocalKeyStore(_home(args.home))
-    identity = LocalIdentity(keys.identity_signing_key(), SystemClock())
+    identity = home_identity(_home(args.home))
     try:
         token = identity.issue(role=args.role, sub=args.sub, user=args.user, tenant=args.tenant,
                                ttl_s=args.ttl)
@@ -129,13 +126,14 @@ def _read_json(path: str) -> Any:
 def cmd_policy(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives import serialization
 
-    from .adapters.local_keys import LocalKeyStore, public_pem
+    from .adapters.local_keys import public_pem
+    from .bootstrap import home_keys
     from .domain.errors import VettraError
     from .domain.policy_envelope import key_id, sign_bundle, verify_bundle
 
     try:
         if args.policy_cmd == "pubkey":
-            key = LocalKeyStore(_home(args.home)).policy_signing_key().public_key()
+            key = home_keys(_home(args.home)).policy_signing_key().public_key()
             print(f"# key id {key_id(key)}")
             print(public_pem(key), end="")
             return EXIT_OK
@@ -146,7 +144,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
             if args.key:
                 private = serialization.load_pem_private_key(Path(args.key).read_bytes(), password=None)
             else:
-                private = LocalKeyStore(_home(args.home)).policy_signing_key()
+                private = home_keys(_home(args.home)).policy_signing_key()
             payload = doc.get("payload", doc) if isinstance(doc, dict) else doc
             out = json.dumps(sign_bundle(payload, private), indent=2, ensure_ascii=False) + "\n"
             if args.output:
@@ -160,7 +158,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
                 public = serialization.load_pem_public_key(Path(pem).read_bytes())
                 keys[key_id(public)] = public
         else:
-            keys = LocalKeyStore(_home(args.home)).policy_trusted_keys()
+            keys = home_keys(_home(args.home)).policy_trusted_keys()
         policy = verify_bundle(doc, keys)
         print(f"valid: policy {policy.policy_id} version {policy.version} digest {policy.digest}")
         return EXIT_OK
@@ -176,9 +174,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
 def _policy_show(args: argparse.Namespace) -> int:
     """Print the active payload (to edit, bump ``version`` and sign), verified first."""
-    from .adapters.local_keys import LocalKeyStore
-    from .adapters.sqlite_store import SqliteStore
-    from .bootstrap import DB_FILE
+    from .bootstrap import DB_FILE, home_store
     from .domain.policy_envelope import verify_bundle
 
     home = _home(args.home)
@@ -186,8 +182,7 @@ def _policy_show(args: argparse.Namespace) -> int:
         print(f"vettra policy: {home} has no store yet; run `vettra dev --home {home}` once",
               file=sys.stderr)
         return EXIT_FAIL
-    keys = LocalKeyStore(home)
-    store = SqliteStore(home / DB_FILE, keys)
+    keys, store = home_store(home)
     try:
         with store.unit_of_work(readonly=True) as uow:
             envelope = uow.policies.active(args.tenant)
@@ -210,9 +205,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     """Rotate a key of the home; older keys stay valid for verification."""
-    from .adapters.local_keys import LocalKeyStore
+    from .bootstrap import home_keys
 
-    keys = LocalKeyStore(_home(args.home))
+    keys = home_keys(_home(args.home))
     if args.which == "audit-hmac":
         key_id = keys.rotate_audit_hmac_key()
         print(f"new audit HMAC key {key_id}; earlier key ids still verify. Restart `vettra dev` to seal with it.")

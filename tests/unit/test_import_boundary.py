@@ -113,3 +113,22 @@ def test_importing_the_package_connects_nothing() -> None:
             "print(','.join(sorted(bad)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_adapters_are_built_only_in_bootstrap() -> None:
+    """Wiring in one place: outside ``adapters/`` and ``bootstrap.py`` no module calls an
+    adapter class (entry points and the CLI ask ``bootstrap`` for what they need)."""
+    adapter_classes = {node.name for path in sorted((PACKAGE / "adapters").rglob("*.py"))
+                       for node in ast.walk(ast.parse(path.read_text()))
+                       if isinstance(node, ast.ClassDef) and not node.name.startswith("_")}
+    assert {"SqliteStore", "LocalKeyStore", "LocalIdentity", "LocalTimer"} <= adapter_classes
+    outside = [p for p in sorted(PACKAGE.rglob("*.py"))
+               if "adapters" not in p.relative_to(PACKAGE).parts and p.name != "bootstrap.py"]
+    builds = []
+    for path in outside:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+                if name in adapter_classes:
+                    builds.append(f"{path.relative_to(PACKAGE)}:{node.lineno} builds {name}")
+    assert builds == []
