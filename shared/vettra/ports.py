@@ -1,8 +1,12 @@
 """Ports: the small interfaces the services depend on (cosmicpython style).
 
-Each has an embedded adapter (SQLite, in-process timer and bus, local keys) and a
-Google Cloud adapter (Firestore, Cloud Tasks, Pub/Sub, Auth0/Firebase, Secret
-Manager). Every adapter of a port passes the same contract suite in tests/contract.
+Every port has an embedded adapter (SQLite, an in-process timer and bus, local
+keys and identity). Google Cloud adapters exist so far for the store (Firestore)
+and the scheduler (Cloud Tasks); Pub/Sub, Auth0/Firebase identity and Secret
+Manager keys are still to come. The store and scheduler adapters pass one
+contract suite each in tests/contract (the in-memory fake of tests/fakes.py
+passes the store's too). Wider ports are unions of small role interfaces
+(:class:`AuditLog`, :class:`KeyStore`), so a service can depend on the part it uses.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ class Clock(abc.ABC):
         """Timezone-aware UTC now."""
 
 
-class ActionRepository(abc.ABC):
+class ActionRecords(abc.ABC):
+    """Actions by id: written once, then moved on by compare-and-set."""
+
     @abc.abstractmethod
     def get(self, action_id: str) -> Action | None: ...
 
@@ -34,6 +40,10 @@ class ActionRepository(abc.ABC):
     def update(self, action: Action, *, expected_status: str) -> None:
         """Write ``action`` only if the stored status is still ``expected_status``
         (compare-and-set: the loser of a decision race gets :class:`Conflict`)."""
+
+
+class ActionQueues(abc.ABC):
+    """The pending lists (own and quorum) and the deadlines to re-arm."""
 
     @abc.abstractmethod
     def pending(self, tenant: str, user: str, now: datetime, limit: int) -> list[Action]:
@@ -48,6 +58,10 @@ class ActionRepository(abc.ABC):
     def sweep_quorum_rows(self, limit: int) -> int:
         """Delete up to ``limit`` named-approver index rows of actions no longer pending
         (they only feed :meth:`pending`); return how many went."""
+
+
+class ActionRepository(ActionRecords, ActionQueues, abc.ABC):
+    """What a unit of work offers for actions (``uow.actions``)."""
 
 
 class IdempotencyRepository(abc.ABC):
@@ -76,7 +90,7 @@ class PolicyRepository(abc.ABC):
     def activate(self, tenant: str, envelope: dict[str, Any], version: int, digest: str) -> None: ...
 
 
-class DocumentRepository(abc.ABC):
+class Documents(abc.ABC):
     """Small documents by collection and id (sessions, step-up enrolments, challenges…).
 
     Shaped like Firestore: each document is a JSON object with an optional
@@ -102,12 +116,21 @@ class DocumentRepository(abc.ABC):
     def list(self, collection: str, owner: str, limit: int = 100) -> list[dict[str, Any]]:
         """The owner's documents, oldest first."""
 
+
+
+class DocumentRetention(abc.ABC):
+    """Dropping small documents once they can no longer matter (docs/approvals.md, Retention)."""
+
     @abc.abstractmethod
     def sweep(self, collection: str, field: str, before: datetime, limit: int) -> int:
         """Delete up to ``limit`` documents of ``collection`` whose ``field`` (an ISO 8601
         UTC time, as ``datetime.isoformat`` writes it) is before ``before``; documents
         without the field stay. Return how many went (a Firestore TTL policy or a
         batched query on the same field does this in the cloud)."""
+
+
+class DocumentRepository(Documents, DocumentRetention, abc.ABC):
+    """What a unit of work offers for documents (``uow.docs``)."""
 
 
 class AuditRecorder(abc.ABC):
@@ -143,8 +166,8 @@ class UnitOfWork(abc.ABC):
     def rollback(self) -> None: ...
 
 
-class AuditLog(abc.ABC):
-    """Read side of the audit chains, and their signed checkpoints."""
+class AuditEntries(abc.ABC):
+    """The linked entries of each chain, in sequence order."""
 
     @abc.abstractmethod
     def entries(self, chain: str, *, after: int = 0, limit: int | None = None,
@@ -153,6 +176,10 @@ class AuditLog(abc.ABC):
     @abc.abstractmethod
     def head(self, chain: str) -> tuple[int, str]:
         """``(seq, hash)`` of the last linked entry; ``(0, GENESIS_HASH)`` when empty."""
+
+
+class AuditTree(abc.ABC):
+    """Each chain as an RFC 9162 Merkle tree: its root and the hashes proofs are made of."""
 
     @abc.abstractmethod
     def tree_state(self, chain: str) -> tuple[int, bytes]:
@@ -173,6 +200,10 @@ class AuditLog(abc.ABC):
         (:mod:`vettra.domain.merkle_nodes`); nodes not yet complete are absent.
         """
 
+
+class CheckpointLog(abc.ABC):
+    """The signed checkpoints (C2SP signed notes) of each chain, one per tree size."""
+
     @abc.abstractmethod
     def add_checkpoint(self, chain: str, size: int, root: bytes, note: str) -> None: ...
 
@@ -185,6 +216,10 @@ class AuditLog(abc.ABC):
         """The newest checkpoint, without reading them all (called every tick)."""
 
 
+class AuditLog(AuditEntries, AuditTree, CheckpointLog, abc.ABC):
+    """Read side of the audit chains and their signed checkpoints (what a store exposes)."""
+
+
 class Store(abc.ABC):
     @abc.abstractmethod
     def unit_of_work(self, *, readonly: bool = False) -> UnitOfWork:
@@ -193,6 +228,10 @@ class Store(abc.ABC):
     @property
     @abc.abstractmethod
     def audit_log(self) -> AuditLog: ...
+
+    @abc.abstractmethod
+    def known_chains(self) -> list[str]:
+        """Chains that have entries (the checkpointer signs each one's tree)."""
 
     @abc.abstractmethod
     def close(self) -> None: ...
@@ -223,8 +262,8 @@ class Identity(abc.ABC):
         """Raise :class:`Unauthenticated` for anything but a valid token."""
 
 
-class KeyStore(abc.ABC):
-    """Secrets of the running mode: home directory locally, Secret Manager in the cloud."""
+class AuditKeys(abc.ABC):
+    """Keys that seal audit entries (HMAC) and sign their checkpoints (Ed25519)."""
 
     @abc.abstractmethod
     def audit_hmac_key(self) -> tuple[str, bytes]:
@@ -235,16 +274,29 @@ class KeyStore(abc.ABC):
         """Every key id that may appear in a chain (for verification after rotation)."""
 
     @abc.abstractmethod
-    def policy_trusted_keys(self) -> dict[str, Any]:
-        """Ed25519 public keys trusted to sign policy bundles, by key id."""
-
-    @abc.abstractmethod
     def checkpoint_signing_key(self) -> Any:
         """The Ed25519 private key that signs audit checkpoints now."""
 
     @abc.abstractmethod
     def checkpoint_public_keys(self) -> list[Any]:
         """Every checkpoint public key still to be accepted: current first, then retired ones."""
+
+
+class PolicyKeys(abc.ABC):
+    """Keys of signed policy bundles."""
+
+    @abc.abstractmethod
+    def policy_trusted_keys(self) -> dict[str, Any]:
+        """Ed25519 public keys trusted to sign policy bundles, by key id."""
+
+    @abc.abstractmethod
+    def policy_signing_key(self) -> Any:
+        """The Ed25519 private key this deployment signs its shipped default policy with
+        (an operator signs later versions with ``vettra policy sign``)."""
+
+
+class SecretSealer(abc.ABC):
+    """Encryption at rest for the shared secrets the store keeps (TOTP seeds)."""
 
     @abc.abstractmethod
     def seal_secret(self, plaintext: bytes, *, context: str) -> dict[str, str]:
@@ -259,3 +311,8 @@ class KeyStore(abc.ABC):
     def open_secret(self, sealed: dict[str, str], *, context: str) -> bytes:
         """The plaintext of :meth:`seal_secret`; ``ValueError`` if altered, moved to another
         ``context``, or sealed by a key this store does not hold."""
+
+
+class KeyStore(AuditKeys, PolicyKeys, SecretSealer, abc.ABC):
+    """Secrets of the running mode: the home directory locally (Secret Manager or KMS is
+    the cloud adapter still to come)."""

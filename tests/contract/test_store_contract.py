@@ -485,3 +485,15 @@ def test_quorum_rows_of_decided_actions_are_swept_and_pending_ones_stay(store) -
         assert [a.id for a in uow.actions.pending("default", "carol", T0, 100)] == [live.id]
         assert [a.id for a in uow.actions.pending("default", "dave", T0, 100)] == [live.id]
         assert uow.actions.get(done.id).status == APPROVED   # the action itself stays
+
+
+def test_an_explicit_rollback_discards_the_unit_of_work(store) -> None:
+    action = _action()
+    with store.unit_of_work() as uow:
+        uow.actions.add(action)
+        uow.audit.record(_event(action))
+        uow.rollback()
+    settle(store)
+    with store.unit_of_work(readonly=True) as uow:
+        assert uow.actions.get(action.id) is None
+    assert list(store.audit_log.entries("default")) == []
