@@ -1,4 +1,4 @@
-"""The ``vettra`` command line (API.md §CLI).
+"""The ``vettra`` command line (docs/api.md §CLI).
 
     vettra dev     [--home DIR] [--host H] [--port P] [limits: --max-connections N ...]
     vettra token   --home DIR --role agent|approver|admin --sub ID [--user UID] [--ttl S]

@@ -4,7 +4,7 @@ Google ships no Cloud Tasks emulator. PyPI ``gcloud-tasks-emulator`` implements
 CreateQueue/CreateTask/RunTask and delivers HTTP tasks at their schedule_time
 with the ``X-CloudTasks-*`` headers; it does NOT implement task-name
 de-duplication, DeleteTask, GetTask, OIDC tokens or retry backoff
-(TOOLCHAIN.md). It needs ``protobuf<5``, which clashes with our venv, so it runs
+(PyPI `gcloud-tasks-emulator`). It needs ``protobuf<5``, which clashes with our venv, so it runs
 from its own venv under ``.cache/`` (created on first use; pip from PyPI).
 
 Its gRPC server listens on ``[::]`` whatever host it is given; the launcher

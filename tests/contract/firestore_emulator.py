@@ -1,7 +1,7 @@
 """The official Firestore emulator for the contract tests: one per test session.
 
 Google ships it as the Debian package ``google-cloud-cli-firestore-emulator``
-(a Java 17 program; see ../shared/TOOLCHAIN.md). The fixture finds its
+(a Java 17 program, shipped with the Google Cloud CLI on some machines). The fixture finds its
 launcher with ``dpkg -L``, starts it on a free 127.0.0.1 port, waits until
 ``GET /`` answers ``Ok`` (about 2.5 s), hands each test a client on a project
 of its own, empties that project afterwards with the emulator's DELETE

@@ -451,7 +451,7 @@ def test_audit_export_then_verify_and_tamper(product, tmp_path: Path) -> None:
     entry_rows = [i for i, d in enumerate(parsed) if isinstance(d.get("body"), dict) and "seq" in d["body"]]
     assert len(entry_rows) >= length, (len(entry_rows), length)
 
-    # API.md: verification needs only the public key; with --home it also checks the HMACs
+    # docs/api.md: verification needs only the public key; with --home it also checks the HMACs
     for extra in ([], ["--home", home]):
         ok = run_cli("audit", "verify", str(exported), "--pubkey", pubkey, "--quiet", *extra, check=False)
         assert ok.returncode == 0, (extra, ok.stdout, ok.stderr)

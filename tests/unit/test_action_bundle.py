@@ -81,7 +81,7 @@ def test_bundle_does_not_alias_the_body():
 
 
 def test_framework_label_on_a_plain_bundle_is_kept():
-    """API.md's own example: a plain bundle that says it came from OpenAI."""
+    """docs/api.md's own example: a plain bundle that says it came from OpenAI."""
     bundle = parse_bundle({**PLAIN, "framework": "openai"})
     assert (bundle.tool, bundle.framework, bundle.call_id) == ("gmail.send_message", "openai",
                                                                None)

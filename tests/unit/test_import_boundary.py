@@ -1,6 +1,6 @@
 """The domain, services and ports never import cloud SDKs, Flask,
 functions-framework or wasmtime, nor the package's own adapters and entry points
-(STYLE.md §1): walk their ASTs, resolving relative imports, and check."""
+(docs/architecture.md): walk their ASTs, resolving relative imports, and check."""
 
 from __future__ import annotations
 

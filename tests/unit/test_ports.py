@@ -1,5 +1,5 @@
 """Ports stay small and the store contract suite calls every method of the store's ports
-(STYLE.md: ports of 1-5 methods; every adapter passes one contract suite)."""
+(docs/architecture.md: ports of 1-5 methods; every adapter passes one contract suite)."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ production setting. Where OIDC is unavailable (the emulator, local runs) a
 ``token_provider`` callable supplies a bearer token put in the task's
 ``Authorization`` header; it must stay valid until the task runs.
 
-google.api_core / google.auth exceptions never leave this module (STYLE.md §5):
+google.api_core / google.auth exceptions never leave this module (docs/architecture.md, "Rules the code keeps"):
 they become :class:`~vettra.domain.errors.Unavailable`. All google imports are
 local to the calls that need them, and nothing connects before the first call.
 """

@@ -1,7 +1,7 @@
 """The action bundle: what an agent asks to do, validated and digested.
 
 :func:`parse_bundle` reads the already-parsed JSON body of
-``POST /api/actions/intercept`` (see API.md, "Actions") and returns an
+``POST /api/actions/intercept`` (see docs/api.md, "Actions") and returns an
 :class:`ActionBundle`, or raises one :class:`ValidationFailed` whose ``errors``
 name every offending field by dotted path (RFC 9457 problem details, §3).
 
@@ -54,7 +54,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 @dataclass(frozen=True)
 class ActionBundle:
-    """A validated tool call in Vettra's own terms (API.md's action bundle)."""
+    """A validated tool call in Vettra's own terms (docs/api.md's action bundle)."""
 
     tool: str
     service: str
@@ -71,7 +71,7 @@ class ActionBundle:
     server: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form with API.md's field names (a deep copy)."""
+        """JSON-ready form with docs/api.md's field names (a deep copy)."""
         return asdict(self)
 
 

@@ -1,6 +1,6 @@
 """The action: one intercepted tool call and its life.
 
-States (API.md): ``allowed`` and ``denied`` are decided at intercept time;
+States (docs/api.md): ``allowed`` and ``denied`` are decided at intercept time;
 ``pending`` waits for a person and ends ``approved``, ``denied`` or ``expired``
 exactly once. Transitions live here so every adapter enforces the same rules.
 """
@@ -116,7 +116,7 @@ class Action:
                        reason=reason if reason is not None else self.reason)
 
     def view(self, now: datetime | None = None) -> dict[str, Any]:
-        """The API representation (API.md), expiry applied lazily when ``now`` is given."""
+        """The API representation (docs/api.md), expiry applied lazily when ``now`` is given."""
         status = self.status
         if now is not None and self.overdue(now):
             status = EXPIRED

@@ -1,4 +1,4 @@
-"""Who is calling: the authenticated principal and the three roles of API.md."""
+"""Who is calling: the authenticated principal and the three roles of docs/api.md."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Policies (``vettra.policy/v1``) and the Python reference evaluator.
 
-A policy can only make Vettra stricter than the risk levels of API.md: its
+A policy can only make Vettra stricter than the risk levels of docs/api.md: its
 thresholds may be lower than the product's (approval 20, step-up 55), and its
 rules may deny, demand approval or step-up. The one relaxation is an ``allow``
 rule lowering a *score-based* ``require_approval`` to ``allow``; it never

@@ -25,7 +25,7 @@ ALLOW = "allow"
 SEVERITY = {ALLOW: 0, REQUIRE_APPROVAL: 1, REQUIRE_STEP_UP: 2, DENY: 3}
 PENDING_LEVEL = {REQUIRE_APPROVAL: "MEDIUM", REQUIRE_STEP_UP: "HIGH"}
 
-# The product's own levels (API.md): a policy may lower these, never raise them.
+# The product's own levels (docs/api.md): a policy may lower these, never raise them.
 PRODUCT_APPROVAL_THRESHOLD = MEDIUM_FROM   # the risk levels' own bounds, defined once in risk.py
 PRODUCT_STEP_UP_THRESHOLD = HIGH_FROM
 MAX_RULES = 500

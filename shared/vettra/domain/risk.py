@@ -1,7 +1,7 @@
 """Risk scoring: the write-up's four-factor table, 0-100, deterministic.
 
 ``score = action_type (0-40) + reversibility (0-25) + blast_radius (0-20)
-+ sensitivity (0-15)``; LOW is 0-19, MEDIUM 20-54, HIGH 55-100 (API.md), and
++ sensitivity (0-15)``; LOW is 0-19, MEDIUM 20-54, HIGH 55-100 (docs/api.md), and
 financial or authorisation actions are HIGH whatever they score.
 
 The factors come from three layers, applied in this order (docs/risk.md):
@@ -77,7 +77,7 @@ class RiskAssessment:
     forced_high: bool
 
     def as_dict(self) -> dict[str, Any]:
-        """API.md's ``risk`` object (JSON-ready)."""
+        """docs/api.md's ``risk`` object (JSON-ready)."""
         return {"score": self.score, "level": self.level, "category": self.category,
                 "factors": dict(self.factors), "reasons": list(self.reasons)}
 

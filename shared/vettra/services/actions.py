@@ -49,7 +49,7 @@ def _timer_name(action_id: str) -> str:
 
 def intercept(deps: Deps, principal: Principal, body: Any,
               idempotency_key: str | None = None) -> Intercepted:
-    """Flow 1 of DESIGN.md: score, evaluate, record; idempotent on ``idempotency_key``."""
+    """Flow 1 (docs/architecture.md): score, evaluate, record; idempotent on ``idempotency_key``."""
     principal.require(AGENT)
     bundle = parse_bundle(body)
     policy = deps.policies.active(principal.tenant)

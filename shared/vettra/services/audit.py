@@ -46,7 +46,7 @@ def action_entries(deps: Deps, principal: Principal, action_id: str) -> dict[str
 
 
 def verify(deps: Deps, principal: Principal) -> dict[str, Any]:
-    """Walk the tenant's whole chain against its signed checkpoints (API.md §Audit).
+    """Walk the tenant's whole chain against its signed checkpoints (docs/api.md §Audit).
 
     Reports the first bad entry and why: hash mismatch, bad HMAC, broken link,
     gap, bad checkpoint signature, inconsistent checkpoint, or rollback.

@@ -1,4 +1,4 @@
-"""Live action events for the local dashboard (DESIGN.md flow 6, local mode).
+"""Live action events for the local dashboard (docs/architecture.md flow 6, local mode).
 
 One :class:`EventHub` per event bus fans the ``actions`` topic out to open
 streams (server-sent events, WHATWG HTML §9.2). Everything it holds is bounded:

@@ -1,6 +1,6 @@
 """``GET /api/events``: the caller's action events as server-sent events (WHATWG HTML §9.2).
 
-Local mode only (DESIGN.md flow 6): the cloud dashboard listens to Firestore, so the
+Local mode only (docs/architecture.md flow 6): the cloud dashboard listens to Firestore, so the
 route's group has no Cloud Functions target. Wire format, one block per event::
 
     id: 1718000000000042

@@ -1,4 +1,4 @@
-"""Session routes (API.md §Approvals: sessions): create, list, get, revoke, pre-authorise."""
+"""Session routes (docs/api.md §Approvals: sessions): create, list, get, revoke, pre-authorise."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Step-up routes (API.md §Approvals): enrol a factor, trigger a challenge, verify it.
+"""Step-up routes (docs/api.md §Approvals): enrol a factor, trigger a challenge, verify it.
 
 Thin: validate the body against its registered schema, call ``deps.step_up``
 (:class:`vettra.services.stepup.StepUpService`), answer JSON. Approvers and
