@@ -36,7 +36,7 @@ APPROVE_REQUEST = {
 }
 
 def _intercept_request() -> dict[str, Any]:
-    """The intercept body as domain/action_bundle.py parses it (docs/api.md; docs/action-action_bundle.md).
+    """The intercept body as domain/action_bundle.py parses it (docs/api.md; docs/action-bundle.md).
 
     Plain bundle: exactly ``tool`` + ``arguments`` and the envelope fields. Raw call:
     a framework's own tool-call object under ``tool_call``, or its fields beside
@@ -92,7 +92,7 @@ def _intercept_request() -> dict[str, Any]:
         },
     }
     return {"description": "The action bundle (docs/api.md), or a raw OpenAI/Anthropic/LangChain/MCP tool "
-                           "call under `tool_call` with `framework` naming which; see docs/action-action_bundle.md.",
+                           "call under `tool_call` with `framework` naming which; see docs/action-bundle.md.",
             # tool_call decides the shape, as action_bundle.parse_bundle does: one branch is checked
             "if": {"type": "object", "required": [action_bundle.RAW_CALL_KEY]}, "then": raw,
             "else": {"anyOf": [plain, beside]}}
