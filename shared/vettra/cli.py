@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -52,16 +53,25 @@ def cmd_dev(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     config = Config(home=_home(args.home), log_level=args.log_level)
     try:
+        sock = _listen(args.host, args.port)
+    except OSError as exc:
+        print(f"vettra dev: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
+              "stop what holds it or pick another port with --port", file=sys.stderr)
+        return EXIT_FAIL
+    try:
         runtime = bootstrap(config)
     except HomeInUse as exc:
+        sock.close()
         print(f"vettra dev: {exc}", file=sys.stderr)
         return EXIT_FAIL
     runtime.deps.settings["events_max_streams"] = limits.max_streams_per_user
     asgi = AsgiApp(runtime.app, max_body_bytes=limits.max_body_bytes, threads=limits.threads,
                    max_header_bytes=limits.max_header_bytes)
     server, _ = build(asgi, args.host, args.port, limits, log_level="warning")
-    url = f"http://{args.host}:{args.port}"
+    host, port = sock.getsockname()[:2]
+    url = f"http://{host}:{port}"
     home = config.home
+    vettra = _this_command()
     # Until uvicorn installs its own handlers (and after: it re-raises a caught signal
     # once stopped), a signal lands here: stop, never the default handler's abrupt exit,
     # so the runtime still closes (timers, store, home lock).
@@ -75,18 +85,50 @@ def cmd_dev(args: argparse.Namespace) -> int:
         def ready() -> None:
             print(f"Vettra is running at {url}  (home: {home})", flush=True)
             print("Get tokens in another shell:", flush=True)
-            print(f"  vettra token --home {home} --role agent --sub my-agent --user alice", flush=True)
-            print(f"  vettra token --home {home} --role approver --sub alice", flush=True)
+            print(f"  {vettra} token --home {shlex.quote(str(home))} --role agent --sub my-agent --user alice",
+                  flush=True)
+            print(f"  {vettra} token --home {shlex.quote(str(home))} --role approver --sub alice", flush=True)
             print(f"Try: curl {url}/health", flush=True)
 
-        _run_until_stopped(server, ready)
+        _run_until_stopped(server, ready, sock)
     finally:
         asgi.close()
         runtime.close()
     return EXIT_OK if server.started or server.should_exit else EXIT_FAIL
 
 
-def _run_until_stopped(server: Any, ready: Any) -> None:
+def _listen(host: str, port: int) -> Any:
+    """Bind the listening socket before anything else, so a busy port is one clear line."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(socket.SOMAXCONN)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def _this_command() -> str:
+    """How to run this very ``vettra`` again from another shell: the bare name when it is
+    the one on PATH, else its full path (``make dev`` runs ``.venv/bin/vettra``)."""
+    import shutil
+
+    me = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    on_path = shutil.which("vettra")
+    if me is not None and on_path and Path(on_path).resolve() == me:
+        return "vettra"
+    if me is not None and me.name == "vettra" and me.exists():
+        return shlex.quote(str(me))
+    return f"{shlex.quote(sys.executable)} -m vettra.cli"
+
+
+def _run_until_stopped(server: Any, ready: Any, sock: Any) -> None:
     import asyncio
 
     async def main() -> None:
@@ -96,7 +138,7 @@ def _run_until_stopped(server: Any, ready: Any) -> None:
             if server.started:
                 ready()
         watcher = asyncio.ensure_future(announce())
-        await server.serve()
+        await server.serve(sockets=[sock])
         watcher.cancel()
 
     asyncio.run(main())
