@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+from vettra.adapters.buffered_recorder import BufferedRecorder
 from vettra.domain.actions import PENDING, Action
 from vettra.domain.audit import GENESIS_HASH, AuditEntry, AuditEvent, link_all
 from vettra.domain.errors import Conflict, Unavailable
 from vettra.domain.merkle import CompactRange, MerkleTree, leaf_hash
-from vettra.ports import (ActionRepository, AuditLog, AuditRecorder, DocumentRepository, EventBus,
+from vettra.ports import (ActionRepository, AuditLog, DocumentRepository, EventBus,
                           IdempotencyRepository, KeyStore, PolicyRepository, Scheduler, Store,
                           UnitOfWork)
 
@@ -148,17 +149,6 @@ class _Policies(PolicyRepository):
         versions[version] = (digest, copy.deepcopy(envelope))
 
 
-class _Recorder(AuditRecorder):
-    def __init__(self) -> None:
-        self.events: list[AuditEvent] = []
-        self._linked: list[AuditEntry] = []
-
-    def record(self, event: AuditEvent) -> None:
-        self.events.append(event)
-
-    @property
-    def linked(self) -> list[AuditEntry]:
-        return self._linked
 
 
 class FakeUnitOfWork(UnitOfWork):
@@ -176,7 +166,7 @@ class FakeUnitOfWork(UnitOfWork):
         self.docs = _Docs(self._state)
         self.idempotency = _Idempotency(self._state)
         self.policies = _Policies(self._state)
-        self.audit = _Recorder()
+        self.audit = BufferedRecorder()
         self._open = True
         return self
 
@@ -193,7 +183,7 @@ class FakeUnitOfWork(UnitOfWork):
         assert self._open, "commit outside the unit of work"
         if self._store.fail_commits:
             raise Unavailable("the fake store refuses commits (fail_commits is set)")
-        recorder: _Recorder = self.audit  # type: ignore[assignment]
+        recorder: BufferedRecorder = self.audit  # type: ignore[assignment]
         key_id, key = self._store.keys.audit_hmac_key()
         linked: list[AuditEntry] = []
         for event in recorder.events:
@@ -203,7 +193,7 @@ class FakeUnitOfWork(UnitOfWork):
                              key_id=key_id, key=key)[0]
             chain.append(entry)
             linked.append(entry)
-        recorder._linked = linked
+        recorder.linked_entries = linked
         self._store._state = self._state
         self._store.committed += 1
         self._store.committed_events.extend(recorder.events)

@@ -8,29 +8,18 @@ deliveries are the ones these tests make (the embedded timer stays idle).
 from __future__ import annotations
 
 import time
-from datetime import datetime
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 import httpx
 import pytest
 
-from vettra.ports import Scheduler
 
+from ..fakes import RecordingScheduler
 from .scenarios import SEND_EMAIL
 
 EXPIRE = "/api/tasks/expire"
 
 
-class RecordingScheduler(Scheduler):
-    def __init__(self) -> None:
-        self.scheduled: list[tuple[str, datetime, dict[str, Any]]] = []
-        self.cancelled: list[str] = []
-
-    def schedule(self, name: str, due: datetime, payload: Mapping[str, Any]) -> None:
-        self.scheduled.append((name, due, dict(payload)))
-
-    def cancel(self, name: str) -> None:
-        self.cancelled.append(name)
 
 
 @pytest.fixture

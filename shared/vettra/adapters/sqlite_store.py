@@ -23,8 +23,9 @@ from typing import Any, Iterator, Sequence
 from ..domain.audit import GENESIS_HASH, AuditEntry, AuditEvent, link_all
 from ..domain.errors import Unavailable
 from ..domain.merkle import CompactRange, leaf_hash
-from ..ports import AuditLog, AuditRecorder, KeyStore, Store, UnitOfWork
+from ..ports import AuditLog, KeyStore, Store, UnitOfWork
 from . import sqlite_merkle
+from .buffered_recorder import BufferedRecorder
 from .local_files import private_sqlite
 from .sqlite_repos import SqliteActions, SqliteDocs, SqliteIdempotency, SqlitePolicies
 
@@ -102,17 +103,6 @@ def connect(path: Path | str) -> sqlite3.Connection:
     return conn
 
 
-class _Recorder(AuditRecorder):
-    def __init__(self) -> None:
-        self.events: list[AuditEvent] = []
-        self._linked: list[AuditEntry] = []
-
-    def record(self, event: AuditEvent) -> None:
-        self.events.append(event)
-
-    @property
-    def linked(self) -> list[AuditEntry]:
-        return self._linked
 
 
 class SqliteUnitOfWork(UnitOfWork):
@@ -136,7 +126,7 @@ class SqliteUnitOfWork(UnitOfWork):
         self.docs = SqliteDocs(self._conn)
         self.idempotency = SqliteIdempotency(self._conn)
         self.policies = SqlitePolicies(self._conn)
-        self.audit = _Recorder()
+        self.audit = BufferedRecorder()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -156,14 +146,14 @@ class SqliteUnitOfWork(UnitOfWork):
         assert self._conn is not None and self._open, "commit outside the unit of work"
         if self._readonly:
             raise RuntimeError("a read-only unit of work cannot commit")
-        recorder: _Recorder = self.audit  # type: ignore[assignment]
+        recorder: BufferedRecorder = self.audit  # type: ignore[assignment]
         self._persisted: list[str] = []
         if recorder.events:
-            recorder._linked = self._link(recorder.events)
+            recorder.linked_entries = self._link(recorder.events)
         self._conn.execute("COMMIT")
         self._open = False
-        if recorder._linked:
-            self._store._advance(recorder._linked, self._persisted)
+        if recorder.linked_entries:
+            self._store._advance(recorder.linked_entries, self._persisted)
 
     def _link(self, events: list[AuditEvent]) -> list[AuditEntry]:
         """Sequence ``events`` after each chain's committed head (the write lock is held)."""
