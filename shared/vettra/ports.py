@@ -239,6 +239,10 @@ class KeyStore(abc.ABC):
         """Ed25519 public keys trusted to sign policy bundles, by key id."""
 
     @abc.abstractmethod
+    def policy_signing_key(self) -> Any:
+        """The Ed25519 private key that signs the shipped default policy on a home's first boot."""
+
+    @abc.abstractmethod
     def checkpoint_signing_key(self) -> Any:
         """The Ed25519 private key that signs audit checkpoints now."""
 

@@ -32,24 +32,36 @@ __all__ = ["ALLOW", "DENY", "REQUIRE_APPROVAL", "REQUIRE_STEP_UP", "SCHEMA", "SE
 class ActionFacts(Protocol):
     """What the evaluator reads from an action bundle (``bundle.ActionBundle``)."""
 
-    tool: str
-    service: str
-    operation: str
-    arguments: dict[str, Any]
-    framework: str | None
-    session_id: str | None
-    resource: str | None
-    context: dict[str, Any]
+    @property
+    def tool(self) -> str: ...
+    @property
+    def service(self) -> str: ...
+    @property
+    def operation(self) -> str: ...
+    @property
+    def arguments(self) -> dict[str, Any]: ...
+    @property
+    def framework(self) -> str | None: ...
+    @property
+    def session_id(self) -> str | None: ...
+    @property
+    def resource(self) -> str | None: ...
+    @property
+    def context(self) -> dict[str, Any]: ...
     # also read when present: ``server`` (the MCP server the agent claims, or None)
 
 
 class RiskFacts(Protocol):
     """What the evaluator reads from a risk assessment (``risk.RiskAssessment``)."""
 
-    score: int
-    level: str
-    category: str
-    forced_high: bool
+    @property
+    def score(self) -> int: ...
+    @property
+    def level(self) -> str: ...
+    @property
+    def category(self) -> str: ...
+    @property
+    def forced_high(self) -> bool: ...
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,7 @@ def intercept(deps: Deps, principal: Principal, body: Any,
 
     # Serialised before the store's write lock is taken: the critical section only links.
     event = _intercept_event(principal, action, now)
-    record_json = action.to_record_json()
+    record_json: str | None = action.to_record_json()
     with deps.store.unit_of_work() as uow:
         if idempotency_key:
             seen = uow.idempotency.get(scope, idempotency_key)
