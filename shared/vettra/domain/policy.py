@@ -230,6 +230,7 @@ def combine_quorums(rules: list[PolicyRule]) -> dict[str, Any] | None:
     point) and the quorum is the highest ``k``. When fewer people are named by all
     rules than that ``k``, no set of approvals could ever satisfy them all.
     """
+    # the ignores below: every rule passed here has approvers (evaluate filters them)
     names = set(rules[0].approvers["of"])  # type: ignore[index]
     for rule in rules[1:]:
         names &= set(rule.approvers["of"])  # type: ignore[index]
@@ -241,6 +242,7 @@ def combine_quorums(rules: list[PolicyRule]) -> dict[str, Any] | None:
 
 def _unsatisfiable(policy: Policy, rules: list[PolicyRule]) -> PolicyDecision:
     # Fail closed: holding an action nobody can approve would only end in expiry.
+    # (the rules are combine_quorums' rules: each has approvers)
     strictest = max(rules, key=lambda r: r.approvers["quorum"])  # type: ignore[index]
     ids = ", ".join(r.id for r in rules)
     return PolicyDecision(outcome=DENY, rule_id=strictest.id, timeout_s=None,

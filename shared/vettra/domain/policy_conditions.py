@@ -165,8 +165,9 @@ def _check_operand(op: str, operand: Any, where: str, errors: list[FieldError]) 
             bad(f"expected strings of 1-{limit} characters, not blank once folded")
     elif op in LIST_OPS or op == "domain_not_in":
         want_str = op == "domain_not_in"
-        ok_item: Callable[[Any], bool] = (lambda v: isinstance(v, str) and 0 < len(v) <= MAX_OPERAND_STRING) \
-            if want_str else is_scalar
+        ok_item: Callable[[Any], bool] = (
+            (lambda v: isinstance(v, str) and 0 < len(v) <= MAX_OPERAND_STRING)
+            if want_str else is_scalar)
         if not isinstance(operand, list) or len(operand) > MAX_BRANCHES:
             bad(f"expected a list of at most {MAX_BRANCHES} items")
         elif not all(ok_item(v) for v in operand):
