@@ -21,6 +21,7 @@ dev: install
 	$(VENV)/bin/vettra dev --host $(HOST) --port $(PORT)
 
 test: install
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 bench: install

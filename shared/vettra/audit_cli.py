@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from .domain.audit_verify import EXPORT_FORMAT, LogVerifier, parse_export_header, split_export_line
-from .domain.checkpoint import NoteVerifier, verify_checkpoint
+from .domain.checkpoint import Checkpoint, NoteVerifier, verify_checkpoint
 from .domain.errors import VerificationError
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -34,7 +34,7 @@ _PROGRESS_INTERVAL_S = 0.5
 def _local(args: Any, home_of: Callable[[str | None], Path]) -> tuple[Any, Any]:
     from .bootstrap import home_store
 
-    return home_store(home_of(args.home))  # type: ignore[no-any-return]
+    return home_store(home_of(args.home))
 
 
 def _private(path: str, flags: int) -> int:
@@ -147,7 +147,8 @@ def _verify(args: Any, home_of: Callable[[str | None], Path]) -> int:
         except (OSError, VerificationError) as exc:
             print(f"vettra audit verify: bad --checkpoint: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        checkpoints, first_entry = [], None
+        checkpoints: list[Checkpoint] = []
+        first_entry = b""  # stays empty when the export has no entry lines
         for line in fh:
             if line.startswith(b'{"checkpoint":'):
                 try:
@@ -222,7 +223,7 @@ def _saved_checkpoint(path: str, verifiers: list[NoteVerifier], origin: str | No
     return cp
 
 
-def _open_checkpoint(note: str, verifiers: list[NoteVerifier], origin: str | None) -> Any:
+def _open_checkpoint(note: str, verifiers: list[NoteVerifier], origin: str | None) -> Checkpoint | None:
     for verifier in verifiers:
         try:
             return verify_checkpoint(note, verifier, origin=origin)
@@ -233,7 +234,7 @@ def _open_checkpoint(note: str, verifiers: list[NoteVerifier], origin: str | Non
 
 def add_parser(sub: Any, default_tenant: str) -> argparse.ArgumentParser:
     """``vettra audit …``; options a command cannot run without are listed under "required"."""
-    aud = sub.add_parser("audit", help="export and verify the audit log")
+    aud: argparse.ArgumentParser = sub.add_parser("audit", help="export and verify the audit log")
     asub = aud.add_subparsers(dest="audit_cmd", required=True)
     exp = asub.add_parser("export", help="write the log and its signed checkpoints as JSON Lines")
     exp.add_argument("--home")

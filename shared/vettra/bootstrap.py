@@ -88,6 +88,7 @@ def _local(config: Config, clock: Any) -> Runtime:
     from .adapters.sqlite_store import SqliteStore
     from .domain.catalogue import Catalogue
     from .domain.identity import DEFAULT_TENANT
+    from .domain.stepup import StepUpSettings
     from .entrypoints.http.app import HttpApp
     from .entrypoints.http.routes import ROUTES
     from .services import actions
@@ -96,7 +97,7 @@ def _local(config: Config, clock: Any) -> Runtime:
     from .services.policies import PolicyService
     from .services.rate_limit import RateLimitSettings, TokenBucketLimiter
     from .services.retention import SWEEP_INTERVAL_S, Sweeper
-    from .services.stepup import StepUpService, StepUpSettings
+    from .services.stepup import StepUpService
 
     prepare_home(config.home)
     home_lock = _lock_home(config.home)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+_ED25519_ONLY = "(policy bundles are signed with Ed25519)"
 SWITCH_INTERVAL_S = 0.0005
 
 
@@ -167,6 +168,7 @@ def _read_json(path: str) -> Any:
 
 def cmd_policy(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
     from .adapters.local_keys import public_pem
     from .bootstrap import home_keys
@@ -184,7 +186,10 @@ def cmd_policy(args: argparse.Namespace) -> int:
         doc = _read_json(args.file)
         if args.policy_cmd == "sign":
             if args.key:
-                private = serialization.load_pem_private_key(Path(args.key).read_bytes(), password=None)
+                loaded = serialization.load_pem_private_key(Path(args.key).read_bytes(), password=None)
+                if not isinstance(loaded, Ed25519PrivateKey):
+                    raise ValueError(f"{args.key} is not an Ed25519 private key {_ED25519_ONLY}")
+                private = loaded
             else:
                 private = home_keys(_home(args.home)).policy_signing_key()
             payload = doc.get("payload", doc) if isinstance(doc, dict) else doc
@@ -195,9 +200,11 @@ def cmd_policy(args: argparse.Namespace) -> int:
                 sys.stdout.write(out)
             return EXIT_OK
         if args.pubkey:
-            keys = {}
+            keys: dict[str, Ed25519PublicKey] = {}
             for pem in args.pubkey:
                 public = serialization.load_pem_public_key(Path(pem).read_bytes())
+                if not isinstance(public, Ed25519PublicKey):
+                    raise ValueError(f"{pem} is not an Ed25519 public key {_ED25519_ONLY}")
                 keys[key_id(public)] = public
         else:
             keys = home_keys(_home(args.home)).policy_trusted_keys()

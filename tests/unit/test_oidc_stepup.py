@@ -267,6 +267,15 @@ def test_alg_none_hmac_key_confusion_and_foreign_keys_are_refused(idp, clock) ->
     assert not failures, "\n".join(failures)
 
 
+def test_a_header_alg_that_is_not_a_string_is_refused_not_a_crash(idp, clock) -> None:
+    """A JSON array or object as ``alg`` is unhashable: it must be refused like any other alg."""
+    v = verifier(idp, clock)
+    claims = idp.claims(NONCE, now=clock.now().timestamp())
+    for alg in ([], ["RS256"], {"RS256": 1}, 256, None):
+        with pytest.raises(StepUpRequired, match="alg must be one of RS256, ES256, found "):
+            v.validate(unsigned({"alg": alg, "kid": "k1"}, claims), sub="alice")
+
+
 # -- the issuer's keys -----------------------------------------------------------------------------
 
 def test_keys_are_discovered_cached_and_refreshed_after_the_ttl(idp, clock) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from ..domain.audit import GENESIS_HASH, AuditEntry, AuditEvent
 from ..domain.errors import Conflict
@@ -27,6 +27,9 @@ from .firestore_repos import (AUDIT_CHAINS, AUDIT_HEADS, CHECKPOINTS, ENTRIES, N
                               FirestoreActions, FirestoreDocs, FirestoreIdempotency,
                               FirestorePolicies, Work, doc_key, mapped, node_key, number_key,
                               ordered_id)
+
+if TYPE_CHECKING:  # at runtime only inside sequencer(): that module imports this one
+    from .firestore_sequencer import FirestoreSequencer
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +230,7 @@ class FirestoreStore(Store):
         with mapped():
             return sorted(snap.get("chain") for snap in self.db.collection(AUDIT_HEADS).stream())
 
-    def sequencer(self, chain: str, **options: Any) -> Any:
+    def sequencer(self, chain: str, **options: Any) -> FirestoreSequencer:
         """A sequencer for ``chain`` on this store's database (see firestore_sequencer)."""
         from .firestore_sequencer import FirestoreSequencer
 

@@ -38,9 +38,11 @@ CACHE_MIN_LEVEL = 10
 CACHE_MAX_NODES = 65_536
 # Ids per query: inside SQLite's default limits (500 compound SELECT terms, 32766 parameters).
 _BATCH = 250
+#: One audit_nodes row: (chain, level, index, node hash).
+NodeRow = tuple[str, int, int, bytes]
 
 
-def completed_nodes(chain: str, tree: CompactRange, entries: Iterable[AuditEntry]) -> list[tuple]:
+def completed_nodes(chain: str, tree: CompactRange, entries: Iterable[AuditEntry]) -> list[NodeRow]:
     """Rows for the nodes ``entries`` complete, appending them to ``tree`` (a copy the caller owns)."""
     rows = []
     for entry in entries:
@@ -49,7 +51,7 @@ def completed_nodes(chain: str, tree: CompactRange, entries: Iterable[AuditEntry
     return rows
 
 
-def insert(conn: sqlite3.Connection, rows: Sequence[tuple]) -> None:
+def insert(conn: sqlite3.Connection, rows: Sequence[NodeRow]) -> None:
     if rows:
         conn.executemany(_INSERT, rows)
 

@@ -113,8 +113,8 @@ def _json_value_problems(value: Any, path: str, depth: int = 0) -> list[FieldErr
     return [FieldError(path, f"expected a JSON value, found {json_type(value)}")]
 
 
-def _check_object(body: dict, name: str, limit: int,
-                  errors: list[FieldError]) -> tuple[dict, bytes] | None:
+def _check_object(body: dict[str, Any], name: str, limit: int,
+                  errors: list[FieldError]) -> tuple[dict[str, Any], bytes] | None:
     """A free-form JSON object field within ``limit`` canonical bytes: ``(value, canonical)``."""
     value = body[name]
     if not isinstance(value, dict):
@@ -132,7 +132,7 @@ def _check_object(body: dict, name: str, limit: int,
     return value, canonical
 
 
-def _check_string(body: dict, name: str, errors: list[FieldError]) -> str | None:
+def _check_string(body: dict[str, Any], name: str, errors: list[FieldError]) -> str | None:
     value = body[name]
     if not isinstance(value, str):
         errors.append(FieldError(name, f"expected string, found {json_type(value)}"))
@@ -143,7 +143,7 @@ def _check_string(body: dict, name: str, errors: list[FieldError]) -> str | None
     return value
 
 
-def _check_envelope(body: dict, errors: list[FieldError]) -> dict[str, Any]:
+def _check_envelope(body: dict[str, Any], errors: list[FieldError]) -> dict[str, Any]:
     """Validate ``session_id``, ``resource``, ``context`` and ``timeout_s`` if present."""
     out: dict[str, Any] = {"session_id": None, "resource": None, "context": {},
                            "timeout_s": None}
@@ -176,7 +176,7 @@ def _check_envelope(body: dict, errors: list[FieldError]) -> dict[str, Any]:
     return out
 
 
-def _check_framework(body: dict, errors: list[FieldError]) -> str | None:
+def _check_framework(body: dict[str, Any], errors: list[FieldError]) -> str | None:
     value = body.get("framework", PLAIN)
     if not isinstance(value, str):
         errors.append(FieldError("framework", f"expected string, found {json_type(value)}"))
@@ -188,7 +188,7 @@ def _check_framework(body: dict, errors: list[FieldError]) -> str | None:
     return value
 
 
-def _plain_call(body: dict, errors: list[FieldError]) -> tuple[ToolCall, bytes] | None:
+def _plain_call(body: dict[str, Any], errors: list[FieldError]) -> tuple[ToolCall, bytes] | None:
     """The ``tool`` and ``arguments`` of a plain bundle; unknown keys refused."""
     for key in body:
         if key not in PLAIN_FIELDS:
@@ -210,7 +210,7 @@ def _plain_call(body: dict, errors: list[FieldError]) -> tuple[ToolCall, bytes] 
     return (ToolCall(tool, checked[0], None), checked[1]) if tool and checked else None
 
 
-def _raw_call(body: dict, framework: str,
+def _raw_call(body: dict[str, Any], framework: str,
               errors: list[FieldError]) -> tuple[ToolCall, bytes] | None:
     """Run the framework's adapter on the raw call (nested or beside the envelope)."""
     if RAW_CALL_KEY in body:

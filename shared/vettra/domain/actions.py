@@ -11,7 +11,7 @@ import json
 import secrets
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, overload
 
 from .errors import Conflict
 from .policy_schema import ON_EXPIRY_DENY
@@ -23,7 +23,8 @@ DENIED = "denied"
 EXPIRED = "expired"
 TERMINAL = frozenset({ALLOWED, APPROVED, DENIED, EXPIRED})
 
-_LEGACY_ON_EXPIRY = {"denied": ON_EXPIRY_DENY}
+# keyed by the stored value, which older records may lack
+_LEGACY_ON_EXPIRY: dict[str | None, str] = {"denied": ON_EXPIRY_DENY}
 
 ACTION_ID_PREFIX = "act_"
 _ID_BYTES = 16
@@ -34,6 +35,10 @@ def new_action_id() -> str:
     return ACTION_ID_PREFIX + secrets.token_hex(_ID_BYTES)
 
 
+@overload
+def rfc3339(moment: datetime) -> str: ...
+@overload
+def rfc3339(moment: None) -> None: ...
 def rfc3339(moment: datetime | None) -> str | None:
     """UTC RFC 3339 with millisecond precision and a ``Z`` suffix."""
     if moment is None:
@@ -41,6 +46,10 @@ def rfc3339(moment: datetime | None) -> str | None:
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+@overload
+def parse_rfc3339(text: str) -> datetime: ...
+@overload
+def parse_rfc3339(text: None) -> None: ...
 def parse_rfc3339(text: str | None) -> datetime | None:
     if text is None:
         return None
@@ -172,7 +181,7 @@ class Action:
             args_digest=record["args_digest"], framework=record["framework"],
             risk=record["risk"], status=record["status"],
             step_up_required=record["step_up_required"],
-            created_at=parse_rfc3339(record["created_at"]),  # type: ignore[arg-type]
+            created_at=parse_rfc3339(record["created_at"]),
             policy=record.get("policy") or {}, reason=record.get("reason"),
             session_id=record.get("session_id"), resource=record.get("resource"),
             context=record.get("context") or {}, call_id=record.get("call_id"),

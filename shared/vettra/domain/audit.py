@@ -135,7 +135,7 @@ def entry_mac(key: bytes, hash_hex: str) -> str:
 
 def link(event: AuditEvent, *, seq: int, prev_hash: str, key_id: str, key: bytes) -> AuditEntry:
     """Place ``event`` at ``seq`` after ``prev_hash`` and seal it."""
-    body = {"seq": seq, "chain": event.chain, "type": event.type,
+    body: dict[str, Any] = {"seq": seq, "chain": event.chain, "type": event.type,
             "action_id": event.action_id, "actor": event.actor, "user": event.user,
             "at": event.at, "data": event.data, "prev_hash": prev_hash, "key_id": key_id}
     head, tail = event._parts

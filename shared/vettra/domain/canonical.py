@@ -89,7 +89,8 @@ def _plain(value: Any, depth: int = 0) -> bool:
     if kind is str or value is None or kind is bool:
         return True
     if kind is int:
-        return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
+        safe: bool = -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER  # value is an int here
+        return safe
     if kind is dict:
         for key, item in value.items():
             if type(key) is not str or (not key.isascii() and max(key) > "\uffff"):

@@ -170,7 +170,8 @@ def classify_unknown(tool: str) -> ToolProfile:
         defaults, how = PLAIN_READ_DEFAULTS, "as a plain read: it changes nothing"
     return ToolProfile(pattern=None, category=category, description=(
         f"{tool} is not in the catalogue: classified as {category} from {basis}, {how}"),
-        known=False, **defaults)
+        known=False, reversibility=defaults["reversibility"],
+        blast_radius=defaults["blast_radius"], sensitivity=defaults["sensitivity"])
 
 
 class Catalogue:
@@ -322,6 +323,7 @@ def _parse_rule(raw: Any, where: str, problems: list[str]) -> Rule | None:
         problems.append(f"{where}: {msg}")
     if len(problems) > before:
         return None
+    assert isinstance(args, list)  # anything else was a problem above
     return Rule(args=tuple(args), op=ops[0], operand=_freeze(when[ops[0]]),
                 sets=tuple(sets.items()), reason=reason)
 

@@ -131,7 +131,7 @@ class _Fields:
         self.raw: dict[str, Any] = raw
         self.framework = framework
 
-    def one_identity(self, own: frozenset[str] | set[str], obj: dict | None = None,
+    def one_identity(self, own: frozenset[str] | set[str], obj: dict[str, Any] | None = None,
                      prefix: str = "") -> None:
         """Refuse keys that name the tool (or its arguments) the way another shape does."""
         source = self.raw if obj is None else obj
@@ -143,7 +143,7 @@ class _Fields:
     def add(self, path: str, message: str) -> None:
         self.errors.append(FieldError(path or "$", message))
 
-    def get(self, path: str, kind: type, *, required: bool, obj: dict | None = None,
+    def get(self, path: str, kind: type, *, required: bool, obj: dict[str, Any] | None = None,
             const: str | None = None, nullable: bool = False) -> Any:
         """Read ``path`` (last segment looked up in ``obj``), checking type and value."""
         source = self.raw if obj is None else obj
@@ -195,7 +195,7 @@ class _Fields:
         return ToolCall(tool, arguments, call_id, server)
 
 
-def _json_arguments(fields: _Fields, path: str, text: str | None) -> dict | None:
+def _json_arguments(fields: _Fields, path: str, text: str | None) -> dict[str, Any] | None:
     """Parse a JSON-text ``arguments`` string (OpenAI); ``""`` means no arguments."""
     if text is None:
         return None

@@ -32,24 +32,36 @@ __all__ = ["ALLOW", "DENY", "REQUIRE_APPROVAL", "REQUIRE_STEP_UP", "SCHEMA", "SE
 class ActionFacts(Protocol):
     """What the evaluator reads from an action bundle (``action_bundle.ActionBundle``)."""
 
-    tool: str
-    service: str
-    operation: str
-    arguments: dict[str, Any]
-    framework: str | None
-    session_id: str | None
-    resource: str | None
-    context: dict[str, Any]
+    @property
+    def tool(self) -> str: ...
+    @property
+    def service(self) -> str: ...
+    @property
+    def operation(self) -> str: ...
+    @property
+    def arguments(self) -> dict[str, Any]: ...
+    @property
+    def framework(self) -> str | None: ...
+    @property
+    def session_id(self) -> str | None: ...
+    @property
+    def resource(self) -> str | None: ...
+    @property
+    def context(self) -> dict[str, Any]: ...
     # also read when present: ``server`` (the MCP server the agent claims, or None)
 
 
 class RiskFacts(Protocol):
     """What the evaluator reads from a risk assessment (``risk.RiskAssessment``)."""
 
-    score: int
-    level: str
-    category: str
-    forced_high: bool
+    @property
+    def score(self) -> int: ...
+    @property
+    def level(self) -> str: ...
+    @property
+    def category(self) -> str: ...
+    @property
+    def forced_high(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -218,6 +230,7 @@ def combine_quorums(rules: list[PolicyRule]) -> dict[str, Any] | None:
     point) and the quorum is the highest ``k``. When fewer people are named by all
     rules than that ``k``, no set of approvals could ever satisfy them all.
     """
+    # the ignores below: every rule passed here has approvers (evaluate filters them)
     names = set(rules[0].approvers["of"])  # type: ignore[index]
     for rule in rules[1:]:
         names &= set(rule.approvers["of"])  # type: ignore[index]
@@ -229,6 +242,7 @@ def combine_quorums(rules: list[PolicyRule]) -> dict[str, Any] | None:
 
 def _unsatisfiable(policy: Policy, rules: list[PolicyRule]) -> PolicyDecision:
     # Fail closed: holding an action nobody can approve would only end in expiry.
+    # (the rules are combine_quorums' rules: each has approvers)
     strictest = max(rules, key=lambda r: r.approvers["quorum"])  # type: ignore[index]
     ids = ", ".join(r.id for r in rules)
     return PolicyDecision(outcome=DENY, rule_id=strictest.id, timeout_s=None,

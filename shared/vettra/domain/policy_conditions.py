@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from fnmatch import fnmatchcase, translate
 from functools import lru_cache
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeGuard
 
 from .errors import FieldError
 from .patterns import MAX_PATTERN_LENGTH
@@ -62,7 +62,7 @@ _MATCHER_CACHE = 1024  # distinct text_glob operands across the active policies
 
 # --------------------------------------------------------------------------- types
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[int | float]:
     """JSON number: int or float, never bool (``True == 1`` in Python, not in JSON)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -165,8 +165,9 @@ def _check_operand(op: str, operand: Any, where: str, errors: list[FieldError]) 
             bad(f"expected strings of 1-{limit} characters, not blank once folded")
     elif op in LIST_OPS or op == "domain_not_in":
         want_str = op == "domain_not_in"
-        ok_item = (lambda v: isinstance(v, str) and 0 < len(v) <= MAX_OPERAND_STRING) \
-            if want_str else is_scalar
+        ok_item: Callable[[Any], bool] = (
+            (lambda v: isinstance(v, str) and 0 < len(v) <= MAX_OPERAND_STRING)
+            if want_str else is_scalar)
         if not isinstance(operand, list) or len(operand) > MAX_BRANCHES:
             bad(f"expected a list of at most {MAX_BRANCHES} items")
         elif not all(ok_item(v) for v in operand):
@@ -236,7 +237,7 @@ def resolve(facts: Mapping[str, Any], path: str) -> Any:
         value = facts[path]
         return _MISSING if value is None else value
     root, _, rest = path.partition(".")
-    value: Any = facts.get(root)
+    value = facts.get(root)
     for segment in rest.split("."):
         if not isinstance(value, dict) or segment not in value:
             return _MISSING
@@ -279,8 +280,8 @@ def _leaf(op: str, value: Any, operand: Any) -> bool:
     if op in NUMBER_OPS:
         if not is_number(value):
             return False
-        return {"gt": value > operand, "gte": value >= operand,
-                "lt": value < operand, "lte": value <= operand}[op]
+        return bool({"gt": value > operand, "gte": value >= operand,
+                     "lt": value < operand, "lte": value <= operand}[op])
     if op == "in":
         return is_scalar(value) and any(json_equal(value, v) for v in operand)
     if op == "not_in":

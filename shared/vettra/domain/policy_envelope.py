@@ -71,7 +71,7 @@ def signing_input(payload: Any) -> bytes:
     return SIGNING_CONTEXT + canonical_json(payload)
 
 
-def sign_bundle(payload: dict, private_key: Ed25519PrivateKey) -> dict:
+def sign_bundle(payload: dict[str, Any], private_key: Ed25519PrivateKey) -> dict[str, Any]:
     """Validate ``payload`` and return a one-signature envelope; never signs an invalid policy."""
     Policy.from_payload(payload)
     signature = private_key.sign(signing_input(payload))
@@ -80,7 +80,7 @@ def sign_bundle(payload: dict, private_key: Ed25519PrivateKey) -> dict:
                             "sig": b64url_encode(signature)}]}
 
 
-def add_signature(envelope: dict, private_key: Ed25519PrivateKey) -> dict:
+def add_signature(envelope: dict[str, Any], private_key: Ed25519PrivateKey) -> dict[str, Any]:
     """Return a copy of ``envelope`` with one more signature (key rotation: sign with both)."""
     extra = sign_bundle(envelope["payload"], private_key)["signatures"]
     return {"payload": envelope["payload"], "signatures": list(envelope["signatures"]) + extra}
@@ -122,7 +122,7 @@ def _check_shape(envelope: Any) -> None:
         raise PolicyRejected("policy bundle envelope is malformed", errors=errors)
 
 
-def _check_signatures(envelope: dict, trusted_keys: Mapping[str, Ed25519PublicKey]) -> None:
+def _check_signatures(envelope: dict[str, Any], trusted_keys: Mapping[str, Ed25519PublicKey]) -> None:
     """At least one signature by a trusted key, and every trusted signature valid.
 
     Signatures by keys we do not know are skipped rather than fatal, so a
@@ -194,7 +194,8 @@ def is_same_payload(a: Policy, b: Policy) -> bool:
     return a.digest == b.digest
 
 
-def load_default_payload() -> dict:
+def load_default_payload() -> dict[str, Any]:
     """The shipped default policy payload (``vettra/data/default-policy.json``), unsigned."""
     text = resources.files("vettra").joinpath("data", DEFAULT_POLICY_RESOURCE).read_text("utf-8")
-    return loads_strict(text)
+    payload: dict[str, Any] = loads_strict(text)  # the shipped file is an object
+    return payload

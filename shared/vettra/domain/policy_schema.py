@@ -9,12 +9,12 @@ reverse). Limits bound the work one evaluation can cost.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 from .errors import FieldError
 from .patterns import MAX_PATTERN_LENGTH
 from .policy_conditions import validate_condition
-from .risk import HIGH_FROM, MEDIUM_FROM
+from .risk import HIGH_FROM, MEDIUM_FROM, validate_override
 
 SCHEMA = "vettra.policy/v1"
 
@@ -52,11 +52,11 @@ _REQUIRED_RULE = {"id", "effect", "tools", "reason"}
 _TIMEOUT_KEYS = ("MEDIUM", "HIGH", "max", "on_expiry")
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_keys(obj: dict, allowed: set[str], required: set[str], where: str,
+def _check_keys(obj: dict[str, Any], allowed: set[str], required: set[str], where: str,
                 errors: list[FieldError]) -> None:
     prefix = f"{where}." if where else ""
     for key in sorted(k for k in obj if k not in allowed):
@@ -105,20 +105,7 @@ def _check_timeouts(o: Any, errors: list[FieldError]) -> None:
 
 def _override_problems(override: Any) -> list[str]:
     """Problems with one risk override, judged by the risk engine that applies it."""
-    try:
-        from .risk import validate_override  # lazy: risk.py is another module's concern
-    except ImportError:
-        validate_override = None
-    if validate_override is not None:
-        return list(validate_override(override))
-    # Fallback while risk.py is absent: shape only, so nothing unknown slips through.
-    if not isinstance(override, dict) or not {"tool", "set"} <= override.keys() \
-            or not override.keys() <= {"tool", "set", "reason"}:
-        return ["expected {tool, set, reason?}"]
-    if not isinstance(override["set"], dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in override["set"].items()):
-        return ["set must map factor names to option names"]
-    return []
+    return validate_override(override)
 
 
 def _check_rule(rule: Any, where: str, errors: list[FieldError], seen: set[str]) -> None:

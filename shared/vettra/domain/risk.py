@@ -60,8 +60,10 @@ assert MAX_SCORE == 100, "the factor table must add up to 100"
 class BundleLike(Protocol):
     """The parts of an action bundle (``action_bundle.ActionBundle``) that scoring reads."""
 
-    tool: str
-    arguments: Mapping[str, Any]
+    @property
+    def tool(self) -> str: ...
+    @property
+    def arguments(self) -> Mapping[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,7 @@ def rule_holds(rule: Rule, arguments: Mapping[str, Any]) -> bool:
     """Whether the condition holds for these call arguments (never raises)."""
     values = [_lookup(arguments, path) for path in rule.args]
     if rule.op == "count_gte":
-        return sum(count_items(v) for v in values) >= rule.operand
+        return bool(sum(count_items(v) for v in values) >= rule.operand)
     present = [v for v in values if v is not _ABSENT]
     if rule.op == "present":
         return any(v not in (None, "", [], {}) for v in present)

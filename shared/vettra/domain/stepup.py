@@ -104,7 +104,9 @@ class StepUpSettings:
         if bool(oidc["oidc_issuer"]) != bool(oidc["oidc_audience"]):
             raise ValueError("OIDC step-up needs both oidc_issuer and oidc_audience, found only "
                              + ("oidc_issuer" if oidc["oidc_issuer"] else "oidc_audience"))
-        return cls(rp_id=rp_id, origins=origins or (DEFAULT_ORIGIN,), max_age_s=max_age, **oidc)
+        return cls(rp_id=rp_id, origins=origins or (DEFAULT_ORIGIN,), max_age_s=max_age,
+                   oidc_issuer=oidc["oidc_issuer"], oidc_audience=oidc["oidc_audience"],
+                   oidc_jwks_uri=oidc["oidc_jwks_uri"])
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,8 @@ _skeleton_short = lru_cache(maxsize=_FOLD_CACHE)(_skeleton)
 
 @lru_cache(maxsize=_FOLD_CACHE)
 def _script(ch: str) -> str:
-    return _categories.alias(ch)
+    alias: str = _categories.alias(ch)  # the package is untyped; alias() returns a str
+    return alias
 
 
 def is_suspicious(text: str) -> str | None:

@@ -79,7 +79,7 @@ def intercept(deps: Deps, principal: Principal, body: Any,
 
     # Serialised before the store's write lock is taken: the critical section only links.
     event = _intercept_event(principal, action, now)
-    record_json = action.to_record_json()
+    record_json: str | None = action.to_record_json()
     with deps.store.unit_of_work() as uow:
         if idempotency_key:
             seen = uow.idempotency.get(scope, idempotency_key)
@@ -275,7 +275,7 @@ def rearm_timers(deps: Deps, limit: int = 100_000) -> int:
     """At boot: every pending action with a deadline gets its timer (idempotent by name)."""
     with deps.store.unit_of_work(readonly=True) as uow:
         actions = uow.actions.pending_with_deadline(limit)
-    for action in actions:
+    for action in actions:  # pending_with_deadline: expires_at is set on each (ignore below)
         deps.scheduler.schedule(_timer_name(action.id), action.expires_at,  # type: ignore[arg-type]
                                 {"kind": EXPIRE_KIND, "action_id": action.id})
     return len(actions)

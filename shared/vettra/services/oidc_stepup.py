@@ -211,7 +211,7 @@ class IdTokenVerifier:
         """
         header = _header(id_token)
         alg = header.get("alg")
-        if alg not in ALLOWED_ALGS:
+        if not isinstance(alg, str) or alg not in ALLOWED_ALGS:  # a JSON list is unhashable
             _refuse(f"alg must be one of {', '.join(ALLOWED_ALGS)}, found {_shown(alg)}")
         key = self.keys.key_for(header.get("kid"), alg)
         try:

@@ -83,7 +83,8 @@ def assertion_options(settings: StepUpSettings, challenge: bytes, credential_ids
         rp_id=settings.rp_id, challenge=challenge, timeout=WEBAUTHN_TIMEOUT_MS,
         allow_credentials=_descriptors(credential_ids),
         user_verification=UserVerificationRequirement.PREFERRED)
-    return json.loads(options_to_json(options))
+    as_json: dict[str, Any] = json.loads(options_to_json(options))  # options_to_json emits an object
+    return as_json
 
 
 def parse_assertion(assertion: Mapping[str, Any]) -> tuple[str, AuthenticationCredential]:

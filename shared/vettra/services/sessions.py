@@ -55,12 +55,13 @@ def create(deps: Deps, principal: Principal, body: dict[str, Any]) -> dict[str, 
     now = deps.clock.now()
     ttl = int(body.get("ttl_s") or DEFAULT_TTL_S)
     agent = principal.sub if principal.role == AGENT else body.get("agent")
-    doc = {"session_id": SESSION_PREFIX + secrets.token_hex(12), "tenant": principal.tenant,
+    session_id = SESSION_PREFIX + secrets.token_hex(12)
+    doc = {"session_id": session_id, "tenant": principal.tenant,
            "user": principal.user, "agent": agent, "label": body.get("label"),
            "created_by": principal.actor, "created_at": rfc3339(now),
            "expires_at": rfc3339(now + timedelta(seconds=ttl)), "revoked_at": None, "preauth": None}
     with deps.store.unit_of_work() as uow:
-        uow.docs.create(COLLECTION, doc["session_id"], doc, owner=_owner(principal.tenant, principal.user))
+        uow.docs.create(COLLECTION, session_id, doc, owner=_owner(principal.tenant, principal.user))
         _audit(uow, "session.created", principal, doc, now, {"agent": agent, "expires_at": doc["expires_at"]})
         uow.commit()
     return _view(doc, now)

@@ -171,7 +171,7 @@ class StepUpService:
 
     def _pending_enrolment(self, uow: Any, principal: Principal, enrollment_id: str,
                            method: str, now: datetime) -> dict[str, Any]:
-        doc = uow.docs.get(PENDING_ENROLMENTS, enrollment_id)
+        doc: dict[str, Any] | None = uow.docs.get(PENDING_ENROLMENTS, enrollment_id)
         if doc is None or (doc["tenant"], doc["user"], doc["method"]) != (principal.tenant, principal.user, method):
             raise NotFound(f"no pending {method} enrolment {enrollment_id}")
         if now >= datetime.fromisoformat(doc["expires_at"]):
@@ -266,8 +266,10 @@ class StepUpService:
         return methods + ([rules.OIDC] if self.settings.oidc_enabled else [])
 
     def _assertion_options(self, uow: Any, owner: str, challenge_id: str, binding: Binding) -> dict[str, Any]:
-        return _passkeys().assertion_options(self.settings, rules.webauthn_challenge(challenge_id, binding),
-                                             [p["credential_id"] for p in uow.docs.list(PASSKEYS, owner)])
+        options: dict[str, Any] = _passkeys().assertion_options(  # the lazily loaded module is Any
+            self.settings, rules.webauthn_challenge(challenge_id, binding),
+            [p["credential_id"] for p in uow.docs.list(PASSKEYS, owner)])
+        return options
 
     # -- verification ------------------------------------------------------------------------
 
@@ -282,6 +284,7 @@ class StepUpService:
         with self._store.unit_of_work() as uow:
             challenge = self._open_challenge(uow, principal, challenge_id, now)
             binding = Binding.from_dict(challenge["binding"])
+            amr: tuple[str, ...]
             if code is not None:
                 method, amr, failure = rules.TOTP, (rules.AMR_OTP,), self._check_totp(uow, owner, code, now)
             elif id_token is not None:
@@ -308,7 +311,7 @@ class StepUpService:
                 **binding.as_dict()}
 
     def _open_challenge(self, uow: Any, principal: Principal, challenge_id: str, now: datetime) -> dict[str, Any]:
-        challenge = uow.docs.get(CHALLENGES, challenge_id)
+        challenge: dict[str, Any] | None = uow.docs.get(CHALLENGES, challenge_id)
         if challenge is None or (challenge["tenant"], challenge["user"]) != (principal.tenant, principal.user):
             raise NotFound(f"no step-up challenge {challenge_id}")
         if uow.docs.get(USED_CHALLENGES, challenge_id) is not None:

@@ -24,15 +24,17 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, TypeVar, cast
 
 from ...domain.errors import BadQuery, MethodNotAllowed, NotFound, Unauthenticated, VettraError
 from ...domain.identity import Principal
+from ...ports import Identity
 from .types import Request, Response
 
 log = logging.getLogger("vettra.http")
 
 Handler = Callable[..., Response | Awaitable[Response]]
+_T = TypeVar("_T")
 _PARAM = re.compile(r"\{(\w+)\}")
 _PARAM_PATTERN = r"(?P<\1>[A-Za-z0-9_.:-]{1,128})"
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -96,8 +98,9 @@ class Context:
             return fn(*args)
         return cls(run)
 
-    async def blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await self._blocking(fn, *args)
+    async def blocking(self, fn: Callable[..., _T], *args: Any) -> _T:
+        result: _T = await self._blocking(fn, *args)  # the pool hands back fn's own result
+        return result
 
     def waker(self, event: asyncio.Event) -> Callable[[], None]:
         """A function any thread may call to set ``event`` on this loop (the bus is thread-based)."""
@@ -156,13 +159,13 @@ def _check_query(route: Route, request: Request) -> None:
 
 
 class HttpApp:
-    def __init__(self, deps: Any, routes: list[Route], identity: Any, *, project: str = ""):
+    def __init__(self, deps: Any, routes: list[Route], identity: Identity, *, project: str = ""):
         self.deps = deps
         self.routes = routes
         self.identity = identity
         self.project = project
         # Literal templates first: a path that spells one is never a parameter's value.
-        self._static = {r.template: [] for r in routes if "{" not in r.template}
+        self._static: dict[str, list[Route]] = {r.template: [] for r in routes if "{" not in r.template}
         for r in routes:
             if r.template in self._static:
                 self._static[r.template].append(r)
@@ -248,7 +251,8 @@ class HttpApp:
         request.trace_id = request.trace_id or trace_id_of(dict(request.headers))
         try:
             route, principal = self._admit(request)
-            response = route.handler(self.deps, request, principal)
+            # not route.waits: a plain function, so its answer is a Response, not an awaitable
+            response = cast(Response, route.handler(self.deps, request, principal))
         except Exception as error:  # noqa: BLE001 - the boundary: _finish answers
             return self._failed(request, error, started)
         return self._finish(request, response, started)
@@ -261,8 +265,9 @@ class HttpApp:
         started = time.perf_counter()
         request.trace_id = request.trace_id or trace_id_of(dict(request.headers))
         try:
-            route, principal = await ctx.blocking(self._admit, request)
-            response = await route.handler(self.deps, request, principal, ctx)
+            matched, principal = await ctx.blocking(self._admit, request)
+            # route.waits: a coroutine function, so calling it gives an awaitable of a Response
+            response = await cast(Awaitable[Response], matched.handler(self.deps, request, principal, ctx))
         except Exception as error:  # noqa: BLE001 - the boundary: _finish answers
             return self._failed(request, error, started)
         return self._finish(request, response, started)

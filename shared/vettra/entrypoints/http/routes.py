@@ -216,7 +216,8 @@ ROUTES: list[Route] = [
           "The active signed policy", "getPolicy", "policy", response="POLICY_VIEW"),
     Route("POST", "/api/policy", policy_put, (ADMIN,),
           "Activate a signed policy bundle (newer version, trusted key)", "activatePolicy", "policy",
-          request="POLICY_ENVELOPE", response="POLICY_VIEW", explain=require_signed),
+          request="POLICY_ENVELOPE", response="POLICY_VIEW",
+          explain=require_signed),  # an unsigned body fails the schema: say "sign it first"
     Route("GET", "/api/openapi.json", openapi, ANY_ROLE,
           "This API's OpenAPI 3.1 document", "getOpenApi", "health"),
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from typing import Any, AsyncIterator
+from typing import Any, AsyncGenerator, AsyncIterator
 
 from ...domain.errors import BadQuery
 from ...domain.identity import ADMIN, APPROVER, Principal
@@ -142,14 +142,14 @@ class EventStream:
             self._opening.subscription.notify = None
             self._hub.close(self._opening.subscription)
 
-    async def _generate(self) -> AsyncIterator[bytes]:
+    async def _generate(self) -> AsyncGenerator[bytes, None]:
         opening, subscription = self._opening, self._opening.subscription
         if opening.reset:
             yield f"retry: {RETRY_MS}\n\n".encode() + _reset(opening.cursor, event_streams.RESET_UNKNOWN_ID)
         elif opening.replay:
             yield f"retry: {RETRY_MS}\n\n".encode()
-            for event in opening.replay:
-                yield _block(event.id, EVENT_NAME, dict(event.data))
+            for replayed in opening.replay:
+                yield _block(replayed.id, EVENT_NAME, dict(replayed.data))
         else:  # an id-only block sets the client's resume point without dispatching (§9.2.6)
             yield f"retry: {RETRY_MS}\nid: {opening.cursor}\n\n".encode()
         stopping = self._ctx.stopping

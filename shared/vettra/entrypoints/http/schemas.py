@@ -17,7 +17,8 @@ import re as _re
 
 ID = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"}
 #: Idempotency-Key (header): printable ASCII, 1-255 characters.
-IDEMPOTENCY_KEY = {"type": "string", "pattern": "^[ -~]{1,255}$", "minLength": 1, "maxLength": 255}
+IDEMPOTENCY_KEY: dict[str, Any] = {"type": "string", "pattern": "^[ -~]{1,255}$", "minLength": 1,
+                                   "maxLength": 255}
 IDEMPOTENCY_KEY_RE = _re.compile(IDEMPOTENCY_KEY["pattern"][1:-1])
 RFC3339_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
 LEVEL = {"type": "string", "enum": ["LOW", "MEDIUM", "HIGH"]}
