@@ -187,16 +187,29 @@ class Client:
 
     def __init__(self, url: str, token: str):
         host, port = url.removeprefix("http://").split(":")
-        self.conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        self.host, self.port = host, int(port)
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self._connect()
+
+    def _connect(self) -> None:
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
         self.conn.connect()
         self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
     def call(self, method: str, path: str, body: bytes | None = None) -> int:
-        self.conn.request(method, path, body=body, headers=self.headers)
-        response = self.conn.getresponse()
-        response.read()
-        return response.status
+        # The server closes a keep-alive connection idle past its timeout (5 s): reconnect once.
+        for attempt in (1, 2):
+            try:
+                self.conn.request(method, path, body=body, headers=self.headers)
+                response = self.conn.getresponse()
+                response.read()
+                return response.status
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.conn.close()
+                if attempt == 2:
+                    raise
+                self._connect()
+        raise AssertionError("unreachable")
 
 
 def _loop(kind: str, url: str, token: str, size: int, seconds: float, seed: int,
