@@ -21,6 +21,8 @@ dev: install
 	$(VENV)/bin/vettra dev --host $(HOST) --port $(PORT)
 
 test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m mypy
 	$(PY) -m pytest
 
@@ -28,6 +30,7 @@ bench: install
 	$(PY) bench/intercept.py
 	$(PY) bench/audit.py
 	$(PY) bench/approvals.py
+	$(PY) bench/canonical.py
 	$(PY) bench/store_size.py
 
 clean:

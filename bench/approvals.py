@@ -19,7 +19,7 @@ import random
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from vettra.bootstrap import Config, bootstrap
@@ -27,7 +27,10 @@ from vettra.domain.errors import Conflict
 from vettra.services import actions
 from vettra.services.action_events import ACTIONS_TOPIC
 
-SEND_EMAIL = {"tool": "gmail.send_message", "arguments": {"to": "bob@example.com", "subject": "s", "body": "b"}}
+SEND_EMAIL = {
+    "tool": "gmail.send_message",
+    "arguments": {"to": "bob@example.com", "subject": "s", "body": "b"},
+}
 TERMINAL = {"action.approved", "action.denied", "action.expired"}
 
 
@@ -45,8 +48,12 @@ def timer_accuracy(home: Path, n: int) -> tuple[list[float], list[float]]:
     done = threading.Event()
 
     def on_event(event):
-        if event["type"] == "action.decided" and event["status"] == "expired" and event["action_id"] in deadlines:
-            lateness.append((datetime.now(timezone.utc) - deadlines[event["action_id"]]).total_seconds())
+        if (
+            event["type"] == "action.decided"
+            and event["status"] == "expired"
+            and event["action_id"] in deadlines
+        ):
+            lateness.append((datetime.now(UTC) - deadlines[event["action_id"]]).total_seconds())
             if len(lateness) >= n:
                 done.set()
 
@@ -81,7 +88,9 @@ def races(home: Path, n: int) -> tuple[int, int, int]:
     rt.start()
     agent = rt.identity.authenticate(rt.identity.issue(role="agent", sub="bench", user="alice"))
     alice = rt.identity.authenticate(rt.identity.issue(role="approver", sub="alice"))
-    pending = [actions.intercept(rt.deps, agent, {**SEND_EMAIL, "timeout_s": 2}).action for _ in range(n)]
+    pending = [
+        actions.intercept(rt.deps, agent, {**SEND_EMAIL, "timeout_s": 2}).action for _ in range(n)
+    ]
     outcomes = {"approve": 0, "deny": 0, "conflict": 0}
     lock = threading.Lock()
 
@@ -97,12 +106,14 @@ def races(home: Path, n: int) -> tuple[int, int, int]:
     def at_deadline(action) -> None:
         # each action is hit at its own deadline, give or take a few milliseconds
         jitter = random.uniform(-0.02, 0.01)
-        delay = (action.expires_at - datetime.now(timezone.utc)).total_seconds() + jitter
+        delay = (action.expires_at - datetime.now(UTC)).total_seconds() + jitter
         time.sleep(max(0.0, delay))
-        hits = [threading.Thread(target=decide, args=(action.id, "approve")),
-                threading.Thread(target=decide, args=(action.id, "deny")),
-                threading.Thread(target=_quiet_expire, args=(rt.deps, action.id)),
-                threading.Thread(target=_quiet_expire, args=(rt.deps, action.id))]
+        hits = [
+            threading.Thread(target=decide, args=(action.id, "approve")),
+            threading.Thread(target=decide, args=(action.id, "deny")),
+            threading.Thread(target=_quiet_expire, args=(rt.deps, action.id)),
+            threading.Thread(target=_quiet_expire, args=(rt.deps, action.id)),
+        ]
         for t in hits:
             t.start()
         for t in hits:
@@ -130,7 +141,9 @@ def _quiet_expire(deps, action_id: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--actions", type=int, default=1000)
     parser.add_argument("--races", type=int, default=200)
     args = parser.parse_args()
@@ -140,9 +153,13 @@ def main() -> None:
     ms = [x * 1000 for x in late]
     bms = [x * 1000 for x in base]
     print(f"timer accuracy: {len(ms)}/{args.actions} expiries observed")
-    print(f"  vettra expiry lateness     p50 {pct(ms, .5):7.1f} ms   p99 {pct(ms, .99):7.1f} ms   max {max(ms):7.1f} ms")
-    print(f"  bare sched thread          p50 {pct(bms, .5):7.1f} ms   p99 {pct(bms, .99):7.1f} ms")
-    print(f"  target p99 < 250 ms -> {'met' if pct(ms, .99) < 250 else 'NOT met'}")
+    print(
+        f"  vettra expiry lateness     p50 {pct(ms, 0.5):7.1f} ms   p99 {pct(ms, 0.99):7.1f} ms   max {max(ms):7.1f} ms"
+    )
+    print(
+        f"  bare sched thread          p50 {pct(bms, 0.5):7.1f} ms   p99 {pct(bms, 0.99):7.1f} ms"
+    )
+    print(f"  target p99 < 250 ms -> {'met' if pct(ms, 0.99) < 250 else 'NOT met'}")
     print(f"\nraces: {args.races} actions x (approve, deny, expire, expire) at the deadline")
     print(f"  actions with more than one terminal entry: {multi} (must be 0)")
     print(f"  actions with no terminal entry: {none} (must be 0)")

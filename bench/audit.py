@@ -35,7 +35,13 @@ from vettra.adapters.local_keys import LocalKeyStore
 from vettra.adapters.sqlite_store import SqliteStore
 from vettra.domain.audit import GENESIS_HASH, AuditEvent, link_all
 from vettra.domain.audit_verify import LogVerifier, split_export_line
-from vettra.domain.checkpoint import Checkpoint, NoteSigner, NoteVerifier, sign_checkpoint, verify_checkpoint
+from vettra.domain.checkpoint import (
+    Checkpoint,
+    NoteSigner,
+    NoteVerifier,
+    sign_checkpoint,
+    verify_checkpoint,
+)
 from vettra.domain.merkle import CompactRange, leaf_hash
 from vettra.services.checkpoints import Checkpointer
 
@@ -46,21 +52,39 @@ KEY_ID, KEY = "hk_bench", b"k" * 32
 def event(i: int) -> AuditEvent:
     """An entry shaped like a real intercept entry (about 700 bytes exported)."""
     return AuditEvent(
-        type="action.intercepted", chain="default", actor="agent:bench", at="2026-11-30T00:00:00.000Z",
-        action_id=f"act_{i:032x}", user="alice",
-        data={"agent": "bench", "args_digest": "sha256:" + hashlib.sha256(str(i).encode()).hexdigest(),
-              "expires_at": None, "framework": "plain",
-              "policy": {"id": "default", "outcome": "allow", "rule_id": None, "version": 1},
-              "reason": "risk score 5 (LOW) is below the approval threshold",
-              "risk": {"category": "read", "level": "LOW", "score": 5}, "session_id": None,
-              "status": "allowed", "step_up_required": False, "tool": "user.get_profile"})
+        type="action.intercepted",
+        chain="default",
+        actor="agent:bench",
+        at="2026-11-30T00:00:00.000Z",
+        action_id=f"act_{i:032x}",
+        user="alice",
+        data={
+            "agent": "bench",
+            "args_digest": "sha256:" + hashlib.sha256(str(i).encode()).hexdigest(),
+            "expires_at": None,
+            "framework": "plain",
+            "policy": {"id": "default", "outcome": "allow", "rule_id": None, "version": 1},
+            "reason": "risk score 5 (LOW) is below the approval threshold",
+            "risk": {"category": "read", "level": "LOW", "score": 5},
+            "session_id": None,
+            "status": "allowed",
+            "step_up_required": False,
+            "tool": "user.get_profile",
+        },
+    )
 
 
 def build_export(n: int) -> tuple[list[str], list[Checkpoint]]:
-    entries = link_all((event(i) for i in range(n)), head_seq=0, head_hash=GENESIS_HASH, key_id=KEY_ID, key=KEY)
+    entries = link_all(
+        (event(i) for i in range(n)), head_seq=0, head_hash=GENESIS_HASH, key_id=KEY_ID, key=KEY
+    )
     lines = [e.export_line() for e in entries]
-    signer = NoteSigner("vettra.dev/audit/default", __import__(
-        "cryptography.hazmat.primitives.asymmetric.ed25519", fromlist=["x"]).Ed25519PrivateKey.generate())
+    signer = NoteSigner(
+        "vettra.dev/audit/default",
+        __import__(
+            "cryptography.hazmat.primitives.asymmetric.ed25519", fromlist=["x"]
+        ).Ed25519PrivateKey.generate(),
+    )
     verifier = NoteVerifier(signer.verifier_key())
     tree, checkpoints = CompactRange(), []
     for i, entry in enumerate(entries, 1):
@@ -145,11 +169,15 @@ def append_rate(tmp: Path, writers: int, seconds: float) -> tuple[float, float, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--entries", type=int, default=200_000)
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--proofs", action="store_true", help="proof latency at 1k vs --big entries")
+    parser.add_argument(
+        "--proofs", action="store_true", help="proof latency at 1k vs --big entries"
+    )
     parser.add_argument("--big", type=int, default=1_000_000)
     args = parser.parse_args()
 
@@ -157,23 +185,37 @@ def main() -> None:
     size = sum(len(line) for line in lines) / len(lines)
     bare = max(bare_loop(lines) for _ in range(3))
     ours = max(vettra_verify(lines, checkpoints) for _ in range(3))
-    print(f"verification of {args.entries} entries (~{size:.0f} B each, a signed checkpoint every "
-          f"{CHECKPOINT_EVERY}):")
+    print(
+        f"verification of {args.entries} entries (~{size:.0f} B each, a signed checkpoint every "
+        f"{CHECKPOINT_EVERY}):"
+    )
     print(f"  bare SHA-256 + HMAC loop      {bare:>10,.0f} entries/s")
-    print(f"  vettra verify (hash, link, HMAC, Merkle, checkpoints) {ours:>10,.0f} entries/s "
-          f"= {ours / bare:.0%} of bare")
-    print(f"  targets: >= 50% of bare -> {'met' if ours >= bare / 2 else 'NOT met'}; "
-          f">= 100,000/s -> {'met' if ours >= 100_000 else 'NOT met'}")
+    print(
+        f"  vettra verify (hash, link, HMAC, Merkle, checkpoints) {ours:>10,.0f} entries/s "
+        f"= {ours / bare:.0%} of bare"
+    )
+    print(
+        f"  targets: >= 50% of bare -> {'met' if ours >= bare / 2 else 'NOT met'}; "
+        f">= 100,000/s -> {'met' if ours >= 100_000 else 'NOT met'}"
+    )
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         bare_commits = bare_commit_rate(tmp, min(args.seconds, 3))
         rate, heads, checkpoints, total = append_rate(tmp, args.writers, args.seconds)
-    print(f"\ndurable appends with {args.writers} concurrent writers ({total} entries, chain gap-free):")
+    print(
+        f"\ndurable appends with {args.writers} concurrent writers ({total} entries, chain gap-free):"
+    )
     print(f"  bare durable SQLite commits (1 writer) {bare_commits:>8,.0f}/s")
-    print(f"  vettra appends                          {rate:>8,.0f}/s = {rate / bare_commits:.2f}x bare")
-    print(f"  head-row writes                         {heads:>8.2f}/s (design: about 1/s per chain)")
-    print(f"  checkpoint writes                       {checkpoints:>8.2f}/s (design: at most 1/s per chain)")
+    print(
+        f"  vettra appends                          {rate:>8,.0f}/s = {rate / bare_commits:.2f}x bare"
+    )
+    print(
+        f"  head-row writes                         {heads:>8.2f}/s (design: about 1/s per chain)"
+    )
+    print(
+        f"  checkpoint writes                       {checkpoints:>8.2f}/s (design: at most 1/s per chain)"
+    )
     print(f"  target >= 500 entries/s -> {'met' if rate >= 500 else 'NOT met'}")
     if args.proofs:
         print()

@@ -15,10 +15,18 @@ import rfc8785
 
 from vettra.domain.canonical import canonical_json
 
-BUNDLE = {"tool": "gmail.send_message", "framework": "plain",
-          "arguments": {"to": "bob@example.com", "cc": ["a@example.org", "d@example.net"],
-                        "subject": "Quarterly numbers", "body": "Hello Bob, " * 40, "n": 12345},
-          "context": {"reason": "weekly report", "session": "ses_1", "attempt": 1}}
+BUNDLE = {
+    "tool": "gmail.send_message",
+    "framework": "plain",
+    "arguments": {
+        "to": "bob@example.com",
+        "cc": ["a@example.org", "d@example.net"],
+        "subject": "Quarterly numbers",
+        "body": "Hello Bob, " * 40,
+        "n": 12345,
+    },
+    "context": {"reason": "weekly report", "session": "ses_1", "attempt": 1},
+}
 FLOATS = {"amounts": [1.5, 0.1, 1e-7, 3.14159, 2.5e21] * 10, "nested": {"x": 1e21, "y": -0.0}}
 REPEAT = 5
 

@@ -42,8 +42,13 @@ def pct(samples: list[float], q: float) -> float:
 
 def summary(name: str, samples_s: list[float]) -> dict:
     ms = [s * 1000 for s in samples_s]
-    return {"name": name, "n": len(ms), "p50_ms": pct(ms, 0.50), "p99_ms": pct(ms, 0.99),
-            "mean_ms": statistics.fmean(ms)}
+    return {
+        "name": name,
+        "n": len(ms),
+        "p50_ms": pct(ms, 0.50),
+        "p99_ms": pct(ms, 0.99),
+        "mean_ms": statistics.fmean(ms),
+    }
 
 
 def bare_sqlite_commit(tmp: Path, n: int) -> dict:
@@ -53,7 +58,7 @@ def bare_sqlite_commit(tmp: Path, n: int) -> dict:
     conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, doc TEXT)")
     doc = json.dumps(LOW_BUNDLE) * 4
     samples = []
-    for i in range(n):
+    for _i in range(n):
         t0 = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("INSERT INTO t (doc) VALUES (?)", (doc,))
@@ -99,9 +104,23 @@ def start_server(home: Path, source: str | None = None) -> tuple[subprocess.Pope
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if source:
         env["PYTHONPATH"] = source
-    proc = subprocess.Popen([sys.executable, "-m", "vettra.cli", "dev", "--home", str(home),
-                             "--port", str(port), "--log-level", "WARNING"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vettra.cli",
+            "dev",
+            "--home",
+            str(home),
+            "--port",
+            str(port),
+            "--log-level",
+            "WARNING",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -115,9 +134,25 @@ def start_server(home: Path, source: str | None = None) -> tuple[subprocess.Pope
 
 
 def mint(home: Path) -> str:
-    out = subprocess.run([sys.executable, "-m", "vettra.cli", "token", "--home", str(home),
-                          "--role", "agent", "--sub", "bench", "--user", "alice"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vettra.cli",
+            "token",
+            "--home",
+            str(home),
+            "--role",
+            "agent",
+            "--sub",
+            "bench",
+            "--user",
+            "alice",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip()
 
 
@@ -139,7 +174,9 @@ class Client:
         return response.status
 
 
-def _client_process(url: str, token: str, seconds: float, out: "multiprocessing.Queue[tuple[int, int]]") -> None:
+def _client_process(
+    url: str, token: str, seconds: float, out: multiprocessing.Queue[tuple[int, int]]
+) -> None:
     client = Client(url, token)
     body = json.dumps(LOW_BUNDLE).encode()
     ok = errors = 0
@@ -152,8 +189,14 @@ def _client_process(url: str, token: str, seconds: float, out: "multiprocessing.
     out.put((ok, errors))
 
 
-def over_http(tmp: Path, n: int, client_counts: list[int], seconds: float,
-              source: str | None = None, label: str = "") -> tuple[dict, list[dict]]:
+def over_http(
+    tmp: Path,
+    n: int,
+    client_counts: list[int],
+    seconds: float,
+    source: str | None = None,
+    label: str = "",
+) -> tuple[dict, list[dict]]:
     home = tmp / f"http{label}"
     proc, url = start_server(home, source)
     token = mint(home)
@@ -174,9 +217,26 @@ def over_http(tmp: Path, n: int, client_counts: list[int], seconds: float,
         throughputs = [_throughput(url, token, clients, seconds) for clients in client_counts]
         for t in throughputs:
             t["name"] = f"intercept over local HTTP{label} {t['name']}"
-        admin = subprocess.run([sys.executable, "-m", "vettra.cli", "token", "--home", str(home), "--role",
-                                "admin", "--sub", "bench-admin"], capture_output=True, text=True, check=True)
-        with httpx.Client(base_url=url, headers={"Authorization": "Bearer " + admin.stdout.strip()}) as a:
+        admin = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "vettra.cli",
+                "token",
+                "--home",
+                str(home),
+                "--role",
+                "admin",
+                "--sub",
+                "bench-admin",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        with httpx.Client(
+            base_url=url, headers={"Authorization": "Bearer " + admin.stdout.strip()}
+        ) as a:
             valid = a.get("/api/audit/verify", timeout=120).json()["valid"]
         for t in throughputs:
             t["audit_valid"] = valid
@@ -188,8 +248,10 @@ def over_http(tmp: Path, n: int, client_counts: list[int], seconds: float,
 
 def _throughput(url: str, token: str, clients: int, seconds: float) -> dict:
     results: multiprocessing.Queue = multiprocessing.Queue()
-    procs = [multiprocessing.Process(target=_client_process, args=(url, token, seconds, results))
-             for _ in range(clients)]
+    procs = [
+        multiprocessing.Process(target=_client_process, args=(url, token, seconds, results))
+        for _ in range(clients)
+    ]
     t0 = time.perf_counter()
     for p in procs:
         p.start()
@@ -198,17 +260,27 @@ def _throughput(url: str, token: str, clients: int, seconds: float) -> dict:
     for p in procs:
         p.join()
     ok, errors = sum(c[0] for c in counts), sum(c[1] for c in counts)
-    return {"name": f"({clients} keep-alive client processes)",
-            "clients": clients, "requests": ok, "errors": errors, "per_s": ok / elapsed}
+    return {
+        "name": f"({clients} keep-alive client processes)",
+        "clients": clients,
+        "requests": ok,
+        "errors": errors,
+        "per_s": ok / elapsed,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--clients", default="1,4,8", help="comma-separated client counts")
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--baseline-src", help="also measure `vettra dev` from this other tree's shared/ "
-                        "(e.g. the previous HTTP stack), interleaved in the same run")
+    parser.add_argument(
+        "--baseline-src",
+        help="also measure `vettra dev` from this other tree's shared/ "
+        "(e.g. the previous HTTP stack), interleaved in the same run",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -217,26 +289,40 @@ def main() -> None:
         counts = [int(c) for c in args.clients.split(",")]
         other = None
         if args.baseline_src:
-            other = over_http(tmp, args.n, counts, args.seconds, args.baseline_src, " [baseline tree]")
+            other = over_http(
+                tmp, args.n, counts, args.seconds, args.baseline_src, " [baseline tree]"
+            )
         latency, throughputs = over_http(tmp, args.n, counts, args.seconds)
     rows = [base, inproc, latency] + ([other[0]] if other else [])
     print(f"{'measurement':52} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'x bare p50':>11}")
     for r in rows:
-        print(f"{r['name']:52} {r['n']:>6} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {r['p50_ms'] / base['p50_ms']:>11.2f}")
+        print(
+            f"{r['name']:52} {r['n']:>6} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {r['p50_ms'] / base['p50_ms']:>11.2f}"
+        )
     print(f"\nin-process sequential: {inproc['per_s']:.0f} intercepts/s")
     for t in throughputs + (other[1] if other else []):
-        print(f"{t['name']}: {t['per_s']:.0f} intercepts/s "
-              f"({t['requests']} ok, {t['errors']} errors, audit chain valid: {t['audit_valid']})")
+        print(
+            f"{t['name']}: {t['per_s']:.0f} intercepts/s "
+            f"({t['requests']} ok, {t['errors']} errors, audit chain valid: {t['audit_valid']})"
+        )
     print(f"bare commits/s (1 writer): {1000 / base['mean_ms']:.0f}")
     if other:
-        print(f"\nthis tree vs baseline tree: HTTP p50 {latency['p50_ms'] / other[0]['p50_ms']:.2f}x; "
-              + ", ".join(f"{a['clients']} clients {a['per_s'] / b['per_s']:.2f}x"
-                          for a, b in zip(throughputs, other[1])) + " (throughput)")
+        print(
+            f"\nthis tree vs baseline tree: HTTP p50 {latency['p50_ms'] / other[0]['p50_ms']:.2f}x; "
+            + ", ".join(
+                f"{a['clients']} clients {a['per_s'] / b['per_s']:.2f}x"
+                for a, b in zip(throughputs, other[1], strict=False)
+            )
+            + " (throughput)"
+        )
     ratio = latency["p50_ms"] / inproc["p50_ms"]
     widest = max(throughputs, key=lambda t: t["clients"])
     print(f"\nHTTP p50 / in-process p50: {ratio:.2f}x")
-    print(f"targets: HTTP p50 <= {TARGET_P50_RATIO:g}x in-process -> {'met' if ratio <= TARGET_P50_RATIO else 'NOT met'}; "
-          f"{widest['clients']} clients >= {TARGET_RPS}/s -> {'met' if widest['per_s'] >= TARGET_RPS else 'NOT met'}")
+    print(
+        f"targets: HTTP p50 <= {TARGET_P50_RATIO:g}x in-process -> {'met' if ratio <= TARGET_P50_RATIO else 'NOT met'}; "
+        f"{widest['clients']} clients >= {TARGET_RPS}/s -> {'met' if widest['per_s'] >= TARGET_RPS else 'NOT met'}"
+    )
+
 
 if __name__ == "__main__":
     main()

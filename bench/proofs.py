@@ -70,9 +70,11 @@ def build_log(home: Path, n: int) -> Path:
     sha256 = hashlib.sha256
     for seq in range(1, n + 1):
         # canonical JSON (RFC 8785: keys sorted) of a minimal entry body
-        body = ('{"action_id":null,"actor":"agent:bench","at":"2026-01-01T00:00:00.000Z",'
-                f'"chain":"{CHAIN}","data":{{}},"key_id":"hk_bench","prev_hash":"{prev}",'
-                f'"seq":{seq},"type":"bench","user":"alice"}}')
+        body = (
+            '{"action_id":null,"actor":"agent:bench","at":"2026-01-01T00:00:00.000Z",'
+            f'"chain":"{CHAIN}","data":{{}},"key_id":"hk_bench","prev_hash":"{prev}",'
+            f'"seq":{seq},"type":"bench","user":"alice"}}'
+        )
         digest = sha256(body.encode()).digest()
         hash_hex = digest.hex()
         entries.append((CHAIN, seq, None, "alice", body, hash_hex, "", prev))
@@ -80,12 +82,19 @@ def build_log(home: Path, n: int) -> Path:
             nodes.append((CHAIN, level, index, node))
         prev = hash_hex
         if len(entries) >= BATCH or seq == n:
-            conn.executemany("INSERT INTO audit_entries (chain, seq, action_id, user, body, hash, mac,"
-                             " prev_hash) VALUES (?,?,?,?,?,?,?,?)", entries)
-            conn.executemany("INSERT INTO audit_nodes (chain, level, idx, hash) VALUES (?,?,?,?)", nodes)
+            conn.executemany(
+                "INSERT INTO audit_entries (chain, seq, action_id, user, body, hash, mac,"
+                " prev_hash) VALUES (?,?,?,?,?,?,?,?)",
+                entries,
+            )
+            conn.executemany(
+                "INSERT INTO audit_nodes (chain, level, idx, hash) VALUES (?,?,?,?)", nodes
+            )
             entries, nodes = [], []
-    conn.execute("INSERT INTO audit_heads (chain, seq, hash, frontier) VALUES (?,?,?,?)",
-                 (CHAIN, n, prev, json.dumps(tree.to_dict())))
+    conn.execute(
+        "INSERT INTO audit_heads (chain, seq, hash, frontier) VALUES (?,?,?,?)",
+        (CHAIN, n, prev, json.dumps(tree.to_dict())),
+    )
     conn.execute("COMMIT")
     conn.close()
     return path
@@ -100,9 +109,16 @@ def proof_latency(homes: list[Path], calls: int) -> list[dict[str, float]]:
     for home in homes:
         started = time.perf_counter()
         store = SqliteStore(home / DB_FILE, LocalKeyStore(home))
-        runs.append({"store": store, "open_s": time.perf_counter() - started,
-                     "deps": SimpleNamespace(store=store, proof_limiter=None),
-                     "size": store.audit_log.tree_state(CHAIN)[0], "inclusion": [], "consistency": []})
+        runs.append(
+            {
+                "store": store,
+                "open_s": time.perf_counter() - started,
+                "deps": SimpleNamespace(store=store, proof_limiter=None),
+                "size": store.audit_log.tree_state(CHAIN)[0],
+                "inclusion": [],
+                "consistency": [],
+            }
+        )
     rng = random.Random(7)
     for _ in range(calls):
         for run in runs:
@@ -144,6 +160,7 @@ def rebuild_latency(home: Path, calls: int) -> float:
 
 # -- live server --------------------------------------------------------------------------
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -153,9 +170,23 @@ def free_port() -> int:
 def start_server(home: Path, env_extra: dict[str, str]) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **env_extra}
-    proc = subprocess.Popen([sys.executable, "-m", "vettra.cli", "dev", "--home", str(home),
-                             "--port", str(port), "--log-level", "ERROR"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vettra.cli",
+            "dev",
+            "--home",
+            str(home),
+            "--port",
+            str(port),
+            "--log-level",
+            "ERROR",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120  # a home of 1M entries may be backfilled at open
     while time.monotonic() < deadline:
@@ -177,8 +208,21 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 def mint(home: Path, role: str, sub: str, user: str | None = None) -> str:
-    args = [sys.executable, "-m", "vettra.cli", "token", "--home", str(home), "--role", role, "--sub", sub]
-    out = subprocess.run(args + (["--user", user] if user else []), capture_output=True, text=True, check=True)
+    args = [
+        sys.executable,
+        "-m",
+        "vettra.cli",
+        "token",
+        "--home",
+        str(home),
+        "--role",
+        role,
+        "--sub",
+        sub,
+    ]
+    out = subprocess.run(
+        args + (["--user", user] if user else []), capture_output=True, text=True, check=True
+    )
     return out.stdout.strip()
 
 
@@ -212,8 +256,15 @@ class Client:
         raise AssertionError("unreachable")
 
 
-def _loop(kind: str, url: str, token: str, size: int, seconds: float, seed: int,
-          out: "multiprocessing.Queue[tuple[int, int]]") -> None:
+def _loop(
+    kind: str,
+    url: str,
+    token: str,
+    size: int,
+    seconds: float,
+    seed: int,
+    out: multiprocessing.Queue[tuple[int, int]],
+) -> None:
     client, rng = Client(url, token), random.Random(seed)
     served = limited = 0
     stop_at = time.monotonic() + seconds
@@ -240,10 +291,16 @@ def intercept_latency(client: Client, seconds: float) -> list[float]:
     return samples
 
 
-def _loaded(kind: str, url: str, tokens: list[str], size: int, agent: Client, seconds: float) -> dict:
+def _loaded(
+    kind: str, url: str, tokens: list[str], size: int, agent: Client, seconds: float
+) -> dict:
     queue: multiprocessing.Queue[tuple[int, int]] = multiprocessing.Queue()
-    workers = [multiprocessing.Process(target=_loop, args=(kind, url, token, size, seconds + 1.0, i, queue))
-               for i, token in enumerate(tokens)]
+    workers = [
+        multiprocessing.Process(
+            target=_loop, args=(kind, url, token, size, seconds + 1.0, i, queue)
+        )
+        for i, token in enumerate(tokens)
+    ]
     for w in workers:
         w.start()
     time.sleep(0.5)
@@ -251,17 +308,27 @@ def _loaded(kind: str, url: str, tokens: list[str], size: int, agent: Client, se
     results = [queue.get(timeout=60) for _ in workers]
     for w in workers:
         w.join()
-    return {"p50": statistics.median(loaded) * 1000, "p99": pct(loaded, 0.99) * 1000,
-            "served_per_s": sum(r[0] for r in results) / (seconds + 1.0), "limited": sum(r[1] for r in results)}
+    return {
+        "p50": statistics.median(loaded) * 1000,
+        "p99": pct(loaded, 0.99) * 1000,
+        "served_per_s": sum(r[0] for r in results) / (seconds + 1.0),
+        "limited": sum(r[1] for r in results),
+    }
 
 
-def under_proof_load(home: Path, loops: int, seconds: float, env_extra: dict[str, str],
-                     with_baseline: bool) -> dict:
+def under_proof_load(
+    home: Path, loops: int, seconds: float, env_extra: dict[str, str], with_baseline: bool
+) -> dict:
     proc, url = start_server(home, env_extra)
     try:
         agent = Client(url, mint(home, "agent", "bench", "alice"))
-        size = json.loads(httpx.get(url + "/api/audit/checkpoint", headers={
-            "Authorization": "Bearer " + mint(home, "admin", "ops")}, timeout=30).text)["size"]
+        size = json.loads(
+            httpx.get(
+                url + "/api/audit/checkpoint",
+                headers={"Authorization": "Bearer " + mint(home, "admin", "ops")},
+                timeout=30,
+            ).text
+        )["size"]
         intercept_latency(agent, 1.0)  # warm up
         idle = intercept_latency(agent, seconds)
         tokens = [mint(home, "agent", f"prover{i}", "alice") for i in range(loops)]
@@ -269,29 +336,47 @@ def under_proof_load(home: Path, loops: int, seconds: float, env_extra: dict[str
         proofs = _loaded("proofs", url, tokens, size, agent, seconds)
     finally:
         stop_server(proc)
-    return {"idle_p50": statistics.median(idle) * 1000, "idle_p99": pct(idle, 0.99) * 1000,
-            "health": health, "proofs": proofs, "size": size}
+    return {
+        "idle_p50": statistics.median(idle) * 1000,
+        "idle_p99": pct(idle, 0.99) * 1000,
+        "health": health,
+        "proofs": proofs,
+        "size": size,
+    }
 
 
 def print_latency(small: dict, big: dict, old_small: float, old_big: float | None) -> None:
-    print(f"proof latency, stored subtree hashes (ms; {small['size']:,} vs {big['size']:,} entries):")
+    print(
+        f"proof latency, stored subtree hashes (ms; {small['size']:,} vs {big['size']:,} entries):"
+    )
     for kind in ("inclusion", "consistency"):
         a, b = small[f"{kind}_p50"], big[f"{kind}_p50"]
-        print(f"  {kind:<12} p50 {a:6.2f} vs {b:6.2f}  p99 {small[f'{kind}_p99']:6.2f} vs "
-              f"{big[f'{kind}_p99']:6.2f}  -> {b / a:.2f}x (target <= {TARGET_RATIO:.0f}x: "
-              f"{'met' if b / a <= TARGET_RATIO else 'NOT met'})")
-    print(f"  old path (rebuild from every entry hash per call): {old_small:.2f} ms at {small['size']:,}"
-          + (f", {old_big:,.0f} ms at {big['size']:,}" if old_big is not None else
-             " (at the big size: --rebuild-big)"))
+        print(
+            f"  {kind:<12} p50 {a:6.2f} vs {b:6.2f}  p99 {small[f'{kind}_p99']:6.2f} vs "
+            f"{big[f'{kind}_p99']:6.2f}  -> {b / a:.2f}x (target <= {TARGET_RATIO:.0f}x: "
+            f"{'met' if b / a <= TARGET_RATIO else 'NOT met'})"
+        )
+    print(
+        f"  old path (rebuild from every entry hash per call): {old_small:.2f} ms at {small['size']:,}"
+        + (
+            f", {old_big:,.0f} ms at {big['size']:,}"
+            if old_big is not None
+            else " (at the big size: --rebuild-big)"
+        )
+    )
     print(f"  opening the big store (node completeness check): {big['open_s'] * 1000:.0f} ms")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--small", type=int, default=1_000)
     parser.add_argument("--big", type=int, default=1_000_000)
     parser.add_argument("--calls", type=int, default=1000)
-    parser.add_argument("--rebuild-big", action="store_true", help="time the old path once at --big")
+    parser.add_argument(
+        "--rebuild-big", action="store_true", help="time the old path once at --big"
+    )
     parser.add_argument("--live-entries", type=int, default=100_000)
     parser.add_argument("--loops", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -303,7 +388,9 @@ def main() -> None:
         t0 = time.perf_counter()
         build_log(tmp / "small", args.small)
         build_log(tmp / "big", args.big)
-        print(f"built logs of {args.small:,} and {args.big:,} entries in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"built logs of {args.small:,} and {args.big:,} entries in {time.perf_counter() - t0:.1f} s"
+        )
         small, big = proof_latency([tmp / "small", tmp / "big"], args.calls)
         old_small = rebuild_latency(tmp / "small", 20)
         old_big = rebuild_latency(tmp / "big", 1) if args.rebuild_big else None
@@ -313,16 +400,24 @@ def main() -> None:
         build_log(tmp / "live", args.live_entries)
         raised = {"VETTRA_PROOF_RATE_PER_S": "1000000", "VETTRA_PROOF_BURST": "1000000"}
         for label, env in (("limit raised", raised), ("default limit", {})):
-            r = under_proof_load(tmp / "live", args.loops, args.seconds, env, with_baseline=env is raised)
-            print(f"\nintercept latency, `vettra dev` on {r['size']:,} entries, {args.loops} loops ({label}):")
-            print(f"  idle                  p50 {r['idle_p50']:6.2f} ms  p99 {r['idle_p99']:6.2f} ms")
+            r = under_proof_load(
+                tmp / "live", args.loops, args.seconds, env, with_baseline=env is raised
+            )
+            print(
+                f"\nintercept latency, `vettra dev` on {r['size']:,} entries, {args.loops} loops ({label}):"
+            )
+            print(
+                f"  idle                  p50 {r['idle_p50']:6.2f} ms  p99 {r['idle_p99']:6.2f} ms"
+            )
             for name, row in (("8 loops on /health", r["health"]), ("8 proof loops", r["proofs"])):
                 if row is None:
                     continue
-                print(f"  {name:<21} p50 {row['p50']:6.2f} ms  p99 {row['p99']:6.2f} ms  -> p99 "
-                      f"{row['p99'] / r['idle_p99']:.2f}x idle (target for proofs <= {TARGET_RATIO:.0f}x: "
-                      f"{'met' if row['p99'] <= TARGET_RATIO * r['idle_p99'] else 'NOT met'}); "
-                      f"{row['served_per_s']:,.0f} served/s, {row['limited']:,} answered 429")
+                print(
+                    f"  {name:<21} p50 {row['p50']:6.2f} ms  p99 {row['p99']:6.2f} ms  -> p99 "
+                    f"{row['p99'] / r['idle_p99']:.2f}x idle (target for proofs <= {TARGET_RATIO:.0f}x: "
+                    f"{'met' if row['p99'] <= TARGET_RATIO * r['idle_p99'] else 'NOT met'}); "
+                    f"{row['served_per_s']:,.0f} served/s, {row['limited']:,} answered 429"
+                )
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -39,15 +40,22 @@ class Server:
     def __init__(self, runtime: Runtime, limits: Limits | None = None):
         self.runtime = runtime
         self.limits = limits or Limits()
-        self.asgi = AsgiApp(runtime.app, max_body_bytes=self.limits.max_body_bytes,
-                            threads=self.limits.threads, max_header_bytes=self.limits.max_header_bytes)
+        self.asgi = AsgiApp(
+            runtime.app,
+            max_body_bytes=self.limits.max_body_bytes,
+            threads=self.limits.threads,
+            max_header_bytes=self.limits.max_header_bytes,
+        )
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         host, port = self.sock.getsockname()[:2]
         self.uvicorn, _ = build(self.asgi, host, port, self.limits)
-        self.thread = threading.Thread(target=lambda: asyncio.run(self.uvicorn.serve([self.sock])),
-                                       daemon=True, name="test-server")
+        self.thread = threading.Thread(
+            target=lambda: asyncio.run(self.uvicorn.serve([self.sock])),
+            daemon=True,
+            name="test-server",
+        )
         self.thread.start()
         deadline = threading.Event()
         for _ in range(int(self.STARTUP_S / 0.01)):
@@ -62,8 +70,11 @@ class Server:
         return self.runtime.identity.issue(role=role, sub=sub, user=user, **kw)
 
     def client(self, role: str, sub: str, user: str | None = None) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30,
-                            headers={"Authorization": f"Bearer {self.token(role, sub, user)}"})
+        return httpx.Client(
+            base_url=self.url,
+            timeout=30,
+            headers={"Authorization": f"Bearer {self.token(role, sub, user)}"},
+        )
 
     def stop(self) -> None:
         self.uvicorn.should_exit = True

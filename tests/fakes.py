@@ -11,25 +11,39 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from vettra.adapters.buffered_recorder import BufferedRecorder
 from vettra.domain.actions import PENDING, Action
 from vettra.domain.audit import GENESIS_HASH, AuditEntry, AuditEvent, link_all
 from vettra.domain.errors import Conflict, Unavailable
 from vettra.domain.merkle import CompactRange, MerkleTree, leaf_hash
-from vettra.ports import (ActionRepository, AuditLog, DocumentRepository, EventBus,
-                          IdempotencyRepository, KeyStore, PolicyRepository, Scheduler, Store,
-                          UnitOfWork)
+from vettra.ports import (
+    ActionRepository,
+    AuditLog,
+    DocumentRepository,
+    EventBus,
+    IdempotencyRepository,
+    KeyStore,
+    PolicyRepository,
+    Scheduler,
+    Store,
+    UnitOfWork,
+)
 
 
 @dataclass
 class _State:
     actions: dict[str, Action] = field(default_factory=dict)
-    docs: dict[tuple[str, str], tuple[int, str | None, dict[str, Any]]] = field(default_factory=dict)
-    idempotency: dict[tuple[str, str], tuple[str, str, datetime | None]] = field(default_factory=dict)
+    docs: dict[tuple[str, str], tuple[int, str | None, dict[str, Any]]] = field(
+        default_factory=dict
+    )
+    idempotency: dict[tuple[str, str], tuple[str, str, datetime | None]] = field(
+        default_factory=dict
+    )
     policies: dict[str, dict[int, tuple[str, dict[str, Any]]]] = field(default_factory=dict)
     entries: dict[str, list[AuditEntry]] = field(default_factory=dict)
     created: int = 0
@@ -57,16 +71,20 @@ class _Actions(ActionRepository):
         def live(a: Action) -> bool:
             return a.status == PENDING and (a.expires_at is None or a.expires_at > now)
 
-        mine = [a for a in self._s.actions.values() if a.tenant == tenant and live(a)
-                and (a.user == user or user in a.named_approvers)]
+        mine = [
+            a
+            for a in self._s.actions.values()
+            if a.tenant == tenant and live(a) and (a.user == user or user in a.named_approvers)
+        ]
         return sorted(mine, key=lambda a: a.created_at)[:limit]
 
     def sweep_quorum_rows(self, limit: int) -> int:
-        return 0   # named approvers live on the action itself: no index rows to sweep
+        return 0  # named approvers live on the action itself: no index rows to sweep
 
     def pending_with_deadline(self, limit: int) -> list[Action]:
-        waiting = [a for a in self._s.actions.values()
-                   if a.status == PENDING and a.expires_at is not None]
+        waiting = [
+            a for a in self._s.actions.values() if a.status == PENDING and a.expires_at is not None
+        ]
         return sorted(waiting, key=lambda a: a.expires_at or a.created_at)[:limit]
 
 
@@ -78,14 +96,16 @@ class _Docs(DocumentRepository):
         found = self._s.docs.get((collection, doc_id))
         return copy.deepcopy(found[2]) if found else None
 
-    def put(self, collection: str, doc_id: str, doc: Mapping[str, Any], *,
-            owner: str | None = None) -> None:
+    def put(
+        self, collection: str, doc_id: str, doc: Mapping[str, Any], *, owner: str | None = None
+    ) -> None:
         earlier = self._s.docs.get((collection, doc_id))
         order = earlier[0] if earlier else self._next()
         self._s.docs[(collection, doc_id)] = (order, owner, copy.deepcopy(dict(doc)))
 
-    def create(self, collection: str, doc_id: str, doc: Mapping[str, Any], *,
-               owner: str | None = None) -> None:
+    def create(
+        self, collection: str, doc_id: str, doc: Mapping[str, Any], *, owner: str | None = None
+    ) -> None:
         if (collection, doc_id) in self._s.docs:
             raise Conflict(f"{collection}/{doc_id} already exists")
         self._s.docs[(collection, doc_id)] = (self._next(), owner, copy.deepcopy(dict(doc)))
@@ -94,15 +114,20 @@ class _Docs(DocumentRepository):
         self._s.docs.pop((collection, doc_id), None)
 
     def list(self, collection: str, owner: str, limit: int = 100) -> list[dict[str, Any]]:
-        rows = sorted((order, doc) for (coll, _), (order, who, doc) in self._s.docs.items()
-                      if coll == collection and who == owner)
+        rows = sorted(
+            (order, doc)
+            for (coll, _), (order, who, doc) in self._s.docs.items()
+            if coll == collection and who == owner
+        )
         return [copy.deepcopy(doc) for _, doc in rows[:limit]]
 
     def sweep(self, collection: str, field: str, before: datetime, limit: int) -> int:
         cutoff = before.isoformat()
-        old = sorted((order, doc_id) for (coll, doc_id), (order, _, doc) in self._s.docs.items()
-                     if coll == collection and isinstance(doc.get(field), str)
-                     and doc[field] < cutoff)[:limit]
+        old = sorted(
+            (order, doc_id)
+            for (coll, doc_id), (order, _, doc) in self._s.docs.items()
+            if coll == collection and isinstance(doc.get(field), str) and doc[field] < cutoff
+        )[:limit]
         for _, doc_id in old:
             del self._s.docs[(collection, doc_id)]
         return len(old)
@@ -120,15 +145,25 @@ class _Idempotency(IdempotencyRepository):
         found = self._s.idempotency.get((scope, key))
         return (found[0], found[1]) if found else None
 
-    def put(self, scope: str, key: str, request_digest: str, action_id: str, *,
-            at: datetime | None = None) -> None:
+    def put(
+        self,
+        scope: str,
+        key: str,
+        request_digest: str,
+        action_id: str,
+        *,
+        at: datetime | None = None,
+    ) -> None:
         if (scope, key) in self._s.idempotency:
             raise Conflict("Idempotency-Key already recorded")
         self._s.idempotency[(scope, key)] = (request_digest, action_id, at)
 
     def sweep(self, before: datetime, limit: int) -> int:
-        old = sorted((at, scope_key) for scope_key, (_, _, at) in self._s.idempotency.items()
-                     if at is not None and at < before)[:limit]
+        old = sorted(
+            (at, scope_key)
+            for scope_key, (_, _, at) in self._s.idempotency.items()
+            if at is not None and at < before
+        )[:limit]
         for _, scope_key in old:
             del self._s.idempotency[scope_key]
         return len(old)
@@ -149,14 +184,12 @@ class _Policies(PolicyRepository):
         versions[version] = (digest, copy.deepcopy(envelope))
 
 
-
-
 class FakeUnitOfWork(UnitOfWork):
-    def __init__(self, store: "FakeStore", readonly: bool):
+    def __init__(self, store: FakeStore, readonly: bool):
         self._store, self._readonly = store, readonly
         self._open = False
 
-    def __enter__(self) -> "FakeUnitOfWork":
+    def __enter__(self) -> FakeUnitOfWork:
         if not self._readonly:
             self._store._write_lock.acquire()
         # a write works on a copy; a read on the committed state, never mutated in place
@@ -189,8 +222,9 @@ class FakeUnitOfWork(UnitOfWork):
         for event in recorder.events:
             chain = self._state.entries.setdefault(event.chain, [])
             head_seq, head_hash = (chain[-1].seq, chain[-1].hash) if chain else (0, GENESIS_HASH)
-            entry = link_all([event], head_seq=head_seq, head_hash=head_hash,
-                             key_id=key_id, key=key)[0]
+            entry = link_all(
+                [event], head_seq=head_seq, head_hash=head_hash, key_id=key_id, key=key
+            )[0]
             chain.append(entry)
             linked.append(entry)
         recorder.linked_entries = linked
@@ -206,18 +240,29 @@ class FakeUnitOfWork(UnitOfWork):
 
 
 class _FakeAuditLog(AuditLog):
-    def __init__(self, store: "FakeStore"):
+    def __init__(self, store: FakeStore):
         self._store = store
         self._checkpoints: dict[str, dict[int, tuple[bytes, str]]] = {}
 
     def _chain(self, chain: str) -> list[AuditEntry]:
         return list(self._store._state.entries.get(chain, []))
 
-    def entries(self, chain: str, *, after: int = 0, limit: int | None = None,
-                action_id: str | None = None, user: str | None = None) -> Iterator[AuditEntry]:
-        found = [e for e in self._chain(chain) if e.seq > after
-                 and (action_id is None or e.action_id == action_id)
-                 and (user is None or e.user == user)]
+    def entries(
+        self,
+        chain: str,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        action_id: str | None = None,
+        user: str | None = None,
+    ) -> Iterator[AuditEntry]:
+        found = [
+            e
+            for e in self._chain(chain)
+            if e.seq > after
+            and (action_id is None or e.action_id == action_id)
+            and (user is None or e.user == user)
+        ]
         return iter(found[:limit] if limit is not None else found)
 
     def head(self, chain: str) -> tuple[int, str]:
@@ -234,18 +279,24 @@ class _FakeAuditLog(AuditLog):
     def entry_hashes(self, chain: str, upto: int) -> list[bytes]:
         return [bytes.fromhex(e.hash) for e in self._chain(chain)[:upto]]
 
-    def merkle_nodes(self, chain: str,
-                     ids: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    def merkle_nodes(
+        self, chain: str, ids: Sequence[tuple[int, int]]
+    ) -> dict[tuple[int, int], bytes]:
         leaves = [leaf_hash(bytes.fromhex(e.hash)) for e in self._chain(chain)]
         tree = MerkleTree(leaves)
-        return {(level, index): tree._root(index << level, (index + 1) << level)
-                for level, index in ids if (index + 1) << level <= len(leaves)}
+        return {
+            (level, index): tree._root(index << level, (index + 1) << level)
+            for level, index in ids
+            if (index + 1) << level <= len(leaves)
+        }
 
     def add_checkpoint(self, chain: str, size: int, root: bytes, note: str) -> None:
         self._checkpoints.setdefault(chain, {}).setdefault(size, (root, note))
 
     def checkpoints(self, chain: str) -> list[tuple[int, str]]:
-        return [(size, note) for size, (_, note) in sorted(self._checkpoints.get(chain, {}).items())]
+        return [
+            (size, note) for size, (_, note) in sorted(self._checkpoints.get(chain, {}).items())
+        ]
 
     def last_checkpoint(self, chain: str) -> tuple[int, str] | None:
         found = self.checkpoints(chain)
@@ -311,7 +362,8 @@ class RecordingBus(EventBus):
         for handler in list(self._subs.get(topic, ())):
             handler(event)
 
-    def subscribe(self, topic: str,
-                  handler: Callable[[Mapping[str, Any]], None]) -> Callable[[], None]:
+    def subscribe(
+        self, topic: str, handler: Callable[[Mapping[str, Any]], None]
+    ) -> Callable[[], None]:
         self._subs.setdefault(topic, []).append(handler)
         return lambda: self._subs.get(topic, []).remove(handler)

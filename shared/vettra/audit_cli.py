@@ -18,8 +18,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from .domain.audit_verify import EXPORT_FORMAT, LogVerifier, parse_export_header, split_export_line
 from .domain.checkpoint import Checkpoint, NoteVerifier, verify_checkpoint
@@ -27,7 +28,7 @@ from .domain.errors import VerificationError
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 EXIT_BROKEN_PIPE = 128 + 13  # what a Unix tool killed by SIGPIPE reports (`export | head`)
-_PROGRESS_EVERY = 20_000   # entries between two updates of the bar
+_PROGRESS_EVERY = 20_000  # entries between two updates of the bar
 _PROGRESS_INTERVAL_S = 0.5
 
 
@@ -48,8 +49,9 @@ def _private(path: str, flags: int) -> int:
 
 def export(args: Any, home_of: Callable[[str | None], Path]) -> int:
     keys, store = _local(args, home_of)
-    out: TextIO = (open(args.output, "w", encoding="utf-8", opener=_private) if args.output
-                   else sys.stdout)
+    out: TextIO = (
+        open(args.output, "w", encoding="utf-8", opener=_private) if args.output else sys.stdout
+    )
     try:
         _write_export(args, store, out)
     except BrokenPipeError:
@@ -68,8 +70,13 @@ def _write_export(args: Any, store: Any, out: TextIO) -> None:
     from .domain.checkpoint import audit_origin
 
     size, _ = store.audit_log.tree_state(args.tenant)
-    header = {"format": EXPORT_FORMAT, "origin": audit_origin(args.tenant), "chain": args.tenant,
-              "entries": size, "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    header = {
+        "format": EXPORT_FORMAT,
+        "origin": audit_origin(args.tenant),
+        "chain": args.tenant,
+        "entries": size,
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     out.write(json.dumps(header) + "\n")
     for _, note in store.audit_log.checkpoints(args.tenant):
         out.write(json.dumps({"checkpoint": note}) + "\n")
@@ -90,8 +97,12 @@ def pubkey(args: Any, home_of: Callable[[str | None], Path]) -> int:
         return EXIT_OK
     # Current first, then every retired key: old exports' checkpoints verify with one of them.
     for public in keys.checkpoint_public_keys():
-        print(ed25519_verifier_key(audit_origin(args.tenant), public.public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw)))
+        print(
+            ed25519_verifier_key(
+                audit_origin(args.tenant),
+                public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw),
+            )
+        )
     return EXIT_OK
 
 
@@ -108,22 +119,32 @@ def _progress(total: int, quiet: bool) -> Any:
     """tqdm's bar on stderr, only where stderr is a terminal (``disable=None``) and not ``--quiet``."""
     from tqdm import tqdm
 
-    return tqdm(total=total or None, unit=" entries", unit_scale=True, file=sys.stderr,
-                disable=True if quiet else None, mininterval=_PROGRESS_INTERVAL_S)
+    return tqdm(
+        total=total or None,
+        unit=" entries",
+        unit_scale=True,
+        file=sys.stderr,
+        disable=True if quiet else None,
+        mininterval=_PROGRESS_INTERVAL_S,
+    )
 
 
 def verify(args: Any, home_of: Callable[[str | None], Path]) -> int:
     try:
         return _verify(args, home_of)
     except OSError as exc:
-        print(f"vettra audit verify: cannot read {exc.filename or args.file}: {exc.strerror}",
-              file=sys.stderr)
+        print(
+            f"vettra audit verify: cannot read {exc.filename or args.file}: {exc.strerror}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
 
 
 def _verify(args: Any, home_of: Callable[[str | None], Path]) -> int:
     if not args.pubkey:
-        print("vettra audit verify: --pubkey is required (see `vettra audit pubkey`)", file=sys.stderr)
+        print(
+            "vettra audit verify: --pubkey is required (see `vettra audit pubkey`)", file=sys.stderr
+        )
         return EXIT_USAGE
     try:
         verifiers = _verifier_keys(args.pubkey)
@@ -142,8 +163,10 @@ def _verify(args: Any, home_of: Callable[[str | None], Path]) -> int:
             print(f"invalid: {exc}", file=sys.stderr)
             return EXIT_INVALID
         try:
-            saved = [_saved_checkpoint(path, verifiers, header.get("origin"))
-                     for path in getattr(args, "checkpoint", None) or []]
+            saved = [
+                _saved_checkpoint(path, verifiers, header.get("origin"))
+                for path in getattr(args, "checkpoint", None) or []
+            ]
         except (OSError, VerificationError) as exc:
             print(f"vettra audit verify: bad --checkpoint: {exc}", file=sys.stderr)
             return EXIT_USAGE
@@ -155,10 +178,17 @@ def _verify(args: Any, home_of: Callable[[str | None], Path]) -> int:
                     note = json.loads(line)["checkpoint"]
                 except (ValueError, KeyError, TypeError):
                     note = None
-                cp = _open_checkpoint(note, verifiers, header.get("origin")) if isinstance(note, str) else None
+                cp = (
+                    _open_checkpoint(note, verifiers, header.get("origin"))
+                    if isinstance(note, str)
+                    else None
+                )
                 if cp is None:
-                    print(f"invalid: bad checkpoint signature on the checkpoint line "
-                          f"#{len(checkpoints) + 1}", file=sys.stderr)
+                    print(
+                        f"invalid: bad checkpoint signature on the checkpoint line "
+                        f"#{len(checkpoints) + 1}",
+                        file=sys.stderr,
+                    )
                     return EXIT_INVALID
                 checkpoints.append(cp)
                 continue
@@ -185,14 +215,20 @@ def _verify(args: Any, home_of: Callable[[str | None], Path]) -> int:
     report = verifier.finish()
     if report.valid and report.uncovered and getattr(args, "require_covered", False):
         report.valid = False
-        report.first_invalid = {"seq": report.length - report.uncovered + 1, "reason": (
-            f"uncovered: the last {report.uncovered} entries are under no signed checkpoint "
-            "(--require-covered)")}
+        report.first_invalid = {
+            "seq": report.length - report.uncovered + 1,
+            "reason": (
+                f"uncovered: the last {report.uncovered} entries are under no signed checkpoint "
+                "(--require-covered)"
+            ),
+        }
     if report.valid:
         saved_note = f"; {report.saved_verified} saved checkpoint(s) consistent" if saved else ""
-        print(f"valid: {report.length} entries; {report.checkpoints_verified} signed checkpoint(s) "
-              f"match{saved_note}; {report.uncovered} trailing entries under no signed checkpoint; "
-              f"root {report.root_hash}; HMAC {'checked' if report.hmac_checked else 'not checked (no --home)'}")
+        print(
+            f"valid: {report.length} entries; {report.checkpoints_verified} signed checkpoint(s) "
+            f"match{saved_note}; {report.uncovered} trailing entries under no signed checkpoint; "
+            f"root {report.root_hash}; HMAC {'checked' if report.hmac_checked else 'not checked (no --home)'}"
+        )
         return EXIT_OK
     bad = report.first_invalid or {}
     print(f"invalid at seq {bad.get('seq')}: {bad.get('reason')}", file=sys.stderr)
@@ -209,21 +245,29 @@ def _saved_checkpoint(path: str, verifiers: list[NoteVerifier], origin: str | No
         doc = None
     if isinstance(doc, dict):
         if not isinstance(doc.get("note"), str):
-            raise VerificationError(f"{path}: expected the JSON of GET /api/audit/checkpoint with a "
-                                    "signed 'note' (it is null while the log is empty)")
+            raise VerificationError(
+                f"{path}: expected the JSON of GET /api/audit/checkpoint with a "
+                "signed 'note' (it is null while the log is empty)"
+            )
         text = doc["note"]
     # `jq -r .note > file` and editors add a newline; a signed note ends with exactly one.
     note = text.rstrip("\n") + "\n"
     cp = _open_checkpoint(note, verifiers, None)
     if cp is None:
-        raise VerificationError(f"{path}: expected a signed checkpoint that verifies with a --pubkey key")
+        raise VerificationError(
+            f"{path}: expected a signed checkpoint that verifies with a --pubkey key"
+        )
     if origin is not None and cp.origin != origin:
-        raise VerificationError(f"{path}: expected a checkpoint of {origin!r} (the export's log), "
-                                f"got one of {cp.origin!r}")
+        raise VerificationError(
+            f"{path}: expected a checkpoint of {origin!r} (the export's log), "
+            f"got one of {cp.origin!r}"
+        )
     return cp
 
 
-def _open_checkpoint(note: str, verifiers: list[NoteVerifier], origin: str | None) -> Checkpoint | None:
+def _open_checkpoint(
+    note: str, verifiers: list[NoteVerifier], origin: str | None
+) -> Checkpoint | None:
     for verifier in verifiers:
         try:
             return verify_checkpoint(note, verifier, origin=origin)
@@ -240,25 +284,43 @@ def add_parser(sub: Any, default_tenant: str) -> argparse.ArgumentParser:
     exp.add_argument("--home")
     exp.add_argument("--tenant", default=default_tenant)
     exp.add_argument("-o", "--output")
-    av = asub.add_parser("verify", help="verify an export offline with only the public key",
-                         description="Verify an export offline. Exit 0 valid, 1 invalid (the first "
-                                     "bad seq and why on stderr), 2 bad usage.")
+    av = asub.add_parser(
+        "verify",
+        help="verify an export offline with only the public key",
+        description="Verify an export offline. Exit 0 valid, 1 invalid (the first "
+        "bad seq and why on stderr), 2 bad usage.",
+    )
     av.add_argument("file", help="the export (JSON Lines from `vettra audit export`)")
     required = av.add_argument_group("required")
-    required.add_argument("--pubkey", action="append", required=True, metavar="KEY",
-                          help="verifier key (signed-note form, or a file holding it); repeatable "
-                               "for rotated keys (`vettra audit pubkey --all`)")
-    av.add_argument("--checkpoint", action="append", metavar="NOTE",
-                    help="a signed checkpoint saved earlier (the body of GET /api/audit/checkpoint "
-                         "or its note): the export must contain it or extend it; repeatable")
-    av.add_argument("--require-covered", action="store_true",
-                    help="fail if trailing entries are under no signed checkpoint")
+    required.add_argument(
+        "--pubkey",
+        action="append",
+        required=True,
+        metavar="KEY",
+        help="verifier key (signed-note form, or a file holding it); repeatable "
+        "for rotated keys (`vettra audit pubkey --all`)",
+    )
+    av.add_argument(
+        "--checkpoint",
+        action="append",
+        metavar="NOTE",
+        help="a signed checkpoint saved earlier (the body of GET /api/audit/checkpoint "
+        "or its note): the export must contain it or extend it; repeatable",
+    )
+    av.add_argument(
+        "--require-covered",
+        action="store_true",
+        help="fail if trailing entries are under no signed checkpoint",
+    )
     av.add_argument("--home", help="also check entry HMACs with this home's keys")
     av.add_argument("--quiet", action="store_true", help="no progress bar")
     apk = asub.add_parser("pubkey", help="print the checkpoint verifier key to publish")
     apk.add_argument("--home")
     apk.add_argument("--tenant", default=default_tenant)
-    apk.add_argument("--all", action="store_true",
-                     help="every key still trusted, current first, then retired ones (one a line): "
-                          "what verifying exports from before `vettra keys rotate checkpoint` needs")
+    apk.add_argument(
+        "--all",
+        action="store_true",
+        help="every key still trusted, current first, then retired ones (one a line): "
+        "what verifying exports from before `vettra keys rotate checkpoint` needs",
+    )
     return aud

@@ -29,12 +29,14 @@ class Config:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Config":
+    def from_env(cls, env: dict[str, str] | None = None) -> Config:
         env = dict(os.environ if env is None else env)
-        return cls(mode=env.get("VETTRA_MODE", LOCAL),
-                   home=Path(env.get("VETTRA_HOME", str(DEFAULT_HOME))).expanduser(),
-                   log_level=env.get("VETTRA_LOG_LEVEL", "INFO"),
-                   project=env.get("GOOGLE_CLOUD_PROJECT", ""))
+        return cls(
+            mode=env.get("VETTRA_MODE", LOCAL),
+            home=Path(env.get("VETTRA_HOME", str(DEFAULT_HOME))).expanduser(),
+            log_level=env.get("VETTRA_LOG_LEVEL", "INFO"),
+            project=env.get("GOOGLE_CLOUD_PROJECT", ""),
+        )
 
 
 @dataclass
@@ -106,14 +108,33 @@ def _local(config: Config, clock: Any) -> Runtime:
     store = SqliteStore(config.home / DB_FILE, keys)
     timer = LocalTimer(config.home / TIMERS_FILE, clock)
     policies = PolicyService(store, keys, clock)
-    deps = Deps(store=store, scheduler=timer, bus=InProcessEventBus(), clock=clock, keys=keys,
-                catalogue=Catalogue.default(), policies=policies,
-                step_up=StepUpService(store, clock, StepUpSettings.from_sources(config.extra, os.environ),
-                                      fetch_json=fetch_json, sealer=keys),
-                settings={"store": "sqlite", "scheduler": "local-timer", "event_bus": "in-process",
-                          "identity": "local-jwt", "verifier": "python", "home": str(config.home)},
-                proof_limiter=TokenBucketLimiter(clock, RateLimitSettings.from_sources(config.extra, os.environ),
-                                                 what="proof requests"))
+    deps = Deps(
+        store=store,
+        scheduler=timer,
+        bus=InProcessEventBus(),
+        clock=clock,
+        keys=keys,
+        catalogue=Catalogue.default(),
+        policies=policies,
+        step_up=StepUpService(
+            store,
+            clock,
+            StepUpSettings.from_sources(config.extra, os.environ),
+            fetch_json=fetch_json,
+            sealer=keys,
+        ),
+        settings={
+            "store": "sqlite",
+            "scheduler": "local-timer",
+            "event_bus": "in-process",
+            "identity": "local-jwt",
+            "verifier": "python",
+            "home": str(config.home),
+        },
+        proof_limiter=TokenBucketLimiter(
+            clock, RateLimitSettings.from_sources(config.extra, os.environ), what="proof requests"
+        ),
+    )
 
     def on_timer(payload: Any) -> None:
         if payload.get("kind") == actions.EXPIRE_KIND:
@@ -124,12 +145,24 @@ def _local(config: Config, clock: Any) -> Runtime:
     identity = LocalIdentity(keys.identity_signing_key(), clock)
     app = HttpApp(deps, ROUTES, identity, project=config.project)
     checkpointer = Checkpointer(
-        deps, store.known_chains,
+        deps,
+        store.known_chains,
         interval_s=float(config.extra.get("checkpoint_interval_s", DEFAULT_INTERVAL_S)),
-        every_entries=int(config.extra.get("checkpoint_every", DEFAULT_EVERY_ENTRIES)))
-    sweeper = Sweeper(deps, interval_s=float(config.extra.get("sweep_interval_s", SWEEP_INTERVAL_S)))
-    return Runtime(config=config, deps=deps, identity=identity, app=app, timer=timer,
-                   checkpointer=checkpointer, home_lock=home_lock, sweeper=sweeper)
+        every_entries=int(config.extra.get("checkpoint_every", DEFAULT_EVERY_ENTRIES)),
+    )
+    sweeper = Sweeper(
+        deps, interval_s=float(config.extra.get("sweep_interval_s", SWEEP_INTERVAL_S))
+    )
+    return Runtime(
+        config=config,
+        deps=deps,
+        identity=identity,
+        app=app,
+        timer=timer,
+        checkpointer=checkpointer,
+        home_lock=home_lock,
+        sweeper=sweeper,
+    )
 
 
 def fetch_json(url: str) -> Any:
@@ -170,11 +203,15 @@ def prepare_home(home: Path) -> None:
     if not home.is_dir():
         raise UnsafeHome(f"{home} is not a directory; pass another --home")
     if st.st_uid != os.geteuid():
-        raise UnsafeHome(f"{home} is owned by uid {st.st_uid}, not by this user (uid {os.geteuid()}); "
-                         "use a home of your own (--home)")
+        raise UnsafeHome(
+            f"{home} is owned by uid {st.st_uid}, not by this user (uid {os.geteuid()}); "
+            "use a home of your own (--home)"
+        )
     if st.st_mode & _SHARED_WRITE:
-        raise UnsafeHome(f"{home} is writable by group or others (mode {st.st_mode & 0o777:o}); "
-                         f"run `chmod 700 {home}` or pass another --home")
+        raise UnsafeHome(
+            f"{home} is writable by group or others (mode {st.st_mode & 0o777:o}); "
+            f"run `chmod 700 {home}` or pass another --home"
+        )
     private_dir(home)
 
 
@@ -194,8 +231,10 @@ def _lock_home(home: Path) -> Any:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise HomeInUse(f"{home} is in use by another running Vettra (vettra dev); "
-                        "stop it or pass another --home") from None
+        raise HomeInUse(
+            f"{home} is in use by another running Vettra (vettra dev); "
+            "stop it or pass another --home"
+        ) from None
     return handle
 
 

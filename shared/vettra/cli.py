@@ -1,15 +1,15 @@
 """The ``vettra`` command line (docs/api.md §CLI).
 
-    vettra dev     [--home DIR] [--host H] [--port P] [limits: --max-connections N ...]
-    vettra token   --home DIR --role agent|approver|admin --sub ID [--user UID] [--ttl S]
-    vettra policy  sign FILE [--home DIR | --key PEM] [-o OUT]
-    vettra policy  verify FILE [--home DIR | --pubkey PEM ...]
-    vettra policy  pubkey [--home DIR]
-    vettra policy  show [--home DIR] [--tenant T] [--envelope]
-    vettra audit   export [--home DIR] [-o FILE]
-    vettra audit   verify FILE --pubkey KEY [--checkpoint NOTE] [--require-covered] [--home DIR]
-    vettra audit   pubkey [--all] [--home DIR]
-    vettra keys    rotate audit-hmac|checkpoint|data [--home DIR]
+vettra dev     [--home DIR] [--host H] [--port P] [limits: --max-connections N ...]
+vettra token   --home DIR --role agent|approver|admin --sub ID [--user UID] [--ttl S]
+vettra policy  sign FILE [--home DIR | --key PEM] [-o OUT]
+vettra policy  verify FILE [--home DIR | --pubkey PEM ...]
+vettra policy  pubkey [--home DIR]
+vettra policy  show [--home DIR] [--tenant T] [--envelope]
+vettra audit   export [--home DIR] [-o FILE]
+vettra audit   verify FILE --pubkey KEY [--checkpoint NOTE] [--require-covered] [--home DIR]
+vettra audit   pubkey [--all] [--home DIR]
+vettra keys    rotate audit-hmac|checkpoint|data [--home DIR]
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import os
 import shlex
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 _ED25519_ONLY = "(policy bundles are signed with Ed25519)"
@@ -45,10 +46,15 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
     logs.configure(args.log_level)
     try:
-        limits = Limits.from_env(max_connections=args.max_connections, keep_alive_s=args.keep_alive_timeout,
-                                 head_timeout_s=args.head_timeout, max_header_bytes=args.max_header_bytes,
-                                 max_body_bytes=args.max_body_bytes, threads=args.threads,
-                                 max_streams_per_user=args.max_streams_per_user)
+        limits = Limits.from_env(
+            max_connections=args.max_connections,
+            keep_alive_s=args.keep_alive_timeout,
+            head_timeout_s=args.head_timeout,
+            max_header_bytes=args.max_header_bytes,
+            max_body_bytes=args.max_body_bytes,
+            threads=args.threads,
+            max_streams_per_user=args.max_streams_per_user,
+        )
     except ValueError as exc:
         print(f"vettra dev: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -56,8 +62,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
     try:
         sock = _listen(args.host, args.port)
     except OSError as exc:
-        print(f"vettra dev: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
-              "stop what holds it or pick another port with --port", file=sys.stderr)
+        print(
+            f"vettra dev: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
+            "stop what holds it or pick another port with --port",
+            file=sys.stderr,
+        )
         return EXIT_FAIL
     try:
         runtime = bootstrap(config)
@@ -66,13 +75,18 @@ def cmd_dev(args: argparse.Namespace) -> int:
         print(f"vettra dev: {exc}", file=sys.stderr)
         return EXIT_FAIL
     runtime.deps.settings["events_max_streams"] = limits.max_streams_per_user
-    asgi = AsgiApp(runtime.app, max_body_bytes=limits.max_body_bytes, threads=limits.threads,
-                   max_header_bytes=limits.max_header_bytes)
+    asgi = AsgiApp(
+        runtime.app,
+        max_body_bytes=limits.max_body_bytes,
+        threads=limits.threads,
+        max_header_bytes=limits.max_header_bytes,
+    )
     server, _ = build(asgi, args.host, args.port, limits, log_level="warning")
     host, port = sock.getsockname()[:2]
     url = f"http://{host}:{port}"
     home = config.home
     vettra = _this_command()
+
     # Until uvicorn installs its own handlers (and after: it re-raises a caught signal
     # once stopped), a signal lands here: stop, never the default handler's abrupt exit,
     # so the runtime still closes (timers, store, home lock).
@@ -83,12 +97,18 @@ def cmd_dev(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     runtime.start()
     try:
+
         def ready() -> None:
             print(f"Vettra is running at {url}  (home: {home})", flush=True)
             print("Get tokens in another shell:", flush=True)
-            print(f"  {vettra} token --home {shlex.quote(str(home))} --role agent --sub my-agent --user alice",
-                  flush=True)
-            print(f"  {vettra} token --home {shlex.quote(str(home))} --role approver --sub alice", flush=True)
+            print(
+                f"  {vettra} token --home {shlex.quote(str(home))} --role agent --sub my-agent --user alice",
+                flush=True,
+            )
+            print(
+                f"  {vettra} token --home {shlex.quote(str(home))} --role approver --sub alice",
+                flush=True,
+            )
             print(f"Try: curl {url}/health", flush=True)
 
         _run_until_stopped(server, ready, sock)
@@ -138,6 +158,7 @@ def _run_until_stopped(server: Any, ready: Any, sock: Any) -> None:
                 await asyncio.sleep(0.02)
             if server.started:
                 ready()
+
         watcher = asyncio.ensure_future(announce())
         await server.serve(sockets=[sock])
         watcher.cancel()
@@ -150,8 +171,9 @@ def cmd_token(args: argparse.Namespace) -> int:
 
     identity = home_identity(_home(args.home))
     try:
-        token = identity.issue(role=args.role, sub=args.sub, user=args.user, tenant=args.tenant,
-                               ttl_s=args.ttl)
+        token = identity.issue(
+            role=args.role, sub=args.sub, user=args.user, tenant=args.tenant, ttl_s=args.ttl
+        )
     except ValueError as exc:
         print(f"vettra token: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -168,7 +190,10 @@ def _read_json(path: str) -> Any:
 
 def cmd_policy(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
     from .adapters.local_keys import public_pem
     from .bootstrap import home_keys
@@ -186,7 +211,9 @@ def cmd_policy(args: argparse.Namespace) -> int:
         doc = _read_json(args.file)
         if args.policy_cmd == "sign":
             if args.key:
-                loaded = serialization.load_pem_private_key(Path(args.key).read_bytes(), password=None)
+                loaded = serialization.load_pem_private_key(
+                    Path(args.key).read_bytes(), password=None
+                )
                 if not isinstance(loaded, Ed25519PrivateKey):
                     raise ValueError(f"{args.key} is not an Ed25519 private key {_ED25519_ONLY}")
                 private = loaded
@@ -228,8 +255,10 @@ def _policy_show(args: argparse.Namespace) -> int:
 
     home = _home(args.home)
     if not (home / DB_FILE).exists():
-        print(f"vettra policy: {home} has no store yet; run `vettra dev --home {home}` once",
-              file=sys.stderr)
+        print(
+            f"vettra policy: {home} has no store yet; run `vettra dev --home {home}` once",
+            file=sys.stderr,
+        )
         return EXIT_FAIL
     keys, store = home_store(home)
     try:
@@ -241,8 +270,10 @@ def _policy_show(args: argparse.Namespace) -> int:
         print(f"vettra policy: tenant {args.tenant!r} has no active policy", file=sys.stderr)
         return EXIT_FAIL
     verify_bundle(envelope, keys.policy_trusted_keys())  # what is shown is what is in force
-    sys.stdout.write(json.dumps(envelope if args.envelope else envelope["payload"], indent=2,
-                                ensure_ascii=False) + "\n")
+    sys.stdout.write(
+        json.dumps(envelope if args.envelope else envelope["payload"], indent=2, ensure_ascii=False)
+        + "\n"
+    )
     return EXIT_OK
 
 
@@ -259,21 +290,29 @@ def cmd_keys(args: argparse.Namespace) -> int:
     keys = home_keys(_home(args.home))
     if args.which == "audit-hmac":
         key_id = keys.rotate_audit_hmac_key()
-        print(f"new audit HMAC key {key_id}; earlier key ids still verify. Restart `vettra dev` to seal with it.")
+        print(
+            f"new audit HMAC key {key_id}; earlier key ids still verify. Restart `vettra dev` to seal with it."
+        )
     elif args.which == "data":
         key_id = keys.rotate_data_key()
-        print(f"new data key {key_id}; secrets sealed with earlier keys still open. "
-              "Restart `vettra dev` to seal with it.")
+        print(
+            f"new data key {key_id}; secrets sealed with earlier keys still open. "
+            "Restart `vettra dev` to seal with it."
+        )
     else:
         keys.rotate_checkpoint_key()
-        print("new checkpoint signing key; the previous public key stays published under 'previous'.")
+        print(
+            "new checkpoint signing key; the previous public key stays published under 'previous'."
+        )
     return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .domain.identity import DEFAULT_TENANT, ROLES
 
-    parser = argparse.ArgumentParser(prog="vettra", description="Authorization layer for AI agents.")
+    parser = argparse.ArgumentParser(
+        prog="vettra", description="Authorization layer for AI agents."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     dev = sub.add_parser("dev", help="run every endpoint locally on the embedded default")
@@ -281,24 +320,49 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8080)
     dev.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    limits = dev.add_argument_group("limits (each also read from the VETTRA_* variable named; README)")
-    limits.add_argument("--max-connections", type=int, help="open connections; beyond, 503 + Retry-After "
-                        "(VETTRA_MAX_CONNECTIONS, default 4096)")
-    limits.add_argument("--keep-alive-timeout", type=float, help="seconds an idle connection stays open "
-                        "(VETTRA_KEEP_ALIVE_TIMEOUT, default 5)")
-    limits.add_argument("--head-timeout", type=float, help="seconds a request head may take to arrive; "
-                        "then 408 (VETTRA_HEAD_TIMEOUT, default 10)")
-    limits.add_argument("--max-header-bytes", type=int, help="request line + headers; beyond, 431 "
-                        "(VETTRA_MAX_HEADER_BYTES, default 16384)")
-    limits.add_argument("--max-body-bytes", type=int, help="request body; beyond, 413 "
-                        "(VETTRA_MAX_BODY_BYTES, default 262144)")
-    limits.add_argument("--threads", type=int, help="worker threads for blocking calls "
-                        "(VETTRA_THREADS, default 16)")
-    limits.add_argument("--max-streams-per-user", type=int, help="open /api/events streams per user; "
-                        "beyond, 429 (VETTRA_MAX_STREAMS_PER_USER, default 10)")
+    limits = dev.add_argument_group(
+        "limits (each also read from the VETTRA_* variable named; README)"
+    )
+    limits.add_argument(
+        "--max-connections",
+        type=int,
+        help="open connections; beyond, 503 + Retry-After (VETTRA_MAX_CONNECTIONS, default 4096)",
+    )
+    limits.add_argument(
+        "--keep-alive-timeout",
+        type=float,
+        help="seconds an idle connection stays open (VETTRA_KEEP_ALIVE_TIMEOUT, default 5)",
+    )
+    limits.add_argument(
+        "--head-timeout",
+        type=float,
+        help="seconds a request head may take to arrive; "
+        "then 408 (VETTRA_HEAD_TIMEOUT, default 10)",
+    )
+    limits.add_argument(
+        "--max-header-bytes",
+        type=int,
+        help="request line + headers; beyond, 431 (VETTRA_MAX_HEADER_BYTES, default 16384)",
+    )
+    limits.add_argument(
+        "--max-body-bytes",
+        type=int,
+        help="request body; beyond, 413 (VETTRA_MAX_BODY_BYTES, default 262144)",
+    )
+    limits.add_argument(
+        "--threads", type=int, help="worker threads for blocking calls (VETTRA_THREADS, default 16)"
+    )
+    limits.add_argument(
+        "--max-streams-per-user",
+        type=int,
+        help="open /api/events streams per user; "
+        "beyond, 429 (VETTRA_MAX_STREAMS_PER_USER, default 10)",
+    )
     dev.set_defaults(func=cmd_dev)
 
-    tok = sub.add_parser("token", help="print a bearer token accepted by `vettra dev` with the same home")
+    tok = sub.add_parser(
+        "token", help="print a bearer token accepted by `vettra dev` with the same home"
+    )
     tok.add_argument("--home")
     tok.add_argument("--role", required=True, choices=ROLES)
     tok.add_argument("--sub", required=True, help="who the token names")
@@ -317,13 +381,19 @@ def build_parser() -> argparse.ArgumentParser:
     ver = psub.add_parser("verify", help="verify a signed policy bundle")
     ver.add_argument("file")
     ver.add_argument("--home")
-    ver.add_argument("--pubkey", action="append", help="trusted Ed25519 public key (PEM); repeatable")
+    ver.add_argument(
+        "--pubkey", action="append", help="trusted Ed25519 public key (PEM); repeatable"
+    )
     pk = psub.add_parser("pubkey", help="print the home's policy public key and key id")
     pk.add_argument("--home")
-    show = psub.add_parser("show", help="print the active policy payload (edit it, bump version, sign)")
+    show = psub.add_parser(
+        "show", help="print the active policy payload (edit it, bump version, sign)"
+    )
     show.add_argument("--home")
     show.add_argument("--tenant", default=DEFAULT_TENANT)
-    show.add_argument("--envelope", action="store_true", help="the signed envelope, not just its payload")
+    show.add_argument(
+        "--envelope", action="store_true", help="the signed envelope, not just its payload"
+    )
     pol.set_defaults(func=cmd_policy)
 
     from .audit_cli import add_parser as add_audit_parser
@@ -333,9 +403,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = sub.add_parser("keys", help="rotate the home's audit keys")
     ksub = keys.add_subparsers(dest="keys_cmd", required=True)
-    rot = ksub.add_parser("rotate", help="start using a new key; old ones stay trusted for verification")
-    rot.add_argument("which", choices=["audit-hmac", "checkpoint", "data"],
-                     help="data: the key sealing stored secrets (TOTP)")
+    rot = ksub.add_parser(
+        "rotate", help="start using a new key; old ones stay trusted for verification"
+    )
+    rot.add_argument(
+        "which",
+        choices=["audit-hmac", "checkpoint", "data"],
+        help="data: the key sealing stored secrets (TOTP)",
+    )
     rot.add_argument("--home")
     keys.set_defaults(func=cmd_keys)
     return parser

@@ -15,8 +15,13 @@ import time
 from typing import Any
 
 TRACE_FIELD = "logging.googleapis.com/trace"
-_SEVERITY = {logging.DEBUG: "DEBUG", logging.INFO: "INFO", logging.WARNING: "WARNING",
-             logging.ERROR: "ERROR", logging.CRITICAL: "CRITICAL"}
+_SEVERITY = {
+    logging.DEBUG: "DEBUG",
+    logging.INFO: "INFO",
+    logging.WARNING: "WARNING",
+    logging.ERROR: "ERROR",
+    logging.CRITICAL: "CRITICAL",
+}
 _SECRETISH = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9._-]+")
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
@@ -31,7 +36,7 @@ class CloudLoggingFormatter(logging.Formatter):
             "severity": _SEVERITY.get(record.levelno, "DEFAULT"),
             "message": redact(record.getMessage()),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-                    + f".{int(record.msecs):03d}Z",
+            + f".{int(record.msecs):03d}Z",
             "logger": record.name,
         }
         for key, value in vars(record).items():

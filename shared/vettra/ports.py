@@ -12,8 +12,9 @@ passes the store's too). Wider ports are unions of small role interfaces
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from .domain.actions import Action
 from .domain.audit import AuditEntry, AuditEvent
@@ -70,8 +71,15 @@ class IdempotencyRepository(abc.ABC):
         """``(request_digest, action_id)`` recorded for this key, if any."""
 
     @abc.abstractmethod
-    def put(self, scope: str, key: str, request_digest: str, action_id: str, *,
-            at: datetime | None = None) -> None:
+    def put(
+        self,
+        scope: str,
+        key: str,
+        request_digest: str,
+        action_id: str,
+        *,
+        at: datetime | None = None,
+    ) -> None:
         """Record a key; ``at`` (when it was first used) is what :meth:`sweep` ages it by."""
 
     @abc.abstractmethod
@@ -87,7 +95,9 @@ class PolicyRepository(abc.ABC):
         """The active signed envelope for ``tenant``."""
 
     @abc.abstractmethod
-    def activate(self, tenant: str, envelope: dict[str, Any], version: int, digest: str) -> None: ...
+    def activate(
+        self, tenant: str, envelope: dict[str, Any], version: int, digest: str
+    ) -> None: ...
 
 
 class Documents(abc.ABC):
@@ -102,11 +112,15 @@ class Documents(abc.ABC):
     def get(self, collection: str, doc_id: str) -> dict[str, Any] | None: ...
 
     @abc.abstractmethod
-    def put(self, collection: str, doc_id: str, doc: Mapping[str, Any], *, owner: str | None = None) -> None:
+    def put(
+        self, collection: str, doc_id: str, doc: Mapping[str, Any], *, owner: str | None = None
+    ) -> None:
         """Create or replace."""
 
     @abc.abstractmethod
-    def create(self, collection: str, doc_id: str, doc: Mapping[str, Any], *, owner: str | None = None) -> None:
+    def create(
+        self, collection: str, doc_id: str, doc: Mapping[str, Any], *, owner: str | None = None
+    ) -> None:
         """Create; :class:`Conflict` if the id exists (single-use markers rely on it)."""
 
     @abc.abstractmethod
@@ -115,7 +129,6 @@ class Documents(abc.ABC):
     @abc.abstractmethod
     def list(self, collection: str, owner: str, limit: int = 100) -> list[dict[str, Any]]:
         """The owner's documents, oldest first."""
-
 
 
 class DocumentRetention(abc.ABC):
@@ -153,7 +166,7 @@ class UnitOfWork(abc.ABC):
     policies: PolicyRepository
     audit: AuditRecorder
 
-    def __enter__(self) -> "UnitOfWork":
+    def __enter__(self) -> UnitOfWork:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -170,8 +183,15 @@ class AuditEntries(abc.ABC):
     """The linked entries of each chain, in sequence order."""
 
     @abc.abstractmethod
-    def entries(self, chain: str, *, after: int = 0, limit: int | None = None,
-                action_id: str | None = None, user: str | None = None) -> Iterator[AuditEntry]: ...
+    def entries(
+        self,
+        chain: str,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        action_id: str | None = None,
+        user: str | None = None,
+    ) -> Iterator[AuditEntry]: ...
 
     @abc.abstractmethod
     def head(self, chain: str) -> tuple[int, str]:
@@ -190,7 +210,9 @@ class AuditTree(abc.ABC):
         """The raw hashes of entries 1..``upto`` in order (leaves for proofs)."""
 
     @abc.abstractmethod
-    def merkle_nodes(self, chain: str, ids: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    def merkle_nodes(
+        self, chain: str, ids: Sequence[tuple[int, int]]
+    ) -> dict[tuple[int, int], bytes]:
         """The stored subtree hashes among ``ids``, ``(level, index) -> hash``, in one batched read.
 
         Node ``(level, index)`` is the RFC 9162 §2.1.1 MTH of leaves ``[index * 2**level,
@@ -252,7 +274,9 @@ class EventBus(abc.ABC):
     def publish(self, topic: str, event: Mapping[str, Any]) -> None: ...
 
     @abc.abstractmethod
-    def subscribe(self, topic: str, handler: Callable[[Mapping[str, Any]], None]) -> Callable[[], None]:
+    def subscribe(
+        self, topic: str, handler: Callable[[Mapping[str, Any]], None]
+    ) -> Callable[[], None]:
         """Returns a function that unsubscribes."""
 
 

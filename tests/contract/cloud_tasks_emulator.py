@@ -24,19 +24,24 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-VENV = Path(os.environ.get("VETTRA_CLOUD_TASKS_EMULATOR_VENV", REPO / ".cache" / "cloud-tasks-emulator-venv"))
+VENV = Path(
+    os.environ.get(
+        "VETTRA_CLOUD_TASKS_EMULATOR_VENV", REPO / ".cache" / "cloud-tasks-emulator-venv"
+    )
+)
 REQUIREMENT = "gcloud-tasks-emulator==0.6.2"
 BIND_HOST = "127.0.0.1"
 PROJECT = "vettra-test"
 LOCATION = "us-central1"
-MAX_RETRIES = 2           # the emulator retries failed deliveries without backoff
+MAX_RETRIES = 2  # the emulator retries failed deliveries without backoff
 INSTALL_TIMEOUT_S = 900
 START_TIMEOUT_S = 30
 _READY_LINE = "VETTRA-EMULATOR-LISTENING "
@@ -75,16 +80,30 @@ def emulator_python() -> Path:
         if stamp.exists() and stamp.read_text() == REQUIREMENT and python.exists():
             return python
         base = shutil.which("python3") or sys.executable
-        steps = [[base, "-m", "venv", "--clear", str(VENV)],
-                 [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", REQUIREMENT]]
+        steps = [
+            [base, "-m", "venv", "--clear", str(VENV)],
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                REQUIREMENT,
+            ],
+        ]
         for step in steps:
             try:
-                done = subprocess.run(step, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)
+                done = subprocess.run(
+                    step, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S
+                )
             except (OSError, subprocess.TimeoutExpired) as exc:
                 raise EmulatorUnavailable(f"{' '.join(step[:4])} failed: {exc}") from exc
             if done.returncode != 0:
                 tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-                raise EmulatorUnavailable(f"{' '.join(step[:4])} exited {done.returncode}: {' | '.join(tail)}")
+                raise EmulatorUnavailable(
+                    f"{' '.join(step[:4])} exited {done.returncode}: {' | '.join(tail)}"
+                )
         stamp.write_text(REQUIREMENT)
     return python
 
@@ -102,7 +121,9 @@ class CloudTasksEmulator:
         if self._client is None:
             import grpc
             from google.cloud.tasks_v2 import CloudTasksClient
-            from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
+            from google.cloud.tasks_v2.services.cloud_tasks.transports import (
+                CloudTasksGrpcTransport,
+            )
 
             channel = grpc.insecure_channel(self.address)
             self._client = CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
@@ -112,11 +133,15 @@ class CloudTasksEmulator:
         """A fresh queue (one per test keeps deliveries apart); returns its id."""
         queue = f"q-{uuid.uuid4().hex[:12]}"
         parent = f"projects/{PROJECT}/locations/{LOCATION}"
-        self.client.create_queue(parent=parent, queue={"name": f"{parent}/queues/{queue}"}, timeout=10)
+        self.client.create_queue(
+            parent=parent, queue={"name": f"{parent}/queues/{queue}"}, timeout=10
+        )
         return queue
 
     def delete_queue(self, queue: str) -> None:
-        self.client.delete_queue(name=f"projects/{PROJECT}/locations/{LOCATION}/queues/{queue}", timeout=10)
+        self.client.delete_queue(
+            name=f"projects/{PROJECT}/locations/{LOCATION}/queues/{queue}", timeout=10
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -136,8 +161,12 @@ def start_emulator() -> CloudTasksEmulator:
     log_path = VENV / f"emulator-{os.getpid()}.log"
     log = open(log_path, "w")
     try:
-        process = subprocess.Popen([str(python), "-u", str(launcher), str(MAX_RETRIES)],
-                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [str(python), "-u", str(launcher), str(MAX_RETRIES)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     except OSError as exc:
         raise EmulatorUnavailable(f"could not run {launcher}: {exc}") from exc
     finally:
@@ -147,7 +176,7 @@ def start_emulator() -> CloudTasksEmulator:
         text = log_path.read_text(errors="replace")
         for line in text.splitlines():
             if line.startswith(_READY_LINE):
-                port = int(line[len(_READY_LINE):])
+                port = int(line[len(_READY_LINE) :])
                 return CloudTasksEmulator(process, f"{BIND_HOST}:{port}", log_path)
         if process.poll() is not None:
             tail = " | ".join(text.strip().splitlines()[-3:])
@@ -164,8 +193,10 @@ def cloud_tasks_emulator() -> Iterator[CloudTasksEmulator]:
         import google.cloud.tasks_v2  # noqa: F401
         import grpc  # noqa: F401
     except ImportError as exc:
-        pytest.skip(f"Cloud Tasks emulator unavailable: client library missing ({exc}); "
-                    "install the 'test' extra")
+        pytest.skip(
+            f"Cloud Tasks emulator unavailable: client library missing ({exc}); "
+            "install the 'test' extra"
+        )
     try:
         emulator = start_emulator()
     except (EmulatorUnavailable, OSError) as exc:

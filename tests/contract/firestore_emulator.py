@@ -24,9 +24,10 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -67,7 +68,7 @@ def _free_port() -> int:
 @dataclass
 class FirestoreEmulator:
     process: subprocess.Popen
-    host: str                 # "127.0.0.1:PORT", the value of FIRESTORE_EMULATOR_HOST
+    host: str  # "127.0.0.1:PORT", the value of FIRESTORE_EMULATOR_HOST
     log_path: Path
 
     def client(self, project: str) -> Any:
@@ -87,8 +88,7 @@ class FirestoreEmulator:
 
     def reset(self, project: str) -> None:
         """Delete every document of ``project`` (the emulator's DELETE endpoint)."""
-        url = (f"http://{self.host}/emulator/v1/projects/{project}"
-               "/databases/(default)/documents")
+        url = f"http://{self.host}/emulator/v1/projects/{project}/databases/(default)/documents"
         request = urllib.request.Request(url, method="DELETE")
         with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as answer:
             answer.read()
@@ -125,9 +125,13 @@ def start_emulator() -> FirestoreEmulator:
     fd, log_name = tempfile.mkstemp(prefix="vettra-firestore-emulator-", suffix=".log")
     log_path = Path(log_name)
     try:
-        process = subprocess.Popen([str(launcher), "start", f"--host={BIND_HOST}", f"--port={port}"],
-                                   stdout=fd, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [str(launcher), "start", f"--host={BIND_HOST}", f"--port={port}"],
+            stdout=fd,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     except OSError as exc:
         raise EmulatorUnavailable(f"could not run {launcher}: {exc}") from exc
     finally:
@@ -151,8 +155,10 @@ def firestore_emulator() -> Iterator[FirestoreEmulator]:
     try:
         import google.cloud.firestore  # noqa: F401
     except ImportError as exc:
-        pytest.skip(f"Firestore emulator unavailable: client library missing ({exc}); "
-                    "install the 'test' extra")
+        pytest.skip(
+            f"Firestore emulator unavailable: client library missing ({exc}); "
+            "install the 'test' extra"
+        )
     try:
         emulator = start_emulator()
     except (EmulatorUnavailable, OSError) as exc:

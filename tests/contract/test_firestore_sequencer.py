@@ -26,9 +26,14 @@ from vettra.adapters.firestore_store import FirestoreStore, chain_ref
 from vettra.adapters.local_keys import LocalKeyStore
 from vettra.domain.actions import new_action_id
 from vettra.domain.audit import AuditEvent, verify_chain
-from vettra.domain.checkpoint import NoteVerifier, audit_origin, ed25519_verifier_key, verify_checkpoint
-from vettra.domain.merkle import leaf_hash, root_from_leaf_hashes
+from vettra.domain.checkpoint import (
+    NoteVerifier,
+    audit_origin,
+    ed25519_verifier_key,
+    verify_checkpoint,
+)
 from vettra.domain.errors import Unavailable
+from vettra.domain.merkle import leaf_hash, root_from_leaf_hashes
 
 from .firestore_emulator import FirestoreProject
 from .test_store_contract import _action, _event
@@ -37,13 +42,16 @@ CHAIN = "default"
 LOAD_COMMITS = 200
 LOAD_BATCH = 50
 SOLO_COMMITS = 20
-WRITER_COMMITS = 8      # per writer thread in the competing-sequencers test
+WRITER_COMMITS = 8  # per writer thread in the competing-sequencers test
 
 
 @pytest.fixture
 def fstore(firestore_project: FirestoreProject, tmp_path: Path) -> FirestoreStore:
-    return FirestoreStore(project=firestore_project.project, keys=LocalKeyStore(tmp_path),
-                          client=firestore_project.client)
+    return FirestoreStore(
+        project=firestore_project.project,
+        keys=LocalKeyStore(tmp_path),
+        client=firestore_project.client,
+    )
 
 
 def _commit_one(store: FirestoreStore, hold: threading.Event | None = None) -> str:
@@ -56,7 +64,9 @@ def _commit_one(store: FirestoreStore, hold: threading.Event | None = None) -> s
         uow.audit.record(_event(action))
         event_id = uow.audit.event_ids[0]  # type: ignore[attr-defined]
         if hold is not None:
-            hold.wait(timeout=30)   # the commit is held open: its id is older than what lands meanwhile
+            hold.wait(
+                timeout=30
+            )  # the commit is held open: its id is older than what lands meanwhile
         uow.commit()
     return event_id
 
@@ -97,20 +107,21 @@ def test_a_live_lease_keeps_a_second_sequencer_out_until_it_expires(fstore: Fire
     second = fstore.sequencer(CHAIN, lease_ttl_s=10, clock=lambda: now[0])
     assert first.acquire() and not second.acquire()
     with pytest.raises(Unavailable):
-        fstore.sequence_now(CHAIN)          # a one-shot sequencer is refused too
-    now[0] += 11                            # the first holder stopped renewing
+        fstore.sequence_now(CHAIN)  # a one-shot sequencer is refused too
+    now[0] += 11  # the first holder stopped renewing
     assert second.acquire() and not first.acquire()
     second.release()
     assert first.acquire()
 
 
 def test_a_commit_held_open_past_a_sequenced_round_is_linked_later_not_skipped(
-        fstore: FirestoreStore) -> None:
+    fstore: FirestoreStore,
+) -> None:
     hold = threading.Event()
     late: list[str] = []
     held = threading.Thread(target=lambda: late.append(_commit_one(fstore, hold)))
     held.start()
-    time.sleep(0.2)                                            # its event id is taken now
+    time.sleep(0.2)  # its event id is taken now
     early = [_commit_one(fstore) for _ in range(5)]
     assert fstore.sequence_now(CHAIN) == 5
     hold.set()
@@ -137,7 +148,8 @@ def test_a_sequencer_that_lost_its_lease_mid_batch_writes_nothing(fstore: Firest
 
 
 def test_two_competing_sequencers_with_delays_link_every_event_exactly_once(
-        fstore: FirestoreStore) -> None:
+    fstore: FirestoreStore,
+) -> None:
     rng = random.Random(7)
     ttl = 0.6
     sequencers: list[FirestoreSequencer] = []
@@ -148,12 +160,17 @@ def test_two_competing_sequencers_with_delays_link_every_event_exactly_once(
             me = sequencers[index]
             if not stalled and me.batches:
                 stalled.append(me)
-                time.sleep(ttl * 1.5)      # once: long enough for the lease to pass to the rival
+                time.sleep(ttl * 1.5)  # once: long enough for the lease to pass to the rival
             time.sleep(rng.uniform(0, 0.03))
+
         return before_commit
 
-    sequencers.extend(fstore.sequencer(CHAIN, lease_ttl_s=ttl, interval_s=0.05, batch_size=5,
-                                       before_commit=delay(i)) for i in range(2))
+    sequencers.extend(
+        fstore.sequencer(
+            CHAIN, lease_ttl_s=ttl, interval_s=0.05, batch_size=5, before_commit=delay(i)
+        )
+        for i in range(2)
+    )
     stop = threading.Event()
     runners = [threading.Thread(target=s.run, args=(stop,)) for s in sequencers]
     for r in runners:
@@ -190,9 +207,10 @@ def test_two_competing_sequencers_with_delays_link_every_event_exactly_once(
 
 
 def test_200_concurrent_commits_all_succeed_and_the_head_is_written_about_once_a_second(
-        fstore: FirestoreStore) -> None:
+    fstore: FirestoreStore,
+) -> None:
     solo, solo_ids = [], []
-    for _ in range(SOLO_COMMITS):                  # uncontended latency first, for comparison
+    for _ in range(SOLO_COMMITS):  # uncontended latency first, for comparison
         started = time.perf_counter()
         solo_ids.append(_commit_one(fstore))
         solo.append(time.perf_counter() - started)
@@ -228,7 +246,10 @@ def test_200_concurrent_commits_all_succeed_and_the_head_is_written_about_once_a
     for t in threads:
         t.join()
     committed = time.monotonic()
-    while fstore.audit_log.head(CHAIN)[0] < SOLO_COMMITS + LOAD_COMMITS and time.monotonic() - committed < 30:
+    while (
+        fstore.audit_log.head(CHAIN)[0] < SOLO_COMMITS + LOAD_COMMITS
+        and time.monotonic() - committed < 30
+    ):
         time.sleep(0.05)
     stop.set()
     runner.join()
@@ -236,29 +257,42 @@ def test_200_concurrent_commits_all_succeed_and_the_head_is_written_about_once_a
     assert errors == [] and len(ids) == LOAD_COMMITS
     _check_exactly_once(fstore, solo_ids + ids)
     writes = [b.committed_at for b in sequencer.batches]
-    gaps = [b - a for a, b in zip(writes, writes[1:])]
-    print(f"\nalone: commit p50 {statistics.median(solo) * 1000:.1f} ms; "
-          f"{LOAD_COMMITS} concurrent commits: p50 {statistics.median(latencies) * 1000:.1f} ms, "
-          f"max {max(latencies) * 1000:.0f} ms, all committed in {committed - began:.2f} s; "
-          f"head writes {len(writes)} in {elapsed:.2f} s (min gap {min(gaps, default=0):.2f} s); "
-          f"batches {[b.events for b in sequencer.batches]}, batch latency p50 "
-          f"{statistics.median(b.seconds for b in sequencer.batches) * 1000:.0f} ms")
+    gaps = [b - a for a, b in zip(writes, writes[1:], strict=False)]
+    print(
+        f"\nalone: commit p50 {statistics.median(solo) * 1000:.1f} ms; "
+        f"{LOAD_COMMITS} concurrent commits: p50 {statistics.median(latencies) * 1000:.1f} ms, "
+        f"max {max(latencies) * 1000:.0f} ms, all committed in {committed - began:.2f} s; "
+        f"head writes {len(writes)} in {elapsed:.2f} s (min gap {min(gaps, default=0):.2f} s); "
+        f"batches {[b.events for b in sequencer.batches]}, batch latency p50 "
+        f"{statistics.median(b.seconds for b in sequencer.batches) * 1000:.0f} ms"
+    )
     assert len(writes) <= elapsed / sequencer.interval_s + 1
     assert all(gap >= 0.9 * sequencer.interval_s for gap in gaps), gaps
 
 
 def test_the_outbox_keeps_the_event_exactly_as_recorded(fstore: FirestoreStore) -> None:
-    event = AuditEvent(type="action.approved", chain=CHAIN, actor="approver:ä", at="2026-01-01T00:00:00.000Z",
-                       action_id=new_action_id(), user="alice",
-                       data={"n": 1, "x": 1.5, "nested": [[1, 2], {"k": None}], "s": "\u2028"})
+    event = AuditEvent(
+        type="action.approved",
+        chain=CHAIN,
+        actor="approver:ä",
+        at="2026-01-01T00:00:00.000Z",
+        action_id=new_action_id(),
+        user="alice",
+        data={"n": 1, "x": 1.5, "nested": [[1, 2], {"k": None}], "s": "\u2028"},
+    )
     with fstore.unit_of_work() as uow:
         uow.audit.record(event)
-        assert uow.audit.linked == []      # deferred: the port allows it
+        assert uow.audit.linked == []  # deferred: the port allows it
         uow.commit()
     fstore.sequence_now(CHAIN)
     entry = next(fstore.audit_log.entries(CHAIN))
     assert (entry.type, entry.actor, entry.action_id, entry.user, entry.data) == (
-        event.type, event.actor, event.action_id, event.user, event.data)
+        event.type,
+        event.actor,
+        event.action_id,
+        event.user,
+        event.data,
+    )
 
 
 def test_two_open_transactions_deciding_one_action_never_both_win(fstore: FirestoreStore) -> None:
@@ -284,9 +318,11 @@ def test_two_open_transactions_deciding_one_action_never_both_win(fstore: Firest
                 if uow.actions.get(action.id).status != PENDING:
                     raise Conflict("already decided")
                 if race:
-                    both_read.wait(timeout=10)      # both saw it pending: a real race
-                uow.actions.update(action.decide(status, by="approver:alice", at=T0, reason=None),
-                                   expected_status=PENDING)
+                    both_read.wait(timeout=10)  # both saw it pending: a real race
+                uow.actions.update(
+                    action.decide(status, by="approver:alice", at=T0, reason=None),
+                    expected_status=PENDING,
+                )
                 uow.commit()
             outcomes[status] = "won"
         except Conflict:
@@ -297,14 +333,18 @@ def test_two_open_transactions_deciding_one_action_never_both_win(fstore: Firest
         t.start()
     for t in threads:
         t.join()
-    assert set(outcomes) == {APPROVED, DENIED} and list(outcomes.values()).count("won") <= 1, outcomes
+    assert set(outcomes) == {APPROVED, DENIED} and list(outcomes.values()).count("won") <= 1, (
+        outcomes
+    )
     with fstore.unit_of_work(readonly=True) as uow:
         stored = uow.actions.get(action.id).status
     winners = [s for s, o in outcomes.items() if o == "won"]
     assert stored == (winners[0] if winners else PENDING)
-    for status in (APPROVED, DENIED):               # the losers retry, one after the other
+    for status in (APPROVED, DENIED):  # the losers retry, one after the other
         if outcomes[status] == "conflict":
             decide(status, race=False)
     assert list(outcomes.values()).count("won") == 1, outcomes
     with fstore.unit_of_work(readonly=True) as uow:
-        assert uow.actions.get(action.id).status == next(s for s, o in outcomes.items() if o == "won")
+        assert uow.actions.get(action.id).status == next(
+            s for s, o in outcomes.items() if o == "won"
+        )

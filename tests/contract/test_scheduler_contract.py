@@ -22,11 +22,12 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import pytest
 
@@ -39,17 +40,19 @@ from vettra.ports import Scheduler
 from ..integration.scenarios import SEND_EMAIL
 from .cloud_tasks_emulator import LOCATION, PROJECT, CloudTasksEmulator, cloud_tasks_emulator  # noqa: F401
 
-ON_TIME_S = 0.5          # the contract's tolerance around the due time
-LEAD_S = 0.8             # how far ahead timers are set
-SETTLE_S = 1.0           # how long to keep watching after the last expected delivery
+ON_TIME_S = 0.5  # the contract's tolerance around the due time
+LEAD_S = 0.8  # how far ahead timers are set
+SETTLE_S = 1.0  # how long to keep watching after the last expected delivery
 RECEIVER_TOKEN = "contract-test-token"
-EMULATOR_HAS_NO_DELETE = ("gcloud-tasks-emulator does not implement DeleteTask "
-                          "(UNIMPLEMENTED), so cancellation cannot be observed")
+EMULATOR_HAS_NO_DELETE = (
+    "gcloud-tasks-emulator does not implement DeleteTask "
+    "(UNIMPLEMENTED), so cancellation cannot be observed"
+)
 
 
 @dataclass
 class Delivery:
-    at: float                       # time.time() when the payload arrived
+    at: float  # time.time() when the payload arrived
     payload: Mapping[str, Any]
     headers: Mapping[str, str] = field(default_factory=dict)
 
@@ -78,8 +81,13 @@ class _Receiver(ThreadingHTTPServer):
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - stdlib name
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                deliveries.append(Delivery(time.time(), json.loads(body),
-                                           {k.lower(): v for k, v in self.headers.items()}))
+                deliveries.append(
+                    Delivery(
+                        time.time(),
+                        json.loads(body),
+                        {k.lower(): v for k, v in self.headers.items()},
+                    )
+                )
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -89,7 +97,9 @@ class _Receiver(ThreadingHTTPServer):
                 pass
 
         super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
 
     @property
     def url(self) -> str:
@@ -98,8 +108,11 @@ class _Receiver(ThreadingHTTPServer):
 
 def _local_timer(request: pytest.FixtureRequest, tmp_path: Path) -> Timers:
     deliveries: list[Delivery] = []
-    timer = LocalTimer(tmp_path / "timers.db", SystemClock(),
-                       handler=lambda payload: deliveries.append(Delivery(time.time(), dict(payload))))
+    timer = LocalTimer(
+        tmp_path / "timers.db",
+        SystemClock(),
+        handler=lambda payload: deliveries.append(Delivery(time.time(), dict(payload))),
+    )
     timer.start()
     request.addfinalizer(timer.stop)
     return Timers(timer, deliveries)
@@ -117,14 +130,21 @@ def _cloud_tasks(request: pytest.FixtureRequest, tmp_path: Path) -> Timers:
         receiver.server_close()
 
     request.addfinalizer(close)
-    scheduler = CloudTasksScheduler(project=PROJECT, location=LOCATION, queue=queue,
-                                    target_url=receiver.url, client=emulator.client,
-                                    token_provider=lambda: RECEIVER_TOKEN)
+    scheduler = CloudTasksScheduler(
+        project=PROJECT,
+        location=LOCATION,
+        queue=queue,
+        target_url=receiver.url,
+        client=emulator.client,
+        token_provider=lambda: RECEIVER_TOKEN,
+    )
     return Timers(scheduler, deliveries, cancel_unsupported=EMULATOR_HAS_NO_DELETE)
 
 
 ADAPTERS: dict[str, Callable[[pytest.FixtureRequest, Path], Timers]] = {
-    "local-timer": _local_timer, "cloud-tasks-emulator": _cloud_tasks}
+    "local-timer": _local_timer,
+    "cloud-tasks-emulator": _cloud_tasks,
+}
 
 
 @pytest.fixture(params=list(ADAPTERS))
@@ -133,12 +153,14 @@ def timers(request: pytest.FixtureRequest, tmp_path: Path) -> Timers:
 
 
 def _soon(seconds: float = LEAD_S) -> datetime:
-    return datetime.now(timezone.utc) + timedelta(seconds=seconds)
+    return datetime.now(UTC) + timedelta(seconds=seconds)
 
 
 def _assert_on_time(delivery: Delivery, due: datetime) -> None:
     late = delivery.at - due.timestamp()
-    assert -ON_TIME_S <= late <= ON_TIME_S, f"expected delivery within ±{ON_TIME_S}s of due, got {late:+.3f}s"
+    assert -ON_TIME_S <= late <= ON_TIME_S, (
+        f"expected delivery within ±{ON_TIME_S}s of due, got {late:+.3f}s"
+    )
 
 
 def test_payload_is_delivered_at_its_due_time(timers: Timers) -> None:
@@ -203,14 +225,22 @@ EARLY_S = 0.5
 
 
 @pytest.fixture
-def cloud_scheduled_server(server: Any, cloud_tasks_emulator: CloudTasksEmulator,  # noqa: F811
-                           monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, CloudTasksScheduler, list]]:
+def cloud_scheduled_server(
+    server: Any,
+    cloud_tasks_emulator: CloudTasksEmulator,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[Any, CloudTasksScheduler, list]]:
     """The server with Cloud Tasks (emulator) as its scheduler; records each expire answer."""
     queue = cloud_tasks_emulator.create_queue()
     token = server.token("system", "scheduler", "system")
-    scheduler = CloudTasksScheduler(project=PROJECT, location=LOCATION, queue=queue,
-                                    target_url=server.url + EXPIRE_PATH,
-                                    client=cloud_tasks_emulator.client, token_provider=lambda: token)
+    scheduler = CloudTasksScheduler(
+        project=PROJECT,
+        location=LOCATION,
+        queue=queue,
+        target_url=server.url + EXPIRE_PATH,
+        client=cloud_tasks_emulator.client,
+        token_provider=lambda: token,
+    )
     monkeypatch.setattr(server.runtime.deps, "scheduler", scheduler)
     answers: list[tuple[float, int, str, str | None]] = []
     handle = server.runtime.app.handle
@@ -219,7 +249,9 @@ def cloud_scheduled_server(server: Any, cloud_tasks_emulator: CloudTasksEmulator
         response = handle(request)
         if request.path == EXPIRE_PATH:
             result = json.loads(response.body).get("result", "") if response.status == 200 else ""
-            answers.append((time.time(), response.status, result, request.header("x-cloudtasks-taskname")))
+            answers.append(
+                (time.time(), response.status, result, request.header("x-cloudtasks-taskname"))
+            )
         return response
 
     monkeypatch.setattr(server.runtime.app, "handle", recording)
@@ -227,7 +259,9 @@ def cloud_scheduled_server(server: Any, cloud_tasks_emulator: CloudTasksEmulator
     cloud_tasks_emulator.delete_queue(queue)
 
 
-def test_pending_action_expires_once_through_cloud_tasks(cloud_scheduled_server, agent, alice) -> None:
+def test_pending_action_expires_once_through_cloud_tasks(
+    cloud_scheduled_server, agent, alice
+) -> None:
     server, scheduler, answers = cloud_scheduled_server
     created = agent.post("/api/actions/intercept", json={**SEND_EMAIL, "timeout_s": DEADLINE_S})
     assert created.status_code == 201, created.text

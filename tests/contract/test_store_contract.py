@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,7 +26,7 @@ from vettra.domain.errors import Conflict
 from ..fakes import FakeStore
 from .firestore_emulator import FirestoreProject
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def sqlite_store(tmp_path: Path, request: pytest.FixtureRequest) -> SqliteStore:
@@ -39,11 +39,16 @@ def memory_store(tmp_path: Path, request: pytest.FixtureRequest) -> FakeStore:
 
 def firestore_store(tmp_path: Path, request: pytest.FixtureRequest) -> FirestoreStore:
     project: FirestoreProject = request.getfixturevalue("firestore_project")
-    return FirestoreStore(project=project.project, keys=LocalKeyStore(tmp_path), client=project.client)
+    return FirestoreStore(
+        project=project.project, keys=LocalKeyStore(tmp_path), client=project.client
+    )
 
 
-ADAPTERS = [pytest.param(sqlite_store, id="sqlite"), pytest.param(memory_store, id="fake"),
-            pytest.param(firestore_store, id="firestore")]
+ADAPTERS = [
+    pytest.param(sqlite_store, id="sqlite"),
+    pytest.param(memory_store, id="fake"),
+    pytest.param(firestore_store, id="firestore"),
+]
 
 
 @pytest.fixture(params=ADAPTERS)
@@ -66,16 +71,33 @@ def settle(store, *chains: str) -> None:
 
 
 def _action(user: str = "alice", status: str = PENDING, expires_in: float | None = 60) -> Action:
-    return Action(id=new_action_id(), tenant="default", user=user, agent="bot", tool="gmail.send_message",
-                  arguments={"to": "a@b.c"}, args_digest="sha256:" + "0" * 64, framework="plain",
-                  risk={"score": 50, "level": "MEDIUM", "factors": {}, "reasons": []}, status=status,
-                  step_up_required=False, created_at=T0,
-                  expires_at=T0 + timedelta(seconds=expires_in) if expires_in else None)
+    return Action(
+        id=new_action_id(),
+        tenant="default",
+        user=user,
+        agent="bot",
+        tool="gmail.send_message",
+        arguments={"to": "a@b.c"},
+        args_digest="sha256:" + "0" * 64,
+        framework="plain",
+        risk={"score": 50, "level": "MEDIUM", "factors": {}, "reasons": []},
+        status=status,
+        step_up_required=False,
+        created_at=T0,
+        expires_at=T0 + timedelta(seconds=expires_in) if expires_in else None,
+    )
 
 
 def _event(action: Action, kind: str = "action.intercepted") -> AuditEvent:
-    return AuditEvent(type=kind, chain=action.tenant, actor="agent:bot", at="2026-01-01T00:00:00.000Z",
-                      action_id=action.id, user=action.user, data={"status": action.status})
+    return AuditEvent(
+        type=kind,
+        chain=action.tenant,
+        actor="agent:bot",
+        at="2026-01-01T00:00:00.000Z",
+        action_id=action.id,
+        user=action.user,
+        data={"status": action.status},
+    )
 
 
 def test_commit_persists_action_and_its_audit_entry(store) -> None:
@@ -120,13 +142,17 @@ def test_compare_and_set_update_lets_one_decision_win(store) -> None:
         uow.actions.add(action)
         uow.commit()
     with store.unit_of_work() as uow:
-        uow.actions.update(action.decide(APPROVED, by="approver:alice", at=T0, reason=None),
-                           expected_status=PENDING)
+        uow.actions.update(
+            action.decide(APPROVED, by="approver:alice", at=T0, reason=None),
+            expected_status=PENDING,
+        )
         uow.commit()
     with store.unit_of_work() as uow:
         with pytest.raises(Conflict):
-            uow.actions.update(action.decide(DENIED, by="approver:alice", at=T0, reason=None),
-                               expected_status=PENDING)
+            uow.actions.update(
+                action.decide(DENIED, by="approver:alice", at=T0, reason=None),
+                expected_status=PENDING,
+            )
     with store.unit_of_work(readonly=True) as uow:
         assert uow.actions.get(action.id).status == APPROVED
 
@@ -141,15 +167,26 @@ def test_idempotency_keys_are_scoped(store) -> None:
 
 
 def test_pending_lists_only_the_users_live_actions(store) -> None:
-    mine, theirs, late, done = _action(), _action("bob"), _action(expires_in=1), _action(status=DENIED)
+    mine, theirs, late, done = (
+        _action(),
+        _action("bob"),
+        _action(expires_in=1),
+        _action(status=DENIED),
+    )
     with store.unit_of_work() as uow:
         for a in (mine, theirs, late, done):
             uow.actions.add(a)
         uow.commit()
     with store.unit_of_work(readonly=True) as uow:
-        ids = [a.id for a in uow.actions.pending("default", "alice", T0 + timedelta(seconds=5), 100)]
+        ids = [
+            a.id for a in uow.actions.pending("default", "alice", T0 + timedelta(seconds=5), 100)
+        ]
         assert ids == [mine.id]
-        assert {a.id for a in uow.actions.pending_with_deadline(100)} == {mine.id, theirs.id, late.id}
+        assert {a.id for a in uow.actions.pending_with_deadline(100)} == {
+            mine.id,
+            theirs.id,
+            late.id,
+        }
 
 
 def test_concurrent_writers_leave_a_gap_free_verifiable_chain(store) -> None:
@@ -228,11 +265,18 @@ def test_documents_crud_and_single_use_create(store) -> None:
 
 def test_pending_lists_quorum_actions_to_their_named_approvers(store) -> None:
     def quorum_action(user: str, names: list[str]) -> Action:
-        return replace(_action(user=user), policy={"id": "p", "version": 1, "rule_id": "q",
-                                                   "outcome": "require_approval",
-                                                   "approvers": {"quorum": 1, "of": names}})
+        return replace(
+            _action(user=user),
+            policy={
+                "id": "p",
+                "version": 1,
+                "rule_id": "q",
+                "outcome": "require_approval",
+                "approvers": {"quorum": 1, "of": names},
+            },
+        )
 
-    shared = quorum_action("alice", ["alice", "carol"])           # the owner is named too
+    shared = quorum_action("alice", ["alice", "carol"])  # the owner is named too
     carols = quorum_action("bob", ["carol", "dave"])
     done = replace(quorum_action("alice", ["carol"]), id=new_action_id())
     plain = _action(user="alice")
@@ -241,8 +285,9 @@ def test_pending_lists_quorum_actions_to_their_named_approvers(store) -> None:
             uow.actions.add(action)
         uow.commit()
     with store.unit_of_work() as uow:
-        uow.actions.update(done.decide(APPROVED, by="approver:carol", at=T0, reason="ok"),
-                           expected_status=PENDING)
+        uow.actions.update(
+            done.decide(APPROVED, by="approver:carol", at=T0, reason="ok"), expected_status=PENDING
+        )
         uow.commit()
 
     def pending_ids(user: str, tenant: str = "default") -> set[str]:
@@ -257,7 +302,9 @@ def test_pending_lists_quorum_actions_to_their_named_approvers(store) -> None:
     assert pending_ids("bob") == {carols.id}
     assert pending_ids("erin") == set() and pending_ids("carol", tenant="other") == set()
     with store.unit_of_work(readonly=True) as uow:
-        assert uow.actions.pending("default", "carol", T0 + timedelta(hours=1), 100) == []  # past deadlines
+        assert (
+            uow.actions.pending("default", "carol", T0 + timedelta(hours=1), 100) == []
+        )  # past deadlines
         assert uow.actions.get(shared.id) == shared
 
 
@@ -270,7 +317,7 @@ def test_policies_the_highest_version_is_active_per_tenant(store) -> None:
         uow.policies.activate("acme", {"v": 2}, 2, "sha256:2")
         uow.commit()
     with store.unit_of_work() as uow:
-        uow.policies.activate("default", {"v": 9}, 9, "sha256:9")   # rolled back
+        uow.policies.activate("default", {"v": 9}, 9, "sha256:9")  # rolled back
     with store.unit_of_work(readonly=True) as uow:
         assert uow.policies.active("default") == {"v": 3}
         assert uow.policies.active("acme") == {"v": 2}
@@ -374,10 +421,15 @@ def test_proofs_from_stored_nodes_match_proofs_from_every_leaf(store) -> None:
     for tree_size in (1, 2, 7, 16, size):
         for index in range(tree_size):
             assert inclusion_from_nodes(read, index, tree_size) == (
-                tree.inclusion_proof(index, tree_size), tree.root(tree_size))
+                tree.inclusion_proof(index, tree_size),
+                tree.root(tree_size),
+            )
         for old in range(tree_size + 1):
             assert consistency_from_nodes(read, old, tree_size) == (
-                tree.consistency_proof(old, tree_size), tree.root(old), tree.root(tree_size))
+                tree.consistency_proof(old, tree_size),
+                tree.root(old),
+                tree.root(tree_size),
+            )
 
 
 def test_upper_level_nodes_of_a_larger_log_read_the_same_twice(store) -> None:
@@ -387,22 +439,35 @@ def test_upper_level_nodes_of_a_larger_log_read_the_same_twice(store) -> None:
 
     with store.unit_of_work() as uow:
         for i in range(2100):
-            uow.audit.record(AuditEvent(type="test", chain="default", actor="agent:bot",
-                                        at="2026-01-01T00:00:00.000Z", action_id=None, user="alice",
-                                        data={"i": i}))
+            uow.audit.record(
+                AuditEvent(
+                    type="test",
+                    chain="default",
+                    actor="agent:bot",
+                    at="2026-01-01T00:00:00.000Z",
+                    action_id=None,
+                    user="alice",
+                    data={"i": i},
+                )
+            )
         uow.commit()
     settle(store)
     size = 2100
     tree = MerkleTree([leaf_hash(h) for h in store.audit_log.entry_hashes("default", size)])
     assert store.audit_log.merkle_nodes("default", [(11, 0), (10, 1), (10, 2)]) == {
-        (11, 0): tree._root(0, 2048), (10, 1): tree._root(1024, 2048)}
+        (11, 0): tree._root(0, 2048),
+        (10, 1): tree._root(1024, 2048),
+    }
 
     def read(ids):
         return store.audit_log.merkle_nodes("default", ids)
 
     for _ in range(2):
         for index in (0, 1023, 1024, 2047, 2048, 2099):
-            assert inclusion_from_nodes(read, index, size) == (tree.inclusion_proof(index, size), tree.root())
+            assert inclusion_from_nodes(read, index, size) == (
+                tree.inclusion_proof(index, size),
+                tree.root(),
+            )
 
 
 def test_adding_an_action_twice_conflicts(store) -> None:
@@ -420,16 +485,19 @@ def test_adding_an_action_twice_conflicts(store) -> None:
 
 # -- retention sweeps (services/retention.py calls these in bounded batches) -----------------
 
+
 def test_idempotency_sweep_deletes_only_keys_older_than_the_cutoff_in_batches(store) -> None:
     with store.unit_of_work() as uow:
         for i in range(5):
-            uow.idempotency.put("s", f"old-{i}", "sha256:a", f"act_o{i}", at=T0 + timedelta(seconds=i))
+            uow.idempotency.put(
+                "s", f"old-{i}", "sha256:a", f"act_o{i}", at=T0 + timedelta(seconds=i)
+            )
         uow.idempotency.put("s", "edge", "sha256:a", "act_e", at=T0 + timedelta(hours=1))
         uow.idempotency.put("s", "new", "sha256:a", "act_n", at=T0 + timedelta(hours=2))
         uow.commit()
     cutoff = T0 + timedelta(hours=1)
     with store.unit_of_work() as uow:
-        assert uow.idempotency.sweep(cutoff, 3) == 3     # bounded by the limit
+        assert uow.idempotency.sweep(cutoff, 3) == 3  # bounded by the limit
         uow.commit()
     with store.unit_of_work() as uow:
         assert uow.idempotency.sweep(cutoff, 3) == 2
@@ -437,7 +505,7 @@ def test_idempotency_sweep_deletes_only_keys_older_than_the_cutoff_in_batches(st
         uow.commit()
     with store.unit_of_work(readonly=True) as uow:
         assert [uow.idempotency.get("s", f"old-{i}") for i in range(5)] == [None] * 5
-        assert uow.idempotency.get("s", "edge") == ("sha256:a", "act_e")   # the cutoff is exclusive
+        assert uow.idempotency.get("s", "edge") == ("sha256:a", "act_e")  # the cutoff is exclusive
         assert uow.idempotency.get("s", "new") == ("sha256:a", "act_n")
 
 
@@ -456,16 +524,26 @@ def test_document_sweep_goes_by_one_field_of_one_collection(store) -> None:
         assert uow.docs.sweep("markers", "at", T0 + timedelta(minutes=2), 100) == 0
         uow.commit()
     with store.unit_of_work(readonly=True) as uow:
-        left = {d for d in ("m0", "m1", "m2", "m3", "undated", "micro") if uow.docs.get("markers", d)}
+        left = {
+            d for d in ("m0", "m1", "m2", "m3", "undated", "micro") if uow.docs.get("markers", d)
+        }
         assert left == {"m2", "m3", "undated"}
         assert all(uow.docs.get("other", f"m{i}") for i in range(4))
 
 
 def test_quorum_rows_of_decided_actions_are_swept_and_pending_ones_stay(store) -> None:
     def quorum_action(names: list[str]) -> Action:
-        return replace(_action(user="alice"), id=new_action_id(),
-                       policy={"id": "p", "version": 1, "rule_id": "q", "outcome": "require_approval",
-                               "approvers": {"quorum": 1, "of": names}})
+        return replace(
+            _action(user="alice"),
+            id=new_action_id(),
+            policy={
+                "id": "p",
+                "version": 1,
+                "rule_id": "q",
+                "outcome": "require_approval",
+                "approvers": {"quorum": 1, "of": names},
+            },
+        )
 
     live, done = quorum_action(["carol", "dave"]), quorum_action(["carol", "erin"])
     with store.unit_of_work() as uow:
@@ -473,8 +551,9 @@ def test_quorum_rows_of_decided_actions_are_swept_and_pending_ones_stay(store) -
         uow.actions.add(done)
         uow.commit()
     with store.unit_of_work() as uow:
-        uow.actions.update(done.decide(APPROVED, by="approver:carol", at=T0, reason="ok"),
-                           expected_status=PENDING)
+        uow.actions.update(
+            done.decide(APPROVED, by="approver:carol", at=T0, reason="ok"), expected_status=PENDING
+        )
         # SQLite keeps one index row per named approver; the fake and Firestore keep the
         # names on the action itself, so they have none to sweep.
         rows = 2 if isinstance(store, SqliteStore) else 0
@@ -484,7 +563,7 @@ def test_quorum_rows_of_decided_actions_are_swept_and_pending_ones_stay(store) -
     with store.unit_of_work(readonly=True) as uow:
         assert [a.id for a in uow.actions.pending("default", "carol", T0, 100)] == [live.id]
         assert [a.id for a in uow.actions.pending("default", "dave", T0, 100)] == [live.id]
-        assert uow.actions.get(done.id).status == APPROVED   # the action itself stays
+        assert uow.actions.get(done.id).status == APPROVED  # the action itself stays
 
 
 def test_an_explicit_rollback_discards_the_unit_of_work(store) -> None:

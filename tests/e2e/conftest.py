@@ -13,9 +13,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import httpx
 import pytest
@@ -34,8 +35,9 @@ def vettra_command() -> list[str]:
 
 
 def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([*vettra_command(), *args], capture_output=True, text=True,
-                          timeout=CLI_TIMEOUT_S)
+    proc = subprocess.run(
+        [*vettra_command(), *args], capture_output=True, text=True, timeout=CLI_TIMEOUT_S
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"vettra {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
     return proc
@@ -77,14 +79,27 @@ class DevServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self.boots = 0
 
-    def start(self) -> "DevServer":
+    def start(self) -> DevServer:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.boots += 1
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [*vettra_command(), "dev", "--home", str(self.home), "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-level", "WARNING", *self.args],
-            stdout=log, stderr=subprocess.STDOUT)
+            [
+                *vettra_command(),
+                "dev",
+                "--home",
+                str(self.home),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "WARNING",
+                *self.args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
         self.wait_healthy()
         return self
@@ -116,7 +131,9 @@ class DevServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"vettra dev ignored SIGTERM for {STOP_TIMEOUT_S}s:\n{self.log()}")
+            raise AssertionError(
+                f"vettra dev ignored SIGTERM for {STOP_TIMEOUT_S}s:\n{self.log()}"
+            ) from None
         return code, time.monotonic() - started
 
     def kill9(self) -> None:
@@ -175,8 +192,15 @@ def seqs_are_gap_free(entries: Sequence[dict]) -> bool:
     return [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
 
 
-def intercept_load(server: "DevServer", token: str, mix: Sequence[dict], offset: int,
-                   acked: dict[str, str], lock: Any, stop: Any) -> None:
+def intercept_load(
+    server: DevServer,
+    token: str,
+    mix: Sequence[dict],
+    offset: int,
+    acked: dict[str, str],
+    lock: Any,
+    stop: Any,
+) -> None:
     """A worker that intercepts ``mix`` round-robin until ``stop`` is set or the server
     dies, recording each acknowledged action's answered status in ``acked``."""
     with server.client(token, timeout=5) as c:

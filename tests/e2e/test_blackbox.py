@@ -13,16 +13,31 @@ import socket
 import threading
 import time
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
 
-from ..integration.scenarios import CHARGE_500, DELETE_REPO, EXPECTED, GRANT_ADMIN, READ_PROFILE, SEND_EMAIL
-from .conftest import (DevServer, chain_length, entries_of, intercept_load, mint, mint_many, run_cli,
-                       seqs_are_gap_free)
+from ..integration.scenarios import (
+    CHARGE_500,
+    DELETE_REPO,
+    EXPECTED,
+    GRANT_ADMIN,
+    READ_PROFILE,
+    SEND_EMAIL,
+)
+from .conftest import (
+    DevServer,
+    chain_length,
+    entries_of,
+    intercept_load,
+    mint,
+    mint_many,
+    run_cli,
+    seqs_are_gap_free,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +46,7 @@ INTERCEPT = "/api/actions/intercept"
 APPROVE = "/api/actions/approve"
 DECISION_TYPES = {"action.approved", "action.denied", "action.expired"}
 SCENARIO_IDS = ["read-profile", "send-email", "delete-repo", "charge-500", "grant-admin"]
-EXPIRY_BOUND_S = 75     # how long an expired token may still be accepted (clock-skew leeway)
+EXPIRY_BOUND_S = 75  # how long an expired token may still be accepted (clock-skew leeway)
 
 
 class Product:
@@ -58,10 +73,17 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
     # home races on key creation; see test_parallel_first_use_of_a_home.)
     server = DevServer(base / "home", base / "dev.log").start()
     minted = time.time()
-    tokens = mint_many(server.home, {
-        "agent": ("agent", "agent-1", "alice"), "agent2": ("agent", "agent-2", "alice"),
-        "alice": ("approver", "alice"), "bob": ("approver", "bob"), "admin": ("admin", "root"),
-        "short": ("approver", "alice", None, 1)})
+    tokens = mint_many(
+        server.home,
+        {
+            "agent": ("agent", "agent-1", "alice"),
+            "agent2": ("agent", "agent-2", "alice"),
+            "alice": ("approver", "alice"),
+            "bob": ("approver", "bob"),
+            "admin": ("admin", "root"),
+            "short": ("approver", "alice", None, 1),
+        },
+    )
     tokens["foreign"] = mint(base / "other-home", "agent", "agent-1", "alice")
     product = Product(server, tokens, minted)
     yield product
@@ -88,19 +110,29 @@ def _audit_types(admin: httpx.Client, action_id: str) -> list[str]:
 
 # -- the five scenarios ----------------------------------------------------------
 
+
 @pytest.mark.parametrize("bundle, status, level, step_up", EXPECTED, ids=SCENARIO_IDS)
 def test_scenario(product, bundle, status, level, step_up) -> None:
     r = product.agent.post(INTERCEPT, json=bundle)
     assert r.status_code in (200, 201, 202), r.text
     body = r.json()
-    assert (body["status"], body["risk"]["level"], body["step_up_required"]) == (status, level, step_up)
+    assert (body["status"], body["risk"]["level"], body["step_up_required"]) == (
+        status,
+        level,
+        step_up,
+    )
     assert body["args_digest"].startswith("sha256:")
-    assert set(body["risk"]["factors"]) == {"action_type", "reversibility", "blast_radius", "sensitivity"}
+    assert set(body["risk"]["factors"]) == {
+        "action_type",
+        "reversibility",
+        "blast_radius",
+        "sensitivity",
+    }
     if status == "denied":
         assert isinstance(body["reason"], str) and body["reason"].strip()
     if status == "pending":
         deadline = datetime.fromisoformat(body["expires_at"].replace("Z", "+00:00"))
-        assert deadline > datetime.now(timezone.utc)
+        assert deadline > datetime.now(UTC)
     # The answer is what a later read says, and the log has it.
     seen = product.agent.get(f"/api/actions/{body['action_id']}")
     assert seen.status_code == 200 and seen.json()["status"] == status
@@ -113,7 +145,9 @@ def test_high_risk_needs_step_up_then_deny_reaches_the_agent(product) -> None:
     r = product.alice.post(APPROVE, json={"action_id": aid, "decision": "approve"})
     _is_problem(r, 401)
     assert 'error="insufficient_user_authentication"' in r.headers["www-authenticate"]
-    r = product.alice.post(APPROVE, json={"action_id": aid, "decision": "deny", "reason": "never delete prod"})
+    r = product.alice.post(
+        APPROVE, json={"action_id": aid, "decision": "deny", "reason": "never delete prod"}
+    )
     assert r.status_code == 200 and r.json()["status"] == "denied"
     seen = product.agent.get(f"/api/actions/{aid}").json()
     assert seen["status"] == "denied" and seen["reason"] == "never delete prod"
@@ -123,11 +157,14 @@ def test_high_risk_needs_step_up_then_deny_reaches_the_agent(product) -> None:
 
 def test_decision_conflict_is_a_valid_problem_document(product) -> None:
     aid = product.agent.post(INTERCEPT, json=SEND_EMAIL).json()["action_id"]
-    assert product.alice.post(APPROVE, json={"action_id": aid, "decision": "deny"}).status_code == 200
+    assert (
+        product.alice.post(APPROVE, json={"action_id": aid, "decision": "deny"}).status_code == 200
+    )
     _is_problem(product.alice.post(APPROVE, json={"action_id": aid, "decision": "approve"}), 409)
 
 
 # -- idempotency ---------------------------------------------------------------------
+
 
 def test_idempotency(product) -> None:
     before = chain_length(product.admin)
@@ -138,41 +175,57 @@ def test_idempotency(product) -> None:
     assert again.status_code == 200, again.text
     assert again.headers.get("idempotent-replayed") == "true"
     assert again.json()["action_id"] == first.json()["action_id"]
-    other = product.agent.post(INTERCEPT, json={**SEND_EMAIL, "arguments": {**SEND_EMAIL["arguments"],
-                                                                           "to": "eve@example.com"}},
-                               headers=key)
+    other = product.agent.post(
+        INTERCEPT,
+        json={**SEND_EMAIL, "arguments": {**SEND_EMAIL["arguments"], "to": "eve@example.com"}},
+        headers=key,
+    )
     _is_problem(other, 409)
     assert chain_length(product.admin) == before + 1
 
 
 # -- ownership and authentication ------------------------------------------------------
 
+
 def test_another_approver_sees_404_and_agents_get_403(product) -> None:
     aid = product.agent.post(INTERCEPT, json=SEND_EMAIL).json()["action_id"]
     _is_problem(product.bob.get(f"/api/actions/{aid}"), 404)
     _is_problem(product.bob.post(APPROVE, json={"action_id": aid, "decision": "approve"}), 404)
     _is_problem(product.bob.get(f"/api/audit/action/{aid}"), 404)
-    assert aid not in [a["action_id"] for a in product.bob.get("/api/actions/pending").json()["actions"]]
-    with product.server.client(product.tokens["agent2"]) as other_agent:   # same user, other agent
+    assert aid not in [
+        a["action_id"] for a in product.bob.get("/api/actions/pending").json()["actions"]
+    ]
+    with product.server.client(product.tokens["agent2"]) as other_agent:  # same user, other agent
         _is_problem(other_agent.get(f"/api/actions/{aid}"), 404)
-    for method, path, body in [("GET", "/api/actions/pending", None),
-                               ("POST", APPROVE, {"action_id": aid, "decision": "approve"}),
-                               ("GET", "/api/audit/entries", None), ("GET", "/api/audit/verify", None)]:
+    for method, path, body in [
+        ("GET", "/api/actions/pending", None),
+        ("POST", APPROVE, {"action_id": aid, "decision": "approve"}),
+        ("GET", "/api/audit/entries", None),
+        ("GET", "/api/audit/verify", None),
+    ]:
         _is_problem(product.agent.request(method, path, json=body), 403)
     # nothing moved: still alice's, still pending
     assert product.alice.get(f"/api/actions/{aid}").json()["status"] == "pending"
-    assert aid in [a["action_id"] for a in product.alice.get("/api/actions/pending").json()["actions"]]
+    assert aid in [
+        a["action_id"] for a in product.alice.get("/api/actions/pending").json()["actions"]
+    ]
 
 
 @pytest.mark.parametrize("who", ["none", "garbage", "foreign-home"])
 def test_bad_tokens_get_401(product, who) -> None:
     token = {"none": None, "garbage": "not.a.token", "foreign-home": product.tokens["foreign"]}[who]
     with product.server.client(token) as c:
-        for method, path, body in [("POST", INTERCEPT, SEND_EMAIL), ("GET", "/api/actions/pending", None),
-                                   ("GET", "/api/audit/verify", None), ("GET", "/api/openapi.json", None)]:
+        for method, path, body in [
+            ("POST", INTERCEPT, SEND_EMAIL),
+            ("GET", "/api/actions/pending", None),
+            ("GET", "/api/audit/verify", None),
+            ("GET", "/api/openapi.json", None),
+        ]:
             r = c.request(method, path, json=body)
             _is_problem(r, 401)
-            assert r.headers["www-authenticate"].lower().startswith("bearer"), r.headers  # RFC 6750 §3
+            assert r.headers["www-authenticate"].lower().startswith("bearer"), (
+                r.headers
+            )  # RFC 6750 §3
     assert httpx.get(product.server.url + "/health").status_code == 200
 
 
@@ -183,19 +236,39 @@ HOSTILE = [
     ("not-utf8", b"\xff\xfe{\x00}", "application/json"),
     ("wrong-types", b'{"tool": 5, "arguments": "all of them"}', "application/json"),
     ("missing-arguments", b'{"tool": "gmail.send_message"}', "application/json"),
-    ("unknown-enum", b'{"tool": "gmail.send_message", "arguments": {}, "framework": "skynet"}',
-     "application/json"),
-    ("bool-timeout", b'{"tool": "gmail.send_message", "arguments": {}, "timeout_s": true}', "application/json"),
+    (
+        "unknown-enum",
+        b'{"tool": "gmail.send_message", "arguments": {}, "framework": "skynet"}',
+        "application/json",
+    ),
+    (
+        "bool-timeout",
+        b'{"tool": "gmail.send_message", "arguments": {}, "timeout_s": true}',
+        "application/json",
+    ),
     ("nan", b'{"tool": "gmail.send_message", "arguments": {"n": NaN}}', "application/json"),
-    ("duplicate-keys", b'{"tool": "user.get_profile", "tool": "iam.grant_role", "arguments": {}}',
-     "application/json"),
-    ("too-big", b'{"tool": "gmail.send_message", "arguments": {"body": "' + b"A" * (257 * 1024) + b'"}}',
-     "application/json"),
+    (
+        "duplicate-keys",
+        b'{"tool": "user.get_profile", "tool": "iam.grant_role", "arguments": {}}',
+        "application/json",
+    ),
+    (
+        "too-big",
+        b'{"tool": "gmail.send_message", "arguments": {"body": "' + b"A" * (257 * 1024) + b'"}}',
+        "application/json",
+    ),
     ("wrong-content-type", json.dumps(SEND_EMAIL).encode(), "text/plain"),
     ("form-encoded", b"tool=gmail.send_message", "application/x-www-form-urlencoded"),
     ("deep-array", b"[" * 100_000 + b"]" * 100_000, "application/json"),
-    ("deep-arguments", b'{"tool": "gmail.send_message", "arguments": ' + b'{"a":' * 2000 + b"1"
-     + b"}" * 2000 + b"}", "application/json"),
+    (
+        "deep-arguments",
+        b'{"tool": "gmail.send_message", "arguments": '
+        + b'{"a":' * 2000
+        + b"1"
+        + b"}" * 2000
+        + b"}",
+        "application/json",
+    ),
 ]
 
 
@@ -215,10 +288,12 @@ def test_hostile_input_is_a_clear_4xx_and_writes_nothing(product) -> None:
         doc = _is_problem(r)
         if r.status_code == 422:
             assert doc.get("errors"), (name, doc)
-    for name, body in [("approve-unknown-enum", {"action_id": aid, "decision": "maybe"}),
-                       ("approve-wrong-type", {"action_id": 7, "decision": "approve"}),
-                       ("approve-hostile-id", {"action_id": "../../etc/passwd", "decision": "approve"}),
-                       ("approve-extra-field", {"action_id": aid, "decision": "approve", "is_admin": True})]:
+    for name, body in [
+        ("approve-unknown-enum", {"action_id": aid, "decision": "maybe"}),
+        ("approve-wrong-type", {"action_id": 7, "decision": "approve"}),
+        ("approve-hostile-id", {"action_id": "../../etc/passwd", "decision": "approve"}),
+        ("approve-extra-field", {"action_id": aid, "decision": "approve", "is_admin": True}),
+    ]:
         r = product.alice.post(APPROVE, json=body)
         seen[name] = r.status_code
         assert r.status_code in (400, 422), (name, r.text)
@@ -227,9 +302,12 @@ def test_hostile_input_is_a_clear_4xx_and_writes_nothing(product) -> None:
     assert seen["unknown-enum"] == 422 and seen["bad-json"] == 400
     # a raw request announcing a huge body is refused from its headers alone
     with socket.create_connection(("127.0.0.1", product.server.port), timeout=5) as s:
-        s.sendall(b"POST /api/actions/intercept HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Authorization: Bearer " + product.tokens["agent"].encode()
-                  + b"\r\nContent-Length: 104857600\r\n\r\n{")
+        s.sendall(
+            b"POST /api/actions/intercept HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer "
+            + product.tokens["agent"].encode()
+            + b"\r\nContent-Length: 104857600\r\n\r\n{"
+        )
         head = s.recv(65536).split(b"\r\n", 1)[0]
     assert b" 413 " in head, head
     assert product.alice.get(f"/api/actions/{aid}").json()["status"] == "pending"
@@ -246,8 +324,8 @@ MIX = [READ_PROFILE, SEND_EMAIL, DELETE_REPO, CHARGE_500, GRANT_ADMIN, SEND_EMAI
 def test_concurrent_intercepts_and_decisions_keep_one_gap_free_chain(product) -> None:
     server, tokens = product.server, product.tokens
     submitted: dict[str, dict] = {}
-    decided: dict[str, str] = {}          # action id -> status the one winning decision set
-    races: list[tuple[int, int]] = []     # (200s, 409s) per approve-vs-deny race
+    decided: dict[str, str] = {}  # action id -> status the one winning decision set
+    races: list[tuple[int, int]] = []  # (200s, 409s) per approve-vs-deny race
     failures: list[str] = []
     lock = threading.Lock()
     todo: queue.Queue = queue.Queue()
@@ -285,12 +363,20 @@ def test_concurrent_intercepts_and_decisions_keep_one_gap_free_chain(product) ->
                     results: dict[str, httpx.Response] = {}
                     gate = threading.Barrier(2)
 
-                    def go(client: httpx.Client, decision: str) -> None:
+                    def go(
+                        client: httpx.Client,
+                        decision: str,
+                        gate: threading.Barrier = gate,
+                        results: dict[str, httpx.Response] = results,
+                        aid: str = aid,
+                    ) -> None:
                         gate.wait()
                         results[decision] = decide(client, aid, decision)
 
-                    ts = [threading.Thread(target=go, args=(c, "deny")),
-                          threading.Thread(target=go, args=(c2, "approve"))]
+                    ts = [
+                        threading.Thread(target=go, args=(c, "deny")),
+                        threading.Thread(target=go, args=(c2, "approve")),
+                    ]
                     for t in ts:
                         t.start()
                     for t in ts:
@@ -326,14 +412,14 @@ def test_concurrent_intercepts_and_decisions_keep_one_gap_free_chain(product) ->
     entries = entries_of(product.admin)
     assert len(entries) == report["length"]
     assert seqs_are_gap_free(entries), [e["seq"] for e in entries][:50]
-    for prev, entry in zip(entries, entries[1:]):
+    for prev, entry in zip(entries, entries[1:], strict=False):
         assert entry["prev_hash"] == prev["hash"], entry["seq"]
 
     by_action: dict[str, list[str]] = defaultdict(list)
     for e in entries:
         if e["action_id"]:
             by_action[e["action_id"]].append(e["type"])
-    for aid, body in submitted.items():
+    for aid, _body in submitted.items():
         types = by_action.get(aid, [])
         assert types.count("action.intercepted") == 1, (aid, types)
         decisions = [t for t in types if t in DECISION_TYPES]
@@ -351,16 +437,23 @@ def test_concurrent_intercepts_and_decisions_keep_one_gap_free_chain(product) ->
 
 # -- crash safety ------------------------------------------------------------------------------
 
+
 def test_kill_9_under_load_loses_nothing_acknowledged(dev_server_factory) -> None:
     server = dev_server_factory("crash")
-    tokens = mint_many(server.home, {"agent": ("agent", "agent-1", "alice"), "alice": ("approver", "alice"),
-                                     "admin": ("admin", "root")})
+    tokens = mint_many(
+        server.home,
+        {
+            "agent": ("agent", "agent-1", "alice"),
+            "alice": ("approver", "alice"),
+            "admin": ("admin", "root"),
+        },
+    )
     agent, alice, admin = (server.client(tokens[k]) for k in ("agent", "alice", "admin"))
     short = agent.post(INTERCEPT, json={**SEND_EMAIL, "timeout_s": 2}).json()
     assert short["status"] == "pending"
     deadline = datetime.fromisoformat(short["expires_at"].replace("Z", "+00:00")).timestamp()
 
-    acked: dict[str, str] = {}       # action id -> status answered with a 2xx
+    acked: dict[str, str] = {}  # action id -> status answered with a 2xx
     decided: dict[str, str] = {}
     lock = threading.Lock()
     stop = threading.Event()
@@ -380,8 +473,12 @@ def test_kill_9_under_load_loses_nothing_acknowledged(dev_server_factory) -> Non
                 except (httpx.TransportError, ValueError):
                     return
 
-    workers = [threading.Thread(target=intercept_load, args=(server, tokens["agent"], MIX, n, acked, lock, stop))
-               for n in range(4)] + [threading.Thread(target=decide)]
+    workers = [
+        threading.Thread(
+            target=intercept_load, args=(server, tokens["agent"], MIX, n, acked, lock, stop)
+        )
+        for n in range(4)
+    ] + [threading.Thread(target=decide)]
     for t in workers:
         t.start()
     started = time.monotonic()
@@ -397,9 +494,13 @@ def test_kill_9_under_load_loses_nothing_acknowledged(dev_server_factory) -> Non
     for t in workers:
         t.join(timeout=10)
     assert len(acked) >= 20 and decided, (len(acked), len(decided))
-    assert killed_at < deadline, "the short deadline passed before the crash; the test proves nothing"
+    assert killed_at < deadline, (
+        "the short deadline passed before the crash; the test proves nothing"
+    )
 
-    time.sleep(max(0.0, deadline - time.time() + 0.3))   # the deadline passes while the server is down
+    time.sleep(
+        max(0.0, deadline - time.time() + 0.3)
+    )  # the deadline passes while the server is down
     server.start()
     booted = time.monotonic()
 
@@ -438,6 +539,7 @@ def test_kill_9_under_load_loses_nothing_acknowledged(dev_server_factory) -> Non
 
 # -- the offline verifier ---------------------------------------------------------------------
 
+
 def test_audit_export_then_verify_and_tamper(product, tmp_path: Path) -> None:
     home = str(product.server.home)
     product.agent.post(INTERCEPT, json=SEND_EMAIL)
@@ -448,27 +550,38 @@ def test_audit_export_then_verify_and_tamper(product, tmp_path: Path) -> None:
     lines = exported.read_text().splitlines()
     parsed = [json.loads(line) for line in lines]
     # export lines: a header, {"checkpoint": note}s, then {"body": entry body, "hash", "mac"}s
-    entry_rows = [i for i, d in enumerate(parsed) if isinstance(d.get("body"), dict) and "seq" in d["body"]]
+    entry_rows = [
+        i for i, d in enumerate(parsed) if isinstance(d.get("body"), dict) and "seq" in d["body"]
+    ]
     assert len(entry_rows) >= length, (len(entry_rows), length)
 
     # docs/api.md: verification needs only the public key; with --home it also checks the HMACs
     for extra in ([], ["--home", home]):
-        ok = run_cli("audit", "verify", str(exported), "--pubkey", pubkey, "--quiet", *extra, check=False)
+        ok = run_cli(
+            "audit", "verify", str(exported), "--pubkey", pubkey, "--quiet", *extra, check=False
+        )
         assert ok.returncode == 0, (extra, ok.stdout, ok.stderr)
 
-    row = next(i for i in entry_rows[len(entry_rows) // 2:] if parsed[i]["body"]["type"] == "action.intercepted")
+    row = next(
+        i
+        for i in entry_rows[len(entry_rows) // 2 :]
+        if parsed[i]["body"]["type"] == "action.intercepted"
+    )
     victim = parsed[row]["body"]
     victim["data"]["status"] = "allowed" if victim["data"]["status"] != "allowed" else "denied"
     lines[row] = json.dumps(parsed[row], separators=(",", ":"), ensure_ascii=False)
     tampered = tmp_path / "tampered.jsonl"
     tampered.write_text("\n".join(lines) + "\n")
     for extra in ([], ["--home", home]):
-        bad = run_cli("audit", "verify", str(tampered), "--pubkey", pubkey, "--quiet", *extra, check=False)
+        bad = run_cli(
+            "audit", "verify", str(tampered), "--pubkey", pubkey, "--quiet", *extra, check=False
+        )
         assert bad.returncode not in (0, 2), (extra, bad.returncode, bad.stdout, bad.stderr)
         assert f"seq {victim['seq']}" in bad.stdout + bad.stderr, (extra, bad.stdout, bad.stderr)
 
 
 # -- first use of a home from several processes ---------------------------------------------
+
 
 def test_parallel_first_use_of_a_home(tmp_path: Path) -> None:
     for trial in range(3):  # the race is likely, not certain, on any one fresh home
@@ -484,6 +597,7 @@ def test_parallel_first_use_of_a_home(tmp_path: Path) -> None:
 
 
 # -- last: a token minted with --ttl 1 at module start stops working --------------------------
+
 
 def test_expired_token_gets_401(product) -> None:
     with product.server.client(product.tokens["short"]) as c:

@@ -53,7 +53,9 @@ def health_latencies(port: int, n: int) -> list[float]:
     return samples
 
 
-def test_slowloris_2000_connections_keep_health_fast_and_threads_bounded(dev_server_factory, record_property):
+def test_slowloris_2000_connections_keep_health_fast_and_threads_bounded(
+    dev_server_factory, record_property
+):
     server = dev_server_factory("slow", ["--head-timeout", "30", "--max-connections", "4096"])
     idle_threads = threads_of(server.proc.pid)
     slow = open_slow(server.port, SLOW_CONNECTIONS)
@@ -64,10 +66,15 @@ def test_slowloris_2000_connections_keep_health_fast_and_threads_bounded(dev_ser
         p99 = samples[int(0.99 * len(samples)) - 1]
         record_property("health_p99_ms", round(p99, 2))
         record_property("server_threads", threads)
-        print(f"\n{SLOW_CONNECTIONS} slow connections: /health p50 {samples[len(samples) // 2]:.2f} ms, "
-              f"p99 {p99:.2f} ms; server threads {threads} (idle {idle_threads})")
+        print(
+            f"\n{SLOW_CONNECTIONS} slow connections: /health p50 {samples[len(samples) // 2]:.2f} ms, "
+            f"p99 {p99:.2f} ms; server threads {threads} (idle {idle_threads})"
+        )
         assert p99 < P99_BUDGET_MS
-        assert threads <= idle_threads + 20, (idle_threads, threads)  # the pool, not a thread per connection
+        assert threads <= idle_threads + 20, (
+            idle_threads,
+            threads,
+        )  # the pool, not a thread per connection
         for s in slow[:: SLOW_CONNECTIONS // 20]:  # the slow ones are still held open, unanswered
             s.setblocking(False)
             with pytest.raises(BlockingIOError):
@@ -138,10 +145,14 @@ def test_sigterm_ends_streams_and_long_polls_at_once_and_loses_nothing(dev_serve
     from .conftest import mint_many
 
     server = dev_server_factory("stop")
-    tokens = mint_many(server.home, {"agent": ("agent", "agent-1", "alice"), "alice": ("approver", "alice")})
+    tokens = mint_many(
+        server.home, {"agent": ("agent", "agent-1", "alice"), "alice": ("approver", "alice")}
+    )
     with server.client(tokens["agent"]) as agent:
-        r = agent.post("/api/actions/intercept", json={"tool": "gmail.send_message",
-                                                       "arguments": {"to": "x@example.com"}})
+        r = agent.post(
+            "/api/actions/intercept",
+            json={"tool": "gmail.send_message", "arguments": {"to": "x@example.com"}},
+        )
         assert r.status_code == 201 and r.json()["status"] == "pending", r.text
         action_id = r.json()["action_id"]
     outcome: dict[str, object] = {}
@@ -149,7 +160,9 @@ def test_sigterm_ends_streams_and_long_polls_at_once_and_loses_nothing(dev_serve
     def long_poll() -> None:
         with server.client(tokens["alice"], timeout=70) as alice:
             try:
-                outcome["poll"] = alice.get(f"/api/actions/{action_id}", params={"wait": 60}).status_code
+                outcome["poll"] = alice.get(
+                    f"/api/actions/{action_id}", params={"wait": 60}
+                ).status_code
             except httpx.HTTPError as exc:
                 outcome["poll"] = repr(exc)
 

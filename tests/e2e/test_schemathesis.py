@@ -47,13 +47,35 @@ def live(tmp_path_factory):
 @pytest.mark.parametrize("role, sub, user", ROLES, ids=[r[0] for r in ROLES])
 def test_schemathesis_finds_no_failure(live, tmp_path, role, sub, user) -> None:
     token = mint(live.home, role, sub, user)
-    cmd = [str(_st()), "--config-file", str(CONFIG), "run", f"{live.url}/api/openapi.json",
-           "-H", f"Authorization: Bearer {token}", "--max-examples", str(EXAMPLES), "--seed", str(SEED),
-           "--workers", "2", "--request-timeout", "20", "--request-retries", "2", "--generation-database", "none", "--no-color",
-           "--warnings", "off"]
+    cmd = [
+        str(_st()),
+        "--config-file",
+        str(CONFIG),
+        "run",
+        f"{live.url}/api/openapi.json",
+        "-H",
+        f"Authorization: Bearer {token}",
+        "--max-examples",
+        str(EXAMPLES),
+        "--seed",
+        str(SEED),
+        "--workers",
+        "2",
+        "--request-timeout",
+        "20",
+        "--request-retries",
+        "2",
+        "--generation-database",
+        "none",
+        "--no-color",
+        "--warnings",
+        "off",
+    ]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     out = proc.stdout
     report = out if len(out) < 12000 else out[:8000] + "\n[...]\n" + out[-4000:]
-    assert proc.returncode == 0, f"schemathesis ({role}) exited {proc.returncode}:\n{report}\n{proc.stderr[-2000:]}"
+    assert proc.returncode == 0, (
+        f"schemathesis ({role}) exited {proc.returncode}:\n{report}\n{proc.stderr[-2000:]}"
+    )
     assert " passed" in report and "failure" not in report.lower().split("test cases:")[-1], report
     print(f"\nschemathesis {role}: " + report.split("Test cases:")[-1].strip().splitlines()[0])

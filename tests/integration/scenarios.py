@@ -1,13 +1,19 @@
 """The hackathon write-up's five threat scenarios, as action bundles."""
 
 READ_PROFILE = {"tool": "user.get_profile", "arguments": {}}
-SEND_EMAIL = {"tool": "gmail.send_message",
-              "arguments": {"to": "bob@example.com", "subject": "Q3 numbers", "body": "See attached."}}
+SEND_EMAIL = {
+    "tool": "gmail.send_message",
+    "arguments": {"to": "bob@example.com", "subject": "Q3 numbers", "body": "See attached."},
+}
 DELETE_REPO = {"tool": "github.delete_repo", "arguments": {"repo": "acme/api"}}
-CHARGE_500 = {"tool": "stripe.create_charge",
-              "arguments": {"amount": 50000, "currency": "usd", "customer": "cus_123"}}
-GRANT_ADMIN = {"tool": "iam.grant_role",
-               "arguments": {"member": "user:mallory@evil.example", "role": "admin"}}
+CHARGE_500 = {
+    "tool": "stripe.create_charge",
+    "arguments": {"amount": 50000, "currency": "usd", "customer": "cus_123"},
+}
+GRANT_ADMIN = {
+    "tool": "iam.grant_role",
+    "arguments": {"member": "user:mallory@evil.example", "role": "admin"},
+}
 
 # (bundle, status, level, step_up_required)
 EXPECTED = [

@@ -7,13 +7,13 @@ import argparse
 import hashlib
 import json
 import sqlite3
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from vettra import audit_cli
 from vettra.bootstrap import DB_FILE, Config, bootstrap
@@ -36,10 +36,19 @@ class Stack:
         from tests.conftest import Server  # the suite's real server (uvicorn stack)
 
         self.httpd = Server(self.rt)
-        self.admin = httpx.Client(base_url=self.httpd.url, timeout=30, headers={
-            "Authorization": "Bearer " + self.rt.identity.issue(role="admin", sub="ops")})
-        self.agent = httpx.Client(base_url=self.httpd.url, timeout=30, headers={
-            "Authorization": "Bearer " + self.rt.identity.issue(role="agent", sub="bot", user="alice")})
+        self.admin = httpx.Client(
+            base_url=self.httpd.url,
+            timeout=30,
+            headers={"Authorization": "Bearer " + self.rt.identity.issue(role="admin", sub="ops")},
+        )
+        self.agent = httpx.Client(
+            base_url=self.httpd.url,
+            timeout=30,
+            headers={
+                "Authorization": "Bearer "
+                + self.rt.identity.issue(role="agent", sub="bot", user="alice")
+            },
+        )
 
     def stop(self) -> None:
         self.httpd.stop()
@@ -57,10 +66,15 @@ def stack(tmp_path: Path):
     s = Stack(tmp_path / "home")
     for i in range(N_ACTIONS):
         tool = "user.get_profile" if i % 2 else "gmail.send_message"
-        r = s.agent.post("/api/actions/intercept", json={"tool": tool, "arguments": {"i": i, "to": "x@y.z"}})
+        r = s.agent.post(
+            "/api/actions/intercept", json={"tool": tool, "arguments": {"i": i, "to": "x@y.z"}}
+        )
         assert r.status_code == 201
     deadline = time.monotonic() + 5
-    while s.admin.get("/api/audit/checkpoint").json()["size"] < N_ACTIONS + 1 and time.monotonic() < deadline:
+    while (
+        s.admin.get("/api/audit/checkpoint").json()["size"] < N_ACTIONS + 1
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     yield s
     s.stop()
@@ -79,7 +93,9 @@ def _offline(path: Path, pub: str, home: Path | None = None) -> tuple[int, str]:
     import io
 
     err = io.StringIO()
-    args = argparse.Namespace(file=str(path), pubkey=[pub], home=str(home) if home else None, quiet=True)
+    args = argparse.Namespace(
+        file=str(path), pubkey=[pub], home=str(home) if home else None, quiet=True
+    )
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         code = audit_cli.verify(args, lambda h: Path(h))
     return code, err.getvalue()
@@ -95,7 +111,9 @@ def test_intact_log_verifies_everywhere(stack: Stack, tmp_path: Path) -> None:
 
 
 def test_answers_carry_the_entry_seq_and_proofs_verify(stack: Stack) -> None:
-    r = stack.agent.post("/api/actions/intercept", json={"tool": "user.get_profile", "arguments": {}}).json()
+    r = stack.agent.post(
+        "/api/actions/intercept", json={"tool": "user.get_profile", "arguments": {}}
+    ).json()
     seq = r["audit_seq"]
     trail = stack.agent.get(f"/api/audit/action/{r['action_id']}").json()["entries"]
     assert trail[0]["seq"] == seq
@@ -103,15 +121,29 @@ def test_answers_carry_the_entry_seq_and_proofs_verify(stack: Stack) -> None:
     cp = stack.admin.get("/api/audit/checkpoint").json()
     checkpoint = verify_checkpoint(cp["note"], NoteVerifier(cp["verifier_key"]))
     assert checkpoint.size >= seq
-    proof = stack.agent.get("/api/audit/proof/inclusion", params={"seq": seq, "tree_size": checkpoint.size}).json()
+    proof = stack.agent.get(
+        "/api/audit/proof/inclusion", params={"seq": seq, "tree_size": checkpoint.size}
+    ).json()
     # the agent recomputes the leaf from the entry it was shown: RFC 9162 leaf = H(0x00 || entry hash)
     leaf = hashlib.sha256(b"\x00" + bytes.fromhex(trail[0]["hash"])).digest()
-    verify_inclusion(leaf, seq - 1, checkpoint.size, [bytes.fromhex(h) for h in proof["proof"]],
-                     checkpoint.root_hash)
+    verify_inclusion(
+        leaf,
+        seq - 1,
+        checkpoint.size,
+        [bytes.fromhex(h) for h in proof["proof"]],
+        checkpoint.root_hash,
+    )
     older = 3
-    cons = stack.agent.get("/api/audit/proof/consistency", params={"from": older, "to": checkpoint.size}).json()
-    verify_consistency(older, checkpoint.size, bytes.fromhex(cons["from_root"]), checkpoint.root_hash,
-                       [bytes.fromhex(h) for h in cons["proof"]])
+    cons = stack.agent.get(
+        "/api/audit/proof/consistency", params={"from": older, "to": checkpoint.size}
+    ).json()
+    verify_consistency(
+        older,
+        checkpoint.size,
+        bytes.fromhex(cons["from_root"]),
+        checkpoint.root_hash,
+        [bytes.fromhex(h) for h in cons["proof"]],
+    )
 
 
 def test_proof_queries_are_checked(stack: Stack) -> None:
@@ -122,26 +154,33 @@ def test_proof_queries_are_checked(stack: Stack) -> None:
 
 
 def _rows(db: sqlite3.Connection) -> list[tuple]:
-    return db.execute("SELECT seq, body, hash, mac, prev_hash FROM audit_entries ORDER BY seq").fetchall()
+    return db.execute(
+        "SELECT seq, body, hash, mac, prev_hash FROM audit_entries ORDER BY seq"
+    ).fetchall()
 
 
 def _edit(db, seq):  # change one entry's content
-    db.execute("UPDATE audit_entries SET body=replace(body, 'agent:bot', 'agent:bob') WHERE seq=?", (seq,))
+    db.execute(
+        "UPDATE audit_entries SET body=replace(body, 'agent:bot', 'agent:bob') WHERE seq=?", (seq,)
+    )
 
 
 def _edit_and_rehash(db, seq):  # an attacker without keys re-hashes and re-links everything after
     rows = _rows(db)
     prev = rows[seq - 2][2]
-    for number, body, _h, mac, _p in rows[seq - 1:]:
+    for number, body, _h, _mac, _p in rows[seq - 1 :]:
         doc = json.loads(body)
         if number == seq:
             doc["data"]["status"] = "approved"
         doc["prev_hash"] = prev
         from vettra.domain.canonical import canonical_json
+
         text = canonical_json(doc).decode()
         new_hash = hashlib.sha256(text.encode()).hexdigest()
-        db.execute("UPDATE audit_entries SET body=?, hash=?, prev_hash=? WHERE seq=?",
-                   (text, new_hash, prev, number))
+        db.execute(
+            "UPDATE audit_entries SET body=?, hash=?, prev_hash=? WHERE seq=?",
+            (text, new_hash, prev, number),
+        )
         prev = new_hash
 
 
@@ -151,8 +190,14 @@ def _delete(db, seq):
 
 def _swap(db, seq):
     a, b = _rows(db)[seq - 1], _rows(db)[seq]
-    db.execute("UPDATE audit_entries SET body=?, hash=?, mac=?, prev_hash=? WHERE seq=?", (b[1], b[2], b[3], "tmp", a[0]))
-    db.execute("UPDATE audit_entries SET body=?, hash=?, mac=?, prev_hash=? WHERE seq=?", (a[1], a[2], a[3], a[4], b[0]))
+    db.execute(
+        "UPDATE audit_entries SET body=?, hash=?, mac=?, prev_hash=? WHERE seq=?",
+        (b[1], b[2], b[3], "tmp", a[0]),
+    )
+    db.execute(
+        "UPDATE audit_entries SET body=?, hash=?, mac=?, prev_hash=? WHERE seq=?",
+        (a[1], a[2], a[3], a[4], b[0]),
+    )
     db.execute("UPDATE audit_entries SET prev_hash=? WHERE seq=?", (b[4], a[0]))
 
 
@@ -160,8 +205,11 @@ def _insert(db, seq):  # shift everything from seq up by one and put a forged en
     db.execute("UPDATE audit_entries SET seq=seq+100000 WHERE seq>=?", (seq,))
     db.execute("UPDATE audit_entries SET seq=seq-100000+1 WHERE seq>=100000")
     forged = _rows(db)[seq - 2]
-    db.execute("INSERT INTO audit_entries (chain, seq, action_id, user, body, hash, mac, prev_hash)"
-               " VALUES ('default', ?, NULL, 'alice', ?, ?, ?, 'forged')", (seq, forged[1], forged[2], forged[3]))
+    db.execute(
+        "INSERT INTO audit_entries (chain, seq, action_id, user, body, hash, mac, prev_hash)"
+        " VALUES ('default', ?, NULL, 'alice', ?, ?, ?, 'forged')",
+        (seq, forged[1], forged[2], forged[3]),
+    )
 
 
 def _truncate(db, seq):  # roll the log back behind its last checkpoint
@@ -206,7 +254,9 @@ def test_tampering_is_pinpointed(stack: Stack, tmp_path: Path, name, tamper, seq
 def test_forged_checkpoint_signature_is_reported(stack: Stack) -> None:
     stack.stop()
     with stack.db() as db:
-        note = db.execute("SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1").fetchone()[0]
+        note = db.execute(
+            "SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1"
+        ).fetchone()[0]
         lines = note.split("\n")
         lines[1] = str(int(lines[1]) + 1)
         db.execute("UPDATE audit_checkpoints SET note=? WHERE note=?", ("\n".join(lines), note))
@@ -215,7 +265,9 @@ def test_forged_checkpoint_signature_is_reported(stack: Stack) -> None:
     assert not report["valid"] and "checkpoint signature" in report["first_invalid"]["reason"]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_any_single_byte_change_of_an_export_is_detected(stack_export, data) -> None:
     path, pub, home, original = stack_export
@@ -223,10 +275,10 @@ def test_any_single_byte_change_of_an_export_is_detected(stack_export, data) -> 
     index = data.draw(st.integers(1, len(lines) - 2))  # any checkpoint or entry line
     line = lines[index]
     pos = data.draw(st.integers(0, len(line) - 1))
-    new = data.draw(st.sampled_from("0123456789abcdefxyz\"{}:, \\"))
+    new = data.draw(st.sampled_from('0123456789abcdefxyz"{}:, \\'))
     if line[pos] == new:
         return
-    lines[index] = line[:pos] + new + line[pos + 1:]
+    lines[index] = line[:pos] + new + line[pos + 1 :]
     path.write_text("\n".join(lines))
     try:
         assert _offline(path, pub, home)[0] == 1
@@ -249,7 +301,9 @@ def test_head_is_written_at_most_about_once_a_second(stack: Stack) -> None:
     store = stack.rt.deps.store
     before, started = store.head_writes, time.monotonic()
     for i in range(150):
-        stack.agent.post("/api/actions/intercept", json={"tool": "user.get_profile", "arguments": {"n": i}})
+        stack.agent.post(
+            "/api/actions/intercept", json={"tool": "user.get_profile", "arguments": {"n": i}}
+        )
     elapsed = time.monotonic() - started
     assert store.head_writes - before <= elapsed + 2
     assert stack.verify()["valid"]
@@ -262,20 +316,34 @@ def test_api_proofs_check_out_with_independent_rfc9162_implementations(stack: St
         from pymerkle import InmemoryTree
         from sigstore._internal.merkle import verify_merkle_inclusion
     except ImportError as exc:
-        pytest.skip(f"independent RFC 9162 check needs the test-only packages sigstore and pymerkle: {exc}")
+        pytest.skip(
+            f"independent RFC 9162 check needs the test-only packages sigstore and pymerkle: {exc}"
+        )
     from types import SimpleNamespace
 
     cp = stack.admin.get("/api/audit/checkpoint").json()
     checkpoint = verify_checkpoint(cp["note"], NoteVerifier(cp["verifier_key"]))
-    entries = stack.admin.get("/api/audit/entries", params={"limit": checkpoint.size}).json()["entries"]
+    entries = stack.admin.get("/api/audit/entries", params={"limit": checkpoint.size}).json()[
+        "entries"
+    ]
     theirs = InmemoryTree(algorithm="sha256")
-    for entry in entries[:checkpoint.size]:
+    for entry in entries[: checkpoint.size]:
         theirs.append_entry(bytes.fromhex(entry["hash"]))
     assert theirs.get_root(checkpoint.size) == checkpoint.root_hash
     for seq in (1, checkpoint.size // 2, checkpoint.size):
-        proof = stack.admin.get("/api/audit/proof/inclusion",
-                                params={"seq": seq, "tree_size": checkpoint.size}).json()
-        ip = SimpleNamespace(log_index=seq - 1, tree_size=checkpoint.size,
-                             hashes=[bytes.fromhex(h) for h in proof["proof"]], root_hash=checkpoint.root_hash)
-        verify_merkle_inclusion(SimpleNamespace(_inner=SimpleNamespace(
-            inclusion_proof=ip, canonicalized_body=bytes.fromhex(entries[seq - 1]["hash"]))))
+        proof = stack.admin.get(
+            "/api/audit/proof/inclusion", params={"seq": seq, "tree_size": checkpoint.size}
+        ).json()
+        ip = SimpleNamespace(
+            log_index=seq - 1,
+            tree_size=checkpoint.size,
+            hashes=[bytes.fromhex(h) for h in proof["proof"]],
+            root_hash=checkpoint.root_hash,
+        )
+        verify_merkle_inclusion(
+            SimpleNamespace(
+                _inner=SimpleNamespace(
+                    inclusion_proof=ip, canonicalized_body=bytes.fromhex(entries[seq - 1]["hash"])
+                )
+            )
+        )

@@ -22,8 +22,12 @@ from .test_audit_log import Stack
 
 def _intercepts(stack: Stack, n: int) -> None:
     for i in range(n):
-        assert stack.agent.post("/api/actions/intercept",
-                                json={"tool": "user.get_profile", "arguments": {"i": i}}).status_code == 201
+        assert (
+            stack.agent.post(
+                "/api/actions/intercept", json={"tool": "user.get_profile", "arguments": {"i": i}}
+            ).status_code
+            == 201
+        )
 
 
 def _wait_checkpoint(stack: Stack, size: int) -> dict:
@@ -42,8 +46,8 @@ def audited(tmp_path: Path):
     try:
         _intercepts(stack, 20)
         saved = _wait_checkpoint(stack, 21)
-        (tmp_path / "saved.json").write_text(json.dumps(saved))            # curl … > saved.json
-        (tmp_path / "saved.note").write_text(saved["note"] + "\n")          # jq -r .note > saved.note
+        (tmp_path / "saved.json").write_text(json.dumps(saved))  # curl … > saved.json
+        (tmp_path / "saved.note").write_text(saved["note"] + "\n")  # jq -r .note > saved.note
         _intercepts(stack, 15)
         _wait_checkpoint(stack, 36)
         pub = stack.admin.get("/api/audit/public-key").json()["verifier_key"]
@@ -51,19 +55,30 @@ def audited(tmp_path: Path):
         run_cli("audit", "export", "--home", str(stack.home), "-o", str(export))
     finally:
         stack.stop()
-    return {"dir": tmp_path, "home": stack.home, "pub": pub, "export": export,
-            "saved_size": saved["size"], "lines": export.read_text().splitlines()}
+    return {
+        "dir": tmp_path,
+        "home": stack.home,
+        "pub": pub,
+        "export": export,
+        "saved_size": saved["size"],
+        "lines": export.read_text().splitlines(),
+    }
 
 
 def _verify(a: dict, lines: list[str], *extra: str) -> subprocess.CompletedProcess[str]:
     path = a["dir"] / "tampered.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    return run_cli("audit", "verify", str(path), "--pubkey", a["pub"], "--quiet", *extra, check=False)
+    return run_cli(
+        "audit", "verify", str(path), "--pubkey", a["pub"], "--quiet", *extra, check=False
+    )
 
 
 def _parts(lines: list[str]) -> tuple[str, list[str], list[str]]:
-    return lines[0], [ln for ln in lines if ln.startswith('{"checkpoint"')], \
-        [ln for ln in lines if ln.startswith('{"body"')]
+    return (
+        lines[0],
+        [ln for ln in lines if ln.startswith('{"checkpoint"')],
+        [ln for ln in lines if ln.startswith('{"body"')],
+    )
 
 
 def _size(checkpoint_line: str) -> int:
@@ -97,17 +112,23 @@ def _rewrite(lines: list[str], seq: int) -> list[str]:
 
 
 @pytest.mark.parametrize("saved_as", ["saved.json", "saved.note"])
-def test_an_export_cut_below_a_saved_checkpoint_fails_naming_the_first_missing_seq(audited, saved_as) -> None:
+def test_an_export_cut_below_a_saved_checkpoint_fails_naming_the_first_missing_seq(
+    audited, saved_as
+) -> None:
     a, cut = audited, audited["saved_size"] - 3
     lines = _cut(a["lines"], cut)
     assert _verify(a, lines).returncode == 0  # with only the public key, the cut log looks fine
     proc = _verify(a, lines, "--checkpoint", str(a["dir"] / saved_as))
     assert proc.returncode == 1, proc.stdout
-    assert proc.stderr.startswith(f"invalid at seq {cut + 1}: rollback: your saved checkpoint covers "
-                                  f"{a['saved_size']} entries"), proc.stderr
+    assert proc.stderr.startswith(
+        f"invalid at seq {cut + 1}: rollback: your saved checkpoint covers "
+        f"{a['saved_size']} entries"
+    ), proc.stderr
 
 
-def test_a_rewritten_history_with_its_checkpoints_removed_fails_against_a_saved_checkpoint(audited) -> None:
+def test_a_rewritten_history_with_its_checkpoints_removed_fails_against_a_saved_checkpoint(
+    audited,
+) -> None:
     a, seq = audited, 9
     lines = _rewrite(a["lines"], seq)
     assert _verify(a, lines).returncode == 0  # self-consistent without the saved checkpoint
@@ -119,24 +140,40 @@ def test_a_rewritten_history_with_its_checkpoints_removed_fails_against_a_saved_
 
 def test_a_later_honest_export_extends_the_saved_checkpoint(audited) -> None:
     a = audited
-    proc = run_cli("audit", "verify", str(a["export"]), "--pubkey", a["pub"], "--quiet",
-                   "--checkpoint", str(a["dir"] / "saved.json"), "--checkpoint", str(a["dir"] / "saved.note"))
+    proc = run_cli(
+        "audit",
+        "verify",
+        str(a["export"]),
+        "--pubkey",
+        a["pub"],
+        "--quiet",
+        "--checkpoint",
+        str(a["dir"] / "saved.json"),
+        "--checkpoint",
+        str(a["dir"] / "saved.note"),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "2 saved checkpoint(s) consistent" in proc.stdout
     assert "0 trailing entries under no signed checkpoint" in proc.stdout
 
 
-def test_trailing_entries_under_no_checkpoint_are_counted_and_require_covered_fails(audited) -> None:
+def test_trailing_entries_under_no_checkpoint_are_counted_and_require_covered_fails(
+    audited,
+) -> None:
     a = audited
     header, cps, entries = _parts(a["lines"])
     lines = [header, *cps[:-1], *entries]  # the newest checkpoint dropped
     uncovered = len(entries) - _size(cps[-2])
     proc = _verify(a, lines)
-    assert proc.returncode == 0 and f"{uncovered} trailing entries under no signed checkpoint" in proc.stdout
+    assert (
+        proc.returncode == 0
+        and f"{uncovered} trailing entries under no signed checkpoint" in proc.stdout
+    )
     proc = _verify(a, lines, "--require-covered")
     assert proc.returncode == 1
-    assert proc.stderr.startswith(f"invalid at seq {_size(cps[-2]) + 1}: uncovered: the last "
-                                  f"{uncovered} entries"), proc.stderr
+    assert proc.stderr.startswith(
+        f"invalid at seq {_size(cps[-2]) + 1}: uncovered: the last {uncovered} entries"
+    ), proc.stderr
 
 
 def test_a_checkpoint_that_does_not_verify_is_a_usage_error(audited, tmp_path: Path) -> None:
@@ -148,11 +185,24 @@ def test_a_checkpoint_that_does_not_verify_is_a_usage_error(audited, tmp_path: P
     forged.write_text("\n".join(lines))
     empty = tmp_path / "empty.json"
     empty.write_text(json.dumps({"size": 0, "note": None}))
-    for bad, says in ((forged, "verifies with a --pubkey"), (empty, "signed 'note'"),
-                      (tmp_path / "missing", "No such file")):
-        proc = run_cli("audit", "verify", str(a["export"]), "--pubkey", a["pub"], "--checkpoint", str(bad),
-                       check=False)
-        assert proc.returncode == 2 and "bad --checkpoint" in proc.stderr and says in proc.stderr, proc.stderr
+    for bad, says in (
+        (forged, "verifies with a --pubkey"),
+        (empty, "signed 'note'"),
+        (tmp_path / "missing", "No such file"),
+    ):
+        proc = run_cli(
+            "audit",
+            "verify",
+            str(a["export"]),
+            "--pubkey",
+            a["pub"],
+            "--checkpoint",
+            str(bad),
+            check=False,
+        )
+        assert proc.returncode == 2 and "bad --checkpoint" in proc.stderr and says in proc.stderr, (
+            proc.stderr
+        )
 
 
 def test_verify_help_lists_the_required_options() -> None:
@@ -175,13 +225,26 @@ def test_export_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
     store = SqliteStore(home / DB_FILE, LocalKeyStore(home))
     with store.unit_of_work() as uow:  # ~1 MB of export: far more than a pipe buffer holds
         for i in range(1500):
-            uow.audit.record(AuditEvent(type="action.intercepted", chain="default", actor="agent:bot",
-                                        at="2026-01-01T00:00:00.000Z", action_id=f"act_{i}", user="alice",
-                                        data={"padding": "x" * 500}))
+            uow.audit.record(
+                AuditEvent(
+                    type="action.intercepted",
+                    chain="default",
+                    actor="agent:bot",
+                    at="2026-01-01T00:00:00.000Z",
+                    action_id=f"act_{i}",
+                    user="alice",
+                    data={"padding": "x" * 500},
+                )
+            )
         uow.commit()
     store.close()
-    proc = subprocess.run(" ".join([*vettra_command(), "audit", "export", "--home", str(home)])
-                          + " | head -n 2", shell=True, capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        " ".join([*vettra_command(), "audit", "export", "--home", str(home)]) + " | head -n 2",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 0
     assert proc.stderr == "", proc.stderr
     assert len(proc.stdout.splitlines()) == 2 and '"format"' in proc.stdout
@@ -197,6 +260,9 @@ def test_pubkey_all_prints_every_key_old_exports_need(audited) -> None:
     everything = run_cli("audit", "pubkey", "--all", "--home", home).stdout.split()
     assert current != before and everything == [current, before]
     export = str(a["export"])  # signed before the rotation
-    assert run_cli("audit", "verify", export, "--pubkey", current, "--quiet", check=False).returncode == 1
+    assert (
+        run_cli("audit", "verify", export, "--pubkey", current, "--quiet", check=False).returncode
+        == 1
+    )
     args = [arg for key in everything for arg in ("--pubkey", key)]
     assert run_cli("audit", "verify", export, *args, "--quiet").returncode == 0

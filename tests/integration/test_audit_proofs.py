@@ -20,18 +20,27 @@ def stack(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("VETTRA_PROOF_BURST", "1000")
     s = Stack(tmp_path / "home")
     for i in range(N_ACTIONS):
-        assert s.agent.post("/api/actions/intercept",
-                            json={"tool": "user.get_profile", "arguments": {"i": i}}).status_code == 201
+        assert (
+            s.agent.post(
+                "/api/actions/intercept", json={"tool": "user.get_profile", "arguments": {"i": i}}
+            ).status_code
+            == 201
+        )
     yield s
     s.stop()
 
 
 def _all_proofs(stack: Stack) -> list[dict]:
     size = stack.admin.get("/api/audit/proof/inclusion", params={"seq": 1}).json()["tree_size"]
-    out = [stack.admin.get("/api/audit/proof/inclusion", params={"seq": seq, "tree_size": n}).json()
-           for n in (1, 8, 13, size) for seq in range(1, n + 1)]
-    out += [stack.admin.get("/api/audit/proof/consistency", params={"from": old, "to": size}).json()
-            for old in range(1, size + 1)]
+    out = [
+        stack.admin.get("/api/audit/proof/inclusion", params={"seq": seq, "tree_size": n}).json()
+        for n in (1, 8, 13, size)
+        for seq in range(1, n + 1)
+    ]
+    out += [
+        stack.admin.get("/api/audit/proof/consistency", params={"from": old, "to": size}).json()
+        for old in range(1, size + 1)
+    ]
     return out
 
 
@@ -40,12 +49,29 @@ def _expected(stack: Stack) -> list[dict]:
     size = log.tree_state("default")[0]
     hashes = log.entry_hashes("default", size)
     tree = MerkleTree([leaf_hash(h) for h in hashes])
-    out = [{"seq": seq, "leaf_index": seq - 1, "tree_size": n, "entry_hash": hashes[seq - 1].hex(),
+    out = [
+        {
+            "seq": seq,
+            "leaf_index": seq - 1,
+            "tree_size": n,
+            "entry_hash": hashes[seq - 1].hex(),
             "leaf_hash": leaf_hash(hashes[seq - 1]).hex(),
-            "proof": [h.hex() for h in tree.inclusion_proof(seq - 1, n)], "root_hash": tree.root(n).hex()}
-           for n in (1, 8, 13, size) for seq in range(1, n + 1)]
-    out += [{"from": old, "to": size, "from_root": tree.root(old).hex(), "to_root": tree.root(size).hex(),
-             "proof": [h.hex() for h in tree.consistency_proof(old, size)]} for old in range(1, size + 1)]
+            "proof": [h.hex() for h in tree.inclusion_proof(seq - 1, n)],
+            "root_hash": tree.root(n).hex(),
+        }
+        for n in (1, 8, 13, size)
+        for seq in range(1, n + 1)
+    ]
+    out += [
+        {
+            "from": old,
+            "to": size,
+            "from_root": tree.root(old).hex(),
+            "to_root": tree.root(size).hex(),
+            "proof": [h.hex() for h in tree.consistency_proof(old, size)],
+        }
+        for old in range(1, size + 1)
+    ]
     return out
 
 
@@ -85,8 +111,10 @@ def test_proof_endpoints_are_rate_limited_per_principal(tmp_path: Path, monkeypa
     s = Stack(tmp_path / "home")
     try:
         s.agent.post("/api/actions/intercept", json={"tool": "user.get_profile", "arguments": {}})
-        paths = [("/api/audit/proof/inclusion", {"seq": 1}), ("/api/audit/proof/consistency",
-                                                              {"from": 1, "to": 2})]
+        paths = [
+            ("/api/audit/proof/inclusion", {"seq": 1}),
+            ("/api/audit/proof/consistency", {"from": 1, "to": 2}),
+        ]
         for path, params in paths + paths[:1]:
             assert s.agent.get(path, params=params).status_code == 200
         for path, params in paths:

@@ -7,7 +7,8 @@ import socket
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 PROBLEM = "application/problem+json"
 
@@ -24,7 +25,11 @@ BAD_BODIES = [
     (b'{"tool": "gmail.send_message", "arguments": {"a": NaN}}', "application/json", 400),
     (b'{"tool": "a.b", "tool": "c.d", "arguments": {}}', "application/json", 400),
     (b'{"tool": "gmail.send_message", "arguments": {"x": "\\ud800"}}', "application/json", 400),
-    (b'{"tool": "gmail.send_message", "arguments": {"n": 123456789012345678901234567890}}', "application/json", 400),
+    (
+        b'{"tool": "gmail.send_message", "arguments": {"n": 123456789012345678901234567890}}',
+        "application/json",
+        400,
+    ),
     (b"\xff\xfe{}", "application/json", 400),
     (b'{"tool": "gmail.send_message", "arguments": {}}', "text/plain", 415),
     (b'{"tool": "gmail.send_message", "arguments": {}}', "", 415),
@@ -32,15 +37,29 @@ BAD_BODIES = [
     (b'{"tool": 5, "arguments": {}}', "application/json", 422),
     (b'{"tool": "gmail.send_message", "arguments": []}', "application/json", 422),
     (b'{"tool": "no-dot", "arguments": {}}', "application/json", 422),
-    (b'{"tool": "gmail.send_message", "arguments": {}, "framework": "skynet"}', "application/json", 422),
-    (b'{"tool": "gmail.send_message", "arguments": {}, "timeout_s": "soon"}', "application/json", 422),
+    (
+        b'{"tool": "gmail.send_message", "arguments": {}, "framework": "skynet"}',
+        "application/json",
+        422,
+    ),
+    (
+        b'{"tool": "gmail.send_message", "arguments": {}, "timeout_s": "soon"}',
+        "application/json",
+        422,
+    ),
     (b'{"tool": "gmail.send_message", "arguments": {}, "timeout_s": 0}', "application/json", 422),
     (b'{"tool": "gmail.send_message", "arguments": {}, "surprise": 1}', "application/json", 422),
-    (b'{"framework": "openai", "type": "function", "function": {"name": "gmail_send_message", "arguments": "{oops"}}',
-     "application/json", 422),
+    (
+        b'{"framework": "openai", "type": "function", "function": {"name": "gmail_send_message", "arguments": "{oops"}}',
+        "application/json",
+        422,
+    ),
     (b"[" * 5000 + b"]" * 5000, "application/json", 400),
-    (b'{"tool": "gmail.send_message", "arguments": ' + b'{"a":' * 40 + b"1" + b"}" * 40 + b"}",
-     "application/json", 400),
+    (
+        b'{"tool": "gmail.send_message", "arguments": ' + b'{"a":' * 40 + b"1" + b"}" * 40 + b"}",
+        "application/json",
+        400,
+    ),
 ]
 
 
@@ -59,33 +78,49 @@ def test_bad_intercept_bodies(agent, admin, body, ctype, status) -> None:
 
 
 def test_validation_names_the_field(agent) -> None:
-    r = agent.post("/api/actions/intercept", json={"tool": "gmail.send_message", "arguments": {}, "timeout_s": True})
+    r = agent.post(
+        "/api/actions/intercept",
+        json={"tool": "gmail.send_message", "arguments": {}, "timeout_s": True},
+    )
     assert [e["field"] for e in r.json()["errors"]] == ["timeout_s"]
 
 
 def test_oversized_body_is_413_without_reading_it(server, agent, admin) -> None:
     before = _chain_length(admin)
     big = b'{"tool": "gmail.send_message", "arguments": {"x": "' + b"a" * (300 * 1024) + b'"}}'
-    r = agent.post("/api/actions/intercept", content=big, headers={"Content-Type": "application/json"})
+    r = agent.post(
+        "/api/actions/intercept", content=big, headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 413 and r.headers["content-type"] == PROBLEM
     assert _chain_length(admin) == before
 
 
 def test_bad_approve_bodies(agent, alice) -> None:
-    aid = agent.post("/api/actions/intercept", json={"tool": "gmail.send_message",
-                                                     "arguments": {"to": "x@y.z"}}).json()["action_id"]
-    for body, status in [({"action_id": aid}, 422), ({"action_id": aid, "decision": "maybe"}, 422),
-                         ({"action_id": aid, "decision": "approve", "extra": 1}, 422),
-                         ({"action_id": "../../etc", "decision": "approve"}, 422),
-                         ({"action_id": "act_nope", "decision": "approve"}, 404)]:
+    aid = agent.post(
+        "/api/actions/intercept", json={"tool": "gmail.send_message", "arguments": {"to": "x@y.z"}}
+    ).json()["action_id"]
+    for body, status in [
+        ({"action_id": aid}, 422),
+        ({"action_id": aid, "decision": "maybe"}, 422),
+        ({"action_id": aid, "decision": "approve", "extra": 1}, 422),
+        ({"action_id": "../../etc", "decision": "approve"}, 422),
+        ({"action_id": "act_nope", "decision": "approve"}, 404),
+    ]:
         r = alice.post("/api/actions/approve", json=body)
         assert r.status_code == status, (body, r.text)
     assert alice.get(f"/api/actions/{aid}").json()["status"] == "pending"
 
 
 def test_bad_queries(agent, alice) -> None:
-    aid = agent.post("/api/actions/intercept", json={"tool": "user.get_profile", "arguments": {}}).json()["action_id"]
-    for params in ({"wait": "x"}, {"wait": "-1"}, {"wait": "100000"}, [("wait", "1"), ("wait", "2")]):
+    aid = agent.post(
+        "/api/actions/intercept", json={"tool": "user.get_profile", "arguments": {}}
+    ).json()["action_id"]
+    for params in (
+        {"wait": "x"},
+        {"wait": "-1"},
+        {"wait": "100000"},
+        [("wait", "1"), ("wait", "2")],
+    ):
         assert agent.get(f"/api/actions/{aid}", params=params).status_code == 400
     for params in ({"limit": "0"}, {"after": "abc"}, {"action_id": "a/b"}):
         assert alice.get("/api/audit/entries", params=params).status_code == 400
@@ -97,12 +132,19 @@ def test_unknown_routes_and_methods(agent) -> None:
     assert r.status_code == 405 and "POST" in r.headers["allow"]
 
 
-@pytest.mark.parametrize("payload, status", [
-    (b"GARBAGE\r\n\r\n", 400),
-    (b"POST /api/actions/intercept HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400),
-    (b"POST /api/actions/intercept HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 401),
-    (b"\x00\x01\x02" * 100 + b"\r\n\r\n", 400),
-], ids=["garbage-line", "non-numeric-length", "empty-chunked-no-token", "control-bytes"])
+@pytest.mark.parametrize(
+    "payload, status",
+    [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"POST /api/actions/intercept HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400),
+        (
+            b"POST /api/actions/intercept HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            401,
+        ),
+        (b"\x00\x01\x02" * 100 + b"\r\n\r\n", 400),
+    ],
+    ids=["garbage-line", "non-numeric-length", "empty-chunked-no-token", "control-bytes"],
+)
 def test_raw_socket_garbage_is_answered_and_the_server_lives(server, payload, status) -> None:
     with socket.create_connection(server.address, timeout=5) as s:
         s.sendall(payload)
@@ -111,20 +153,48 @@ def test_raw_socket_garbage_is_answered_and_the_server_lives(server, payload, st
     assert httpx.get(server.url + "/health").status_code == 200
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
-                    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
-                    max_leaves=20))
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=20),
+        lambda children: (
+            st.lists(children, max_size=4)
+            | st.dictionaries(st.text(max_size=10), children, max_size=4)
+        ),
+        max_leaves=20,
+    )
+)
 def test_arbitrary_json_never_5xx(agent, value) -> None:
     r = agent.post("/api/actions/intercept", json=value)
     assert r.status_code < 500, r.text
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.fixed_dictionaries({"tool": st.text(max_size=40), "arguments": st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8), max_size=3)},
-                             optional={"framework": st.sampled_from(["plain", "openai", "anthropic", "langchain", "mcp", "x"]),
-                                       "timeout_s": st.integers(-5, 100000) | st.booleans(),
-                                       "session_id": st.text(max_size=10), "context": st.integers() | st.dictionaries(st.text(max_size=4), st.integers(), max_size=2)}))
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.fixed_dictionaries(
+        {
+            "tool": st.text(max_size=40),
+            "arguments": st.dictionaries(
+                st.text(max_size=8), st.integers() | st.text(max_size=8), max_size=3
+            ),
+        },
+        optional={
+            "framework": st.sampled_from(["plain", "openai", "anthropic", "langchain", "mcp", "x"]),
+            "timeout_s": st.integers(-5, 100000) | st.booleans(),
+            "session_id": st.text(max_size=10),
+            "context": st.integers()
+            | st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+        },
+    )
+)
 def test_bundle_shaped_fuzz_never_5xx(agent, value) -> None:
     r = agent.post("/api/actions/intercept", json=value)
     assert r.status_code < 500, r.text

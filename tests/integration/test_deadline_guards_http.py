@@ -8,9 +8,9 @@ path itself can enforce (as with a late Cloud Tasks delivery).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -25,7 +25,7 @@ PROBLEM = "application/problem+json"
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock(datetime.now(timezone.utc).replace(microsecond=0))
+    return FakeClock(datetime.now(UTC).replace(microsecond=0))
 
 
 @pytest.fixture
@@ -55,13 +55,19 @@ def _move_to(clock: FakeClock, when: datetime) -> None:
 
 def _approve(srv: Server, action_id: str):
     with srv.client("approver", "alice") as alice:
-        return alice.post("/api/actions/approve", json={"action_id": action_id, "decision": "approve"})
+        return alice.post(
+            "/api/actions/approve", json={"action_id": action_id, "decision": "approve"}
+        )
 
 
 def _types(srv: Server, action_id: str) -> list[str]:
     with srv.client("admin", "root-admin") as admin:
-        return [e["type"] for e in admin.get("/api/audit/entries",
-                                               params={"action_id": action_id}).json()["entries"]]
+        return [
+            e["type"]
+            for e in admin.get("/api/audit/entries", params={"action_id": action_id}).json()[
+                "entries"
+            ]
+        ]
 
 
 def test_approving_just_before_the_deadline_is_accepted(late_server, clock) -> None:

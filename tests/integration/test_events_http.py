@@ -11,7 +11,8 @@ import json
 import queue
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -28,8 +29,14 @@ PROBLEM = "application/problem+json"
 class SseReader:
     """One open stream: blocks parsed into dicts, comments counted, stop on request."""
 
-    def __init__(self, server: Any, token: str, *, params: dict | None = None,
-                 last_event_id: str | None = None):
+    def __init__(
+        self,
+        server: Any,
+        token: str,
+        *,
+        params: dict | None = None,
+        last_event_id: str | None = None,
+    ):
         headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
         if last_event_id is not None:
             headers["Last-Event-ID"] = last_event_id
@@ -106,8 +113,9 @@ def streams(server) -> Iterator[Any]:
     server.runtime.deps.settings.update(events_heartbeat_s=HEARTBEAT_S, events_linger_s=0.3)
     opened: list[SseReader] = []
 
-    def open_stream(role: str = "approver", sub: str = "alice", user: str | None = None,
-                    **kw: Any) -> SseReader:
+    def open_stream(
+        role: str = "approver", sub: str = "alice", user: str | None = None, **kw: Any
+    ) -> SseReader:
         reader = SseReader(server, server.token(role, sub, user), **kw)
         opened.append(reader)
         return reader
@@ -141,14 +149,27 @@ def test_owner_sees_created_then_decided(server, streams, agent, alice) -> None:
     aid = agent.post("/api/actions/intercept", json=SEND_EMAIL).json()["action_id"]
     created = stream.next()
     assert time.monotonic() - started < WITHIN_S
-    assert created["data"] == {"type": "action.created", "action_id": aid, "status": "pending",
-                               "tenant": "default", "user": "alice", "risk_level": "MEDIUM",
-                               "tool": "gmail.send_message"}
-    assert alice.post("/api/actions/approve", json={"action_id": aid, "decision": "approve"}).status_code == 200
+    assert created["data"] == {
+        "type": "action.created",
+        "action_id": aid,
+        "status": "pending",
+        "tenant": "default",
+        "user": "alice",
+        "risk_level": "MEDIUM",
+        "tool": "gmail.send_message",
+    }
+    assert (
+        alice.post(
+            "/api/actions/approve", json={"action_id": aid, "decision": "approve"}
+        ).status_code
+        == 200
+    )
     decided = stream.next()
     assert decided["data"]["type"] == "action.decided" and decided["data"]["status"] == "approved"
     assert int(decided["id"]) == int(created["id"]) + 1
-    assert "arguments" not in json.dumps(decided["data"]) and "bob@example.com" not in json.dumps(created)
+    assert "arguments" not in json.dumps(decided["data"]) and "bob@example.com" not in json.dumps(
+        created
+    )
 
 
 def test_heartbeat_comments_keep_the_stream_alive(streams) -> None:
@@ -196,7 +217,11 @@ def test_low_actions_are_streamed_as_created_and_allowed(streams, agent) -> None
     stream = streams()
     agent.post("/api/actions/intercept", json=READ_PROFILE)
     event = stream.next()["data"]
-    assert (event["type"], event["status"], event["risk_level"]) == ("action.created", "allowed", "LOW")
+    assert (event["type"], event["status"], event["risk_level"]) == (
+        "action.created",
+        "allowed",
+        "LOW",
+    )
 
 
 def test_reconnect_with_last_event_id_replays_what_was_missed(streams, agent, alice) -> None:
@@ -209,7 +234,9 @@ def test_reconnect_with_last_event_id_replays_what_was_missed(streams, agent, al
     again = streams(last_event_id=seen["id"])
     replayed = [again.next(), again.next()]
     assert [(e["data"]["type"], e["data"]["action_id"]) for e in replayed] == [
-        ("action.decided", aid), ("action.created", later)]
+        ("action.decided", aid),
+        ("action.created", later),
+    ]
     assert [int(e["id"]) for e in replayed] == [int(seen["id"]) + 1, int(seen["id"]) + 2]
     agent.post("/api/actions/intercept", json=SEND_EMAIL)
     assert int(again.next()["id"]) == int(seen["id"]) + 3  # then live, no gap, no repeat
@@ -229,8 +256,11 @@ def test_fresh_stream_sends_its_resume_point(streams, agent) -> None:
 def test_unknown_or_too_old_last_event_id_gets_a_reset(streams, agent, last_event_id) -> None:
     stream = streams(last_event_id=last_event_id)
     reset = stream.next(event="reset")
-    assert reset["data"] == {"type": "reset", "reason": "last-event-id-unknown",
-                             "refetch": "/api/actions/pending"}
+    assert reset["data"] == {
+        "type": "reset",
+        "reason": "last-event-id-unknown",
+        "refetch": "/api/actions/pending",
+    }
     agent.post("/api/actions/intercept", json=SEND_EMAIL)
     assert int(stream.next()["id"]) == int(reset["id"]) + 1  # and the stream goes on
 
@@ -243,7 +273,10 @@ def test_evicted_last_event_id_gets_a_reset(server, streams, agent) -> None:
     first.close()
     for _ in range(3):
         agent.post("/api/actions/intercept", json=SEND_EMAIL)
-    assert streams(last_event_id=seen["id"]).next(event="reset")["data"]["reason"] == "last-event-id-unknown"
+    assert (
+        streams(last_event_id=seen["id"]).next(event="reset")["data"]["reason"]
+        == "last-event-id-unknown"
+    )
 
 
 def test_disconnect_releases_the_subscription(server, streams, agent) -> None:
@@ -255,7 +288,9 @@ def test_disconnect_releases_the_subscription(server, streams, agent) -> None:
         stream.close()
     assert _wait_until(lambda: hub.stream_count() == 0), hub.stream_count()
     agent.post("/api/actions/intercept", json=SEND_EMAIL)  # publishing to no one is fine
-    assert _wait_until(lambda: _bus_handlers(server) == before), "the hub still listens after the linger"
+    assert _wait_until(lambda: _bus_handlers(server) == before), (
+        "the hub still listens after the linger"
+    )
     assert not hub.listening
 
 
@@ -272,19 +307,33 @@ def test_eleventh_concurrent_stream_is_429(server, streams) -> None:
     assert streams().status == 200
 
 
-def test_named_quorum_approvers_receive_the_actions_they_decide(server, streams, agent, admin) -> None:
+def test_named_quorum_approvers_receive_the_actions_they_decide(
+    server, streams, agent, admin
+) -> None:
     from vettra.domain.policy_envelope import load_default_payload, sign_bundle
 
     payload = load_default_payload()
     payload["version"] += 1
-    payload["rules"] = payload["rules"] + [{
-        "id": "two-maintainers", "effect": "require_approval", "tools": ["github.create_issue"],
-        "approvers": {"quorum": 2, "of": ["carol", "dave"]}, "reason": "issues need two maintainers"}]
-    assert admin.post("/api/policy", json=sign_bundle(
-        payload, server.runtime.deps.keys.policy_signing_key())).status_code == 200
+    payload["rules"] = payload["rules"] + [
+        {
+            "id": "two-maintainers",
+            "effect": "require_approval",
+            "tools": ["github.create_issue"],
+            "approvers": {"quorum": 2, "of": ["carol", "dave"]},
+            "reason": "issues need two maintainers",
+        }
+    ]
+    assert (
+        admin.post(
+            "/api/policy", json=sign_bundle(payload, server.runtime.deps.keys.policy_signing_key())
+        ).status_code
+        == 200
+    )
     carols, bobs = streams(sub="carol"), streams(sub="bob")
-    aid = agent.post("/api/actions/intercept", json={
-        "tool": "github.create_issue", "arguments": {"repo": "acme/api", "title": "t"}}).json()["action_id"]
+    aid = agent.post(
+        "/api/actions/intercept",
+        json={"tool": "github.create_issue", "arguments": {"repo": "acme/api", "title": "t"}},
+    ).json()["action_id"]
     seen = carols.next()["data"]
     assert (seen["action_id"], seen["user"], seen["type"]) == (aid, "alice", "action.created")
     assert [b for b in bobs.drain(0.4) if "data" in b] == []

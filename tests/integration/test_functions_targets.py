@@ -8,8 +8,9 @@ tokens come from that home's local identity.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from functions_framework.aio import create_asgi_app
@@ -43,12 +44,16 @@ def fn_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def _client(target: str) -> Any:
-    return TestClient(create_asgi_app(target=target, source=str(SOURCE)), base_url="http://testserver")
+    return TestClient(
+        create_asgi_app(target=target, source=str(SOURCE)), base_url="http://testserver"
+    )
 
 
 def _token(home: Path, role: str, sub: str, user: str | None = None) -> dict[str, str]:
     keys = LocalKeyStore(home)
-    token = LocalIdentity(keys.identity_signing_key(), SystemClock()).issue(role=role, sub=sub, user=user)
+    token = LocalIdentity(keys.identity_signing_key(), SystemClock()).issue(
+        role=role, sub=sub, user=user
+    )
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -68,11 +73,20 @@ def test_no_runtime_is_built_at_import_or_app_creation(fn_home) -> None:
 def test_every_target_answers_in_asgi_mode(fn_home) -> None:
     import ast
 
-    targets = [n.name for n in ast.parse(SOURCE.read_text()).body if isinstance(n, ast.AsyncFunctionDef)]
+    targets = [
+        n.name for n in ast.parse(SOURCE.read_text()).body if isinstance(n, ast.AsyncFunctionDef)
+    ]
     assert len(targets) == 8
-    paths = {"health": "/health", "intercept": "/api/actions/intercept", "approve": "/api/actions/approve",
-             "actions": "/api/actions/pending", "audit": "/api/audit/verify", "policy": "/api/policy",
-             "expire": "/api/tasks/expire", "approvals": "/api/approvals/sessions"}
+    paths = {
+        "health": "/health",
+        "intercept": "/api/actions/intercept",
+        "approve": "/api/actions/approve",
+        "actions": "/api/actions/pending",
+        "audit": "/api/audit/verify",
+        "policy": "/api/policy",
+        "expire": "/api/tasks/expire",
+        "approvals": "/api/approvals/sessions",
+    }
     admin = _token(fn_home, "admin", "root")
     for target in targets:
         r = _client(target).get(paths[target], headers=admin)
@@ -85,18 +99,28 @@ def test_health_target(fn_home) -> None:
     r = _client("health").get("/health")
     assert r.status_code == 200
     body = r.json()
-    assert body["status"] == "ok" and body["store"] == "sqlite" and body["verifier"] in ("wasm", "python")
+    assert (
+        body["status"] == "ok"
+        and body["store"] == "sqlite"
+        and body["verifier"] in ("wasm", "python")
+    )
     assert (fn_home / "vettra.db").exists()  # VETTRA_HOME was honoured
 
 
 @pytest.mark.parametrize("bundle, status, level, step_up", EXPECTED, ids=SCENARIO_IDS)
 def test_intercept_target_decides_the_scenarios(fn_home, bundle, status, level, step_up) -> None:
     client = _client("intercept")
-    r = client.post("/api/actions/intercept", json=bundle, headers=_token(fn_home, "agent", "agent-1", "alice"))
+    r = client.post(
+        "/api/actions/intercept", json=bundle, headers=_token(fn_home, "agent", "agent-1", "alice")
+    )
     assert r.status_code in (200, 201), r.text
     assert r.headers["Content-Type"] == "application/json"
     body = r.json()
-    assert (body["status"], body["risk"]["level"], body["step_up_required"]) == (status, level, step_up)
+    assert (body["status"], body["risk"]["level"], body["step_up_required"]) == (
+        status,
+        level,
+        step_up,
+    )
     if status == "denied":
         assert body["reason"]
 
@@ -104,37 +128,52 @@ def test_intercept_target_decides_the_scenarios(fn_home, bundle, status, level, 
 def test_targets_share_one_state(fn_home) -> None:
     agent = _token(fn_home, "agent", "agent-1", "alice")
     alice = _token(fn_home, "approver", "alice")
-    aid = _client("intercept").post("/api/actions/intercept", json=SEND_EMAIL, headers=agent).json()["action_id"]
+    aid = (
+        _client("intercept")
+        .post("/api/actions/intercept", json=SEND_EMAIL, headers=agent)
+        .json()["action_id"]
+    )
     pending = _client("actions").get("/api/actions/pending", headers=alice).json()["actions"]
     assert [a["action_id"] for a in pending] == [aid]
-    decided = _client("approve").post("/api/actions/approve", json={"action_id": aid, "decision": "approve"},
-                                      headers=alice)
+    decided = _client("approve").post(
+        "/api/actions/approve", json={"action_id": aid, "decision": "approve"}, headers=alice
+    )
     assert decided.status_code == 200 and decided.json()["status"] == "approved"
     trail = _client("audit").get(f"/api/audit/action/{aid}", headers=alice).json()["entries"]
     assert [e["type"] for e in trail] == ["action.intercepted", "action.approved"]
 
 
-@pytest.mark.parametrize("target, method, path", [
-    ("actions", "POST", "/api/actions/intercept"),
-    ("intercept", "POST", "/api/actions/approve"),
-    ("intercept", "GET", "/api/audit/verify"),
-    ("audit", "GET", "/api/actions/pending"),
-    ("health", "GET", "/api/policy"),
-    ("policy", "GET", "/health"),
-])
+@pytest.mark.parametrize(
+    "target, method, path",
+    [
+        ("actions", "POST", "/api/actions/intercept"),
+        ("intercept", "POST", "/api/actions/approve"),
+        ("intercept", "GET", "/api/audit/verify"),
+        ("audit", "GET", "/api/actions/pending"),
+        ("health", "GET", "/api/policy"),
+        ("policy", "GET", "/health"),
+    ],
+)
 def test_route_of_another_group_is_404(fn_home, target, method, path) -> None:
     headers = _token(fn_home, "admin", "root")
-    r = _client(target).request(method, path, json=SEND_EMAIL if method == "POST" else None, headers=headers)
+    r = _client(target).request(
+        method, path, json=SEND_EMAIL if method == "POST" else None, headers=headers
+    )
     doc = _problem(r, 404)
     assert target in doc["detail"]
 
 
 def test_unknown_path_is_404_problem(fn_home) -> None:
-    _problem(_client("actions").get("/api/nothing-here", headers=_token(fn_home, "admin", "root")), 404)
+    _problem(
+        _client("actions").get("/api/nothing-here", headers=_token(fn_home, "admin", "root")), 404
+    )
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-a-jwt"}, {"Authorization": "Basic YTpi"}],
-                         ids=["none", "garbage", "basic"])
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer not-a-jwt"}, {"Authorization": "Basic YTpi"}],
+    ids=["none", "garbage", "basic"],
+)
 def test_no_valid_token_is_401(fn_home, headers) -> None:
     r = _client("intercept").post("/api/actions/intercept", json=SEND_EMAIL, headers=headers)
     _problem(r, 401)
@@ -143,18 +182,29 @@ def test_no_valid_token_is_401(fn_home, headers) -> None:
 
 def test_token_of_another_home_is_401(fn_home, tmp_path) -> None:
     foreign = _token(tmp_path / "elsewhere", "agent", "agent-1", "alice")
-    _problem(_client("intercept").post("/api/actions/intercept", json=SEND_EMAIL, headers=foreign), 401)
+    _problem(
+        _client("intercept").post("/api/actions/intercept", json=SEND_EMAIL, headers=foreign), 401
+    )
 
 
 def test_bad_input_through_a_target(fn_home) -> None:
     client, agent = _client("intercept"), _token(fn_home, "agent", "agent-1", "alice")
     big = b'{"tool": "gmail.send_message", "arguments": {"x": "' + b"a" * (300 * 1024) + b'"}}'
-    as_json, as_text = {**agent, "Content-Type": "application/json"}, {**agent, "Content-Type": "text/plain"}
+    as_json, as_text = (
+        {**agent, "Content-Type": "application/json"},
+        {**agent, "Content-Type": "text/plain"},
+    )
     _problem(client.post("/api/actions/intercept", content=big, headers=as_json), 413)
     _problem(client.post("/api/actions/intercept", content=b"{", headers=as_json), 400)
     _problem(client.post("/api/actions/intercept", content=b"{}", headers=as_text), 415)
-    doc = _problem(client.post("/api/actions/intercept", json={"tool": "gmail.send_message", "arguments": {},
-                                                               "framework": "skynet"}, headers=agent), 422)
+    doc = _problem(
+        client.post(
+            "/api/actions/intercept",
+            json={"tool": "gmail.send_message", "arguments": {}, "framework": "skynet"},
+            headers=agent,
+        ),
+        422,
+    )
     assert [e["field"] for e in doc["errors"]] == ["framework"]
 
 
@@ -174,22 +224,45 @@ def test_functions_framework_cli_serves_a_target_in_asgi_mode(fn_home, tmp_path)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "VETTRA_HOME": str(fn_home), "VETTRA_MODE": "local", "VETTRA_LOG_LEVEL": "WARNING",
-           "PYTHONPATH": str(SOURCE.parents[1] / "shared")}
+    env = {
+        **os.environ,
+        "VETTRA_HOME": str(fn_home),
+        "VETTRA_MODE": "local",
+        "VETTRA_LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(SOURCE.parents[1] / "shared"),
+    }
     for name in _FRAMEWORK_ENV:
         env.pop(name, None)
     log = open(tmp_path / "ff.log", "wb")
-    proc = subprocess.Popen([str(cli), "--asgi", "--source", str(SOURCE), "--target", "intercept",
-                             "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
-                            env=env)
+    proc = subprocess.Popen(
+        [
+            str(cli),
+            "--asgi",
+            "--source",
+            str(SOURCE),
+            "--target",
+            "intercept",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     try:
         agent = _token(fn_home, "agent", "agent-1", "alice")
         deadline = time.monotonic() + 30
         r = None
         while time.monotonic() < deadline:
             try:
-                r = httpx.post(f"http://127.0.0.1:{port}/api/actions/intercept", json=SEND_EMAIL, headers=agent,
-                               timeout=5)
+                r = httpx.post(
+                    f"http://127.0.0.1:{port}/api/actions/intercept",
+                    json=SEND_EMAIL,
+                    headers=agent,
+                    timeout=5,
+                )
                 break
             except httpx.TransportError:
                 time.sleep(0.1)

@@ -22,7 +22,7 @@ def exchange(server, payload: bytes, timeout: float = 5.0) -> bytes:
         while True:
             try:
                 chunk = s.recv(65536)
-            except (ConnectionResetError, socket.timeout):
+            except (TimeoutError, ConnectionResetError):
                 break
             if not chunk:
                 break
@@ -51,33 +51,72 @@ FRAMING = [
     ("space-before-colon", b"GET /health HTTP/1.1\r\n" + HOST + b"Content-Type : x\r\n\r\n", 400),
     ("missing-host-1.1", b"GET /health HTTP/1.1\r\n\r\n", 400),
     ("two-hosts", b"GET /health HTTP/1.1\r\n" + HOST + b"Host: other\r\n\r\n", 400),
-    ("conflicting-content-length",
-     b"POST /api/actions/intercept HTTP/1.1\r\n" + HOST + b"Content-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400),
-    ("content-length-list", b"POST /api/actions/intercept HTTP/1.1\r\n" + HOST + b"Content-Length: 1, 2\r\n\r\nab",
-     400),
-    ("non-numeric-content-length", b"POST /api/actions/intercept HTTP/1.1\r\n" + HOST + b"Content-Length: ten\r\n\r\n",
-     400),
-    ("negative-content-length", b"POST /api/actions/intercept HTTP/1.1\r\n" + HOST + b"Content-Length: -1\r\n\r\n",
-     400),
-    ("superscript-content-length",
-     b"POST /api/actions/intercept HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\n", 400),
-    ("superscript-content-length-utf8",
-     "POST /api/actions/intercept HTTP/1.1\r\nHost: x\r\nContent-Length: ²\r\n\r\n".encode(), 400),
-    ("arabic-indic-content-length",
-     "POST /api/actions/intercept HTTP/1.1\r\nHost: x\r\nContent-Length: ١\r\n\r\n".encode(), 400),
-    ("content-length-with-transfer-encoding",
-     b"POST /api/actions/intercept HTTP/1.1\r\n" + HOST + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
-     b"0\r\n\r\n", 400),
-    ("unknown-transfer-coding", b"POST /api/actions/intercept HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: gzip\r\n\r\n",
-     501),
+    (
+        "conflicting-content-length",
+        b"POST /api/actions/intercept HTTP/1.1\r\n"
+        + HOST
+        + b"Content-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        400,
+    ),
+    (
+        "content-length-list",
+        b"POST /api/actions/intercept HTTP/1.1\r\n" + HOST + b"Content-Length: 1, 2\r\n\r\nab",
+        400,
+    ),
+    (
+        "non-numeric-content-length",
+        b"POST /api/actions/intercept HTTP/1.1\r\n" + HOST + b"Content-Length: ten\r\n\r\n",
+        400,
+    ),
+    (
+        "negative-content-length",
+        b"POST /api/actions/intercept HTTP/1.1\r\n" + HOST + b"Content-Length: -1\r\n\r\n",
+        400,
+    ),
+    (
+        "superscript-content-length",
+        b"POST /api/actions/intercept HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\n",
+        400,
+    ),
+    (
+        "superscript-content-length-utf8",
+        "POST /api/actions/intercept HTTP/1.1\r\nHost: x\r\nContent-Length: ²\r\n\r\n".encode(),
+        400,
+    ),
+    (
+        "arabic-indic-content-length",
+        "POST /api/actions/intercept HTTP/1.1\r\nHost: x\r\nContent-Length: ١\r\n\r\n".encode(),
+        400,
+    ),
+    (
+        "content-length-with-transfer-encoding",
+        b"POST /api/actions/intercept HTTP/1.1\r\n"
+        + HOST
+        + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"0\r\n\r\n",
+        400,
+    ),
+    (
+        "unknown-transfer-coding",
+        b"POST /api/actions/intercept HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: gzip\r\n\r\n",
+        501,
+    ),
     ("nul-in-name", b"GET /health HTTP/1.1\r\n" + HOST + b"X-\x00Foo: a\r\n\r\n", 400),
     ("control-in-name", b"GET /health HTTP/1.1\r\n" + HOST + b"X-\x07Foo: a\r\n\r\n", 400),
     ("whitespace-before-first-header", b"GET /health HTTP/1.1\r\n Host: 127.0.0.1\r\n\r\n", 400),
     ("no-version", b"GET /health\r\n\r\n", 400),
     ("http-2.0-on-1.1-wire", b"GET /health HTTP/2.0\r\n" + HOST + b"\r\n", 505),
     ("http-1.2", b"GET /health HTTP/1.2\r\n" + HOST + b"\r\n", 505),
-    ("head-over-the-limit", b"GET /health HTTP/1.1\r\n" + HOST + b"X-Big: " + b"a" * 20_000 + b"\r\n\r\n", 431),
-    ("two-authorizations", b"GET /health HTTP/1.1\r\n" + HOST + b"Authorization: a\r\nAuthorization: b\r\n\r\n", 400),
+    (
+        "head-over-the-limit",
+        b"GET /health HTTP/1.1\r\n" + HOST + b"X-Big: " + b"a" * 20_000 + b"\r\n\r\n",
+        431,
+    ),
+    (
+        "two-authorizations",
+        b"GET /health HTTP/1.1\r\n" + HOST + b"Authorization: a\r\nAuthorization: b\r\n\r\n",
+        400,
+    ),
     ("garbage", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40 + b"\r\n\r\n", 400),
 ]
 
@@ -95,24 +134,51 @@ def test_obs_fold_is_joined_into_the_previous_line_never_a_header_of_its_own(ser
     """RFC 9112 §5.2: an obs-fold is replaced by a space. A folded 'Authorization:'
     is part of X-Note's value, so the request stays unauthenticated (401)."""
     token = server.token("admin", "root").encode()
-    payload = (b"GET /api/openapi.json HTTP/1.1\r\n" + HOST + b"X-Note: a\r\n Authorization: Bearer " + token
-               + b"\r\n\r\n")
+    payload = (
+        b"GET /api/openapi.json HTTP/1.1\r\n"
+        + HOST
+        + b"X-Note: a\r\n Authorization: Bearer "
+        + token
+        + b"\r\n\r\n"
+    )
     assert status_of(exchange(server, payload)) == 401
-    unfolded = b"GET /api/openapi.json HTTP/1.1\r\n" + HOST + b"Authorization: Bearer " + token + b"\r\n\r\n"
+    unfolded = (
+        b"GET /api/openapi.json HTTP/1.1\r\n"
+        + HOST
+        + b"Authorization: Bearer "
+        + token
+        + b"\r\n\r\n"
+    )
     assert status_of(exchange(server, unfolded)) == 200
 
 
 # Header bytes are latin-1 (RFC 9110 §5.5): b"\xb2" is '²', which str.isdigit() accepts
 # and int() refuses; the Arabic-Indic digit arrives as its UTF-8 bytes.
-@pytest.mark.parametrize("value", [b"\xb2", b"1\xb9", "١".encode(), b"1e3", b"-1", b"0x10", b"9" * 30],
-                         ids=["superscript-two", "one-superscript-one", "arabic-indic", "exp", "negative", "hex",
-                              "huge"])
+@pytest.mark.parametrize(
+    "value",
+    [b"\xb2", b"1\xb9", "١".encode(), b"1e3", b"-1", b"0x10", b"9" * 30],
+    ids=[
+        "superscript-two",
+        "one-superscript-one",
+        "arabic-indic",
+        "exp",
+        "negative",
+        "hex",
+        "huge",
+    ],
+)
 def test_cloud_tasks_retry_count_must_be_ascii_digits(server, value) -> None:
     token = server.token("system", "scheduler", "system").encode()
     body = b'{"kind": "expire", "action_id": "act_none"}'
-    payload = (b"POST /api/tasks/expire HTTP/1.1\r\n" + HOST + b"Authorization: Bearer " + token + b"\r\n"
-               b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
-               + b"X-CloudTasks-TaskRetryCount: " + value + b"\r\n\r\n" + body)
+    payload = (
+        b"POST /api/tasks/expire HTTP/1.1\r\n" + HOST + b"Authorization: Bearer " + token + b"\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n"
+        % len(body)
+        + b"X-CloudTasks-TaskRetryCount: "
+        + value
+        + b"\r\n\r\n"
+        + body
+    )
     reply = exchange(server, payload)
     assert status_of(reply) == 400, reply[:300]
     assert "TaskRetryCount" in problem_of(reply)["detail"]
@@ -120,16 +186,27 @@ def test_cloud_tasks_retry_count_must_be_ascii_digits(server, value) -> None:
 
 def test_cloud_tasks_retry_count_in_ascii_is_accepted(server) -> None:
     with server.client("system", "scheduler", "system") as system:
-        r = system.post("/api/tasks/expire", json={"kind": "expire", "action_id": "act_none"},
-                        headers={"X-CloudTasks-TaskRetryCount": "3"})
+        r = system.post(
+            "/api/tasks/expire",
+            json={"kind": "expire", "action_id": "act_none"},
+            headers={"X-CloudTasks-TaskRetryCount": "3"},
+        )
     assert r.status_code == 200 and r.json()["result"] == "missing"
 
 
 def test_chunked_body_over_the_limit_is_413_while_it_streams(server) -> None:
     token = server.token("agent", "agent-1", "alice").encode()
     chunk = b"10000\r\n" + b"a" * 0x10000 + b"\r\n"
-    payload = (b"POST /api/actions/intercept HTTP/1.1\r\n" + HOST + b"Authorization: Bearer " + token + b"\r\n"
-               b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 5 + b"0\r\n\r\n")
+    payload = (
+        b"POST /api/actions/intercept HTTP/1.1\r\n"
+        + HOST
+        + b"Authorization: Bearer "
+        + token
+        + b"\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + chunk * 5
+        + b"0\r\n\r\n"
+    )
     reply = exchange(server, payload)
     assert status_of(reply) == 413
     assert b"connection: close" in reply.partition(b"\r\n\r\n")[0].lower()
@@ -138,7 +215,15 @@ def test_chunked_body_over_the_limit_is_413_while_it_streams(server) -> None:
 def test_small_chunked_body_is_served(server) -> None:
     token = server.token("agent", "agent-1", "alice").encode()
     body = b'{"tool": "user.get_profile", "arguments": {}}'
-    payload = (b"POST /api/actions/intercept HTTP/1.1\r\n" + HOST + b"Authorization: Bearer " + token + b"\r\n"
-               b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-               + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
+    payload = (
+        b"POST /api/actions/intercept HTTP/1.1\r\n"
+        + HOST
+        + b"Authorization: Bearer "
+        + token
+        + b"\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        + b"%x\r\n" % len(body)
+        + body
+        + b"\r\n0\r\n\r\n"
+    )
     assert status_of(exchange(server, payload)) == 201

@@ -8,20 +8,27 @@ import io
 import time
 from pathlib import Path
 
+from tests.integration.test_audit_log import Stack, _export, _offline
 from vettra import audit_cli
 from vettra.cli import main
-from tests.integration.test_audit_log import Stack, _export, _offline
 
 
 def _intercepts(stack: Stack, n: int) -> None:
     for i in range(n):
-        assert stack.agent.post("/api/actions/intercept",
-                                json={"tool": "user.get_profile", "arguments": {"i": i}}).status_code == 201
+        assert (
+            stack.agent.post(
+                "/api/actions/intercept", json={"tool": "user.get_profile", "arguments": {"i": i}}
+            ).status_code
+            == 201
+        )
 
 
 def _wait_checkpoint(stack: Stack, size: int) -> None:
     deadline = time.monotonic() + 5
-    while stack.admin.get("/api/audit/checkpoint").json()["size"] < size and time.monotonic() < deadline:
+    while (
+        stack.admin.get("/api/audit/checkpoint").json()["size"] < size
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
 
 
@@ -46,7 +53,9 @@ def test_rotating_both_keys_keeps_the_log_verifiable(tmp_path: Path, capsys) -> 
         path, new_key = _export(stack, tmp_path)
         code, err = _offline(path, new_key)
         assert code == 1 and "checkpoint" in err  # the old checkpoints need the old key too
-        args = argparse.Namespace(file=str(path), pubkey=[new_key, old_key], home=str(stack.home), quiet=True)
+        args = argparse.Namespace(
+            file=str(path), pubkey=[new_key, old_key], home=str(stack.home), quiet=True
+        )
         with contextlib.redirect_stdout(io.StringIO()):
             assert audit_cli.verify(args, lambda h: Path(h)) == 0
     finally:

@@ -8,16 +8,16 @@ keys made in the test. No factor is enrolled: OIDC alone is offered.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
 from vettra.bootstrap import Config, Runtime, bootstrap
 from vettra.services.stepup import USED_CHALLENGES
 
-from ..unit.test_oidc_stepup import (AUDIENCE, MFA_ACR, FakeIdP, hs256_with_public_key,
-                                     unsigned)
+from ..unit.test_oidc_stepup import AUDIENCE, MFA_ACR, FakeIdP, hs256_with_public_key, unsigned
 from .scenarios import CHARGE_500, DELETE_REPO
 
 PROBLEM = "application/problem+json"
@@ -52,8 +52,10 @@ def _trigger(client, action_id: str) -> dict:
 
 
 def _verify(client, challenge: dict, id_token: str) -> Any:
-    return client.post("/api/approvals/stepup/verify",
-                       json={"challenge_id": challenge["challenge_id"], "id_token": id_token})
+    return client.post(
+        "/api/approvals/stepup/verify",
+        json={"challenge_id": challenge["challenge_id"], "id_token": id_token},
+    )
 
 
 def _refused_with_step_up(r: Any) -> None:
@@ -77,13 +79,23 @@ def test_an_id_token_with_recent_mfa_approves_a_high_action(idp, agent, alice, a
     assert body["amr"] == ["pwd", "mfa"] and body["token_type"] == "step_up"
     assert (body["action_id"], body["args_digest"]) == (a["action_id"], a["args_digest"])
 
-    approved = alice.post("/api/actions/approve", json={"action_id": a["action_id"], "decision": "approve",
-                                                       "step_up_token": body["step_up_token"]})
+    approved = alice.post(
+        "/api/actions/approve",
+        json={
+            "action_id": a["action_id"],
+            "decision": "approve",
+            "step_up_token": body["step_up_token"],
+        },
+    )
     assert approved.status_code == 200 and approved.json()["status"] == "approved", approved.text
 
     trail = alice.get(f"/api/audit/action/{a['action_id']}").json()["entries"]
-    assert [e["type"] for e in trail] == ["action.intercepted", "stepup.verified", "stepup.redeemed",
-                                          "action.approved"]
+    assert [e["type"] for e in trail] == [
+        "action.intercepted",
+        "stepup.verified",
+        "stepup.redeemed",
+        "action.approved",
+    ]
     log = admin.get("/api/audit/entries").text
     assert '"oidc"' in log and id_token not in log and id_token.split(".")[2] not in log
 
@@ -91,27 +103,64 @@ def test_an_id_token_with_recent_mfa_approves_a_high_action(idp, agent, alice, a
 # Each refusal: (desc, how to make the token from (idp, challenge, other action's challenge), detail wants)
 Forge = Callable[[FakeIdP, dict, dict], str]
 REFUSALS: list[tuple[str, Forge, str]] = [
-    ("token for another action", lambda idp, ch, other: idp.id_token(other["oidc"]["nonce"]), "nonce"),
-    ("stale auth_time", lambda idp, ch, _: idp.id_token(ch["oidc"]["nonce"], auth_time=int(time.time()) - 400),
-     "more than max_age"),
-    ("no MFA in amr or acr", lambda idp, ch, _: idp.id_token(ch["oidc"]["nonce"], amr=["pwd"]), "multi-factor"),
-    ("wrong audience", lambda idp, ch, _: idp.id_token(ch["oidc"]["nonce"], aud="other-client"), "aud"),
-    ("wrong issuer", lambda idp, ch, _: idp.id_token(ch["oidc"]["nonce"], iss="https://evil.example/"), "iss"),
-    ("expired", lambda idp, ch, _: idp.id_token(ch["oidc"]["nonce"], exp=int(time.time()) - 5), "expired"),
-    ("signed by an unknown key",
-     lambda idp, ch, _: idp.id_token(ch["oidc"]["nonce"], key=FakeIdP._rsa("rogue")), "kid 'rogue'"),
-    ("signed by another key under a known kid",
-     lambda idp, ch, _: idp.id_token(ch["oidc"]["nonce"], key=FakeIdP._rsa("k1")), "signature"),
-    ("alg none", lambda idp, ch, _: unsigned({"alg": "none", "kid": "k1"}, idp.claims(ch["oidc"]["nonce"])),
-     "'none'"),
-    ("HS256 keyed with the public key",
-     lambda idp, ch, _: hs256_with_public_key(idp, idp.claims(ch["oidc"]["nonce"])), "'HS256'"),
+    (
+        "token for another action",
+        lambda idp, ch, other: idp.id_token(other["oidc"]["nonce"]),
+        "nonce",
+    ),
+    (
+        "stale auth_time",
+        lambda idp, ch, _: idp.id_token(ch["oidc"]["nonce"], auth_time=int(time.time()) - 400),
+        "more than max_age",
+    ),
+    (
+        "no MFA in amr or acr",
+        lambda idp, ch, _: idp.id_token(ch["oidc"]["nonce"], amr=["pwd"]),
+        "multi-factor",
+    ),
+    (
+        "wrong audience",
+        lambda idp, ch, _: idp.id_token(ch["oidc"]["nonce"], aud="other-client"),
+        "aud",
+    ),
+    (
+        "wrong issuer",
+        lambda idp, ch, _: idp.id_token(ch["oidc"]["nonce"], iss="https://evil.example/"),
+        "iss",
+    ),
+    (
+        "expired",
+        lambda idp, ch, _: idp.id_token(ch["oidc"]["nonce"], exp=int(time.time()) - 5),
+        "expired",
+    ),
+    (
+        "signed by an unknown key",
+        lambda idp, ch, _: idp.id_token(ch["oidc"]["nonce"], key=FakeIdP._rsa("rogue")),
+        "kid 'rogue'",
+    ),
+    (
+        "signed by another key under a known kid",
+        lambda idp, ch, _: idp.id_token(ch["oidc"]["nonce"], key=FakeIdP._rsa("k1")),
+        "signature",
+    ),
+    (
+        "alg none",
+        lambda idp, ch, _: unsigned({"alg": "none", "kid": "k1"}, idp.claims(ch["oidc"]["nonce"])),
+        "'none'",
+    ),
+    (
+        "HS256 keyed with the public key",
+        lambda idp, ch, _: hs256_with_public_key(idp, idp.claims(ch["oidc"]["nonce"])),
+        "'HS256'",
+    ),
     ("sub of another user", lambda idp, ch, _: idp.id_token(ch["oidc"]["nonce"], sub="bob"), "sub"),
 ]
 
 
 @pytest.mark.parametrize("desc,forge,want", REFUSALS, ids=[r[0] for r in REFUSALS])
-def test_refused_id_tokens_answer_401_and_are_audited(idp, agent, alice, admin, desc, forge, want) -> None:
+def test_refused_id_tokens_answer_401_and_are_audited(
+    idp, agent, alice, admin, desc, forge, want
+) -> None:
     a, b = _intercept(agent), _intercept(agent, CHARGE_500)
     ch, other = _trigger(alice, a["action_id"]), _trigger(alice, b["action_id"])
     token = forge(idp, ch, other)
@@ -119,8 +168,11 @@ def test_refused_id_tokens_answer_401_and_are_audited(idp, agent, alice, admin, 
     _refused_with_step_up(r)
     assert want in r.json()["detail"], r.json()["detail"]
     assert agent.get(f"/api/actions/{a['action_id']}").json()["status"] == "pending"
-    failed = [e for e in alice.get(f"/api/audit/action/{a['action_id']}").json()["entries"]
-              if e["type"] == "stepup.failed"]
+    failed = [
+        e
+        for e in alice.get(f"/api/audit/action/{a['action_id']}").json()["entries"]
+        if e["type"] == "stepup.failed"
+    ]
     assert len(failed) == 1
     assert token not in admin.get("/api/audit/entries").text
 
@@ -130,11 +182,11 @@ def test_an_id_token_is_single_use(runtime, idp, agent, alice) -> None:
     ch = _trigger(alice, a["action_id"])
     token = idp.id_token(ch["oidc"]["nonce"])
     assert _verify(alice, ch, token).status_code == 200
-    _refused_with_step_up(_verify(alice, ch, token))            # the challenge is spent ...
-    with runtime.deps.store.unit_of_work() as uow:               # ... and even were it not,
+    _refused_with_step_up(_verify(alice, ch, token))  # the challenge is spent ...
+    with runtime.deps.store.unit_of_work() as uow:  # ... and even were it not,
         uow.docs.delete(USED_CHALLENGES, ch["challenge_id"])
         uow.commit()
-    replay = _verify(alice, ch, token)                           # the token's jti is
+    replay = _verify(alice, ch, token)  # the token's jti is
     _refused_with_step_up(replay)
     assert "already used" in replay.json()["detail"]
 
@@ -155,7 +207,9 @@ def test_the_identity_provider_down_answers_503(idp, agent, alice) -> None:
     assert r.status_code == 503 and r.headers["content-type"] == PROBLEM, r.text
 
 
-def test_a_key_rotation_at_the_identity_provider_is_picked_up_after_one_refresh(idp, agent, alice) -> None:
+def test_a_key_rotation_at_the_identity_provider_is_picked_up_after_one_refresh(
+    idp, agent, alice
+) -> None:
     first = _trigger(alice, _intercept(agent)["action_id"])
     assert _verify(alice, first, idp.id_token(first["oidc"]["nonce"])).status_code == 200
     assert idp.jwks_fetches() == 1
@@ -167,6 +221,8 @@ def test_a_key_rotation_at_the_identity_provider_is_picked_up_after_one_refresh(
 
 
 def test_id_tokens_are_schema_checked(alice) -> None:
-    for body in ({"challenge_id": "stc_x", "id_token": "not a jwt"},
-                 {"challenge_id": "stc_x", "id_token": "a.b.c", "code": "123456"}):
+    for body in (
+        {"challenge_id": "stc_x", "id_token": "not a jwt"},
+        {"challenge_id": "stc_x", "id_token": "a.b.c", "code": "123456"},
+    ):
         assert alice.post("/api/approvals/stepup/verify", json=body).status_code in (400, 422)

@@ -9,7 +9,8 @@ that status (2xx: the operation's JSON schema; errors: PROBLEM), resolving
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -42,13 +43,20 @@ def _pointer(*parts: str) -> str:
 def _validator(doc: dict, *location: str) -> Draft202012Validator:
     """A validator for the schema at ``location`` in ``doc``, its refs resolved in ``doc``."""
     registry = Registry().with_resource(DOC_URI, DRAFT202012.create_resource(doc))
-    return Draft202012Validator({"$ref": DOC_URI + _pointer(*location)}, registry=registry,
-                                format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return Draft202012Validator(
+        {"$ref": DOC_URI + _pointer(*location)},
+        registry=registry,
+        format_checker=Draft202012Validator.FORMAT_CHECKER,
+    )
 
 
 def _operations(doc: dict) -> dict[tuple[str, str], dict]:
-    return {(method.upper(), path): op for path, item in doc["paths"].items()
-            for method, op in item.items() if method in METHODS}
+    return {
+        (method.upper(), path): op
+        for path, item in doc["paths"].items()
+        for method, op in item.items()
+        if method in METHODS
+    }
 
 
 def test_document_is_valid_openapi_3_1(doc) -> None:
@@ -68,6 +76,7 @@ def test_document_lists_exactly_the_routes(doc) -> None:
 
 
 # -- every operation, for real -----------------------------------------------------------------
+
 
 class Ctx:
     def __init__(self, server, agent, alice, bob, admin):
@@ -89,34 +98,59 @@ def _intercept(c: Ctx) -> list[httpx.Response]:
     key = {"Idempotency-Key": "openapi-1"}
     out += [c.agent.post("/api/actions/intercept", json=SEND_EMAIL, headers=key) for _ in range(2)]
     assert out[-1].status_code == 200
-    out += [c.agent.post("/api/actions/intercept", json=GRANT_ADMIN, headers=key),           # 409
-            c.anon.post("/api/actions/intercept", json=SEND_EMAIL),                          # 401
-            c.alice.post("/api/actions/intercept", json=SEND_EMAIL),                         # 403
-            c.agent.post("/api/actions/intercept", content=b"{", headers={"Content-Type": JSON}),
-            c.agent.post("/api/actions/intercept", content=b"{}", headers={"Content-Type": "text/plain"}),
-            c.agent.post("/api/actions/intercept", content=b'{"a":"' + b"x" * 300_000 + b'"}',
-                         headers={"Content-Type": JSON}),
-            c.agent.post("/api/actions/intercept", json={"tool": 5, "arguments": []})]
+    out += [
+        c.agent.post("/api/actions/intercept", json=GRANT_ADMIN, headers=key),  # 409
+        c.anon.post("/api/actions/intercept", json=SEND_EMAIL),  # 401
+        c.alice.post("/api/actions/intercept", json=SEND_EMAIL),  # 403
+        c.agent.post("/api/actions/intercept", content=b"{", headers={"Content-Type": JSON}),
+        c.agent.post(
+            "/api/actions/intercept", content=b"{}", headers={"Content-Type": "text/plain"}
+        ),
+        c.agent.post(
+            "/api/actions/intercept",
+            content=b'{"a":"' + b"x" * 300_000 + b'"}',
+            headers={"Content-Type": JSON},
+        ),
+        c.agent.post("/api/actions/intercept", json={"tool": 5, "arguments": []}),
+    ]
     return out
 
 
 def _decide(c: Ctx) -> list[httpx.Response]:
     a, b, high = c.intercept(SEND_EMAIL), c.intercept(SEND_EMAIL), c.intercept(DELETE_REPO)
-    return [c.alice.post("/api/actions/approve", json={"action_id": a["action_id"], "decision": "approve"}),
-            c.alice.post("/api/actions/approve", json={"action_id": b["action_id"], "decision": "deny",
-                                                       "reason": "not now"}),
-            c.alice.post("/api/actions/approve", json={"action_id": high["action_id"], "decision": "approve"}),
-            c.bob.post("/api/actions/approve", json={"action_id": high["action_id"], "decision": "deny"}),
-            c.agent.post("/api/actions/approve", json={"action_id": high["action_id"], "decision": "deny"}),
-            c.alice.post("/api/actions/approve", json={"action_id": high["action_id"], "decision": "maybe"})]
+    return [
+        c.alice.post(
+            "/api/actions/approve", json={"action_id": a["action_id"], "decision": "approve"}
+        ),
+        c.alice.post(
+            "/api/actions/approve",
+            json={"action_id": b["action_id"], "decision": "deny", "reason": "not now"},
+        ),
+        c.alice.post(
+            "/api/actions/approve", json={"action_id": high["action_id"], "decision": "approve"}
+        ),
+        c.bob.post(
+            "/api/actions/approve", json={"action_id": high["action_id"], "decision": "deny"}
+        ),
+        c.agent.post(
+            "/api/actions/approve", json={"action_id": high["action_id"], "decision": "deny"}
+        ),
+        c.alice.post(
+            "/api/actions/approve", json={"action_id": high["action_id"], "decision": "maybe"}
+        ),
+    ]
 
 
 def _pending(c: Ctx) -> list[httpx.Response]:
     c.intercept(SEND_EMAIL), c.intercept(DELETE_REPO)
-    return [c.alice.get("/api/actions/pending"), c.bob.get("/api/actions/pending"),
-            c.alice.get("/api/actions/pending", params={"limit": 1}),
-            c.alice.get("/api/actions/pending", params={"limit": 0}),
-            c.agent.get("/api/actions/pending"), c.anon.get("/api/actions/pending")]
+    return [
+        c.alice.get("/api/actions/pending"),
+        c.bob.get("/api/actions/pending"),
+        c.alice.get("/api/actions/pending", params={"limit": 1}),
+        c.alice.get("/api/actions/pending", params={"limit": 0}),
+        c.agent.get("/api/actions/pending"),
+        c.anon.get("/api/actions/pending"),
+    ]
 
 
 def _get_action(c: Ctx) -> list[httpx.Response]:
@@ -124,34 +158,51 @@ def _get_action(c: Ctx) -> list[httpx.Response]:
     approved = c.intercept(SEND_EMAIL)["action_id"]
     c.alice.post("/api/actions/approve", json={"action_id": approved, "decision": "approve"})
     short = c.intercept({**SEND_EMAIL, "timeout_s": 1})["action_id"]
-    out = [c.agent.get(f"/api/actions/{i}") for i in ids] + [c.alice.get(f"/api/actions/{approved}")]
+    out = [c.agent.get(f"/api/actions/{i}") for i in ids] + [
+        c.alice.get(f"/api/actions/{approved}")
+    ]
     out.append(c.agent.get(f"/api/actions/{short}", params={"wait": 3}))
     assert out[-1].json()["status"] == "expired"
-    out += [c.bob.get(f"/api/actions/{ids[0]}"), c.agent.get(f"/api/actions/{ids[0]}", params={"wait": "x"}),
-            c.anon.get(f"/api/actions/{ids[0]}")]
+    out += [
+        c.bob.get(f"/api/actions/{ids[0]}"),
+        c.agent.get(f"/api/actions/{ids[0]}", params={"wait": "x"}),
+        c.anon.get(f"/api/actions/{ids[0]}"),
+    ]
     return out
 
 
 def _audit_entries(c: Ctx) -> list[httpx.Response]:
     aid = c.intercept(SEND_EMAIL)["action_id"]
     c.alice.post("/api/actions/approve", json={"action_id": aid, "decision": "deny"})
-    return [c.admin.get("/api/audit/entries"), c.admin.get("/api/audit/entries", params={"limit": 1}),
-            c.alice.get("/api/audit/entries", params={"action_id": aid}),
-            c.bob.get("/api/audit/entries", params={"action_id": aid}),
-            c.admin.get("/api/audit/entries", params={"after": "x"}), c.agent.get("/api/audit/entries")]
+    return [
+        c.admin.get("/api/audit/entries"),
+        c.admin.get("/api/audit/entries", params={"limit": 1}),
+        c.alice.get("/api/audit/entries", params={"action_id": aid}),
+        c.bob.get("/api/audit/entries", params={"action_id": aid}),
+        c.admin.get("/api/audit/entries", params={"after": "x"}),
+        c.agent.get("/api/audit/entries"),
+    ]
 
 
 def _audit_verify(c: Ctx) -> list[httpx.Response]:
     c.intercept(SEND_EMAIL)
-    return [c.admin.get("/api/audit/verify"), c.alice.get("/api/audit/verify"),
-            c.agent.get("/api/audit/verify"), c.anon.get("/api/audit/verify")]
+    return [
+        c.admin.get("/api/audit/verify"),
+        c.alice.get("/api/audit/verify"),
+        c.agent.get("/api/audit/verify"),
+        c.anon.get("/api/audit/verify"),
+    ]
 
 
 def _audit_action(c: Ctx) -> list[httpx.Response]:
     aid = c.intercept(SEND_EMAIL)["action_id"]
-    return [c.agent.get(f"/api/audit/action/{aid}"), c.alice.get(f"/api/audit/action/{aid}"),
-            c.admin.get(f"/api/audit/action/{aid}"), c.bob.get(f"/api/audit/action/{aid}"),
-            c.admin.get("/api/audit/action/act_missing")]
+    return [
+        c.agent.get(f"/api/audit/action/{aid}"),
+        c.alice.get(f"/api/audit/action/{aid}"),
+        c.admin.get(f"/api/audit/action/{aid}"),
+        c.bob.get(f"/api/audit/action/{aid}"),
+        c.admin.get("/api/audit/action/act_missing"),
+    ]
 
 
 def _policy_get(c: Ctx) -> list[httpx.Response]:
@@ -165,17 +216,22 @@ def _policy_put(c: Ctx) -> list[httpx.Response]:
     out = [c.admin.post("/api/policy", json=envelope)]
     assert out[0].status_code == 200, out[0].text
     tampered = {**envelope, "payload": {**payload, "version": payload["version"] + 1}}
-    out += [c.admin.post("/api/policy", json=envelope),     # not newer
-            c.admin.post("/api/policy", json=tampered),     # signature does not match
-            c.admin.post("/api/policy", json={"payload": {}}),
-            c.alice.post("/api/policy", json=envelope)]
+    out += [
+        c.admin.post("/api/policy", json=envelope),  # not newer
+        c.admin.post("/api/policy", json=tampered),  # signature does not match
+        c.admin.post("/api/policy", json={"payload": {}}),
+        c.alice.post("/api/policy", json=envelope),
+    ]
     return out
 
 
 def _checkpoint(c: Ctx) -> list[httpx.Response]:
     c.intercept(SEND_EMAIL)
-    return [c.agent.get("/api/audit/checkpoint"), c.admin.get("/api/audit/checkpoint"),
-            c.anon.get("/api/audit/checkpoint")]
+    return [
+        c.agent.get("/api/audit/checkpoint"),
+        c.admin.get("/api/audit/checkpoint"),
+        c.anon.get("/api/audit/checkpoint"),
+    ]
 
 
 def _public_key(c: Ctx) -> list[httpx.Response]:
@@ -185,31 +241,39 @@ def _public_key(c: Ctx) -> list[httpx.Response]:
 def _inclusion(c: Ctx) -> list[httpx.Response]:
     c.intercept(SEND_EMAIL), c.intercept(READ_PROFILE), c.intercept(GRANT_ADMIN)
     size = c.admin.get("/api/audit/verify").json()["length"]
-    return [c.admin.get("/api/audit/proof/inclusion", params={"seq": 1}),
-            c.admin.get("/api/audit/proof/inclusion", params={"seq": 2, "tree_size": size}),
-            c.admin.get("/api/audit/proof/inclusion", params={"seq": size + 5}),
-            c.admin.get("/api/audit/proof/inclusion", params={"seq": "x"}),
-            c.anon.get("/api/audit/proof/inclusion", params={"seq": 1})]
+    return [
+        c.admin.get("/api/audit/proof/inclusion", params={"seq": 1}),
+        c.admin.get("/api/audit/proof/inclusion", params={"seq": 2, "tree_size": size}),
+        c.admin.get("/api/audit/proof/inclusion", params={"seq": size + 5}),
+        c.admin.get("/api/audit/proof/inclusion", params={"seq": "x"}),
+        c.anon.get("/api/audit/proof/inclusion", params={"seq": 1}),
+    ]
 
 
 def _consistency(c: Ctx) -> list[httpx.Response]:
     c.intercept(SEND_EMAIL), c.intercept(READ_PROFILE), c.intercept(GRANT_ADMIN)
     size = c.admin.get("/api/audit/verify").json()["length"]
-    return [c.admin.get("/api/audit/proof/consistency", params={"from": 1, "to": size}),
-            c.admin.get("/api/audit/proof/consistency", params={"from": 2, "to": size}),
-            c.admin.get("/api/audit/proof/consistency", params={"from": size, "to": 1}),
-            c.admin.get("/api/audit/proof/consistency", params={"from": "a", "to": size}),
-            c.anon.get("/api/audit/proof/consistency", params={"from": 1, "to": size})]
+    return [
+        c.admin.get("/api/audit/proof/consistency", params={"from": 1, "to": size}),
+        c.admin.get("/api/audit/proof/consistency", params={"from": 2, "to": size}),
+        c.admin.get("/api/audit/proof/consistency", params={"from": size, "to": 1}),
+        c.admin.get("/api/audit/proof/consistency", params={"from": "a", "to": size}),
+        c.anon.get("/api/audit/proof/consistency", params={"from": 1, "to": size}),
+    ]
 
 
 def _expire_task(c: Ctx) -> list[httpx.Response]:
     with c.server.client("system", "scheduler", "system") as system:
         pending = c.intercept(SEND_EMAIL)["action_id"]
-        return [system.post("/api/tasks/expire", json={"kind": "expire", "action_id": pending}),  # early
-                system.post("/api/tasks/expire", json={"kind": "expire", "action_id": "act_missing"}),
-                system.post("/api/tasks/expire", json={"kind": "other", "action_id": pending}),
-                c.admin.post("/api/tasks/expire", json={"kind": "expire", "action_id": pending}),
-                c.anon.post("/api/tasks/expire", json={"kind": "expire", "action_id": pending})]
+        return [
+            system.post(
+                "/api/tasks/expire", json={"kind": "expire", "action_id": pending}
+            ),  # early
+            system.post("/api/tasks/expire", json={"kind": "expire", "action_id": "act_missing"}),
+            system.post("/api/tasks/expire", json={"kind": "other", "action_id": pending}),
+            c.admin.post("/api/tasks/expire", json={"kind": "expire", "action_id": pending}),
+            c.anon.post("/api/tasks/expire", json={"kind": "expire", "action_id": pending}),
+        ]
 
 
 def _totp(secret: str, offset_s: int = 0) -> str:
@@ -221,41 +285,71 @@ def _totp(secret: str, offset_s: int = 0) -> str:
 def _enrolled(c: Ctx) -> tuple[list[httpx.Response], str]:
     start = c.alice.post("/api/approvals/stepup/enroll", json={"method": "totp"})
     body = start.json()
-    finish = c.alice.post("/api/approvals/stepup/enroll", json={
-        "method": "totp", "enrollment_id": body["enrollment_id"], "code": _totp(body["secret"])})
+    finish = c.alice.post(
+        "/api/approvals/stepup/enroll",
+        json={
+            "method": "totp",
+            "enrollment_id": body["enrollment_id"],
+            "code": _totp(body["secret"]),
+        },
+    )
     return [start, finish], body["secret"]
 
 
 def _stepup_enroll(c: Ctx) -> list[httpx.Response]:
     out, _ = _enrolled(c)
-    return out + [c.agent.post("/api/approvals/stepup/enroll", json={"method": "totp"}),
-                  c.bob.post("/api/approvals/stepup/enroll", json={"method": "sms"})]
+    return out + [
+        c.agent.post("/api/approvals/stepup/enroll", json={"method": "totp"}),
+        c.bob.post("/api/approvals/stepup/enroll", json={"method": "sms"}),
+    ]
 
 
 def _stepup_trigger(c: Ctx) -> list[httpx.Response]:
     high = c.intercept(DELETE_REPO)["action_id"]
-    before = [c.bob.post("/api/approvals/stepup/trigger", json={"action_id": high})]  # nothing enrolled / not his
+    before = [
+        c.bob.post("/api/approvals/stepup/trigger", json={"action_id": high})
+    ]  # nothing enrolled / not his
     _enrolled(c)
-    return before + [c.alice.post("/api/approvals/stepup/trigger", json={"action_id": high}),
-                     c.alice.post("/api/approvals/stepup/trigger", json={}),
-                     c.alice.post("/api/approvals/stepup/trigger", json={"action_id": high, "purpose": "x"}),
-                     c.agent.post("/api/approvals/stepup/trigger", json={})]
+    return before + [
+        c.alice.post("/api/approvals/stepup/trigger", json={"action_id": high}),
+        c.alice.post("/api/approvals/stepup/trigger", json={}),
+        c.alice.post("/api/approvals/stepup/trigger", json={"action_id": high, "purpose": "x"}),
+        c.agent.post("/api/approvals/stepup/trigger", json={}),
+    ]
 
 
 def _stepup_verify(c: Ctx) -> list[httpx.Response]:
     high = c.intercept(DELETE_REPO)["action_id"]
     _, secret = _enrolled(c)
-    challenge = c.alice.post("/api/approvals/stepup/trigger", json={"action_id": high}).json()["challenge_id"]
+    challenge = c.alice.post("/api/approvals/stepup/trigger", json={"action_id": high}).json()[
+        "challenge_id"
+    ]
     # the next time step's code: the enrolment already spent this step's
-    ok = c.alice.post("/api/approvals/stepup/verify", json={"challenge_id": challenge,
-                                                            "code": _totp(secret, 30)})
-    out = [ok, c.alice.post("/api/approvals/stepup/verify", json={"challenge_id": "ch_missing", "code": "000000"}),
-           c.alice.post("/api/approvals/stepup/verify", json={"challenge_id": challenge}),
-           c.agent.post("/api/approvals/stepup/verify", json={"challenge_id": challenge, "code": "000000"})]
+    ok = c.alice.post(
+        "/api/approvals/stepup/verify", json={"challenge_id": challenge, "code": _totp(secret, 30)}
+    )
+    out = [
+        ok,
+        c.alice.post(
+            "/api/approvals/stepup/verify", json={"challenge_id": "ch_missing", "code": "000000"}
+        ),
+        c.alice.post("/api/approvals/stepup/verify", json={"challenge_id": challenge}),
+        c.agent.post(
+            "/api/approvals/stepup/verify", json={"challenge_id": challenge, "code": "000000"}
+        ),
+    ]
     if ok.status_code == 200:  # and the token lets the owner approve the HIGH action
-        approved = c.alice.post("/api/actions/approve", json={"action_id": high, "decision": "approve",
-                                                              "step_up_token": ok.json()["step_up_token"]})
-        assert approved.status_code == 200 and approved.json()["status"] == "approved", approved.text
+        approved = c.alice.post(
+            "/api/actions/approve",
+            json={
+                "action_id": high,
+                "decision": "approve",
+                "step_up_token": ok.json()["step_up_token"],
+            },
+        )
+        assert approved.status_code == 200 and approved.json()["status"] == "approved", (
+            approved.text
+        )
     return out
 
 
@@ -264,48 +358,70 @@ def _session(c: Ctx) -> str:
 
 
 def _session_create(c: Ctx) -> list[httpx.Response]:
-    return [c.agent.post("/api/approvals/sessions", json={}),
-            c.alice.post("/api/approvals/sessions", json={"agent": "agent-1", "ttl_s": 600}),
-            c.agent.post("/api/approvals/sessions", json={"ttl_s": 1}),
-            c.anon.post("/api/approvals/sessions", json={})]
+    return [
+        c.agent.post("/api/approvals/sessions", json={}),
+        c.alice.post("/api/approvals/sessions", json={"agent": "agent-1", "ttl_s": 600}),
+        c.agent.post("/api/approvals/sessions", json={"ttl_s": 1}),
+        c.anon.post("/api/approvals/sessions", json={}),
+    ]
 
 
 def _session_list(c: Ctx) -> list[httpx.Response]:
     _session(c)
-    return [c.alice.get("/api/approvals/sessions"), c.agent.get("/api/approvals/sessions"),
-            c.anon.get("/api/approvals/sessions")]
+    return [
+        c.alice.get("/api/approvals/sessions"),
+        c.agent.get("/api/approvals/sessions"),
+        c.anon.get("/api/approvals/sessions"),
+    ]
 
 
 def _session_get(c: Ctx) -> list[httpx.Response]:
     sid = _session(c)
-    return [c.alice.get(f"/api/approvals/sessions/{sid}"), c.bob.get(f"/api/approvals/sessions/{sid}")]
+    return [
+        c.alice.get(f"/api/approvals/sessions/{sid}"),
+        c.bob.get(f"/api/approvals/sessions/{sid}"),
+    ]
 
 
 def _session_revoke(c: Ctx) -> list[httpx.Response]:
     sid = _session(c)
-    return [c.alice.delete(f"/api/approvals/sessions/{sid}"), c.agent.delete(f"/api/approvals/sessions/{sid}"),
-            c.bob.delete(f"/api/approvals/sessions/{sid}")]
+    return [
+        c.alice.delete(f"/api/approvals/sessions/{sid}"),
+        c.agent.delete(f"/api/approvals/sessions/{sid}"),
+        c.bob.delete(f"/api/approvals/sessions/{sid}"),
+    ]
 
 
 def _session_preauth(c: Ctx) -> list[httpx.Response]:
     sid = _session(c)
     _, secret = _enrolled(c)
-    challenge = c.alice.post("/api/approvals/stepup/trigger",
-                             json={"purpose": f"preauth:{sid}"}).json()["challenge_id"]
-    token = c.alice.post("/api/approvals/stepup/verify", json={"challenge_id": challenge,
-                                                               "code": _totp(secret, 30)}).json()["step_up_token"]
+    challenge = c.alice.post(
+        "/api/approvals/stepup/trigger", json={"purpose": f"preauth:{sid}"}
+    ).json()["challenge_id"]
+    token = c.alice.post(
+        "/api/approvals/stepup/verify", json={"challenge_id": challenge, "code": _totp(secret, 30)}
+    ).json()["step_up_token"]
     body = {"session_id": sid, "max_level": "MEDIUM", "duration_s": 600}
-    return [c.alice.post("/api/approvals/sessions/pre-authorize", json=body),                      # 401
-            c.alice.post("/api/approvals/sessions/pre-authorize", json={**body, "max_level": "HIGH"}),  # 422
-            c.alice.post("/api/approvals/sessions/pre-authorize", json={**body, "step_up_token": token}),
-            c.agent.post("/api/approvals/sessions/pre-authorize", json=body)]                       # 403
+    return [
+        c.alice.post("/api/approvals/sessions/pre-authorize", json=body),  # 401
+        c.alice.post(
+            "/api/approvals/sessions/pre-authorize", json={**body, "max_level": "HIGH"}
+        ),  # 422
+        c.alice.post(
+            "/api/approvals/sessions/pre-authorize", json={**body, "step_up_token": token}
+        ),
+        c.agent.post("/api/approvals/sessions/pre-authorize", json=body),
+    ]  # 403
 
 
 def _events(c: Ctx) -> list[httpx.Response]:
     """GET /api/events answers an endless text/event-stream: the stream's answer is
     checked by its first block (a string, as documented) rather than as JSON."""
-    errors = [c.agent.get("/api/events"), c.anon.get("/api/events"),
-              c.alice.get("/api/events", params={"types": "action.unknown"})]
+    errors = [
+        c.agent.get("/api/events"),
+        c.anon.get("/api/events"),
+        c.alice.get("/api/events", params={"types": "action.unknown"}),
+    ]
     with c.alice.stream("GET", "/api/events") as stream:
         first_line = next(stream.iter_lines())
     assert stream.headers["content-type"] == "text/event-stream"
@@ -316,7 +432,11 @@ class _Streamed:
     """The head of a streamed answer: status, headers, and the first line it sent."""
 
     def __init__(self, response: httpx.Response, first_line: str):
-        self.status_code, self.headers, self.request = response.status_code, response.headers, response.request
+        self.status_code, self.headers, self.request = (
+            response.status_code,
+            response.headers,
+            response.request,
+        )
         self.text = first_line
 
 
@@ -325,15 +445,30 @@ def _openapi(c: Ctx) -> list[httpx.Response]:
 
 
 DRIVERS: dict[str, Callable[[Ctx], list[httpx.Response]]] = {
-    "health": _health, "interceptAction": _intercept, "decideAction": _decide,
-    "listPendingActions": _pending, "getAction": _get_action, "listAuditEntries": _audit_entries,
-    "verifyAudit": _audit_verify, "getActionAudit": _audit_action, "getPolicy": _policy_get,
-    "activatePolicy": _policy_put, "getOpenApi": _openapi,
-    "getAuditCheckpoint": _checkpoint, "getAuditPublicKey": _public_key,
-    "getInclusionProof": _inclusion, "getConsistencyProof": _consistency, "expireAction": _expire_task,
-    "enrollStepUp": _stepup_enroll, "triggerStepUp": _stepup_trigger, "verifyStepUp": _stepup_verify,
-    "createSession": _session_create, "listSessions": _session_list, "getSession": _session_get,
-    "revokeSession": _session_revoke, "preAuthorizeSession": _session_preauth,
+    "health": _health,
+    "interceptAction": _intercept,
+    "decideAction": _decide,
+    "listPendingActions": _pending,
+    "getAction": _get_action,
+    "listAuditEntries": _audit_entries,
+    "verifyAudit": _audit_verify,
+    "getActionAudit": _audit_action,
+    "getPolicy": _policy_get,
+    "activatePolicy": _policy_put,
+    "getOpenApi": _openapi,
+    "getAuditCheckpoint": _checkpoint,
+    "getAuditPublicKey": _public_key,
+    "getInclusionProof": _inclusion,
+    "getConsistencyProof": _consistency,
+    "expireAction": _expire_task,
+    "enrollStepUp": _stepup_enroll,
+    "triggerStepUp": _stepup_trigger,
+    "verifyStepUp": _stepup_verify,
+    "createSession": _session_create,
+    "listSessions": _session_list,
+    "getSession": _session_get,
+    "revokeSession": _session_revoke,
+    "preAuthorizeSession": _session_preauth,
     "streamEvents": _events,
 }
 
@@ -349,16 +484,30 @@ def _check_answers(doc: dict, route: Any, answers: list[httpx.Response]) -> set[
     for r in answers:
         where = f"{route.method} {r.request.url} -> {r.status_code}"
         code = str(r.status_code)
-        assert code in op["responses"], f"{where}: status not documented ({sorted(op['responses'])})"
+        assert code in op["responses"], (
+            f"{where}: status not documented ({sorted(op['responses'])})"
+        )
         content = op["responses"][code]["content"]
         ctype = r.headers["content-type"].split(";")[0]
         assert ctype in content, f"{where}: {ctype} not among {list(content)}"
         if r.status_code >= 400:
             assert ctype == PROBLEM, where
-        validator = _validator(doc, "paths", route.template, route.method.lower(), "responses", code,
-                               "content", ctype, "schema")
+        validator = _validator(
+            doc,
+            "paths",
+            route.template,
+            route.method.lower(),
+            "responses",
+            code,
+            "content",
+            ctype,
+            "schema",
+        )
         body = r.text if ctype == "text/event-stream" else r.json()
-        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(body)]
+        errors = [
+            f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+            for e in validator.iter_errors(body)
+        ]
         assert not errors, f"{where}: {errors[:5]}"
         statuses.add(r.status_code)
     return statuses
@@ -367,8 +516,11 @@ def _check_answers(doc: dict, route: Any, answers: list[httpx.Response]) -> set[
 _KNOWN_BUGS: dict = {}
 
 
-@pytest.mark.parametrize("route", [pytest.param(r, marks=_KNOWN_BUGS.get(r.operation_id, ()))
-                                   for r in ROUTES], ids=[r.operation_id for r in ROUTES])
+@pytest.mark.parametrize(
+    "route",
+    [pytest.param(r, marks=_KNOWN_BUGS.get(r.operation_id, ())) for r in ROUTES],
+    ids=[r.operation_id for r in ROUTES],
+)
 def test_operation_answers_match_the_document(doc, route, server, agent, alice, bob, admin) -> None:
     ctx = Ctx(server, agent, alice, bob, admin)
     try:
@@ -386,13 +538,19 @@ def test_problem_schema_is_the_one_the_server_uses(doc) -> None:
     for (method, path), op in _operations(doc).items():
         for code, response in op["responses"].items():
             if int(code) >= 400:
-                assert response["content"][PROBLEM]["schema"] == {"$ref": "#/components/schemas/PROBLEM"}, \
-                    (method, path, code)
+                assert response["content"][PROBLEM]["schema"] == {
+                    "$ref": "#/components/schemas/PROBLEM"
+                }, (method, path, code)
 
 
 def test_decision_conflict_matches_problem_schema(doc, agent, alice) -> None:
     aid = agent.post("/api/actions/intercept", json=SEND_EMAIL).json()["action_id"]
-    assert alice.post("/api/actions/approve", json={"action_id": aid, "decision": "approve"}).status_code == 200
+    assert (
+        alice.post(
+            "/api/actions/approve", json={"action_id": aid, "decision": "approve"}
+        ).status_code
+        == 200
+    )
     again = alice.post("/api/actions/approve", json={"action_id": aid, "decision": "deny"})
     assert again.status_code == 409
     route = next(r for r in ROUTES if r.operation_id == "decideAction")
@@ -401,15 +559,21 @@ def test_decision_conflict_matches_problem_schema(doc, agent, alice) -> None:
 
 # -- routing and the published parameter schemas (issue 8) -------------------------------
 
-@pytest.mark.parametrize("method, path, allow", [
-    ("GET", "/api/actions/approve", "POST"),
-    ("GET", "/api/actions/intercept", "POST"),
-    ("GET", "/api/approvals/sessions/pre-authorize", "POST"),
-    ("POST", "/api/actions/act_123", "GET"),
-    ("PUT", "/api/approvals/sessions/ses_abc", "DELETE, GET"),
-    ("DELETE", "/api/approvals/sessions", "GET, POST"),
-])
-def test_literal_paths_never_match_a_parameter_and_allow_lists_that_route(admin, method, path, allow) -> None:
+
+@pytest.mark.parametrize(
+    "method, path, allow",
+    [
+        ("GET", "/api/actions/approve", "POST"),
+        ("GET", "/api/actions/intercept", "POST"),
+        ("GET", "/api/approvals/sessions/pre-authorize", "POST"),
+        ("POST", "/api/actions/act_123", "GET"),
+        ("PUT", "/api/approvals/sessions/ses_abc", "DELETE, GET"),
+        ("DELETE", "/api/approvals/sessions", "GET, POST"),
+    ],
+)
+def test_literal_paths_never_match_a_parameter_and_allow_lists_that_route(
+    admin, method, path, allow
+) -> None:
     r = admin.request(method, path)
     assert r.status_code == 405, r.text
     assert r.headers["allow"] == allow
@@ -438,17 +602,22 @@ def _param(doc: dict, method: str, path: str, name: str) -> dict:
     return next(p for p in op["parameters"] if p["name"] == name)
 
 
-@pytest.mark.parametrize("method, path, name, bounds, required", [
-    ("get", "/api/actions/{action_id}", "wait", (0, 60), False),
-    ("get", "/api/actions/pending", "limit", (1, None), False),
-    ("get", "/api/audit/entries", "limit", (1, None), False),
-    ("get", "/api/audit/entries", "after", (0, None), False),
-    ("get", "/api/audit/proof/inclusion", "seq", (1, None), True),
-    ("get", "/api/audit/proof/inclusion", "tree_size", (1, None), False),
-    ("get", "/api/audit/proof/consistency", "from", (1, None), True),
-    ("get", "/api/audit/proof/consistency", "to", (1, None), True),
-])
-def test_query_bounds_are_published_and_enforced(doc, agent, alice, method, path, name, bounds, required) -> None:
+@pytest.mark.parametrize(
+    "method, path, name, bounds, required",
+    [
+        ("get", "/api/actions/{action_id}", "wait", (0, 60), False),
+        ("get", "/api/actions/pending", "limit", (1, None), False),
+        ("get", "/api/audit/entries", "limit", (1, None), False),
+        ("get", "/api/audit/entries", "after", (0, None), False),
+        ("get", "/api/audit/proof/inclusion", "seq", (1, None), True),
+        ("get", "/api/audit/proof/inclusion", "tree_size", (1, None), False),
+        ("get", "/api/audit/proof/consistency", "from", (1, None), True),
+        ("get", "/api/audit/proof/consistency", "to", (1, None), True),
+    ],
+)
+def test_query_bounds_are_published_and_enforced(
+    doc, agent, alice, method, path, name, bounds, required
+) -> None:
     param = _param(doc, method, path, name)
     assert param["required"] is required
     low, high = bounds
@@ -478,16 +647,27 @@ def test_intercept_schema_validates_what_the_server_accepts(doc, agent) -> None:
     good = {"tool": "user.get_profile", "arguments": {"fields": ["name"]}}
     assert validator.is_valid(good)
     assert agent.post("/api/actions/intercept", json=good).status_code == 201
-    for bad in ({"tool": "A.B", "arguments": {}}, {"tool": "a.b", "arguments": {}, "extra": 1},
-                {"tool": "a.b", "arguments": []}, {"framework": "plain", "tool_call": {}},
-                {"tool": "a.b", "arguments": {}, "timeout_s": 0}):
+    for bad in (
+        {"tool": "A.B", "arguments": {}},
+        {"tool": "a.b", "arguments": {}, "extra": 1},
+        {"tool": "a.b", "arguments": []},
+        {"framework": "plain", "tool_call": {}},
+        {"tool": "a.b", "arguments": {}, "timeout_s": 0},
+    ):
         assert not validator.is_valid(bad)
         assert agent.post("/api/actions/intercept", json=bad).status_code == 422, bad
     # Values deep inside arguments are the parser's (a recursive schema would cost a $ref
     # lookup per value): said in the schema's description, refused by the server.
-    assert "NUL" in doc["components"]["schemas"]["INTERCEPT_REQUEST"]["else"]["anyOf"][0]["properties"][
-        "arguments"]["description"]
-    for deep in ({"tool": "a.b", "arguments": {"x": ["\u0000"]}}, {"tool": "a.b", "arguments": {"n": [2**60]}}):
+    assert (
+        "NUL"
+        in doc["components"]["schemas"]["INTERCEPT_REQUEST"]["else"]["anyOf"][0]["properties"][
+            "arguments"
+        ]["description"]
+    )
+    for deep in (
+        {"tool": "a.b", "arguments": {"x": ["\u0000"]}},
+        {"tool": "a.b", "arguments": {"n": [2**60]}},
+    ):
         assert agent.post("/api/actions/intercept", json=deep).status_code in (400, 422), deep
 
 
@@ -495,8 +675,10 @@ def test_a_body_of_many_tiny_values_costs_no_more_than_its_parse(agent) -> None:
     """256 KiB of [1,1,1,...] is refused quickly (the schema does no per-value $ref work)."""
     import time as _time
 
-    body = b'{"tool": "a.b", "arguments": {"x": [' + b"1," * 100_000 + b'1]}}'
+    body = b'{"tool": "a.b", "arguments": {"x": [' + b"1," * 100_000 + b"1]}}"
     started = _time.perf_counter()
-    r = agent.post("/api/actions/intercept", content=body, headers={"Content-Type": "application/json"})
+    r = agent.post(
+        "/api/actions/intercept", content=body, headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 422, r.text  # over the 64 KiB canonical arguments limit
     assert _time.perf_counter() - started < 2.0

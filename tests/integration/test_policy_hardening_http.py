@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from vettra.domain.errors import PolicyRejected
@@ -48,7 +50,12 @@ def test_a_downgrade_through_the_service_is_refused_and_changes_nothing(server, 
 def test_a_downgrade_over_http_is_refused(server, admin) -> None:
     current = _active(admin)
     v = current["version"]
-    assert admin.post("/api/policy", json=_signed(server, {**current["payload"], "version": v + 10})).status_code == 200
+    assert (
+        admin.post(
+            "/api/policy", json=_signed(server, {**current["payload"], "version": v + 10})
+        ).status_code
+        == 200
+    )
     before = (_active(admin), _policy_entries(admin))
     r = admin.post("/api/policy", json=_signed(server, {**current["payload"], "version": v + 5}))
     assert r.status_code == 422 and r.headers["content-type"] == PROBLEM
@@ -56,8 +63,9 @@ def test_a_downgrade_over_http_is_refused(server, admin) -> None:
     assert (_active(admin), _policy_entries(admin)) == before
 
 
-@pytest.mark.parametrize("who", [("agent", "agent-1", "alice"), ("approver", "alice", None)],
-                         ids=["agent", "approver"])
+@pytest.mark.parametrize(
+    "who", [("agent", "agent-1", "alice"), ("approver", "alice", None)], ids=["agent", "approver"]
+)
 def test_get_policy_is_for_admins_only(server, who) -> None:
     with server.client(*who) as client:
         r = client.get("/api/policy")
@@ -77,10 +85,17 @@ def test_reposting_the_active_version_is_idempotent(server, admin) -> None:
     assert (_policy_entries(admin), _rows(server)) == before
 
 
-def test_reposting_the_active_version_with_another_payload_is_refused_not_500(server, admin) -> None:
+def test_reposting_the_active_version_with_another_payload_is_refused_not_500(
+    server, admin
+) -> None:
     current = _active(admin)
     v = current["version"] + 1
-    assert admin.post("/api/policy", json=_signed(server, {**current["payload"], "version": v})).status_code == 200
+    assert (
+        admin.post(
+            "/api/policy", json=_signed(server, {**current["payload"], "version": v})
+        ).status_code
+        == 200
+    )
     before = (_active(admin), _policy_entries(admin), _rows(server))
     other = _signed(server, {**current["payload"], "version": v, "description": "another payload"})
     r = admin.post("/api/policy", json=other)
@@ -107,8 +122,7 @@ def test_an_unsigned_payload_is_told_to_sign_it_first(server, admin, body) -> No
     assert _active(admin)["version"] == current["version"]
 
 
-def _vettra(*args: str) -> "subprocess.CompletedProcess[str]":
-    import subprocess
+def _vettra(*args: str) -> subprocess.CompletedProcess[str]:
     import sys
     from pathlib import Path
 
@@ -116,7 +130,9 @@ def _vettra(*args: str) -> "subprocess.CompletedProcess[str]":
     return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=60)
 
 
-def test_policy_show_prints_the_active_payload_to_edit_bump_and_sign(server, admin, home, tmp_path) -> None:
+def test_policy_show_prints_the_active_payload_to_edit_bump_and_sign(
+    server, admin, home, tmp_path
+) -> None:
     import json
 
     shown = _vettra("policy", "show", "--home", str(home))
@@ -125,8 +141,15 @@ def test_policy_show_prints_the_active_payload_to_edit_bump_and_sign(server, adm
     assert payload == _active(admin)["payload"]
     payload["version"] += 1
     (tmp_path / "p.json").write_text(json.dumps(payload))
-    signed = _vettra("policy", "sign", str(tmp_path / "p.json"), "--home", str(home),
-                     "-o", str(tmp_path / "s.json"))
+    signed = _vettra(
+        "policy",
+        "sign",
+        str(tmp_path / "p.json"),
+        "--home",
+        str(home),
+        "-o",
+        str(tmp_path / "s.json"),
+    )
     assert signed.returncode == 0, signed.stderr
     r = admin.post("/api/policy", json=json.loads((tmp_path / "s.json").read_text()))
     assert r.status_code == 200 and r.json()["version"] == payload["version"]

@@ -20,12 +20,20 @@ OWNER = "alice"
 ISSUE = {"tool": "github.create_issue", "arguments": {"repo": "acme/api", "title": "flaky test"}}
 DELETE_REPO = {"tool": "github.delete_repo", "arguments": {"repo": "acme/old-api"}}
 QUORUM_RULES = [
-    {"id": "two-of-three-issues", "effect": "require_approval", "tools": ["github.create_issue"],
-     "approvers": {"quorum": 2, "of": ["erin", "carol", "dave"]},
-     "reason": "issues need two of the maintainers"},
-    {"id": "two-for-repo-deletion", "effect": "require_step_up", "tools": ["github.delete_repo"],
-     "approvers": {"quorum": 2, "of": ["carol", "dave"]},
-     "reason": "deleting a repository needs carol and dave, each with step-up"},
+    {
+        "id": "two-of-three-issues",
+        "effect": "require_approval",
+        "tools": ["github.create_issue"],
+        "approvers": {"quorum": 2, "of": ["erin", "carol", "dave"]},
+        "reason": "issues need two of the maintainers",
+    },
+    {
+        "id": "two-for-repo-deletion",
+        "effect": "require_step_up",
+        "tools": ["github.delete_repo"],
+        "approvers": {"quorum": 2, "of": ["carol", "dave"]},
+        "reason": "deleting a repository needs carol and dave, each with step-up",
+    },
 ]
 ROUNDS = 8
 
@@ -56,11 +64,18 @@ def _intercept(agent: httpx.Client, bundle: dict) -> dict[str, Any]:
 
 
 def _decide(client: httpx.Client, action_id: str, decision: str, **extra: Any) -> httpx.Response:
-    return client.post("/api/actions/approve", json={"action_id": action_id, "decision": decision, **extra})
+    return client.post(
+        "/api/actions/approve", json={"action_id": action_id, "decision": decision, **extra}
+    )
 
 
-TRAIL_TYPES = {"action.intercepted", "action.vote", "action.approved", "action.denied",
-               "stepup.redeemed"}
+TRAIL_TYPES = {
+    "action.intercepted",
+    "action.vote",
+    "action.approved",
+    "action.denied",
+    "stepup.redeemed",
+}
 
 
 def _trail(client: httpx.Client, action_id: str) -> list[str]:
@@ -77,7 +92,11 @@ def test_named_approvers_see_and_decide_strangers_get_404(agent: Any, people: di
     for user in ("alice", "carol", "dave", "erin"):
         seen = people[user].get(f"/api/actions/{action_id}")
         assert seen.status_code == 200, seen.text
-        assert seen.json()["quorum"] == {"required": 2, "approvals": [], "of": ["carol", "dave", "erin"]}
+        assert seen.json()["quorum"] == {
+            "required": 2,
+            "approvals": [],
+            "of": ["carol", "dave", "erin"],
+        }
         pending = people[user].get("/api/actions/pending").json()["actions"]
         assert [a["action_id"] for a in pending] == [action_id]
     assert people["bob"].get(f"/api/actions/{action_id}").status_code == 404
@@ -85,7 +104,9 @@ def test_named_approvers_see_and_decide_strangers_get_404(agent: Any, people: di
     assert _decide(people["bob"], action_id, "deny").status_code == 404
     # the owner is not named: may not approve (403), may deny
     refused = _decide(people[OWNER], action_id, "approve")
-    assert refused.status_code == 403 and refused.headers["content-type"].startswith("application/problem+json")
+    assert refused.status_code == 403 and refused.headers["content-type"].startswith(
+        "application/problem+json"
+    )
 
     first = _decide(people["carol"], action_id, "approve")
     assert first.status_code == 200 and first.json()["status"] == "pending"
@@ -96,12 +117,19 @@ def test_named_approvers_see_and_decide_strangers_get_404(agent: Any, people: di
 
     final = _decide(people["dave"], action_id, "approve")
     assert final.status_code == 200 and final.json()["status"] == "approved", final.text
-    assert final.json()["quorum"] == {"required": 2, "approvals": ["carol", "dave"],
-                                      "of": ["carol", "dave", "erin"]}
+    assert final.json()["quorum"] == {
+        "required": 2,
+        "approvals": ["carol", "dave"],
+        "of": ["carol", "dave", "erin"],
+    }
     assert _decide(people["erin"], action_id, "approve").status_code == 409
     assert agent.get(f"/api/actions/{action_id}").json()["status"] == "approved"
-    assert _trail(people["carol"], action_id) == ["action.intercepted", "action.vote", "action.vote",
-                                                  "action.approved"]
+    assert _trail(people["carol"], action_id) == [
+        "action.intercepted",
+        "action.vote",
+        "action.vote",
+        "action.approved",
+    ]
     assert people["bob"].get(f"/api/audit/action/{action_id}").status_code == 404
 
 
@@ -134,7 +162,12 @@ def _race(calls: list[Any]) -> list[httpx.Response]:
 def test_concurrent_votes_make_exactly_one_approval(agent: Any, people: dict) -> None:
     for _ in range(ROUNDS):
         action_id = _intercept(agent, ISSUE)["action_id"]
-        results = _race([lambda u=u: _decide(people[u], action_id, "approve") for u in ("carol", "dave", "erin")])
+        results = _race(
+            [
+                lambda u=u, a=action_id: _decide(people[u], a, "approve")
+                for u in ("carol", "dave", "erin")
+            ]
+        )
         codes = sorted(r.status_code for r in results)
         assert codes == [200, 200, 409], [r.text for r in results]
         assert [r.json()["status"] for r in results if r.status_code == 200].count("approved") == 1
@@ -148,8 +181,12 @@ def test_final_vote_racing_a_deny_has_one_terminal_entry(agent: Any, people: dic
         action_id = _intercept(agent, ISSUE)["action_id"]
         assert _decide(people["carol"], action_id, "approve").status_code == 200
         denier = people[OWNER] if i % 2 else people["erin"]
-        results = _race([lambda: _decide(people["dave"], action_id, "approve"),
-                         lambda: _decide(denier, action_id, "deny")])
+        results = _race(
+            [
+                lambda a=action_id: _decide(people["dave"], a, "approve"),
+                lambda a=action_id, d=denier: _decide(d, a, "deny"),
+            ]
+        )
         assert sorted(r.status_code for r in results) == [200, 409], [r.text for r in results]
         trail = _trail(people["carol"], action_id)
         assert trail.count("action.approved") + trail.count("action.denied") == 1, trail
@@ -161,14 +198,21 @@ def test_final_vote_racing_a_deny_has_one_terminal_entry(agent: Any, people: dic
 
 # -- step-up: each approving voter steps up for their own vote ----------------------------------
 
+
 def _code(secret: str, steps: int = 0) -> str:
     return pyotp.TOTP(secret).at(time.time() + steps * 30)
 
 
 def _enrol_totp(client: httpx.Client) -> str:
     started = client.post("/api/approvals/stepup/enroll", json={"method": "totp"}).json()
-    done = client.post("/api/approvals/stepup/enroll", json={
-        "method": "totp", "enrollment_id": started["enrollment_id"], "code": _code(started["secret"])})
+    done = client.post(
+        "/api/approvals/stepup/enroll",
+        json={
+            "method": "totp",
+            "enrollment_id": started["enrollment_id"],
+            "code": _code(started["secret"]),
+        },
+    )
     assert done.status_code == 200, done.text
     return started["secret"]
 
@@ -176,8 +220,10 @@ def _enrol_totp(client: httpx.Client) -> str:
 def _step_up(client: httpx.Client, secret: str, action_id: str) -> str:
     challenge = client.post("/api/approvals/stepup/trigger", json={"action_id": action_id})
     assert challenge.status_code == 200, challenge.text
-    verified = client.post("/api/approvals/stepup/verify",
-                           json={"challenge_id": challenge.json()["challenge_id"], "code": _code(secret, 1)})
+    verified = client.post(
+        "/api/approvals/stepup/verify",
+        json={"challenge_id": challenge.json()["challenge_id"], "code": _code(secret, 1)},
+    )
     assert verified.status_code == 200, verified.text
     return verified.json()["step_up_token"]
 
@@ -192,11 +238,18 @@ def test_each_approver_of_a_step_up_quorum_steps_up(agent: Any, people: dict, ad
     without = _decide(people["carol"], action_id, "approve")
     assert without.status_code == 401
     assert 'error="insufficient_user_authentication"' in without.headers["www-authenticate"]
-    assert people["bob"].post("/api/approvals/stepup/trigger", json={"action_id": action_id}).status_code == 404
+    assert (
+        people["bob"]
+        .post("/api/approvals/stepup/trigger", json={"action_id": action_id})
+        .status_code
+        == 404
+    )
 
     carol_token = _step_up(people["carol"], carol_secret, action_id)
     # a token is bound to the user who stepped up: dave cannot vote with carol's
-    assert _decide(people["dave"], action_id, "approve", step_up_token=carol_token).status_code == 401
+    assert (
+        _decide(people["dave"], action_id, "approve", step_up_token=carol_token).status_code == 401
+    )
     first = _decide(people["carol"], action_id, "approve", step_up_token=carol_token)
     assert first.status_code == 200 and first.json()["status"] == "pending", first.text
 
@@ -220,14 +273,26 @@ def test_a_session_pre_authorisation_never_lifts_a_quorum(agent: Any, people: di
     session_id = agent.post("/api/approvals/sessions", json={}).json()["session_id"]
     start = alice.post("/api/approvals/stepup/enroll", json={"method": "totp"}).json()
     totp = pyotp.TOTP(start["secret"])
-    alice.post("/api/approvals/stepup/enroll", json={"method": "totp", "enrollment_id": start["enrollment_id"],
-                                                     "code": totp.now()})
-    challenge = alice.post("/api/approvals/stepup/trigger",
-                           json={"purpose": f"preauth:{session_id}"}).json()["challenge_id"]
-    token = alice.post("/api/approvals/stepup/verify", json={
-        "challenge_id": challenge, "code": totp.at(time.time() + 30)}).json()["step_up_token"]
-    granted = alice.post("/api/approvals/sessions/pre-authorize", json={
-        "session_id": session_id, "max_level": "MEDIUM", "duration_s": 600, "step_up_token": token})
+    alice.post(
+        "/api/approvals/stepup/enroll",
+        json={"method": "totp", "enrollment_id": start["enrollment_id"], "code": totp.now()},
+    )
+    challenge = alice.post(
+        "/api/approvals/stepup/trigger", json={"purpose": f"preauth:{session_id}"}
+    ).json()["challenge_id"]
+    token = alice.post(
+        "/api/approvals/stepup/verify",
+        json={"challenge_id": challenge, "code": totp.at(time.time() + 30)},
+    ).json()["step_up_token"]
+    granted = alice.post(
+        "/api/approvals/sessions/pre-authorize",
+        json={
+            "session_id": session_id,
+            "max_level": "MEDIUM",
+            "duration_s": 600,
+            "step_up_token": token,
+        },
+    )
     assert granted.status_code == 200, granted.text
     held = agent.post("/api/actions/intercept", json={**ISSUE, "session_id": session_id}).json()
     assert held["status"] == "pending" and held["quorum"]["required"] == 2

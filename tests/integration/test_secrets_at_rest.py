@@ -13,8 +13,8 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pyotp
 import pytest
@@ -40,8 +40,14 @@ def _enrol_totp(client) -> str:
     started = client.post("/api/approvals/stepup/enroll", json={"method": "totp"})
     assert started.status_code == 200, started.text
     body = started.json()
-    done = client.post("/api/approvals/stepup/enroll", json={
-        "method": "totp", "enrollment_id": body["enrollment_id"], "code": _code(body["secret"])})
+    done = client.post(
+        "/api/approvals/stepup/enroll",
+        json={
+            "method": "totp",
+            "enrollment_id": body["enrollment_id"],
+            "code": _code(body["secret"]),
+        },
+    )
     assert done.status_code == 200 and done.json()["status"] == "active", done.text
     return body["secret"]
 
@@ -49,19 +55,29 @@ def _enrol_totp(client) -> str:
 def _step_up_and_approve(srv: Server, secret: str) -> None:
     with srv.client("agent", "agent-1", "alice") as agent, srv.client("approver", "alice") as alice:
         action = agent.post("/api/actions/intercept", json=DELETE_REPO).json()
-        challenge = alice.post("/api/approvals/stepup/trigger", json={"action_id": action["action_id"]}).json()
+        challenge = alice.post(
+            "/api/approvals/stepup/trigger", json={"action_id": action["action_id"]}
+        ).json()
         # the next time step (the server accepts one either side): enrolment spent this one
-        verified = alice.post("/api/approvals/stepup/verify",
-                              json={"challenge_id": challenge["challenge_id"], "code": _code(secret, 1)})
+        verified = alice.post(
+            "/api/approvals/stepup/verify",
+            json={"challenge_id": challenge["challenge_id"], "code": _code(secret, 1)},
+        )
         assert verified.status_code == 200, verified.text
-        r = alice.post("/api/actions/approve", json={"action_id": action["action_id"], "decision": "approve",
-                                                      "step_up_token": verified.json()["step_up_token"]})
+        r = alice.post(
+            "/api/actions/approve",
+            json={
+                "action_id": action["action_id"],
+                "decision": "approve",
+                "step_up_token": verified.json()["step_up_token"],
+            },
+        )
         assert r.status_code == 200 and r.json()["status"] == "approved", r.text
 
 
 @pytest.fixture
 def open_umask() -> Iterator[None]:
-    old = os.umask(0)   # the worst case: nothing narrows what Vettra asks for
+    old = os.umask(0)  # the worst case: nothing narrows what Vettra asks for
     try:
         yield
     finally:
@@ -80,8 +96,9 @@ def _modes(home: Path) -> dict[str, str]:
 
 def _assert_private(home: Path) -> None:
     modes = _modes(home)
-    wrong = {p: m for p, m in modes.items()
-             if m != (oct(0o700) if (home / p).is_dir() else oct(0o600))}
+    wrong = {
+        p: m for p, m in modes.items() if m != (oct(0o700) if (home / p).is_dir() else oct(0o600))
+    }
     assert not wrong, wrong
 
 
@@ -91,16 +108,29 @@ def test_every_file_in_the_home_is_private_whatever_the_umask(tmp_path, open_uma
     rt.start()
     srv = Server(rt)
     try:
-        with srv.client("agent", "agent-1", "alice") as agent, srv.client("approver", "alice") as alice:
+        with (
+            srv.client("agent", "agent-1", "alice") as agent,
+            srv.client("approver", "alice") as alice,
+        ):
             action = agent.post("/api/actions/intercept", json=SEND_EMAIL).json()
             _enrol_totp(alice)
-            alice.post("/api/actions/approve", json={"action_id": action["action_id"], "decision": "deny"})
+            alice.post(
+                "/api/actions/approve", json={"action_id": action["action_id"], "decision": "deny"}
+            )
         rt.deps.keys.rotate_checkpoint_key()
         rt.deps.keys.rotate_data_key()
         rt.deps.keys.rotate_audit_hmac_key()
         names = set(_modes(home))
-        assert {"vettra.db", "vettra.db-wal", "vettra.db-shm", "timers.db", "vettra.lock",
-                "keys", "keys/data-keys.json", "keys/checkpoint-retired"} <= names, names
+        assert {
+            "vettra.db",
+            "vettra.db-wal",
+            "vettra.db-shm",
+            "timers.db",
+            "vettra.lock",
+            "keys",
+            "keys/data-keys.json",
+            "keys/checkpoint-retired",
+        } <= names, names
         _assert_private(home)
     finally:
         srv.stop()
@@ -145,7 +175,9 @@ def test_a_home_others_can_write_is_refused(tmp_path, mode) -> None:
 
 def test_a_home_owned_by_another_user_is_refused(tmp_path) -> None:
     if os.geteuid() != 0:
-        pytest.skip("needs root to hand a folder to another user (chown); run the suite as root to cover it")
+        pytest.skip(
+            "needs root to hand a folder to another user (chown); run the suite as root to cover it"
+        )
     home = tmp_path / "their-home"
     home.mkdir(mode=0o700)
     os.chown(home, NOBODY, NOBODY)
@@ -166,8 +198,14 @@ def _database_bytes(home: Path) -> bytes:
 
 def _needles(secret: str) -> list[bytes]:
     raw = base64.b32decode(secret + "=" * (-len(secret) % 8))
-    return [secret.encode(), secret.lower().encode(), raw, raw.hex().encode(),
-            base64.b64encode(raw), base64.urlsafe_b64encode(raw).rstrip(b"=")]
+    return [
+        secret.encode(),
+        secret.lower().encode(),
+        raw,
+        raw.hex().encode(),
+        base64.b64encode(raw),
+        base64.urlsafe_b64encode(raw).rstrip(b"="),
+    ]
 
 
 def test_an_enrolled_totp_secret_is_nowhere_in_the_database_files(tmp_path) -> None:
@@ -178,7 +216,7 @@ def test_an_enrolled_totp_secret_is_nowhere_in_the_database_files(tmp_path) -> N
     try:
         with srv.client("approver", "alice") as alice:
             secret = _enrol_totp(alice)
-        _step_up_and_approve(srv, secret)   # the sealed secret opens: the factor works
+        _step_up_and_approve(srv, secret)  # the sealed secret opens: the factor works
         assert (home / "vettra.db-wal").exists()
         found = _database_bytes(home)
         assert found and not [n for n in _needles(secret) if n in found]
@@ -209,8 +247,10 @@ def test_secrets_sealed_before_a_data_key_rotation_still_open(tmp_path) -> None:
         with srv.client("approver", "bob") as bob:
             _enrol_totp(bob)
         with rt.deps.store.unit_of_work(readonly=True) as uow:
-            kids = {who: uow.docs.get("stepup_totp", f"default:{who}")["secret_sealed"]["kid"]
-                    for who in ("alice", "bob")}
+            kids = {
+                who: uow.docs.get("stepup_totp", f"default:{who}")["secret_sealed"]["kid"]
+                for who in ("alice", "bob")
+            }
         assert kids["bob"] == new_kid != kids["alice"]
     finally:
         srv.stop()
@@ -223,10 +263,17 @@ def test_a_plaintext_factor_from_an_older_build_still_works_and_is_sealed_on_use
     srv = Server(rt)
     try:
         secret = pyotp.random_base32()
-        with rt.deps.store.unit_of_work() as uow:   # what an older build stored
-            uow.docs.put("stepup_totp", "default:alice", {"secret": secret, "enrollment_id": "enr_old",
-                                                          "confirmed_at": "2026-01-01T00:00:00+00:00"},
-                         owner="default:alice")
+        with rt.deps.store.unit_of_work() as uow:  # what an older build stored
+            uow.docs.put(
+                "stepup_totp",
+                "default:alice",
+                {
+                    "secret": secret,
+                    "enrollment_id": "enr_old",
+                    "confirmed_at": "2026-01-01T00:00:00+00:00",
+                },
+                owner="default:alice",
+            )
             uow.commit()
         _step_up_and_approve(srv, secret)
         with rt.deps.store.unit_of_work(readonly=True) as uow:
@@ -244,9 +291,14 @@ def test_a_sealed_secret_moved_to_another_user_does_not_open(tmp_path) -> None:
     keys = LocalKeyStore(tmp_path)
     sealed = keys.seal_secret(b"JBSWY3DPEHPK3PXP", context="stepup_totp/default:alice")
     assert keys.open_secret(sealed, context="stepup_totp/default:alice") == b"JBSWY3DPEHPK3PXP"
-    for bad_context, bad in (("stepup_totp/default:mallory", sealed),
-                             ("stepup_totp/default:alice", {**sealed, "ct": f"{int(sealed['ct'][:2], 16) ^ 1:02x}" + sealed["ct"][2:]}),
-                             ("stepup_totp/default:alice", {**sealed, "kid": "dk_missing"})):
+    for bad_context, bad in (
+        ("stepup_totp/default:mallory", sealed),
+        (
+            "stepup_totp/default:alice",
+            {**sealed, "ct": f"{int(sealed['ct'][:2], 16) ^ 1:02x}" + sealed["ct"][2:]},
+        ),
+        ("stepup_totp/default:alice", {**sealed, "kid": "dk_missing"}),
+    ):
         with pytest.raises(ValueError):
             keys.open_secret(bad, context=bad_context)
     keys.rotate_data_key()

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from .scenarios import CHARGE_500, DELETE_REPO
 
 PROBLEM = "application/problem+json"
-RP_ID, ORIGIN = "localhost", "http://localhost:8080"   # the server's defaults
+RP_ID, ORIGIN = "localhost", "http://localhost:8080"  # the server's defaults
 OTHER_REPO = {"tool": "github.delete_repo", "arguments": {"repo": "acme/web"}}
 
 FLAG_UP, FLAG_UV, FLAG_AT = 0x01, 0x04, 0x40
@@ -49,25 +49,49 @@ class SoftAuthenticator:
 
     def _cose_public_key(self) -> bytes:
         numbers = self.key.public_key().public_numbers()
-        return cbor2.dumps({1: COSE_KTY_EC2, 3: COSE_ALG_ES256, -1: COSE_CRV_P256,
-                            -2: numbers.x.to_bytes(32, "big"), -3: numbers.y.to_bytes(32, "big")})
+        return cbor2.dumps(
+            {
+                1: COSE_KTY_EC2,
+                3: COSE_ALG_ES256,
+                -1: COSE_CRV_P256,
+                -2: numbers.x.to_bytes(32, "big"),
+                -3: numbers.y.to_bytes(32, "big"),
+            }
+        )
 
     def _client_data(self, kind: str, challenge: str) -> bytes:
-        return json.dumps({"type": kind, "challenge": challenge, "origin": self.origin,
-                           "crossOrigin": False}).encode()
+        return json.dumps(
+            {"type": kind, "challenge": challenge, "origin": self.origin, "crossOrigin": False}
+        ).encode()
 
     def create(self, options: dict[str, Any]) -> dict[str, Any]:
         """navigator.credentials.create() → RegistrationResponseJSON."""
         assert options["rp"]["id"] == self.rp_id
-        attested = (len(self.credential_id).to_bytes(2, "big") + self.credential_id
-                    + self._cose_public_key())
-        auth_data = (hashlib.sha256(self.rp_id.encode()).digest() + bytes([FLAG_UP | FLAG_UV | FLAG_AT])
-                     + self.sign_count.to_bytes(4, "big") + bytes(16) + attested)
+        attested = (
+            len(self.credential_id).to_bytes(2, "big")
+            + self.credential_id
+            + self._cose_public_key()
+        )
+        auth_data = (
+            hashlib.sha256(self.rp_id.encode()).digest()
+            + bytes([FLAG_UP | FLAG_UV | FLAG_AT])
+            + self.sign_count.to_bytes(4, "big")
+            + bytes(16)
+            + attested
+        )
         attestation = cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": auth_data})
-        return {"id": b64(self.credential_id), "rawId": b64(self.credential_id), "type": "public-key",
-                "response": {"clientDataJSON": b64(self._client_data("webauthn.create", options["challenge"])),
-                             "attestationObject": b64(attestation), "transports": ["internal"]},
-                "clientExtensionResults": {}, "authenticatorAttachment": "platform"}
+        return {
+            "id": b64(self.credential_id),
+            "rawId": b64(self.credential_id),
+            "type": "public-key",
+            "response": {
+                "clientDataJSON": b64(self._client_data("webauthn.create", options["challenge"])),
+                "attestationObject": b64(attestation),
+                "transports": ["internal"],
+            },
+            "clientExtensionResults": {},
+            "authenticatorAttachment": "platform",
+        }
 
     def get(self, options: dict[str, Any], *, sign_count: int | None = None) -> dict[str, Any]:
         """navigator.credentials.get() → AuthenticationResponseJSON (counter +1 unless given)."""
@@ -75,16 +99,30 @@ class SoftAuthenticator:
         assert b64(self.credential_id) in [c["id"] for c in options["allowCredentials"]]
         self.sign_count = self.sign_count + 1 if sign_count is None else sign_count
         client_data = self._client_data("webauthn.get", options["challenge"])
-        auth_data = (hashlib.sha256(self.rp_id.encode()).digest() + bytes([FLAG_UP | FLAG_UV])
-                     + self.sign_count.to_bytes(4, "big"))
-        signature = self.key.sign(auth_data + hashlib.sha256(client_data).digest(), ec.ECDSA(hashes.SHA256()))
-        return {"id": b64(self.credential_id), "rawId": b64(self.credential_id), "type": "public-key",
-                "response": {"clientDataJSON": b64(client_data), "authenticatorData": b64(auth_data),
-                             "signature": b64(signature), "userHandle": None},
-                "clientExtensionResults": {}}
+        auth_data = (
+            hashlib.sha256(self.rp_id.encode()).digest()
+            + bytes([FLAG_UP | FLAG_UV])
+            + self.sign_count.to_bytes(4, "big")
+        )
+        signature = self.key.sign(
+            auth_data + hashlib.sha256(client_data).digest(), ec.ECDSA(hashes.SHA256())
+        )
+        return {
+            "id": b64(self.credential_id),
+            "rawId": b64(self.credential_id),
+            "type": "public-key",
+            "response": {
+                "clientDataJSON": b64(client_data),
+                "authenticatorData": b64(auth_data),
+                "signature": b64(signature),
+                "userHandle": None,
+            },
+            "clientExtensionResults": {},
+        }
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
 
 def _intercept(agent, bundle: dict) -> dict:
     r = agent.post("/api/actions/intercept", json=bundle)
@@ -103,8 +141,14 @@ def _enrol_totp(client) -> str:
     assert started.status_code == 200, started.text
     body = started.json()
     assert set(body) >= {"secret", "otpauth_uri", "enrollment_id"}
-    done = client.post("/api/approvals/stepup/enroll", json={
-        "method": "totp", "enrollment_id": body["enrollment_id"], "code": _code(body["secret"])})
+    done = client.post(
+        "/api/approvals/stepup/enroll",
+        json={
+            "method": "totp",
+            "enrollment_id": body["enrollment_id"],
+            "code": _code(body["secret"]),
+        },
+    )
     assert done.status_code == 200 and done.json()["status"] == "active", done.text
     return body["secret"]
 
@@ -125,9 +169,10 @@ def _refused_with_step_up(r: Any) -> None:
 
 # -- TOTP ---------------------------------------------------------------------------------------
 
+
 def test_totp_step_up_approves_a_high_action_once(server, agent, alice, bob, admin) -> None:
     a, b = _intercept(agent, DELETE_REPO), _intercept(agent, CHARGE_500)
-    secret = _enrol_totp(alice)                      # spends the current step's code
+    secret = _enrol_totp(alice)  # spends the current step's code
 
     challenge = alice.post("/api/approvals/stepup/trigger", json={"action_id": a["action_id"]})
     assert challenge.status_code == 200, challenge.text
@@ -135,8 +180,10 @@ def test_totp_step_up_approves_a_high_action_once(server, agent, alice, bob, adm
     assert ch["methods"] == ["totp"] and "webauthn" not in ch
     assert (ch["action_id"], ch["args_digest"]) == (a["action_id"], a["args_digest"])
 
-    verified = alice.post("/api/approvals/stepup/verify",
-                          json={"challenge_id": ch["challenge_id"], "code": _code(secret, 1)})
+    verified = alice.post(
+        "/api/approvals/stepup/verify",
+        json={"challenge_id": ch["challenge_id"], "code": _code(secret, 1)},
+    )
     assert verified.status_code == 200, verified.text
     token = verified.json()["step_up_token"]
     assert verified.json()["amr"] == ["otp"] and verified.json()["expires_at"].endswith("Z")
@@ -150,14 +197,24 @@ def test_totp_step_up_approves_a_high_action_once(server, agent, alice, bob, adm
     assert _approve(alice, a["action_id"], token).status_code == 409
 
     # bob: alice's action and challenge are not his to see; his token is not alice's
-    assert bob.post("/api/approvals/stepup/trigger", json={"action_id": b["action_id"]}).status_code == 404
+    assert (
+        bob.post("/api/approvals/stepup/trigger", json={"action_id": b["action_id"]}).status_code
+        == 404
+    )
     other = alice.post("/api/approvals/stepup/trigger", json={"action_id": b["action_id"]}).json()
-    assert bob.post("/api/approvals/stepup/verify",
-                    json={"challenge_id": other["challenge_id"], "code": _code(secret, -1)}).status_code == 404
+    assert (
+        bob.post(
+            "/api/approvals/stepup/verify",
+            json={"challenge_id": other["challenge_id"], "code": _code(secret, -1)},
+        ).status_code
+        == 404
+    )
     bob_secret = _enrol_totp(bob)
     bobs = bob.post("/api/approvals/stepup/trigger", json={}).json()
-    bob_token = bob.post("/api/approvals/stepup/verify", json={"challenge_id": bobs["challenge_id"],
-                                                               "code": _code(bob_secret, 1)}).json()["step_up_token"]
+    bob_token = bob.post(
+        "/api/approvals/stepup/verify",
+        json={"challenge_id": bobs["challenge_id"], "code": _code(bob_secret, 1)},
+    ).json()["step_up_token"]
     assert _approve(bob, b["action_id"], bob_token).status_code == 404
     _refused_with_step_up(_approve(alice, b["action_id"], bob_token))
     assert agent.get(f"/api/actions/{b['action_id']}").json()["status"] == "pending"
@@ -165,8 +222,13 @@ def test_totp_step_up_approves_a_high_action_once(server, agent, alice, bob, adm
     # the audit trail links the step-up to the approval, and holds no secret, code or token
     trail = [e["type"] for e in alice.get(f"/api/audit/action/{a['action_id']}").json()["entries"]]
     # (the replay of the spent token afterwards is itself recorded as a refused decision)
-    assert trail == ["action.intercepted", "stepup.verified", "stepup.redeemed", "action.approved",
-                     "action.decision_rejected"]
+    assert trail == [
+        "action.intercepted",
+        "stepup.verified",
+        "stepup.redeemed",
+        "action.approved",
+        "action.decision_rejected",
+    ]
     log = admin.get("/api/audit/entries").text
     assert secret not in log and bob_secret not in log and token not in log and bob_token not in log
     assert "stepup.enrolled" in log
@@ -178,47 +240,78 @@ def test_totp_lockout_answers_429_with_retry_after(agent, alice) -> None:
     assert ch["purpose"] == "preauth:ses_1" and ch["action_id"] is None
     wrong = f"{(int(_code(secret)) + 500_000) % 10**6:06d}"
     for _ in range(5):
-        _refused_with_step_up(alice.post("/api/approvals/stepup/verify",
-                                         json={"challenge_id": ch["challenge_id"], "code": wrong}))
-    locked = alice.post("/api/approvals/stepup/verify",
-                        json={"challenge_id": ch["challenge_id"], "code": _code(secret, 1)})
+        _refused_with_step_up(
+            alice.post(
+                "/api/approvals/stepup/verify",
+                json={"challenge_id": ch["challenge_id"], "code": wrong},
+            )
+        )
+    locked = alice.post(
+        "/api/approvals/stepup/verify",
+        json={"challenge_id": ch["challenge_id"], "code": _code(secret, 1)},
+    )
     assert locked.status_code == 429 and locked.headers["content-type"] == PROBLEM
     assert 290 <= int(locked.headers["retry-after"]) <= 300
     assert locked.json()["status"] == 429
 
 
 def test_step_up_endpoints_refuse_agents_strangers_and_bad_input(agent, alice, bob) -> None:
-    for path, body in (("enroll", {"method": "totp"}), ("trigger", {}),
-                       ("verify", {"challenge_id": "stc_x", "code": "123456"})):
+    for path, body in (
+        ("enroll", {"method": "totp"}),
+        ("trigger", {}),
+        ("verify", {"challenge_id": "stc_x", "code": "123456"}),
+    ):
         r = agent.post(f"/api/approvals/stepup/{path}", json=body)
         assert r.status_code == 403 and r.headers["content-type"] == PROBLEM, path
     no_factor = alice.post("/api/approvals/stepup/trigger", json={})
     assert no_factor.status_code == 409
     secret = _enrol_totp(alice)
-    bad = [("enroll", {"method": "sms"}), ("enroll", {"method": "totp", "code": "123456"}),
-           ("enroll", {"method": "totp", "enrollment_id": "enr_x"}),
-           ("enroll", {"method": "webauthn", "enrollment_id": "enr_x", "code": "123456"}),
-           ("trigger", {"action_id": "act_x", "purpose": "p"}), ("trigger", {"purpose": "has space"}),
-           ("trigger", {"extra": 1}), ("verify", {"challenge_id": "stc_x"}),
-           ("verify", {"challenge_id": "stc_x", "code": "12345"}),
-           ("verify", {"challenge_id": "stc_x", "code": "123456", "webauthn": {}}),
-           ("verify", {"challenge_id": "bad id", "code": "123456"})]
+    bad = [
+        ("enroll", {"method": "sms"}),
+        ("enroll", {"method": "totp", "code": "123456"}),
+        ("enroll", {"method": "totp", "enrollment_id": "enr_x"}),
+        ("enroll", {"method": "webauthn", "enrollment_id": "enr_x", "code": "123456"}),
+        ("trigger", {"action_id": "act_x", "purpose": "p"}),
+        ("trigger", {"purpose": "has space"}),
+        ("trigger", {"extra": 1}),
+        ("verify", {"challenge_id": "stc_x"}),
+        ("verify", {"challenge_id": "stc_x", "code": "12345"}),
+        ("verify", {"challenge_id": "stc_x", "code": "123456", "webauthn": {}}),
+        ("verify", {"challenge_id": "bad id", "code": "123456"}),
+    ]
     for path, body in bad:
         r = alice.post(f"/api/approvals/stepup/{path}", json=body)
         assert r.status_code == 422 and r.headers["content-type"] == PROBLEM, (path, body, r.text)
         assert r.json()["errors"], (path, body)
-    assert alice.post("/api/approvals/stepup/verify", content=b"{",
-                      headers={"Content-Type": "application/json"}).status_code == 400
-    assert alice.post("/api/approvals/stepup/trigger", json={"action_id": "act_missing"}).status_code == 404
-    assert alice.post("/api/approvals/stepup/verify",
-                      json={"challenge_id": "stc_missing", "code": "123456"}).status_code == 404
+    assert (
+        alice.post(
+            "/api/approvals/stepup/verify",
+            content=b"{",
+            headers={"Content-Type": "application/json"},
+        ).status_code
+        == 400
+    )
+    assert (
+        alice.post("/api/approvals/stepup/trigger", json={"action_id": "act_missing"}).status_code
+        == 404
+    )
+    assert (
+        alice.post(
+            "/api/approvals/stepup/verify", json={"challenge_id": "stc_missing", "code": "123456"}
+        ).status_code
+        == 404
+    )
     ch = alice.post("/api/approvals/stepup/trigger", json={}).json()
-    malformed = alice.post("/api/approvals/stepup/verify",
-                           json={"challenge_id": ch["challenge_id"], "webauthn": {"id": 5}})
+    malformed = alice.post(
+        "/api/approvals/stepup/verify",
+        json={"challenge_id": ch["challenge_id"], "webauthn": {"id": 5}},
+    )
     assert malformed.status_code == 422
     # bad input changed nothing: the challenge still works
-    ok = alice.post("/api/approvals/stepup/verify", json={"challenge_id": ch["challenge_id"],
-                                                          "code": _code(secret, 1)})
+    ok = alice.post(
+        "/api/approvals/stepup/verify",
+        json={"challenge_id": ch["challenge_id"], "code": _code(secret, 1)},
+    )
     assert ok.status_code == 200, ok.text
     # a second factor needs a step-up first
     again = alice.post("/api/approvals/stepup/enroll", json={"method": "totp"})
@@ -227,16 +320,25 @@ def test_step_up_endpoints_refuse_agents_strangers_and_bad_input(agent, alice, b
 
 # -- WebAuthn -----------------------------------------------------------------------------------
 
+
 def _enrol_passkey(client, authenticator: SoftAuthenticator) -> None:
     started = client.post("/api/approvals/stepup/enroll", json={"method": "webauthn"})
     assert started.status_code == 200, started.text
     body = started.json()
     options = body["options"]
     assert options["rp"]["id"] == RP_ID and options["attestation"] == "none"
-    done = client.post("/api/approvals/stepup/enroll", json={
-        "method": "webauthn", "enrollment_id": body["enrollment_id"], "credential": authenticator.create(options)})
+    done = client.post(
+        "/api/approvals/stepup/enroll",
+        json={
+            "method": "webauthn",
+            "enrollment_id": body["enrollment_id"],
+            "credential": authenticator.create(options),
+        },
+    )
     assert done.status_code == 200, done.text
-    assert done.json()["status"] == "active" and done.json()["credential_id"] == b64(authenticator.credential_id)
+    assert done.json()["status"] == "active" and done.json()["credential_id"] == b64(
+        authenticator.credential_id
+    )
 
 
 def _trigger(client, action_id: str) -> dict:
@@ -247,7 +349,9 @@ def _trigger(client, action_id: str) -> dict:
 
 
 def _verify(client, challenge_id: str, assertion: dict) -> Any:
-    return client.post("/api/approvals/stepup/verify", json={"challenge_id": challenge_id, "webauthn": assertion})
+    return client.post(
+        "/api/approvals/stepup/verify", json={"challenge_id": challenge_id, "webauthn": assertion}
+    )
 
 
 def test_webauthn_step_up_is_bound_single_use_and_counter_checked(agent, alice, bob) -> None:
@@ -259,18 +363,24 @@ def test_webauthn_step_up_is_bound_single_use_and_counter_checked(agent, alice, 
     assert ch_a["webauthn"]["userVerification"] == "preferred"
 
     for_a = authenticator.get(ch_a["webauthn"])
-    _refused_with_step_up(_verify(alice, ch_b["challenge_id"], for_a))      # A's assertion cannot serve B
-    assert _verify(bob, ch_a["challenge_id"], for_a).status_code == 404     # nor bob
+    _refused_with_step_up(
+        _verify(alice, ch_b["challenge_id"], for_a)
+    )  # A's assertion cannot serve B
+    assert _verify(bob, ch_a["challenge_id"], for_a).status_code == 404  # nor bob
 
     verified = _verify(alice, ch_a["challenge_id"], for_a)
     assert verified.status_code == 200, verified.text
     assert verified.json()["amr"] == ["hwk", "user", "mfa"]
     token_a = verified.json()["step_up_token"]
-    _refused_with_step_up(_verify(alice, ch_a["challenge_id"], for_a))      # replayed assertion
+    _refused_with_step_up(_verify(alice, ch_a["challenge_id"], for_a))  # replayed assertion
 
     # a counter that did not increase (stored 1) is a cloned authenticator
-    _refused_with_step_up(_verify(alice, ch_b["challenge_id"], authenticator.get(ch_b["webauthn"], sign_count=1)))
-    _refused_with_step_up(_verify(alice, ch_b["challenge_id"], authenticator.get(ch_b["webauthn"], sign_count=0)))
+    _refused_with_step_up(
+        _verify(alice, ch_b["challenge_id"], authenticator.get(ch_b["webauthn"], sign_count=1))
+    )
+    _refused_with_step_up(
+        _verify(alice, ch_b["challenge_id"], authenticator.get(ch_b["webauthn"], sign_count=0))
+    )
     for_b = authenticator.get(ch_b["webauthn"], sign_count=7)
     token_b = _verify(alice, ch_b["challenge_id"], for_b).json()["step_up_token"]
 
@@ -282,19 +392,38 @@ def test_webauthn_step_up_is_bound_single_use_and_counter_checked(agent, alice, 
 def test_webauthn_registration_is_checked(alice) -> None:
     started = alice.post("/api/approvals/stepup/enroll", json={"method": "webauthn"}).json()
     wrong_origin = SoftAuthenticator(origin="https://evil.example").create(started["options"])
-    r = alice.post("/api/approvals/stepup/enroll", json={
-        "method": "webauthn", "enrollment_id": started["enrollment_id"], "credential": wrong_origin})
+    r = alice.post(
+        "/api/approvals/stepup/enroll",
+        json={
+            "method": "webauthn",
+            "enrollment_id": started["enrollment_id"],
+            "credential": wrong_origin,
+        },
+    )
     assert r.status_code == 422 and r.headers["content-type"] == PROBLEM
     no_factor = alice.post("/api/approvals/stepup/trigger", json={})
-    assert no_factor.status_code == 409                                     # nothing was enrolled
-    wrong_challenge = SoftAuthenticator().create({**started["options"], "challenge": b64(os.urandom(32))})
-    r = alice.post("/api/approvals/stepup/enroll", json={
-        "method": "webauthn", "enrollment_id": started["enrollment_id"], "credential": wrong_challenge})
+    assert no_factor.status_code == 409  # nothing was enrolled
+    wrong_challenge = SoftAuthenticator().create(
+        {**started["options"], "challenge": b64(os.urandom(32))}
+    )
+    r = alice.post(
+        "/api/approvals/stepup/enroll",
+        json={
+            "method": "webauthn",
+            "enrollment_id": started["enrollment_id"],
+            "credential": wrong_challenge,
+        },
+    )
     assert r.status_code == 422
     good = SoftAuthenticator()
-    ok = alice.post("/api/approvals/stepup/enroll", json={
-        "method": "webauthn", "enrollment_id": started["enrollment_id"], "credential": good.create(started["options"])})
+    ok = alice.post(
+        "/api/approvals/stepup/enroll",
+        json={
+            "method": "webauthn",
+            "enrollment_id": started["enrollment_id"],
+            "credential": good.create(started["options"]),
+        },
+    )
     assert ok.status_code == 200, ok.text
     assert unb64(ok.json()["credential_id"]) == good.credential_id
     assert alice.post("/api/approvals/stepup/trigger", json={}).json()["methods"] == ["webauthn"]
-

@@ -8,18 +8,16 @@ deliveries are the ones these tests make (the embedded timer stays idle).
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
-
 
 from ..fakes import RecordingScheduler
 from .scenarios import SEND_EMAIL
 
 EXPIRE = "/api/tasks/expire"
-
-
 
 
 @pytest.fixture
@@ -32,7 +30,9 @@ def timers(server: Any, monkeypatch: pytest.MonkeyPatch) -> RecordingScheduler:
 @pytest.fixture
 def system(server: Any) -> Iterator[httpx.Client]:
     token = server.runtime.identity.issue(role="system", sub="scheduler", user="system")
-    with httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as c:
+    with httpx.Client(
+        base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {token}"}
+    ) as c:
         yield c
 
 
@@ -43,9 +43,14 @@ def _pending(agent: httpx.Client, timeout_s: int) -> dict[str, Any]:
 
 
 def _deliver(client: httpx.Client, action_id: str, retry: int = 0) -> httpx.Response:
-    return client.post(EXPIRE, json={"kind": "expire", "action_id": action_id},
-                       headers={"X-CloudTasks-TaskName": f"expire-{action_id}",
-                                "X-CloudTasks-TaskRetryCount": str(retry)})
+    return client.post(
+        EXPIRE,
+        json={"kind": "expire", "action_id": action_id},
+        headers={
+            "X-CloudTasks-TaskName": f"expire-{action_id}",
+            "X-CloudTasks-TaskRetryCount": str(retry),
+        },
+    )
 
 
 @pytest.mark.parametrize("caller", ["agent", "alice", "admin"])
@@ -67,13 +72,16 @@ def test_the_system_role_reaches_no_other_endpoint(system) -> None:
     assert system.get("/api/audit/verify").status_code == 403
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"action_id": "act_1"}, "kind"),
-    ({"kind": "approve", "action_id": "act_1"}, "kind"),
-    ({"kind": "expire"}, "action_id"),
-    ({"kind": "expire", "action_id": "../etc"}, "action_id"),
-    ({"kind": "expire", "action_id": "act_1", "extra": 1}, "extra"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"action_id": "act_1"}, "kind"),
+        ({"kind": "approve", "action_id": "act_1"}, "kind"),
+        ({"kind": "expire"}, "action_id"),
+        ({"kind": "expire", "action_id": "../etc"}, "action_id"),
+        ({"kind": "expire", "action_id": "act_1", "extra": 1}, "extra"),
+    ],
+)
 def test_bad_bodies_are_422(system, body: dict, field: str) -> None:
     r = system.post(EXPIRE, json=body)
     assert r.status_code == 422, r.text
@@ -91,7 +99,10 @@ def test_an_early_delivery_re_arms_the_timer_and_changes_nothing(system, agent, 
     r = _deliver(system, action["action_id"])
     assert (r.status_code, r.json()) == (200, {"result": "early"})
     [(name, due, payload)] = timers.scheduled
-    assert name == f"expire-{action['action_id']}" and payload == {"kind": "expire", "action_id": action["action_id"]}
+    assert name == f"expire-{action['action_id']}" and payload == {
+        "kind": "expire",
+        "action_id": action["action_id"],
+    }
     assert due.isoformat().startswith(action["expires_at"][:19])
     assert agent.get(f"/api/actions/{action['action_id']}").json()["status"] == "pending"
 

@@ -9,15 +9,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vettra.domain.action_bundle import (FRAMEWORKS, MAX_ARGUMENTS_BYTES, MAX_CONTEXT_BYTES,
-                                  ActionBundle, parse_bundle)
+from vettra.domain.action_bundle import (
+    FRAMEWORKS,
+    MAX_ARGUMENTS_BYTES,
+    MAX_CONTEXT_BYTES,
+    ActionBundle,
+    parse_bundle,
+)
 from vettra.domain.canonical import MAX_SAFE_INTEGER, canonical_json, sha256_digest
 from vettra.domain.errors import MalformedRequest, ValidationFailed
 
 SEND = {"to": "a@b.com", "subject": "Quarterly numbers", "body": "See attached."}
-PLAIN = {"tool": "gmail.send_message", "arguments": SEND, "framework": "plain",
-         "session_id": "ses_01HZX-a_b", "resource": "mailbox:me", "context": {"reason": "asked"},
-         "timeout_s": 300}
+PLAIN = {
+    "tool": "gmail.send_message",
+    "arguments": SEND,
+    "framework": "plain",
+    "session_id": "ses_01HZX-a_b",
+    "resource": "mailbox:me",
+    "context": {"reason": "asked"},
+    "timeout_s": 300,
+}
 
 
 def fields_of(body) -> list[str]:
@@ -36,17 +47,31 @@ def message_for(body, field: str) -> str:
 def test_plain_bundle_full():
     bundle = parse_bundle(PLAIN)
     assert bundle == ActionBundle(
-        tool="gmail.send_message", service="gmail", operation="send_message", arguments=SEND,
-        framework="plain", session_id="ses_01HZX-a_b", resource="mailbox:me",
-        context={"reason": "asked"}, timeout_s=300, call_id=None,
-        args_digest=sha256_digest(SEND))
+        tool="gmail.send_message",
+        service="gmail",
+        operation="send_message",
+        arguments=SEND,
+        framework="plain",
+        session_id="ses_01HZX-a_b",
+        resource="mailbox:me",
+        context={"reason": "asked"},
+        timeout_s=300,
+        call_id=None,
+        args_digest=sha256_digest(SEND),
+    )
     assert bundle.args_digest.startswith("sha256:") and len(bundle.args_digest) == 71
 
 
 def test_plain_bundle_minimal_defaults():
     bundle = parse_bundle({"tool": "github.merge_pull_request", "arguments": {}})
-    assert (bundle.framework, bundle.session_id, bundle.resource, bundle.context,
-            bundle.timeout_s, bundle.call_id) == ("plain", None, None, {}, None, None)
+    assert (
+        bundle.framework,
+        bundle.session_id,
+        bundle.resource,
+        bundle.context,
+        bundle.timeout_s,
+        bundle.call_id,
+    ) == ("plain", None, None, {}, None, None)
     assert bundle.operation == "merge_pull_request"
 
 
@@ -67,9 +92,20 @@ def test_mcp_server_is_kept_as_a_claim():
 def test_as_dict_is_json_ready_with_api_names():
     out = parse_bundle(PLAIN).as_dict()
     assert json.loads(json.dumps(out)) == out
-    assert set(out) == {"tool", "service", "operation", "arguments", "framework", "session_id",
-                        "resource", "context", "timeout_s", "call_id", "args_digest",
-                        "server"}
+    assert set(out) == {
+        "tool",
+        "service",
+        "operation",
+        "arguments",
+        "framework",
+        "session_id",
+        "resource",
+        "context",
+        "timeout_s",
+        "call_id",
+        "args_digest",
+        "server",
+    }
 
 
 def test_bundle_does_not_alias_the_body():
@@ -83,27 +119,57 @@ def test_bundle_does_not_alias_the_body():
 def test_framework_label_on_a_plain_bundle_is_kept():
     """docs/api.md's own example: a plain bundle that says it came from OpenAI."""
     bundle = parse_bundle({**PLAIN, "framework": "openai"})
-    assert (bundle.tool, bundle.framework, bundle.call_id) == ("gmail.send_message", "openai",
-                                                               None)
+    assert (bundle.tool, bundle.framework, bundle.call_id) == ("gmail.send_message", "openai", None)
 
 
-OPENAI_CALL = {"id": "call_9", "type": "function",
-               "function": {"name": "gmail_send_message", "arguments": json.dumps(SEND)}}
-ENVELOPE = {"session_id": "ses_abc", "resource": "mailbox:me", "context": {"run": 7},
-            "timeout_s": 60}
+OPENAI_CALL = {
+    "id": "call_9",
+    "type": "function",
+    "function": {"name": "gmail_send_message", "arguments": json.dumps(SEND)},
+}
+ENVELOPE = {
+    "session_id": "ses_abc",
+    "resource": "mailbox:me",
+    "context": {"run": 7},
+    "timeout_s": 60,
+}
 
 
-@pytest.mark.parametrize("framework, raw, tool, call_id", [
-    ("openai", OPENAI_CALL, "gmail.send_message", "call_9"),
-    ("openai", {"type": "function_call", "call_id": "call_r", "name": "gmail_send_message",
-                "arguments": json.dumps(SEND)}, "gmail.send_message", "call_r"),
-    ("anthropic", {"type": "tool_use", "id": "toolu_1", "name": "gmail_send_message",
-                   "input": SEND}, "gmail.send_message", "toolu_1"),
-    ("langchain", {"name": "gmail_send_message", "args": SEND, "id": "lc_1",
-                   "type": "tool_call"}, "gmail.send_message", "lc_1"),
-    ("mcp", {"name": "send_message", "arguments": SEND, "server": "gmail"},
-     "gmail.send_message", None),
-])
+@pytest.mark.parametrize(
+    "framework, raw, tool, call_id",
+    [
+        ("openai", OPENAI_CALL, "gmail.send_message", "call_9"),
+        (
+            "openai",
+            {
+                "type": "function_call",
+                "call_id": "call_r",
+                "name": "gmail_send_message",
+                "arguments": json.dumps(SEND),
+            },
+            "gmail.send_message",
+            "call_r",
+        ),
+        (
+            "anthropic",
+            {"type": "tool_use", "id": "toolu_1", "name": "gmail_send_message", "input": SEND},
+            "gmail.send_message",
+            "toolu_1",
+        ),
+        (
+            "langchain",
+            {"name": "gmail_send_message", "args": SEND, "id": "lc_1", "type": "tool_call"},
+            "gmail.send_message",
+            "lc_1",
+        ),
+        (
+            "mcp",
+            {"name": "send_message", "arguments": SEND, "server": "gmail"},
+            "gmail.send_message",
+            None,
+        ),
+    ],
+)
 @pytest.mark.parametrize("nested", [False, True], ids=["top-level", "under-tool_call"])
 def test_framework_shapes_with_envelope(framework, raw, tool, call_id, nested):
     body = {"framework": framework, **ENVELOPE}
@@ -112,13 +178,23 @@ def test_framework_shapes_with_envelope(framework, raw, tool, call_id, nested):
     assert (bundle.tool, bundle.framework, bundle.call_id) == (tool, framework, call_id)
     assert bundle.arguments == SEND and bundle.args_digest == sha256_digest(SEND)
     assert (bundle.session_id, bundle.resource, bundle.context, bundle.timeout_s) == (
-        "ses_abc", "mailbox:me", {"run": 7}, 60)
+        "ses_abc",
+        "mailbox:me",
+        {"run": 7},
+        60,
+    )
 
 
 def test_same_call_in_every_framework_has_the_same_digest():
-    digests = {parse_bundle({"framework": f, **raw}).args_digest for f, raw in [
-        ("openai", OPENAI_CALL), ("anthropic", {"name": "x", "input": SEND}),
-        ("langchain", {"name": "x", "args": SEND}), ("mcp", {"name": "x", "arguments": SEND})]}
+    digests = {
+        parse_bundle({"framework": f, **raw}).args_digest
+        for f, raw in [
+            ("openai", OPENAI_CALL),
+            ("anthropic", {"name": "x", "input": SEND}),
+            ("langchain", {"name": "x", "args": SEND}),
+            ("mcp", {"name": "x", "arguments": SEND}),
+        ]
+    }
     assert digests == {parse_bundle(PLAIN).args_digest}
 
 
@@ -139,70 +215,96 @@ def test_framework_arguments_are_checked_like_plain_ones():
     assert fields_of({"framework": "anthropic", **big}) == ["input"]
     nul = {"name": "x", "args": {"a": ["\x00"]}}
     assert fields_of({"framework": "langchain", "tool_call": nul}) == ["tool_call.args.a[0]"]
-    escaped_nul = {"name": "x", "arguments": "{\"a\": \"\\u0000\"}"}
-    assert fields_of({"framework": "openai", "function": escaped_nul}) == [
-        "function.arguments.a"]
+    escaped_nul = {"name": "x", "arguments": '{"a": "\\u0000"}'}
+    assert fields_of({"framework": "openai", "function": escaped_nul}) == ["function.arguments.a"]
     assert fields_of({"framework": "mcp", "name": "x", "arguments": {"k": float("nan")}}) == [
-        "arguments.k"]
+        "arguments.k"
+    ]
 
 
 def test_all_problems_are_reported_at_once():
-    body = {"tool": "Gmail.Send", "arguments": [], "framework": "plain", "session_id": "s",
-            "resource": 5, "context": "c", "timeout_s": 0, "colour": "red"}
-    assert fields_of(body) == ["arguments", "colour", "context", "resource", "session_id",
-                               "timeout_s", "tool"]
+    body = {
+        "tool": "Gmail.Send",
+        "arguments": [],
+        "framework": "plain",
+        "session_id": "s",
+        "resource": 5,
+        "context": "c",
+        "timeout_s": 0,
+        "colour": "red",
+    }
+    assert fields_of(body) == [
+        "arguments",
+        "colour",
+        "context",
+        "resource",
+        "session_id",
+        "timeout_s",
+        "tool",
+    ]
 
 
-@pytest.mark.parametrize("body, field, fragment", [
-    ([], "$", "expected object, found array"),
-    ("tool", "$", "expected object, found string"),
-    (None, "$", "expected object, found null"),
-    ({"arguments": {}}, "tool", "required"),
-    ({"tool": "a.b"}, "arguments", "required"),
-    ({"tool": 3, "arguments": {}}, "tool", "expected string, found integer"),
-    ({"tool": "Gmail.send", "arguments": {}}, "tool", "lowercase"),
-    ({"tool": "gmail_send", "arguments": {}}, "tool", "<service>.<operation>"),
-    ({"tool": "gmail.", "arguments": {}}, "tool", "<service>.<operation>"),
-    ({"tool": "a." + "b" * 127, "arguments": {}}, "tool", "at most 128"),
-    ({"tool": "a.b\x00", "arguments": {}}, "tool", "NUL"),
-    ({"tool": "a.b", "arguments": [1]}, "arguments", "expected object, found array"),
-    ({"tool": "a.b", "arguments": "{}"}, "arguments", "expected object, found string"),
-    ({"tool": "a.b", "arguments": {"x": "y" * MAX_ARGUMENTS_BYTES}}, "arguments", "at most"),
-    ({"tool": "a.b", "arguments": {"x": "a\x00"}}, "arguments.x", "NUL"),
-    ({"tool": "a.b", "arguments": {"k\x00": 1}}, "arguments", "key"),
-    ({"tool": "a.b", "arguments": {"n": float("inf")}}, "arguments.n", "finite"),
-    ({"tool": "a.b", "arguments": {"n": MAX_SAFE_INTEGER + 1}}, "arguments.n", "range"),
-    ({"tool": "a.b", "arguments": {"s": "\ud800"}}, "arguments.s", "surrogate"),
-    ({"tool": "a.b", "arguments": {"x": {1, 2}}}, "arguments.x", "JSON value"),
-    ({"tool": "a.b", "arguments": {}, "framework": "crewai"}, "framework",
-     "expected one of plain, openai, anthropic, langchain, mcp"),
-    ({"tool": "a.b", "arguments": {}, "framework": None}, "framework", "found null"),
-    ({"tool": "a.b", "arguments": {}, "session_id": "abc"}, "session_id", "ses_"),
-    ({"tool": "a.b", "arguments": {}, "session_id": "ses_"}, "session_id", "ses_"),
-    ({"tool": "a.b", "arguments": {}, "session_id": "ses_" + "a" * 65}, "session_id", "ses_"),
-    ({"tool": "a.b", "arguments": {}, "session_id": "ses_a b"}, "session_id", "ses_"),
-    ({"tool": "a.b", "arguments": {}, "session_id": 12}, "session_id", "found integer"),
-    ({"tool": "a.b", "arguments": {}, "resource": "r" * 513}, "resource", "at most 512"),
-    ({"tool": "a.b", "arguments": {}, "resource": ["r"]}, "resource", "found array"),
-    ({"tool": "a.b", "arguments": {}, "resource": "r\x00"}, "resource", "NUL"),
-    ({"tool": "a.b", "arguments": {}, "context": []}, "context", "expected object"),
-    ({"tool": "a.b", "arguments": {}, "context": {"c": "x" * MAX_CONTEXT_BYTES}}, "context",
-     "at most 8192"),
-    ({"tool": "a.b", "arguments": {}, "timeout_s": True}, "timeout_s", "found boolean"),
-    ({"tool": "a.b", "arguments": {}, "timeout_s": 30.0}, "timeout_s", "found number"),
-    ({"tool": "a.b", "arguments": {}, "timeout_s": "30"}, "timeout_s", "found string"),
-    ({"tool": "a.b", "arguments": {}, "timeout_s": 0}, "timeout_s", "between 1 and 86400"),
-    ({"tool": "a.b", "arguments": {}, "timeout_s": 86401}, "timeout_s", "between 1 and 86400"),
-    ({"tool": "a.b", "arguments": {}, "call_id": "c"}, "call_id", "unknown field"),
-])
+@pytest.mark.parametrize(
+    "body, field, fragment",
+    [
+        ([], "$", "expected object, found array"),
+        ("tool", "$", "expected object, found string"),
+        (None, "$", "expected object, found null"),
+        ({"arguments": {}}, "tool", "required"),
+        ({"tool": "a.b"}, "arguments", "required"),
+        ({"tool": 3, "arguments": {}}, "tool", "expected string, found integer"),
+        ({"tool": "Gmail.send", "arguments": {}}, "tool", "lowercase"),
+        ({"tool": "gmail_send", "arguments": {}}, "tool", "<service>.<operation>"),
+        ({"tool": "gmail.", "arguments": {}}, "tool", "<service>.<operation>"),
+        ({"tool": "a." + "b" * 127, "arguments": {}}, "tool", "at most 128"),
+        ({"tool": "a.b\x00", "arguments": {}}, "tool", "NUL"),
+        ({"tool": "a.b", "arguments": [1]}, "arguments", "expected object, found array"),
+        ({"tool": "a.b", "arguments": "{}"}, "arguments", "expected object, found string"),
+        ({"tool": "a.b", "arguments": {"x": "y" * MAX_ARGUMENTS_BYTES}}, "arguments", "at most"),
+        ({"tool": "a.b", "arguments": {"x": "a\x00"}}, "arguments.x", "NUL"),
+        ({"tool": "a.b", "arguments": {"k\x00": 1}}, "arguments", "key"),
+        ({"tool": "a.b", "arguments": {"n": float("inf")}}, "arguments.n", "finite"),
+        ({"tool": "a.b", "arguments": {"n": MAX_SAFE_INTEGER + 1}}, "arguments.n", "range"),
+        ({"tool": "a.b", "arguments": {"s": "\ud800"}}, "arguments.s", "surrogate"),
+        ({"tool": "a.b", "arguments": {"x": {1, 2}}}, "arguments.x", "JSON value"),
+        (
+            {"tool": "a.b", "arguments": {}, "framework": "crewai"},
+            "framework",
+            "expected one of plain, openai, anthropic, langchain, mcp",
+        ),
+        ({"tool": "a.b", "arguments": {}, "framework": None}, "framework", "found null"),
+        ({"tool": "a.b", "arguments": {}, "session_id": "abc"}, "session_id", "ses_"),
+        ({"tool": "a.b", "arguments": {}, "session_id": "ses_"}, "session_id", "ses_"),
+        ({"tool": "a.b", "arguments": {}, "session_id": "ses_" + "a" * 65}, "session_id", "ses_"),
+        ({"tool": "a.b", "arguments": {}, "session_id": "ses_a b"}, "session_id", "ses_"),
+        ({"tool": "a.b", "arguments": {}, "session_id": 12}, "session_id", "found integer"),
+        ({"tool": "a.b", "arguments": {}, "resource": "r" * 513}, "resource", "at most 512"),
+        ({"tool": "a.b", "arguments": {}, "resource": ["r"]}, "resource", "found array"),
+        ({"tool": "a.b", "arguments": {}, "resource": "r\x00"}, "resource", "NUL"),
+        ({"tool": "a.b", "arguments": {}, "context": []}, "context", "expected object"),
+        (
+            {"tool": "a.b", "arguments": {}, "context": {"c": "x" * MAX_CONTEXT_BYTES}},
+            "context",
+            "at most 8192",
+        ),
+        ({"tool": "a.b", "arguments": {}, "timeout_s": True}, "timeout_s", "found boolean"),
+        ({"tool": "a.b", "arguments": {}, "timeout_s": 30.0}, "timeout_s", "found number"),
+        ({"tool": "a.b", "arguments": {}, "timeout_s": "30"}, "timeout_s", "found string"),
+        ({"tool": "a.b", "arguments": {}, "timeout_s": 0}, "timeout_s", "between 1 and 86400"),
+        ({"tool": "a.b", "arguments": {}, "timeout_s": 86401}, "timeout_s", "between 1 and 86400"),
+        ({"tool": "a.b", "arguments": {}, "call_id": "c"}, "call_id", "unknown field"),
+    ],
+)
 def test_malformed_fields(body, field, fragment):
     assert fragment in message_for(body, field)
 
 
 @pytest.mark.parametrize("timeout_s", [1, 86_400])
 def test_timeout_bounds_are_inclusive(timeout_s):
-    assert parse_bundle({"tool": "a.b", "arguments": {}, "timeout_s": timeout_s}).timeout_s \
+    assert (
+        parse_bundle({"tool": "a.b", "arguments": {}, "timeout_s": timeout_s}).timeout_s
         == timeout_s
+    )
 
 
 def test_size_limits_are_on_the_canonical_form():
@@ -212,17 +314,18 @@ def test_size_limits_are_on_the_canonical_form():
 
 
 def test_unknown_framework_still_reports_plain_fields():
-    assert fields_of({"framework": "crewai", "tool": "X", "arguments": {}}) == ["framework",
-                                                                                "tool"]
+    assert fields_of({"framework": "crewai", "tool": "X", "arguments": {}}) == ["framework", "tool"]
 
 
 # --- properties -----------------------------------------------------------------------
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
-                                                                max_size=4),
-    max_leaves=15)
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=15,
+)
 field_values = {
     "tool": st.sampled_from(["gmail.send", "Gmail.send", "x", "", "a.b\x00"]) | json_values,
     "arguments": st.dictionaries(st.text(max_size=5), json_values, max_size=4) | json_values,
@@ -231,15 +334,24 @@ field_values = {
     "resource": st.text(max_size=20) | json_values,
     "context": st.dictionaries(st.text(max_size=5), json_values, max_size=3) | json_values,
     "timeout_s": st.integers(-5, 90_000) | json_values,
-    "tool_call": json_values, "name": json_values, "input": json_values, "args": json_values,
-    "function": st.fixed_dictionaries({"name": st.text(max_size=8),
-                                       "arguments": st.text(max_size=12)}) | json_values,
+    "tool_call": json_values,
+    "name": json_values,
+    "input": json_values,
+    "args": json_values,
+    "function": st.fixed_dictionaries(
+        {"name": st.text(max_size=8), "arguments": st.text(max_size=12)}
+    )
+    | json_values,
 }
 random_bundles = st.lists(st.sampled_from(sorted(field_values)), unique=True).flatmap(
-    lambda keys: st.fixed_dictionaries({k: field_values[k] for k in keys}))
-VALID_BODIES = [PLAIN, {"framework": "openai", **OPENAI_CALL, **ENVELOPE},
-                {"framework": "anthropic", "tool_call": {"name": "x", "input": SEND}},
-                {"framework": "mcp", "name": "send", "arguments": SEND, "server": "gmail"}]
+    lambda keys: st.fixed_dictionaries({k: field_values[k] for k in keys})
+)
+VALID_BODIES = [
+    PLAIN,
+    {"framework": "openai", **OPENAI_CALL, **ENVELOPE},
+    {"framework": "anthropic", "tool_call": {"name": "x", "input": SEND}},
+    {"framework": "mcp", "name": "send", "arguments": SEND, "server": "gmail"},
+]
 
 
 def _mutate(base: dict, changes: dict, dropped: list[str]) -> dict:
@@ -250,10 +362,13 @@ def _mutate(base: dict, changes: dict, dropped: list[str]) -> dict:
 
 # valid bodies with zero to two fields replaced and some dropped: reaches the success path
 near_bundles = st.builds(
-    _mutate, st.sampled_from(VALID_BODIES),
+    _mutate,
+    st.sampled_from(VALID_BODIES),
     st.lists(st.sampled_from(sorted(field_values)), unique=True, max_size=2).flatmap(
-        lambda keys: st.fixed_dictionaries({k: field_values[k] for k in keys})),
-    st.lists(st.sampled_from(sorted(field_values)), max_size=2))
+        lambda keys: st.fixed_dictionaries({k: field_values[k] for k in keys})
+    ),
+    st.lists(st.sampled_from(sorted(field_values)), max_size=2),
+)
 
 
 @given(json_values | random_bundles | near_bundles)
@@ -268,14 +383,18 @@ def test_parse_bundle_raises_only_validation_errors(body):
         json.dumps(bundle.as_dict(), allow_nan=False)
 
 
-safe_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",),
-                                           blacklist_characters="\x00"), max_size=10)
+safe_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=10
+)
 safe_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER)
+    st.none()
+    | st.booleans()
+    | st.integers(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER)
     | st.floats(allow_nan=False, allow_infinity=False)
     | safe_text,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(safe_text, inner, max_size=4),
-    max_leaves=20)
+    max_leaves=20,
+)
 
 
 def _reordered(value, rnd: random.Random):
@@ -293,6 +412,10 @@ def test_args_digest_ignores_key_order(arguments, rnd):
     first = parse_bundle({"tool": "a.b", "arguments": arguments})
     second = parse_bundle({"arguments": _reordered(arguments, rnd), "tool": "a.b"})
     assert first.args_digest == second.args_digest
-    via_openai = parse_bundle({"framework": "openai", "function": {
-        "name": "a__b", "arguments": json.dumps(_reordered(arguments, rnd))}})
+    via_openai = parse_bundle(
+        {
+            "framework": "openai",
+            "function": {"name": "a__b", "arguments": json.dumps(_reordered(arguments, rnd))},
+        }
+    )
     assert via_openai.args_digest == first.args_digest

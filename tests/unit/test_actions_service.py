@@ -28,8 +28,16 @@ def deps(tmp_path: Path) -> Deps:
     store = FakeStore(keys)
     policies = PolicyService(store, keys, clock)
     policies.ensure_default(DEFAULT_TENANT)
-    return Deps(store=store, scheduler=RecordingScheduler(), bus=RecordingBus(), clock=clock,
-                keys=keys, catalogue=Catalogue.default(), policies=policies, step_up=None)
+    return Deps(
+        store=store,
+        scheduler=RecordingScheduler(),
+        bus=RecordingBus(),
+        clock=clock,
+        keys=keys,
+        catalogue=Catalogue.default(),
+        policies=policies,
+        step_up=None,
+    )
 
 
 AGENT = Principal(tenant=DEFAULT_TENANT, role="agent", sub="bot", user="alice")
@@ -41,10 +49,12 @@ def test_a_held_action_commits_once_with_its_entry_then_arms_its_timer(deps: Dep
     action = actions.intercept(deps, AGENT, SEND).action
     assert action.status == "pending"
     assert deps.store.committed == before + 1
-    assert [(e.type, e.action_id) for e in deps.store.committed_events[-1:]] == \
-        [("action.intercepted", action.id)]
-    assert [(name, due) for name, due, _ in deps.scheduler.scheduled] == \
-        [(f"expire-{action.id}", action.expires_at)]
+    assert [(e.type, e.action_id) for e in deps.store.committed_events[-1:]] == [
+        ("action.intercepted", action.id)
+    ]
+    assert [(name, due) for name, due, _ in deps.scheduler.scheduled] == [
+        (f"expire-{action.id}", action.expires_at)
+    ]
     assert any(event.get("action_id") == action.id for _, event in deps.bus.sent)
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import copy
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from vettra.domain.audit import (GENESIS_HASH, AuditEvent, check_entry, link, link_all, verify_chain)
+from vettra.domain.audit import GENESIS_HASH, AuditEvent, check_entry, link, link_all, verify_chain
 from vettra.domain.errors import VerificationError
 
 KEY_ID, KEY = "hk_test", b"k" * 32
@@ -15,14 +16,25 @@ KEYS = {KEY_ID: KEY}
 
 
 def _events(n: int) -> list[AuditEvent]:
-    return [AuditEvent(type="action.intercepted", chain="default", actor="agent:a",
-                       at=f"2026-01-01T00:00:{i % 60:02d}.000Z", action_id=f"act_{i}", user="alice",
-                       data={"n": i, "tool": "gmail.send_message"}) for i in range(n)]
+    return [
+        AuditEvent(
+            type="action.intercepted",
+            chain="default",
+            actor="agent:a",
+            at=f"2026-01-01T00:00:{i % 60:02d}.000Z",
+            action_id=f"act_{i}",
+            user="alice",
+            data={"n": i, "tool": "gmail.send_message"},
+        )
+        for i in range(n)
+    ]
 
 
 def _chain(n: int) -> list[dict]:
-    return [e.as_dict() for e in link_all(_events(n), head_seq=0, head_hash=GENESIS_HASH,
-                                          key_id=KEY_ID, key=KEY)]
+    return [
+        e.as_dict()
+        for e in link_all(_events(n), head_seq=0, head_hash=GENESIS_HASH, key_id=KEY_ID, key=KEY)
+    ]
 
 
 def test_valid_chain_verifies_and_links() -> None:
@@ -40,15 +52,18 @@ def test_linking_continues_after_a_head() -> None:
     assert verify_chain([e.as_dict() for e in first + more], KEYS).valid
 
 
-@pytest.mark.parametrize("tamper, reason", [
-    (lambda c: c[2]["data"].update(n=99), "hash mismatch"),
-    (lambda c: c.pop(2), "gap"),
-    (lambda c: c.insert(2, copy.deepcopy(c[1])), "gap"),
-    (lambda c: c.__setitem__(slice(1, 3), [c[2], c[1]]), "gap"),
-    (lambda c: c[3].update(mac="0" * 64), "bad HMAC"),
-    (lambda c: c[3].update(key_id="hk_other"), "hash mismatch"),
-    (lambda c: c[3].update(prev_hash="f" * 64), "broken link"),
-])
+@pytest.mark.parametrize(
+    "tamper, reason",
+    [
+        (lambda c: c[2]["data"].update(n=99), "hash mismatch"),
+        (lambda c: c.pop(2), "gap"),
+        (lambda c: c.insert(2, copy.deepcopy(c[1])), "gap"),
+        (lambda c: c.__setitem__(slice(1, 3), [c[2], c[1]]), "gap"),
+        (lambda c: c[3].update(mac="0" * 64), "bad HMAC"),
+        (lambda c: c[3].update(key_id="hk_other"), "hash mismatch"),
+        (lambda c: c[3].update(prev_hash="f" * 64), "broken link"),
+    ],
+)
 def test_tampering_is_pinpointed(tamper, reason) -> None:
     chain = _chain(6)
     tamper(chain)
@@ -64,9 +79,12 @@ def test_resealed_entry_without_the_key_is_caught() -> None:
 
     chain[1]["data"]["n"] = 42
     body = {k: v for k, v in chain[1].items() if k not in ("hash", "mac")}
-    chain[1]["hash"] = body_hash(body)          # attacker recomputes the hash…
-    report = verify_chain(chain, KEYS)          # …but cannot forge the HMAC
-    assert not report.valid and report.first_invalid == {"seq": 2, "reason": report.first_invalid["reason"]}
+    chain[1]["hash"] = body_hash(body)  # attacker recomputes the hash…
+    report = verify_chain(chain, KEYS)  # …but cannot forge the HMAC
+    assert not report.valid and report.first_invalid == {
+        "seq": 2,
+        "reason": report.first_invalid["reason"],
+    }
     assert "HMAC" in report.first_invalid["reason"]
 
 
@@ -91,7 +109,7 @@ def test_any_single_character_change_is_detected(data) -> None:
     text = json.dumps(chain[index], sort_keys=True)
     pos = data.draw(st.integers(0, len(text) - 1))
     replacement = data.draw(st.characters(codec="ascii", exclude_characters=text[pos]))
-    mutated = text[:pos] + replacement + text[pos + 1:]
+    mutated = text[:pos] + replacement + text[pos + 1 :]
     try:
         chain[index] = json.loads(mutated)
     except ValueError:
@@ -125,13 +143,29 @@ def test_fast_frontier_equals_checked_append(datas) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.fixed_dictionaries({
-    "type": st.text(max_size=20), "chain": st.text(max_size=10), "actor": st.text(max_size=10),
-    "at": st.text(max_size=25), "action_id": st.none() | st.text(max_size=12),
-    "user": st.none() | st.text(max_size=8),
-    "data": st.dictionaries(st.text(max_size=6), st.none() | st.integers(-10**6, 10**6) | st.text(max_size=6)
-                            | st.floats(allow_nan=False, allow_infinity=False), max_size=4)}),
-    st.integers(1, 10**9), st.text(alphabet="0123456789abcdef", min_size=64, max_size=64), st.text(max_size=12))
+@given(
+    st.fixed_dictionaries(
+        {
+            "type": st.text(max_size=20),
+            "chain": st.text(max_size=10),
+            "actor": st.text(max_size=10),
+            "at": st.text(max_size=25),
+            "action_id": st.none() | st.text(max_size=12),
+            "user": st.none() | st.text(max_size=8),
+            "data": st.dictionaries(
+                st.text(max_size=6),
+                st.none()
+                | st.integers(-(10**6), 10**6)
+                | st.text(max_size=6)
+                | st.floats(allow_nan=False, allow_infinity=False),
+                max_size=4,
+            ),
+        }
+    ),
+    st.integers(1, 10**9),
+    st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
+    st.text(max_size=12),
+)
 def test_spliced_body_is_the_canonical_body(fields, seq, prev_hash, key_id) -> None:
     from vettra.domain.canonical import canonical_json
 

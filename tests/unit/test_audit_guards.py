@@ -21,13 +21,22 @@ from vettra.domain.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
 from vettra.domain.merkle import MerkleTree, leaf_hash
 
 ORIGIN = "vettra.dev/audit/default"
-N, CHECKPOINT_AT, EDITED = 10, 5, 8   # the edited entry is after the last checkpoint
+N, CHECKPOINT_AT, EDITED = 10, 5, 8  # the edited entry is after the last checkpoint
 
 
 def _entries() -> list[AuditEntry]:
-    events = [AuditEvent(type="action.intercepted", chain="default", actor="agent:bot",
-                         at="2026-01-01T00:00:00.000Z", action_id=f"act_{i}", user="alice",
-                         data={"status": "allowed", "i": i}) for i in range(N)]
+    events = [
+        AuditEvent(
+            type="action.intercepted",
+            chain="default",
+            actor="agent:bot",
+            at="2026-01-01T00:00:00.000Z",
+            action_id=f"act_{i}",
+            user="alice",
+            data={"status": "allowed", "i": i},
+        )
+        for i in range(N)
+    ]
     return link_all(events, head_seq=0, head_hash=GENESIS_HASH, key_id="hk_test", key=b"k" * 32)
 
 
@@ -59,12 +68,25 @@ def test_an_entry_edited_and_rehashed_alone_breaks_the_link_in_an_export(tmp_pat
     entries, checkpoint = _tampered()
     signer = NoteSigner(ORIGIN, Ed25519PrivateKey.generate())
     path = tmp_path / "export.jsonl"
-    path.write_text("\n".join([json.dumps({"format": EXPORT_FORMAT, "origin": ORIGIN, "entries": N}),
-                               json.dumps({"checkpoint": sign_checkpoint(checkpoint, signer)}),
-                               *(e.export_line() for e in entries)]) + "\n")
+    path.write_text(
+        "\n".join(
+            [
+                json.dumps({"format": EXPORT_FORMAT, "origin": ORIGIN, "entries": N}),
+                json.dumps({"checkpoint": sign_checkpoint(checkpoint, signer)}),
+                *(e.export_line() for e in entries),
+            ]
+        )
+        + "\n"
+    )
     err = io.StringIO()
-    args = argparse.Namespace(file=str(path), pubkey=[signer.verifier_key()], home=None, quiet=True,
-                              checkpoint=None, require_covered=False)
+    args = argparse.Namespace(
+        file=str(path),
+        pubkey=[signer.verifier_key()],
+        home=None,
+        quiet=True,
+        checkpoint=None,
+        require_covered=False,
+    )
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         code = audit_cli.verify(args, lambda h: Path(h))
     assert code == audit_cli.EXIT_INVALID

@@ -16,8 +16,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vettra.domain.canonical import (MAX_DEPTH, MAX_SAFE_INTEGER, canonical_json, loads_strict,
-                                     sha256_digest)
+from vettra.domain.canonical import (
+    MAX_DEPTH,
+    MAX_SAFE_INTEGER,
+    canonical_json,
+    loads_strict,
+    sha256_digest,
+)
 from vettra.domain.errors import MalformedRequest
 
 VECTOR_DIR = Path(__file__).resolve().parents[1] / "vectors" / "canonical"
@@ -26,19 +31,22 @@ VECTORS = sorted(VECTOR_DIR.glob("*.json"))
 ECMA_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]*[1-9])?(e[+-][1-9][0-9]*)?")
 
 # JSON values loads_strict accepts: safe integers, finite floats, no lone surrogates.
-json_scalars = (st.none() | st.booleans()
-                | st.integers(min_value=-MAX_SAFE_INTEGER, max_value=MAX_SAFE_INTEGER)
-                | st.floats(allow_nan=False, allow_infinity=False) | st.text())
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-MAX_SAFE_INTEGER, max_value=MAX_SAFE_INTEGER)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
 json_values = st.recursive(
     json_scalars,
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(), inner, max_size=5),
-    max_leaves=25)
+    max_leaves=25,
+)
 
 
 def _vector_params() -> list:
     return [pytest.param(path, id=path.stem) for path in VECTORS]
-
-
 
 
 def test_vector_corpus_is_present_and_well_formed():
@@ -61,11 +69,27 @@ def test_vector(path: Path):
         assert got == vector["want"].encode("utf-8"), vector["desc"]
 
 
-@pytest.mark.parametrize("data", [
-    b"\xff", b"\xc0\xaf", b'"\xe2\x82"', b"\xed\xa0\x80", b'{"a":"\x80"}', b"\xf8\x88\x80\x80\x80",
-    b'"\xf4\x90\x80\x80"',
-], ids=["ff", "overlong-slash", "truncated", "encoded-surrogate", "bare-continuation",
-        "five-byte", "above-u10ffff"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xff",
+        b"\xc0\xaf",
+        b'"\xe2\x82"',
+        b"\xed\xa0\x80",
+        b'{"a":"\x80"}',
+        b"\xf8\x88\x80\x80\x80",
+        b'"\xf4\x90\x80\x80"',
+    ],
+    ids=[
+        "ff",
+        "overlong-slash",
+        "truncated",
+        "encoded-surrogate",
+        "bare-continuation",
+        "five-byte",
+        "above-u10ffff",
+    ],
+)
 def test_invalid_utf8_is_malformed(data: bytes):
     with pytest.raises(MalformedRequest, match="UTF-8"):
         loads_strict(data)
@@ -88,7 +112,8 @@ def test_huge_integer_text_is_malformed():
 
 def test_digest_form():
     assert sha256_digest({}) == (
-        "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a")
+        "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+    )
     assert sha256_digest({"b": 1, "a": 2}) == sha256_digest({"a": 2, "b": 1})
 
 
@@ -114,6 +139,7 @@ def test_input_key_order_never_matters(value, rnd: random.Random):
         if isinstance(v, list):
             return [shuffled(x) for x in v]
         return v
+
     other = shuffled(value)
     assert canonical_json(other) == canonical_json(value)
     text = json.dumps(other, indent=rnd.choice([None, 1, 4]), ensure_ascii=rnd.random() < 0.5)
@@ -129,8 +155,11 @@ def _shortest_digits(x: float) -> tuple[str, int]:
         scale = int(exponent) - (precision - 1)
         rounded = int(mantissa.replace(".", ""))
         # at a power of two the round-trip interval is lopsided, so a neighbour may win
-        fits = [m for m in (rounded - 1, rounded, rounded + 1)
-                if len(str(m)) == precision and float(Decimal(m).scaleb(scale)) == x]
+        fits = [
+            m
+            for m in (rounded - 1, rounded, rounded + 1)
+            if len(str(m)) == precision and float(Decimal(m).scaleb(scale)) == x
+        ]
         if fits:
             best = min(fits, key=lambda m: (abs(Decimal(m).scaleb(scale) - exact), m % 2))
             digits = str(best).rstrip("0")
@@ -155,11 +184,19 @@ def _ecmascript_number(x: float) -> str:
     return sign + digits[0] + tail + "e" + ("+" if n - 1 >= 0 else "-") + str(abs(n - 1))
 
 
-@pytest.mark.parametrize("x, want", [
-    (2.0**-24, "5.960464477539063e-8"), (2.0**-25, "2.9802322387695312e-8"),
-    (2.0**70, "1.1805916207174113e+21"), (9007199254740993 * 4.0, "36028797018963970"),
-    (5e-324, "5e-324"), (0.1, "0.1"), (-1.5, "-1.5"), (123e-20, "1.23e-18"),
-])
+@pytest.mark.parametrize(
+    "x, want",
+    [
+        (2.0**-24, "5.960464477539063e-8"),
+        (2.0**-25, "2.9802322387695312e-8"),
+        (2.0**70, "1.1805916207174113e+21"),
+        (9007199254740993 * 4.0, "36028797018963970"),
+        (5e-324, "5e-324"),
+        (0.1, "0.1"),
+        (-1.5, "-1.5"),
+        (123e-20, "1.23e-18"),
+    ],
+)
 def test_numbers_as_node_prints_them(x: float, want: str):
     """Expected strings printed by Node.js 20 (``String(x)``)."""
     assert canonical_json(x).decode() == want
@@ -201,8 +238,9 @@ def test_random_bytes_only_ever_raise_malformed_request(data: bytes):
         pass
 
 
-JSONISH = st.text(alphabet='{}[],:"\\ 0123456789.eE+-tfnrulasNIy\x00\ud800\u00e9\U0001F600',
-                  max_size=40)
+JSONISH = st.text(
+    alphabet='{}[],:"\\ 0123456789.eE+-tfnrulasNIy\x00\ud800\u00e9\U0001f600', max_size=40
+)
 
 
 @given(JSONISH)

@@ -12,9 +12,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vettra.domain.checkpoint import (MAX_TREE_SIZE, Checkpoint, CheckpointError, NoteSigner,
-                                      NoteVerifier, audit_origin, ed25519_verifier_key,
-                                      open_note, sign_checkpoint, verify_checkpoint)
+from vettra.domain.checkpoint import (
+    MAX_TREE_SIZE,
+    Checkpoint,
+    CheckpointError,
+    NoteSigner,
+    NoteVerifier,
+    audit_origin,
+    ed25519_verifier_key,
+    open_note,
+    sign_checkpoint,
+    verify_checkpoint,
+)
 from vettra.domain.errors import VerificationError
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "checkpoint"
@@ -29,8 +38,10 @@ def _cases(kind: str) -> list[object]:
     for path in sorted(VECTORS.glob("*.json")):
         doc = json.loads(path.read_text("utf-8"))
         if doc["kind"] == kind:
-            params += [pytest.param(doc, case, id=f"{path.name}:{i}:{case['desc']}")
-                       for i, case in enumerate(doc["cases"])]
+            params += [
+                pytest.param(doc, case, id=f"{path.name}:{i}:{case['desc']}")
+                for i, case in enumerate(doc["cases"])
+            ]
     return params
 
 
@@ -39,13 +50,16 @@ def _note(case: dict) -> str | bytes:
 
 
 VETTRA = _load("vettra-checkpoints.json")
-SIGNER = NoteSigner(VETTRA["signer_name"],
-                    Ed25519PrivateKey.from_private_bytes(bytes.fromhex(VETTRA["signer_seed_hex"])))
+SIGNER = NoteSigner(
+    VETTRA["signer_name"],
+    Ed25519PrivateKey.from_private_bytes(bytes.fromhex(VETTRA["signer_seed_hex"])),
+)
 VERIFIER = NoteVerifier(VETTRA["verifier_key"])
 VALID_NOTE = VETTRA["cases"][0]["note"]
 
 
 # --------------------------------------------------------------------------- vectors
+
 
 @pytest.mark.parametrize("doc, case", _cases("checkpoint"))
 def test_checkpoint_vector(doc: dict, case: dict) -> None:
@@ -56,11 +70,14 @@ def test_checkpoint_vector(doc: dict, case: dict) -> None:
         return
     checkpoint = verify_checkpoint(_note(case), verifier, origin=case.get("origin"))
     want = case["want"]
-    assert checkpoint == Checkpoint(want["origin"], want["size"], base64.b64decode(want["root_hash"]),
-                                    tuple(want["extensions"]))
+    assert checkpoint == Checkpoint(
+        want["origin"], want["size"], base64.b64decode(want["root_hash"]), tuple(want["extensions"])
+    )
     seed_hex = case.get("signer_seed_hex", doc.get("signer_seed_hex"))
     if seed_hex and _signature_count(case["note"]) == 1:
-        signer = NoteSigner(verifier.name, Ed25519PrivateKey.from_private_bytes(bytes.fromhex(seed_hex)))
+        signer = NoteSigner(
+            verifier.name, Ed25519PrivateKey.from_private_bytes(bytes.fromhex(seed_hex))
+        )
         assert sign_checkpoint(checkpoint, signer) == case["note"]  # byte for byte
 
 
@@ -85,10 +102,11 @@ def test_verifier_key_vector(doc: dict, case: dict) -> None:
 
 
 def _signature_count(note: str) -> int:
-    return note[note.rfind("\n\n") + 2:].count("\n")
+    return note[note.rfind("\n\n") + 2 :].count("\n")
 
 
 # --------------------------------------------------------------------------- interoperability
+
 
 def test_go_published_signer_key_signs_go_note_byte_for_byte() -> None:
     doc = _load("go-sumdb-note.json")
@@ -108,7 +126,7 @@ def test_go_verifier_key_manglings_are_refused() -> None:
                     NoteVerifier(key[i:j])
     for i in range(len(key)):
         with pytest.raises(CheckpointError):
-            NoteVerifier(key[:i] + chr(ord(key[i]) + 1) + key[i + 1:])
+            NoteVerifier(key[:i] + chr(ord(key[i]) + 1) + key[i + 1 :])
 
 
 def test_go_signer_key_manglings_are_refused() -> None:
@@ -117,7 +135,7 @@ def test_go_signer_key_manglings_are_refused() -> None:
     seed64 = skey.rsplit("+", 1)[1]
     for i in range(len(skey)):
         with pytest.raises(CheckpointError) as caught:
-            NoteSigner.from_signer_key(skey[:i] + chr(ord(skey[i]) + 1) + skey[i + 1:])
+            NoteSigner.from_signer_key(skey[:i] + chr(ord(skey[i]) + 1) + skey[i + 1 :])
         assert seed64[4:] not in str(caught.value)
 
 
@@ -130,15 +148,16 @@ def test_vettra_vector_keys_are_the_documented_test_seed() -> None:
 
 # --------------------------------------------------------------------------- tampering
 
+
 def test_every_single_byte_change_is_rejected() -> None:
     """Exhaustive: each position of the signed note, every other byte value."""
     original = VALID_NOTE.encode("utf-8")
-    text = Checkpoint.parse(VALID_NOTE[:VALID_NOTE.rfind("\n\n") + 1]).body()
+    text = Checkpoint.parse(VALID_NOTE[: VALID_NOTE.rfind("\n\n") + 1]).body()
     for index in range(len(original)):
         for value in range(256):
             if value == original[index]:
                 continue
-            mutated = original[:index] + bytes([value]) + original[index + 1:]
+            mutated = original[:index] + bytes([value]) + original[index + 1 :]
             try:
                 opened, _ = open_note(mutated, [VERIFIER])
             except CheckpointError:
@@ -151,7 +170,7 @@ def test_every_single_byte_change_is_rejected() -> None:
 def test_any_edit_is_rejected_or_changes_the_text(index: int, value: int, extra: bytes) -> None:
     original = VALID_NOTE.encode("utf-8")
     index %= len(original)
-    mutated = original[:index] + bytes([value]) + extra + original[index + 1:]
+    mutated = original[:index] + bytes([value]) + extra + original[index + 1 :]
     if mutated == original:
         return
     try:
@@ -163,28 +182,45 @@ def test_any_edit_is_rejected_or_changes_the_text(index: int, value: int, extra:
 
 # --------------------------------------------------------------------------- round trips
 
-_NAME_CHARS = st.characters(blacklist_categories=("Cc", "Cs", "Zs", "Zl", "Zp"), blacklist_characters="+")
-names = st.text(_NAME_CHARS, min_size=1, max_size=40).filter(lambda s: not any(c.isspace() for c in s))
+_NAME_CHARS = st.characters(
+    blacklist_categories=("Cc", "Cs", "Zs", "Zl", "Zp"), blacklist_characters="+"
+)
+names = st.text(_NAME_CHARS, min_size=1, max_size=40).filter(
+    lambda s: not any(c.isspace() for c in s)
+)
 lines = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=40)
 
 
 @settings(max_examples=150, deadline=None)
-@given(origin=names, size=st.integers(0, MAX_TREE_SIZE), root=st.binary(min_size=32, max_size=32),
-       extensions=st.lists(lines, max_size=3), seed=st.binary(min_size=32, max_size=32))
-def test_sign_then_verify_round_trips(origin: str, size: int, root: bytes, extensions: list[str],
-                                      seed: bytes) -> None:
+@given(
+    origin=names,
+    size=st.integers(0, MAX_TREE_SIZE),
+    root=st.binary(min_size=32, max_size=32),
+    extensions=st.lists(lines, max_size=3),
+    seed=st.binary(min_size=32, max_size=32),
+)
+def test_sign_then_verify_round_trips(
+    origin: str, size: int, root: bytes, extensions: list[str], seed: bytes
+) -> None:
     checkpoint = Checkpoint(origin, size, root, tuple(extensions))
     signer = NoteSigner(origin, Ed25519PrivateKey.from_private_bytes(seed))
     note = sign_checkpoint(checkpoint, signer)
     assert verify_checkpoint(note, NoteVerifier(signer.verifier_key())) == checkpoint
-    assert verify_checkpoint(note.encode("utf-8"), NoteVerifier(signer.verifier_key())) == checkpoint
+    assert (
+        verify_checkpoint(note.encode("utf-8"), NoteVerifier(signer.verifier_key())) == checkpoint
+    )
     assert NoteSigner.from_signer_key(signer.signer_key()).verifier_key() == signer.verifier_key()
 
 
-@given(origin=lines, size=st.integers(0, MAX_TREE_SIZE), root=st.binary(min_size=32, max_size=32),
-       extensions=st.lists(lines, max_size=3))
-def test_body_parse_round_trips_for_any_origin(origin: str, size: int, root: bytes,
-                                               extensions: list[str]) -> None:
+@given(
+    origin=lines,
+    size=st.integers(0, MAX_TREE_SIZE),
+    root=st.binary(min_size=32, max_size=32),
+    extensions=st.lists(lines, max_size=3),
+)
+def test_body_parse_round_trips_for_any_origin(
+    origin: str, size: int, root: bytes, extensions: list[str]
+) -> None:
     checkpoint = Checkpoint(origin, size, root, tuple(extensions))
     assert Checkpoint.parse(checkpoint.body()) == checkpoint
 
@@ -196,11 +232,20 @@ def test_note_text_may_hold_blank_lines_the_last_one_separates() -> None:
 
 # --------------------------------------------------------------------------- construction and errors
 
-@pytest.mark.parametrize("kwargs, field", [
-    ({"origin": ""}, "origin"), ({"origin": "a\nb"}, "origin"), ({"origin": "a\x7f\x01"}, "origin"),
-    ({"size": -1}, "tree size"), ({"size": MAX_TREE_SIZE + 1}, "tree size"), ({"size": True}, "tree size"),
-    ({"root_hash": b"\x00" * 31}, "root hash"), ({"extensions": ("",)}, "extension line"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"origin": ""}, "origin"),
+        ({"origin": "a\nb"}, "origin"),
+        ({"origin": "a\x7f\x01"}, "origin"),
+        ({"size": -1}, "tree size"),
+        ({"size": MAX_TREE_SIZE + 1}, "tree size"),
+        ({"size": True}, "tree size"),
+        ({"root_hash": b"\x00" * 31}, "root hash"),
+        ({"extensions": ("",)}, "extension line"),
+    ],
+)
 def test_checkpoint_refuses_what_it_could_not_write(kwargs: dict, field: str) -> None:
     args = {"origin": "o", "size": 1, "root_hash": b"\x00" * 32} | kwargs
     with pytest.raises(CheckpointError, match=f"^{field}: expected"):

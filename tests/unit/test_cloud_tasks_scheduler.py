@@ -9,20 +9,26 @@ Cloud Tasks API: a created or executed name stays reserved.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-pytest.importorskip("google.cloud.tasks_v2", reason="google-cloud-tasks (the 'test' extra) is not installed")
+pytest.importorskip(
+    "google.cloud.tasks_v2", reason="google-cloud-tasks (the 'test' extra) is not installed"
+)
 
 from google.api_core import exceptions as api_exceptions  # noqa: E402
 
-from vettra.adapters.cloud_tasks import (MAX_TASK_ID_LENGTH, CloudTasksScheduler,  # noqa: E402
-                                         successor_ids, task_id)
+from vettra.adapters.cloud_tasks import (  # noqa: E402
+    MAX_TASK_ID_LENGTH,
+    CloudTasksScheduler,
+    successor_ids,
+    task_id,
+)
 from vettra.domain.errors import Unavailable  # noqa: E402
 
-DUE = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+DUE = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 QUEUE = "projects/p/locations/l/queues/q"
 PAYLOAD = {"kind": "expire", "action_id": "act_1"}
 
@@ -31,7 +37,7 @@ class FakeCloudTasks:
     """Records calls; names stay reserved after delivery or deletion, as in the API."""
 
     def __init__(self) -> None:
-        self.tasks: dict[str, Any] = {}      # waiting or dispatched tasks by full name
+        self.tasks: dict[str, Any] = {}  # waiting or dispatched tasks by full name
         self.reserved: set[str] = set()
         self.calls: list[tuple[str, str]] = []
         self.fail_with: Exception | None = None
@@ -71,8 +77,15 @@ class FakeCloudTasks:
 
 def _scheduler(client: Any = None, **kw: Any) -> CloudTasksScheduler:
     auth = kw.pop("auth", {"token_provider": lambda: "tok"})
-    return CloudTasksScheduler(project="p", location="l", queue="q", target_url="https://x.example/api/tasks/expire",
-                               client=client, **auth, **kw)
+    return CloudTasksScheduler(
+        project="p",
+        location="l",
+        queue="q",
+        target_url="https://x.example/api/tasks/expire",
+        client=client,
+        **auth,
+        **kw,
+    )
 
 
 def _ids(fake: FakeCloudTasks) -> list[str]:
@@ -86,14 +99,22 @@ def test_the_task_is_an_authenticated_json_post_at_the_due_time() -> None:
     assert task.name == f"{QUEUE}/tasks/expire-act_1"
     assert task.schedule_time == DUE
     request = task.http_request
-    assert request.url == "https://x.example/api/tasks/expire" and request.http_method.name == "POST"
+    assert (
+        request.url == "https://x.example/api/tasks/expire" and request.http_method.name == "POST"
+    )
     assert json.loads(request.body) == PAYLOAD
-    assert dict(request.headers) == {"Content-Type": "application/json", "Authorization": "Bearer tok"}
+    assert dict(request.headers) == {
+        "Content-Type": "application/json",
+        "Authorization": "Bearer tok",
+    }
 
 
 def test_oidc_mode_asks_cloud_tasks_for_a_token_and_sends_no_header() -> None:
     fake = FakeCloudTasks()
-    auth = {"oidc_service_account_email": "tasks@p.iam.gserviceaccount.com", "oidc_audience": "https://aud"}
+    auth = {
+        "oidc_service_account_email": "tasks@p.iam.gserviceaccount.com",
+        "oidc_audience": "https://aud",
+    }
     _scheduler(fake, auth=auth).schedule("expire-act_1", DUE, PAYLOAD)
     request = next(iter(fake.tasks.values())).http_request
     assert request.oidc_token.service_account_email == "tasks@p.iam.gserviceaccount.com"
@@ -124,12 +145,12 @@ def test_re_arming_while_the_task_is_being_delivered_early_gets_a_fresh_task() -
     fake = FakeCloudTasks()
     scheduler = _scheduler(fake)
     scheduler.schedule("expire-act_1", DUE, PAYLOAD)
-    fake.dispatch("expire-act_1", finished=False)   # the handler answers "early" and re-arms
+    fake.dispatch("expire-act_1", finished=False)  # the handler answers "early" and re-arms
     scheduler.schedule("expire-act_1", DUE, PAYLOAD)
     fake.dispatch("expire-act_1", finished=True)
     first, second = successor_ids("expire-act_1", DUE)[:2]
     assert _ids(fake) == [first]
-    fake.dispatch(first, finished=True)             # early again: the next successor
+    fake.dispatch(first, finished=True)  # early again: the next successor
     scheduler.schedule("expire-act_1", DUE, PAYLOAD)
     assert _ids(fake) == [second]
 
@@ -144,15 +165,23 @@ def test_cancel_deletes_the_primary_and_ignores_not_found() -> None:
     assert fake.tasks == {}
 
 
-@pytest.mark.parametrize("error", [api_exceptions.ServiceUnavailable("down"),
-                                   api_exceptions.PermissionDenied("no"),
-                                   api_exceptions.MethodNotImplemented("emulator")],
-                         ids=["unavailable", "permission", "unimplemented"])
+@pytest.mark.parametrize(
+    "error",
+    [
+        api_exceptions.ServiceUnavailable("down"),
+        api_exceptions.PermissionDenied("no"),
+        api_exceptions.MethodNotImplemented("emulator"),
+    ],
+    ids=["unavailable", "permission", "unimplemented"],
+)
 def test_google_errors_become_unavailable(error: Exception) -> None:
     fake = FakeCloudTasks()
     fake.fail_with = error
     scheduler = _scheduler(fake)
-    for call in (lambda: scheduler.schedule("expire-act_1", DUE, PAYLOAD), lambda: scheduler.cancel("expire-act_1")):
+    for call in (
+        lambda: scheduler.schedule("expire-act_1", DUE, PAYLOAD),
+        lambda: scheduler.cancel("expire-act_1"),
+    ):
         with pytest.raises(Unavailable) as caught:
             call()
         assert "Cloud Tasks" in caught.value.detail and type(error).__name__ in caught.value.detail
@@ -166,8 +195,14 @@ def test_the_client_is_created_on_first_use_only() -> None:
         made.append(FakeCloudTasks())
         return made[-1]
 
-    scheduler = CloudTasksScheduler(project="p", location="l", queue="q", target_url="https://x/",
-                                    client_factory=factory, token_provider=lambda: "t")
+    scheduler = CloudTasksScheduler(
+        project="p",
+        location="l",
+        queue="q",
+        target_url="https://x/",
+        client_factory=factory,
+        token_provider=lambda: "t",
+    )
     assert made == []
     scheduler.schedule("a", DUE, {})
     scheduler.cancel("a")
@@ -180,13 +215,21 @@ def test_a_failing_factory_is_unavailable_too() -> None:
     def factory() -> Any:
         raise DefaultCredentialsError("no ADC here")
 
-    scheduler = CloudTasksScheduler(project="p", location="l", queue="q", target_url="https://x/",
-                                    client_factory=factory, token_provider=lambda: "t")
+    scheduler = CloudTasksScheduler(
+        project="p",
+        location="l",
+        queue="q",
+        target_url="https://x/",
+        client_factory=factory,
+        token_provider=lambda: "t",
+    )
     with pytest.raises(Unavailable):
         scheduler.schedule("a", DUE, {})
 
 
-@pytest.mark.parametrize("name, expected", [("expire-act_0af3", "expire-act_0af3"), ("a_B-9", "a_B-9")])
+@pytest.mark.parametrize(
+    "name, expected", [("expire-act_0af3", "expire-act_0af3"), ("a_B-9", "a_B-9")]
+)
 def test_allowed_names_are_kept(name: str, expected: str) -> None:
     assert task_id(name) == expected
 
@@ -200,12 +243,15 @@ def test_other_names_are_sanitised_distinctly_and_leave_room_for_successors(name
         assert len(candidate) <= MAX_TASK_ID_LENGTH
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({}, "exactly one of"),
-    ({"token_provider": lambda: "t", "oidc_service_account_email": "a@b"}, "exactly one of"),
-    ({"token_provider": lambda: "t", "oidc_audience": "x"}, "oidc_audience"),
-    ({"token_provider": lambda: "t", "client": object(), "client_factory": object}, "not both"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({}, "exactly one of"),
+        ({"token_provider": lambda: "t", "oidc_service_account_email": "a@b"}, "exactly one of"),
+        ({"token_provider": lambda: "t", "oidc_audience": "x"}, "oidc_audience"),
+        ({"token_provider": lambda: "t", "client": object(), "client_factory": object}, "not both"),
+    ],
+)
 def test_bad_construction_is_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         CloudTasksScheduler(project="p", location="l", queue="q", target_url="https://x/", **kwargs)

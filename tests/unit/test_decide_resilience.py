@@ -30,8 +30,9 @@ def test_approval_survives_a_failing_timer_cancel(tmp_path: Path) -> None:
         rt.deps.scheduler = DownScheduler(rt.deps.scheduler)
         agent = rt.identity.authenticate(rt.identity.issue(role="agent", sub="a", user="alice"))
         alice = rt.identity.authenticate(rt.identity.issue(role="approver", sub="alice"))
-        action = actions.intercept(rt.deps, agent, {"tool": "gmail.send_message",
-                                                    "arguments": {"to": "x@example.org"}}).action
+        action = actions.intercept(
+            rt.deps, agent, {"tool": "gmail.send_message", "arguments": {"to": "x@example.org"}}
+        ).action
         view = actions.decide(rt.deps, alice, action.id, "approve")
         assert view["status"] == "approved"
         assert rt.deps.scheduler.cancelled == [f"expire-{action.id}"]

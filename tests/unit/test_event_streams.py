@@ -17,8 +17,16 @@ BASE_US = 1_000_000
 
 
 def _event(n: int, user: str = "alice", kind: str = "action.created", **extra: object) -> dict:
-    return {"type": kind, "action_id": f"act_{n}", "status": "pending", "tenant": "default",
-            "user": user, "risk_level": "MEDIUM", "tool": "gmail.send_message", **extra}
+    return {
+        "type": kind,
+        "action_id": f"act_{n}",
+        "status": "pending",
+        "tenant": "default",
+        "user": user,
+        "risk_level": "MEDIUM",
+        "tool": "gmail.send_message",
+        **extra,
+    }
 
 
 def _hub(bus: InProcessEventBus, **kw: object) -> EventHub:
@@ -38,7 +46,9 @@ def test_slow_consumer_is_dropped_with_a_reset_not_grown() -> None:
         assert hub.stream_count() == 0  # dropped at once, the backlog freed
         reset = await stream.__anext__()
         assert b"event: reset\n" in reset and b'"reason":"overflow"' in reset
-        assert reset.startswith(f"id: {BASE_US + 4}\n".encode())  # resume from the one that did not fit
+        assert reset.startswith(
+            f"id: {BASE_US + 4}\n".encode()
+        )  # resume from the one that did not fit
         with pytest.raises(StopAsyncIteration):
             await stream.__anext__()
         await stream.aclose()

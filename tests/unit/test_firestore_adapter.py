@@ -17,27 +17,36 @@ import pytest
 from vettra.adapters.firestore_repos import doc_key, mapped, number_key, ordered_id, translate
 from vettra.domain.errors import Conflict, Unavailable
 
-gexc = pytest.importorskip("google.api_core.exceptions",
-                           reason="google-cloud-firestore is not installed (the 'test' extra)")
+gexc = pytest.importorskip(
+    "google.api_core.exceptions",
+    reason="google-cloud-firestore is not installed (the 'test' extra)",
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("raised, expected", [
-    (gexc.AlreadyExists("exists"), Conflict),
-    (gexc.FailedPrecondition("update time"), Conflict),
-    (gexc.Aborted("Transaction lock timeout."), Conflict),
-    (gexc.ServiceUnavailable("down"), Unavailable),
-    (gexc.DeadlineExceeded("slow"), Unavailable),
-    (gexc.PermissionDenied("rules"), Unavailable),
-    (gexc.RetryError("gave up", cause=None), Unavailable),
-])
-def test_google_errors_leave_the_adapter_as_domain_errors(raised: Exception, expected: type) -> None:
+@pytest.mark.parametrize(
+    "raised, expected",
+    [
+        (gexc.AlreadyExists("exists"), Conflict),
+        (gexc.FailedPrecondition("update time"), Conflict),
+        (gexc.Aborted("Transaction lock timeout."), Conflict),
+        (gexc.ServiceUnavailable("down"), Unavailable),
+        (gexc.DeadlineExceeded("slow"), Unavailable),
+        (gexc.PermissionDenied("rules"), Unavailable),
+        (gexc.RetryError("gave up", cause=None), Unavailable),
+    ],
+)
+def test_google_errors_leave_the_adapter_as_domain_errors(
+    raised: Exception, expected: type
+) -> None:
     with pytest.raises(expected) as caught:
         with mapped():
             raise raised
     assert caught.value.__cause__ is raised
-    assert raised.message not in caught.value.detail   # the kind only: Google's text may name documents
+    assert (
+        raised.message not in caught.value.detail
+    )  # the kind only: Google's text may name documents
 
 
 def test_other_exceptions_pass_through_untouched() -> None:
@@ -71,20 +80,26 @@ def test_ordered_ids_increase_within_a_process() -> None:
 
 
 def test_importing_the_adapter_builds_no_client_and_imports_no_google_sdk() -> None:
-    code = ("import sys; import vettra.adapters.firestore_store, vettra.adapters.firestore_sequencer;"
-            "print(sorted(m for m in sys.modules if m.startswith('google.cloud.firestore')))")
+    code = (
+        "import sys; import vettra.adapters.firestore_store, vettra.adapters.firestore_sequencer;"
+        "print(sorted(m for m in sys.modules if m.startswith('google.cloud.firestore')))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
 
 # (collection group, fields in order, array-contains field) for each composite query the adapter runs
 QUERIES = [
-    ("actions", ["tenant", "status", "user", "created_at"], None),       # pending: own
-    ("actions", ["tenant", "status", "approvers", "created_at"], "approvers"),  # pending: named approver
-    ("actions", ["status", "expires_at"], None),                          # pending_with_deadline
-    ("items", ["owner", "created"], None),                                # docs.list
-    ("entries", ["action_id", "seq"], None),                              # audit entries by action
-    ("entries", ["user", "seq"], None),                                   # audit entries by user
+    ("actions", ["tenant", "status", "user", "created_at"], None),  # pending: own
+    (
+        "actions",
+        ["tenant", "status", "approvers", "created_at"],
+        "approvers",
+    ),  # pending: named approver
+    ("actions", ["status", "expires_at"], None),  # pending_with_deadline
+    ("items", ["owner", "created"], None),  # docs.list
+    ("entries", ["action_id", "seq"], None),  # audit entries by action
+    ("entries", ["user", "seq"], None),  # audit entries by user
 ]
 
 
@@ -97,6 +112,8 @@ def test_the_index_file_declares_every_composite_query() -> None:
         contains = [f["fieldPath"] for f in index["fields"] if f.get("arrayConfig") == "CONTAINS"]
         declared.append((index["collectionGroup"], fields, contains[0] if contains else None))
     assert sorted(map(repr, declared)) == sorted(map(repr, QUERIES))
-    exempt = {(o["collectionGroup"], o["fieldPath"]) for o in spec["fieldOverrides"] if o["indexes"] == []}
+    exempt = {
+        (o["collectionGroup"], o["fieldPath"]) for o in spec["fieldOverrides"] if o["indexes"] == []
+    }
     # large text fields are never queried: exempt from single-field indexes (cost, 1500-byte limit)
     assert {("actions", "record"), ("items", "body"), ("entries", "body")} <= exempt

@@ -43,7 +43,7 @@ def _imports(path: Path, module: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
-                base = base[:len(base) - node.level + 1]
+                base = base[: len(base) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
@@ -109,8 +109,12 @@ def listed() -> set[str]:
 
 def test_the_closure_reaches_the_runtime_the_functions_build() -> None:
     first, _ = closure()
-    assert {"vettra.entrypoints.functions", "vettra.entrypoints.asgi", "vettra.bootstrap",
-            "vettra.services.stepup"} <= first
+    assert {
+        "vettra.entrypoints.functions",
+        "vettra.entrypoints.asgi",
+        "vettra.bootstrap",
+        "vettra.services.stepup",
+    } <= first
 
 
 def test_every_imported_distribution_is_in_functions_requirements() -> None:

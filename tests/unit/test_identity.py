@@ -46,18 +46,32 @@ def test_expired_token_is_refused_even_if_cached(identity: LocalIdentity, clock:
         identity.authenticate(token)
 
 
-def test_token_from_another_home_is_refused(tmp_path: Path, clock: FakeClock, identity: LocalIdentity) -> None:
+def test_token_from_another_home_is_refused(
+    tmp_path: Path, clock: FakeClock, identity: LocalIdentity
+) -> None:
     other = LocalIdentity(LocalKeyStore(tmp_path / "other").identity_signing_key(), clock)
     with pytest.raises(Unauthenticated):
         identity.authenticate(other.issue(role="admin", sub="eve"))
 
 
-def test_wrong_audience_is_refused(tmp_path: Path, identity: LocalIdentity, clock: FakeClock) -> None:
+def test_wrong_audience_is_refused(
+    tmp_path: Path, identity: LocalIdentity, clock: FakeClock
+) -> None:
     key = identity._key
     now = int(clock.now().timestamp())
-    token = jwt.encode({"alg": ALGORITHM}, {"iss": "vettra-local", "aud": "someone-else", "sub": "a",
-                                            "role": "admin", "user": "a", "exp": now + 60},
-                       key, algorithms=[ALGORITHM])
+    token = jwt.encode(
+        {"alg": ALGORITHM},
+        {
+            "iss": "vettra-local",
+            "aud": "someone-else",
+            "sub": "a",
+            "role": "admin",
+            "user": "a",
+            "exp": now + 60,
+        },
+        key,
+        algorithms=[ALGORITHM],
+    )
     with pytest.raises(Unauthenticated, match="audience"):
         identity.authenticate(token)
 
@@ -65,8 +79,14 @@ def test_wrong_audience_is_refused(tmp_path: Path, identity: LocalIdentity, cloc
 def test_unsigned_and_garbage_tokens_are_refused(identity: LocalIdentity) -> None:
     good = identity.issue(role="admin", sub="a")
     header, payload, _sig = good.split(".")
-    for bad in ["", "x", "a.b.c", f"{header}.{payload}.", good[:-4] + "AAAA",
-                "eyJhbGciOiJub25lIn0." + payload + "."]:
+    for bad in [
+        "",
+        "x",
+        "a.b.c",
+        f"{header}.{payload}.",
+        good[:-4] + "AAAA",
+        "eyJhbGciOiJub25lIn0." + payload + ".",
+    ]:
         with pytest.raises(Unauthenticated):
             identity.authenticate(bad)
 

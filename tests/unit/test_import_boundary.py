@@ -11,18 +11,37 @@ import vettra
 
 PACKAGE = Path(vettra.__file__).parent
 PURE = [PACKAGE / "domain", PACKAGE / "services", PACKAGE / "ports.py"]
-FORBIDDEN = ("google", "flask", "functions_framework", "wasmtime", "firebase_admin", "werkzeug",
-             "sqlite3", "httpx")
+FORBIDDEN = (
+    "google",
+    "flask",
+    "functions_framework",
+    "wasmtime",
+    "firebase_admin",
+    "werkzeug",
+    "sqlite3",
+    "httpx",
+)
 #: The package's own outer layers: the pure ones reach them only through ports.
-FORBIDDEN_OWN = ("vettra.adapters", "vettra.entrypoints", "vettra.bootstrap", "vettra.cli",
-                 "vettra.audit_cli")
+FORBIDDEN_OWN = (
+    "vettra.adapters",
+    "vettra.entrypoints",
+    "vettra.bootstrap",
+    "vettra.cli",
+    "vettra.audit_cli",
+)
 
 
 #: Third-party libraries the pure layers may use: deterministic computation with no
 #: I/O of its own (docs/architecture.md, "What the pure layers may import"). Anything
 #: else from outside the standard library sits behind a port, in an adapter.
-PURE_LIBRARIES = ("cryptography", "pyotp", "webauthn", "joserfc", "rfc8785",
-                  "confusable_homoglyphs")
+PURE_LIBRARIES = (
+    "cryptography",
+    "pyotp",
+    "webauthn",
+    "joserfc",
+    "rfc8785",
+    "confusable_homoglyphs",
+)
 
 
 def _module_name(path: Path) -> str:
@@ -66,22 +85,30 @@ def test_pure_layers_exist() -> None:
 
 
 def test_no_infrastructure_imports_in_domain_services_or_ports() -> None:
-    offenders = [f"{path.relative_to(PACKAGE)}:{line} imports {name}"
-                 for path in _files() for line, name in _imports(path)
-                 if name.split(".")[0] in FORBIDDEN
-                 or any(name == own or name.startswith(own + ".") for own in FORBIDDEN_OWN)]
+    offenders = [
+        f"{path.relative_to(PACKAGE)}:{line} imports {name}"
+        for path in _files()
+        for line, name in _imports(path)
+        if name.split(".")[0] in FORBIDDEN
+        or any(name == own or name.startswith(own + ".") for own in FORBIDDEN_OWN)
+    ]
     assert offenders == []
 
 
 def test_pure_layers_use_only_the_listed_libraries() -> None:
     import sys
 
-    outside = sorted({f"{path.relative_to(PACKAGE)} imports {name}"
-                      for path in _files() for _, name in _imports(path)
-                      if name.split(".")[0] not in sys.stdlib_module_names
-                      and name.split(".")[0] not in PURE_LIBRARIES
-                      and not name.startswith("vettra")
-                      and name.split(".")[0] != "__future__"})
+    outside = sorted(
+        {
+            f"{path.relative_to(PACKAGE)} imports {name}"
+            for path in _files()
+            for _, name in _imports(path)
+            if name.split(".")[0] not in sys.stdlib_module_names
+            and name.split(".")[0] not in PURE_LIBRARIES
+            and not name.startswith("vettra")
+            and name.split(".")[0] != "__future__"
+        }
+    )
     assert outside == [], "add a port, or list the library in PURE_LIBRARIES and the docs"
 
 
@@ -106,11 +133,13 @@ def test_importing_the_package_connects_nothing() -> None:
 
     # Some site packages pre-import namespace packages (e.g. google.cloud from a
     # *-nspkg.pth file), so compare against what the bare interpreter had.
-    code = ("import sys; before=set(sys.modules);"
-            "import vettra, vettra.bootstrap, vettra.entrypoints.http.routes, vettra.cli;"
-            "bad=[m for m in set(sys.modules)-before if m.split('.')[0] in"
-            " ('sqlite3','google','flask','wasmtime','grpc','firebase_admin','functions_framework')];"
-            "print(','.join(sorted(bad)))")
+    code = (
+        "import sys; before=set(sys.modules);"
+        "import vettra, vettra.bootstrap, vettra.entrypoints.http.routes, vettra.cli;"
+        "bad=[m for m in set(sys.modules)-before if m.split('.')[0] in"
+        " ('sqlite3','google','flask','wasmtime','grpc','firebase_admin','functions_framework')];"
+        "print(','.join(sorted(bad)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
 
@@ -118,12 +147,18 @@ def test_importing_the_package_connects_nothing() -> None:
 def test_adapters_are_built_only_in_bootstrap() -> None:
     """Wiring in one place: outside ``adapters/`` and ``bootstrap.py`` no module calls an
     adapter class (entry points and the CLI ask ``bootstrap`` for what they need)."""
-    adapter_classes = {node.name for path in sorted((PACKAGE / "adapters").rglob("*.py"))
-                       for node in ast.walk(ast.parse(path.read_text()))
-                       if isinstance(node, ast.ClassDef) and not node.name.startswith("_")}
+    adapter_classes = {
+        node.name
+        for path in sorted((PACKAGE / "adapters").rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ClassDef) and not node.name.startswith("_")
+    }
     assert {"SqliteStore", "LocalKeyStore", "LocalIdentity", "LocalTimer"} <= adapter_classes
-    outside = [p for p in sorted(PACKAGE.rglob("*.py"))
-               if "adapters" not in p.relative_to(PACKAGE).parts and p.name != "bootstrap.py"]
+    outside = [
+        p
+        for p in sorted(PACKAGE.rglob("*.py"))
+        if "adapters" not in p.relative_to(PACKAGE).parts and p.name != "bootstrap.py"
+    ]
     builds = []
     for path in outside:
         for node in ast.walk(ast.parse(path.read_text())):

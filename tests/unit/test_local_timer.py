@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from vettra.adapters.clock import SystemClock
@@ -12,7 +12,7 @@ from vettra.adapters.local_timer import LocalTimer
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _collect(timer: LocalTimer) -> tuple[list[dict], threading.Event]:

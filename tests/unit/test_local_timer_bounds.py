@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from vettra.adapters.clock import SystemClock
@@ -16,13 +16,13 @@ def test_cancelled_timers_neither_stay_stored_nor_pile_up_in_the_heap(tmp_path: 
     timer.set_handler(lambda payload: fired.set())
     timer.start()
     try:
-        later = datetime.now(timezone.utc) + timedelta(hours=1)
-        for i in range(2000):   # decided actions cancel timers due long after
+        later = datetime.now(UTC) + timedelta(hours=1)
+        for i in range(2000):  # decided actions cancel timers due long after
             timer.schedule(f"expire-{i}", later, {"n": i})
             timer.cancel(f"expire-{i}")
         assert timer.pending_count() == 0 and timer.stored_count() == 0
         assert timer.heap_size() <= 200
-        timer.schedule("soon", datetime.now(timezone.utc) + timedelta(milliseconds=50), {"n": -1})
+        timer.schedule("soon", datetime.now(UTC) + timedelta(milliseconds=50), {"n": -1})
         assert fired.wait(5)
         assert timer.stored_count() == 0 and timer.pending_count() == 0
     finally:

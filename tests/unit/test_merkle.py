@@ -35,9 +35,20 @@ from hypothesis import strategies as st
 
 from vettra.domain import merkle
 from vettra.domain.errors import VerificationError
-from vettra.domain.merkle import (EMPTY_ROOT, HASH_SIZE, CompactRange, MerkleError, MerkleTree,
-                                  consistency_proof, inclusion_proof, leaf_hash, node_hash,
-                                  root_from_leaf_hashes, verify_consistency, verify_inclusion)
+from vettra.domain.merkle import (
+    EMPTY_ROOT,
+    HASH_SIZE,
+    CompactRange,
+    MerkleError,
+    MerkleTree,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    node_hash,
+    root_from_leaf_hashes,
+    verify_consistency,
+    verify_inclusion,
+)
 
 VECTOR_DIR = Path(__file__).resolve().parents[1] / "vectors" / "merkle"
 VECTORS = sorted(VECTOR_DIR.glob("*.json"))
@@ -54,6 +65,7 @@ LEAF_DATA = [i.to_bytes(4, "big") for i in range(2 * MAX_SIZE + 2)]
 
 
 # --- the naive reference: RFC 9162 §2.1.1, §2.1.3.1, §2.1.4.1 as written -------------
+
 
 def _h(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
@@ -122,6 +134,7 @@ def _flip(h: bytes, bit: int) -> bytes:
 
 # --- vectors ---------------------------------------------------------------------------
 
+
 def test_vector_corpus_is_present_and_well_formed():
     assert len(VECTORS) >= 60
     kinds = set()
@@ -139,19 +152,26 @@ def _run_vector(v: dict) -> str | None:
     """None if the vector holds, else what went wrong."""
     x = bytes.fromhex
     if v["kind"] == "hash":
-        got = leaf_hash(x(v["data"])) if v["op"] == "leaf" else node_hash(x(v["left"]), x(v["right"]))
+        got = (
+            leaf_hash(x(v["data"])) if v["op"] == "leaf" else node_hash(x(v["left"]), x(v["right"]))
+        )
         return None if got.hex() == v["want"] else f"expected {v['want']}, got {got.hex()}"
     if v["kind"] == "root":
         hashes = [leaf_hash(x(d)) for d in v["leaves"]]
-        got = {root_from_leaf_hashes(hashes).hex(), MerkleTree(hashes).root().hex(),
-               naive_mth(hashes).hex()}
+        got = {
+            root_from_leaf_hashes(hashes).hex(),
+            MerkleTree(hashes).root().hex(),
+            naive_mth(hashes).hex(),
+        }
         return None if got == {v["want"]} else f"expected {v['want']}, got {sorted(got)}"
     proof = [x(h) for h in v["proof"]]
     try:
         if v["kind"] == "inclusion":
             verify_inclusion(x(v["leaf_hash"]), v["index"], v["size"], proof, x(v["root"]))
         else:
-            verify_consistency(v["old_size"], v["new_size"], x(v["old_root"]), x(v["new_root"]), proof)
+            verify_consistency(
+                v["old_size"], v["new_size"], x(v["old_root"]), x(v["new_root"]), proof
+            )
         got_err: str | bool = False
     except MerkleError as exc:
         got_err = exc.reason
@@ -182,6 +202,7 @@ def test_every_vector():
 
 
 # --- hashing, roots and the compact range ---------------------------------------------
+
 
 def test_constants_and_error_type():
     assert (merkle.LEAF_PREFIX, merkle.NODE_PREFIX, HASH_SIZE) == (b"\x00", b"\x01", 32)
@@ -221,7 +242,7 @@ def test_roots_and_proofs_across_chunk_boundaries(n):
 def test_compact_range_equals_the_root_for_every_prefix_and_round_trips():
     frontier = CompactRange()
     assert frontier.root() == EMPTY_ROOT and frontier.size == 0
-    for n, h in enumerate(LEAVES[:2 * MAX_SIZE], start=1):
+    for n, h in enumerate(LEAVES[: 2 * MAX_SIZE], start=1):
         frontier.append(h)
         assert frontier.size == n
         assert frontier.root() == root_from_leaf_hashes(LEAVES[:n]) == naive_mth(LEAVES[:n]), n
@@ -230,21 +251,24 @@ def test_compact_range_equals_the_root_for_every_prefix_and_round_trips():
         restored = CompactRange.from_dict(json.loads(json.dumps(saved)))
         assert restored.size == n and restored.root() == frontier.root()
     restored.append(LEAVES[0])
-    assert restored.root() == naive_mth(LEAVES[:2 * MAX_SIZE] + LEAVES[:1])
+    assert restored.root() == naive_mth(LEAVES[: 2 * MAX_SIZE] + LEAVES[:1])
 
 
-@pytest.mark.parametrize("saved", [
-    {"size": 3, "hashes": [EMPTY_ROOT.hex()]},                       # 3 needs two hashes
-    {"size": 2, "hashes": ["zz" * 32]},
-    {"size": 1, "hashes": ["00" * 31]},
-    {"size": -1, "hashes": []},
-    {"size": True, "hashes": [EMPTY_ROOT.hex()]},
-    {"size": 1},
-    {"hashes": []},
-    {"size": 1, "hashes": [7]},
-    None,
-    [],
-])
+@pytest.mark.parametrize(
+    "saved",
+    [
+        {"size": 3, "hashes": [EMPTY_ROOT.hex()]},  # 3 needs two hashes
+        {"size": 2, "hashes": ["zz" * 32]},
+        {"size": 1, "hashes": ["00" * 31]},
+        {"size": -1, "hashes": []},
+        {"size": True, "hashes": [EMPTY_ROOT.hex()]},
+        {"size": 1},
+        {"hashes": []},
+        {"size": 1, "hashes": [7]},
+        None,
+        [],
+    ],
+)
 def test_compact_range_refuses_a_bad_frontier(saved):
     with pytest.raises(MerkleError) as info:
         CompactRange.from_dict(saved)
@@ -256,16 +280,24 @@ def test_compact_range_append_refuses_a_bad_hash():
         CompactRange().append(b"short")
 
 
-@pytest.mark.parametrize("call", [
-    lambda t: t.inclusion_proof(3, 3), lambda t: t.inclusion_proof(-1, 3),
-    lambda t: t.inclusion_proof(0, 9), lambda t: t.consistency_proof(4, 3),
-    lambda t: t.consistency_proof(0, 9), lambda t: t.root(9)])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda t: t.inclusion_proof(3, 3),
+        lambda t: t.inclusion_proof(-1, 3),
+        lambda t: t.inclusion_proof(0, 9),
+        lambda t: t.consistency_proof(4, 3),
+        lambda t: t.consistency_proof(0, 9),
+        lambda t: t.root(9),
+    ],
+)
 def test_generators_refuse_impossible_requests(call):
     with pytest.raises(ValueError):
         call(MerkleTree(LEAVES[:8]))
 
 
 # --- properties ------------------------------------------------------------------------
+
 
 @st.composite
 def sized_index(draw):
@@ -309,7 +341,7 @@ def test_any_tampering_with_an_inclusion_proof_is_rejected(case, data):
     if proof:
         i = data.draw(st.integers(0, len(proof) - 1), label="element")
         bit = data.draw(st.integers(0, 8 * HASH_SIZE - 1), label="bit")
-        bad = proof[:i] + [_flip(proof[i], bit)] + proof[i + 1:]
+        bad = proof[:i] + [_flip(proof[i], bit)] + proof[i + 1 :]
         with pytest.raises(MerkleError):
             verify_inclusion(d[m], m, n, bad, root)
     with pytest.raises(MerkleError):
@@ -344,7 +376,7 @@ def test_any_tampering_with_a_consistency_proof_is_rejected(case, data):
     if proof:
         i = data.draw(st.integers(0, len(proof) - 1), label="element")
         bit = data.draw(st.integers(0, 8 * HASH_SIZE - 1), label="bit")
-        bad = proof[:i] + [_flip(proof[i], bit)] + proof[i + 1:]
+        bad = proof[:i] + [_flip(proof[i], bit)] + proof[i + 1 :]
         with pytest.raises(MerkleError):
             verify_consistency(m, n, old_root, new_root, bad)
         with pytest.raises(MerkleError):
@@ -370,18 +402,26 @@ def test_any_tampering_with_a_consistency_proof_is_rejected(case, data):
             verify_consistency(m2, n2, r1, r2, proof)
 
 
-_garbage = st.one_of(st.none(), st.booleans(), st.integers(-3, 2**70), st.text(max_size=3),
-                     st.binary(max_size=40), st.floats(allow_nan=True),
-                     st.lists(st.one_of(st.binary(max_size=40), st.integers()), max_size=4))
+_garbage = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 2**70),
+    st.text(max_size=3),
+    st.binary(max_size=40),
+    st.floats(allow_nan=True),
+    st.lists(st.one_of(st.binary(max_size=40), st.integers()), max_size=4),
+)
 
 
 @given(_garbage, _garbage, _garbage, _garbage, _garbage)
 @settings(max_examples=500)
 def test_verifiers_raise_only_merkle_error(a, b, c, p, r):
-    for call in (lambda: verify_inclusion(a, b, c, p, r),
-                 lambda: verify_inclusion(LEAVES[0], b, c, p, LEAVES[1]),
-                 lambda: verify_consistency(a, b, c, r, p),
-                 lambda: verify_consistency(b, c, LEAVES[0], LEAVES[1], p)):
+    for call in (
+        lambda: verify_inclusion(a, b, c, p, r),
+        lambda: verify_inclusion(LEAVES[0], b, c, p, LEAVES[1]),
+        lambda: verify_consistency(a, b, c, r, p),
+        lambda: verify_consistency(b, c, LEAVES[0], LEAVES[1], p),
+    ):
         try:
             call()
         except MerkleError:
@@ -390,9 +430,18 @@ def test_verifiers_raise_only_merkle_error(a, b, c, p, r):
 
 def test_verifier_edges():
     h = LEAVES[0]
-    for args in [(h, 0, 0, [], h), (h, 1, 1, [], h), (h, 0, 0, [h], h), (h, -1, 1, [], h),
-                 (h, 0, 1, [h], h), (h, 0, 1, [], b"x" * 31), (b"", 0, 1, [], h),
-                 (h, 0, 1, h, h), (h, 0, 1, "ab", h), (h, True, 2, [h], h)]:
+    for args in [
+        (h, 0, 0, [], h),
+        (h, 1, 1, [], h),
+        (h, 0, 0, [h], h),
+        (h, -1, 1, [], h),
+        (h, 0, 1, [h], h),
+        (h, 0, 1, [], b"x" * 31),
+        (b"", 0, 1, [], h),
+        (h, 0, 1, h, h),
+        (h, 0, 1, "ab", h),
+        (h, True, 2, [h], h),
+    ]:
         with pytest.raises(MerkleError):
             verify_inclusion(*args)
     verify_inclusion(h, 0, 1, [], h)
@@ -407,8 +456,14 @@ def test_verifier_edges():
     with pytest.raises(MerkleError) as info:
         verify_consistency(1, 2**64, h, h, [h] * 64)
     assert info.value.reason == "bad-size"
-    for args in [(2, 1, h, h, []), (1, 2, h, h, []), (0, 0, h, EMPTY_ROOT, []),
-                 (1, 1, h, LEAVES[1], []), (0, 1, EMPTY_ROOT, h, [h]), (1.0, 1, h, h, [])]:
+    for args in [
+        (2, 1, h, h, []),
+        (1, 2, h, h, []),
+        (0, 0, h, EMPTY_ROOT, []),
+        (1, 1, h, LEAVES[1], []),
+        (0, 1, EMPTY_ROOT, h, [h]),
+        (1.0, 1, h, h, []),
+    ]:
         with pytest.raises(MerkleError):
             verify_consistency(*args)
     verify_consistency(0, 0, EMPTY_ROOT, EMPTY_ROOT, [])
@@ -417,6 +472,7 @@ def test_verifier_edges():
 
 
 # --- other implementations -------------------------------------------------------------
+
 
 def _sigstore_verify():
     try:
@@ -443,7 +499,9 @@ def test_sigstore_verifies_our_inclusion_proofs():
             verify(_sigstore_entry(LEAF_DATA[m], m, n, proof, root))
             if proof:
                 with pytest.raises(sigstore_error):
-                    verify(_sigstore_entry(LEAF_DATA[m], m, n, [_flip(proof[0], 0)] + proof[1:], root))
+                    verify(
+                        _sigstore_entry(LEAF_DATA[m], m, n, [_flip(proof[0], 0)] + proof[1:], root)
+                    )
 
 
 @given(sized_index())
@@ -451,8 +509,11 @@ def test_sigstore_verifies_our_inclusion_proofs():
 def test_sigstore_agrees_on_larger_trees(case):
     verify, _ = _sigstore_verify()
     m, n = case
-    verify(_sigstore_entry(LEAF_DATA[m], m, n, inclusion_proof(LEAVES, m, n),
-                           root_from_leaf_hashes(LEAVES[:n])))
+    verify(
+        _sigstore_entry(
+            LEAF_DATA[m], m, n, inclusion_proof(LEAVES, m, n), root_from_leaf_hashes(LEAVES[:n])
+        )
+    )
 
 
 def test_pymerkle_computes_the_same_roots():
@@ -461,9 +522,9 @@ def test_pymerkle_computes_the_same_roots():
     except ImportError:
         pytest.skip("cross-check needs the PyPI package 'pymerkle' (test-only dependency)")
     theirs = InmemoryTree(algorithm="sha256")
-    for data in LEAF_DATA[:2 * MAX_SIZE]:
+    for data in LEAF_DATA[: 2 * MAX_SIZE]:
         theirs.append_entry(data)
-    tree = MerkleTree(LEAVES[:2 * MAX_SIZE])
+    tree = MerkleTree(LEAVES[: 2 * MAX_SIZE])
     assert theirs.get_root(0) == EMPTY_ROOT
     for n in range(1, 2 * MAX_SIZE + 1):
         assert theirs.get_leaf(n) == leaf_hash(LEAF_DATA[n - 1])
@@ -471,6 +532,7 @@ def test_pymerkle_computes_the_same_roots():
 
 
 # --- scale -----------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_a_million_leaves():

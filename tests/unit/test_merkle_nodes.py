@@ -7,7 +7,14 @@ import hashlib
 
 import pytest
 
-from vettra.domain.merkle import CompactRange, MerkleError, MerkleTree, leaf_hash, verify_consistency, verify_inclusion
+from vettra.domain.merkle import (
+    CompactRange,
+    MerkleError,
+    MerkleTree,
+    leaf_hash,
+    verify_consistency,
+    verify_inclusion,
+)
 from vettra.domain.merkle_nodes import consistency_from_nodes, inclusion_from_nodes, perfect_cover
 
 
@@ -82,8 +89,7 @@ def test_a_proof_reads_logarithmically_many_nodes() -> None:
 
 def test_missing_nodes_are_rebuilt_from_leaves_when_a_leaf_reader_is_given() -> None:
     only_leaves = {k: v for k, v in NODES.items() if k[0] == 0}
-    path, root = inclusion_from_nodes(Reader(only_leaves), 5, 67,
-                                      leaves=lambda a, b: LEAVES[a:b])
+    path, root = inclusion_from_nodes(Reader(only_leaves), 5, 67, leaves=lambda a, b: LEAVES[a:b])
     assert path == MerkleTree(LEAVES).inclusion_proof(5, 67)
     assert root == MerkleTree(LEAVES).root(67)
 
@@ -97,5 +103,8 @@ def test_the_node_cache_keeps_only_upper_levels_and_stays_bounded() -> None:
     assert cache.get("c", [(2, 0)]) == {(2, 0): b"b" * 32}  # now the most recently used
     cache.put("c", {(4, 0): b"e" * 32})
     assert cache.get("c", [(3, 0)]) == {} and set(cache.get("c", [(2, 0), (2, 1), (4, 0)])) == {
-        (2, 0), (2, 1), (4, 0)}
+        (2, 0),
+        (2, 1),
+        (4, 0),
+    }
     assert cache.get("other", [(2, 0)]) == {}

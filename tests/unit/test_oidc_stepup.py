@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 from base64 import urlsafe_b64encode
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -48,7 +48,7 @@ class FakeIdP:
         self.key = self._rsa("k1")
         self.published: list[Any] = [self.key]
         self.requests: list[str] = []
-        self.failing = False                       # answer 500 to everything
+        self.failing = False  # answer 500 to everything
         idp = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -56,10 +56,17 @@ class FakeIdP:
                 idp.requests.append(self.path)
                 body: Any = None
                 if not idp.failing and self.path == DISCOVERY_PATH:
-                    body = {"issuer": idp.issuer, "jwks_uri": idp.base + JWKS_PATH,
-                            "authorization_endpoint": idp.base + "/authorize"}
+                    body = {
+                        "issuer": idp.issuer,
+                        "jwks_uri": idp.base + JWKS_PATH,
+                        "authorization_endpoint": idp.base + "/authorize",
+                    }
                 elif not idp.failing and self.path == JWKS_PATH:
-                    body = {"keys": [k.as_dict(private=False, use="sig", alg=k.alg) for k in idp.published]}
+                    body = {
+                        "keys": [
+                            k.as_dict(private=False, use="sig", alg=k.alg) for k in idp.published
+                        ]
+                    }
                 data = json.dumps(body).encode()
                 self.send_response(200 if body is not None else (500 if idp.failing else 404))
                 self.send_header("Content-Type", "application/json")
@@ -72,9 +79,10 @@ class FakeIdP:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.issuer = self.base + "/"              # Auth0 issuers end with a slash
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.issuer = self.base + "/"  # Auth0 issuers end with a slash
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     @staticmethod
@@ -89,15 +97,27 @@ class FakeIdP:
 
     def claims(self, nonce: str, /, *, now: float | None = None, **changes: Any) -> dict[str, Any]:
         now = time.time() if now is None else now
-        claims = {"iss": self.issuer, "aud": AUDIENCE, "sub": "alice", "nonce": nonce,
-                  "iat": int(now), "exp": int(now) + 600, "auth_time": int(now) - 5,
-                  "amr": ["pwd", "mfa"], "jti": b64(hashlib.sha256(str(time.perf_counter_ns()).encode()).digest())}
+        claims = {
+            "iss": self.issuer,
+            "aud": AUDIENCE,
+            "sub": "alice",
+            "nonce": nonce,
+            "iat": int(now),
+            "exp": int(now) + 600,
+            "auth_time": int(now) - 5,
+            "amr": ["pwd", "mfa"],
+            "jti": b64(hashlib.sha256(str(time.perf_counter_ns()).encode()).digest()),
+        }
         claims.update(changes)
         return {k: v for k, v in claims.items() if v is not None}
 
-    def id_token(self, nonce: str, /, *, key: Any = None, alg: str = "RS256", **changes: Any) -> str:
+    def id_token(
+        self, nonce: str, /, *, key: Any = None, alg: str = "RS256", **changes: Any
+    ) -> str:
         key = key or self.key
-        return jwt.encode({"alg": alg, "kid": key.kid, "typ": "JWT"}, self.claims(nonce, **changes), key)
+        return jwt.encode(
+            {"alg": alg, "kid": key.kid, "typ": "JWT"}, self.claims(nonce, **changes), key
+        )
 
     def jwks_fetches(self) -> int:
         return self.requests.count(JWKS_PATH)
@@ -108,15 +128,22 @@ class FakeIdP:
 
 
 def unsigned(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b"") -> str:
-    return ".".join([b64(json.dumps(header).encode()), b64(json.dumps(claims).encode()), b64(signature)])
+    return ".".join(
+        [b64(json.dumps(header).encode()), b64(json.dumps(claims).encode()), b64(signature)]
+    )
 
 
 def hs256_with_public_key(idp: FakeIdP, claims: dict[str, Any]) -> str:
     """The classic key-confusion forgery: HMAC keyed with the issuer's public key (PEM)."""
-    pem = idp.key.get_op_key("verify").public_bytes(serialization.Encoding.PEM,
-                                                    serialization.PublicFormat.SubjectPublicKeyInfo)
-    signing_input = ".".join([b64(json.dumps({"alg": "HS256", "kid": idp.key.kid}).encode()),
-                              b64(json.dumps(claims).encode())])
+    pem = idp.key.get_op_key("verify").public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    signing_input = ".".join(
+        [
+            b64(json.dumps({"alg": "HS256", "kid": idp.key.kid}).encode()),
+            b64(json.dumps(claims).encode()),
+        ]
+    )
     return signing_input + "." + b64(hmac.new(pem, signing_input.encode(), hashlib.sha256).digest())
 
 
@@ -129,6 +156,7 @@ def closed_port_url() -> str:
 
 # -- fixtures ----------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def idp() -> Any:
     provider = FakeIdP()
@@ -138,11 +166,13 @@ def idp() -> Any:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock(datetime.fromtimestamp(int(time.time()), tz=timezone.utc))
+    return FakeClock(datetime.fromtimestamp(int(time.time()), tz=UTC))
 
 
 def verifier(idp: FakeIdP, clock: FakeClock, **extra: Any) -> IdTokenVerifier:
-    settings = StepUpSettings.from_sources({"oidc_issuer": idp.issuer, "oidc_audience": AUDIENCE, **extra}, {})
+    settings = StepUpSettings.from_sources(
+        {"oidc_issuer": idp.issuer, "oidc_audience": AUDIENCE, **extra}, {}
+    )
     return IdTokenVerifier(settings, clock, fetch_json)
 
 
@@ -151,13 +181,21 @@ NONCE = rules.oidc_nonce("stc_1", Binding.for_action("act_1", "sha256:aa"))
 
 # -- settings and the nonce ----------------------------------------------------------------------
 
+
 def test_settings_from_extra_and_environment() -> None:
     assert not StepUpSettings.from_sources({}, {}).oidc_enabled
-    env = {"VETTRA_OIDC_ISSUER": "https://t.auth0.com/", "VETTRA_OIDC_AUDIENCE": "spa",
-           "VETTRA_OIDC_JWKS_URI": "https://t.auth0.com/.well-known/jwks.json"}
+    env = {
+        "VETTRA_OIDC_ISSUER": "https://t.auth0.com/",
+        "VETTRA_OIDC_AUDIENCE": "spa",
+        "VETTRA_OIDC_JWKS_URI": "https://t.auth0.com/.well-known/jwks.json",
+    }
     s = StepUpSettings.from_sources({}, env)
     assert (s.oidc_issuer, s.oidc_audience, s.oidc_jwks_uri, s.oidc_enabled) == (
-        "https://t.auth0.com/", "spa", "https://t.auth0.com/.well-known/jwks.json", True)
+        "https://t.auth0.com/",
+        "spa",
+        "https://t.auth0.com/.well-known/jwks.json",
+        True,
+    )
     assert StepUpSettings.from_sources({"oidc_audience": "other"}, env).oidc_audience == "other"
     with pytest.raises(ValueError, match="oidc_audience"):
         StepUpSettings.from_sources({"oidc_issuer": "https://t.auth0.com/"}, {})
@@ -166,15 +204,19 @@ def test_settings_from_extra_and_environment() -> None:
 def test_nonce_is_bound_to_challenge_and_action_like_the_webauthn_challenge() -> None:
     a, b = Binding.for_action("act_1", "sha256:aa"), Binding.for_action("act_2", "sha256:aa")
     assert rules.oidc_nonce("stc_1", a) == NONCE
-    others = {rules.oidc_nonce("stc_2", a), rules.oidc_nonce("stc_1", b),
-              rules.oidc_nonce("stc_1", Binding.for_action("act_1", "sha256:bb")),
-              rules.oidc_nonce("stc_1", Binding.for_purpose("preauth:ses_1")),
-              b64(rules.webauthn_challenge("stc_1", a))}
+    others = {
+        rules.oidc_nonce("stc_2", a),
+        rules.oidc_nonce("stc_1", b),
+        rules.oidc_nonce("stc_1", Binding.for_action("act_1", "sha256:bb")),
+        rules.oidc_nonce("stc_1", Binding.for_purpose("preauth:ses_1")),
+        b64(rules.webauthn_challenge("stc_1", a)),
+    }
     assert NONCE not in others and len(others) == 5
     assert len(NONCE) == 43 and "=" not in NONCE
 
 
 # -- validation ----------------------------------------------------------------------------------
+
 
 def test_a_valid_id_token_proves_mfa_for_its_subject(idp, clock) -> None:
     v = verifier(idp, clock)
@@ -182,7 +224,9 @@ def test_a_valid_id_token_proves_mfa_for_its_subject(idp, clock) -> None:
     assert (proof.sub, proof.amr, proof.nonce) == ("alice", ("pwd", "mfa"), NONCE)
     proof.check_challenge(NONCE, clock.now())
     with pytest.raises(StepUpRequired, match="nonce"):
-        proof.check_challenge(rules.oidc_nonce("stc_2", Binding.for_purpose("generic")), clock.now())
+        proof.check_challenge(
+            rules.oidc_nonce("stc_2", Binding.for_purpose("generic")), clock.now()
+        )
     clock.advance(120)
     with pytest.raises(StepUpRequired, match="before this challenge"):
         proof.check_challenge(NONCE, clock.now())
@@ -193,36 +237,54 @@ def test_acr_alone_shows_mfa_and_es256_keys_verify(idp, clock) -> None:
     idp.published = [idp.key, ec]
     v = verifier(idp, clock)
     now = clock.now().timestamp()
-    proof = v.validate(idp.id_token(NONCE, key=ec, alg="ES256", now=now, amr=None, acr=MFA_ACR), sub="alice")
+    proof = v.validate(
+        idp.id_token(NONCE, key=ec, alg="ES256", now=now, amr=None, acr=MFA_ACR), sub="alice"
+    )
     assert proof.amr == ("mfa",) and proof.acr == MFA_ACR
 
 
 def test_replay_id_is_the_jti_else_the_token_hash(idp, clock) -> None:
     v = verifier(idp, clock)
     now = clock.now().timestamp()
-    same_jti = [v.validate(idp.id_token(NONCE, now=now, jti="j-1", auth_time=int(now) - s), sub="alice")
-                for s in (1, 2)]
+    same_jti = [
+        v.validate(idp.id_token(NONCE, now=now, jti="j-1", auth_time=int(now) - s), sub="alice")
+        for s in (1, 2)
+    ]
     assert same_jti[0].replay_id == same_jti[1].replay_id
-    no_jti = [v.validate(idp.id_token(NONCE, now=now, jti=None, auth_time=int(now) - s), sub="alice")
-              for s in (1, 2)]
+    no_jti = [
+        v.validate(idp.id_token(NONCE, now=now, jti=None, auth_time=int(now) - s), sub="alice")
+        for s in (1, 2)
+    ]
     assert no_jti[0].replay_id != no_jti[1].replay_id != same_jti[0].replay_id
 
 
 REFUSALS: list[dict[str, Any]] = [
     {"desc": "wrong issuer", "claims": {"iss": "https://evil.example/"}, "want": "iss must be"},
     {"desc": "wrong audience", "claims": {"aud": "other-client"}, "want": "aud must contain"},
-    {"desc": "several audiences, no azp", "claims": {"aud": [AUDIENCE, "api"]}, "want": "azp must be"},
+    {
+        "desc": "several audiences, no azp",
+        "claims": {"aud": [AUDIENCE, "api"]},
+        "want": "azp must be",
+    },
     {"desc": "azp of another client", "claims": {"azp": "other-client"}, "want": "azp must be"},
     {"desc": "expired", "claims": {"exp": -10}, "want": "expired"},
     {"desc": "issued in the future", "claims": {"iat": 3600}, "want": "issued in the future"},
     {"desc": "no exp", "claims": {"exp": None}, "want": "'exp' must be a number"},
     {"desc": "no nonce", "claims": {"nonce": None}, "want": "no nonce"},
-    {"desc": "another user", "claims": {"sub": "bob"}, "want": "sub must be the approver's 'alice'"},
+    {
+        "desc": "another user",
+        "claims": {"sub": "bob"},
+        "want": "sub must be the approver's 'alice'",
+    },
     {"desc": "no auth_time", "claims": {"auth_time": None}, "want": "no auth_time"},
     {"desc": "stale auth_time", "claims": {"auth_time": -400}, "want": "more than max_age 300 s"},
     {"desc": "auth_time in the future", "claims": {"auth_time": 3600}, "want": "in the future"},
     {"desc": "password only", "claims": {"amr": ["pwd"]}, "want": "no multi-factor login"},
-    {"desc": "single-factor acr", "claims": {"amr": None, "acr": "urn:single"}, "want": "no multi-factor"},
+    {
+        "desc": "single-factor acr",
+        "claims": {"amr": None, "acr": "urn:single"},
+        "want": "no multi-factor",
+    },
 ]
 _TIMES = ("exp", "iat", "auth_time")
 
@@ -232,8 +294,10 @@ def test_refusals_say_what_was_expected(idp, clock) -> None:
     now = int(clock.now().timestamp())
     failures = []
     for case in REFUSALS:
-        changes = {k: (now + val if k in _TIMES and isinstance(val, int) else val)
-                   for k, val in case["claims"].items()}
+        changes = {
+            k: (now + val if k in _TIMES and isinstance(val, int) else val)
+            for k, val in case["claims"].items()
+        }
         try:
             v.validate(idp.id_token(NONCE, now=now, **changes), sub="alice")
             failures.append(f"{case['desc']}: accepted")
@@ -250,12 +314,18 @@ def test_alg_none_hmac_key_confusion_and_foreign_keys_are_refused(idp, clock) ->
         "alg none": unsigned({"alg": "none", "kid": "k1"}, claims),
         "HS256 keyed with the public key": hs256_with_public_key(idp, claims),
         "unknown kid": idp.id_token(NONCE, key=FakeIdP._rsa("rogue"), now=clock.now().timestamp()),
-        "known kid, other key": idp.id_token(NONCE, key=FakeIdP._rsa("k1"), now=clock.now().timestamp()),
+        "known kid, other key": idp.id_token(
+            NONCE, key=FakeIdP._rsa("k1"), now=clock.now().timestamp()
+        ),
         "not a JWS": "abc.def",
     }
-    wants = {"alg none": "alg must be one of RS256, ES256, found 'none'",
-             "HS256 keyed with the public key": "found 'HS256'", "unknown kid": "no RS256 key with kid 'rogue'",
-             "known kid, other key": "signature", "not a JWS": "3 parts"}
+    wants = {
+        "alg none": "alg must be one of RS256, ES256, found 'none'",
+        "HS256 keyed with the public key": "found 'HS256'",
+        "unknown kid": "no RS256 key with kid 'rogue'",
+        "known kid, other key": "signature",
+        "not a JWS": "3 parts",
+    }
     failures = []
     for desc, token in forged.items():
         try:
@@ -278,6 +348,7 @@ def test_a_header_alg_that_is_not_a_string_is_refused_not_a_crash(idp, clock) ->
 
 # -- the issuer's keys -----------------------------------------------------------------------------
 
+
 def test_keys_are_discovered_cached_and_refreshed_after_the_ttl(idp, clock) -> None:
     v = verifier(idp, clock)
     for _ in range(3):
@@ -294,8 +365,10 @@ def test_a_rotated_key_is_picked_up_after_one_refresh(idp, clock) -> None:
     idp.rotate("k2")
     v.validate(idp.id_token(NONCE, now=clock.now().timestamp()), sub="alice")
     assert idp.jwks_fetches() == 2
-    with pytest.raises(StepUpRequired, match="kid 'k3'"):     # unknown: one refresh per token, no more
-        v.validate(idp.id_token(NONCE, key=FakeIdP._rsa("k3"), now=clock.now().timestamp()), sub="alice")
+    with pytest.raises(StepUpRequired, match="kid 'k3'"):  # unknown: one refresh per token, no more
+        v.validate(
+            idp.id_token(NONCE, key=FakeIdP._rsa("k3"), now=clock.now().timestamp()), sub="alice"
+        )
     assert idp.jwks_fetches() == 3
 
 
@@ -307,8 +380,9 @@ def test_a_configured_jwks_uri_skips_discovery(idp, clock) -> None:
 
 def test_an_unreachable_or_failing_issuer_is_unavailable(idp, clock) -> None:
     token = idp.id_token(NONCE, now=clock.now().timestamp())
-    down = IdTokenVerifier(StepUpSettings(oidc_issuer=closed_port_url(), oidc_audience=AUDIENCE), clock,
-                           fetch_json)
+    down = IdTokenVerifier(
+        StepUpSettings(oidc_issuer=closed_port_url(), oidc_audience=AUDIENCE), clock, fetch_json
+    )
     with pytest.raises(Unavailable, match="did not answer"):
         down.validate(token, sub="alice")
     idp.failing = True
@@ -317,7 +391,10 @@ def test_an_unreachable_or_failing_issuer_is_unavailable(idp, clock) -> None:
 
 
 def test_discovery_must_name_the_configured_issuer(idp, clock) -> None:
-    other = IdTokenVerifier(StepUpSettings(oidc_issuer=idp.base, oidc_audience=AUDIENCE), clock,  # no slash
-                            fetch_json)
+    other = IdTokenVerifier(
+        StepUpSettings(oidc_issuer=idp.base, oidc_audience=AUDIENCE),
+        clock,  # no slash
+        fetch_json,
+    )
     with pytest.raises(Unavailable, match="names issuer"):
         other.validate(idp.id_token(NONCE, now=clock.now().timestamp()), sub="alice")

@@ -13,10 +13,19 @@ from hypothesis import strategies as st
 
 from vettra.domain.canonical import canonical_json
 from vettra.domain.errors import PolicyRejected
-from vettra.domain.policy import (ALLOW, DENY, REQUIRE_APPROVAL, REQUIRE_STEP_UP, SEVERITY,
-                                  Policy, PolicyDecision, evaluate, validate_payload)
-from vettra.domain.policy_envelope import load_default_payload
+from vettra.domain.policy import (
+    ALLOW,
+    DENY,
+    REQUIRE_APPROVAL,
+    REQUIRE_STEP_UP,
+    SEVERITY,
+    Policy,
+    PolicyDecision,
+    evaluate,
+    validate_payload,
+)
 from vettra.domain.policy_conditions import count_items, email_domains
+from vettra.domain.policy_envelope import load_default_payload
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "policy"
 VECTOR_FORMAT = "vettra.policy-vectors/v1"
@@ -78,20 +87,29 @@ def _vector_docs(kind: str) -> list[tuple[str, dict]]:
 
 
 def _cases(kind: str) -> list[Any]:
-    return [pytest.param(doc, case, id=f"{name}:{i}:{case['desc']}")
-            for name, doc in _vector_docs(kind) for i, case in enumerate(doc["cases"])]
+    return [
+        pytest.param(doc, case, id=f"{name}:{i}:{case['desc']}")
+        for name, doc in _vector_docs(kind)
+        for i, case in enumerate(doc["cases"])
+    ]
 
 
 # --------------------------------------------------------------------------- vectors
 
+
 @pytest.mark.parametrize("doc, case", _cases("evaluate"))
 def test_evaluate_vector(doc: dict, case: dict) -> None:
     policy = Policy.from_payload(doc["policy"])
-    decision = evaluate(policy, VectorBundle(**case["bundle"]), Risk(**case["risk"]),
-                        agent=case.get("agent"))
+    decision = evaluate(
+        policy, VectorBundle(**case["bundle"]), Risk(**case["risk"]), agent=case.get("agent")
+    )
     want = case["want"]
-    got = {"outcome": decision.outcome, "rule_id": decision.rule_id,
-           "timeout_s": decision.timeout_s, "on_expiry": decision.on_expiry}
+    got = {
+        "outcome": decision.outcome,
+        "rule_id": decision.rule_id,
+        "timeout_s": decision.timeout_s,
+        "on_expiry": decision.on_expiry,
+    }
     assert got == {k: want[k] for k in got}
     if "reason" in want:
         assert decision.reason == want["reason"]
@@ -124,22 +142,39 @@ DEFAULT = Policy.from_payload(load_default_payload())
 
 PRODUCT_EXAMPLES = [
     ("read profile", Bundle("github.get_user"), Risk(0, "LOW", "read"), ALLOW),
-    ("send email", Bundle("gmail.send_message", {"to": "a@b.com", "subject": "s", "body": "b"}),
-     Risk(35, "MEDIUM", "write"), REQUIRE_APPROVAL),
-    ("delete repo", Bundle("github.delete_repo", {"owner": "o", "repo": "r"}),
-     Risk(70, "HIGH", "delete"), REQUIRE_STEP_UP),
-    ("charge $500", Bundle("stripe.create_charge", {"amount": 50000, "currency": "usd"}),
-     Risk(75, "HIGH", "financial", True), REQUIRE_STEP_UP),
-    ("grant admin", Bundle("iam.grant_role", {"member": "user:mallory@evil.example",
-                                              "role": "admin"}),
-     Risk(85, "HIGH", "auth", True), DENY),
+    (
+        "send email",
+        Bundle("gmail.send_message", {"to": "a@b.com", "subject": "s", "body": "b"}),
+        Risk(35, "MEDIUM", "write"),
+        REQUIRE_APPROVAL,
+    ),
+    (
+        "delete repo",
+        Bundle("github.delete_repo", {"owner": "o", "repo": "r"}),
+        Risk(70, "HIGH", "delete"),
+        REQUIRE_STEP_UP,
+    ),
+    (
+        "charge $500",
+        Bundle("stripe.create_charge", {"amount": 50000, "currency": "usd"}),
+        Risk(75, "HIGH", "financial", True),
+        REQUIRE_STEP_UP,
+    ),
+    (
+        "grant admin",
+        Bundle("iam.grant_role", {"member": "user:mallory@evil.example", "role": "admin"}),
+        Risk(85, "HIGH", "auth", True),
+        DENY,
+    ),
 ]
 
 
-@pytest.mark.parametrize("name, bundle, risk, outcome", PRODUCT_EXAMPLES,
-                         ids=[e[0] for e in PRODUCT_EXAMPLES])
-def test_default_policy_product_examples(name: str, bundle: Bundle, risk: Risk,
-                                         outcome: str) -> None:
+@pytest.mark.parametrize(
+    "name, bundle, risk, outcome", PRODUCT_EXAMPLES, ids=[e[0] for e in PRODUCT_EXAMPLES]
+)
+def test_default_policy_product_examples(
+    name: str, bundle: Bundle, risk: Risk, outcome: str
+) -> None:
     decision = evaluate(DEFAULT, bundle, risk)
     assert decision.outcome == outcome
     assert decision.on_expiry == "deny"
@@ -149,8 +184,12 @@ def test_default_policy_product_examples(name: str, bundle: Bundle, risk: Risk,
 def test_denial_reason_is_a_sentence_for_the_agent() -> None:
     decision = evaluate(DEFAULT, PRODUCT_EXAMPLES[-1][1], PRODUCT_EXAMPLES[-1][2])
     assert decision == PolicyDecision(
-        outcome=DENY, rule_id="deny-privilege-escalation", timeout_s=None, on_expiry="deny",
-        reason="granting admin/owner roles to anyone is not allowed for agents")
+        outcome=DENY,
+        rule_id="deny-privilege-escalation",
+        timeout_s=None,
+        on_expiry="deny",
+        reason="granting admin/owner roles to anyone is not allowed for agents",
+    )
 
 
 def test_baseline_reason_names_score_and_threshold() -> None:
@@ -159,20 +198,24 @@ def test_baseline_reason_names_score_and_threshold() -> None:
     assert "60" in decision.reason and "55" in decision.reason
 
 
-@pytest.mark.parametrize("text, domains", [
-    ("a@x.com", ["x.com"]),
-    ("A <a@X.COM>, b@y.org.", ["x.com", "y.org"]),
-    ('"Doe, J" <j@z.io>; k@w.io', ["z.io", "w.io"]),
-    (["a@x.com", 3, "b@y.com"], ["x.com", "y.com"]),
-    ("no address here", []),
-    (42, []),
-])
+@pytest.mark.parametrize(
+    "text, domains",
+    [
+        ("a@x.com", ["x.com"]),
+        ("A <a@X.COM>, b@y.org.", ["x.com", "y.org"]),
+        ('"Doe, J" <j@z.io>; k@w.io', ["z.io", "w.io"]),
+        (["a@x.com", 3, "b@y.com"], ["x.com", "y.com"]),
+        ("no address here", []),
+        (42, []),
+    ],
+)
 def test_email_domains(text: Any, domains: list[str]) -> None:
     assert email_domains(text) == domains
 
 
-@pytest.mark.parametrize("value, count", [("a,b", 2), (" a , , b ,", 2), ("", 0), ([1, 2, 3], 3),
-                                          ({}, None), (3, None)])
+@pytest.mark.parametrize(
+    "value, count", [("a,b", 2), (" a , , b ,", 2), ("", 0), ([1, 2, 3], 3), ({}, None), (3, None)]
+)
 def test_count_items(value: Any, count: int | None) -> None:
     assert count_items(value) == count
 
@@ -213,8 +256,9 @@ def test_overrides_are_validated() -> None:
 
 
 def test_override_validation_defers_to_the_risk_engine() -> None:
-    risk = pytest.importorskip("vettra.domain.risk",
-                               reason="risk.py (validate_override) is not written yet")
+    risk = pytest.importorskip(
+        "vettra.domain.risk", reason="risk.py (validate_override) is not written yet"
+    )
     bad = {"tool": "x.*", "set": {"no_such_factor": "x"}}
     assert risk.validate_override(bad)
     payload = dict(load_default_payload(), overrides=[bad])
@@ -223,17 +267,30 @@ def test_override_validation_defers_to_the_risk_engine() -> None:
 
 # --------------------------------------------------------------------------- properties
 
-TOOLS = ["gmail.send_message", "github.delete_repo", "iam.grant_role", "crm.get_contact",
-         "stripe.create_charge", "deploy.run"]
+TOOLS = [
+    "gmail.send_message",
+    "github.delete_repo",
+    "iam.grant_role",
+    "crm.get_contact",
+    "stripe.create_charge",
+    "deploy.run",
+]
 GLOBS = ["*", "gmail.*", "*.delete_*", "iam.grant_role", "*.get_*", "deploy.?un", "nomatch.*"]
-CONDITIONS = st.sampled_from([
-    None,
-    {"field": "risk.score", "gte": 30},
-    {"field": "arguments.amount", "gt": 100},
-    {"field": "arguments.to", "domain_not_in": ["example.com"]},
-    {"not": {"field": "context.ticket", "exists": True}},
-    {"any": [{"field": "resource", "glob": "repo:*"}, {"field": "risk.category", "eq": "auth"}]},
-])
+CONDITIONS = st.sampled_from(
+    [
+        None,
+        {"field": "risk.score", "gte": 30},
+        {"field": "arguments.amount", "gt": 100},
+        {"field": "arguments.to", "domain_not_in": ["example.com"]},
+        {"not": {"field": "context.ticket", "exists": True}},
+        {
+            "any": [
+                {"field": "resource", "glob": "repo:*"},
+                {"field": "risk.category", "eq": "auth"},
+            ]
+        },
+    ]
+)
 EFFECTS = st.sampled_from(sorted(SEVERITY))
 
 
@@ -242,8 +299,12 @@ def rules(draw: st.DrawFn) -> list[dict]:
     out = []
     for i in range(draw(st.integers(0, 6))):
         effect = draw(EFFECTS)
-        rule = {"id": f"r{i}", "effect": effect, "reason": f"rule {i}",
-                "tools": draw(st.lists(st.sampled_from(GLOBS), min_size=1, max_size=3))}
+        rule = {
+            "id": f"r{i}",
+            "effect": effect,
+            "reason": f"rule {i}",
+            "tools": draw(st.lists(st.sampled_from(GLOBS), min_size=1, max_size=3)),
+        }
         when = draw(CONDITIONS)
         if when is not None:
             rule["when"] = when
@@ -261,12 +322,21 @@ def policies(draw: st.DrawFn, extra_rules: list[dict] | None = None) -> Policy:
     for rule in extra_rules or []:
         rule_list.insert(draw(st.integers(0, len(rule_list))), rule)
     top = draw(st.integers(60, 4000))
-    return Policy.from_payload({
-        "schema": "vettra.policy/v1", "policy_id": "prop", "version": draw(st.integers(1, 9)),
-        "thresholds": {"approval": approval, "step_up": step_up},
-        "timeouts": {"MEDIUM": draw(st.integers(1, top)), "HIGH": draw(st.integers(1, top)),
-                     "max": top, "on_expiry": "deny"},
-        "rules": rule_list})
+    return Policy.from_payload(
+        {
+            "schema": "vettra.policy/v1",
+            "policy_id": "prop",
+            "version": draw(st.integers(1, 9)),
+            "thresholds": {"approval": approval, "step_up": step_up},
+            "timeouts": {
+                "MEDIUM": draw(st.integers(1, top)),
+                "HIGH": draw(st.integers(1, top)),
+                "max": top,
+                "on_expiry": "deny",
+            },
+            "rules": rule_list,
+        }
+    )
 
 
 @st.composite
@@ -275,19 +345,30 @@ def actions(draw: st.DrawFn, forced: bool | None = None) -> tuple[Bundle, Risk]:
     forced_high = draw(st.booleans()) if forced is None else forced
     level = "HIGH" if forced_high else level_of(score)
     category = draw(st.sampled_from(["read", "write", "delete", "financial", "auth"]))
-    arguments = draw(st.fixed_dictionaries({}, optional={
-        "amount": st.one_of(st.integers(0, 10**6), st.text(max_size=3), st.booleans()),
-        "to": st.one_of(st.emails(), st.lists(st.emails(), max_size=3), st.integers())}))
+    arguments = draw(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "amount": st.one_of(st.integers(0, 10**6), st.text(max_size=3), st.booleans()),
+                "to": st.one_of(st.emails(), st.lists(st.emails(), max_size=3), st.integers()),
+            },
+        )
+    )
     context = draw(st.fixed_dictionaries({}, optional={"ticket": st.text(max_size=5)}))
-    bundle = Bundle(draw(st.sampled_from(TOOLS)), arguments, context=context,
-                    resource=draw(st.sampled_from([None, "repo:acme/api", "doc:1"])))
+    bundle = Bundle(
+        draw(st.sampled_from(TOOLS)),
+        arguments,
+        context=context,
+        resource=draw(st.sampled_from([None, "repo:acme/api", "doc:1"])),
+    )
     return bundle, Risk(score, level, category, forced_high)
 
 
 @settings(max_examples=300)
 @given(policies(), actions(forced=True))
-def test_forced_high_is_never_allowed_or_merely_approved(policy: Policy,
-                                                         action: tuple[Bundle, Risk]) -> None:
+def test_forced_high_is_never_allowed_or_merely_approved(
+    policy: Policy, action: tuple[Bundle, Risk]
+) -> None:
     assert evaluate(policy, *action).outcome in (REQUIRE_STEP_UP, DENY)
 
 
@@ -306,12 +387,18 @@ def test_a_matching_deny_is_never_lifted(policy: Policy, action: tuple[Bundle, R
 
 @settings(max_examples=300)
 @given(policies(), actions())
-def test_policy_only_tightens_except_allow_waiving_approval(policy: Policy,
-                                                            action: tuple[Bundle, Risk]) -> None:
+def test_policy_only_tightens_except_allow_waiving_approval(
+    policy: Policy, action: tuple[Bundle, Risk]
+) -> None:
     bundle, risk = action
     decision = evaluate(policy, bundle, risk)
-    base = (REQUIRE_STEP_UP if risk.forced_high or risk.score >= policy.thresholds.step_up
-            else REQUIRE_APPROVAL if risk.score >= policy.thresholds.approval else ALLOW)
+    base = (
+        REQUIRE_STEP_UP
+        if risk.forced_high or risk.score >= policy.thresholds.step_up
+        else REQUIRE_APPROVAL
+        if risk.score >= policy.thresholds.approval
+        else ALLOW
+    )
     if SEVERITY[decision.outcome] < SEVERITY[base]:
         assert (base, decision.outcome) == (REQUIRE_APPROVAL, ALLOW)
         assert policy.rules[[r.id for r in policy.rules].index(decision.rule_id)].effect == ALLOW
@@ -328,24 +415,47 @@ def test_evaluation_is_deterministic(policy: Policy, action: tuple[Bundle, Risk]
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**53 + 1, 2**53 - 1) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
-                                                                max_size=3),
-    max_leaves=10)
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
 
 
 @settings(max_examples=300)
-@given(JSON_VALUES, st.sampled_from(["eq", "ne", "gt", "in", "contains", "glob", "count_gte",
-                                     "domain_not_in", "exists", "text_glob", "text_in",
-                                     "confusable_with"]), st.booleans())
-def test_validation_and_evaluation_never_raise_on_odd_input(value: Any, op: str,
-                                                            keyed: bool) -> None:
+@given(
+    JSON_VALUES,
+    st.sampled_from(
+        [
+            "eq",
+            "ne",
+            "gt",
+            "in",
+            "contains",
+            "glob",
+            "count_gte",
+            "domain_not_in",
+            "exists",
+            "text_glob",
+            "text_in",
+            "confusable_with",
+        ]
+    ),
+    st.booleans(),
+)
+def test_validation_and_evaluation_never_raise_on_odd_input(
+    value: Any, op: str, keyed: bool
+) -> None:
     when = {"field": "arguments.v", op: value, **({"keys": ["*"]} if keyed else {})}
-    payload = {"schema": "vettra.policy/v1", "policy_id": "odd", "version": 1,
-               "thresholds": {"approval": 20, "step_up": 55},
-               "timeouts": {"MEDIUM": 9, "HIGH": 9, "max": 9, "on_expiry": "deny"},
-               "rules": [{"id": "r", "effect": "deny", "tools": ["*"], "reason": "r",
-                          "when": when}]}
+    payload = {
+        "schema": "vettra.policy/v1",
+        "policy_id": "odd",
+        "version": 1,
+        "thresholds": {"approval": 20, "step_up": 55},
+        "timeouts": {"MEDIUM": 9, "HIGH": 9, "max": 9, "on_expiry": "deny"},
+        "rules": [{"id": "r", "effect": "deny", "tools": ["*"], "reason": "r", "when": when}],
+    }
     errors = validate_payload(payload)
     if not errors:
         policy = Policy.from_payload(payload)
@@ -356,21 +466,35 @@ def test_validation_and_evaluation_never_raise_on_odd_input(value: Any, op: str,
 
 REAL_ENGINE_EXAMPLES = [
     ({"tool": "gmail.get_profile", "arguments": {}}, ALLOW),
-    ({"tool": "gmail.send_message", "arguments": {"to": "a@b.com", "subject": "s", "body": "b"}},
-     REQUIRE_APPROVAL),
+    (
+        {"tool": "gmail.send_message", "arguments": {"to": "a@b.com", "subject": "s", "body": "b"}},
+        REQUIRE_APPROVAL,
+    ),
     ({"tool": "github.delete_repo", "arguments": {"owner": "o", "repo": "r"}}, REQUIRE_STEP_UP),
-    ({"tool": "stripe.create_charge", "arguments": {"amount": 50000, "currency": "usd"}},
-     REQUIRE_STEP_UP),
-    ({"tool": "iam.grant_role", "arguments": {"member": "user:mallory@evil.example",
-                                              "role": "admin"}}, DENY),
-    ({"tool": "github.add_collaborator", "arguments": {"owner": "o", "repo": "r",
-                                                       "username": "m", "permission": "admin"}},
-     DENY),
+    (
+        {"tool": "stripe.create_charge", "arguments": {"amount": 50000, "currency": "usd"}},
+        REQUIRE_STEP_UP,
+    ),
+    (
+        {
+            "tool": "iam.grant_role",
+            "arguments": {"member": "user:mallory@evil.example", "role": "admin"},
+        },
+        DENY,
+    ),
+    (
+        {
+            "tool": "github.add_collaborator",
+            "arguments": {"owner": "o", "repo": "r", "username": "m", "permission": "admin"},
+        },
+        DENY,
+    ),
 ]
 
 
-@pytest.mark.parametrize("body, outcome", REAL_ENGINE_EXAMPLES,
-                         ids=[b["tool"] for b, _ in REAL_ENGINE_EXAMPLES])
+@pytest.mark.parametrize(
+    "body, outcome", REAL_ENGINE_EXAMPLES, ids=[b["tool"] for b, _ in REAL_ENGINE_EXAMPLES]
+)
 def test_default_policy_with_the_real_parser_and_risk_engine(body: dict, outcome: str) -> None:
     parse = pytest.importorskip("vettra.domain.action_bundle", reason="action_bundle.py is missing")
     risk = pytest.importorskip("vettra.domain.risk", reason="risk.py not written yet")

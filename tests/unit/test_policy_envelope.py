@@ -14,10 +14,18 @@ from hypothesis import strategies as st
 from vettra.domain.canonical import canonical_json, loads_strict
 from vettra.domain.errors import MalformedRequest, PolicyRejected
 from vettra.domain.policy import Policy
-from vettra.domain.policy_envelope import (SIGNING_CONTEXT, add_signature, b64url_decode,
-                                         b64url_encode, is_same_payload, key_id,
-                                         load_default_payload, sign_bundle, signing_input,
-                                         verify_bundle)
+from vettra.domain.policy_envelope import (
+    SIGNING_CONTEXT,
+    add_signature,
+    b64url_decode,
+    b64url_encode,
+    is_same_payload,
+    key_id,
+    load_default_payload,
+    sign_bundle,
+    signing_input,
+    verify_bundle,
+)
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "policy"
 # RFC 8032 §7.1 TEST 1: a published key, fine for tests, never for anything real.
@@ -41,20 +49,25 @@ def _fields(exc: pytest.ExceptionInfo[PolicyRejected]) -> list[str]:
 
 # --------------------------------------------------------------------------- vectors
 
+
 def _envelope_cases() -> list[object]:
     params = []
     for path in sorted(VECTORS.glob("*.json")):
         doc = json.loads(path.read_text("utf-8"))
         if doc["kind"] == "envelope":
-            params += [pytest.param(doc, case, id=f"{path.name}:{i}:{case['desc']}")
-                       for i, case in enumerate(doc["cases"])]
+            params += [
+                pytest.param(doc, case, id=f"{path.name}:{i}:{case['desc']}")
+                for i, case in enumerate(doc["cases"])
+            ]
     return params
 
 
 @pytest.mark.parametrize("doc, case", _envelope_cases())
 def test_envelope_vector(doc: dict, case: dict) -> None:
-    trusted = {kid: Ed25519PublicKey.from_public_bytes(b64url_decode(raw))
-               for kid, raw in doc["trusted_keys"].items()}
+    trusted = {
+        kid: Ed25519PublicKey.from_public_bytes(b64url_decode(raw))
+        for kid, raw in doc["trusted_keys"].items()
+    }
     active = Policy.from_payload(case["active_payload"]) if "active_payload" in case else None
     kwargs = {"min_version": case.get("min_version", 0), "active": active}
     if case["want_err"] is None:
@@ -75,6 +88,7 @@ def test_vector_keys_are_the_rfc8032_test_key() -> None:
 
 
 # --------------------------------------------------------------------------- round trips
+
 
 def test_sign_then_verify_returns_the_policy() -> None:
     envelope = sign_bundle(_payload(), KEY)
@@ -134,8 +148,13 @@ def test_no_trusted_keys_rejects() -> None:
 @pytest.mark.parametrize("payload", [{"version": 2**60}, {"x": float("nan")}])
 def test_payload_that_cannot_be_canonicalised_is_rejected(payload: dict) -> None:
     with pytest.raises(PolicyRejected) as caught:
-        verify_bundle({"payload": payload, "signatures": [
-            {"keyid": next(iter(TRUSTED)), "alg": "Ed25519", "sig": "A" * 86}]}, TRUSTED)
+        verify_bundle(
+            {
+                "payload": payload,
+                "signatures": [{"keyid": next(iter(TRUSTED)), "alg": "Ed25519", "sig": "A" * 86}],
+            },
+            TRUSTED,
+        )
     assert _fields(caught) == ["payload"]
 
 
@@ -154,11 +173,14 @@ def test_b64url_round_trip() -> None:
 def test_default_payload_loads_and_is_signable() -> None:
     payload = load_default_payload()
     assert payload["policy_id"] == "default" and payload["version"] == 2
-    assert verify_bundle(sign_bundle(payload, KEY), TRUSTED).digest == \
-        Policy.from_payload(payload).digest
+    assert (
+        verify_bundle(sign_bundle(payload, KEY), TRUSTED).digest
+        == Policy.from_payload(payload).digest
+    )
 
 
 # --------------------------------------------------------------------------- rollback
+
 
 def test_same_version_identical_payload_is_accepted_different_is_not() -> None:
     active = Policy.from_payload(_payload(3))
@@ -193,7 +215,7 @@ SIGNED_BYTES = canonical_json(SIGNED["payload"])
 @given(st.integers(0, len(SIGNED_BYTES) - 1), st.integers(0, 255))
 def test_tampering_any_byte_of_the_payload_is_rejected(index: int, byte: int) -> None:
     assume(SIGNED_BYTES[index] != byte)
-    tampered = SIGNED_BYTES[:index] + bytes([byte]) + SIGNED_BYTES[index + 1:]
+    tampered = SIGNED_BYTES[:index] + bytes([byte]) + SIGNED_BYTES[index + 1 :]
     try:
         payload = loads_strict(tampered)
     except MalformedRequest:
@@ -203,14 +225,24 @@ def test_tampering_any_byte_of_the_payload_is_rejected(index: int, byte: int) ->
         verify_bundle({"payload": payload, "signatures": SIGNED["signatures"]}, TRUSTED)
 
 
-LEAVES = [("version",), ("thresholds", "approval"), ("timeouts", "max"), ("description",),
-          ("rules", 0, "effect"), ("rules", 0, "reason"), ("rules", 1, "tools", 0),
-          ("rules", 0, "when", "all", 1, "any", 0, "confusable_with", 0), ("policy_id",)]
+LEAVES = [
+    ("version",),
+    ("thresholds", "approval"),
+    ("timeouts", "max"),
+    ("description",),
+    ("rules", 0, "effect"),
+    ("rules", 0, "reason"),
+    ("rules", 1, "tools", 0),
+    ("rules", 0, "when", "all", 1, "any", 0, "confusable_with", 0),
+    ("policy_id",),
+]
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(LEAVES),
-       st.one_of(st.integers(-5, 10**6), st.text(max_size=12), st.booleans(), st.none()))
+@given(
+    st.sampled_from(LEAVES),
+    st.one_of(st.integers(-5, 10**6), st.text(max_size=12), st.booleans(), st.none()),
+)
 def test_changing_any_value_is_rejected(path: tuple, value: object) -> None:
     envelope = copy.deepcopy(SIGNED)
     target = envelope["payload"]

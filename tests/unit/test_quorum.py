@@ -38,23 +38,36 @@ def _cases(kind: str) -> list[Any]:
     for path in QUORUM_VECTORS:
         doc = json.loads(path.read_text("utf-8"))
         if doc["kind"] == kind:
-            params += [pytest.param(doc, case, id=f"{path.name}:{i}:{case['desc']}")
-                       for i, case in enumerate(doc["cases"])]
+            params += [
+                pytest.param(doc, case, id=f"{path.name}:{i}:{case['desc']}")
+                for i, case in enumerate(doc["cases"])
+            ]
     return params
 
 
 # --------------------------------------------------------------------------- the policy field
 
+
 def test_both_vector_kinds_are_present() -> None:
-    assert {json.loads(p.read_text("utf-8"))["kind"] for p in QUORUM_VECTORS} == {"evaluate", "validate"}
+    assert {json.loads(p.read_text("utf-8"))["kind"] for p in QUORUM_VECTORS} == {
+        "evaluate",
+        "validate",
+    }
 
 
 @pytest.mark.parametrize("doc, case", _cases("evaluate"))
 def test_evaluate_vector_with_approvers(doc: dict, case: dict) -> None:
-    decision = evaluate(Policy.from_payload(doc["policy"]), _Facts(**case["bundle"]), _Facts(**case["risk"]))
+    decision = evaluate(
+        Policy.from_payload(doc["policy"]), _Facts(**case["bundle"]), _Facts(**case["risk"])
+    )
     want = case["want"]
-    got = {"outcome": decision.outcome, "rule_id": decision.rule_id, "timeout_s": decision.timeout_s,
-           "on_expiry": decision.on_expiry, "approvers": decision.approvers}
+    got = {
+        "outcome": decision.outcome,
+        "rule_id": decision.rule_id,
+        "timeout_s": decision.timeout_s,
+        "on_expiry": decision.on_expiry,
+        "approvers": decision.approvers,
+    }
     assert got == {k: want[k] for k in got}
     if "reason" in want:
         assert decision.reason == want["reason"]
@@ -66,18 +79,30 @@ def test_validate_vector(doc: dict, case: dict) -> None:
 
 
 def _rule(i: int, quorum: int, names: list[str]) -> PolicyRule:
-    return PolicyRule(id=f"r{i}", effect="require_approval", tools=("*",), reason="r",
-                      approvers={"quorum": quorum, "of": names})
+    return PolicyRule(
+        id=f"r{i}",
+        effect="require_approval",
+        tools=("*",),
+        reason="r",
+        approvers={"quorum": quorum, "of": names},
+    )
 
 
 _NAMES = st.sampled_from(["alice", "bob", "carol", "dave", "erin", "Zed", "émile"])
-_QUORUMS = st.lists(st.lists(_NAMES, min_size=1, max_size=7, unique=True).flatmap(
-    lambda names: st.tuples(st.integers(1, len(names)), st.just(names))), min_size=1, max_size=4)
+_QUORUMS = st.lists(
+    st.lists(_NAMES, min_size=1, max_size=7, unique=True).flatmap(
+        lambda names: st.tuples(st.integers(1, len(names)), st.just(names))
+    ),
+    min_size=1,
+    max_size=4,
+)
 
 
 @settings(max_examples=300, deadline=None)
 @given(_QUORUMS, st.randoms())
-def test_combined_quorum_satisfies_every_rule_and_ignores_rule_order(quorums: list, rnd: Any) -> None:
+def test_combined_quorum_satisfies_every_rule_and_ignores_rule_order(
+    quorums: list, rnd: Any
+) -> None:
     rules = [_rule(i, k, names) for i, (k, names) in enumerate(quorums)]
     combined = combine_quorums(rules)
     shuffled = rules[:]
@@ -100,15 +125,29 @@ OWNER = "alice"
 AGENT = Principal(sub="agent-1", role="agent", user=OWNER)
 ADMIN = Principal(sub="root", role="admin", user="root")
 
-ISSUE = {"tool": "github.create_issue", "arguments": {"repo": "acme/api", "title": "t"}}    # 2 of carol, dave, erin
-POST = {"tool": "slack.post_message", "arguments": {"channel": "#ops", "text": "hi"}}     # 2 of alice, carol
+ISSUE = {
+    "tool": "github.create_issue",
+    "arguments": {"repo": "acme/api", "title": "t"},
+}  # 2 of carol, dave, erin
+POST = {
+    "tool": "slack.post_message",
+    "arguments": {"channel": "#ops", "text": "hi"},
+}  # 2 of alice, carol
 QUORUM_RULES = [
-    {"id": "two-of-three-issues", "effect": "require_approval", "tools": ["github.create_issue"],
-     "approvers": {"quorum": 2, "of": ["carol", "dave", "erin"]},
-     "reason": "issues need two of the maintainers"},
-    {"id": "owner-and-carol-posts", "effect": "require_approval", "tools": ["slack.post_message"],
-     "approvers": {"quorum": 2, "of": ["carol", "alice"]},
-     "reason": "posts need alice and carol"},
+    {
+        "id": "two-of-three-issues",
+        "effect": "require_approval",
+        "tools": ["github.create_issue"],
+        "approvers": {"quorum": 2, "of": ["carol", "dave", "erin"]},
+        "reason": "issues need two of the maintainers",
+    },
+    {
+        "id": "owner-and-carol-posts",
+        "effect": "require_approval",
+        "tools": ["slack.post_message"],
+        "approvers": {"quorum": 2, "of": ["carol", "alice"]},
+        "reason": "posts need alice and carol",
+    },
 ]
 
 
@@ -137,8 +176,11 @@ def _intercept(deps: Any, bundle: dict) -> str:
 
 
 def _trail(runtime: Any, action_id: str) -> list[tuple[str, str]]:
-    return [(e.type, e.actor) for e in runtime.deps.store.audit_log.entries("default", action_id=action_id)
-            if e.type != "action.decision_rejected"]
+    return [
+        (e.type, e.actor)
+        for e in runtime.deps.store.audit_log.entries("default", action_id=action_id)
+        if e.type != "action.decision_rejected"
+    ]
 
 
 def test_intercept_stores_the_quorum_and_the_view_shows_it(deps: Any) -> None:
@@ -146,7 +188,9 @@ def test_intercept_stores_the_quorum_and_the_view_shows_it(deps: Any) -> None:
     view = actions.get_action(deps, who("dave"), action_id)
     assert view["policy"]["approvers"] == {"quorum": 2, "of": ["carol", "dave", "erin"]}
     assert view["quorum"] == {"required": 2, "approvals": [], "of": ["carol", "dave", "erin"]}
-    plain = actions.intercept(deps, AGENT, {"tool": "calendar.create_event", "arguments": {"title": "x"}})
+    plain = actions.intercept(
+        deps, AGENT, {"tool": "calendar.create_event", "arguments": {"title": "x"}}
+    )
     assert "approvers" not in plain.action.policy and "quorum" not in plain.action.view()
 
 
@@ -180,10 +224,16 @@ def test_k_distinct_approvals_approve_once(runtime: Any, deps: Any) -> None:
     with pytest.raises(Conflict):
         actions.decide(deps, who("dave"), action_id, "approve")
     assert _trail(runtime, action_id) == [
-        ("action.intercepted", "agent:agent-1"), ("action.vote", "approver:carol"),
-        ("action.vote", "approver:erin"), ("action.approved", "approver:erin")]
-    last = [e for e in runtime.deps.store.audit_log.entries("default", action_id=action_id)
-            if e.type == "action.approved"][-1]
+        ("action.intercepted", "agent:agent-1"),
+        ("action.vote", "approver:carol"),
+        ("action.vote", "approver:erin"),
+        ("action.approved", "approver:erin"),
+    ]
+    last = [
+        e
+        for e in runtime.deps.store.audit_log.entries("default", action_id=action_id)
+        if e.type == "action.approved"
+    ][-1]
     assert last.data["quorum"] == {"required": 2, "approvals": ["carol", "erin"]}
 
 
@@ -194,10 +244,15 @@ def test_the_owner_not_named_may_deny_but_not_approve(runtime: Any, deps: Any) -
     actions.decide(deps, who("dave"), action_id, "approve")
     denied = actions.decide(deps, who(OWNER), action_id, "deny", reason="not this sprint")
     assert denied["status"] == DENIED and denied["reason"] == "not this sprint"
-    votes = [e.data for e in runtime.deps.store.audit_log.entries("default", action_id=action_id)
-             if e.type == "action.vote"]
-    assert [(v["voter"], v["vote"], v["named"]) for v in votes] == [("dave", "approve", True),
-                                                                     ("alice", "deny", False)]
+    votes = [
+        e.data
+        for e in runtime.deps.store.audit_log.entries("default", action_id=action_id)
+        if e.type == "action.vote"
+    ]
+    assert [(v["voter"], v["vote"], v["named"]) for v in votes] == [
+        ("dave", "approve", True),
+        ("alice", "deny", False),
+    ]
     assert [t for t, _ in _trail(runtime, action_id)].count("action.denied") == 1
 
 
@@ -235,10 +290,16 @@ def _race(calls: list[Any]) -> list[Any]:
 
 
 @pytest.mark.parametrize("round_", range(5))
-def test_concurrent_votes_of_every_approver_approve_exactly_once(runtime: Any, deps: Any, round_: int) -> None:
+def test_concurrent_votes_of_every_approver_approve_exactly_once(
+    runtime: Any, deps: Any, round_: int
+) -> None:
     action_id = _intercept(deps, ISSUE)
-    results = _race([lambda u=u: actions.decide(deps, who(u), action_id, "approve")
-                     for u in ("carol", "dave", "erin")])
+    results = _race(
+        [
+            lambda u=u: actions.decide(deps, who(u), action_id, "approve")
+            for u in ("carol", "dave", "erin")
+        ]
+    )
     ok = [r for r in results if isinstance(r, dict)]
     assert len(ok) == 2 and sum(isinstance(r, Conflict) for r in results) == 1, results
     assert [r["status"] for r in ok].count(APPROVED) == 1
@@ -247,12 +308,21 @@ def test_concurrent_votes_of_every_approver_approve_exactly_once(runtime: Any, d
 
 
 @pytest.mark.parametrize("round_", range(5))
-def test_final_approval_racing_a_deny_ends_in_one_terminal_entry(runtime: Any, deps: Any, round_: int) -> None:
+def test_final_approval_racing_a_deny_ends_in_one_terminal_entry(
+    runtime: Any, deps: Any, round_: int
+) -> None:
     action_id = _intercept(deps, ISSUE)
     actions.decide(deps, who("carol"), action_id, "approve")
-    results = _race([lambda: actions.decide(deps, who("dave"), action_id, "approve"),
-                     lambda: actions.decide(deps, who(OWNER), action_id, "deny")])
-    assert sum(isinstance(r, dict) for r in results) == 1 and sum(isinstance(r, Conflict) for r in results) == 1
+    results = _race(
+        [
+            lambda: actions.decide(deps, who("dave"), action_id, "approve"),
+            lambda: actions.decide(deps, who(OWNER), action_id, "deny"),
+        ]
+    )
+    assert (
+        sum(isinstance(r, dict) for r in results) == 1
+        and sum(isinstance(r, Conflict) for r in results) == 1
+    )
     types = [t for t, _ in _trail(runtime, action_id)]
     assert types.count("action.approved") + types.count("action.denied") == 1
     final = actions.get_action(deps, who("carol"), action_id)["status"]

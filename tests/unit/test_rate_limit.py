@@ -45,8 +45,9 @@ def test_idle_buckets_are_pruned(monkeypatch) -> None:
     assert limiter.tracked() == 1
 
 
-@pytest.mark.parametrize("extra", [{"proof_rate_per_s": -1}, {"proof_burst": -2},
-                                   {"proof_rate_per_s": "inf"}])
+@pytest.mark.parametrize(
+    "extra", [{"proof_rate_per_s": -1}, {"proof_burst": -2}, {"proof_rate_per_s": "inf"}]
+)
 def test_bad_settings_are_refused(extra) -> None:
     with pytest.raises(ValueError, match="proof rate limit"):
         RateLimitSettings.from_sources(extra, {})
@@ -54,5 +55,7 @@ def test_bad_settings_are_refused(extra) -> None:
 
 def test_settings_come_from_config_then_environment() -> None:
     assert RateLimitSettings.from_sources({}, {"VETTRA_PROOF_BURST": "7"}).burst == 7
-    assert RateLimitSettings.from_sources({"proof_burst": 9}, {"VETTRA_PROOF_BURST": "7"}).burst == 9
+    assert (
+        RateLimitSettings.from_sources({"proof_burst": 9}, {"VETTRA_PROOF_BURST": "7"}).burst == 9
+    )
     assert RateLimitSettings.from_sources({}, {}) == RateLimitSettings()

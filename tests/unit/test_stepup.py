@@ -7,10 +7,11 @@ secret, as an authenticator app would.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyotp
 import pytest
@@ -19,8 +20,14 @@ from vettra.adapters.clock import FakeClock
 from vettra.bootstrap import Config, bootstrap
 from vettra.domain import stepup as rules
 from vettra.domain.actions import rfc3339
-from vettra.domain.errors import (Conflict, Forbidden, NotFound, StepUpRequired, TooManyRequests,
-                                  ValidationFailed)
+from vettra.domain.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    StepUpRequired,
+    TooManyRequests,
+    ValidationFailed,
+)
 from vettra.domain.identity import Principal
 from vettra.domain.stepup import Binding, Failures, StepUpSettings
 from vettra.services import actions
@@ -36,7 +43,7 @@ STEP = rules.TOTP_PERIOD_S
 
 class Env:
     def __init__(self, home: Path, max_age_s: int | None = None):
-        self.clock = FakeClock(datetime(2026, 3, 1, 12, 0, 10, tzinfo=timezone.utc))
+        self.clock = FakeClock(datetime(2026, 3, 1, 12, 0, 10, tzinfo=UTC))
         extra = {"step_up_max_age_s": max_age_s} if max_age_s else {}
         self.runtime = bootstrap(Config(home=home, extra=extra), clock=self.clock)
         self.deps = self.runtime.deps
@@ -48,8 +55,14 @@ class Env:
     def enrol_totp(self, who: Principal = ALICE, **kw: Any) -> str:
         started = self.svc.enroll(who, {"method": "totp", **kw})
         secret = started["secret"]
-        self.svc.enroll(who, {"method": "totp", "enrollment_id": started["enrollment_id"],
-                              "code": self.code(secret)})
+        self.svc.enroll(
+            who,
+            {
+                "method": "totp",
+                "enrollment_id": started["enrollment_id"],
+                "code": self.code(secret),
+            },
+        )
         self.clock.advance(2 * STEP)  # past the confirming code's step, even with drift
         return secret
 
@@ -58,7 +71,9 @@ class Env:
 
     def token_for(self, secret: str, who: Principal = ALICE, **trigger: Any) -> str:
         challenge = self.svc.trigger(who, **trigger)
-        return self.svc.verify(who, challenge["challenge_id"], code=self.code(secret))["step_up_token"]
+        return self.svc.verify(who, challenge["challenge_id"], code=self.code(secret))[
+            "step_up_token"
+        ]
 
     def audit(self) -> list[dict[str, Any]]:
         return [e.as_dict() for e in self.deps.store.audit_log.entries("default")]
@@ -73,9 +88,19 @@ def env(tmp_path: Path) -> Iterator[Env]:
 
 # -- pure rules ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("stored, received, ok", [
-    (0, 0, True), (0, 1, True), (5, 6, True), (5, 5, False), (5, 3, False), (5, 0, False), (0, 7, True),
-])
+
+@pytest.mark.parametrize(
+    "stored, received, ok",
+    [
+        (0, 0, True),
+        (0, 1, True),
+        (5, 6, True),
+        (5, 5, False),
+        (5, 3, False),
+        (5, 0, False),
+        (0, 7, True),
+    ],
+)
 def test_sign_count_rule_webauthn_7_2_step_21(stored: int, received: int, ok: bool) -> None:
     if ok:
         rules.check_sign_count(stored, received)
@@ -86,35 +111,41 @@ def test_sign_count_rule_webauthn_7_2_step_21(stored: int, received: int, ok: bo
 
 def test_webauthn_challenge_binds_action_and_arguments() -> None:
     a = Binding.for_action("act_a", "sha256:" + "a" * 64)
-    seen = {rules.webauthn_challenge("stc_1", a),
-            rules.webauthn_challenge("stc_2", a),
-            rules.webauthn_challenge("stc_1", Binding.for_action("act_b", a.args_digest)),
-            rules.webauthn_challenge("stc_1", Binding.for_action("act_a", "sha256:" + "b" * 64)),
-            rules.webauthn_challenge("stc_1", Binding.for_purpose("act_a"))}
+    seen = {
+        rules.webauthn_challenge("stc_1", a),
+        rules.webauthn_challenge("stc_2", a),
+        rules.webauthn_challenge("stc_1", Binding.for_action("act_b", a.args_digest)),
+        rules.webauthn_challenge("stc_1", Binding.for_action("act_a", "sha256:" + "b" * 64)),
+        rules.webauthn_challenge("stc_1", Binding.for_purpose("act_a")),
+    }
     assert len(seen) == 5 and all(len(c) == 32 for c in seen)
     assert rules.webauthn_challenge("stc_1", a) == rules.webauthn_challenge("stc_1", a)
 
 
 def test_match_totp_accepts_one_step_either_side_only() -> None:
     secret = pyotp.random_base32()
-    now = datetime(2026, 3, 1, 12, 0, 10, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 1, 12, 0, 10, tzinfo=UTC)
     step = pyotp.TOTP(secret).timecode(now)
     for offset in (-1, 0, 1):
         code = pyotp.TOTP(secret).at(now + timedelta(seconds=offset * STEP))
         assert rules.match_totp(secret, code, now) == step + offset
     for offset in (-2, 2):
         code = pyotp.TOTP(secret).at(now + timedelta(seconds=offset * STEP))
-        if all(code != pyotp.TOTP(secret).at(now + timedelta(seconds=o * STEP)) for o in (-1, 0, 1)):
+        if all(
+            code != pyotp.TOTP(secret).at(now + timedelta(seconds=o * STEP)) for o in (-1, 0, 1)
+        ):
             assert rules.match_totp(secret, code, now) is None
 
 
 def test_failures_lock_on_the_fifth_within_the_window_and_forget_old_ones() -> None:
-    now = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 1, tzinfo=UTC)
     f = Failures()
     for i in range(rules.MAX_FAILURES - 1):
         f = f.add(now + timedelta(seconds=i))
         assert f.locked_for(now) == 0
-    assert f.add(now + timedelta(seconds=rules.FAILURE_WINDOW_S + 10)).locked_for(now) == 0  # old ones aged out
+    assert (
+        f.add(now + timedelta(seconds=rules.FAILURE_WINDOW_S + 10)).locked_for(now) == 0
+    )  # old ones aged out
     locked = f.add(now + timedelta(seconds=10))
     assert locked.just_locked and locked.locked_for(now + timedelta(seconds=10)) == rules.LOCKOUT_S
     assert locked.locked_for(now + timedelta(seconds=10 + rules.LOCKOUT_S)) == 0
@@ -123,15 +154,23 @@ def test_failures_lock_on_the_fifth_within_the_window_and_forget_old_ones() -> N
 
 def test_settings_from_extra_then_env_then_defaults() -> None:
     assert StepUpSettings.from_sources() == StepUpSettings()
-    env = {"VETTRA_RP_ID": "vettra.example", "VETTRA_ORIGIN": "https://vettra.example, https://b.example"}
+    env = {
+        "VETTRA_RP_ID": "vettra.example",
+        "VETTRA_ORIGIN": "https://vettra.example, https://b.example",
+    }
     s = StepUpSettings.from_sources({}, env)
-    assert (s.rp_id, s.origins) == ("vettra.example", ("https://vettra.example", "https://b.example"))
-    s = StepUpSettings.from_sources({"rp_id": "x.example", "origin": "https://x.example",
-                                     "step_up_max_age_s": 60}, env)
+    assert (s.rp_id, s.origins) == (
+        "vettra.example",
+        ("https://vettra.example", "https://b.example"),
+    )
+    s = StepUpSettings.from_sources(
+        {"rp_id": "x.example", "origin": "https://x.example", "step_up_max_age_s": 60}, env
+    )
     assert (s.rp_id, s.origins, s.max_age_s) == ("x.example", ("https://x.example",), 60)
 
 
 # -- TOTP enrolment and verification ------------------------------------------------------------
+
 
 def test_totp_enrolment_is_active_only_after_a_valid_first_code(env: Env) -> None:
     started = env.svc.enroll(ALICE, {"method": "totp"})
@@ -142,12 +181,26 @@ def test_totp_enrolment_is_active_only_after_a_valid_first_code(env: Env) -> Non
         env.svc.trigger(ALICE, purpose="generic")
     wrong = f"{(int(env.code(started['secret'])) + 1) % 10**6:06d}"
     with pytest.raises(ValidationFailed):
-        env.svc.enroll(ALICE, {"method": "totp", "enrollment_id": started["enrollment_id"], "code": wrong})
+        env.svc.enroll(
+            ALICE, {"method": "totp", "enrollment_id": started["enrollment_id"], "code": wrong}
+        )
     with pytest.raises(NotFound):  # someone else's enrolment
-        env.svc.enroll(BOB, {"method": "totp", "enrollment_id": started["enrollment_id"],
-                             "code": env.code(started["secret"])})
-    done = env.svc.enroll(ALICE, {"method": "totp", "enrollment_id": started["enrollment_id"],
-                                  "code": env.code(started["secret"])})
+        env.svc.enroll(
+            BOB,
+            {
+                "method": "totp",
+                "enrollment_id": started["enrollment_id"],
+                "code": env.code(started["secret"]),
+            },
+        )
+    done = env.svc.enroll(
+        ALICE,
+        {
+            "method": "totp",
+            "enrollment_id": started["enrollment_id"],
+            "code": env.code(started["secret"]),
+        },
+    )
     assert done["status"] == "active" and "secret" not in done
     assert env.svc.trigger(ALICE)["methods"] == ["totp"]
     kinds = [e["type"] for e in env.audit()]
@@ -159,8 +212,14 @@ def test_expired_enrolment_cannot_be_confirmed(env: Env) -> None:
     started = env.svc.enroll(ALICE, {"method": "totp"})
     env.clock.advance(rules.ENROLLMENT_TTL_S)
     with pytest.raises(Conflict, match="expired"):
-        env.svc.enroll(ALICE, {"method": "totp", "enrollment_id": started["enrollment_id"],
-                               "code": env.code(started["secret"])})
+        env.svc.enroll(
+            ALICE,
+            {
+                "method": "totp",
+                "enrollment_id": started["enrollment_id"],
+                "code": env.code(started["secret"]),
+            },
+        )
 
 
 def test_verify_issues_a_token_bound_to_the_action(env: Env) -> None:
@@ -171,7 +230,10 @@ def test_verify_issues_a_token_bound_to_the_action(env: Env) -> None:
     code = env.code(secret)
     out = env.svc.verify(ALICE, challenge["challenge_id"], code=code)
     assert out["amr"] == ["otp"] and out["step_up_token"].startswith("vst_")
-    assert out["expires_at"] == rfc3339(env.clock.now() + timedelta(seconds=300)) and out["max_age"] == 300
+    assert (
+        out["expires_at"] == rfc3339(env.clock.now() + timedelta(seconds=300))
+        and out["max_age"] == 300
+    )
     log = json.dumps(env.audit())
     assert out["step_up_token"] not in log and secret not in log and f'"{code}"' not in log
     verified = [e for e in env.audit() if e["type"] == "stepup.verified"]
@@ -183,7 +245,9 @@ def test_verify_issues_a_token_bound_to_the_action(env: Env) -> None:
 def test_one_step_of_clock_drift_is_accepted(env: Env, steps: int) -> None:
     secret = env.enrol_totp()
     challenge = env.svc.trigger(ALICE)
-    assert env.svc.verify(ALICE, challenge["challenge_id"], code=env.code(secret, steps))["amr"] == ["otp"]
+    assert env.svc.verify(ALICE, challenge["challenge_id"], code=env.code(secret, steps))[
+        "amr"
+    ] == ["otp"]
 
 
 def test_two_steps_of_drift_are_refused(env: Env) -> None:
@@ -231,10 +295,14 @@ def test_lockout_after_five_failures_and_its_expiry(env: Env) -> None:
         with pytest.raises(StepUpRequired):
             env.svc.verify(ALICE, challenge["challenge_id"], code=wrong)
     with pytest.raises(TooManyRequests) as locked:
-        env.svc.verify(ALICE, challenge["challenge_id"], code=good)   # even the right code
-    assert locked.value.status == 429 and locked.value.headers["Retry-After"] == str(rules.LOCKOUT_S)
+        env.svc.verify(ALICE, challenge["challenge_id"], code=good)  # even the right code
+    assert locked.value.status == 429 and locked.value.headers["Retry-After"] == str(
+        rules.LOCKOUT_S
+    )
     types = [e["type"] for e in env.audit()]
-    assert types.count("stepup.failed") == rules.MAX_FAILURES and types.count("stepup.locked_out") == 1
+    assert (
+        types.count("stepup.failed") == rules.MAX_FAILURES and types.count("stepup.locked_out") == 1
+    )
     env.clock.advance(rules.LOCKOUT_S - 1)
     with pytest.raises(TooManyRequests) as still:
         env.svc.verify(ALICE, challenge["challenge_id"], code=env.code(secret))
@@ -256,6 +324,7 @@ def test_lockout_is_per_user(env: Env) -> None:
 
 
 # -- redeeming the grant -------------------------------------------------------------------------
+
 
 def test_token_is_single_use(env: Env) -> None:
     secret = env.enrol_totp()
@@ -334,20 +403,24 @@ def test_redeeming_inside_the_callers_unit_of_work_rolls_back_with_it(env: Env) 
     action = env.high_action()
     token = env.token_for(secret, action_id=action.id)
     with env.deps.store.unit_of_work() as uow:
-        env.svc.require(ALICE, action, token, uow=uow)   # the caller then fails: no commit
-    env.svc.require(ALICE, action, token)                # so the token is still unspent
+        env.svc.require(ALICE, action, token, uow=uow)  # the caller then fails: no commit
+    env.svc.require(ALICE, action, token)  # so the token is still unspent
 
 
 def test_decide_approves_with_the_token_and_spends_it(env: Env) -> None:
     secret = env.enrol_totp()
     action = env.high_action()
     token = env.token_for(secret, action_id=action.id)
-    assert actions.decide(env.deps, ALICE, action.id, "approve", step_up_token=token)["status"] == "approved"
+    assert (
+        actions.decide(env.deps, ALICE, action.id, "approve", step_up_token=token)["status"]
+        == "approved"
+    )
     types = [e["type"] for e in env.audit() if e["action_id"] == action.id]
     assert types[-2:] == ["stepup.redeemed", "action.approved"]
 
 
 # -- access and re-enrolment ---------------------------------------------------------------------
+
 
 def test_agents_and_strangers_are_refused(env: Env) -> None:
     secret = env.enrol_totp()

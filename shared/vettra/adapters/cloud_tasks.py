@@ -42,8 +42,9 @@ import json
 import logging
 import re
 import threading
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from ..domain.errors import Unavailable
 from ..ports import Scheduler
@@ -92,7 +93,7 @@ def task_id(name: str) -> str:
     if cleaned == name and len(cleaned) <= limit:
         return cleaned
     digest = hashlib.sha256(name.encode()).hexdigest()[:_NAME_DIGEST_CHARS]
-    return f"{cleaned[:limit - _NAME_DIGEST_CHARS - 1]}-{digest}"
+    return f"{cleaned[: limit - _NAME_DIGEST_CHARS - 1]}-{digest}"
 
 
 def successor_ids(name: str, due: datetime) -> list[str]:
@@ -105,22 +106,33 @@ def successor_ids(name: str, due: datetime) -> list[str]:
 def _utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise ValueError("due must be timezone-aware")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 class CloudTasksScheduler(Scheduler):
     """Timers as named Cloud Tasks HTTP tasks aimed at the expire endpoint."""
 
-    def __init__(self, *, project: str, location: str, queue: str, target_url: str,
-                 client: Any = None, client_factory: Callable[[], Any] | None = None,
-                 oidc_service_account_email: str | None = None, oidc_audience: str | None = None,
-                 token_provider: TokenProvider | None = None,
-                 call_timeout_s: float = CALL_TIMEOUT_S):
+    def __init__(
+        self,
+        *,
+        project: str,
+        location: str,
+        queue: str,
+        target_url: str,
+        client: Any = None,
+        client_factory: Callable[[], Any] | None = None,
+        oidc_service_account_email: str | None = None,
+        oidc_audience: str | None = None,
+        token_provider: TokenProvider | None = None,
+        call_timeout_s: float = CALL_TIMEOUT_S,
+    ):
         if client is not None and client_factory is not None:
             raise ValueError("pass a CloudTasksClient or a factory for one, not both")
         if (oidc_service_account_email is None) == (token_provider is None):
-            raise ValueError("pass exactly one of oidc_service_account_email (production) "
-                             "or token_provider (environments without OIDC)")
+            raise ValueError(
+                "pass exactly one of oidc_service_account_email (production) "
+                "or token_provider (environments without OIDC)"
+            )
         if oidc_audience is not None and oidc_service_account_email is None:
             raise ValueError("oidc_audience needs oidc_service_account_email")
         if not target_url.startswith(("https://", "http://")):
@@ -147,16 +159,19 @@ class CloudTasksScheduler(Scheduler):
             if self._still_waiting_for(candidate, due):
                 log.debug("task already scheduled", extra={"task": candidate})
                 return
-        raise Unavailable(f"could not schedule {name!r}: all {MAX_SUCCESSORS + 1} task ids "
-                          "are reserved by earlier deliveries")
+        raise Unavailable(
+            f"could not schedule {name!r}: all {MAX_SUCCESSORS + 1} task ids "
+            "are reserved by earlier deliveries"
+        )
 
     def cancel(self, name: str) -> None:
         """DeleteTask on the primary id; NOT_FOUND (never created, already run) is fine."""
         from google.api_core import exceptions as api_exceptions
 
         try:
-            self.client.delete_task(name=self._task_name(task_id(name)), timeout=self._timeout,
-                                    retry=self._retry())
+            self.client.delete_task(
+                name=self._task_name(task_id(name)), timeout=self._timeout, retry=self._retry()
+            )
         except api_exceptions.NotFound:
             return
         except _google_errors() as exc:
@@ -183,8 +198,12 @@ class CloudTasksScheduler(Scheduler):
         from google.api_core import exceptions as api_exceptions
 
         try:
-            self.client.create_task(parent=self.queue_path, task=self._task(tid, due, body),
-                                    timeout=self._timeout, retry=self._retry())
+            self.client.create_task(
+                parent=self.queue_path,
+                task=self._task(tid, due, body),
+                timeout=self._timeout,
+                retry=self._retry(),
+            )
         except api_exceptions.AlreadyExists:
             return False
         except _google_errors() as exc:
@@ -196,25 +215,31 @@ class CloudTasksScheduler(Scheduler):
         from google.api_core import exceptions as api_exceptions
 
         try:
-            task = self.client.get_task(name=self._task_name(tid), timeout=self._timeout,
-                                        retry=self._retry())
+            task = self.client.get_task(
+                name=self._task_name(tid), timeout=self._timeout, retry=self._retry()
+            )
         except api_exceptions.NotFound:
             return False  # executed or deleted: the name is reserved but promises nothing
         except _google_errors() as exc:
             raise _unavailable("GetTask", exc) from exc
         scheduled = task.schedule_time
-        same_due = scheduled is not None and abs((_utc(scheduled) - due).total_seconds()) <= _SAME_DUE_TOLERANCE_S
+        same_due = (
+            scheduled is not None
+            and abs((_utc(scheduled) - due).total_seconds()) <= _SAME_DUE_TOLERANCE_S
+        )
         return same_due and not task.dispatch_count
 
     def _task(self, tid: str, due: datetime, body: bytes) -> Any:
         from google.cloud import tasks_v2
 
         headers = {"Content-Type": JSON_CONTENT_TYPE}
-        request = tasks_v2.HttpRequest(url=self.target_url, http_method=tasks_v2.HttpMethod.POST,
-                                       headers=headers, body=body)
+        request = tasks_v2.HttpRequest(
+            url=self.target_url, http_method=tasks_v2.HttpMethod.POST, headers=headers, body=body
+        )
         if self._oidc_email is not None:
-            request.oidc_token = tasks_v2.OidcToken(service_account_email=self._oidc_email,
-                                                    audience=self._oidc_audience)
+            request.oidc_token = tasks_v2.OidcToken(
+                service_account_email=self._oidc_email, audience=self._oidc_audience
+            )
         else:
             assert self._token_provider is not None
             request.headers["Authorization"] = f"Bearer {self._token_provider()}"
@@ -226,10 +251,15 @@ class CloudTasksScheduler(Scheduler):
         from google.api_core import exceptions as api_exceptions
         from google.api_core.retry import Retry, if_exception_type
 
-        return Retry(predicate=if_exception_type(api_exceptions.ServiceUnavailable,
-                                                 api_exceptions.DeadlineExceeded),
-                     initial=RETRY_INITIAL_S, maximum=RETRY_MAXIMUM_S,
-                     multiplier=RETRY_MULTIPLIER, timeout=self._timeout)
+        return Retry(
+            predicate=if_exception_type(
+                api_exceptions.ServiceUnavailable, api_exceptions.DeadlineExceeded
+            ),
+            initial=RETRY_INITIAL_S,
+            maximum=RETRY_MAXIMUM_S,
+            multiplier=RETRY_MULTIPLIER,
+            timeout=self._timeout,
+        )
 
 
 def _default_client() -> Any:

@@ -22,8 +22,9 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from ..domain.actions import PENDING, Action, rfc3339
 from ..domain.errors import Conflict, Unavailable, VettraError
@@ -45,7 +46,7 @@ _MAX_PLAIN_ID_BYTES = 500
 _PAGE = 100
 #: An ISO 8601 time as ``datetime.isoformat`` writes it (what retention sweeps age by).
 _ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:\d{2}|Z)?$")
-_SEQ_WIDTH = 12            # zero-padded numeric ids sort as numbers
+_SEQ_WIDTH = 12  # zero-padded numeric ids sort as numbers
 
 
 def _dumps(value: Any) -> str:
@@ -54,9 +55,14 @@ def _dumps(value: Any) -> str:
 
 def doc_key(text: str) -> str:
     """A Firestore document id for ``text``: itself when legal, else ``~`` + its SHA-256."""
-    if (text and "/" not in text and text not in (".", "..") and not text.startswith("~")
-            and not (text.startswith("__") and text.endswith("__"))
-            and len(text.encode("utf-8")) <= _MAX_PLAIN_ID_BYTES):
+    if (
+        text
+        and "/" not in text
+        and text not in (".", "..")
+        and not text.startswith("~")
+        and not (text.startswith("__") and text.endswith("__"))
+        and len(text.encode("utf-8")) <= _MAX_PLAIN_ID_BYTES
+    ):
         return text
     return "~" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -86,7 +92,7 @@ def ordered_id() -> str:
         if ms <= _last_ms:
             ms, rand = _last_ms, _last_rand + 1
         else:
-            rand = secrets.randbits(79)   # leave headroom so increments never overflow 80 bits
+            rand = secrets.randbits(79)  # leave headroom so increments never overflow 80 bits
         _last_ms, _last_rand = ms, rand
     return f"{ms:012x}{rand:020x}"
 
@@ -182,7 +188,9 @@ class Work:
             if cursor is not None:
                 q = q.start_after(cursor)
             with mapped():
-                snaps = list(q.stream() if self.readonly else q.stream(transaction=self._transaction()))
+                snaps = list(
+                    q.stream() if self.readonly else q.stream(transaction=self._transaction())
+                )
             for snap in snaps:
                 if keep is None or keep(snap):
                     found.append(snap)
@@ -201,7 +209,7 @@ class Work:
             raise RuntimeError("a read-only unit of work cannot write")
         earlier = self.writes.pop(ref.path, None)
         if op == "create" and earlier is not None:
-            op = "set"   # created after our own delete: the stored one is gone at commit
+            op = "set"  # created after our own delete: the stored one is gone at commit
         self.writes[ref.path] = (op, ref, data)
 
     def insert(self, ref: Any, data: dict[str, Any]) -> None:
@@ -259,9 +267,15 @@ class FirestoreActions(ActionRepository):
 
     @staticmethod
     def _doc(action: Action, record_json: str) -> dict[str, Any]:
-        return {"tenant": action.tenant, "user": action.user, "status": action.status,
-                "created_at": rfc3339(action.created_at), "expires_at": rfc3339(action.expires_at),
-                "approvers": list(action.named_approvers), "record": record_json}
+        return {
+            "tenant": action.tenant,
+            "user": action.user,
+            "status": action.status,
+            "created_at": rfc3339(action.created_at),
+            "expires_at": rfc3339(action.expires_at),
+            "approvers": list(action.named_approvers),
+            "record": record_json,
+        }
 
     def sweep_quorum_rows(self, limit: int) -> int:
         """Named approvers live on the action document itself (``approvers``, an array the
@@ -275,12 +289,16 @@ class FirestoreActions(ActionRepository):
     def add(self, action: Action, *, record_json: str | None = None) -> None:
         # ids carry 128 random bits: no read first; the create-only precondition at commit
         # still turns a duplicate into Conflict
-        self._w.insert(self._coll.document(doc_key(action.id)),
-                       self._doc(action, record_json or action.to_record_json()))
+        self._w.insert(
+            self._coll.document(doc_key(action.id)),
+            self._doc(action, record_json or action.to_record_json()),
+        )
 
     def update(self, action: Action, *, expected_status: str) -> None:
         ref = self._coll.document(doc_key(action.id))
-        stored = self._w.read(ref)   # read in the transaction: a concurrent decision aborts one of us
+        stored = self._w.read(
+            ref
+        )  # read in the transaction: a concurrent decision aborts one of us
         if stored is None or stored.get("status") != expected_status:
             raise Conflict(f"action {action.id} is no longer {expected_status}")
         self._w.set(ref, self._doc(action, _dumps(action.to_record())))
@@ -294,13 +312,19 @@ class FirestoreActions(ActionRepository):
             expires = snap.get("expires_at")
             return expires is None or expires > at
 
-        base = (self._coll.where(filter=FieldFilter("tenant", "==", tenant))
-                .where(filter=FieldFilter("status", "==", PENDING)))
-        own = self._w.query(base.where(filter=FieldFilter("user", "==", user)).order_by("created_at"),
-                            live, limit)
+        base = self._coll.where(filter=FieldFilter("tenant", "==", tenant)).where(
+            filter=FieldFilter("status", "==", PENDING)
+        )
+        own = self._w.query(
+            base.where(filter=FieldFilter("user", "==", user)).order_by("created_at"), live, limit
+        )
         named = self._w.query(
-            base.where(filter=FieldFilter("approvers", "array_contains", user)).order_by("created_at"),
-            lambda snap: live(snap) and snap.get("user") != user, limit)
+            base.where(filter=FieldFilter("approvers", "array_contains", user)).order_by(
+                "created_at"
+            ),
+            lambda snap: live(snap) and snap.get("user") != user,
+            limit,
+        )
         snaps = sorted(own + named, key=lambda s: s.get("created_at"))[:limit]
         return [Action.from_record(json.loads(s.get("record"))) for s in snaps]
 
@@ -308,9 +332,15 @@ class FirestoreActions(ActionRepository):
         from google.cloud.firestore_v1 import FieldFilter
 
         # a string range is type-bounded in Firestore: actions without a deadline (null) drop out
-        query = (self._coll.where(filter=FieldFilter("status", "==", PENDING))
-                 .where(filter=FieldFilter("expires_at", ">", "")).order_by("expires_at"))
-        return [Action.from_record(json.loads(s.get("record"))) for s in self._w.query(query, None, limit)]
+        query = (
+            self._coll.where(filter=FieldFilter("status", "==", PENDING))
+            .where(filter=FieldFilter("expires_at", ">", ""))
+            .order_by("expires_at")
+        )
+        return [
+            Action.from_record(json.loads(s.get("record")))
+            for s in self._w.query(query, None, limit)
+        ]
 
 
 class FirestoreDocs(DocumentRepository):
@@ -326,22 +356,35 @@ class FirestoreDocs(DocumentRepository):
         doc = self._w.read(self._items(collection).document(doc_key(doc_id)))
         return json.loads(doc["body"]) if doc else None
 
-    def _stored(self, doc_id: str, doc: Mapping[str, Any], owner: str | None,
-                created: str) -> dict[str, Any]:
+    def _stored(
+        self, doc_id: str, doc: Mapping[str, Any], owner: str | None, created: str
+    ) -> dict[str, Any]:
         # Top-level times are copied out of the JSON body so :meth:`sweep` can query them.
         dates = {k: v for k, v in doc.items() if isinstance(v, str) and _ISO_TIME.match(v)}
-        return {"id": doc_id, "owner": owner, "created": created, "dates": dates,
-                "body": _dumps(dict(doc))}
+        return {
+            "id": doc_id,
+            "owner": owner,
+            "created": created,
+            "dates": dates,
+            "body": _dumps(dict(doc)),
+        }
 
-    def put(self, collection: str, doc_id: str, doc: Mapping[str, Any], *, owner: str | None = None) -> None:
+    def put(
+        self, collection: str, doc_id: str, doc: Mapping[str, Any], *, owner: str | None = None
+    ) -> None:
         ref = self._items(collection).document(doc_key(doc_id))
-        earlier = self._w.read(ref)   # a replaced document keeps its place in the owner's list
+        earlier = self._w.read(ref)  # a replaced document keeps its place in the owner's list
         created = earlier["created"] if earlier else ordered_id()
         self._w.set(ref, self._stored(doc_id, doc, owner, created))
 
-    def create(self, collection: str, doc_id: str, doc: Mapping[str, Any], *, owner: str | None = None) -> None:
-        self._w.create(self._items(collection).document(doc_key(doc_id)),
-                       self._stored(doc_id, doc, owner, ordered_id()), f"{collection}/{doc_id}")
+    def create(
+        self, collection: str, doc_id: str, doc: Mapping[str, Any], *, owner: str | None = None
+    ) -> None:
+        self._w.create(
+            self._items(collection).document(doc_key(doc_id)),
+            self._stored(doc_id, doc, owner, ordered_id()),
+            f"{collection}/{doc_id}",
+        )
 
     def delete(self, collection: str, doc_id: str) -> None:
         self._w.delete(self._items(collection).document(doc_key(doc_id)))
@@ -349,15 +392,22 @@ class FirestoreDocs(DocumentRepository):
     def list(self, collection: str, owner: str, limit: int = 100) -> list[dict[str, Any]]:
         from google.cloud.firestore_v1 import FieldFilter
 
-        query = self._items(collection).where(filter=FieldFilter("owner", "==", owner)).order_by("created")
+        query = (
+            self._items(collection)
+            .where(filter=FieldFilter("owner", "==", owner))
+            .order_by("created")
+        )
         return [json.loads(s.get("body")) for s in self._w.query(query, None, limit)]
 
     def sweep(self, collection: str, field: str, before: datetime, limit: int) -> int:
         from google.cloud.firestore_v1 import FieldFilter
 
         path = f"dates.`{field}`" if not field.isidentifier() else f"dates.{field}"
-        query = (self._items(collection).where(filter=FieldFilter(path, "<", before.isoformat()))
-                 .order_by(path))
+        query = (
+            self._items(collection)
+            .where(filter=FieldFilter(path, "<", before.isoformat()))
+            .order_by(path)
+        )
         found = self._w.query(query, self._w.not_deleted, limit)
         for snap in found:
             self._w.delete(snap.reference)
@@ -379,17 +429,33 @@ class FirestoreIdempotency(IdempotencyRepository):
         doc = self._w.read(self._ref(scope, key))
         return (doc["request_digest"], doc["action_id"]) if doc else None
 
-    def put(self, scope: str, key: str, request_digest: str, action_id: str, *,
-            at: datetime | None = None) -> None:
-        self._w.create(self._ref(scope, key), {"scope": scope, "key": key, "request_digest": request_digest,
-                                               "action_id": action_id, "created_at": rfc3339(at)},
-                       "Idempotency-Key")
+    def put(
+        self,
+        scope: str,
+        key: str,
+        request_digest: str,
+        action_id: str,
+        *,
+        at: datetime | None = None,
+    ) -> None:
+        self._w.create(
+            self._ref(scope, key),
+            {
+                "scope": scope,
+                "key": key,
+                "request_digest": request_digest,
+                "action_id": action_id,
+                "created_at": rfc3339(at),
+            },
+            "Idempotency-Key",
+        )
 
     def sweep(self, before: datetime, limit: int) -> int:
         from google.cloud.firestore_v1 import FieldFilter
 
-        query = (self._coll.where(filter=FieldFilter("created_at", "<", rfc3339(before)))
-                 .order_by("created_at"))
+        query = self._coll.where(filter=FieldFilter("created_at", "<", rfc3339(before))).order_by(
+            "created_at"
+        )
         found = self._w.query(query, self._w.not_deleted, limit)
         for snap in found:
             self._w.delete(snap.reference)
@@ -413,6 +479,13 @@ class FirestorePolicies(PolicyRepository):
         return json.loads(found[0].get("envelope")) if found else None
 
     def activate(self, tenant: str, envelope: dict[str, Any], version: int, digest: str) -> None:
-        self._w.create(self._versions(tenant).document(number_key(version)),
-                       {"tenant": tenant, "version": int(version), "digest": digest,
-                        "envelope": _dumps(envelope)}, f"policy version {version}")
+        self._w.create(
+            self._versions(tenant).document(number_key(version)),
+            {
+                "tenant": tenant,
+                "version": int(version),
+                "digest": digest,
+                "envelope": _dumps(envelope),
+            },
+            f"policy version {version}",
+        )

@@ -38,16 +38,27 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..domain.audit import GENESIS_HASH, link_all
 from ..domain.checkpoint import Checkpoint, NoteSigner, audit_origin, sign_checkpoint
 from ..domain.errors import Conflict, Unavailable
 from ..domain.merkle import CompactRange, leaf_hash
 from ..ports import KeyStore
-from .firestore_repos import (AUDIT_HEADS, AUDIT_LEASES, CHECKPOINTS, ENTRIES, NODES, OUTBOX,
-                              doc_key, mapped, node_key, number_key)
+from .firestore_repos import (
+    AUDIT_HEADS,
+    AUDIT_LEASES,
+    CHECKPOINTS,
+    ENTRIES,
+    NODES,
+    OUTBOX,
+    doc_key,
+    mapped,
+    node_key,
+    number_key,
+)
 from .firestore_store import chain_ref, event_from_outbox
 
 log = logging.getLogger(__name__)
@@ -64,7 +75,7 @@ assert 2 * BATCH_SIZE + 3 <= _MAX_COMMIT_WRITES
 @dataclass(frozen=True)
 class BatchStats:
     events: int
-    seconds: float       # from reading the head to the commit's answer
+    seconds: float  # from reading the head to the commit's answer
     committed_at: float  # time.monotonic() when the head was written
 
 
@@ -76,11 +87,20 @@ class FirestoreSequencer:
     ``sign_checkpoints=False`` leaves signing to a separate checkpointer.
     """
 
-    def __init__(self, db: Any, chain: str, keys: KeyStore, *, holder: str | None = None,
-                 lease_ttl_s: float = LEASE_TTL_S, interval_s: float = INTERVAL_S,
-                 batch_size: int = BATCH_SIZE, clock: Callable[[], float] = time.time,
-                 before_commit: Callable[[list[Any]], None] | None = None,
-                 sign_checkpoints: bool = True):
+    def __init__(
+        self,
+        db: Any,
+        chain: str,
+        keys: KeyStore,
+        *,
+        holder: str | None = None,
+        lease_ttl_s: float = LEASE_TTL_S,
+        interval_s: float = INTERVAL_S,
+        batch_size: int = BATCH_SIZE,
+        clock: Callable[[], float] = time.time,
+        before_commit: Callable[[list[Any]], None] | None = None,
+        sign_checkpoints: bool = True,
+    ):
         if not 0 < batch_size <= BATCH_SIZE:
             raise ValueError(f"batch_size must be 1..{BATCH_SIZE}, got {batch_size}")
         self.db, self.chain, self.keys = db, chain, keys
@@ -91,15 +111,18 @@ class FirestoreSequencer:
         self._lease_ref = db.collection(AUDIT_LEASES).document(doc_key(chain))
         self._head_ref = db.collection(AUDIT_HEADS).document(doc_key(chain))
         self._chain_ref = chain_ref(db, chain)
-        self._lease_time: Any = None      # update_time of our last lease write; None = not held
+        self._lease_time: Any = None  # update_time of our last lease write; None = not held
         self._lease_until = 0.0
         self.batches: list[BatchStats] = []
-        self.lost_batches = 0             # batches refused by a precondition (lease or head moved)
+        self.lost_batches = 0  # batches refused by a precondition (lease or head moved)
 
     # -- the lease ----------------------------------------------------------------
     def holds_lease(self) -> bool:
         # renew a third of the way before expiry so a slow round never runs on a dying lease
-        return self._lease_time is not None and self._clock() < self._lease_until - self.lease_ttl_s / 3
+        return (
+            self._lease_time is not None
+            and self._clock() < self._lease_until - self.lease_ttl_s / 3
+        )
 
     def acquire(self) -> bool:
         """Take (or renew) the chain's lease; ``False`` while another holder's lease is live.
@@ -109,8 +132,12 @@ class FirestoreSequencer:
         racing for an expired lease exactly one wins.
         """
         now = self._clock()
-        data = {"chain": self.chain, "holder": self.holder, "expires_at": now + self.lease_ttl_s,
-                "renewed_at": now}
+        data = {
+            "chain": self.chain,
+            "holder": self.holder,
+            "expires_at": now + self.lease_ttl_s,
+            "renewed_at": now,
+        }
         try:
             with mapped():
                 snap = self._lease_ref.get()
@@ -122,7 +149,8 @@ class FirestoreSequencer:
                         self._lease_time = None
                         return False
                     result = self._lease_ref.update(
-                        data, option=self.db.write_option(last_update_time=snap.update_time))
+                        data, option=self.db.write_option(last_update_time=snap.update_time)
+                    )
         except Conflict:
             self._lease_time = None
             return False
@@ -139,9 +167,11 @@ class FirestoreSequencer:
             return
         try:
             with mapped():
-                self._lease_ref.delete(option=self.db.write_option(last_update_time=self._lease_time))
+                self._lease_ref.delete(
+                    option=self.db.write_option(last_update_time=self._lease_time)
+                )
         except Conflict:
-            pass   # already taken over
+            pass  # already taken over
         self._lease_time = None
 
     # -- sequencing -----------------------------------------------------------------
@@ -155,17 +185,26 @@ class FirestoreSequencer:
         started = time.monotonic()
         with mapped():
             head_snap = self._head_ref.get()
-            waiting = list(self._chain_ref.collection(OUTBOX)
-                           .where(filter=FieldFilter("seq", "==", None))
-                           .order_by(FieldPath.document_id()).limit(self.batch_size).stream())
+            waiting = list(
+                self._chain_ref.collection(OUTBOX)
+                .where(filter=FieldFilter("seq", "==", None))
+                .order_by(FieldPath.document_id())
+                .limit(self.batch_size)
+                .stream()
+            )
         if not waiting:
             return 0
         head = head_snap.to_dict() if head_snap.exists else None
         seq, prev = (head["seq"], head["hash"]) if head else (0, GENESIS_HASH)
         tree = CompactRange.from_dict(head["frontier"]) if head else CompactRange()
         key_id, key = self.keys.audit_hmac_key()
-        entries = link_all([event_from_outbox(s.to_dict()) for s in waiting],
-                           head_seq=seq, head_hash=prev, key_id=key_id, key=key)
+        entries = link_all(
+            [event_from_outbox(s.to_dict()) for s in waiting],
+            head_seq=seq,
+            head_hash=prev,
+            key_id=key_id,
+            key=key,
+        )
         completed: list[tuple[int, int, bytes]] = []
         for entry in entries:
             completed += tree.append_completing(leaf_hash(bytes.fromhex(entry.hash)))
@@ -173,32 +212,61 @@ class FirestoreSequencer:
             self._before_commit(waiting)
         now = self._clock()
         batch = self.db.batch()
-        for snap, entry in zip(waiting, entries):
-            batch.create(self._chain_ref.collection(ENTRIES).document(number_key(entry.seq)), {
-                "seq": entry.seq, "event_id": snap.id, "action_id": entry.action_id,
-                "user": entry.user, "body": entry.body_json, "hash": entry.hash,
-                "mac": entry.mac, "prev_hash": entry.prev_hash})
-            batch.update(snap.reference, {"seq": entry.seq},
-                         option=self.db.write_option(last_update_time=snap.update_time))
-        for level, index, node in completed:   # the perfect subtrees this batch completes
-            batch.create(self._chain_ref.collection(NODES).document(node_key(level, index)),
-                         {"level": level, "index": index, "hash": node.hex()})
-        batch.update(self._lease_ref, {"expires_at": now + self.lease_ttl_s, "renewed_at": now},
-                     option=self.db.write_option(last_update_time=self._lease_time))
-        new_head = {"chain": self.chain, "seq": entries[-1].seq, "hash": entries[-1].hash,
-                    "frontier": tree.to_dict(), "holder": self.holder}
+        for snap, entry in zip(waiting, entries, strict=False):
+            batch.create(
+                self._chain_ref.collection(ENTRIES).document(number_key(entry.seq)),
+                {
+                    "seq": entry.seq,
+                    "event_id": snap.id,
+                    "action_id": entry.action_id,
+                    "user": entry.user,
+                    "body": entry.body_json,
+                    "hash": entry.hash,
+                    "mac": entry.mac,
+                    "prev_hash": entry.prev_hash,
+                },
+            )
+            batch.update(
+                snap.reference,
+                {"seq": entry.seq},
+                option=self.db.write_option(last_update_time=snap.update_time),
+            )
+        for level, index, node in completed:  # the perfect subtrees this batch completes
+            batch.create(
+                self._chain_ref.collection(NODES).document(node_key(level, index)),
+                {"level": level, "index": index, "hash": node.hex()},
+            )
+        batch.update(
+            self._lease_ref,
+            {"expires_at": now + self.lease_ttl_s, "renewed_at": now},
+            option=self.db.write_option(last_update_time=self._lease_time),
+        )
+        new_head = {
+            "chain": self.chain,
+            "seq": entries[-1].seq,
+            "hash": entries[-1].hash,
+            "frontier": tree.to_dict(),
+            "holder": self.holder,
+        }
         if head_snap.exists:
-            batch.update(self._head_ref, new_head,
-                         option=self.db.write_option(last_update_time=head_snap.update_time))
+            batch.update(
+                self._head_ref,
+                new_head,
+                option=self.db.write_option(last_update_time=head_snap.update_time),
+            )
         else:
             batch.create(self._head_ref, new_head)
         if self.sign_checkpoints:
             root = tree.root()
             origin = audit_origin(self.chain)
-            note = sign_checkpoint(Checkpoint(origin, tree.size, root),
-                                   NoteSigner(origin, self.keys.checkpoint_signing_key()))
-            batch.create(self._chain_ref.collection(CHECKPOINTS).document(number_key(tree.size)),
-                         {"chain": self.chain, "size": tree.size, "root": root.hex(), "note": note})
+            note = sign_checkpoint(
+                Checkpoint(origin, tree.size, root),
+                NoteSigner(origin, self.keys.checkpoint_signing_key()),
+            )
+            batch.create(
+                self._chain_ref.collection(CHECKPOINTS).document(number_key(tree.size)),
+                {"chain": self.chain, "size": tree.size, "root": root.hex(), "note": note},
+            )
         try:
             with mapped():
                 results = batch.commit()
@@ -206,9 +274,14 @@ class FirestoreSequencer:
             # the lease was taken over or another round moved the head first: nothing landed
             self.lost_batches += 1
             self._lease_time = None
-            log.info("sequencer %s lost a batch of %d on chain %s", self.holder, len(entries), self.chain)
+            log.info(
+                "sequencer %s lost a batch of %d on chain %s", self.holder, len(entries), self.chain
+            )
             return 0
-        self._lease_time, self._lease_until = results[2 * len(entries) + len(completed)].update_time, now + self.lease_ttl_s
+        self._lease_time, self._lease_until = (
+            results[2 * len(entries) + len(completed)].update_time,
+            now + self.lease_ttl_s,
+        )
         self.batches.append(BatchStats(len(entries), time.monotonic() - started, time.monotonic()))
         return len(entries)
 
@@ -238,10 +311,12 @@ class FirestoreSequencer:
                     log.warning("sequencer %s on chain %s: %s", self.holder, self.chain, exc.detail)
                 except Exception:  # noqa: BLE001 - e.g. a malformed outbox document: keep the
                     # loop (and the lease) alive and say so loudly; the chain waits for an operator
-                    log.exception("sequencer %s on chain %s failed a round", self.holder, self.chain)
+                    log.exception(
+                        "sequencer %s on chain %s failed a round", self.holder, self.chain
+                    )
                 stop.wait(max(0.0, self.interval_s - (time.monotonic() - anchor)))
         finally:
             try:
                 self.release()
             except Unavailable:
-                pass   # the lease expires on its own
+                pass  # the lease expires on its own

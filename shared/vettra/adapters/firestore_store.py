@@ -17,16 +17,31 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..domain.audit import GENESIS_HASH, AuditEntry, AuditEvent
 from ..domain.errors import Conflict
 from ..domain.merkle import CompactRange, leaf_hash
 from ..ports import AuditLog, AuditRecorder, KeyStore, Store, UnitOfWork
-from .firestore_repos import (AUDIT_CHAINS, AUDIT_HEADS, CHECKPOINTS, ENTRIES, NODES, OUTBOX,
-                              FirestoreActions, FirestoreDocs, FirestoreIdempotency,
-                              FirestorePolicies, Work, doc_key, mapped, node_key, number_key,
-                              ordered_id)
+from .firestore_repos import (
+    AUDIT_CHAINS,
+    AUDIT_HEADS,
+    CHECKPOINTS,
+    ENTRIES,
+    NODES,
+    OUTBOX,
+    FirestoreActions,
+    FirestoreDocs,
+    FirestoreIdempotency,
+    FirestorePolicies,
+    Work,
+    doc_key,
+    mapped,
+    node_key,
+    number_key,
+    ordered_id,
+)
 
 if TYPE_CHECKING:  # at runtime only inside sequencer(): that module imports this one
     from .firestore_sequencer import FirestoreSequencer
@@ -40,14 +55,29 @@ def chain_ref(db: Any, chain: str) -> Any:
 
 def outbox_record(event: AuditEvent, event_id: str) -> dict[str, Any]:
     """An outbox document: the event's fields, ``data`` as JSON text, and ``seq`` null until sequenced."""
-    return {"event_id": event_id, "chain": event.chain, "seq": None, "type": event.type,
-            "actor": event.actor, "at": event.at, "action_id": event.action_id, "user": event.user,
-            "data": json.dumps(event.data, separators=(",", ":"), ensure_ascii=False)}
+    return {
+        "event_id": event_id,
+        "chain": event.chain,
+        "seq": None,
+        "type": event.type,
+        "actor": event.actor,
+        "at": event.at,
+        "action_id": event.action_id,
+        "user": event.user,
+        "data": json.dumps(event.data, separators=(",", ":"), ensure_ascii=False),
+    }
 
 
 def event_from_outbox(doc: dict[str, Any]) -> AuditEvent:
-    return AuditEvent(type=doc["type"], chain=doc["chain"], actor=doc["actor"], at=doc["at"],
-                      action_id=doc.get("action_id"), user=doc.get("user"), data=json.loads(doc["data"]))
+    return AuditEvent(
+        type=doc["type"],
+        chain=doc["chain"],
+        actor=doc["actor"],
+        at=doc["at"],
+        action_id=doc.get("action_id"),
+        user=doc.get("user"),
+        data=json.loads(doc["data"]),
+    )
 
 
 class FirestoreRecorder(AuditRecorder):
@@ -66,15 +96,15 @@ class FirestoreRecorder(AuditRecorder):
 
     @property
     def linked(self) -> list[AuditEntry]:
-        return []   # deferred: the sequencer links (the port allows an empty list)
+        return []  # deferred: the sequencer links (the port allows an empty list)
 
 
 class FirestoreUnitOfWork(UnitOfWork):
-    def __init__(self, store: "FirestoreStore", readonly: bool):
+    def __init__(self, store: FirestoreStore, readonly: bool):
         self._store, self._readonly = store, readonly
         self._work: Work | None = None
 
-    def __enter__(self) -> "FirestoreUnitOfWork":
+    def __enter__(self) -> FirestoreUnitOfWork:
         work = self._work = Work(self._store.db, self._readonly)
         self.actions = FirestoreActions(work)
         self.docs = FirestoreDocs(work)
@@ -104,7 +134,7 @@ class FirestoreAuditLog(AuditLog):
     entries that exist.
     """
 
-    def __init__(self, store: "FirestoreStore"):
+    def __init__(self, store: FirestoreStore):
         self._store = store
 
     def _chain(self, chain: str) -> Any:
@@ -115,8 +145,15 @@ class FirestoreAuditLog(AuditLog):
             snap = self._store.db.collection(AUDIT_HEADS).document(doc_key(chain)).get()
         return snap.to_dict() if snap.exists else None
 
-    def entries(self, chain: str, *, after: int = 0, limit: int | None = None,
-                action_id: str | None = None, user: str | None = None) -> Iterator[AuditEntry]:
+    def entries(
+        self,
+        chain: str,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        action_id: str | None = None,
+        user: str | None = None,
+    ) -> Iterator[AuditEntry]:
         from google.cloud.firestore_v1 import FieldFilter
 
         query = self._chain(chain).collection(ENTRIES).where(filter=FieldFilter("seq", ">", after))
@@ -144,20 +181,29 @@ class FirestoreAuditLog(AuditLog):
     def entry_hashes(self, chain: str, upto: int) -> list[bytes]:
         from google.cloud.firestore_v1 import FieldFilter
 
-        query = (self._chain(chain).collection(ENTRIES).where(filter=FieldFilter("seq", "<=", upto))
-                 .order_by("seq").select(["hash"]))
+        query = (
+            self._chain(chain)
+            .collection(ENTRIES)
+            .where(filter=FieldFilter("seq", "<=", upto))
+            .order_by("seq")
+            .select(["hash"])
+        )
         with mapped():
             return [bytes.fromhex(snap.get("hash")) for snap in query.stream()]
 
-    def merkle_nodes(self, chain: str,
-                     ids: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    def merkle_nodes(
+        self, chain: str, ids: Sequence[tuple[int, int]]
+    ) -> dict[tuple[int, int], bytes]:
         """Level 0 from the entries themselves, higher levels from the nodes the sequencer
         wrote with them; one ``get_all`` for the lot."""
         base = self._chain(chain)
         refs: dict[str, tuple[int, int]] = {}
         for level, index in ids:
-            ref = (base.collection(ENTRIES).document(number_key(index + 1)) if level == 0
-                   else base.collection(NODES).document(node_key(level, index)))
+            ref = (
+                base.collection(ENTRIES).document(number_key(index + 1))
+                if level == 0
+                else base.collection(NODES).document(node_key(level, index))
+            )
             refs[ref.path] = (level, index)
         if not refs:
             return {}
@@ -178,7 +224,7 @@ class FirestoreAuditLog(AuditLog):
             with mapped():
                 ref.create({"chain": chain, "size": int(size), "root": root.hex(), "note": note})
         except Conflict:
-            pass   # one checkpoint per size: the first one stays
+            pass  # one checkpoint per size: the first one stays
 
     def checkpoints(self, chain: str) -> list[tuple[int, str]]:
         query = self._chain(chain).collection(CHECKPOINTS).order_by("size")
@@ -188,8 +234,12 @@ class FirestoreAuditLog(AuditLog):
     def last_checkpoint(self, chain: str) -> tuple[int, str] | None:
         from google.cloud.firestore_v1 import Query
 
-        query = self._chain(chain).collection(CHECKPOINTS).order_by(
-            "size", direction=Query.DESCENDING).limit(1)
+        query = (
+            self._chain(chain)
+            .collection(CHECKPOINTS)
+            .order_by("size", direction=Query.DESCENDING)
+            .limit(1)
+        )
         with mapped():
             found = list(query.stream())
         return (found[0].get("size"), found[0].get("note")) if found else None
@@ -203,7 +253,9 @@ class FirestoreStore(Store):
     as the client library itself decides).
     """
 
-    def __init__(self, project: str, keys: KeyStore, client: Any = None, database: str | None = None):
+    def __init__(
+        self, project: str, keys: KeyStore, client: Any = None, database: str | None = None
+    ):
         self.project, self.keys, self.database = project, keys, database
         self._client = client
         self._owns_client = client is None

@@ -46,7 +46,7 @@ def private_sqlite(path: Path) -> Path:
 
 def tighten_tree(root: Path) -> None:
     """Folders 0700 and files 0600 under ``root`` (keys found from an older build)."""
-    for folder, dirs, files in os.walk(root):
+    for folder, _dirs, files in os.walk(root):
         _chmod_if_there(folder, PRIVATE_DIR_MODE)
         for name in files:
             _chmod_if_there(os.path.join(folder, name), PRIVATE_FILE_MODE)

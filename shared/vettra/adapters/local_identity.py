@@ -14,17 +14,17 @@ from collections import OrderedDict
 from typing import Any
 
 from joserfc import jwt
-from joserfc.jwt import JWTClaimsRegistry
 from joserfc.errors import InvalidClaimError, JoseError
 from joserfc.jwk import OKPKey
+from joserfc.jwt import JWTClaimsRegistry
 
-from ..domain.identity import DEFAULT_TENANT, ROLES, Principal
 from ..domain.errors import Unauthenticated
+from ..domain.identity import DEFAULT_TENANT, ROLES, Principal
 from ..ports import Clock, Identity
 
 ISSUER = "vettra-local"
 AUDIENCE = "vettra"
-ALGORITHM = "Ed25519"   # RFC 9864 fully-specified EdDSA
+ALGORITHM = "Ed25519"  # RFC 9864 fully-specified EdDSA
 DEFAULT_TTL_S = 12 * 3600
 MAX_TTL_S = 30 * 24 * 3600
 LEEWAY_S = 30
@@ -36,17 +36,26 @@ class LocalIdentity(Identity):
     def __init__(self, signing_key: Any, clock: Clock):
         from cryptography.hazmat.primitives import serialization
 
-        pem = signing_key.private_bytes(serialization.Encoding.PEM,
-                                        serialization.PrivateFormat.PKCS8,
-                                        serialization.NoEncryption())
+        pem = signing_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
         self._key = OKPKey.import_key(pem)
         self._kid = self._key.thumbprint()[:16]
         self._clock = clock
         self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def issue(self, *, role: str, sub: str, user: str | None = None,
-              tenant: str = DEFAULT_TENANT, ttl_s: int = DEFAULT_TTL_S) -> str:
+    def issue(
+        self,
+        *,
+        role: str,
+        sub: str,
+        user: str | None = None,
+        tenant: str = DEFAULT_TENANT,
+        ttl_s: int = DEFAULT_TTL_S,
+    ) -> str:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, found {role!r}")
         if role == "agent" and not user:
@@ -54,12 +63,21 @@ class LocalIdentity(Identity):
         if not 1 <= ttl_s <= MAX_TTL_S:
             raise ValueError(f"ttl must be 1..{MAX_TTL_S} seconds, found {ttl_s}")
         now = int(self._clock.now().timestamp())
-        claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "role": role,
-                  "user": user if role == "agent" else sub, "tenant": tenant,
-                  "iat": now, "nbf": now - LEEWAY_S, "exp": now + ttl_s,
-                  "jti": secrets.token_hex(8)}
-        return jwt.encode({"alg": ALGORITHM, "kid": self._kid}, claims, self._key,
-                          algorithms=[ALGORITHM])
+        claims = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": sub,
+            "role": role,
+            "user": user if role == "agent" else sub,
+            "tenant": tenant,
+            "iat": now,
+            "nbf": now - LEEWAY_S,
+            "exp": now + ttl_s,
+            "jti": secrets.token_hex(8),
+        }
+        return jwt.encode(
+            {"alg": ALGORITHM, "kid": self._kid}, claims, self._key, algorithms=[ALGORITHM]
+        )
 
     def authenticate(self, bearer: str) -> Principal:
         now = self._clock.now().timestamp()
@@ -90,17 +108,30 @@ class LocalIdentity(Identity):
         try:
             _registry(int(now)).validate(c)
         except JoseError as exc:
-            raise Unauthenticated(f"token not accepted: bad {_CLAIM_WORDS.get(_claim(exc), _claim(exc))}"
-                                  f" ({exc.description})") from exc
+            raise Unauthenticated(
+                f"token not accepted: bad {_CLAIM_WORDS.get(_claim(exc), _claim(exc))}"
+                f" ({exc.description})"
+            ) from exc
         role, sub, user = c.get("role"), c.get("sub"), c.get("user")
-        if role not in ROLES or not isinstance(sub, str) or not sub or not isinstance(user, str) or not user:
+        if (
+            role not in ROLES
+            or not isinstance(sub, str)
+            or not sub
+            or not isinstance(user, str)
+            or not user
+        ):
             raise Unauthenticated("token not accepted: bad role/sub/user claims")
         tenant = c.get("tenant", DEFAULT_TENANT)
         if not isinstance(tenant, str) or not tenant:
             raise Unauthenticated("token not accepted: bad tenant")
         auth_time = c.get("auth_time")
-        principal = Principal(sub=sub, role=role, user=user, tenant=tenant,
-                              auth_time=auth_time if type(auth_time) is int else None)
+        principal = Principal(
+            sub=sub,
+            role=role,
+            user=user,
+            tenant=tenant,
+            auth_time=auth_time if type(auth_time) is int else None,
+        )
         return principal, float(c["exp"]) + LEEWAY_S
 
 
@@ -130,14 +161,24 @@ class _Claims(JWTClaimsRegistry):
 
 
 def _registry(now: int) -> _Claims:
-    return _Claims(now=now, leeway=LEEWAY_S,
-                   iss={"essential": True, "value": ISSUER},
-                   aud={"essential": True, "value": AUDIENCE},
-                   exp={"essential": True}, sub={"essential": True})
+    return _Claims(
+        now=now,
+        leeway=LEEWAY_S,
+        iss={"essential": True, "value": ISSUER},
+        aud={"essential": True, "value": AUDIENCE},
+        exp={"essential": True},
+        sub={"essential": True},
+    )
 
 
-_CLAIM_WORDS = {"exp": "expiry", "nbf": "not-before", "iat": "issued-at", "iss": "issuer",
-                "aud": "audience", "sub": "subject"}
+_CLAIM_WORDS = {
+    "exp": "expiry",
+    "nbf": "not-before",
+    "iat": "issued-at",
+    "iss": "issuer",
+    "aud": "audience",
+    "sub": "subject",
+}
 
 
 def _claim(exc: JoseError) -> str:

@@ -25,15 +25,15 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..ports import KeyStore
 from .local_files import private_dir, tighten_tree
 
 HMAC_KEY_BYTES = 32
-DATA_KEY_BYTES = 32     # AES-256-GCM
-GCM_NONCE_BYTES = 12    # NIST SP 800-38D §8.2.2: random 96-bit nonces
+DATA_KEY_BYTES = 32  # AES-256-GCM
+GCM_NONCE_BYTES = 12  # NIST SP 800-38D §8.2.2: random 96-bit nonces
 DATA_KEYS_FILE = "data-keys.json"
 _PRIVATE_MODE = 0o600
 
@@ -79,18 +79,26 @@ def _load_or_create_ed25519(path: Path) -> Ed25519PrivateKey:
         data = path.read_bytes()
     else:
         fresh = Ed25519PrivateKey.generate()
-        data = _create_once(path, fresh.private_bytes(serialization.Encoding.PEM,
-                                                      serialization.PrivateFormat.PKCS8,
-                                                      serialization.NoEncryption()))
+        data = _create_once(
+            path,
+            fresh.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        )
     key = serialization.load_pem_private_key(data, password=None)
     if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{path.name}: expected an Ed25519 private key, found {type(key).__name__}")
+        raise ValueError(
+            f"{path.name}: expected an Ed25519 private key, found {type(key).__name__}"
+        )
     return key
 
 
 def public_pem(key: Ed25519PublicKey) -> str:
-    return key.public_bytes(serialization.Encoding.PEM,
-                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
 
 
 class LocalKeyStore(KeyStore):
@@ -155,8 +163,9 @@ class LocalKeyStore(KeyStore):
     def open_secret(self, sealed: dict[str, str], *, context: str) -> bytes:
         try:
             key = self._data_key(str(sealed["kid"]))
-            return AESGCM(key).decrypt(bytes.fromhex(sealed["nonce"]), bytes.fromhex(sealed["ct"]),
-                                       context.encode())
+            return AESGCM(key).decrypt(
+                bytes.fromhex(sealed["nonce"]), bytes.fromhex(sealed["ct"]), context.encode()
+            )
         except (KeyError, ValueError, TypeError, InvalidTag) as exc:
             raise ValueError(f"sealed secret does not open ({type(exc).__name__})") from None
 

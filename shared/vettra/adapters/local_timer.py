@@ -17,9 +17,10 @@ import json
 import logging
 import sqlite3
 import threading
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..ports import Clock, Scheduler
 from .local_files import private_sqlite
@@ -40,8 +41,9 @@ class LocalTimer(Scheduler):
         self._clock = clock
         self._handler = handler
         private_sqlite(Path(path))  # 0600 whatever the umask; the WAL and SHM inherit it
-        self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
-                                     timeout=10)
+        self._conn = sqlite3.connect(
+            str(path), isolation_level=None, check_same_thread=False, timeout=10
+        )
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(_SCHEMA)
@@ -62,9 +64,11 @@ class LocalTimer(Scheduler):
     def schedule(self, name: str, due: datetime, payload: Mapping[str, Any]) -> None:
         doc = dict(payload)
         with self._db_lock:
-            self._conn.execute("INSERT INTO timers (name, due, payload) VALUES (?,?,?)"
-                               " ON CONFLICT(name) DO UPDATE SET due=excluded.due, payload=excluded.payload",
-                               (name, due.astimezone(timezone.utc).isoformat(), json.dumps(doc)))
+            self._conn.execute(
+                "INSERT INTO timers (name, due, payload) VALUES (?,?,?)"
+                " ON CONFLICT(name) DO UPDATE SET due=excluded.due, payload=excluded.payload",
+                (name, due.astimezone(UTC).isoformat(), json.dumps(doc)),
+            )
         self._arm(name, due, doc)
 
     def cancel(self, name: str) -> None:
@@ -76,8 +80,11 @@ class LocalTimer(Scheduler):
             if len(self._heap) > _COMPACT_FACTOR * len(self._timers) + _COMPACT_SLACK:
                 # decided actions cancel timers due hours ahead: rebuild rather than keep
                 # their dead heap items until their deadlines pass
-                self._heap = [item for item in self._heap
-                              if (live := self._timers.get(item[2])) is not None and live[2] == item[1]]
+                self._heap = [
+                    item
+                    for item in self._heap
+                    if (live := self._timers.get(item[2])) is not None and live[2] == item[1]
+                ]
                 heapq.heapify(self._heap)
 
     # -- lifecycle --------------------------------------------------------------
@@ -155,7 +162,9 @@ class LocalTimer(Scheduler):
                 attempt = self._attempts.get(name, 0)
                 self._attempts[name] = attempt + 1
                 delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
-                log.exception("timer handler failed; retrying", extra={"timer": name, "retry_in_s": delay})
+                log.exception(
+                    "timer handler failed; retrying", extra={"timer": name, "retry_in_s": delay}
+                )
                 self._arm(name, self._clock.now() + timedelta(seconds=delay), payload)
                 continue
             self._attempts.pop(name, None)

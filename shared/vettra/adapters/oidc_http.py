@@ -12,18 +12,26 @@ import httpx
 
 from ..domain.errors import Unavailable
 
-HTTP_TIMEOUT_S = 5.0            # the approver is waiting; a slow IdP answers 503
+HTTP_TIMEOUT_S = 5.0  # the approver is waiting; a slow IdP answers 503
 
 
 def fetch_json(url: str) -> Any:
     """GET ``url`` as JSON; any transport failure or non-200 answer is :class:`Unavailable`."""
     try:
-        response = httpx.get(url, timeout=HTTP_TIMEOUT_S, follow_redirects=False,
-                             headers={"Accept": "application/json"})
+        response = httpx.get(
+            url,
+            timeout=HTTP_TIMEOUT_S,
+            follow_redirects=False,
+            headers={"Accept": "application/json"},
+        )
     except httpx.HTTPError as exc:
-        raise Unavailable(f"the identity provider did not answer {url}: {type(exc).__name__}") from exc
+        raise Unavailable(
+            f"the identity provider did not answer {url}: {type(exc).__name__}"
+        ) from exc
     if response.status_code != 200:
-        raise Unavailable(f"the identity provider answered {response.status_code} for {url}, expected 200")
+        raise Unavailable(
+            f"the identity provider answered {response.status_code} for {url}, expected 200"
+        )
     try:
         return response.json()
     except ValueError as exc:

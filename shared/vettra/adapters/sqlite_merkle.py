@@ -90,23 +90,28 @@ class NodeCache:
         return len(self._nodes)
 
 
-def read(conn: sqlite3.Connection, chain: str, ids: Sequence[tuple[int, int]],
-         cache: NodeCache | None = None) -> dict[tuple[int, int], bytes]:
+def read(
+    conn: sqlite3.Connection,
+    chain: str,
+    ids: Sequence[tuple[int, int]],
+    cache: NodeCache | None = None,
+) -> dict[tuple[int, int], bytes]:
     """Nodes among ``ids``: cached ones, then levels >= 1 by key and leaves from the
     entries, one query per :data:`_BATCH` ids (a proof needs fewer than 200: one query)."""
     ids = list(dict.fromkeys(ids))
     out = cache.get(chain, ids) if cache is not None else {}
     missing = [i for i in ids if i not in out]
     for at in range(0, len(missing), _BATCH):
-        found = _read_batch(conn, chain, missing[at:at + _BATCH])
+        found = _read_batch(conn, chain, missing[at : at + _BATCH])
         if cache is not None:
             cache.put(chain, found)
         out.update(found)
     return out
 
 
-def _read_batch(conn: sqlite3.Connection, chain: str,
-                ids: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+def _read_batch(
+    conn: sqlite3.Connection, chain: str, ids: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], bytes]:
     inner = [(level, index) for level, index in ids if level > 0]
     seqs = [index + 1 for level, index in ids if level == 0]
     parts, params = [], []
@@ -117,8 +122,10 @@ def _read_batch(conn: sqlite3.Connection, chain: str,
         parts.append("SELECT level, idx, hash FROM audit_nodes WHERE chain=? AND level=? AND idx=?")
         params += [chain, level, index]
     if seqs:
-        parts.append("SELECT 0, seq - 1, hash FROM audit_entries WHERE chain=? AND seq IN "
-                     f"({','.join('?' * len(seqs))})")
+        parts.append(
+            "SELECT 0, seq - 1, hash FROM audit_entries WHERE chain=? AND seq IN "
+            f"({','.join('?' * len(seqs))})"
+        )
         params += [chain, *seqs]
     out = {}
     if parts:
@@ -138,8 +145,9 @@ def is_complete(conn: sqlite3.Connection, chain: str) -> bool:
 
 def is_complete_locked(conn: sqlite3.Connection, chain: str) -> bool:
     """:func:`is_complete` inside the caller's transaction."""
-    size = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM audit_entries WHERE chain=?",
-                        (chain,)).fetchone()[0]
+    size = conn.execute(
+        "SELECT COALESCE(MAX(seq), 0) FROM audit_entries WHERE chain=?", (chain,)
+    ).fetchone()[0]
     count = conn.execute("SELECT COUNT(*) FROM audit_nodes WHERE chain=?", (chain,)).fetchone()[0]
     return bool(count == size - size.bit_count())
 
@@ -148,8 +156,9 @@ def backfill(conn: sqlite3.Connection, chain: str) -> int:
     """Rebuild ``chain``'s nodes from its entry hashes (caller holds the write transaction)."""
     conn.execute("DELETE FROM audit_nodes WHERE chain=?", (chain,))
     tree, rows, written = CompactRange(), [], 0
-    for (hash_hex,) in conn.execute("SELECT hash FROM audit_entries WHERE chain=? ORDER BY seq",
-                                    (chain,)):
+    for (hash_hex,) in conn.execute(
+        "SELECT hash FROM audit_entries WHERE chain=? ORDER BY seq", (chain,)
+    ):
         for level, index, node in tree.append_completing(leaf_hash(bytes.fromhex(hash_hex))):
             rows.append((chain, level, index, node))
         if len(rows) >= _BACKFILL_BATCH:

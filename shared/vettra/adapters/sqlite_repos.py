@@ -29,21 +29,36 @@ class SqliteActions(ActionRepository):
             self._conn.execute(
                 "INSERT INTO actions (id, tenant, user, status, created_at, expires_at, doc)"
                 " VALUES (?,?,?,?,?,?,?)",
-                (action.id, action.tenant, action.user, action.status, rfc3339(action.created_at),
-                 rfc3339(action.expires_at), record_json or action.to_record_json()))
+                (
+                    action.id,
+                    action.tenant,
+                    action.user,
+                    action.status,
+                    rfc3339(action.created_at),
+                    rfc3339(action.expires_at),
+                    record_json or action.to_record_json(),
+                ),
+            )
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"action {action.id} exists") from exc
         if action.named_approvers:
             # the named approvers of a quorum see the action in their own pending list
             self._conn.executemany(
                 "INSERT OR IGNORE INTO action_approvers (tenant, approver, action_id) VALUES (?,?,?)",
-                [(action.tenant, name, action.id) for name in action.named_approvers])
+                [(action.tenant, name, action.id) for name in action.named_approvers],
+            )
 
     def update(self, action: Action, *, expected_status: str) -> None:
         cur = self._conn.execute(
             "UPDATE actions SET status=?, expires_at=?, doc=? WHERE id=? AND status=?",
-            (action.status, rfc3339(action.expires_at), _dumps(action.to_record()),
-             action.id, expected_status))
+            (
+                action.status,
+                rfc3339(action.expires_at),
+                _dumps(action.to_record()),
+                action.id,
+                expected_status,
+            ),
+        )
         if cur.rowcount != 1:
             raise Conflict(f"action {action.id} is no longer {expected_status}")
 
@@ -57,19 +72,24 @@ class SqliteActions(ActionRepository):
             " WHERE q.tenant=? AND q.approver=? AND a.user<>? AND a.status=?"
             " AND (a.expires_at IS NULL OR a.expires_at > ?)"
             " ORDER BY created_at LIMIT ?",
-            (tenant, user, PENDING, at, tenant, user, user, PENDING, at, limit)).fetchall()
+            (tenant, user, PENDING, at, tenant, user, user, PENDING, at, limit),
+        ).fetchall()
         return [Action.from_record(json.loads(r[0])) for r in rows]
 
     def pending_with_deadline(self, limit: int) -> list[Action]:
         rows = self._conn.execute(
             "SELECT doc FROM actions WHERE status=? AND expires_at IS NOT NULL"
-            " ORDER BY expires_at LIMIT ?", (PENDING, limit)).fetchall()
+            " ORDER BY expires_at LIMIT ?",
+            (PENDING, limit),
+        ).fetchall()
         return [Action.from_record(json.loads(r[0])) for r in rows]
 
     def sweep_quorum_rows(self, limit: int) -> int:
         return self._conn.execute(
             "DELETE FROM action_approvers WHERE rowid IN (SELECT q.rowid FROM action_approvers q"
-            " JOIN actions a ON a.id=q.action_id WHERE a.status<>? LIMIT ?)", (PENDING, limit)).rowcount
+            " JOIN actions a ON a.id=q.action_id WHERE a.status<>? LIMIT ?)",
+            (PENDING, limit),
+        ).rowcount
 
 
 class SqliteDocs(DocumentRepository):
@@ -77,8 +97,9 @@ class SqliteDocs(DocumentRepository):
         self._conn = conn
 
     def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
-        row = self._conn.execute("SELECT doc FROM docs WHERE collection=? AND id=?",
-                                 (collection, doc_id)).fetchone()
+        row = self._conn.execute(
+            "SELECT doc FROM docs WHERE collection=? AND id=?", (collection, doc_id)
+        ).fetchone()
         return json.loads(row[0]) if row else None
 
     def put(self, collection: str, doc_id: str, doc: Any, *, owner: str | None = None) -> None:
@@ -86,14 +107,16 @@ class SqliteDocs(DocumentRepository):
             "INSERT INTO docs (collection, id, owner, doc, created) VALUES (?,?,?,?,"
             " (SELECT COALESCE(MAX(created), 0) + 1 FROM docs))"
             " ON CONFLICT(collection, id) DO UPDATE SET owner=excluded.owner, doc=excluded.doc",
-            (collection, doc_id, owner, _dumps(dict(doc))))
+            (collection, doc_id, owner, _dumps(dict(doc))),
+        )
 
     def create(self, collection: str, doc_id: str, doc: Any, *, owner: str | None = None) -> None:
         try:
             self._conn.execute(
                 "INSERT INTO docs (collection, id, owner, doc, created) VALUES (?,?,?,?,"
                 " (SELECT COALESCE(MAX(created), 0) + 1 FROM docs))",
-                (collection, doc_id, owner, _dumps(dict(doc))))
+                (collection, doc_id, owner, _dumps(dict(doc))),
+            )
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"{collection}/{doc_id} already exists") from exc
 
@@ -101,8 +124,10 @@ class SqliteDocs(DocumentRepository):
         self._conn.execute("DELETE FROM docs WHERE collection=? AND id=?", (collection, doc_id))
 
     def list(self, collection: str, owner: str, limit: int = 100) -> list[dict[str, Any]]:
-        rows = self._conn.execute("SELECT doc FROM docs WHERE collection=? AND owner=?"
-                                  " ORDER BY created LIMIT ?", (collection, owner, limit)).fetchall()
+        rows = self._conn.execute(
+            "SELECT doc FROM docs WHERE collection=? AND owner=? ORDER BY created LIMIT ?",
+            (collection, owner, limit),
+        ).fetchall()
         return [json.loads(r[0]) for r in rows]
 
     def sweep(self, collection: str, field: str, before: datetime, limit: int) -> int:
@@ -111,7 +136,8 @@ class SqliteDocs(DocumentRepository):
         return self._conn.execute(
             "DELETE FROM docs WHERE rowid IN (SELECT rowid FROM docs WHERE collection=?"
             " AND json_extract(doc, ?) < ? ORDER BY created LIMIT ?)",
-            (collection, path, before.isoformat(), limit)).rowcount
+            (collection, path, before.isoformat(), limit),
+        ).rowcount
 
 
 class SqliteIdempotency(IdempotencyRepository):
@@ -119,19 +145,33 @@ class SqliteIdempotency(IdempotencyRepository):
         self._conn = conn
 
     def get(self, scope: str, key: str) -> tuple[str, str] | None:
-        row = self._conn.execute("SELECT request_digest, action_id FROM idempotency"
-                                 " WHERE scope=? AND key=?", (scope, key)).fetchone()
+        row = self._conn.execute(
+            "SELECT request_digest, action_id FROM idempotency WHERE scope=? AND key=?",
+            (scope, key),
+        ).fetchone()
         return (row[0], row[1]) if row else None
 
-    def put(self, scope: str, key: str, request_digest: str, action_id: str, *,
-            at: datetime | None = None) -> None:
-        self._conn.execute("INSERT INTO idempotency (scope, key, request_digest, action_id, created_at)"
-                           " VALUES (?,?,?,?,?)", (scope, key, request_digest, action_id, rfc3339(at)))
+    def put(
+        self,
+        scope: str,
+        key: str,
+        request_digest: str,
+        action_id: str,
+        *,
+        at: datetime | None = None,
+    ) -> None:
+        self._conn.execute(
+            "INSERT INTO idempotency (scope, key, request_digest, action_id, created_at)"
+            " VALUES (?,?,?,?,?)",
+            (scope, key, request_digest, action_id, rfc3339(at)),
+        )
 
     def sweep(self, before: datetime, limit: int) -> int:
         return self._conn.execute(
             "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency"
-            " WHERE created_at < ? ORDER BY created_at LIMIT ?)", (rfc3339(before), limit)).rowcount
+            " WHERE created_at < ? ORDER BY created_at LIMIT ?)",
+            (rfc3339(before), limit),
+        ).rowcount
 
 
 class SqlitePolicies(PolicyRepository):
@@ -139,10 +179,13 @@ class SqlitePolicies(PolicyRepository):
         self._conn = conn
 
     def active(self, tenant: str) -> dict[str, Any] | None:
-        row = self._conn.execute("SELECT envelope FROM policies WHERE tenant=?"
-                                 " ORDER BY version DESC LIMIT 1", (tenant,)).fetchone()
+        row = self._conn.execute(
+            "SELECT envelope FROM policies WHERE tenant=? ORDER BY version DESC LIMIT 1", (tenant,)
+        ).fetchone()
         return json.loads(row[0]) if row else None
 
     def activate(self, tenant: str, envelope: dict[str, Any], version: int, digest: str) -> None:
-        self._conn.execute("INSERT INTO policies (tenant, version, digest, envelope)"
-                           " VALUES (?,?,?,?)", (tenant, version, digest, _dumps(envelope)))
+        self._conn.execute(
+            "INSERT INTO policies (tenant, version, digest, envelope) VALUES (?,?,?,?)",
+            (tenant, version, digest, _dumps(envelope)),
+        )

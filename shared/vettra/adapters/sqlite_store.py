@@ -17,8 +17,10 @@ import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from ..domain.audit import GENESIS_HASH, AuditEntry, AuditEvent, link_all
 from ..domain.errors import Unavailable
@@ -75,7 +77,7 @@ def _migrate_for_sweeps(conn: sqlite3.Connection) -> None:
     A store made by an older build has no ``created_at``: its keys are dated now,
     so each still replays for one full window after the upgrade.
     """
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from ..domain.actions import rfc3339
 
@@ -84,7 +86,7 @@ def _migrate_for_sweeps(conn: sqlite3.Connection) -> None:
         columns = {row[1] for row in conn.execute("PRAGMA table_info(idempotency)")}
         if "created_at" not in columns:
             conn.execute("ALTER TABLE idempotency ADD COLUMN created_at TEXT")
-            conn.execute("UPDATE idempotency SET created_at=?", (rfc3339(datetime.now(timezone.utc)),))
+            conn.execute("UPDATE idempotency SET created_at=?", (rfc3339(datetime.now(UTC)),))
         conn.execute("CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency (created_at)")
         conn.execute("COMMIT")
     except BaseException:
@@ -94,8 +96,9 @@ def _migrate_for_sweeps(conn: sqlite3.Connection) -> None:
 
 def connect(path: Path | str) -> sqlite3.Connection:
     """A connection with Vettra's pragmas; ``isolation_level=None`` so we issue BEGIN ourselves."""
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
-                           timeout=BUSY_TIMEOUT_MS / 1000)
+    conn = sqlite3.connect(
+        str(path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+    )
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -103,16 +106,14 @@ def connect(path: Path | str) -> sqlite3.Connection:
     return conn
 
 
-
-
 class SqliteUnitOfWork(UnitOfWork):
-    def __init__(self, store: "SqliteStore", readonly: bool):
+    def __init__(self, store: SqliteStore, readonly: bool):
         self._store = store
         self._readonly = readonly
         self._conn: sqlite3.Connection | None = None
         self._open = False
 
-    def __enter__(self) -> "SqliteUnitOfWork":
+    def __enter__(self) -> SqliteUnitOfWork:
         self._conn = self._store._acquire()
         if not self._readonly:
             self._store._write_lock.acquire()
@@ -166,16 +167,21 @@ class SqliteUnitOfWork(UnitOfWork):
             by_chain.setdefault(event.chain, []).append(event)
         for chain, chain_events in by_chain.items():
             state = self._store._chain_state(conn, chain)
-            entries = link_all(chain_events, head_seq=state.seq, head_hash=state.hash,
-                               key_id=key_id, key=key)
+            entries = link_all(
+                chain_events, head_seq=state.seq, head_hash=state.hash, key_id=key_id, key=key
+            )
             conn.executemany(
                 "INSERT INTO audit_entries (chain, seq, action_id, user, body, hash, mac, prev_hash)"
                 " VALUES (?,?,?,?,?,?,?,?)",
-                [(e.chain, e.seq, e.action_id, e.user, e.body_json, e.hash, e.mac, e.prev_hash)
-                 for e in entries])
+                [
+                    (e.chain, e.seq, e.action_id, e.user, e.body_json, e.hash, e.mac, e.prev_hash)
+                    for e in entries
+                ],
+            )
             # The subtrees these entries complete, in the same transaction: proofs read them.
-            sqlite_merkle.insert(conn, sqlite_merkle.completed_nodes(
-                chain, state.tree.copy(), entries))
+            sqlite_merkle.insert(
+                conn, sqlite_merkle.completed_nodes(chain, state.tree.copy(), entries)
+            )
             if state.head_due():
                 self._store._persist_head(conn, chain, state.after(entries))
                 self._persisted.append(chain)
@@ -189,12 +195,19 @@ class SqliteUnitOfWork(UnitOfWork):
 
 
 class _SqliteAuditLog(AuditLog):
-    def __init__(self, store: "SqliteStore"):
+    def __init__(self, store: SqliteStore):
         self._store = store
         self._node_cache = sqlite_merkle.NodeCache()
 
-    def entries(self, chain: str, *, after: int = 0, limit: int | None = None,
-                action_id: str | None = None, user: str | None = None) -> Iterator[AuditEntry]:
+    def entries(
+        self,
+        chain: str,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        action_id: str | None = None,
+        user: str | None = None,
+    ) -> Iterator[AuditEntry]:
         sql = "SELECT body, hash, mac FROM audit_entries WHERE chain=? AND seq>?"
         params: list[Any] = [chain, after]
         if action_id is not None:
@@ -227,13 +240,17 @@ class _SqliteAuditLog(AuditLog):
     def entry_hashes(self, chain: str, upto: int) -> list[bytes]:
         conn = self._store._acquire()
         try:
-            rows = conn.execute("SELECT hash FROM audit_entries WHERE chain=? AND seq<=? ORDER BY seq",
-                                (chain, upto)).fetchall()
+            rows = conn.execute(
+                "SELECT hash FROM audit_entries WHERE chain=? AND seq<=? ORDER BY seq",
+                (chain, upto),
+            ).fetchall()
         finally:
             self._store._release(conn)
         return [bytes.fromhex(r[0]) for r in rows]
 
-    def merkle_nodes(self, chain: str, ids: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    def merkle_nodes(
+        self, chain: str, ids: Sequence[tuple[int, int]]
+    ) -> dict[tuple[int, int], bytes]:
         conn = self._store._acquire()
         try:
             return sqlite_merkle.read(conn, chain, ids, cache=self._node_cache)
@@ -244,14 +261,17 @@ class _SqliteAuditLog(AuditLog):
         with self._store.unit_of_work() as uow:
             uow._conn.execute(  # type: ignore[attr-defined]
                 "INSERT OR IGNORE INTO audit_checkpoints (chain, size, root, note) VALUES (?,?,?,?)",
-                (chain, size, root.hex(), note))
+                (chain, size, root.hex(), note),
+            )
             uow.commit()
 
     def last_checkpoint(self, chain: str) -> tuple[int, str] | None:
         conn = self._store._acquire()
         try:
-            row = conn.execute("SELECT size, note FROM audit_checkpoints WHERE chain=?"
-                               " ORDER BY size DESC LIMIT 1", (chain,)).fetchone()
+            row = conn.execute(
+                "SELECT size, note FROM audit_checkpoints WHERE chain=? ORDER BY size DESC LIMIT 1",
+                (chain,),
+            ).fetchone()
         finally:
             self._store._release(conn)
         return (row[0], row[1]) if row else None
@@ -259,8 +279,9 @@ class _SqliteAuditLog(AuditLog):
     def checkpoints(self, chain: str) -> list[tuple[int, str]]:
         conn = self._store._acquire()
         try:
-            rows = conn.execute("SELECT size, note FROM audit_checkpoints WHERE chain=? ORDER BY size",
-                                (chain,)).fetchall()
+            rows = conn.execute(
+                "SELECT size, note FROM audit_checkpoints WHERE chain=? ORDER BY size", (chain,)
+            ).fetchall()
         finally:
             self._store._release(conn)
         return [(r[0], r[1]) for r in rows]
@@ -330,24 +351,30 @@ class SqliteStore(Store):
     def _chain_state(self, conn: sqlite3.Connection, chain: str) -> _ChainState:
         state = self._chains.get(chain)
         if state is None:
-            row = conn.execute("SELECT seq, hash, frontier FROM audit_heads WHERE chain=?",
-                               (chain,)).fetchone()
+            row = conn.execute(
+                "SELECT seq, hash, frontier FROM audit_heads WHERE chain=?", (chain,)
+            ).fetchone()
             seq, head = (row[0], row[1]) if row else (0, GENESIS_HASH)
             tree = CompactRange.from_dict(json.loads(row[2])) if row else CompactRange()
             for entry_seq, entry_hash in conn.execute(
-                    "SELECT seq, hash FROM audit_entries WHERE chain=? AND seq>? ORDER BY seq",
-                    (chain, seq)):
+                "SELECT seq, hash FROM audit_entries WHERE chain=? AND seq>? ORDER BY seq",
+                (chain, seq),
+            ):
                 tree.append(leaf_hash(bytes.fromhex(entry_hash)))
                 seq, head = entry_seq, entry_hash
             state = self._chains[chain] = _ChainState(seq, head, tree)
         return state
 
-    def _persist_head(self, conn: sqlite3.Connection, chain: str,
-                      head: tuple[int, str, CompactRange]) -> None:
+    def _persist_head(
+        self, conn: sqlite3.Connection, chain: str, head: tuple[int, str, CompactRange]
+    ) -> None:
         seq, hash_hex, tree = head
-        conn.execute("INSERT INTO audit_heads (chain, seq, hash, frontier) VALUES (?,?,?,?)"
-                     " ON CONFLICT(chain) DO UPDATE SET seq=excluded.seq, hash=excluded.hash,"
-                     " frontier=excluded.frontier", (chain, seq, hash_hex, json.dumps(tree.to_dict())))
+        conn.execute(
+            "INSERT INTO audit_heads (chain, seq, hash, frontier) VALUES (?,?,?,?)"
+            " ON CONFLICT(chain) DO UPDATE SET seq=excluded.seq, hash=excluded.hash,"
+            " frontier=excluded.frontier",
+            (chain, seq, hash_hex, json.dumps(tree.to_dict())),
+        )
         self.head_writes += 1
 
     def _advance(self, entries: list[AuditEntry], persisted: list[str]) -> None:

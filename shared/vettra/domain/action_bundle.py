@@ -29,11 +29,25 @@ from typing import Any
 
 from .canonical import DIGEST_PREFIX, MAX_DEPTH, MAX_SAFE_INTEGER, canonical_json
 from .errors import FieldError, ValidationFailed
-from .frameworks import (ADAPTERS, KNOWN_SERVICES, MAX_TOOL_LENGTH, TOOL_PATTERN, ToolCall,
-                         arguments_field, json_type, tool_problem)
+from .frameworks import (
+    ADAPTERS,
+    KNOWN_SERVICES,
+    MAX_TOOL_LENGTH,
+    TOOL_PATTERN,
+    ToolCall,
+    arguments_field,
+    json_type,
+    tool_problem,
+)
 
-__all__ = ["ActionBundle", "FRAMEWORKS", "KNOWN_SERVICES", "MAX_TOOL_LENGTH", "TOOL_PATTERN",
-           "parse_bundle"]
+__all__ = [
+    "ActionBundle",
+    "FRAMEWORKS",
+    "KNOWN_SERVICES",
+    "MAX_TOOL_LENGTH",
+    "TOOL_PATTERN",
+    "parse_bundle",
+]
 
 PLAIN = "plain"
 FRAMEWORKS = (PLAIN, "openai", "anthropic", "langchain", "mcp")
@@ -100,8 +114,11 @@ def _json_value_problems(value: Any, path: str, depth: int = 0) -> list[FieldErr
     if isinstance(value, float):
         return [] if math.isfinite(value) else [FieldError(path, "number is not finite")]
     if isinstance(value, list):
-        return [e for i, item in enumerate(value)
-                for e in _json_value_problems(item, f"{path}[{i}]", depth + 1)]
+        return [
+            e
+            for i, item in enumerate(value)
+            for e in _json_value_problems(item, f"{path}[{i}]", depth + 1)
+        ]
     if isinstance(value, dict):
         problems = []
         for key, item in value.items():
@@ -113,8 +130,9 @@ def _json_value_problems(value: Any, path: str, depth: int = 0) -> list[FieldErr
     return [FieldError(path, f"expected a JSON value, found {json_type(value)}")]
 
 
-def _check_object(body: dict[str, Any], name: str, limit: int,
-                  errors: list[FieldError]) -> tuple[dict[str, Any], bytes] | None:
+def _check_object(
+    body: dict[str, Any], name: str, limit: int, errors: list[FieldError]
+) -> tuple[dict[str, Any], bytes] | None:
     """A free-form JSON object field within ``limit`` canonical bytes: ``(value, canonical)``."""
     value = body[name]
     if not isinstance(value, dict):
@@ -126,8 +144,11 @@ def _check_object(body: dict[str, Any], name: str, limit: int,
         return None
     canonical = canonical_json(value)
     if len(canonical) > limit:
-        errors.append(FieldError(name, f"canonical form must be at most {limit} bytes, "
-                                       f"found {len(canonical)}"))
+        errors.append(
+            FieldError(
+                name, f"canonical form must be at most {limit} bytes, found {len(canonical)}"
+            )
+        )
         return None
     return value, canonical
 
@@ -145,20 +166,28 @@ def _check_string(body: dict[str, Any], name: str, errors: list[FieldError]) -> 
 
 def _check_envelope(body: dict[str, Any], errors: list[FieldError]) -> dict[str, Any]:
     """Validate ``session_id``, ``resource``, ``context`` and ``timeout_s`` if present."""
-    out: dict[str, Any] = {"session_id": None, "resource": None, "context": {},
-                           "timeout_s": None}
+    out: dict[str, Any] = {"session_id": None, "resource": None, "context": {}, "timeout_s": None}
     if "session_id" in body:
         value = _check_string(body, "session_id", errors)
         if value is not None and not SESSION_ID_PATTERN.fullmatch(value):
-            errors.append(FieldError("session_id", "must look like 'ses_' followed by 1 to 64 "
-                                                   f"of A-Z a-z 0-9 _ -; found {value!r}"))
+            errors.append(
+                FieldError(
+                    "session_id",
+                    "must look like 'ses_' followed by 1 to 64 "
+                    f"of A-Z a-z 0-9 _ -; found {value!r}",
+                )
+            )
         elif value is not None:
             out["session_id"] = value
     if "resource" in body:
         value = _check_string(body, "resource", errors)
         if value is not None and len(value) > MAX_RESOURCE_LENGTH:
-            errors.append(FieldError("resource", f"must be at most {MAX_RESOURCE_LENGTH} "
-                                                 f"characters, found {len(value)}"))
+            errors.append(
+                FieldError(
+                    "resource",
+                    f"must be at most {MAX_RESOURCE_LENGTH} characters, found {len(value)}",
+                )
+            )
         elif value is not None:
             out["resource"] = value
     if "context" in body:
@@ -169,8 +198,12 @@ def _check_envelope(body: dict[str, Any], errors: list[FieldError]) -> dict[str,
         if not isinstance(value, int) or isinstance(value, bool):
             errors.append(FieldError("timeout_s", f"expected integer, found {json_type(value)}"))
         elif not MIN_TIMEOUT_S <= value <= MAX_TIMEOUT_S:
-            errors.append(FieldError("timeout_s", f"must be between {MIN_TIMEOUT_S} and "
-                                                  f"{MAX_TIMEOUT_S} seconds, found {value}"))
+            errors.append(
+                FieldError(
+                    "timeout_s",
+                    f"must be between {MIN_TIMEOUT_S} and {MAX_TIMEOUT_S} seconds, found {value}",
+                )
+            )
         else:
             out["timeout_s"] = value
     return out
@@ -182,8 +215,12 @@ def _check_framework(body: dict[str, Any], errors: list[FieldError]) -> str | No
         errors.append(FieldError("framework", f"expected string, found {json_type(value)}"))
         return None
     if value not in FRAMEWORKS:
-        errors.append(FieldError("framework", f"unknown framework {value!r}; expected one of "
-                                              + ", ".join(FRAMEWORKS)))
+        errors.append(
+            FieldError(
+                "framework",
+                f"unknown framework {value!r}; expected one of " + ", ".join(FRAMEWORKS),
+            )
+        )
         return None
     return value
 
@@ -192,8 +229,9 @@ def _plain_call(body: dict[str, Any], errors: list[FieldError]) -> tuple[ToolCal
     """The ``tool`` and ``arguments`` of a plain bundle; unknown keys refused."""
     for key in body:
         if key not in PLAIN_FIELDS:
-            errors.append(FieldError(str(key), "unknown field; allowed: "
-                                               + ", ".join(PLAIN_FIELDS)))
+            errors.append(
+                FieldError(str(key), "unknown field; allowed: " + ", ".join(PLAIN_FIELDS))
+            )
     tool = None
     if "tool" not in body:
         errors.append(FieldError("tool", "required"))
@@ -210,16 +248,20 @@ def _plain_call(body: dict[str, Any], errors: list[FieldError]) -> tuple[ToolCal
     return (ToolCall(tool, checked[0], None), checked[1]) if tool and checked else None
 
 
-def _raw_call(body: dict[str, Any], framework: str,
-              errors: list[FieldError]) -> tuple[ToolCall, bytes] | None:
+def _raw_call(
+    body: dict[str, Any], framework: str, errors: list[FieldError]
+) -> tuple[ToolCall, bytes] | None:
     """Run the framework's adapter on the raw call (nested or beside the envelope)."""
     if RAW_CALL_KEY in body:
         raw, prefix = body[RAW_CALL_KEY], RAW_CALL_KEY
         allowed = (RAW_CALL_KEY, "framework") + ENVELOPE_FIELDS
         for key in body:
             if key not in allowed:
-                errors.append(FieldError(str(key), "unknown field beside 'tool_call'; allowed: "
-                                                   + ", ".join(allowed)))
+                errors.append(
+                    FieldError(
+                        str(key), "unknown field beside 'tool_call'; allowed: " + ", ".join(allowed)
+                    )
+                )
     else:
         raw = {k: v for k, v in body.items() if k != "framework" and k not in ENVELOPE_FIELDS}
         prefix = ""
@@ -235,8 +277,13 @@ def _raw_call(body: dict[str, Any], framework: str,
         return None
     canonical = canonical_json(call.arguments)
     if len(canonical) > MAX_ARGUMENTS_BYTES:
-        errors.append(FieldError(args_path, f"canonical form must be at most "
-                                            f"{MAX_ARGUMENTS_BYTES} bytes, found {len(canonical)}"))
+        errors.append(
+            FieldError(
+                args_path,
+                f"canonical form must be at most "
+                f"{MAX_ARGUMENTS_BYTES} bytes, found {len(canonical)}",
+            )
+        )
         return None
     return call, canonical
 
@@ -247,8 +294,10 @@ def parse_bundle(body: Any) -> ActionBundle:
     Raises :class:`ValidationFailed` listing every problem found, never another error.
     """
     if not isinstance(body, dict):
-        raise ValidationFailed("the action bundle must be a JSON object", errors=[
-            FieldError("$", f"expected object, found {json_type(body)}")])
+        raise ValidationFailed(
+            "the action bundle must be a JSON object",
+            errors=[FieldError("$", f"expected object, found {json_type(body)}")],
+        )
     errors: list[FieldError] = []
     framework = _check_framework(body, errors)
     if framework is None:  # unknown framework: still report the plain fields if present
@@ -259,18 +308,26 @@ def parse_bundle(body: Any) -> ActionBundle:
         checked = _raw_call(body, framework, errors)
     envelope = _check_envelope(body, errors)
     if errors or checked is None or framework is None:
-        raise ValidationFailed(f"the action bundle has {len(errors)} invalid field(s)",
-                               errors=errors)
+        raise ValidationFailed(
+            f"the action bundle has {len(errors)} invalid field(s)", errors=errors
+        )
     call, canonical = checked
     service, operation = call.tool.split(".", 1)
     # The bundle owns a copy of what was checked: re-reading the canonical bytes copies
     # and normalises in one C-speed step (cheaper than deepcopy), and the digest is of
     # exactly those bytes.
     arguments = json.loads(canonical)
-    return ActionBundle(tool=call.tool, service=service, operation=operation,
-                        arguments=arguments, framework=framework,
-                        session_id=envelope["session_id"], resource=envelope["resource"],
-                        context=copy.deepcopy(envelope["context"]),
-                        timeout_s=envelope["timeout_s"], call_id=call.call_id,
-                        server=call.server,
-                        args_digest=DIGEST_PREFIX + hashlib.sha256(canonical).hexdigest())
+    return ActionBundle(
+        tool=call.tool,
+        service=service,
+        operation=operation,
+        arguments=arguments,
+        framework=framework,
+        session_id=envelope["session_id"],
+        resource=envelope["resource"],
+        context=copy.deepcopy(envelope["context"]),
+        timeout_s=envelope["timeout_s"],
+        call_id=call.call_id,
+        server=call.server,
+        args_digest=DIGEST_PREFIX + hashlib.sha256(canonical).hexdigest(),
+    )

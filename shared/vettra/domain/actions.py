@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, overload
 
 from .errors import Conflict
@@ -43,7 +43,7 @@ def rfc3339(moment: datetime | None) -> str | None:
     """UTC RFC 3339 with millisecond precision and a ``Z`` suffix."""
     if moment is None:
         return None
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @overload
@@ -79,7 +79,7 @@ class Action:
     context: dict[str, Any] = field(default_factory=dict)
     call_id: str | None = None
     expires_at: datetime | None = None
-    on_expiry: str = ON_EXPIRY_DENY   # the policy's verb (timeouts.on_expiry)
+    on_expiry: str = ON_EXPIRY_DENY  # the policy's verb (timeouts.on_expiry)
     decided_at: datetime | None = None
     decided_by: str | None = None
     audit_seq: int | None = None
@@ -99,11 +99,12 @@ class Action:
         """The owner, and for a quorum action each named approver (same tenant only)."""
         return tenant == self.tenant and (user == self.user or user in self.named_approvers)
 
-    def with_approval(self, approver: str) -> "Action":
+    def with_approval(self, approver: str) -> Action:
         """Count one named approver's approval (once); the action stays pending."""
         if self.status != PENDING:
-            raise Conflict(f"action {self.id} is already {self.status}",
-                           extra={"action_status": self.status})
+            raise Conflict(
+                f"action {self.id} is already {self.status}", extra={"action_status": self.status}
+            )
         if approver not in self.named_approvers:
             raise ValueError(f"{approver!r} is not a named approver of {self.id}")
         if approver in self.approvals:
@@ -114,15 +115,21 @@ class Action:
         """Pending past its deadline: readers treat it as expired even if no timer fired."""
         return self.status == PENDING and self.expires_at is not None and now >= self.expires_at
 
-    def decide(self, status: str, *, by: str, at: datetime, reason: str | None) -> "Action":
+    def decide(self, status: str, *, by: str, at: datetime, reason: str | None) -> Action:
         """The one terminal transition out of ``pending``; anything else is a conflict."""
         if status not in (APPROVED, DENIED, EXPIRED):
             raise ValueError(f"not a decision: {status!r}")
         if self.status != PENDING:
-            raise Conflict(f"action {self.id} is already {self.status}",
-                           extra={"action_status": self.status})
-        return replace(self, status=status, decided_by=by, decided_at=at,
-                       reason=reason if reason is not None else self.reason)
+            raise Conflict(
+                f"action {self.id} is already {self.status}", extra={"action_status": self.status}
+            )
+        return replace(
+            self,
+            status=status,
+            decided_by=by,
+            decided_at=at,
+            reason=reason if reason is not None else self.reason,
+        )
 
     def view(self, now: datetime | None = None) -> dict[str, Any]:
         """The API representation (docs/api.md), expiry applied lazily when ``now`` is given."""
@@ -159,8 +166,13 @@ class Action:
         quorum = self.quorum
         if not quorum:
             return {}
-        return {"quorum": {"required": quorum["quorum"], "approvals": list(self.approvals),
-                           "of": list(quorum["of"])}}
+        return {
+            "quorum": {
+                "required": quorum["quorum"],
+                "approvals": list(self.approvals),
+                "of": list(quorum["of"]),
+            }
+        }
 
     def to_record(self) -> dict[str, Any]:
         """A storable document (JSON-ready); inverse of :meth:`from_record`."""
@@ -174,22 +186,32 @@ class Action:
         return json.dumps(self.to_record(), separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> "Action":
+    def from_record(cls, record: dict[str, Any]) -> Action:
         return cls(
-            id=record["action_id"], tenant=record["tenant"], user=record["user"],
-            agent=record["agent"], tool=record["tool"], arguments=record["arguments"],
-            args_digest=record["args_digest"], framework=record["framework"],
-            risk=record["risk"], status=record["status"],
+            id=record["action_id"],
+            tenant=record["tenant"],
+            user=record["user"],
+            agent=record["agent"],
+            tool=record["tool"],
+            arguments=record["arguments"],
+            args_digest=record["args_digest"],
+            framework=record["framework"],
+            risk=record["risk"],
+            status=record["status"],
             step_up_required=record["step_up_required"],
             created_at=parse_rfc3339(record["created_at"]),
-            policy=record.get("policy") or {}, reason=record.get("reason"),
-            session_id=record.get("session_id"), resource=record.get("resource"),
-            context=record.get("context") or {}, call_id=record.get("call_id"),
+            policy=record.get("policy") or {},
+            reason=record.get("reason"),
+            session_id=record.get("session_id"),
+            resource=record.get("resource"),
+            context=record.get("context") or {},
+            call_id=record.get("call_id"),
             expires_at=parse_rfc3339(record.get("expires_at")),
             # records of older builds said "denied" for the same rule
             on_expiry=_LEGACY_ON_EXPIRY.get(record.get("on_expiry"), record.get("on_expiry"))
             or ON_EXPIRY_DENY,
             decided_at=parse_rfc3339(record.get("decided_at")),
-            decided_by=record.get("decided_by"), audit_seq=record.get("audit_seq"),
+            decided_by=record.get("decided_by"),
+            audit_seq=record.get("audit_seq"),
             approvals=tuple((record.get("quorum") or {}).get("approvals", ())),
         )

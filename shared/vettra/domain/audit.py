@@ -17,9 +17,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from json.encoder import encode_basestring as _encode_string
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from json.encoder import encode_basestring as _encode_string
+from typing import Any
 
 from .canonical import canonical_json
 from .errors import VerificationError
@@ -32,8 +33,18 @@ ACTION_DENIED = "action.denied"
 ACTION_EXPIRED = "action.expired"
 POLICY_ACTIVATED = "policy.activated"
 
-_BODY_FIELDS = ("seq", "chain", "type", "action_id", "actor", "user", "at", "data",
-                "prev_hash", "key_id")
+_BODY_FIELDS = (
+    "seq",
+    "chain",
+    "type",
+    "action_id",
+    "actor",
+    "user",
+    "at",
+    "data",
+    "prev_hash",
+    "key_id",
+)
 
 
 @dataclass(frozen=True)
@@ -56,9 +67,18 @@ class AuditEvent:
 
     def __post_init__(self) -> None:
         # RFC 8785 orders the members: action_id actor at chain data | key_id prev_hash seq | type user
-        head = ('{"action_id":' + _text(self.action_id) + ',"actor":' + _text(self.actor)
-                + ',"at":' + _text(self.at) + ',"chain":' + _text(self.chain)
-                + ',"data":' + canonical_json(self.data).decode("utf-8"))
+        head = (
+            '{"action_id":'
+            + _text(self.action_id)
+            + ',"actor":'
+            + _text(self.actor)
+            + ',"at":'
+            + _text(self.at)
+            + ',"chain":'
+            + _text(self.chain)
+            + ',"data":'
+            + canonical_json(self.data).decode("utf-8")
+        )
         tail = ',"type":' + _text(self.type) + ',"user":' + _text(self.user) + "}"
         object.__setattr__(self, "_parts", (head, tail))
 
@@ -113,16 +133,21 @@ class AuditEntry:
         return f'{{"body":{self.body_json},"hash":"{self.hash}","mac":"{self.mac}"}}'
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "AuditEntry":
+    def from_dict(cls, d: Mapping[str, Any]) -> AuditEntry:
         body = {name: d[name] for name in _BODY_FIELDS}
-        return cls(**body, hash=d["hash"], mac=d["mac"],
-                   body_json=canonical_json(body).decode("utf-8"))
+        return cls(
+            **body, hash=d["hash"], mac=d["mac"], body_json=canonical_json(body).decode("utf-8")
+        )
 
     @classmethod
-    def from_stored(cls, body_json: str, hash_hex: str, mac_hex: str) -> "AuditEntry":
+    def from_stored(cls, body_json: str, hash_hex: str, mac_hex: str) -> AuditEntry:
         body = json.loads(body_json)
-        return cls(**{name: body[name] for name in _BODY_FIELDS}, hash=hash_hex, mac=mac_hex,
-                   body_json=body_json)
+        return cls(
+            **{name: body[name] for name in _BODY_FIELDS},
+            hash=hash_hex,
+            mac=mac_hex,
+            body_json=body_json,
+        )
 
 
 def body_hash(body: Mapping[str, Any]) -> str:
@@ -135,18 +160,36 @@ def entry_mac(key: bytes, hash_hex: str) -> str:
 
 def link(event: AuditEvent, *, seq: int, prev_hash: str, key_id: str, key: bytes) -> AuditEntry:
     """Place ``event`` at ``seq`` after ``prev_hash`` and seal it."""
-    body: dict[str, Any] = {"seq": seq, "chain": event.chain, "type": event.type,
-            "action_id": event.action_id, "actor": event.actor, "user": event.user,
-            "at": event.at, "data": event.data, "prev_hash": prev_hash, "key_id": key_id}
+    body: dict[str, Any] = {
+        "seq": seq,
+        "chain": event.chain,
+        "type": event.type,
+        "action_id": event.action_id,
+        "actor": event.actor,
+        "user": event.user,
+        "at": event.at,
+        "data": event.data,
+        "prev_hash": prev_hash,
+        "key_id": key_id,
+    }
     head, tail = event._parts
-    body_json = (head + ',"key_id":' + _text(key_id) + ',"prev_hash":"' + prev_hash
-                 + '","seq":' + str(int(seq)) + tail)
+    body_json = (
+        head
+        + ',"key_id":'
+        + _text(key_id)
+        + ',"prev_hash":"'
+        + prev_hash
+        + '","seq":'
+        + str(int(seq))
+        + tail
+    )
     digest = hashlib.sha256(body_json.encode("utf-8")).hexdigest()
     return AuditEntry(hash=digest, mac=entry_mac(key, digest), body_json=body_json, **body)
 
 
-def link_all(events: Iterable[AuditEvent], *, head_seq: int, head_hash: str,
-             key_id: str, key: bytes) -> list[AuditEntry]:
+def link_all(
+    events: Iterable[AuditEvent], *, head_seq: int, head_hash: str, key_id: str, key: bytes
+) -> list[AuditEntry]:
     """Link a batch after the head ``(head_seq, head_hash)``."""
     out: list[AuditEntry] = []
     seq, prev = head_seq, head_hash
@@ -168,12 +211,17 @@ class ChainReport:
     head_hash: str = GENESIS_HASH
 
     def as_dict(self) -> dict[str, Any]:
-        return {"valid": self.valid, "length": self.length,
-                "first_invalid": self.first_invalid, "head_hash": self.head_hash}
+        return {
+            "valid": self.valid,
+            "length": self.length,
+            "first_invalid": self.first_invalid,
+            "head_hash": self.head_hash,
+        }
 
 
-def check_entry(entry: Mapping[str, Any], *, expected_seq: int, expected_prev: str,
-                keys: Mapping[str, bytes]) -> str:
+def check_entry(
+    entry: Mapping[str, Any], *, expected_seq: int, expected_prev: str, keys: Mapping[str, bytes]
+) -> str:
     """Verify one entry in place; returns its hash or raises :class:`VerificationError`."""
     try:
         body = {name: entry[name] for name in _BODY_FIELDS}
@@ -184,7 +232,8 @@ def check_entry(entry: Mapping[str, Any], *, expected_seq: int, expected_prev: s
         raise VerificationError(f"gap: expected seq {expected_seq}, got {body['seq']}")
     if body["prev_hash"] != expected_prev:
         raise VerificationError(
-            f"broken link: expected prev_hash {expected_prev[:16]}…, got {str(body['prev_hash'])[:16]}…")
+            f"broken link: expected prev_hash {expected_prev[:16]}…, got {str(body['prev_hash'])[:16]}…"
+        )
     actual = body_hash(body)
     if not hmac.compare_digest(actual, str(claimed)):
         raise VerificationError(f"hash mismatch: expected {actual[:16]}…, got {str(claimed)[:16]}…")
@@ -201,11 +250,16 @@ def verify_chain(entries: Iterable[Mapping[str, Any]], keys: Mapping[str, bytes]
     expected_prev, count = GENESIS_HASH, 0
     for entry in entries:
         try:
-            expected_prev = check_entry(entry, expected_seq=count + 1,
-                                        expected_prev=expected_prev, keys=keys)
+            expected_prev = check_entry(
+                entry, expected_seq=count + 1, expected_prev=expected_prev, keys=keys
+            )
         except VerificationError as exc:
             seq = entry.get("seq") if isinstance(entry, Mapping) else None
-            return ChainReport(False, count, {"seq": seq if isinstance(seq, int) else count + 1,
-                                              "reason": exc.detail}, expected_prev)
+            return ChainReport(
+                False,
+                count,
+                {"seq": seq if isinstance(seq, int) else count + 1, "reason": exc.detail},
+                expected_prev,
+            )
         count += 1
     return ChainReport(True, count, None, expected_prev)

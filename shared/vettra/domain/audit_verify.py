@@ -32,8 +32,9 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from .audit import GENESIS_HASH
 from .checkpoint import Checkpoint
@@ -41,7 +42,9 @@ from .errors import VerificationError
 from .merkle import CompactRange
 
 _KEY_ID = b',"key_id":"'
-_TAIL = re.compile(rb',"key_id":"([^"\\]*)","prev_hash":"([0-9a-f]{64})","seq":(0|[1-9][0-9]{0,17}),')
+_TAIL = re.compile(
+    rb',"key_id":"([^"\\]*)","prev_hash":"([0-9a-f]{64})","seq":(0|[1-9][0-9]{0,17}),'
+)
 _HASH_HEX = 64
 _EXPORT_PREFIX = b'{"body":'
 _HASH_AT = len(',"hash":"')
@@ -69,12 +72,19 @@ def split_export_line(line: str | bytes) -> tuple[bytes, str, str]:
     data = data.rstrip(b"\r\n")
     cut = len(data) - _EXPORT_SUFFIX_LEN
     mac_at = cut + _HASH_AT + _HASH_HEX
-    if (cut <= len(_EXPORT_PREFIX) or not data.startswith(_EXPORT_PREFIX)
-            or data[cut:cut + _HASH_AT] != b',"hash":"'
-            or data[mac_at:mac_at + len(_MAC_MARK)] != _MAC_MARK or not data.endswith(b'"}')):
+    if (
+        cut <= len(_EXPORT_PREFIX)
+        or not data.startswith(_EXPORT_PREFIX)
+        or data[cut : cut + _HASH_AT] != b',"hash":"'
+        or data[mac_at : mac_at + len(_MAC_MARK)] != _MAC_MARK
+        or not data.endswith(b'"}')
+    ):
         raise VerificationError('malformed record: expected {"body":…,"hash":…,"mac":…}')
-    return (data[len(_EXPORT_PREFIX):cut], data[cut + _HASH_AT:mac_at].decode("ascii", "replace"),
-            data[mac_at + len(_MAC_MARK):-2].decode("ascii", "replace"))
+    return (
+        data[len(_EXPORT_PREFIX) : cut],
+        data[cut + _HASH_AT : mac_at].decode("ascii", "replace"),
+        data[mac_at + len(_MAC_MARK) : -2].decode("ascii", "replace"),
+    )
 
 
 def _fields(body: bytes) -> tuple[str, str, int]:
@@ -82,8 +92,14 @@ def _fields(body: bytes) -> tuple[str, str, int]:
     at = body.rfind(_KEY_ID)
     match = _TAIL.match(body, at) if at >= 0 else None
     if match is None:
-        raise VerificationError("malformed entry: expected key_id, prev_hash and seq members after data")
-    return match.group(1).decode("utf-8", "replace"), match.group(2).decode("ascii"), int(match.group(3))
+        raise VerificationError(
+            "malformed entry: expected key_id, prev_hash and seq members after data"
+        )
+    return (
+        match.group(1).decode("utf-8", "replace"),
+        match.group(2).decode("ascii"),
+        int(match.group(3)),
+    )
 
 
 @dataclass
@@ -99,10 +115,16 @@ class Report:
     saved_verified: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"valid": self.valid, "length": self.length, "first_invalid": self.first_invalid,
-                "head_hash": self.head_hash, "root_hash": self.root_hash,
-                "checkpoints_verified": self.checkpoints_verified, "hmac_checked": self.hmac_checked,
-                "uncovered": self.uncovered}
+        return {
+            "valid": self.valid,
+            "length": self.length,
+            "first_invalid": self.first_invalid,
+            "head_hash": self.head_hash,
+            "root_hash": self.root_hash,
+            "checkpoints_verified": self.checkpoints_verified,
+            "hmac_checked": self.hmac_checked,
+            "uncovered": self.uncovered,
+        }
 
 
 @dataclass
@@ -148,12 +170,14 @@ class LogVerifier:
                 raise VerificationError(f"gap: expected seq {expected}, got {seq}")
             if prev != self.prev:
                 raise VerificationError(
-                    f"broken link: expected prev_hash {self.prev[:16]}…, got {prev[:16]}…")
+                    f"broken link: expected prev_hash {self.prev[:16]}…, got {prev[:16]}…"
+                )
             actual = hashlib.sha256(body).digest()
             actual_hex = actual.hex()
             if actual_hex != hash_hex:  # public values: no timing to hide
                 raise VerificationError(
-                    f"hash mismatch: expected {actual_hex[:16]}…, got {hash_hex[:16]}…")
+                    f"hash mismatch: expected {actual_hex[:16]}…, got {hash_hex[:16]}…"
+                )
             if self.hmac_keys is not None:
                 mac = self._macs.get(key_id)
                 if mac is None:
@@ -178,10 +202,13 @@ class LogVerifier:
                 # name the first entry not covered by an earlier matching checkpoint.
                 first = self._matched_size + 1
                 which = "your saved checkpoint" if saved else "the signed root"
-                self.failure = {"seq": first, "last_seq": size, "reason":
-                                f"inconsistent checkpoint: entries {first}..{size} do not match "
-                                f"{which} for size {size} (expected {cp.root_hash.hex()[:16]}…, "
-                                f"the entries give {root.hex()[:16]}…)"}
+                self.failure = {
+                    "seq": first,
+                    "last_seq": size,
+                    "reason": f"inconsistent checkpoint: entries {first}..{size} do not match "
+                    f"{which} for size {size} (expected {cp.root_hash.hex()[:16]}…, "
+                    f"the entries give {root.hex()[:16]}…)",
+                }
                 return False
             if saved:
                 self._saved_matched += 1
@@ -195,22 +222,36 @@ class LogVerifier:
             largest = max(self._due)
             saved = any(id(cp) in self._saved_ids for cp in self._due[largest])
             which = "your saved checkpoint" if saved else "a signed checkpoint"
-            self.failure = {"seq": self.count + 1,
-                            "reason": f"rollback: {which} covers {largest} entries, "
-                                      f"the log has {self.count}"}
-        return Report(valid=self.failure is None, length=self.count, first_invalid=self.failure,
-                      head_hash=self.prev, root_hash=self._tree.root().hex(),
-                      checkpoints_verified=self._matched, hmac_checked=self.hmac_keys is not None,
-                      uncovered=self.count - self._matched_size, saved_verified=self._saved_matched)
+            self.failure = {
+                "seq": self.count + 1,
+                "reason": f"rollback: {which} covers {largest} entries, the log has {self.count}",
+            }
+        return Report(
+            valid=self.failure is None,
+            length=self.count,
+            first_invalid=self.failure,
+            head_hash=self.prev,
+            root_hash=self._tree.root().hex(),
+            checkpoints_verified=self._matched,
+            hmac_checked=self.hmac_keys is not None,
+            uncovered=self.count - self._matched_size,
+            saved_verified=self._saved_matched,
+        )
 
 
-def verify_entries(entries: Iterable[Any], *, hmac_keys: Mapping[str, bytes] | None = None,
-                   checkpoints: Sequence[Checkpoint] = (), saved: Sequence[Checkpoint] = ()) -> Report:
+def verify_entries(
+    entries: Iterable[Any],
+    *,
+    hmac_keys: Mapping[str, bytes] | None = None,
+    checkpoints: Sequence[Checkpoint] = (),
+    saved: Sequence[Checkpoint] = (),
+) -> Report:
     """Verify stored entries (objects with ``body_json``, ``hash``, ``mac``) or flat dicts."""
     verifier = LogVerifier(hmac_keys=hmac_keys, checkpoints=checkpoints, saved=saved)
     for entry in entries:
         if isinstance(entry, Mapping):
             from .audit import AuditEntry
+
             try:
                 entry = AuditEntry.from_dict(entry)
             except (KeyError, TypeError, ValueError) as exc:

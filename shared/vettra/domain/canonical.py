@@ -111,8 +111,9 @@ def canonical_json(value: Any) -> bytes:
     (``bench/canonical.py``); everything else goes to the ``rfc8785`` library.
     """
     if _plain(value):
-        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
-                          allow_nan=False).encode("utf-8")
+        return json.dumps(
+            value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        ).encode("utf-8")
     return _reference(value)
 
 
@@ -141,27 +142,37 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _check(value: Any, depth: int, path: str) -> None:
     if isinstance(value, (dict, list)) and depth >= MAX_DEPTH:
-        raise MalformedRequest(f"JSON nested deeper than {MAX_DEPTH} levels",
-                               errors=[FieldError(path or "$", "too deeply nested")])
+        raise MalformedRequest(
+            f"JSON nested deeper than {MAX_DEPTH} levels",
+            errors=[FieldError(path or "$", "too deeply nested")],
+        )
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise MalformedRequest("number overflows a 64-bit float",
-                                   errors=[FieldError(path or "$", "number out of range")])
+            raise MalformedRequest(
+                "number overflows a 64-bit float",
+                errors=[FieldError(path or "$", "number out of range")],
+            )
     elif isinstance(value, str):
         if _SURROGATE.search(value):
-            raise MalformedRequest("string holds a lone UTF-16 surrogate",
-                                   errors=[FieldError(path or "$", "lone surrogate")])
+            raise MalformedRequest(
+                "string holds a lone UTF-16 surrogate",
+                errors=[FieldError(path or "$", "lone surrogate")],
+            )
     elif isinstance(value, bool) or value is None:
         return
     elif isinstance(value, int):
         if abs(value) > MAX_SAFE_INTEGER:
-            raise MalformedRequest("integer outside the exact range ±(2^53-1)",
-                                   errors=[FieldError(path or "$", "integer too large")])
+            raise MalformedRequest(
+                "integer outside the exact range ±(2^53-1)",
+                errors=[FieldError(path or "$", "integer too large")],
+            )
     elif isinstance(value, dict):
         for key, item in value.items():
             if _SURROGATE.search(key):
-                raise MalformedRequest("object key holds a lone UTF-16 surrogate",
-                                       errors=[FieldError(path or "$", "lone surrogate in key")])
+                raise MalformedRequest(
+                    "object key holds a lone UTF-16 surrogate",
+                    errors=[FieldError(path or "$", "lone surrogate in key")],
+                )
             _check(item, depth + 1, f"{path}.{key}" if path else key)
     elif isinstance(value, list):
         for i, item in enumerate(value):
@@ -188,8 +199,9 @@ def loads_strict(data: bytes | str) -> Any:
     except UnicodeDecodeError as exc:
         raise MalformedRequest(f"body is not UTF-8: {exc.reason} at byte {exc.start}") from exc
     try:
-        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_pairs,
-                           parse_int=_parse_int)
+        value = json.loads(
+            text, parse_constant=_reject_constant, object_pairs_hook=_pairs, parse_int=_parse_int
+        )
     except RecursionError as exc:
         raise MalformedRequest(f"JSON nested deeper than {MAX_DEPTH} levels") from exc
     except ValueError as exc:  # JSONDecodeError is a ValueError

@@ -35,8 +35,12 @@ FACTOR_POINTS: dict[str, dict[str, int]] = {
 FACTORS = tuple(FACTOR_POINTS)
 CATEGORIES = tuple(FACTOR_POINTS["action_type"])
 # A profile names its action type "category"; rules and overrides use the factor name.
-_PROFILE_FACTOR_KEYS = {"category": "action_type", "reversibility": "reversibility",
-                        "blast_radius": "blast_radius", "sensitivity": "sensitivity"}
+_PROFILE_FACTOR_KEYS = {
+    "category": "action_type",
+    "reversibility": "reversibility",
+    "blast_radius": "blast_radius",
+    "sensitivity": "sensitivity",
+}
 
 CATALOGUE_VERSION = 1
 DEFAULT_RESOURCE = "data/catalogue.json"
@@ -47,51 +51,190 @@ _TOKEN_SEPARATORS = re.compile(r"[._\-]+")
 
 # Classification of tools the catalogue does not know (docs/risk.md, "Unknown tools").
 VERB_CATEGORIES: dict[str, str] = {
-    **dict.fromkeys(("get", "list", "read", "search", "fetch", "find", "describe", "view",
-                     "query", "retrieve", "lookup", "show"), "read"),
-    **dict.fromkeys(("create", "update", "send", "post", "write", "put", "edit", "upload",
-                     "add", "set", "modify", "comment", "reply", "move", "copy", "rename",
-                     "close", "archive", "cancel", "approve", "merge", "reset", "disable",
-                     "enable", "run", "execute", "deploy", "publish", "submit", "import",
-                     "export", "sync", "assign", "lock", "unlock"),
-                    "write"),
-    **dict.fromkeys(("delete", "remove", "destroy", "drop", "purge", "trash", "wipe",
-                     "erase"), "delete"),
-    **dict.fromkeys(("pay", "charge", "transfer", "refund", "payout", "purchase", "buy",
-                     "withdraw", "invoice"), "financial"),
-    **dict.fromkeys(("grant", "revoke", "invite", "share", "impersonate", "elevate",
-                     "promote", "sudo", "assume"), "auth"),
+    **dict.fromkeys(
+        (
+            "get",
+            "list",
+            "read",
+            "search",
+            "fetch",
+            "find",
+            "describe",
+            "view",
+            "query",
+            "retrieve",
+            "lookup",
+            "show",
+        ),
+        "read",
+    ),
+    **dict.fromkeys(
+        (
+            "create",
+            "update",
+            "send",
+            "post",
+            "write",
+            "put",
+            "edit",
+            "upload",
+            "add",
+            "set",
+            "modify",
+            "comment",
+            "reply",
+            "move",
+            "copy",
+            "rename",
+            "close",
+            "archive",
+            "cancel",
+            "approve",
+            "merge",
+            "reset",
+            "disable",
+            "enable",
+            "run",
+            "execute",
+            "deploy",
+            "publish",
+            "submit",
+            "import",
+            "export",
+            "sync",
+            "assign",
+            "lock",
+            "unlock",
+        ),
+        "write",
+    ),
+    **dict.fromkeys(
+        ("delete", "remove", "destroy", "drop", "purge", "trash", "wipe", "erase"), "delete"
+    ),
+    **dict.fromkeys(
+        ("pay", "charge", "transfer", "refund", "payout", "purchase", "buy", "withdraw", "invoice"),
+        "financial",
+    ),
+    **dict.fromkeys(
+        (
+            "grant",
+            "revoke",
+            "invite",
+            "share",
+            "impersonate",
+            "elevate",
+            "promote",
+            "sudo",
+            "assume",
+        ),
+        "auth",
+    ),
 }
 # Words that make any operation an authorisation change, whatever its verb: the name is
 # all we know about an unknown tool, and "list_admin_keys" may well hand out secrets.
-AUTH_WORDS = frozenset({"admin", "admins", "administrator", "administrators", "permission",
-                        "permissions", "role", "roles", "privilege", "privileges"})
+AUTH_WORDS = frozenset(
+    {
+        "admin",
+        "admins",
+        "administrator",
+        "administrators",
+        "permission",
+        "permissions",
+        "role",
+        "roles",
+        "privilege",
+        "privileges",
+    }
+)
 # Words that say a read exposes secrets, credentials, payment or admin data (docs/risk.md,
 # "Tools not in the catalogue"): such a read keeps the conservative profile, or worse.
-SENSITIVE_WORDS = frozenset({
-    "secret", "secrets", "credential", "credentials", "cred", "creds", "key", "keys",
-    "apikey", "apikeys", "privatekey", "token", "tokens", "password", "passwords", "passwd",
-    "passphrase", "otp", "totp", "mfa", "2fa", "cert", "certs", "certificate",
-    "certificates", "ssh", "pgp", "gpg", "vault", "keyvault", "kms", "keychain", "keyring",
-    "secretmanager", "1password", "onepassword", "lastpass", "bitwarden", "payment",
-    "payments", "card", "cards", "iban", "bank", "billing", "ssn", "salary",
-    "payroll", "admin", "admins", "administrator", "sudo"})
+SENSITIVE_WORDS = frozenset(
+    {
+        "secret",
+        "secrets",
+        "credential",
+        "credentials",
+        "cred",
+        "creds",
+        "key",
+        "keys",
+        "apikey",
+        "apikeys",
+        "privatekey",
+        "token",
+        "tokens",
+        "password",
+        "passwords",
+        "passwd",
+        "passphrase",
+        "otp",
+        "totp",
+        "mfa",
+        "2fa",
+        "cert",
+        "certs",
+        "certificate",
+        "certificates",
+        "ssh",
+        "pgp",
+        "gpg",
+        "vault",
+        "keyvault",
+        "kms",
+        "keychain",
+        "keyring",
+        "secretmanager",
+        "1password",
+        "onepassword",
+        "lastpass",
+        "bitwarden",
+        "payment",
+        "payments",
+        "card",
+        "cards",
+        "iban",
+        "bank",
+        "billing",
+        "ssn",
+        "salary",
+        "payroll",
+        "admin",
+        "admins",
+        "administrator",
+        "sudo",
+    }
+)
 # A plainly read-only operation of an unknown tool: it changes nothing, so it is
 # reversible; what it may expose is still counted (LOW, 10 points).
-PLAIN_READ_DEFAULTS = {"reversibility": "reversible", "blast_radius": "single",
-                       "sensitivity": "confidential"}
-UNKNOWN_READ_DEFAULTS = {"reversibility": "unknown", "blast_radius": "single",
-                         "sensitivity": "regulated"}
-UNKNOWN_CHANGE_DEFAULTS = {"reversibility": "unknown", "blast_radius": "multiple",
-                           "sensitivity": "confidential"}
+PLAIN_READ_DEFAULTS = {
+    "reversibility": "reversible",
+    "blast_radius": "single",
+    "sensitivity": "confidential",
+}
+UNKNOWN_READ_DEFAULTS = {
+    "reversibility": "unknown",
+    "blast_radius": "single",
+    "sensitivity": "regulated",
+}
+UNKNOWN_CHANGE_DEFAULTS = {
+    "reversibility": "unknown",
+    "blast_radius": "multiple",
+    "sensitivity": "confidential",
+}
 NO_VERB_CATEGORY = "write"
 # "get_and_close": a read verb first does not make a compound operation a plain read.
 COMPOUND_WORDS = frozenset({"and", "then"})
 
-_PROFILE_KEYS = {"category", "reversibility", "blast_radius", "sensitivity", "description",
-                 "rules", "show_args"}
-_REQUIRED_PROFILE_KEYS = {"category", "reversibility", "blast_radius", "sensitivity",
-                          "description"}
+_PROFILE_KEYS = {
+    "category",
+    "reversibility",
+    "blast_radius",
+    "sensitivity",
+    "description",
+    "rules",
+    "show_args",
+}
+_REQUIRED_PROFILE_KEYS = {"category", "reversibility", "blast_radius", "sensitivity", "description"}
 _TOP_KEYS = {"version", "description", "service_aliases", "tools"}
 
 
@@ -125,8 +268,12 @@ class ToolProfile:
 
     def choices(self) -> dict[str, str]:
         """Factor name -> option name, before any argument rule or override."""
-        return {"action_type": self.category, "reversibility": self.reversibility,
-                "blast_radius": self.blast_radius, "sensitivity": self.sensitivity}
+        return {
+            "action_type": self.category,
+            "reversibility": self.reversibility,
+            "blast_radius": self.blast_radius,
+            "sensitivity": self.sensitivity,
+        }
 
 
 def name_tokens(text: str) -> list[str]:
@@ -159,26 +306,38 @@ def classify_unknown(tool: str) -> ToolProfile:
         category, basis = NO_VERB_CATEGORY, "no recognised verb (treated as a write)"
     if category != "read":
         defaults, how = UNKNOWN_CHANGE_DEFAULTS, "with conservative defaults"
-    elif other := next((t for t in tokens[1:] if t in COMPOUND_WORDS
-                        or VERB_CATEGORIES.get(t, "read") != "read"), None):
+    elif other := next(
+        (t for t in tokens[1:] if t in COMPOUND_WORDS or VERB_CATEGORIES.get(t, "read") != "read"),
+        None,
+    ):
         defaults = UNKNOWN_READ_DEFAULTS
         how = f"with conservative defaults (it also says {other!r})"
     elif word := sensitive_word(name_tokens(service) + tokens if dot else tokens):
-        defaults, how = UNKNOWN_READ_DEFAULTS, (f"with conservative defaults (the name says "
-                                                f"{word!r}: it may expose secrets)")
+        defaults, how = (
+            UNKNOWN_READ_DEFAULTS,
+            (f"with conservative defaults (the name says {word!r}: it may expose secrets)"),
+        )
     else:
         defaults, how = PLAIN_READ_DEFAULTS, "as a plain read: it changes nothing"
-    return ToolProfile(pattern=None, category=category, description=(
-        f"{tool} is not in the catalogue: classified as {category} from {basis}, {how}"),
-        known=False, reversibility=defaults["reversibility"],
-        blast_radius=defaults["blast_radius"], sensitivity=defaults["sensitivity"])
+    return ToolProfile(
+        pattern=None,
+        category=category,
+        description=(
+            f"{tool} is not in the catalogue: classified as {category} from {basis}, {how}"
+        ),
+        known=False,
+        reversibility=defaults["reversibility"],
+        blast_radius=defaults["blast_radius"],
+        sensitivity=defaults["sensitivity"],
+    )
 
 
 class Catalogue:
     """Tool globs mapped to profiles; build with :meth:`default` or :meth:`from_dict`."""
 
-    def __init__(self, profiles: Mapping[str, ToolProfile],
-                 service_aliases: Mapping[str, str] | None = None):
+    def __init__(
+        self, profiles: Mapping[str, ToolProfile], service_aliases: Mapping[str, str] | None = None
+    ):
         self._profiles = dict(profiles)
         self._aliases = dict(service_aliases or {})
         # Most specific first; ties go to the longer, then the alphabetically first
@@ -200,14 +359,17 @@ class Catalogue:
         for key in sorted(set(data) - _TOP_KEYS):
             problems.append(f"catalogue: unknown key {key!r}")
         if data.get("version") != CATALOGUE_VERSION:
-            problems.append(f"catalogue: expected version {CATALOGUE_VERSION}, "
-                            f"found {data.get('version')!r}")
+            problems.append(
+                f"catalogue: expected version {CATALOGUE_VERSION}, found {data.get('version')!r}"
+            )
         aliases = data.get("service_aliases", {})
         if not isinstance(aliases, Mapping) or not all(
-                isinstance(k, str) and isinstance(v, str) and k and v and "." not in k + v
-                for k, v in aliases.items()):
-            problems.append("catalogue: service_aliases must map service names to "
-                            "service names (no dots)")
+            isinstance(k, str) and isinstance(v, str) and k and v and "." not in k + v
+            for k, v in aliases.items()
+        ):
+            problems.append(
+                "catalogue: service_aliases must map service names to service names (no dots)"
+            )
             aliases = {}
         tools = data.get("tools")
         profiles: dict[str, ToolProfile] = {}
@@ -267,8 +429,9 @@ def _parse_entry(pattern: Any, entry: Any, problems: list[str]) -> ToolProfile |
     for key, factor in _PROFILE_FACTOR_KEYS.items():
         if key in entry and (msg := _option_problem(factor, entry[key])):
             problems.append(f"{where}: {msg}")
-    if "description" in entry and not (isinstance(entry["description"], str)
-                                       and entry["description"].strip()):
+    if "description" in entry and not (
+        isinstance(entry["description"], str) and entry["description"].strip()
+    ):
         problems.append(f"{where}: description must be a non-empty string")
     show_args = entry.get("show_args", [])
     if not isinstance(show_args, list) or not all(isinstance(a, str) and a for a in show_args):
@@ -284,11 +447,16 @@ def _parse_entry(pattern: Any, entry: Any, problems: list[str]) -> ToolProfile |
                 rules.append(rule)
     if len(problems) > before:
         return None
-    return ToolProfile(pattern=pattern, category=entry["category"],
-                       reversibility=entry["reversibility"],
-                       blast_radius=entry["blast_radius"],
-                       sensitivity=entry["sensitivity"], description=entry["description"],
-                       rules=tuple(rules), show_args=tuple(show_args))
+    return ToolProfile(
+        pattern=pattern,
+        category=entry["category"],
+        reversibility=entry["reversibility"],
+        blast_radius=entry["blast_radius"],
+        sensitivity=entry["sensitivity"],
+        description=entry["description"],
+        rules=tuple(rules),
+        show_args=tuple(show_args),
+    )
 
 
 def _parse_rule(raw: Any, where: str, problems: list[str]) -> Rule | None:
@@ -317,15 +485,21 @@ def _parse_rule(raw: Any, where: str, problems: list[str]) -> Rule | None:
     if not isinstance(args, list) or not args or not all(isinstance(a, str) and a for a in args):
         problems.append(f"{where}: when.arg must be an argument name or a list of them")
     if len(ops) != 1 or ops[0] not in RULE_OPERATORS:
-        problems.append(f"{where}: when needs exactly one operator of "
-                        f"{', '.join(RULE_OPERATORS)}, found {ops}")
+        problems.append(
+            f"{where}: when needs exactly one operator of {', '.join(RULE_OPERATORS)}, found {ops}"
+        )
     elif msg := _operand_problem(ops[0], when[ops[0]]):
         problems.append(f"{where}: {msg}")
     if len(problems) > before:
         return None
     assert isinstance(args, list)  # anything else was a problem above
-    return Rule(args=tuple(args), op=ops[0], operand=_freeze(when[ops[0]]),
-                sets=tuple(sets.items()), reason=reason)
+    return Rule(
+        args=tuple(args),
+        op=ops[0],
+        operand=_freeze(when[ops[0]]),
+        sets=tuple(sets.items()),
+        reason=reason,
+    )
 
 
 def _is_scalar(value: Any) -> bool:
@@ -335,16 +509,19 @@ def _is_scalar(value: Any) -> bool:
 def _operand_problem(op: str, operand: Any) -> str | None:
     if op == "present" and operand is not True:
         return "present takes true"
-    if op == "count_gte" and (isinstance(operand, bool) or not isinstance(operand, int)
-                              or operand < 1):
+    if op == "count_gte" and (
+        isinstance(operand, bool) or not isinstance(operand, int) or operand < 1
+    ):
         return "count_gte takes a whole number of at least 1"
     if op == "equals" and not _is_scalar(operand):
         return "equals takes a string, number, boolean or null"
-    if op == "in" and not (isinstance(operand, list) and operand
-                           and all(_is_scalar(o) for o in operand)):
+    if op == "in" and not (
+        isinstance(operand, list) and operand and all(_is_scalar(o) for o in operand)
+    ):
         return "in takes a non-empty list of strings, numbers, booleans or null"
-    if op == "contains_any" and not (isinstance(operand, list) and operand
-                                     and all(isinstance(o, str) and o for o in operand)):
+    if op == "contains_any" and not (
+        isinstance(operand, list) and operand and all(isinstance(o, str) and o for o in operand)
+    ):
         return "contains_any takes a non-empty list of non-empty strings"
     return None
 

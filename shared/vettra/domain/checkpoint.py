@@ -23,29 +23,33 @@ import base64
 import binascii
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import (Encoding, NoEncryption, PrivateFormat,
-                                                          PublicFormat)
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 
 from .errors import VerificationError
 
 ORIGIN_PREFIX = "vettra.dev/audit/"
-ALG_ED25519 = 0x01              # signed-note signature type byte for Ed25519
-KEY_ID_SIZE = 4                 # signed-note key ID: 4 bytes, big-endian uint32
+ALG_ED25519 = 0x01  # signed-note signature type byte for Ed25519
+KEY_ID_SIZE = 4  # signed-note key ID: 4 bytes, big-endian uint32
 ED25519_KEY_SIZE = 32
-HASH_SIZE = 32                  # RFC 6962 Merkle tree with SHA-256
-MAX_TREE_SIZE = 2**64 - 1       # sizes are uint64 in every checkpoint implementation
-MAX_SIGNATURES = 100            # spec: limit SHOULD be applied, MUST be >= 16; Go uses 100
-SIG_PREFIX = "\u2014 "          # EM DASH, SPACE
+HASH_SIZE = 32  # RFC 6962 Merkle tree with SHA-256
+MAX_TREE_SIZE = 2**64 - 1  # sizes are uint64 in every checkpoint implementation
+MAX_SIGNATURES = 100  # spec: limit SHOULD be applied, MUST be >= 16; Go uses 100
+SIG_PREFIX = "\u2014 "  # EM DASH, SPACE
 PRIVATE_KEY_PREFIX = "PRIVATE+KEY+"
 _SIZE_RE = re.compile(r"0|[1-9][0-9]*")
 _KEY_ID_RE = re.compile(r"[0-9a-f]{8}")
 _NEWLINE = "\n"
-_CONTROL_LIMIT = 0x20           # signed notes refuse ASCII controls below U+0020, except newline
+_CONTROL_LIMIT = 0x20  # signed notes refuse ASCII controls below U+0020, except newline
 
 
 class CheckpointError(VerificationError):
@@ -56,7 +60,11 @@ class CheckpointError(VerificationError):
 
 
 def _fail(what: str, expected: str, found: object) -> CheckpointError:
-    shown = found if isinstance(found, (int, str)) and len(str(found)) <= 80 else f"{str(found)[:77]}..."
+    shown = (
+        found
+        if isinstance(found, (int, str)) and len(str(found)) <= 80
+        else f"{str(found)[:77]}..."
+    )
     return CheckpointError(f"{what}: expected {expected}, found {shown!r}")
 
 
@@ -68,7 +76,9 @@ def _check_text(text: str, what: str) -> None:
         raise _fail(what, "valid UTF-8", f"unpaired surrogate at index {exc.start}") from None
     for index, char in enumerate(text):
         if ord(char) < _CONTROL_LIMIT and char != _NEWLINE:
-            raise _fail(what, "no control characters but newline", f"U+{ord(char):04X} at index {index}")
+            raise _fail(
+                what, "no control characters but newline", f"U+{ord(char):04X} at index {index}"
+            )
 
 
 def _check_name(name: str, what: str = "key name") -> None:
@@ -95,7 +105,9 @@ def _b64(raw: bytes) -> str:
 
 def key_id(name: str, public_key: bytes) -> bytes:
     """signed-note §Signatures: SHA-256(name || 0x0A || 0x01 || 32-byte key)[:4]."""
-    return hashlib.sha256(name.encode() + b"\n" + bytes([ALG_ED25519]) + public_key).digest()[:KEY_ID_SIZE]
+    return hashlib.sha256(name.encode() + b"\n" + bytes([ALG_ED25519]) + public_key).digest()[
+        :KEY_ID_SIZE
+    ]
 
 
 def ed25519_verifier_key(name: str, public_key: bytes) -> str:
@@ -123,7 +135,9 @@ class Checkpoint:
     extensions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for label, line in [("origin", self.origin)] + [("extension line", e) for e in self.extensions]:
+        for label, line in [("origin", self.origin)] + [
+            ("extension line", e) for e in self.extensions
+        ]:
             if not isinstance(line, str) or not line or _NEWLINE in line:
                 raise _fail(label, "a non-empty single line", line)
             _check_text(line, label)
@@ -137,14 +151,16 @@ class Checkpoint:
         return "".join(line + _NEWLINE for line in lines)
 
     @classmethod
-    def parse(cls, body: str) -> "Checkpoint":
+    def parse(cls, body: str) -> Checkpoint:
         """tlog-checkpoint §Note text, strictly: three or more non-empty lines, each ending in newline."""
         _check_text(body, "checkpoint")
         if not body.endswith(_NEWLINE):
             raise _fail("checkpoint", "text ending in a newline", body[-20:])
         lines = body[:-1].split(_NEWLINE)
         if len(lines) < 3:
-            raise _fail("checkpoint", "at least 3 lines (origin, size, root hash)", f"{len(lines)} lines")
+            raise _fail(
+                "checkpoint", "at least 3 lines (origin, size, root hash)", f"{len(lines)} lines"
+            )
         origin, size, root, *extensions = lines
         if not _SIZE_RE.fullmatch(size) or int(size) > MAX_TREE_SIZE:
             raise _fail("tree size", "decimal digits without leading zeros, at most 2^64-1", size)
@@ -165,7 +181,9 @@ class NoteVerifier:
             raise _fail("verifier key ID", "8 lowercase hex digits", hex_id)
         raw = _b64decode(key64, "verifier key")
         if len(raw) != 1 + ED25519_KEY_SIZE or raw[0] != ALG_ED25519:
-            raise _fail("verifier key", f"0x01 then {ED25519_KEY_SIZE} key bytes", f"{len(raw)} bytes")
+            raise _fail(
+                "verifier key", f"0x01 then {ED25519_KEY_SIZE} key bytes", f"{len(raw)} bytes"
+            )
         if key_id(name, raw[1:]) != bytes.fromhex(hex_id):
             raise _fail("verifier key ID", key_id(name, raw[1:]).hex(), hex_id)
         self.name = name
@@ -195,11 +213,13 @@ class NoteSigner:
         self.key_hash = key_id(name, self._public)
 
     @classmethod
-    def from_signer_key(cls, signer_key: str) -> "NoteSigner":
+    def from_signer_key(cls, signer_key: str) -> NoteSigner:
         """Parse ``PRIVATE+KEY+<name>+<hex8>+<base64(0x01 || seed)>`` (Go's NewSigner)."""
         if not signer_key.startswith(PRIVATE_KEY_PREFIX):
-            raise CheckpointError("signer key: expected the PRIVATE+KEY+ prefix, found something else")
-        name, _, rest = signer_key[len(PRIVATE_KEY_PREFIX):].partition("+")
+            raise CheckpointError(
+                "signer key: expected the PRIVATE+KEY+ prefix, found something else"
+            )
+        name, _, rest = signer_key[len(PRIVATE_KEY_PREFIX) :].partition("+")
         hex_id, _, seed64 = rest.partition("+")
         _check_name(name)
         try:
@@ -242,12 +262,14 @@ def open_note(note: str | bytes, verifiers: Sequence[NoteVerifier]) -> tuple[str
         try:
             note = note.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise _fail("note", "valid UTF-8", f"byte 0x{note[exc.start]:02x} at {exc.start}") from None
+            raise _fail(
+                "note", "valid UTF-8", f"byte 0x{note[exc.start]:02x} at {exc.start}"
+            ) from None
     _check_text(note, "note")
     split = note.rfind("\n\n")
     if split < 0:
         raise _fail("note", "a blank line before the signatures", "none")
-    text, block = note[:split + 1], note[split + 2:]
+    text, block = note[: split + 1], note[split + 2 :]
     if not block.endswith(_NEWLINE):
         raise _fail("signature block", "lines ending in a newline", block[-20:])
     known: dict[tuple[str, bytes], list[NoteVerifier]] = {}
@@ -261,7 +283,7 @@ def open_note(note: str | bytes, verifiers: Sequence[NoteVerifier]) -> tuple[str
     for line in lines:
         if not line.startswith(SIG_PREFIX):
             raise _fail("signature line", "'\u2014 <name> <base64>'", line)
-        name, _, sig64 = line[len(SIG_PREFIX):].partition(" ")
+        name, _, sig64 = line[len(SIG_PREFIX) :].partition(" ")
         _check_name(name, "signature key name")
         raw = _b64decode(sig64, "signature")
         if len(raw) <= KEY_ID_SIZE:
@@ -269,12 +291,16 @@ def open_note(note: str | bytes, verifiers: Sequence[NoteVerifier]) -> tuple[str
         ident = (name, raw[:KEY_ID_SIZE])
         candidates = known.get(ident, [])
         if len(candidates) > 1:
-            raise _fail("verifiers", "one verifier per name and key ID", f"{len(candidates)} for {name}")
+            raise _fail(
+                "verifiers", "one verifier per name and key ID", f"{len(candidates)} for {name}"
+            )
         if not candidates or ident in seen:
             continue  # unknown key (rotation, witnesses) or a repeat: ignored as in Go
         seen.add(ident)
         if not candidates[0].verify(text.encode("utf-8"), raw[KEY_ID_SIZE:]):
-            raise _fail("signature", f"a valid signature by {name}+{ident[1].hex()}", "an invalid one")
+            raise _fail(
+                "signature", f"a valid signature by {name}+{ident[1].hex()}", "an invalid one"
+            )
         verified.append(name)
     if not verified:
         wanted = sorted(f"{n}+{h.hex()}" for n, h in known)
@@ -286,8 +312,9 @@ def sign_checkpoint(cp: Checkpoint, signer: NoteSigner) -> str:
     return signer.sign(cp.body())
 
 
-def verify_checkpoint(note: str | bytes, verifier: NoteVerifier, *,
-                      origin: str | None = None) -> Checkpoint:
+def verify_checkpoint(
+    note: str | bytes, verifier: NoteVerifier, *, origin: str | None = None
+) -> Checkpoint:
     """Open ``note`` with ``verifier`` and parse its checkpoint.
 
     ``origin`` defaults to the verifier's name: tlog-checkpoint §Signatures says the

@@ -32,8 +32,14 @@ class VettraError(Exception):
     slug = "internal"
     title = "Internal error"
 
-    def __init__(self, detail: str = "", *, errors: list[FieldError] | None = None,
-                 headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ):
         super().__init__(detail or self.title)
         self.detail = detail or self.title
         self.errors = list(errors or [])
@@ -46,8 +52,12 @@ class VettraError(Exception):
 
     def problem(self) -> dict[str, Any]:
         """The RFC 9457 problem document for this error."""
-        body: dict[str, Any] = {"type": self.type, "title": self.title,
-                                "status": self.status, "detail": self.detail}
+        body: dict[str, Any] = {
+            "type": self.type,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
         if self.errors:
             body["errors"] = [e.as_dict() for e in self.errors]
         for key, value in self.extra.items():
@@ -94,7 +104,7 @@ class StepUpRequired(VettraError):
         challenge = 'Bearer error="insufficient_user_authentication"'
         challenge += ', error_description="A fresh step-up bound to this action is required"'
         if max_age is not None:
-            challenge += f', max_age={int(max_age)}'
+            challenge += f", max_age={int(max_age)}"
         kw.setdefault("headers", {"WWW-Authenticate": challenge})
         super().__init__(detail, **kw)
 

@@ -23,7 +23,8 @@ ignored. Tool-name mapping is described in :func:`map_tool_name` and docs/action
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from .canonical import loads_strict
 from .errors import FieldError, MalformedRequest, ValidationFailed
@@ -31,7 +32,16 @@ from .errors import FieldError, MalformedRequest, ValidationFailed
 #: Services whose ``<service>_<operation>`` function names map to ``<service>.<operation>``.
 #: The catalogue may extend this list; MCP's ``server`` adds one per call.
 KNOWN_SERVICES: tuple[str, ...] = (
-    "gmail", "calendar", "gcal", "drive", "gdrive", "github", "slack", "stripe", "user", "iam",
+    "gmail",
+    "calendar",
+    "gcal",
+    "drive",
+    "gdrive",
+    "github",
+    "slack",
+    "stripe",
+    "user",
+    "iam",
 )
 #: Service used when a function name names no known service.
 FALLBACK_SERVICE = "custom"
@@ -55,11 +65,19 @@ LANGCHAIN_TYPE = "tool_call"
 #: Keys that name a tool or carry its arguments in one framework's shape or another's.
 #: A raw call holding any of them beyond its own shape's is ambiguous (one name could be
 #: scored while another runs), so it is refused rather than guessed at.
-IDENTITY_KEYS = frozenset({"name", "function", "tool", "tool_name", "function_call",
-                           "arguments", "input", "args"})
+IDENTITY_KEYS = frozenset(
+    {"name", "function", "tool", "tool_name", "function_call", "arguments", "input", "args"}
+)
 
-_JSON_TYPE_NAMES = {dict: "object", list: "array", str: "string", bool: "boolean",
-                    int: "integer", float: "number", type(None): "null"}
+_JSON_TYPE_NAMES = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    type(None): "null",
+}
 
 
 class ToolCall(NamedTuple):
@@ -91,10 +109,14 @@ def tool_problem(tool: str) -> str | None:
     if tool.count(".") > 1:
         service, _, operation = tool.partition(".")
         hint = service + "." + operation.replace(".", "_")
-        return ("must name exactly one service and one operation (one '.'), found "
-                f"{tool.count('.')} dots in {tool!r} (did you mean {hint!r}?)")
-    return ("must be '<service>.<operation>': lowercase ASCII letters, digits, '_' and '-', "
-            f"each part starting with a letter; found {tool!r}")
+        return (
+            "must name exactly one service and one operation (one '.'), found "
+            f"{tool.count('.')} dots in {tool!r} (did you mean {hint!r}?)"
+        )
+    return (
+        "must be '<service>.<operation>': lowercase ASCII letters, digits, '_' and '-', "
+        f"each part starting with a letter; found {tool!r}"
+    )
 
 
 def map_tool_name(name: str, services: tuple[str, ...] = KNOWN_SERVICES) -> str:
@@ -116,7 +138,7 @@ def map_tool_name(name: str, services: tuple[str, ...] = KNOWN_SERVICES) -> str:
         return parts[0] + "." + ".".join(parts[1:])
     for service in sorted(services, key=len, reverse=True):
         if lowered.startswith(service + "_") and len(lowered) > len(service) + 1:
-            return service + "." + lowered[len(service) + 1:]
+            return service + "." + lowered[len(service) + 1 :]
     return FALLBACK_SERVICE + "." + lowered
 
 
@@ -125,26 +147,40 @@ class _Fields:
 
     def __init__(self, raw: Any, framework: str) -> None:
         if not isinstance(raw, dict):
-            raise ValidationFailed(f"invalid {framework} tool call", errors=[
-                FieldError("$", f"expected object, found {json_type(raw)}")])
+            raise ValidationFailed(
+                f"invalid {framework} tool call",
+                errors=[FieldError("$", f"expected object, found {json_type(raw)}")],
+            )
         self.errors: list[FieldError] = []
         self.raw: dict[str, Any] = raw
         self.framework = framework
 
-    def one_identity(self, own: frozenset[str] | set[str], obj: dict[str, Any] | None = None,
-                     prefix: str = "") -> None:
+    def one_identity(
+        self, own: frozenset[str] | set[str], obj: dict[str, Any] | None = None, prefix: str = ""
+    ) -> None:
         """Refuse keys that name the tool (or its arguments) the way another shape does."""
         source = self.raw if obj is None else obj
         for key in sorted(IDENTITY_KEYS & source.keys() - own):
-            self.add(prefix + key, f"names the tool or its arguments a second way; a "
-                                   f"{self.framework} call of this shape carries only "
-                                   f"{', '.join(sorted(own))}")
+            self.add(
+                prefix + key,
+                f"names the tool or its arguments a second way; a "
+                f"{self.framework} call of this shape carries only "
+                f"{', '.join(sorted(own))}",
+            )
 
     def add(self, path: str, message: str) -> None:
         self.errors.append(FieldError(path or "$", message))
 
-    def get(self, path: str, kind: type, *, required: bool, obj: dict[str, Any] | None = None,
-            const: str | None = None, nullable: bool = False) -> Any:
+    def get(
+        self,
+        path: str,
+        kind: type,
+        *,
+        required: bool,
+        obj: dict[str, Any] | None = None,
+        const: str | None = None,
+        nullable: bool = False,
+    ) -> Any:
         """Read ``path`` (last segment looked up in ``obj``), checking type and value."""
         source = self.raw if obj is None else obj
         key = path.rsplit(".", 1)[-1]
@@ -164,8 +200,13 @@ class _Fields:
             return None
         return value
 
-    def tool(self, path: str, name: str | None, services: tuple[str, ...] = KNOWN_SERVICES,
-             server: str | None = None) -> str | None:
+    def tool(
+        self,
+        path: str,
+        name: str | None,
+        services: tuple[str, ...] = KNOWN_SERVICES,
+        server: str | None = None,
+    ) -> str | None:
         """Map the raw function ``name`` to a valid tool, or record why it cannot be."""
         if name is None:
             return None
@@ -182,13 +223,17 @@ class _Fields:
             return None
         if server is not None and tool.partition(".")[0] != server:
             # the name carries its own service: two claims of who runs the call
-            self.add(path, f"maps to tool {tool!r} of service {tool.partition('.')[0]!r}, "
-                           f"but server names {server!r}; name one service")
+            self.add(
+                path,
+                f"maps to tool {tool!r} of service {tool.partition('.')[0]!r}, "
+                f"but server names {server!r}; name one service",
+            )
             return None
         return tool
 
-    def done(self, tool: str | None, arguments: Any, call_id: str | None,
-             server: str | None = None) -> ToolCall:
+    def done(
+        self, tool: str | None, arguments: Any, call_id: str | None, server: str | None = None
+    ) -> ToolCall:
         """The extracted call, or every collected problem at once."""
         if self.errors or tool is None or not isinstance(arguments, dict):
             raise ValidationFailed(f"invalid {self.framework} tool call", errors=self.errors)
@@ -222,8 +267,9 @@ def from_openai(raw: Any) -> ToolCall:
         call_id = fields.get("call_id", str, required=False)
         fields.get("id", str, required=False)
         tool = fields.tool("name", fields.get("name", str, required=True))
-        arguments = _json_arguments(fields, "arguments",
-                                    fields.get("arguments", str, required=True))
+        arguments = _json_arguments(
+            fields, "arguments", fields.get("arguments", str, required=True)
+        )
         return fields.done(tool, arguments, call_id)
     fields.one_identity({"function"})
     fields.get("type", str, required=False, const=OPENAI_CHAT_TYPE)
@@ -273,8 +319,11 @@ def from_mcp(raw: Any) -> ToolCall:
     if server is not None:
         server = server.lower()
         if not SERVICE_PATTERN.fullmatch(server):
-            fields.add("server", "must be a service name: a lowercase letter, then up to "
-                                 f"62 letters, digits, '_' or '-'; found {server!r}")
+            fields.add(
+                "server",
+                "must be a service name: a lowercase letter, then up to "
+                f"62 letters, digits, '_' or '-'; found {server!r}",
+            )
             server = None
     services = KNOWN_SERVICES + ((server,) if server else ())
     tool = fields.tool("name", fields.get("name", str, required=True), services, server)

@@ -39,4 +39,6 @@ class Principal:
 
     def require(self, *roles: str) -> None:
         if self.role not in roles:
-            raise Forbidden(f"this endpoint is for {' or '.join(roles)}; the token's role is {self.role}")
+            raise Forbidden(
+                f"this endpoint is for {' or '.join(roles)}; the token's role is {self.role}"
+            )

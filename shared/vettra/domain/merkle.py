@@ -75,7 +75,9 @@ def _level_root(level: Sequence[bytes]) -> bytes:
     """
     sha256, prefix = _sha256, NODE_PREFIX
     while len(level) > 1:
-        paired = [sha256(prefix + a + b).digest() for a, b in zip(level[::2], level[1::2])]
+        paired = [
+            sha256(prefix + a + b).digest() for a, b in zip(level[::2], level[1::2], strict=False)
+        ]
         if len(level) % 2:
             paired.append(level[-1])
         level = paired
@@ -102,8 +104,10 @@ class CompactRange:
         if type(size) is not int or size < 0:
             raise MerkleError("bad-frontier", f"expected a size >= 0, got {size!r}")
         if len(hashes) != size.bit_count():
-            raise MerkleError("bad-frontier", f"expected {size.bit_count()} hashes for size "
-                                              f"{size}, got {len(hashes)}")
+            raise MerkleError(
+                "bad-frontier",
+                f"expected {size.bit_count()} hashes for size {size}, got {len(hashes)}",
+            )
         for h in hashes:
             _check_hash("frontier hash", h, reason="bad-frontier")
         self._size = size
@@ -180,8 +184,10 @@ class CompactRange:
         try:
             return cls(data["size"], [bytes.fromhex(h) for h in data["hashes"]])
         except (KeyError, TypeError, ValueError) as exc:
-            raise MerkleError("bad-frontier", f"expected {{'size', 'hashes'}} with hex hashes, "
-                                              f"got {type(exc).__name__}: {exc}") from exc
+            raise MerkleError(
+                "bad-frontier",
+                f"expected {{'size', 'hashes'}} with hex hashes, got {type(exc).__name__}: {exc}",
+            ) from exc
 
 
 def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
@@ -189,7 +195,7 @@ def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
     frontier, n = CompactRange(), len(hashes)
     whole = n - n % CHUNK_SIZE
     for start in range(0, whole, CHUNK_SIZE):
-        frontier._push(_level_root(hashes[start:start + CHUNK_SIZE]), CHUNK_SIZE.bit_length() - 1)
+        frontier._push(_level_root(hashes[start : start + CHUNK_SIZE]), CHUNK_SIZE.bit_length() - 1)
     # The tail is smaller than every frontier subtree, so it is the rightmost piece.
     tail = [_level_root(hashes[whole:n])] if whole < n else []
     return _fold_right(frontier._hashes + tail) if n else EMPTY_ROOT
@@ -288,14 +294,17 @@ def consistency_proof(leaf_hashes: Sequence[bytes], old_size: int, new_size: int
 
 def _check_hash(name: str, value: Any, *, reason: str = "bad-hash") -> None:
     if not isinstance(value, (bytes, bytearray)) or len(value) != HASH_SIZE:
-        got = f"{len(value)} bytes" if isinstance(value, (bytes, bytearray)) else type(value).__name__
+        got = (
+            f"{len(value)} bytes" if isinstance(value, (bytes, bytearray)) else type(value).__name__
+        )
         raise MerkleError(reason, f"{name}: expected {HASH_SIZE} bytes, got {got}")
 
 
 def _check_proof(proof: Any) -> list[bytes]:
     if isinstance(proof, (bytes, bytearray, str)) or not isinstance(proof, Sequence):
-        raise MerkleError("bad-hash", f"proof: expected a sequence of hashes, got "
-                                      f"{type(proof).__name__}")
+        raise MerkleError(
+            "bad-hash", f"proof: expected a sequence of hashes, got {type(proof).__name__}"
+        )
     for i, h in enumerate(proof):
         _check_hash(f"proof[{i}]", h)
     return [bytes(h) for h in proof]
@@ -317,8 +326,9 @@ def _check_root(which: str, expected: bytes, got: bytes) -> None:
         raise MerkleError("root-mismatch", f"{which}: expected {expected.hex()}, got {got.hex()}")
 
 
-def verify_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes],
-                     root: bytes) -> None:
+def verify_inclusion(
+    leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
+) -> None:
     """§2.1.3.2: check that ``leaf_hash`` is leaf ``index`` of the tree ``(size, root)``."""
     for name, value in (("leaf hash", leaf_hash), ("root", root)):
         _check_hash(name, value)
@@ -340,8 +350,9 @@ def verify_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[by
     _check_root("root", bytes(root), r)
 
 
-def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes,
-                       proof: Sequence[bytes]) -> None:
+def verify_consistency(
+    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
+) -> None:
     """§2.1.4.2: check that the tree ``(new_size, new_root)`` extends ``(old_size, old_root)``.
 
     ``old_size == 0`` needs an empty proof and ``old_root`` equal to the empty-tree hash.

@@ -17,8 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from .merkle import (EMPTY_ROOT, MerkleError, _consistency_ranges, _fold_right, _inclusion_ranges,
-                     root_from_leaf_hashes)
+from .merkle import (
+    EMPTY_ROOT,
+    MerkleError,
+    _consistency_ranges,
+    _fold_right,
+    _inclusion_ranges,
+    root_from_leaf_hashes,
+)
 
 NodeId = tuple[int, int]
 #: Reads the stored nodes among ``ids`` in one batch; absent ones are simply missing.
@@ -48,21 +54,25 @@ def perfect_cover(start: int, end: int) -> list[NodeId]:
     return out
 
 
-def _fetch(read: NodeReader, ids: Sequence[NodeId], leaves: LeafReader | None) -> dict[NodeId, bytes]:
+def _fetch(
+    read: NodeReader, ids: Sequence[NodeId], leaves: LeafReader | None
+) -> dict[NodeId, bytes]:
     nodes = dict(read(ids))
     for level, index in ids:
         if (level, index) in nodes:
             continue
         if leaves is None:
-            raise MerkleError("missing-node", f"expected stored node (level {level}, index "
-                                              f"{index}), the store has none")
-        nodes[level, index] = root_from_leaf_hashes(
-            leaves(index << level, (index + 1) << level))
+            raise MerkleError(
+                "missing-node",
+                f"expected stored node (level {level}, index {index}), the store has none",
+            )
+        nodes[level, index] = root_from_leaf_hashes(leaves(index << level, (index + 1) << level))
     return nodes
 
 
-def range_hashes(read: NodeReader, ranges: Sequence[tuple[int, int]],
-                 leaves: LeafReader | None = None) -> list[bytes]:
+def range_hashes(
+    read: NodeReader, ranges: Sequence[tuple[int, int]], leaves: LeafReader | None = None
+) -> list[bytes]:
     """The MTH of each leaf range, from one batched :data:`NodeReader` call.
 
     ``leaves`` rebuilds any node the store lacks from its leaves (a store written before
@@ -71,12 +81,19 @@ def range_hashes(read: NodeReader, ranges: Sequence[tuple[int, int]],
     covers = [perfect_cover(a, b) for a, b in ranges]
     wanted = sorted({node for cover in covers for node in cover})
     nodes = _fetch(read, wanted, leaves)
-    return [nodes[cover[0]] if len(cover) == 1 else
-            _fold_right([nodes[n] for n in cover]) if cover else EMPTY_ROOT for cover in covers]
+    return [
+        nodes[cover[0]]
+        if len(cover) == 1
+        else _fold_right([nodes[n] for n in cover])
+        if cover
+        else EMPTY_ROOT
+        for cover in covers
+    ]
 
 
-def inclusion_from_nodes(read: NodeReader, index: int, size: int,
-                         leaves: LeafReader | None = None) -> tuple[list[bytes], bytes]:
+def inclusion_from_nodes(
+    read: NodeReader, index: int, size: int, leaves: LeafReader | None = None
+) -> tuple[list[bytes], bytes]:
     """§2.1.3.1 ``(PATH(index, D[size]), MTH(D[size]))``."""
     if not 0 <= index < size:
         raise ValueError(f"expected 0 <= index < size, got index {index}, size {size}")
@@ -84,11 +101,13 @@ def inclusion_from_nodes(read: NodeReader, index: int, size: int,
     return path, root
 
 
-def consistency_from_nodes(read: NodeReader, old_size: int, new_size: int,
-                           leaves: LeafReader | None = None) -> tuple[list[bytes], bytes, bytes]:
+def consistency_from_nodes(
+    read: NodeReader, old_size: int, new_size: int, leaves: LeafReader | None = None
+) -> tuple[list[bytes], bytes, bytes]:
     """§2.1.4.1 ``(PROOF(old_size, D[new_size]), MTH(D[old_size]), MTH(D[new_size]))``."""
     if not 0 <= old_size <= new_size:
         raise ValueError(f"expected 0 <= old size <= new size, got {old_size}, {new_size}")
     *proof, old_root, new_root = range_hashes(
-        read, [*_consistency_ranges(old_size, new_size), (0, old_size), (0, new_size)], leaves)
+        read, [*_consistency_ranges(old_size, new_size), (0, old_size), (0, new_size)], leaves
+    )
     return proof, old_root, new_root

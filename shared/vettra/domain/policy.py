@@ -14,19 +14,44 @@ the shared vectors in ``tests/vectors/policy/``. The format is documented in
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 from .canonical import sha256_digest
 from .errors import PolicyRejected
 from .patterns import tool_matches
 from .policy_conditions import condition_holds
-from .policy_schema import (ALLOW, DENY, PENDING_LEVEL, REQUIRE_APPROVAL, REQUIRE_STEP_UP,
-                            SCHEMA, SEVERITY, validate_payload)
+from .policy_schema import (
+    ALLOW,
+    DENY,
+    PENDING_LEVEL,
+    REQUIRE_APPROVAL,
+    REQUIRE_STEP_UP,
+    SCHEMA,
+    SEVERITY,
+    validate_payload,
+)
 
-__all__ = ["ALLOW", "DENY", "REQUIRE_APPROVAL", "REQUIRE_STEP_UP", "SCHEMA", "SEVERITY",
-           "ActionFacts", "RiskFacts", "Thresholds", "Timeouts", "PolicyRule", "PolicyDecision",
-           "Policy", "validate_payload", "action_facts", "baseline", "evaluate"]
+__all__ = [
+    "ALLOW",
+    "DENY",
+    "REQUIRE_APPROVAL",
+    "REQUIRE_STEP_UP",
+    "SCHEMA",
+    "SEVERITY",
+    "ActionFacts",
+    "RiskFacts",
+    "Thresholds",
+    "Timeouts",
+    "PolicyRule",
+    "PolicyDecision",
+    "Policy",
+    "validate_payload",
+    "action_facts",
+    "baseline",
+    "evaluate",
+]
 
 
 class ActionFacts(Protocol):
@@ -48,6 +73,7 @@ class ActionFacts(Protocol):
     def resource(self) -> str | None: ...
     @property
     def context(self) -> dict[str, Any]: ...
+
     # also read when present: ``server`` (the MCP server the agent claims, or None)
 
 
@@ -131,61 +157,91 @@ class Policy:
     payload: dict[str, Any]
 
     @classmethod
-    def from_payload(cls, payload: Any) -> "Policy":
+    def from_payload(cls, payload: Any) -> Policy:
         """Validate ``payload`` strictly; raise :class:`PolicyRejected` listing every problem."""
         errors = validate_payload(payload)
         if errors:
-            raise PolicyRejected(f"policy payload is invalid ({len(errors)} problem(s))",
-                                 errors=errors)
+            raise PolicyRejected(
+                f"policy payload is invalid ({len(errors)} problem(s))", errors=errors
+            )
         payload = copy.deepcopy(payload)
         t, o = payload["thresholds"], payload["timeouts"]
-        rules = tuple(PolicyRule(id=r["id"], effect=r["effect"], tools=tuple(r["tools"]),
-                                 reason=r["reason"], when=r.get("when"),
-                                 timeout_s=r.get("timeout_s"), approvers=r.get("approvers"))
-                      for r in payload["rules"])
-        return cls(policy_id=payload["policy_id"], version=payload["version"],
-                   description=payload.get("description", ""),
-                   thresholds=Thresholds(t["approval"], t["step_up"]),
-                   timeouts=Timeouts(o["MEDIUM"], o["HIGH"], o["max"], o["on_expiry"]),
-                   overrides=tuple(payload.get("overrides", [])), rules=rules,
-                   digest=sha256_digest(payload), payload=payload)
+        rules = tuple(
+            PolicyRule(
+                id=r["id"],
+                effect=r["effect"],
+                tools=tuple(r["tools"]),
+                reason=r["reason"],
+                when=r.get("when"),
+                timeout_s=r.get("timeout_s"),
+                approvers=r.get("approvers"),
+            )
+            for r in payload["rules"]
+        )
+        return cls(
+            policy_id=payload["policy_id"],
+            version=payload["version"],
+            description=payload.get("description", ""),
+            thresholds=Thresholds(t["approval"], t["step_up"]),
+            timeouts=Timeouts(o["MEDIUM"], o["HIGH"], o["max"], o["on_expiry"]),
+            overrides=tuple(payload.get("overrides", [])),
+            rules=rules,
+            digest=sha256_digest(payload),
+            payload=payload,
+        )
 
 
 # --------------------------------------------------------------------------- evaluation
 
-def action_facts(bundle: ActionFacts, risk: RiskFacts,
-                 agent: str | None = None) -> dict[str, Any]:
+
+def action_facts(bundle: ActionFacts, risk: RiskFacts, agent: str | None = None) -> dict[str, Any]:
     """The flat view conditions read (``docs/policy.md`` lists the field paths).
 
     ``agent`` is the authenticated agent's subject (the token's ``sub``); ``server`` is
     the MCP server the agent *claims* (unverified), so a policy can pin which servers an
     agent may claim.
     """
-    return {"tool": bundle.tool, "service": bundle.service, "operation": bundle.operation,
-            "resource": bundle.resource, "framework": bundle.framework,
-            "session_id": bundle.session_id, "arguments": bundle.arguments,
-            "context": bundle.context, "risk.score": risk.score, "risk.level": risk.level,
-            "risk.category": risk.category, "server": getattr(bundle, "server", None),
-            "agent": agent}
+    return {
+        "tool": bundle.tool,
+        "service": bundle.service,
+        "operation": bundle.operation,
+        "resource": bundle.resource,
+        "framework": bundle.framework,
+        "session_id": bundle.session_id,
+        "arguments": bundle.arguments,
+        "context": bundle.context,
+        "risk.score": risk.score,
+        "risk.level": risk.level,
+        "risk.category": risk.category,
+        "server": getattr(bundle, "server", None),
+        "agent": agent,
+    }
 
 
 def baseline(policy: Policy, risk: RiskFacts) -> tuple[str, str]:
     """Outcome the risk alone calls for under this policy's thresholds, and why."""
     score, level = risk.score, risk.level
     if risk.forced_high:
-        return REQUIRE_STEP_UP, (f"{risk.category} actions are always high risk: step-up "
-                                 "authentication and approval are required")
+        return REQUIRE_STEP_UP, (
+            f"{risk.category} actions are always high risk: step-up "
+            "authentication and approval are required"
+        )
     if score >= policy.thresholds.step_up:
-        return REQUIRE_STEP_UP, (f"risk score {score} ({level}) is at or above the step-up "
-                                 f"threshold {policy.thresholds.step_up}")
+        return REQUIRE_STEP_UP, (
+            f"risk score {score} ({level}) is at or above the step-up "
+            f"threshold {policy.thresholds.step_up}"
+        )
     if score >= policy.thresholds.approval:
-        return REQUIRE_APPROVAL, (f"risk score {score} ({level}) is at or above the approval "
-                                  f"threshold {policy.thresholds.approval}")
+        return REQUIRE_APPROVAL, (
+            f"risk score {score} ({level}) is at or above the approval "
+            f"threshold {policy.thresholds.approval}"
+        )
     return ALLOW, f"risk score {score} ({level}) is below the approval threshold"
 
 
-def evaluate(policy: Policy, bundle: ActionFacts, risk: RiskFacts,
-             agent: str | None = None) -> PolicyDecision:
+def evaluate(
+    policy: Policy, bundle: ActionFacts, risk: RiskFacts, agent: str | None = None
+) -> PolicyDecision:
     """Decide one action: any matching deny wins, else the most severe requirement.
 
     Deterministic and total: it reads only its arguments and never raises on
@@ -195,11 +251,15 @@ def evaluate(policy: Policy, bundle: ActionFacts, risk: RiskFacts,
     facts = action_facts(bundle, risk, agent)
     matched = [rule for rule in policy.rules if rule.matches(bundle.tool, facts)]
     base, base_reason = baseline(policy, risk)
-    if base == REQUIRE_APPROVAL and not risk.forced_high \
-            and any(rule.effect == ALLOW for rule in matched):
+    if (
+        base == REQUIRE_APPROVAL
+        and not risk.forced_high
+        and any(rule.effect == ALLOW for rule in matched)
+    ):
         base = ALLOW  # an explicit allow rule may waive a score-based approval only
-    outcome = max([base] + [r.effect for r in matched if r.effect != ALLOW],
-                  key=SEVERITY.__getitem__)
+    outcome = max(
+        [base] + [r.effect for r in matched if r.effect != ALLOW], key=SEVERITY.__getitem__
+    )
     named = next((r for r in matched if r.effect == outcome), None)
     reason = named.reason if named else base_reason
     if (server := facts["server"]) is not None:
@@ -217,9 +277,14 @@ def evaluate(policy: Policy, bundle: ActionFacts, risk: RiskFacts,
             approvers = combine_quorums(quorum_rules)
             if approvers is None:
                 return _unsatisfiable(policy, quorum_rules)
-    return PolicyDecision(outcome=outcome, rule_id=named.id if named else None, reason=reason,
-                          timeout_s=timeout, on_expiry=policy.timeouts.on_expiry,
-                          approvers=approvers)
+    return PolicyDecision(
+        outcome=outcome,
+        rule_id=named.id if named else None,
+        reason=reason,
+        timeout_s=timeout,
+        on_expiry=policy.timeouts.on_expiry,
+        approvers=approvers,
+    )
 
 
 def combine_quorums(rules: list[PolicyRule]) -> dict[str, Any] | None:
@@ -245,7 +310,11 @@ def _unsatisfiable(policy: Policy, rules: list[PolicyRule]) -> PolicyDecision:
     # (the rules are combine_quorums' rules: each has approvers)
     strictest = max(rules, key=lambda r: r.approvers["quorum"])  # type: ignore[index]
     ids = ", ".join(r.id for r in rules)
-    return PolicyDecision(outcome=DENY, rule_id=strictest.id, timeout_s=None,
-                          on_expiry=policy.timeouts.on_expiry,
-                          reason=f"the approver quorums of rules {ids} cannot all be met: "
-                                 "too few approvers are named by every one of them")
+    return PolicyDecision(
+        outcome=DENY,
+        rule_id=strictest.id,
+        timeout_s=None,
+        on_expiry=policy.timeouts.on_expiry,
+        reason=f"the approver quorums of rules {ids} cannot all be met: "
+        "too few approvers are named by every one of them",
+    )

@@ -22,30 +22,50 @@ The semantics of each operator are written out in ``docs/policy.md``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from fnmatch import fnmatchcase, translate
 from functools import lru_cache
-from typing import Any, Callable, Mapping, TypeGuard
+from typing import Any, TypeGuard
 
 from .errors import FieldError
 from .patterns import MAX_PATTERN_LENGTH
 from .textfold import fold, skeleton, texts
 
 MAX_DEPTH = 8
-MAX_BRANCHES = 64          # entries in one all/any, and in one operand list
-MAX_FIELD_SEGMENTS = 16    # dotted segments after arguments./context.
+MAX_BRANCHES = 64  # entries in one all/any, and in one operand list
+MAX_FIELD_SEGMENTS = 16  # dotted segments after arguments./context.
 MAX_OPERAND_STRING = 1024
 
-TOP_FIELDS = frozenset({"resource", "framework", "session_id", "tool", "service",
-                        "operation", "risk.score", "risk.level", "risk.category",
-                        "server", "agent", "arguments", "context"})
+TOP_FIELDS = frozenset(
+    {
+        "resource",
+        "framework",
+        "session_id",
+        "tool",
+        "service",
+        "operation",
+        "risk.score",
+        "risk.level",
+        "risk.category",
+        "server",
+        "agent",
+        "arguments",
+        "context",
+    }
+)
 NESTED_ROOTS = ("arguments", "context")
 
 SCALAR_OPS = frozenset({"eq", "ne"})
 NUMBER_OPS = frozenset({"gt", "gte", "lt", "lte"})
 LIST_OPS = frozenset({"in", "not_in"})
 TEXT_OPS = frozenset({"text_glob", "text_in", "confusable_with"})
-OPS = SCALAR_OPS | NUMBER_OPS | LIST_OPS | TEXT_OPS | {"contains", "exists", "glob",
-                                                       "count_gte", "domain_not_in"}
+OPS = (
+    SCALAR_OPS
+    | NUMBER_OPS
+    | LIST_OPS
+    | TEXT_OPS
+    | {"contains", "exists", "glob", "count_gte", "domain_not_in"}
+)
 #: Modifier of a text leaf: only strings under a key matching one of these globs count.
 KEYS_MODIFIER = "keys"
 BRANCH_KEYS = frozenset({"all", "any", "not"})
@@ -61,6 +81,7 @@ _MATCHER_CACHE = 1024  # distinct text_glob operands across the active policies
 
 
 # --------------------------------------------------------------------------- types
+
 
 def is_number(value: Any) -> TypeGuard[int | float]:
     """JSON number: int or float, never bool (``True == 1`` in Python, not in JSON)."""
@@ -94,8 +115,11 @@ def email_domains(value: Any) -> list[str]:
     is what follows the last ``@``, ASCII-lower-cased, trailing dots removed.
     Erring towards "this is an address" is the safe side for approval rules.
     """
-    texts = [value] if isinstance(value, str) else (
-        [v for v in value if isinstance(v, str)] if isinstance(value, list) else [])
+    texts = (
+        [value]
+        if isinstance(value, str)
+        else ([v for v in value if isinstance(v, str)] if isinstance(value, list) else [])
+    )
     domains: list[str] = []
     for text in texts:
         token: list[str] = []
@@ -120,6 +144,7 @@ def count_items(value: Any) -> int | None:
 
 
 # --------------------------------------------------------------------------- validation
+
 
 def _valid_field(path: Any) -> bool:
     if not isinstance(path, str):
@@ -157,22 +182,30 @@ def _check_operand(op: str, operand: Any, where: str, errors: list[FieldError]) 
     elif op in TEXT_OPS:
         items = operand if isinstance(operand, list) else [operand]
         limit = MAX_PATTERN_LENGTH if op == "text_glob" else MAX_OPERAND_STRING
-        if ((op == "text_in" and not isinstance(operand, list))
-                or not 0 < len(items) <= MAX_BRANCHES):
-            bad(f"expected {'a list' if op == 'text_in' else 'a string or a list'} of 1-"
-                f"{MAX_BRANCHES} strings")
+        if (op == "text_in" and not isinstance(operand, list)) or not 0 < len(
+            items
+        ) <= MAX_BRANCHES:
+            bad(
+                f"expected {'a list' if op == 'text_in' else 'a string or a list'} of 1-"
+                f"{MAX_BRANCHES} strings"
+            )
         elif not all(isinstance(v, str) and 0 < len(v) <= limit and fold(v) for v in items):
             bad(f"expected strings of 1-{limit} characters, not blank once folded")
     elif op in LIST_OPS or op == "domain_not_in":
         want_str = op == "domain_not_in"
         ok_item: Callable[[Any], bool] = (
             (lambda v: isinstance(v, str) and 0 < len(v) <= MAX_OPERAND_STRING)
-            if want_str else is_scalar)
+            if want_str
+            else is_scalar
+        )
         if not isinstance(operand, list) or len(operand) > MAX_BRANCHES:
             bad(f"expected a list of at most {MAX_BRANCHES} items")
         elif not all(ok_item(v) for v in operand):
-            bad("expected non-empty domain strings" if want_str
-                else "expected strings, numbers or booleans")
+            bad(
+                "expected non-empty domain strings"
+                if want_str
+                else "expected strings, numbers or booleans"
+            )
 
 
 def validate_condition(cond: Any, where: str, errors: list[FieldError], depth: int = 1) -> None:
@@ -181,7 +214,9 @@ def validate_condition(cond: Any, where: str, errors: list[FieldError], depth: i
         errors.append(FieldError(where, f"conditions nest deeper than {MAX_DEPTH} levels"))
         return
     if not isinstance(cond, dict):
-        errors.append(FieldError(where, f"expected a condition object, found {type(cond).__name__}"))
+        errors.append(
+            FieldError(where, f"expected a condition object, found {type(cond).__name__}")
+        )
         return
     branch = BRANCH_KEYS & cond.keys()
     if branch:
@@ -194,8 +229,9 @@ def validate_condition(cond: Any, where: str, errors: list[FieldError], depth: i
             return
         items = cond[key]
         if not isinstance(items, list) or not 0 < len(items) <= MAX_BRANCHES:
-            errors.append(FieldError(f"{where}.{key}",
-                                     f"expected a list of 1-{MAX_BRANCHES} conditions"))
+            errors.append(
+                FieldError(f"{where}.{key}", f"expected a list of 1-{MAX_BRANCHES} conditions")
+            )
             return
         for i, item in enumerate(items):
             validate_condition(item, f"{where}.{key}[{i}]", errors, depth + 1)
@@ -203,9 +239,13 @@ def validate_condition(cond: Any, where: str, errors: list[FieldError], depth: i
     if "field" not in cond:
         errors.append(FieldError(f"{where}.field", "a leaf condition needs a field"))
     elif not _valid_field(cond["field"]):
-        errors.append(FieldError(f"{where}.field",
-                                 f"unknown field {cond['field']!r}; expected arguments.<path>, "
-                                 "context.<path> or one of " + ", ".join(sorted(TOP_FIELDS))))
+        errors.append(
+            FieldError(
+                f"{where}.field",
+                f"unknown field {cond['field']!r}; expected arguments.<path>, "
+                "context.<path> or one of " + ", ".join(sorted(TOP_FIELDS)),
+            )
+        )
     ops = [k for k in cond if k not in ("field", KEYS_MODIFIER)]
     unknown = [k for k in ops if k not in OPS]
     for key in unknown:
@@ -213,23 +253,36 @@ def validate_condition(cond: Any, where: str, errors: list[FieldError], depth: i
     known = [k for k in ops if k in OPS]
     if len(known) != 1:
         if not unknown:
-            errors.append(FieldError(f"{where}.op",
-                                     f"expected exactly one operator, found {len(known)}"))
+            errors.append(
+                FieldError(f"{where}.op", f"expected exactly one operator, found {len(known)}")
+            )
         return
     _check_operand(known[0], cond[known[0]], f"{where}.{known[0]}", errors)
     if KEYS_MODIFIER in cond:
         keys = cond[KEYS_MODIFIER]
         if known[0] not in TEXT_OPS:
-            errors.append(FieldError(f"{where}.{KEYS_MODIFIER}",
-                                     "keys applies only to " + ", ".join(sorted(TEXT_OPS))))
-        elif not (isinstance(keys, list) and 0 < len(keys) <= MAX_BRANCHES and all(
-                isinstance(k, str) and 0 < len(k) <= MAX_PATTERN_LENGTH for k in keys)):
-            errors.append(FieldError(f"{where}.{KEYS_MODIFIER}",
-                                     f"expected a list of 1-{MAX_BRANCHES} key globs of 1-"
-                                     f"{MAX_PATTERN_LENGTH} characters"))
+            errors.append(
+                FieldError(
+                    f"{where}.{KEYS_MODIFIER}",
+                    "keys applies only to " + ", ".join(sorted(TEXT_OPS)),
+                )
+            )
+        elif not (
+            isinstance(keys, list)
+            and 0 < len(keys) <= MAX_BRANCHES
+            and all(isinstance(k, str) and 0 < len(k) <= MAX_PATTERN_LENGTH for k in keys)
+        ):
+            errors.append(
+                FieldError(
+                    f"{where}.{KEYS_MODIFIER}",
+                    f"expected a list of 1-{MAX_BRANCHES} key globs of 1-"
+                    f"{MAX_PATTERN_LENGTH} characters",
+                )
+            )
 
 
 # --------------------------------------------------------------------------- evaluation
+
 
 def resolve(facts: Mapping[str, Any], path: str) -> Any:
     """Value at ``path`` in the evaluation facts, or the missing marker."""
@@ -275,13 +328,20 @@ def _leaf(op: str, value: Any, operand: Any) -> bool:
     if op == "ne":
         # a type mismatch is "not comparable", hence false, not "different"
         same_type = (is_number(value) and is_number(operand)) or (
-            type(value) is type(operand) and isinstance(value, (str, bool)))
+            type(value) is type(operand) and isinstance(value, (str, bool))
+        )
         return same_type and not json_equal(value, operand)
     if op in NUMBER_OPS:
         if not is_number(value):
             return False
-        return bool({"gt": value > operand, "gte": value >= operand,
-                     "lt": value < operand, "lte": value <= operand}[op])
+        return bool(
+            {
+                "gt": value > operand,
+                "gte": value >= operand,
+                "lt": value < operand,
+                "lte": value <= operand,
+            }[op]
+        )
     if op == "in":
         return is_scalar(value) and any(json_equal(value, v) for v in operand)
     if op == "not_in":

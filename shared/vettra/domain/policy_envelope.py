@@ -23,8 +23,9 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Mapping
 from importlib import resources
-from typing import Any, Mapping
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -37,8 +38,8 @@ from .policy import Policy
 SIGNING_CONTEXT = b"vettra.policy.v1\n"
 ALG = "Ed25519"
 KEY_ID_PREFIX = "ed25519:"
-KEY_ID_HEX_CHARS = 16          # 64 bits of SHA-256: names a key, does not secure it
-SIGNATURE_BYTES = 64           # RFC 8032 §5.1.6
+KEY_ID_HEX_CHARS = 16  # 64 bits of SHA-256: names a key, does not secure it
+SIGNATURE_BYTES = 64  # RFC 8032 §5.1.6
 MAX_SIGNATURES = 8
 DEFAULT_POLICY_RESOURCE = "default-policy.json"
 _ENVELOPE_KEYS = {"payload", "signatures"}
@@ -75,9 +76,12 @@ def sign_bundle(payload: dict[str, Any], private_key: Ed25519PrivateKey) -> dict
     """Validate ``payload`` and return a one-signature envelope; never signs an invalid policy."""
     Policy.from_payload(payload)
     signature = private_key.sign(signing_input(payload))
-    return {"payload": json.loads(canonical_json(payload)),
-            "signatures": [{"keyid": key_id(private_key.public_key()), "alg": ALG,
-                            "sig": b64url_encode(signature)}]}
+    return {
+        "payload": json.loads(canonical_json(payload)),
+        "signatures": [
+            {"keyid": key_id(private_key.public_key()), "alg": ALG, "sig": b64url_encode(signature)}
+        ],
+    }
 
 
 def add_signature(envelope: dict[str, Any], private_key: Ed25519PrivateKey) -> dict[str, Any]:
@@ -92,11 +96,15 @@ def _reject(detail: str, field: str, message: str) -> PolicyRejected:
 
 def _check_shape(envelope: Any) -> None:
     if not isinstance(envelope, dict):
-        raise _reject("policy bundle is not a JSON object", "$",
-                      f"expected an object, found {type(envelope).__name__}")
+        raise _reject(
+            "policy bundle is not a JSON object",
+            "$",
+            f"expected an object, found {type(envelope).__name__}",
+        )
     errors = [FieldError(k, "unknown field") for k in sorted(envelope.keys() - _ENVELOPE_KEYS)]
-    errors += [FieldError(k, "required field is missing")
-               for k in sorted(_ENVELOPE_KEYS - envelope.keys())]
+    errors += [
+        FieldError(k, "required field is missing") for k in sorted(_ENVELOPE_KEYS - envelope.keys())
+    ]
     if "payload" in envelope and not isinstance(envelope["payload"], dict):
         errors.append(FieldError("payload", "expected an object"))
     sigs = envelope.get("signatures")
@@ -113,8 +121,9 @@ def _check_shape(envelope: Any) -> None:
                 elif not all(isinstance(sig[k], str) for k in _SIGNATURE_KEYS):
                     errors.append(FieldError(where, "keyid, alg and sig must be strings"))
                 elif sig["alg"] != ALG:
-                    errors.append(FieldError(f"{where}.alg", f"expected {ALG!r}, found "
-                                             f"{sig['alg']!r}"))
+                    errors.append(
+                        FieldError(f"{where}.alg", f"expected {ALG!r}, found {sig['alg']!r}")
+                    )
             ids = [s.get("keyid") for s in sigs if isinstance(s, dict)]
             if len(ids) != len(set(map(str, ids))):
                 errors.append(FieldError("signatures", "a key id appears more than once"))
@@ -122,7 +131,9 @@ def _check_shape(envelope: Any) -> None:
         raise PolicyRejected("policy bundle envelope is malformed", errors=errors)
 
 
-def _check_signatures(envelope: dict[str, Any], trusted_keys: Mapping[str, Ed25519PublicKey]) -> None:
+def _check_signatures(
+    envelope: dict[str, Any], trusted_keys: Mapping[str, Ed25519PublicKey]
+) -> None:
     """At least one signature by a trusted key, and every trusted signature valid.
 
     Signatures by keys we do not know are skipped rather than fatal, so a
@@ -140,26 +151,41 @@ def _check_signatures(envelope: dict[str, Any], trusted_keys: Mapping[str, Ed255
         try:
             raw = b64url_decode(sig["sig"])
         except (ValueError, binascii.Error) as exc:
-            raise _reject("policy signature is not base64url", f"signatures[{i}].sig",
-                          str(exc)) from exc
+            raise _reject(
+                "policy signature is not base64url", f"signatures[{i}].sig", str(exc)
+            ) from exc
         if len(raw) != SIGNATURE_BYTES:
-            raise _reject("policy signature has the wrong length", f"signatures[{i}].sig",
-                          f"expected {SIGNATURE_BYTES} bytes, found {len(raw)}")
+            raise _reject(
+                "policy signature has the wrong length",
+                f"signatures[{i}].sig",
+                f"expected {SIGNATURE_BYTES} bytes, found {len(raw)}",
+            )
         try:
             key.verify(raw, message)
         except InvalidSignature as exc:
-            raise _reject("policy signature does not verify: the payload was altered or "
-                          "signed by another key", f"signatures[{i}].sig",
-                          f"Ed25519 verification failed for {sig['keyid']}") from exc
+            raise _reject(
+                "policy signature does not verify: the payload was altered or "
+                "signed by another key",
+                f"signatures[{i}].sig",
+                f"Ed25519 verification failed for {sig['keyid']}",
+            ) from exc
         trusted += 1
     if not trusted:
         found = ", ".join(str(s["keyid"]) for s in envelope["signatures"])
-        raise _reject("policy bundle is not signed by a trusted key", "signatures",
-                      f"expected one of {sorted(trusted_keys)}, found {found}")
+        raise _reject(
+            "policy bundle is not signed by a trusted key",
+            "signatures",
+            f"expected one of {sorted(trusted_keys)}, found {found}",
+        )
 
 
-def verify_bundle(envelope: Any, trusted_keys: Mapping[str, Ed25519PublicKey], *,
-                  min_version: int = 0, active: Policy | None = None) -> Policy:
+def verify_bundle(
+    envelope: Any,
+    trusted_keys: Mapping[str, Ed25519PublicKey],
+    *,
+    min_version: int = 0,
+    active: Policy | None = None,
+) -> Policy:
     """Verify a signed bundle and return its policy, or raise :class:`PolicyRejected`.
 
     Anti-rollback: the version must be ``>= min_version``; and when ``active``
@@ -172,20 +198,33 @@ def verify_bundle(envelope: Any, trusted_keys: Mapping[str, Ed25519PublicKey], *
     try:
         policy = Policy.from_payload(envelope["payload"])
     except PolicyRejected as exc:
-        raise PolicyRejected(exc.detail, errors=[
-            FieldError("payload" if e.field == "$" else f"payload.{e.field}", e.message)
-            for e in exc.errors]) from exc
+        raise PolicyRejected(
+            exc.detail,
+            errors=[
+                FieldError("payload" if e.field == "$" else f"payload.{e.field}", e.message)
+                for e in exc.errors
+            ],
+        ) from exc
     if policy.version < min_version:
-        raise _reject("policy downgrade refused", "payload.version",
-                      f"expected at least {min_version}, found {policy.version}")
+        raise _reject(
+            "policy downgrade refused",
+            "payload.version",
+            f"expected at least {min_version}, found {policy.version}",
+        )
     if active is not None:
         if policy.version < active.version:
-            raise _reject("policy downgrade refused", "payload.version",
-                          f"expected at least {active.version} (active), found {policy.version}")
+            raise _reject(
+                "policy downgrade refused",
+                "payload.version",
+                f"expected at least {active.version} (active), found {policy.version}",
+            )
         if policy.version == active.version and policy.digest != active.digest:
-            raise _reject("policy version reused for a different payload", "payload.version",
-                          f"version {policy.version} is active with digest {active.digest}, "
-                          f"this payload has {policy.digest}; bump the version")
+            raise _reject(
+                "policy version reused for a different payload",
+                "payload.version",
+                f"version {policy.version} is active with digest {active.digest}, "
+                f"this payload has {policy.digest}; bump the version",
+            )
     return policy
 
 

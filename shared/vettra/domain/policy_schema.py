@@ -26,25 +26,33 @@ SEVERITY = {ALLOW: 0, REQUIRE_APPROVAL: 1, REQUIRE_STEP_UP: 2, DENY: 3}
 PENDING_LEVEL = {REQUIRE_APPROVAL: "MEDIUM", REQUIRE_STEP_UP: "HIGH"}
 
 # The product's own levels (docs/api.md): a policy may lower these, never raise them.
-PRODUCT_APPROVAL_THRESHOLD = MEDIUM_FROM   # the risk levels' own bounds, defined once in risk.py
+PRODUCT_APPROVAL_THRESHOLD = MEDIUM_FROM  # the risk levels' own bounds, defined once in risk.py
 PRODUCT_STEP_UP_THRESHOLD = HIGH_FROM
 MAX_RULES = 500
 MAX_OVERRIDES = 500
 MAX_TOOL_PATTERNS = 64
 MAX_ID_LENGTH = 64
 MAX_TEXT_LENGTH = 1024
-MAX_TIMEOUT_S = 86_400     # a day: longer holds are forgotten, not approved
-MAX_VERSION = 2**53 - 1    # the exact-integer range canonical JSON allows
+MAX_TIMEOUT_S = 86_400  # a day: longer holds are forgotten, not approved
+MAX_VERSION = 2**53 - 1  # the exact-integer range canonical JSON allows
 #: What happens to a hold nobody answered (``timeouts.on_expiry``): the policy's verb, kept
 #: as is on the action. v1 knows one: refuse it (the action's status becomes ``expired``).
 ON_EXPIRY_DENY = "deny"
 ON_EXPIRY_VALUES = (ON_EXPIRY_DENY,)
-MAX_APPROVERS = 20         # a quorum names people, not a directory
+MAX_APPROVERS = 20  # a quorum names people, not a directory
 MAX_APPROVER_ID_LENGTH = 256
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 
-_TOP_KEYS = {"schema", "policy_id", "version", "description", "thresholds", "timeouts",
-             "overrides", "rules"}
+_TOP_KEYS = {
+    "schema",
+    "policy_id",
+    "version",
+    "description",
+    "thresholds",
+    "timeouts",
+    "overrides",
+    "rules",
+}
 _REQUIRED_TOP = {"schema", "policy_id", "version", "thresholds", "timeouts", "rules"}
 _RULE_KEYS = {"id", "effect", "tools", "when", "reason", "timeout_s", "approvers"}
 _APPROVERS_KEYS = {"quorum", "of"}
@@ -56,8 +64,9 @@ def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_keys(obj: dict[str, Any], allowed: set[str], required: set[str], where: str,
-                errors: list[FieldError]) -> None:
+def _check_keys(
+    obj: dict[str, Any], allowed: set[str], required: set[str], where: str, errors: list[FieldError]
+) -> None:
     prefix = f"{where}." if where else ""
     for key in sorted(k for k in obj if k not in allowed):
         errors.append(FieldError(f"{prefix}{key}", "unknown field"))
@@ -71,8 +80,7 @@ def _check_text(value: Any, where: str, errors: list[FieldError], *, limit: int)
 
 
 def _check_id(value: Any, where: str, errors: list[FieldError]) -> None:
-    if not (isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH
-            and set(value) <= _ID_CHARS):
+    if not (isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH and set(value) <= _ID_CHARS):
         errors.append(FieldError(where, f"expected 1-{MAX_ID_LENGTH} characters of a-z 0-9 - _ ."))
 
 
@@ -84,8 +92,13 @@ def _check_thresholds(t: Any, errors: list[FieldError]) -> None:
     limits = {"approval": PRODUCT_APPROVAL_THRESHOLD, "step_up": PRODUCT_STEP_UP_THRESHOLD}
     for key, limit in limits.items():
         if key in t and not (_is_int(t[key]) and 0 <= t[key] <= limit):
-            errors.append(FieldError(f"thresholds.{key}", f"expected an integer 0-{limit} "
-                                     "(a policy may only be stricter than the product)"))
+            errors.append(
+                FieldError(
+                    f"thresholds.{key}",
+                    f"expected an integer 0-{limit} "
+                    "(a policy may only be stricter than the product)",
+                )
+            )
     a, s = t.get("approval"), t.get("step_up")
     if _is_int(a) and _is_int(s) and a > s:
         errors.append(FieldError("thresholds.approval", f"must not exceed step_up ({a} > {s})"))
@@ -123,25 +136,39 @@ def _check_rule(rule: Any, where: str, errors: list[FieldError], seen: set[str])
     if "effect" in rule and effect not in SEVERITY:
         errors.append(FieldError(f"{where}.effect", f"expected one of {sorted(SEVERITY)}"))
     tools = rule.get("tools")
-    if "tools" in rule and not (isinstance(tools, list) and 0 < len(tools) <= MAX_TOOL_PATTERNS
-                                and all(isinstance(p, str) and 0 < len(p) <= MAX_PATTERN_LENGTH
-                                        for p in tools)):
-        errors.append(FieldError(f"{where}.tools", f"expected 1-{MAX_TOOL_PATTERNS} glob strings "
-                                 f"of at most {MAX_PATTERN_LENGTH} characters"))
+    if "tools" in rule and not (
+        isinstance(tools, list)
+        and 0 < len(tools) <= MAX_TOOL_PATTERNS
+        and all(isinstance(p, str) and 0 < len(p) <= MAX_PATTERN_LENGTH for p in tools)
+    ):
+        errors.append(
+            FieldError(
+                f"{where}.tools",
+                f"expected 1-{MAX_TOOL_PATTERNS} glob strings "
+                f"of at most {MAX_PATTERN_LENGTH} characters",
+            )
+        )
     if "reason" in rule:
         _check_text(rule["reason"], f"{where}.reason", errors, limit=MAX_TEXT_LENGTH)
     if "when" in rule:
         validate_condition(rule["when"], f"{where}.when", errors)
     if "timeout_s" in rule:
         if effect not in PENDING_LEVEL:
-            errors.append(FieldError(f"{where}.timeout_s",
-                                     "only require_approval/require_step_up rules hold actions"))
+            errors.append(
+                FieldError(
+                    f"{where}.timeout_s", "only require_approval/require_step_up rules hold actions"
+                )
+            )
         elif not (_is_int(rule["timeout_s"]) and 1 <= rule["timeout_s"] <= MAX_TIMEOUT_S):
             errors.append(FieldError(f"{where}.timeout_s", f"expected seconds, 1-{MAX_TIMEOUT_S}"))
     if "approvers" in rule:
         if effect not in PENDING_LEVEL:
-            errors.append(FieldError(f"{where}.approvers",
-                                     "only require_approval/require_step_up rules wait for approvers"))
+            errors.append(
+                FieldError(
+                    f"{where}.approvers",
+                    "only require_approval/require_step_up rules wait for approvers",
+                )
+            )
         else:
             _check_approvers(rule["approvers"], f"{where}.approvers", errors)
 
@@ -154,22 +181,39 @@ def _check_approvers(approvers: Any, where: str, errors: list[FieldError]) -> No
     _check_keys(approvers, _APPROVERS_KEYS, _APPROVERS_KEYS, where, errors)
     names = approvers.get("of")
     if "of" in approvers:
-        if not (isinstance(names, list) and 0 < len(names) <= MAX_APPROVERS
-                and all(isinstance(n, str) and 0 < len(n) <= MAX_APPROVER_ID_LENGTH
-                        and n == n.strip() for n in names)):
-            errors.append(FieldError(f"{where}.of", f"expected 1-{MAX_APPROVERS} user ids (strings of "
-                                     f"1-{MAX_APPROVER_ID_LENGTH} characters, no surrounding spaces)"))
+        if not (
+            isinstance(names, list)
+            and 0 < len(names) <= MAX_APPROVERS
+            and all(
+                isinstance(n, str) and 0 < len(n) <= MAX_APPROVER_ID_LENGTH and n == n.strip()
+                for n in names
+            )
+        ):
+            errors.append(
+                FieldError(
+                    f"{where}.of",
+                    f"expected 1-{MAX_APPROVERS} user ids (strings of "
+                    f"1-{MAX_APPROVER_ID_LENGTH} characters, no surrounding spaces)",
+                )
+            )
             names = None
         elif len(set(names)) != len(names):
             duplicates = sorted({n for n in names if names.count(n) > 1})
-            errors.append(FieldError(f"{where}.of", f"user ids must be distinct, found {duplicates} twice"))
+            errors.append(
+                FieldError(f"{where}.of", f"user ids must be distinct, found {duplicates} twice")
+            )
     quorum = approvers.get("quorum")
     if "quorum" in approvers:
         if not (_is_int(quorum) and quorum >= 1):
             errors.append(FieldError(f"{where}.quorum", "expected an integer >= 1"))
         elif isinstance(names, list) and quorum > len(set(names)):
-            errors.append(FieldError(f"{where}.quorum", f"expected at most the {len(set(names))} "
-                                     f"approver(s) named in of, found {quorum}"))
+            errors.append(
+                FieldError(
+                    f"{where}.quorum",
+                    f"expected at most the {len(set(names))} "
+                    f"approver(s) named in of, found {quorum}",
+                )
+            )
 
 
 def validate_payload(payload: Any) -> list[FieldError]:
@@ -182,8 +226,9 @@ def validate_payload(payload: Any) -> list[FieldError]:
         errors.append(FieldError("schema", f"expected {SCHEMA!r}, found {payload['schema']!r}"))
     if "policy_id" in payload:
         _check_id(payload["policy_id"], "policy_id", errors)
-    if "version" in payload and not (_is_int(payload["version"])
-                                     and 1 <= payload["version"] <= MAX_VERSION):
+    if "version" in payload and not (
+        _is_int(payload["version"]) and 1 <= payload["version"] <= MAX_VERSION
+    ):
         errors.append(FieldError("version", "expected an integer >= 1"))
     if "description" in payload:
         _check_text(payload["description"], "description", errors, limit=MAX_TEXT_LENGTH)

@@ -25,18 +25,35 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .catalogue import (FACTOR_POINTS, FACTORS, UNKNOWN_READ_DEFAULTS, Catalogue, Rule,
-                        ToolProfile, sensitive_word)
+from .catalogue import (
+    FACTOR_POINTS,
+    FACTORS,
+    UNKNOWN_READ_DEFAULTS,
+    Catalogue,
+    Rule,
+    ToolProfile,
+    sensitive_word,
+)
 from .patterns import MAX_PATTERN_LENGTH, tool_matches
 from .textfold import is_suspicious, texts
 
-__all__ = ["LOW", "MEDIUM", "HIGH", "FACTOR_POINTS", "FORCED_HIGH_CATEGORIES",
-           "RiskAssessment", "level_for", "assess", "validate_override", "rule_holds",
-           "count_items"]
+__all__ = [
+    "LOW",
+    "MEDIUM",
+    "HIGH",
+    "FACTOR_POINTS",
+    "FORCED_HIGH_CATEGORIES",
+    "RiskAssessment",
+    "level_for",
+    "assess",
+    "validate_override",
+    "rule_holds",
+    "count_items",
+]
 
 LOW, MEDIUM, HIGH = "LOW", "MEDIUM", "HIGH"
 MEDIUM_FROM = 20  # LOW is 0-19
-HIGH_FROM = 55    # MEDIUM is 20-54, HIGH 55-100
+HIGH_FROM = 55  # MEDIUM is 20-54, HIGH 55-100
 MAX_SCORE = sum(max(options.values()) for options in FACTOR_POINTS.values())
 FORCED_HIGH_CATEGORIES = frozenset({"financial", "auth"})
 OVERRIDE_KEYS = frozenset({"tool", "set", "reason"})
@@ -51,8 +68,12 @@ MAX_SCANNED_STRINGS = 4096  # argument strings looked at for secret words (bound
 SUSPICIOUS_RAISE = {"reversibility": "unknown", "sensitivity": "regulated"}
 MAX_JUDGED_TEXTS = 256
 
-_FACTOR_LABELS = {"action_type": "Action type", "reversibility": "Reversibility",
-                  "blast_radius": "Blast radius", "sensitivity": "Sensitivity"}
+_FACTOR_LABELS = {
+    "action_type": "Action type",
+    "reversibility": "Reversibility",
+    "blast_radius": "Blast radius",
+    "sensitivity": "Sensitivity",
+}
 
 assert MAX_SCORE == 100, "the factor table must add up to 100"
 
@@ -73,15 +94,20 @@ class RiskAssessment:
     score: int
     level: str
     category: str
-    factors: dict[str, int]   # factor -> points
-    choices: dict[str, str]   # factor -> option name
+    factors: dict[str, int]  # factor -> points
+    choices: dict[str, str]  # factor -> option name
     reasons: tuple[str, ...]
     forced_high: bool
 
     def as_dict(self) -> dict[str, Any]:
         """docs/api.md's ``risk`` object (JSON-ready)."""
-        return {"score": self.score, "level": self.level, "category": self.category,
-                "factors": dict(self.factors), "reasons": list(self.reasons)}
+        return {
+            "score": self.score,
+            "level": self.level,
+            "category": self.category,
+            "factors": dict(self.factors),
+            "reasons": list(self.reasons),
+        }
 
 
 def level_for(score: int, category: str) -> str:
@@ -89,8 +115,9 @@ def level_for(score: int, category: str) -> str:
     if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= MAX_SCORE:
         raise ValueError(f"expected a score from 0 to {MAX_SCORE}, found {score!r}")
     if category not in FACTOR_POINTS["action_type"]:
-        raise ValueError(f"expected a category of {', '.join(FACTOR_POINTS['action_type'])}, "
-                         f"found {category!r}")
+        raise ValueError(
+            f"expected a category of {', '.join(FACTOR_POINTS['action_type'])}, found {category!r}"
+        )
     if category in FORCED_HIGH_CATEGORIES or score >= HIGH_FROM:
         return HIGH
     return MEDIUM if score >= MEDIUM_FROM else LOW
@@ -100,8 +127,7 @@ def validate_override(override: Any) -> list[str]:
     """Problems with one policy risk override ``{tool, set, reason?}``; empty if valid."""
     if not isinstance(override, Mapping):
         return ["expected an object {tool, set, reason?}"]
-    problems = [f"unknown key {key!r}" for key in sorted(set(override) - OVERRIDE_KEYS,
-                                                         key=str)]
+    problems = [f"unknown key {key!r}" for key in sorted(set(override) - OVERRIDE_KEYS, key=str)]
     tool = override.get("tool")
     if not isinstance(tool, str) or not 0 < len(tool) <= MAX_PATTERN_LENGTH:
         problems.append(f"tool must be a glob of 1-{MAX_PATTERN_LENGTH} characters")
@@ -111,19 +137,25 @@ def validate_override(override: Any) -> list[str]:
     else:
         for factor, option in sets.items():
             if factor not in FACTOR_POINTS:
-                problems.append(f"set: unknown factor {factor!r} (expected one of "
-                                f"{', '.join(FACTORS)})")
+                problems.append(
+                    f"set: unknown factor {factor!r} (expected one of {', '.join(FACTORS)})"
+                )
             elif option not in FACTOR_POINTS[factor]:
-                problems.append(f"set.{factor}: unknown option {option!r} (expected one of "
-                                f"{', '.join(FACTOR_POINTS[factor])})")
+                problems.append(
+                    f"set.{factor}: unknown option {option!r} (expected one of "
+                    f"{', '.join(FACTOR_POINTS[factor])})"
+                )
     reason = override.get("reason", "")
     if not isinstance(reason, str) or len(reason) > MAX_OVERRIDE_REASON:
         problems.append(f"reason must be a string of at most {MAX_OVERRIDE_REASON} characters")
     return problems
 
 
-def assess(bundle: BundleLike, catalogue: Catalogue | None = None,
-           overrides: Sequence[Mapping[str, Any]] = ()) -> RiskAssessment:
+def assess(
+    bundle: BundleLike,
+    catalogue: Catalogue | None = None,
+    overrides: Sequence[Mapping[str, Any]] = (),
+) -> RiskAssessment:
     """Score one action bundle. ``ValueError`` if an override is malformed."""
     catalogue = catalogue if catalogue is not None else Catalogue.default()
     for i, override in enumerate(overrides):
@@ -133,15 +165,21 @@ def assess(bundle: BundleLike, catalogue: Catalogue | None = None,
     arguments = bundle.arguments if isinstance(bundle.arguments, Mapping) else {}
     profile = catalogue.profile_for(tool)
     choices = profile.choices()
-    source = dict.fromkeys(FACTORS, "from the catalogue" if profile.known
-                           else "the default for tools not in the catalogue")
+    source = dict.fromkeys(
+        FACTORS,
+        "from the catalogue" if profile.known else "the default for tools not in the catalogue",
+    )
     reasons = [_identity_reason(tool, profile)]
     if (server := getattr(bundle, "server", None)) is not None:
-        reasons.append(f"MCP server {server!r} is the agent's claim, not proven: the tool "
-                       f"was scored as {tool}")
-    if (not profile.known and profile.category == "read"
-            and profile.reversibility == "reversible"
-            and (word := _secret_word_in(arguments)) is not None):
+        reasons.append(
+            f"MCP server {server!r} is the agent's claim, not proven: the tool was scored as {tool}"
+        )
+    if (
+        not profile.known
+        and profile.category == "read"
+        and profile.reversibility == "reversible"
+        and (word := _secret_word_in(arguments)) is not None
+    ):
         # a plain read asking for a secret is no longer plain: conservative again
         for factor, option in UNKNOWN_READ_DEFAULTS.items():
             if FACTOR_POINTS[factor][option] > FACTOR_POINTS[factor][choices[factor]]:
@@ -171,11 +209,12 @@ def assess(bundle: BundleLike, catalogue: Catalogue | None = None,
         if override.get("reason"):
             why += f": {override['reason']}"
         for factor, option in override["set"].items():
-            if (factor == "action_type" and protected
-                    and option not in FORCED_HIGH_CATEGORIES):
+            if factor == "action_type" and protected and option not in FORCED_HIGH_CATEGORIES:
                 current = choices["action_type"]
-                reasons.append(f"Ignored the action type {why}: it would move a {current} "
-                               f"action to {option}, and {current} actions stay HIGH")
+                reasons.append(
+                    f"Ignored the action type {why}: it would move a {current} "
+                    f"action to {option}, and {current} actions stay HIGH"
+                )
                 continue
             choices[factor], source[factor] = option, why
 
@@ -185,15 +224,24 @@ def assess(bundle: BundleLike, catalogue: Catalogue | None = None,
     forced_high = protected or category in FORCED_HIGH_CATEGORIES
     level = HIGH if forced_high else level_for(score, category)
 
-    reasons.extend(f"{_FACTOR_LABELS[f]}: {choices[f]} (+{factors[f]}), {source[f]}"
-                   for f in FACTORS)
+    reasons.extend(
+        f"{_FACTOR_LABELS[f]}: {choices[f]} (+{factors[f]}), {source[f]}" for f in FACTORS
+    )
     if shown := _shown_arguments(profile, arguments):
         reasons.append("Arguments: " + shown)
     if forced_high:
-        reasons.append(f"Forced HIGH: {category} actions are always HIGH, "
-                       f"whatever the score ({score})")
-    return RiskAssessment(score=score, level=level, category=category, factors=factors,
-                          choices=choices, reasons=tuple(reasons), forced_high=forced_high)
+        reasons.append(
+            f"Forced HIGH: {category} actions are always HIGH, whatever the score ({score})"
+        )
+    return RiskAssessment(
+        score=score,
+        level=level,
+        category=category,
+        factors=factors,
+        choices=choices,
+        reasons=tuple(reasons),
+        forced_high=forced_high,
+    )
 
 
 def rule_holds(rule: Rule, arguments: Mapping[str, Any]) -> bool:
@@ -304,9 +352,8 @@ def _shown_arguments(profile: ToolProfile, arguments: Mapping[str, Any]) -> str:
     parts = []
     for name in profile.show_args:
         if name in arguments:
-            text = json.dumps(arguments[name], ensure_ascii=False, sort_keys=True,
-                              default=str)
+            text = json.dumps(arguments[name], ensure_ascii=False, sort_keys=True, default=str)
             if len(text) > MAX_SHOWN_VALUE:
-                text = text[:MAX_SHOWN_VALUE - 1] + "…"
+                text = text[: MAX_SHOWN_VALUE - 1] + "…"
             parts.append(f"{name}={text}")
     return ", ".join(parts)

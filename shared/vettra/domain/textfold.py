@@ -45,7 +45,8 @@ _DATA_MARKS = "\u200e\u200f"
 NEUTRAL_SCRIPTS = frozenset({"COMMON", "INHERITED", "Unknown"})
 #: Default-ignorable characters outside category Cf (UAX #44 Default_Ignorable_Code_Point).
 _IGNORABLE_EXTRA = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0") | frozenset(
-    chr(c) for c in [*range(0x180B, 0x1810), *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)])
+    chr(c) for c in [*range(0x180B, 0x1810), *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)]
+)
 #: JSON text inside a string (and JSON text inside that...) is looked into this deep.
 MAX_JSON_TEXT_DEPTH = 16  # each level doubles its escapes: 64 KiB cannot nest much deeper
 MAX_JSON_TEXT_LENGTH = 64 * 1024
@@ -182,9 +183,14 @@ def is_suspicious(text: str) -> str | None:
         if len(scripts) > 1:
             return f"the word {word!r} mixes scripts ({', '.join(sorted(scripts))})"
         folded = fold(word)
-        if (len(words) == 1 and len(word) <= MAX_DISGUISED_WORD and scripts
-                and scripts != {"LATIN"}
-                and not folded.isascii() and len(folded) > 1):
+        if (
+            len(words) == 1
+            and len(word) <= MAX_DISGUISED_WORD
+            and scripts
+            and scripts != {"LATIN"}
+            and not folded.isascii()
+            and len(folded) > 1
+        ):
             shape = skeleton(word)
             if shape.isascii() and shape.isalpha():
                 return f"the word {word!r} looks like the Latin {shape!r}"
@@ -200,6 +206,7 @@ def texts(value: Any, keys: tuple[str, ...] | None = None) -> Iterator[str]:
     depth count; a key itself counts when it or one
     of its ancestors matches (``{"permissions": {"admin": true}}`` yields ``admin``).
     """
+
     def matches(name: str) -> bool:
         shape = skeleton(name)
         return keys is None or any(fnmatchcase(shape, k) for k in keys)
@@ -212,8 +219,11 @@ def texts(value: Any, keys: tuple[str, ...] | None = None) -> Iterator[str]:
             if inside:
                 count += 1
                 yield item
-            if (depth < MAX_JSON_TEXT_DEPTH and len(item) <= MAX_JSON_TEXT_LENGTH
-                    and _JSON_TEXT.match(item)):
+            if (
+                depth < MAX_JSON_TEXT_DEPTH
+                and len(item) <= MAX_JSON_TEXT_LENGTH
+                and _JSON_TEXT.match(item)
+            ):
                 try:
                     stack.append((json.loads(item), inside, depth + 1))
                 except (ValueError, RecursionError):
@@ -227,5 +237,3 @@ def texts(value: Any, keys: tuple[str, ...] | None = None) -> Iterator[str]:
                     count += 1
                     yield name
                 stack.append((v, under, depth))
-
-

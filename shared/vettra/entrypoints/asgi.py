@@ -27,8 +27,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs
 
 from ..domain.errors import MalformedRequest, NotFound, PayloadTooLarge, VettraError
@@ -83,9 +84,15 @@ class _Refused(Exception):
 class AsgiApp:
     """ASGI callable; ``app`` is the HttpApp or a function building it on first use."""
 
-    def __init__(self, app: HttpApp | Callable[[], HttpApp], *, group: str | None = None,
-                 max_body_bytes: int = MAX_BODY_BYTES, threads: int = DEFAULT_THREADS,
-                 max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES):
+    def __init__(
+        self,
+        app: HttpApp | Callable[[], HttpApp],
+        *,
+        group: str | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        threads: int = DEFAULT_THREADS,
+        max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    ):
         self._app = app if isinstance(app, HttpApp) else None
         self._build = None if isinstance(app, HttpApp) else app
         self.group = group
@@ -141,8 +148,9 @@ class AsgiApp:
             log.warning(f"{scope.get('method')} {path} {refused.error.status}: {refused.error}")
             if refused.drain:
                 await _drain(receive, refused.drain)
-            await self._send(send, receive, Response.problem(refused.error, instance=path),
-                             close=refused.close)
+            await self._send(
+                send, receive, Response.problem(refused.error, instance=path), close=refused.close
+            )
             return
         assert self._stopping is not None
         response = await self.app.handle_async(request, Context(self._blocking, self._stopping))
@@ -162,26 +170,41 @@ class AsgiApp:
     async def _request(self, scope: dict[str, Any], receive: Receive) -> Request:
         path = scope.get("path") or "/"
         if scope.get("http_version", "1.1") not in HTTP_VERSIONS:
-            raise _Refused(HttpVersionNotSupported(f"HTTP/{scope.get('http_version')} is not supported; "
-                                                   f"use HTTP/1.1"), True)
+            raise _Refused(
+                HttpVersionNotSupported(
+                    f"HTTP/{scope.get('http_version')} is not supported; use HTTP/1.1"
+                ),
+                True,
+            )
         size = sum(len(n) + len(v) + LINE_OVERHEAD for n, v in scope.get("headers", ()))
         if size > self.max_header_bytes:
-            raise _Refused(HeaderFieldsTooLarge(f"headers are {size} bytes; the limit is "
-                                                f"{self.max_header_bytes}"), True)
+            raise _Refused(
+                HeaderFieldsTooLarge(
+                    f"headers are {size} bytes; the limit is {self.max_header_bytes}"
+                ),
+                True,
+            )
         headers = _headers(scope)
         if self.group is not None:
             owner = self.app.group_of(path)
             if owner is not None and owner != self.group:
-                raise _Refused(NotFound(f"{path} is not served by the {self.group} function"), False)
+                raise _Refused(
+                    NotFound(f"{path} is not served by the {self.group} function"), False
+                )
         length = _content_length(headers)
         if length is not None and length > self.max_body_bytes:
-            raise _Refused(PayloadTooLarge(f"body is {length} bytes; the limit is "
-                                           f"{self.max_body_bytes}"), True,
-                           drain=length if length <= DRAIN_BYTES else 0)
+            raise _Refused(
+                PayloadTooLarge(f"body is {length} bytes; the limit is {self.max_body_bytes}"),
+                True,
+                drain=length if length <= DRAIN_BYTES else 0,
+            )
         body = await self._body(receive)
         try:
-            query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True,
-                             max_num_fields=MAX_QUERY_FIELDS)
+            query = parse_qs(
+                scope.get("query_string", b"").decode("latin-1"),
+                keep_blank_values=True,
+                max_num_fields=MAX_QUERY_FIELDS,
+            )
         except ValueError as exc:
             raise _Refused(MalformedRequest(f"query string not accepted: {exc}"), False) from exc
         return Request(method=scope["method"], path=path, query=query, headers=headers, body=body)
@@ -192,26 +215,35 @@ class AsgiApp:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise _Refused(MalformedRequest("the client went away before its body arrived"), True)
+                raise _Refused(
+                    MalformedRequest("the client went away before its body arrived"), True
+                )
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:  # no Content-Length (chunked): counted as it streams
-                raise _Refused(PayloadTooLarge(f"body is over the limit of {self.max_body_bytes} "
-                                               f"bytes"), True, drain=DRAIN_BYTES)
+                raise _Refused(
+                    PayloadTooLarge(f"body is over the limit of {self.max_body_bytes} bytes"),
+                    True,
+                    drain=DRAIN_BYTES,
+                )
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
     # -- the response -------------------------------------------------------------------
     async def _send(self, send: Send, receive: Receive, response: Response, *, close: bool) -> None:
-        headers = [(name.lower().encode("latin-1"), str(value).encode("latin-1"))
-                   for name, value in response.headers.items()]
+        headers = [
+            (name.lower().encode("latin-1"), str(value).encode("latin-1"))
+            for name, value in response.headers.items()
+        ]
         body = response.body
         if isinstance(body, (bytes, bytearray)):
             headers.append((b"content-length", str(len(body)).encode()))
             if close:
                 headers.append(CLOSE)
-            await send({"type": "http.response.start", "status": response.status, "headers": headers})
+            await send(
+                {"type": "http.response.start", "status": response.status, "headers": headers}
+            )
             await send({"type": "http.response.body", "body": bytes(body)})
             return
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
@@ -219,6 +251,7 @@ class AsgiApp:
 
     async def _stream(self, send: Send, receive: Receive, body: Any) -> None:
         """Pump ``body`` until it ends, the client goes away or the server stops."""
+
         async def pump() -> None:
             async for chunk in body:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -228,8 +261,11 @@ class AsgiApp:
                 pass
 
         assert self._stopping is not None
-        tasks = [asyncio.ensure_future(pump()), asyncio.ensure_future(gone()),
-                 asyncio.ensure_future(self._stopping.wait())]
+        tasks = [
+            asyncio.ensure_future(pump()),
+            asyncio.ensure_future(gone()),
+            asyncio.ensure_future(self._stopping.wait()),
+        ]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             disconnected = tasks[1] in done
@@ -251,6 +287,7 @@ class AsgiApp:
 
 async def _drain(receive: Receive, limit: int) -> None:
     """Read and drop up to ``limit`` more body bytes, for at most DRAIN_S seconds."""
+
     async def read() -> None:
         seen = 0
         while seen < limit:
@@ -260,9 +297,10 @@ async def _drain(receive: Receive, limit: int) -> None:
             seen += len(message.get("body", b""))
             if not message.get("more_body", False):
                 return
+
     try:
         await asyncio.wait_for(read(), DRAIN_S)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
 
 
@@ -281,8 +319,12 @@ def _headers(scope: dict[str, Any]) -> dict[str, str]:
     if scope.get("http_version") == "1.1" and "host" not in headers:
         raise _Refused(MalformedRequest("HTTP/1.1 requires a Host header (RFC 9112 §3.2)"), True)
     if "transfer-encoding" in headers and "content-length" in headers:
-        raise _Refused(MalformedRequest("Content-Length and Transfer-Encoding together are refused "
-                                        "(RFC 9112 §6.1)"), True)
+        raise _Refused(
+            MalformedRequest(
+                "Content-Length and Transfer-Encoding together are refused (RFC 9112 §6.1)"
+            ),
+            True,
+        )
     return headers
 
 

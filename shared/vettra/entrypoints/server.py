@@ -24,8 +24,9 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 import h11
 import uvicorn
@@ -37,32 +38,49 @@ from .http.types import MAX_BODY_BYTES, PROBLEM_JSON
 
 log = logging.getLogger("vettra.http")
 
-_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large",
-            501: b"Not Implemented", 503: b"Service Unavailable", 505: b"HTTP Version Not Supported"}
-_SLUGS = {400: "malformed-request", 408: "request-timeout", 431: "header-fields-too-large",
-          501: "not-implemented", 503: "unavailable", 505: "http-version-not-supported"}
+_REASONS = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    431: b"Request Header Fields Too Large",
+    501: b"Not Implemented",
+    503: b"Service Unavailable",
+    505: b"HTTP Version Not Supported",
+}
+_SLUGS = {
+    400: "malformed-request",
+    408: "request-timeout",
+    431: "header-fields-too-large",
+    501: "not-implemented",
+    503: "unavailable",
+    505: "http-version-not-supported",
+}
 
 
 @dataclass(frozen=True)
 class Limits:
     """What one ``vettra dev`` accepts; each has a flag and a ``VETTRA_*`` variable."""
 
-    max_connections: int = 4096        # --max-connections / VETTRA_MAX_CONNECTIONS
-    keep_alive_s: float = 5.0          # --keep-alive-timeout / VETTRA_KEEP_ALIVE_TIMEOUT
-    head_timeout_s: float = 10.0       # --head-timeout / VETTRA_HEAD_TIMEOUT
+    max_connections: int = 4096  # --max-connections / VETTRA_MAX_CONNECTIONS
+    keep_alive_s: float = 5.0  # --keep-alive-timeout / VETTRA_KEEP_ALIVE_TIMEOUT
+    head_timeout_s: float = 10.0  # --head-timeout / VETTRA_HEAD_TIMEOUT
     max_header_bytes: int = 16 * 1024  # --max-header-bytes / VETTRA_MAX_HEADER_BYTES
-    max_body_bytes: int = MAX_BODY_BYTES   # --max-body-bytes / VETTRA_MAX_BODY_BYTES
-    threads: int = DEFAULT_THREADS     # --threads / VETTRA_THREADS
-    max_streams_per_user: int = 10     # --max-streams-per-user / VETTRA_MAX_STREAMS_PER_USER
-    retry_after_s: int = 1             # the 503's Retry-After
+    max_body_bytes: int = MAX_BODY_BYTES  # --max-body-bytes / VETTRA_MAX_BODY_BYTES
+    threads: int = DEFAULT_THREADS  # --threads / VETTRA_THREADS
+    max_streams_per_user: int = 10  # --max-streams-per-user / VETTRA_MAX_STREAMS_PER_USER
+    retry_after_s: int = 1  # the 503's Retry-After
 
-    ENV = {"max_connections": "VETTRA_MAX_CONNECTIONS", "keep_alive_s": "VETTRA_KEEP_ALIVE_TIMEOUT",
-           "head_timeout_s": "VETTRA_HEAD_TIMEOUT", "max_header_bytes": "VETTRA_MAX_HEADER_BYTES",
-           "max_body_bytes": "VETTRA_MAX_BODY_BYTES", "threads": "VETTRA_THREADS",
-           "max_streams_per_user": "VETTRA_MAX_STREAMS_PER_USER"}
+    ENV = {
+        "max_connections": "VETTRA_MAX_CONNECTIONS",
+        "keep_alive_s": "VETTRA_KEEP_ALIVE_TIMEOUT",
+        "head_timeout_s": "VETTRA_HEAD_TIMEOUT",
+        "max_header_bytes": "VETTRA_MAX_HEADER_BYTES",
+        "max_body_bytes": "VETTRA_MAX_BODY_BYTES",
+        "threads": "VETTRA_THREADS",
+        "max_streams_per_user": "VETTRA_MAX_STREAMS_PER_USER",
+    }
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Limits":
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Limits:
         """Defaults, then ``VETTRA_*`` variables, then ``overrides`` that are not None."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
@@ -85,18 +103,31 @@ class Limits:
 
 def _problem_bytes(status: int, detail: str, extra_headers: bytes = b"") -> bytes:
     """A complete HTTP/1.1 answer for a connection h11 cannot answer (no request yet)."""
-    body = json.dumps({"type": PROBLEM_BASE + _SLUGS[status], "title": _REASONS[status].decode(),
-                       "status": status, "detail": detail}).encode()
-    return (b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\nconnection: close\r\n%s\r\n"
-            % (status, _REASONS[status], PROBLEM_JSON.encode(), len(body), extra_headers)) + body
+    body = json.dumps(
+        {
+            "type": PROBLEM_BASE + _SLUGS[status],
+            "title": _REASONS[status].decode(),
+            "status": status,
+            "detail": detail,
+        }
+    ).encode()
+    return (
+        b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\nconnection: close\r\n%s\r\n"
+        % (status, _REASONS[status], PROBLEM_JSON.encode(), len(body), extra_headers)
+    ) + body
 
 
 def protocol_class(limits: Limits) -> type[H11Protocol]:
     """uvicorn's h11 protocol with the connection cap, the head timeout and problem+json errors."""
 
-    over_capacity = _problem_bytes(503, f"more than {limits.max_connections} open connections; "
-                                        f"retry shortly", b"retry-after: %d\r\n" % limits.retry_after_s)
-    head_timeout = _problem_bytes(408, f"the request head did not arrive within {limits.head_timeout_s:g} s")
+    over_capacity = _problem_bytes(
+        503,
+        f"more than {limits.max_connections} open connections; retry shortly",
+        b"retry-after: %d\r\n" % limits.retry_after_s,
+    )
+    head_timeout = _problem_bytes(
+        408, f"the request head did not arrive within {limits.head_timeout_s:g} s"
+    )
 
     class GuardedH11Protocol(H11Protocol):
         _head_timer: asyncio.TimerHandle | None = None
@@ -105,8 +136,11 @@ def protocol_class(limits: Limits) -> type[H11Protocol]:
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             if len(self.connections) > limits.max_connections:
-                log.warning("connection refused: %d open, limit %d", len(self.connections) - 1,
-                            limits.max_connections)
+                log.warning(
+                    "connection refused: %d open, limit %d",
+                    len(self.connections) - 1,
+                    limits.max_connections,
+                )
                 transport.write(over_capacity)
                 transport.close()
                 return
@@ -118,6 +152,7 @@ def protocol_class(limits: Limits) -> type[H11Protocol]:
                 except h11.RemoteProtocolError as exc:
                     self._framing_error = exc
                     raise
+
             self.conn.next_event = next_event_noting_errors  # type: ignore[method-assign]
             self._arm_head_timer()
 
@@ -178,14 +213,32 @@ class Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def build(asgi: AsgiApp, host: str, port: int, limits: Limits, *, log_level: str = "warning",
-          sock: socket.socket | None = None) -> tuple[Server, uvicorn.Config]:
+def build(
+    asgi: AsgiApp,
+    host: str,
+    port: int,
+    limits: Limits,
+    *,
+    log_level: str = "warning",
+    sock: socket.socket | None = None,
+) -> tuple[Server, uvicorn.Config]:
     """A configured server (not started); ``sock`` instead of host/port for tests."""
-    config = uvicorn.Config(asgi, host=host, port=port, http=protocol_class(limits), ws="none",
-                            lifespan="on", loop="asyncio", workers=1, access_log=False,
-                            log_config=None, log_level=log_level.lower(), server_header=False,
-                            timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]
-                            timeout_graceful_shutdown=10,
-                            h11_max_incomplete_event_size=limits.max_header_bytes,
-                            backlog=min(limits.max_connections, 4096))
+    config = uvicorn.Config(
+        asgi,
+        host=host,
+        port=port,
+        http=protocol_class(limits),
+        ws="none",
+        lifespan="on",
+        loop="asyncio",
+        workers=1,
+        access_log=False,
+        log_config=None,
+        log_level=log_level.lower(),
+        server_header=False,
+        timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]
+        timeout_graceful_shutdown=10,
+        h11_max_incomplete_event_size=limits.max_header_bytes,
+        backlog=min(limits.max_connections, 4096),
+    )
     return Server(config, asgi), config

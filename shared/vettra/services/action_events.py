@@ -18,9 +18,15 @@ def action_topic(action_id: str) -> str:
 
 
 def publish_action(bus: EventBus, kind: str, action: Action) -> None:
-    event: dict[str, Any] = {"type": kind, "action_id": action.id, "status": action.status,
-                             "tenant": action.tenant, "user": action.user,
-                             "risk_level": action.risk.get("level"), "tool": action.tool,
-                             "approvers": list((action.policy.get("approvers") or {}).get("of", []))}
+    event: dict[str, Any] = {
+        "type": kind,
+        "action_id": action.id,
+        "status": action.status,
+        "tenant": action.tenant,
+        "user": action.user,
+        "risk_level": action.risk.get("level"),
+        "tool": action.tool,
+        "approvers": list((action.policy.get("approvers") or {}).get("of", [])),
+    }
     bus.publish(action_topic(action.id), event)
     bus.publish(ACTIONS_TOPIC, event)

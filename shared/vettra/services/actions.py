@@ -14,26 +14,38 @@ from datetime import timedelta
 from typing import Any
 
 from ..domain import audit
-from ..domain.actions import (ALLOWED, APPROVED, DENIED, EXPIRED, PENDING, Action,
-                              new_action_id, rfc3339)
 from ..domain.action_bundle import parse_bundle
+from ..domain.actions import (
+    ALLOWED,
+    APPROVED,
+    DENIED,
+    EXPIRED,
+    PENDING,
+    Action,
+    new_action_id,
+    rfc3339,
+)
 from ..domain.canonical import sha256_digest
 from ..domain.errors import Conflict, NotFound, StepUpRequired, Unavailable
 from ..domain.identity import ADMIN, AGENT, APPROVER, Principal
 from ..domain.policy import evaluate
 from ..domain.policy_schema import ON_EXPIRY_DENY
 from ..domain.risk import assess
+from .action_events import ACTION_CREATED, ACTION_DECIDED, publish_action
 from .deps import Deps
 from .quorum import publish_vote, quorum_policy, vote
 from .transitions import expire_in, terminal
-from .action_events import ACTION_CREATED, ACTION_DECIDED, publish_action
 
 log = logging.getLogger("vettra.actions")
 
 EXPIRE_KIND = "expire"
 MAX_PENDING_LIST = 500
-_OUTCOME_STATUS = {"allow": ALLOWED, "deny": DENIED,
-                   "require_approval": PENDING, "require_step_up": PENDING}
+_OUTCOME_STATUS = {
+    "allow": ALLOWED,
+    "deny": DENIED,
+    "require_approval": PENDING,
+    "require_step_up": PENDING,
+}
 _DECISIONS = {"approve": APPROVED, "deny": DENIED}
 
 
@@ -47,8 +59,9 @@ def _timer_name(action_id: str) -> str:
     return f"expire-{action_id}"
 
 
-def intercept(deps: Deps, principal: Principal, body: Any,
-              idempotency_key: str | None = None) -> Intercepted:
+def intercept(
+    deps: Deps, principal: Principal, body: Any, idempotency_key: str | None = None
+) -> Intercepted:
     """Flow 1 (docs/architecture.md): score, evaluate, record; idempotent on ``idempotency_key``."""
     principal.require(AGENT)
     bundle = parse_bundle(body)
@@ -64,14 +77,31 @@ def intercept(deps: Deps, principal: Principal, body: Any,
         expires_at = now + timedelta(seconds=min(limits)) if limits else None
 
     action = Action(
-        id=new_action_id(), tenant=principal.tenant, user=principal.user, agent=principal.sub,
-        tool=bundle.tool, arguments=bundle.arguments, args_digest=bundle.args_digest,
-        framework=bundle.framework, risk=risk.as_dict(), status=status,
-        step_up_required=decision.outcome == "require_step_up", created_at=now,
-        policy={"id": policy.policy_id, "version": policy.version, "rule_id": decision.rule_id,
-                "outcome": decision.outcome, **quorum_policy(decision)},
-        reason=decision.reason, session_id=bundle.session_id, resource=bundle.resource,
-        context=bundle.context, call_id=bundle.call_id, expires_at=expires_at,
+        id=new_action_id(),
+        tenant=principal.tenant,
+        user=principal.user,
+        agent=principal.sub,
+        tool=bundle.tool,
+        arguments=bundle.arguments,
+        args_digest=bundle.args_digest,
+        framework=bundle.framework,
+        risk=risk.as_dict(),
+        status=status,
+        step_up_required=decision.outcome == "require_step_up",
+        created_at=now,
+        policy={
+            "id": policy.policy_id,
+            "version": policy.version,
+            "rule_id": decision.rule_id,
+            "outcome": decision.outcome,
+            **quorum_policy(decision),
+        },
+        reason=decision.reason,
+        session_id=bundle.session_id,
+        resource=bundle.resource,
+        context=bundle.context,
+        call_id=bundle.call_id,
+        expires_at=expires_at,
         on_expiry=getattr(decision, "on_expiry", None) or ON_EXPIRY_DENY,
     )
     scope = idempotency_scope(principal, bundle.session_id) if idempotency_key else ""
@@ -103,8 +133,9 @@ def intercept(deps: Deps, principal: Principal, body: Any,
     if linked:
         action = _with_seq(action, linked[-1].seq)
     if action.status == PENDING and action.expires_at is not None:
-        deps.scheduler.schedule(_timer_name(action.id), action.expires_at,
-                                {"kind": EXPIRE_KIND, "action_id": action.id})
+        deps.scheduler.schedule(
+            _timer_name(action.id), action.expires_at, {"kind": EXPIRE_KIND, "action_id": action.id}
+        )
     publish_action(deps.bus, ACTION_CREATED, action)
     return Intercepted(action, created=True)
 
@@ -117,24 +148,45 @@ def idempotency_scope(principal: Principal, session_id: str | None) -> str:
     "same key, other body" can only ever describe the caller's own request
     (docs/approvals.md, *Idempotency*). Hashed so no part can spill into another.
     """
-    return sha256_digest([principal.tenant, principal.role, principal.sub, principal.user,
-                          session_id or ""])
+    return sha256_digest(
+        [principal.tenant, principal.role, principal.sub, principal.user, session_id or ""]
+    )
 
 
-def _apply_session(uow: Any, principal: Principal, action: Action, session_id: str, now: Any,
-                   decision: Any, risk: Any) -> Action:
+def _apply_session(
+    uow: Any,
+    principal: Principal,
+    action: Action,
+    session_id: str,
+    now: Any,
+    decision: Any,
+    risk: Any,
+) -> Action:
     """Read the session inside this transaction: a revoke counts from the next intercept on."""
     from dataclasses import replace
 
     from .sessions import apply_to_intercept
 
-    outcome, reason = apply_to_intercept(uow, principal, session_id, now, decision.outcome, risk,
-                                         quorum=bool(getattr(decision, "approvers", None)))
+    outcome, reason = apply_to_intercept(
+        uow,
+        principal,
+        session_id,
+        now,
+        decision.outcome,
+        risk,
+        quorum=bool(getattr(decision, "approvers", None)),
+    )
     if reason is None:
         return action
     status = _OUTCOME_STATUS[outcome]
-    return replace(action, status=status, reason=reason, step_up_required=False, expires_at=None,
-                   policy={**action.policy, "session_outcome": outcome})
+    return replace(
+        action,
+        status=status,
+        reason=reason,
+        step_up_required=False,
+        expires_at=None,
+        policy={**action.policy, "session_outcome": outcome},
+    )
 
 
 def _with_seq(action: Action, seq: int) -> Action:
@@ -146,20 +198,33 @@ def _with_seq(action: Action, seq: int) -> Action:
 
 
 def _intercept_event(principal: Principal, action: Action, now: Any) -> audit.AuditEvent:
-    return audit.AuditEvent(type=audit.ACTION_INTERCEPTED, chain=action.tenant, actor=principal.actor,
-                            at=rfc3339(now), action_id=action.id, user=action.user,
-                            data=_intercept_audit_data(action))
+    return audit.AuditEvent(
+        type=audit.ACTION_INTERCEPTED,
+        chain=action.tenant,
+        actor=principal.actor,
+        at=rfc3339(now),
+        action_id=action.id,
+        user=action.user,
+        data=_intercept_audit_data(action),
+    )
 
 
 def _intercept_audit_data(action: Action) -> dict[str, Any]:
     # Arguments themselves stay out of the log (they may hold personal data or
     # secrets); their digest binds the entry to exactly what was asked.
-    return {"tool": action.tool, "args_digest": action.args_digest, "status": action.status,
-            "risk": {k: action.risk.get(k) for k in ("score", "level", "category")},
-            "step_up_required": action.step_up_required, "policy": action.policy,
-            "reason": action.reason, "expires_at": rfc3339(action.expires_at),
-            "framework": action.framework, "session_id": action.session_id,
-            "agent": action.agent}
+    return {
+        "tool": action.tool,
+        "args_digest": action.args_digest,
+        "status": action.status,
+        "risk": {k: action.risk.get(k) for k in ("score", "level", "category")},
+        "step_up_required": action.step_up_required,
+        "policy": action.policy,
+        "reason": action.reason,
+        "expires_at": rfc3339(action.expires_at),
+        "framework": action.framework,
+        "session_id": action.session_id,
+        "agent": action.agent,
+    }
 
 
 def _owned(action: Action | None, principal: Principal, action_id: str) -> Action:
@@ -168,8 +233,11 @@ def _owned(action: Action | None, principal: Principal, action_id: str) -> Actio
     if action is None:
         raise NotFound(f"no action {action_id}")
     if principal.role == AGENT:
-        visible = (action.tenant, action.user, action.agent) == (principal.tenant, principal.user,
-                                                                  principal.sub)
+        visible = (action.tenant, action.user, action.agent) == (
+            principal.tenant,
+            principal.user,
+            principal.sub,
+        )
     else:
         visible = action.visible_to(principal.tenant, principal.user)
     if not visible:
@@ -183,16 +251,26 @@ def get_action(deps: Deps, principal: Principal, action_id: str) -> dict[str, An
     return action.view(deps.clock.now())
 
 
-def list_pending(deps: Deps, principal: Principal, limit: int = MAX_PENDING_LIST) -> list[dict[str, Any]]:
+def list_pending(
+    deps: Deps, principal: Principal, limit: int = MAX_PENDING_LIST
+) -> list[dict[str, Any]]:
     principal.require(APPROVER, ADMIN)
     now = deps.clock.now()
     with deps.store.unit_of_work(readonly=True) as uow:
-        actions = uow.actions.pending(principal.tenant, principal.user, now, min(limit, MAX_PENDING_LIST))
+        actions = uow.actions.pending(
+            principal.tenant, principal.user, now, min(limit, MAX_PENDING_LIST)
+        )
     return [a.view(now) for a in actions]
 
 
-def _decide(deps: Deps, principal: Principal, action_id: str, decision: str,
-            reason: str | None = None, step_up_token: str | None = None) -> dict[str, Any]:
+def _decide(
+    deps: Deps,
+    principal: Principal,
+    action_id: str,
+    decision: str,
+    reason: str | None = None,
+    step_up_token: str | None = None,
+) -> dict[str, Any]:
     """Flow 3: the owner approves or denies; exactly one terminal decision wins.
 
     A quorum action (``action.quorum``) is decided by votes instead: see :func:`vettra.services.quorum.vote`.
@@ -206,11 +284,15 @@ def _decide(deps: Deps, principal: Principal, action_id: str, decision: str,
             expired = expire_in(uow, action, now)
             uow.commit()
             _after_decision(deps, expired)
-            raise Conflict(f"action {action_id} expired at {rfc3339(action.expires_at)}",
-                           extra={"action_status": EXPIRED})
+            raise Conflict(
+                f"action {action_id} expired at {rfc3339(action.expires_at)}",
+                extra={"action_status": EXPIRED},
+            )
         if action.status != PENDING:
-            raise Conflict(f"action {action_id} is already {action.status}",
-                           extra={"action_status": action.status})
+            raise Conflict(
+                f"action {action_id} is already {action.status}",
+                extra={"action_status": action.status},
+            )
         if action.quorum is not None:
             decided = vote(deps, uow, principal, action, status, reason, step_up_token, now)
             if decided is action:  # a repeated approval counts once: nothing to write
@@ -219,8 +301,15 @@ def _decide(deps: Deps, principal: Principal, action_id: str, decision: str,
             if status == APPROVED and action.step_up_required:
                 deps.step_up.require(principal, action, step_up_token, uow=uow)
             default_reason = "approved by the user" if status == APPROVED else "denied by the user"
-            decided = terminal(uow, principal, action, status, now, reason or default_reason,
-                                step_up=bool(action.step_up_required and status == APPROVED))
+            decided = terminal(
+                uow,
+                principal,
+                action,
+                status,
+                now,
+                reason or default_reason,
+                step_up=bool(action.step_up_required and status == APPROVED),
+            )
         uow.commit()
         linked = uow.audit.linked
     if linked:
@@ -241,8 +330,10 @@ def _after_decision(deps: Deps, action: Action) -> None:
     try:
         deps.scheduler.cancel(_timer_name(action.id))
     except Unavailable:
-        log.warning("timer cancel failed; the expire handler will skip the decided action",
-                    extra={"action_id": action.id})
+        log.warning(
+            "timer cancel failed; the expire handler will skip the decided action",
+            extra={"action_id": action.id},
+        )
     publish_action(deps.bus, ACTION_DECIDED, action)
 
 
@@ -265,7 +356,9 @@ def expire(deps: Deps, action_id: str) -> str:
             uow.commit()
             due = None
     if due is not None:  # delivered early: arm again for the real deadline
-        deps.scheduler.schedule(_timer_name(action_id), due, {"kind": EXPIRE_KIND, "action_id": action_id})
+        deps.scheduler.schedule(
+            _timer_name(action_id), due, {"kind": EXPIRE_KIND, "action_id": action_id}
+        )
         return "early"
     publish_action(deps.bus, ACTION_DECIDED, expired)
     return "expired"
@@ -276,16 +369,25 @@ def rearm_timers(deps: Deps, limit: int = 100_000) -> int:
     with deps.store.unit_of_work(readonly=True) as uow:
         actions = uow.actions.pending_with_deadline(limit)
     for action in actions:  # pending_with_deadline: expires_at is set on each (ignore below)
-        deps.scheduler.schedule(_timer_name(action.id), action.expires_at,  # type: ignore[arg-type]
-                                {"kind": EXPIRE_KIND, "action_id": action.id})
+        deps.scheduler.schedule(
+            _timer_name(action.id),
+            action.expires_at,  # type: ignore[arg-type]
+            {"kind": EXPIRE_KIND, "action_id": action.id},
+        )
     return len(actions)
 
 
 DECISION_REJECTED = "action.decision_rejected"
 
 
-def decide(deps: Deps, principal: Principal, action_id: str, decision: str,
-           reason: str | None = None, step_up_token: str | None = None) -> dict[str, Any]:
+def decide(
+    deps: Deps,
+    principal: Principal,
+    action_id: str,
+    decision: str,
+    reason: str | None = None,
+    step_up_token: str | None = None,
+) -> dict[str, Any]:
     """Approve or deny (flow 3 of the design); a refused attempt leaves its own audit entry.
 
     A decision on an action that is no longer pending, or an approval without a
@@ -293,17 +395,33 @@ def decide(deps: Deps, principal: Principal, action_id: str, decision: str,
     in a transaction of its own (the refused one rolled back).
     """
     try:
-        return _decide(deps, principal, action_id, decision, reason=reason, step_up_token=step_up_token)
+        return _decide(
+            deps, principal, action_id, decision, reason=reason, step_up_token=step_up_token
+        )
     except (Conflict, StepUpRequired) as refused:
-        record_refusal(deps, principal, DECISION_REJECTED, action_id,
-                       {"decision": decision, "status": refused.status, "why": refused.detail})
+        record_refusal(
+            deps,
+            principal,
+            DECISION_REJECTED,
+            action_id,
+            {"decision": decision, "status": refused.status, "why": refused.detail},
+        )
         raise
 
 
-def record_refusal(deps: Deps, principal: Principal, kind: str, action_id: str | None,
-                   data: dict[str, Any]) -> None:
+def record_refusal(
+    deps: Deps, principal: Principal, kind: str, action_id: str | None, data: dict[str, Any]
+) -> None:
     with deps.store.unit_of_work() as uow:
-        uow.audit.record(audit.AuditEvent(type=kind, chain=principal.tenant, actor=principal.actor,
-                                          at=rfc3339(deps.clock.now()), action_id=action_id,
-                                          user=principal.user, data=data))
+        uow.audit.record(
+            audit.AuditEvent(
+                type=kind,
+                chain=principal.tenant,
+                actor=principal.actor,
+                at=rfc3339(deps.clock.now()),
+                action_id=action_id,
+                user=principal.user,
+                data=data,
+            )
+        )
         uow.commit()

@@ -15,19 +15,31 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from ..domain.checkpoint import (Checkpoint, NoteSigner, NoteVerifier, audit_origin,
-                                 ed25519_verifier_key, open_note, sign_checkpoint,
-                                 verify_checkpoint)
+from ..domain.checkpoint import (
+    Checkpoint,
+    NoteSigner,
+    NoteVerifier,
+    audit_origin,
+    ed25519_verifier_key,
+    open_note,
+    sign_checkpoint,
+    verify_checkpoint,
+)
 from ..domain.errors import BadQuery, VerificationError
 from ..domain.identity import Principal
 from ..domain.merkle import leaf_hash
-from ..domain.merkle_nodes import LeafReader, NodeReader, consistency_from_nodes, inclusion_from_nodes
-from .rate_limit import principal_key
+from ..domain.merkle_nodes import (
+    LeafReader,
+    NodeReader,
+    consistency_from_nodes,
+    inclusion_from_nodes,
+)
 from .deps import Deps
+from .rate_limit import principal_key
 
 DEFAULT_INTERVAL_S = 1.0
 DEFAULT_EVERY_ENTRIES = 1000
-MIN_INTERVAL_S = 1.0       # one checkpoint document write per chain per second at most
+MIN_INTERVAL_S = 1.0  # one checkpoint document write per chain per second at most
 _POLL_S = 0.1
 
 
@@ -38,9 +50,12 @@ def signer_for(deps: Deps, chain: str) -> NoteSigner:
 def verifier_keys(deps: Deps, chain: str) -> list[str]:
     """Verifier key strings (signed-note form) for ``chain``: current first."""
     origin = audit_origin(chain)
-    return [ed25519_verifier_key(origin, public.public_bytes(serialization.Encoding.Raw,
-                                                             serialization.PublicFormat.Raw))
-            for public in deps.keys.checkpoint_public_keys()]
+    return [
+        ed25519_verifier_key(
+            origin, public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        )
+        for public in deps.keys.checkpoint_public_keys()
+    ]
 
 
 def make_checkpoint(deps: Deps, chain: str) -> str | None:
@@ -69,9 +84,11 @@ def verified_checkpoints(deps: Deps, chain: str) -> list[Checkpoint]:
             except VerificationError:
                 continue
         else:
-            raise VerificationError(f"bad checkpoint signature: checkpoint of size {size} "
-                                    "does not verify with any published key",
-                                    extra={"seq": size})
+            raise VerificationError(
+                f"bad checkpoint signature: checkpoint of size {size} "
+                "does not verify with any published key",
+                extra={"seq": size},
+            )
     return out
 
 
@@ -83,13 +100,23 @@ def latest(deps: Deps, principal: Principal) -> dict[str, Any]:
         stored = deps.store.audit_log.last_checkpoint(chain)
     keys = verifier_keys(deps, chain)
     if stored is None:
-        return {"origin": audit_origin(chain), "size": 0, "root_hash": None, "note": None,
-                "verifier_key": keys[0]}
+        return {
+            "origin": audit_origin(chain),
+            "size": 0,
+            "root_hash": None,
+            "note": None,
+            "verifier_key": keys[0],
+        }
     size, note = stored
     text, _ = open_note(note, [NoteVerifier(k) for k in keys])  # served only if it verifies
     cp = Checkpoint.parse(text)
-    return {"origin": cp.origin, "size": cp.size, "root_hash": cp.root_hash.hex(), "note": note,
-            "verifier_key": keys[0]}
+    return {
+        "origin": cp.origin,
+        "size": cp.size,
+        "root_hash": cp.root_hash.hex(),
+        "note": note,
+        "verifier_key": keys[0],
+    }
 
 
 def public_keys(deps: Deps, principal: Principal) -> dict[str, Any]:
@@ -106,7 +133,10 @@ def _reader(deps: Deps, chain: str, tree_size: int) -> tuple[NodeReader, LeafRea
 
     def leaves(start: int, end: int) -> list[bytes]:
         # Only for a node a store lacks (none once the SQLite backfill has run).
-        return [leaf_hash(bytes.fromhex(e.hash)) for e in log.entries(chain, after=start, limit=end - start)]
+        return [
+            leaf_hash(bytes.fromhex(e.hash))
+            for e in log.entries(chain, after=start, limit=end - start)
+        ]
 
     return (lambda ids: log.merkle_nodes(chain, ids)), leaves
 
@@ -126,9 +156,15 @@ def inclusion(deps: Deps, principal: Principal, seq: int, tree_size: int | None)
     path, root = inclusion_from_nodes(read, seq - 1, tree_size, leaves)
     entry = next(iter(deps.store.audit_log.entries(chain, after=seq - 1, limit=1)))
     entry_hash = bytes.fromhex(entry.hash)
-    return {"seq": seq, "leaf_index": seq - 1, "tree_size": tree_size, "entry_hash": entry_hash.hex(),
-            "leaf_hash": leaf_hash(entry_hash).hex(), "proof": [h.hex() for h in path],
-            "root_hash": root.hex()}
+    return {
+        "seq": seq,
+        "leaf_index": seq - 1,
+        "tree_size": tree_size,
+        "entry_hash": entry_hash.hex(),
+        "leaf_hash": leaf_hash(entry_hash).hex(),
+        "proof": [h.hex() for h in path],
+        "root_hash": root.hex(),
+    }
 
 
 def consistency(deps: Deps, principal: Principal, old: int, new: int) -> dict[str, Any]:
@@ -141,8 +177,13 @@ def consistency(deps: Deps, principal: Principal, old: int, new: int) -> dict[st
         raise BadQuery(f"need 1 <= from <= to, found from={old} to={new}")
     read, leaves = _reader(deps, principal.tenant, new)
     proof, old_root, new_root = consistency_from_nodes(read, old, new, leaves)
-    return {"from": old, "to": new, "from_root": old_root.hex(), "to_root": new_root.hex(),
-            "proof": [h.hex() for h in proof]}
+    return {
+        "from": old,
+        "to": new,
+        "from_root": old_root.hex(),
+        "to_root": new_root.hex(),
+        "proof": [h.hex() for h in proof],
+    }
 
 
 def limit_proofs(deps: Deps, principal: Principal) -> None:
@@ -161,14 +202,20 @@ class Checkpointer:
     Firestore sustains about one write a second per document.
     """
 
-    def __init__(self, deps: Deps, chains: Any, *, interval_s: float = DEFAULT_INTERVAL_S,
-                 every_entries: int = DEFAULT_EVERY_ENTRIES):
+    def __init__(
+        self,
+        deps: Deps,
+        chains: Any,
+        *,
+        interval_s: float = DEFAULT_INTERVAL_S,
+        every_entries: int = DEFAULT_EVERY_ENTRIES,
+    ):
         self._deps, self._chains = deps, chains
         self.interval_s, self.every_entries = interval_s, every_entries
         self.min_interval_s = min(MIN_INTERVAL_S, interval_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._last: dict[str, tuple[int, float]] = {}   # chain -> (size, monotonic time) signed
+        self._last: dict[str, tuple[int, float]] = {}  # chain -> (size, monotonic time) signed
         self.signed = 0
 
     def start(self) -> None:
@@ -195,8 +242,11 @@ class Checkpointer:
             last_size, last_at = self._last[chain]
             size, _ = log.tree_state(chain)
             waited = now - last_at
-            due = size > last_size and (final or waited >= self.interval_s or (
-                size - last_size >= self.every_entries and waited >= self.min_interval_s))
+            due = size > last_size and (
+                final
+                or waited >= self.interval_s
+                or (size - last_size >= self.every_entries and waited >= self.min_interval_s)
+            )
             if not due:
                 continue
             try:
@@ -204,4 +254,6 @@ class Checkpointer:
                     self.signed += 1
                 self._last[chain] = (size, now)
             except Exception:  # noqa: BLE001 - keep signing other chains; retried next tick
-                logging.getLogger("vettra.audit").exception("checkpoint failed", extra={"chain": chain})
+                logging.getLogger("vettra.audit").exception(
+                    "checkpoint failed", extra={"chain": chain}
+                )

@@ -17,7 +17,7 @@ class Deps:
     keys: KeyStore
     catalogue: Any
     policies: Any  # services.policies.PolicyService
-    step_up: Any   # services.stepup.StepUpVerifier
+    step_up: Any  # services.stepup.StepUpVerifier
     settings: dict[str, Any] = field(default_factory=dict)
     proof_limiter: Any = None  # services.rate_limit.TokenBucketLimiter for the proof endpoints
-    event_hub: Any = None      # services.event_streams.EventHub fanning the bus out to streams
+    event_hub: Any = None  # services.event_streams.EventHub fanning the bus out to streams

@@ -24,8 +24,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from ..domain.errors import TooManyRequests
 from ..ports import EventBus
@@ -88,7 +89,9 @@ class Subscription:
         with self._ready:
             return self._items.popleft() if self._items and not self.overflowed else None
 
-    async def next_async(self, timeout: float, ready: Any, stopping: Any = None) -> StreamEvent | None:
+    async def next_async(
+        self, timeout: float, ready: Any, stopping: Any = None
+    ) -> StreamEvent | None:
         """Like :meth:`next` on an event loop: ``ready`` is an ``asyncio.Event`` that
         ``notify`` sets; returns None after ``timeout`` s, on overflow, or once ``stopping``."""
         import asyncio
@@ -121,14 +124,21 @@ class Opening:
 
     subscription: Subscription
     replay: list[StreamEvent]
-    cursor: int          # the user's latest event id when the stream opened
-    reset: bool          # Last-Event-ID was unknown or too old: the client must re-fetch
+    cursor: int  # the user's latest event id when the stream opened
+    reset: bool  # Last-Event-ID was unknown or too old: the client must re-fetch
 
 
 class EventHub:
-    def __init__(self, bus: EventBus, *, ring_size: int = RING_SIZE, queue_size: int = QUEUE_SIZE,
-                 max_streams: int = MAX_STREAMS_PER_USER, linger_s: float = LINGER_S,
-                 now_us: Callable[[], int] = lambda: time.time_ns() // 1000):
+    def __init__(
+        self,
+        bus: EventBus,
+        *,
+        ring_size: int = RING_SIZE,
+        queue_size: int = QUEUE_SIZE,
+        max_streams: int = MAX_STREAMS_PER_USER,
+        linger_s: float = LINGER_S,
+        now_us: Callable[[], int] = lambda: time.time_ns() // 1000,
+    ):
         self._bus = bus
         self._ring_size, self._queue_size = ring_size, queue_size
         self._max_streams, self._linger_s = max_streams, linger_s
@@ -143,16 +153,24 @@ class EventHub:
 
     # -- streams ----------------------------------------------------------------------------
 
-    def open(self, tenant: str, user: str, types: Iterable[str] = EVENT_TYPES,
-             last_event_id: str | None = None) -> Opening:
+    def open(
+        self,
+        tenant: str,
+        user: str,
+        types: Iterable[str] = EVENT_TYPES,
+        last_event_id: str | None = None,
+    ) -> Opening:
         """Register a stream for ``(tenant, user)`` and compute its replay atomically, so no
         event is lost or doubled between the two. Raises :class:`TooManyRequests` past the cap."""
         key = (tenant, user)
         with self._lock:
             open_now = len(self._subs.get(key, ()))
             if open_now >= self._max_streams:
-                raise TooManyRequests(f"{open_now} event streams are open for this user; "
-                                      f"the limit is {self._max_streams}", retry_after=RETRY_AFTER_S)
+                raise TooManyRequests(
+                    f"{open_now} event streams are open for this user; "
+                    f"the limit is {self._max_streams}",
+                    retry_after=RETRY_AFTER_S,
+                )
             self._listen()
             subscription = Subscription(key, frozenset(types), self._queue_size)
             self._subs.setdefault(key, []).append(subscription)
@@ -196,8 +214,9 @@ class EventHub:
             self._last_id.clear()
             self._unsubscribe = self._bus.subscribe(ACTIONS_TOPIC, self._record)
 
-    def _replay(self, key: UserKey, cursor: int, last_event_id: str | None,
-                types: frozenset[str]) -> tuple[list[StreamEvent], bool]:
+    def _replay(
+        self, key: UserKey, cursor: int, last_event_id: str | None, types: frozenset[str]
+    ) -> tuple[list[StreamEvent], bool]:
         if last_event_id is None:
             return [], False
         raw = last_event_id.strip()
@@ -226,7 +245,9 @@ class EventHub:
             return  # only the documented shapes go out on the wire
         tenant = str(event.get("tenant"))
         # The owner, and the named approvers of a quorum action (they decide it too).
-        recipients = dict.fromkeys([str(event.get("user")), *map(str, event.get("approvers") or ())])
+        recipients = dict.fromkeys(
+            [str(event.get("user")), *map(str, event.get("approvers") or ())]
+        )
         data = {name: event.get(name) for name in PUBLIC_FIELDS}
         with self._lock:
             for user in recipients:

@@ -23,9 +23,10 @@ import hashlib
 import json
 import threading
 from base64 import urlsafe_b64decode
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable, Mapping, NoReturn
+from typing import Any, NoReturn
 
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -35,21 +36,24 @@ from ..domain.errors import StepUpRequired, Unavailable
 from ..domain.stepup import StepUpSettings
 
 #: JWS algorithm → the JWK key type (and curve) it needs (RFC 7518 §3.1)
-ALLOWED_ALGS: Mapping[str, tuple[str, str | None]] = {"RS256": ("RSA", None), "ES256": ("EC", "P-256")}
+ALLOWED_ALGS: Mapping[str, tuple[str, str | None]] = {
+    "RS256": ("RSA", None),
+    "ES256": ("EC", "P-256"),
+}
 #: the acr Auth0 (and other PAPE-aware issuers) puts in a token after multi-factor login
 MFA_ACR = "http://schemas.openid.net/pape/policies/2007/06/multi-factor"
 #: RFC 8176 amr values that show a second factor was used
 MFA_AMR = frozenset({"mfa", "otp", "hwk", "swk"})
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
-JWKS_TTL_S = 600                # keys are re-fetched after this, and once on an unknown kid
-LEEWAY_S = 60                   # clock skew tolerated for iat and auth_time in the future
+JWKS_TTL_S = 600  # keys are re-fetched after this, and once on an unknown kid
+LEEWAY_S = 60  # clock skew tolerated for iat and auth_time in the future
 
 #: GET a URL as JSON, raising :class:`Unavailable` when the issuer cannot be reached
 Fetch = Callable[[str], Any]
 
 
-_MAX_SHOWN = 80                 # claim values in messages (and so in audit) are cut to this
+_MAX_SHOWN = 80  # claim values in messages (and so in audit) are cut to this
 
 
 def _refuse(detail: str) -> NoReturn:
@@ -72,8 +76,11 @@ class _SigningKey:
 
     def fits(self, kid: str | None, alg: str) -> bool:
         kty, crv = ALLOWED_ALGS[alg]
-        return ((kid is None or self.kid == kid) and (self.kty, self.crv) == (kty, crv)
-                and self.alg in (None, alg))
+        return (
+            (kid is None or self.kid == kid)
+            and (self.kty, self.crv) == (kty, crv)
+            and self.alg in (None, alg)
+        )
 
 
 def _signing_keys(jwks: Any, source: str) -> list[_SigningKey]:
@@ -82,14 +89,21 @@ def _signing_keys(jwks: Any, source: str) -> list[_SigningKey]:
         raise Unavailable(f"{source} is not a JWK Set: expected an object with a 'keys' array")
     keys = []
     for jwk in jwks["keys"]:
-        if not isinstance(jwk, dict) or jwk.get("use", "sig") != "sig" or jwk.get("kty") not in ("RSA", "EC"):
+        if (
+            not isinstance(jwk, dict)
+            or jwk.get("use", "sig") != "sig"
+            or jwk.get("kty") not in ("RSA", "EC")
+        ):
             continue
         try:
             imported = (RSAKey if jwk["kty"] == "RSA" else ECKey).import_key(
-                {k: v for k, v in jwk.items() if k not in ("d", "p", "q", "dp", "dq", "qi")})
+                {k: v for k, v in jwk.items() if k not in ("d", "p", "q", "dp", "dq", "qi")}
+            )
         except (JoseError, ValueError, TypeError, KeyError):
             continue
-        keys.append(_SigningKey(jwk.get("kid"), jwk["kty"], jwk.get("crv"), jwk.get("alg"), imported))
+        keys.append(
+            _SigningKey(jwk.get("kid"), jwk["kty"], jwk.get("crv"), jwk.get("alg"), imported)
+        )
     return keys
 
 
@@ -99,8 +113,15 @@ class IssuerKeys:
     Thread-safe; a fetch holds the lock, so concurrent verifications wait for one fetch.
     """
 
-    def __init__(self, issuer: str, clock: Any, fetch: Fetch, *, jwks_uri: str | None = None,
-                 ttl_s: int = JWKS_TTL_S):
+    def __init__(
+        self,
+        issuer: str,
+        clock: Any,
+        fetch: Fetch,
+        *,
+        jwks_uri: str | None = None,
+        ttl_s: int = JWKS_TTL_S,
+    ):
         self.issuer = issuer
         self._jwks_uri = jwks_uri
         self._clock = clock
@@ -109,7 +130,7 @@ class IssuerKeys:
         self._keys: list[_SigningKey] = []
         self._fetched_at: datetime | None = None
         self._lock = threading.Lock()
-        self.fetches = 0            # how many times the JWK Set was fetched (for operators and tests)
+        self.fetches = 0  # how many times the JWK Set was fetched (for operators and tests)
 
     def key_for(self, kid: str | None, alg: str) -> Any:
         """The key the token's header names; one refresh when the cache does not have it."""
@@ -119,7 +140,7 @@ class IssuerKeys:
                 self._refresh()
                 fresh = True
             found = self._find(kid, alg)
-            if found is None and not fresh:     # OIDC Core §10.1.1: the issuer rotated its keys
+            if found is None and not fresh:  # OIDC Core §10.1.1: the issuer rotated its keys
                 self._refresh()
                 found = self._find(kid, alg)
         if found is None:
@@ -128,7 +149,7 @@ class IssuerKeys:
 
     def _find(self, kid: str | None, alg: str) -> _SigningKey | None:
         candidates = [k for k in self._keys if k.fits(kid, alg)]
-        if kid is None and len(candidates) != 1:   # §10.1: kid is required when there are several
+        if kid is None and len(candidates) != 1:  # §10.1: kid is required when there are several
             return None
         return candidates[0] if candidates else None
 
@@ -160,15 +181,17 @@ class IdTokenProof:
     acr: str | None
     auth_time: int
     nonce: str
-    replay_id: str          # the key of its single-use marker: from jti, else the token's hash
+    replay_id: str  # the key of its single-use marker: from jti, else the token's hash
 
     def check_challenge(self, nonce: str, issued_at: datetime) -> None:
         """The token answers this challenge: its nonce, and a login after the challenge."""
         if self.nonce != nonce:
             _refuse("its nonce is not this challenge's (was it issued for another action?)")
         if self.auth_time < issued_at.timestamp() - LEEWAY_S:
-            _refuse(f"the user authenticated at {self.auth_time}, before this challenge was issued "
-                    f"({int(issued_at.timestamp())}); log in again with prompt=login")
+            _refuse(
+                f"the user authenticated at {self.auth_time}, before this challenge was issued "
+                f"({int(issued_at.timestamp())}); log in again with prompt=login"
+            )
 
 
 def _header(id_token: str) -> dict[str, Any]:
@@ -194,7 +217,9 @@ def _number(claims: Mapping[str, Any], name: str) -> int:
 class IdTokenVerifier:
     """OpenID Connect Core §3.1.3.7 for one configured issuer and audience (client id)."""
 
-    def __init__(self, settings: StepUpSettings, clock: Any, fetch: Fetch, *, keys: IssuerKeys | None = None):
+    def __init__(
+        self, settings: StepUpSettings, clock: Any, fetch: Fetch, *, keys: IssuerKeys | None = None
+    ):
         if not settings.oidc_enabled:
             raise ValueError("OIDC step-up needs oidc_issuer and oidc_audience")
         self.issuer = str(settings.oidc_issuer)
@@ -220,7 +245,9 @@ class IdTokenVerifier:
             _refuse(f"its signature or encoding does not verify ({type(exc).__name__})")
         return self._check_claims(claims, id_token, sub, self._clock.now().timestamp())
 
-    def _check_claims(self, claims: Mapping[str, Any], id_token: str, sub: str, now: float) -> IdTokenProof:
+    def _check_claims(
+        self, claims: Mapping[str, Any], id_token: str, sub: str, now: float
+    ) -> IdTokenProof:
         if claims.get("iss") != self.issuer:
             _refuse(f"iss must be {self.issuer!r}, found {_shown(claims.get('iss'))}")
         aud = claims.get("aud")
@@ -244,14 +271,28 @@ class IdTokenVerifier:
         if auth_time > now + LEEWAY_S:
             _refuse(f"auth_time {auth_time} is in the future (now {int(now)})")
         if now - auth_time > self.max_age_s:
-            _refuse(f"the user authenticated {int(now - auth_time)} s ago, more than max_age {self.max_age_s} s")
+            _refuse(
+                f"the user authenticated {int(now - auth_time)} s ago, more than max_age {self.max_age_s} s"
+            )
         raw_amr = claims.get("amr")
         amr = tuple(v for v in raw_amr if isinstance(v, str)) if isinstance(raw_amr, list) else ()
         acr = claims.get("acr") if isinstance(claims.get("acr"), str) else None
         if not MFA_AMR.intersection(amr) and acr != MFA_ACR:
-            _refuse(f"it shows no multi-factor login: amr {_shown(list(amr))}, acr {_shown(acr)}; "
-                    f"expected amr with one of {sorted(MFA_AMR)} or acr {MFA_ACR!r}")
+            _refuse(
+                f"it shows no multi-factor login: amr {_shown(list(amr))}, acr {_shown(acr)}; "
+                f"expected amr with one of {sorted(MFA_AMR)} or acr {MFA_ACR!r}"
+            )
         jti = claims.get("jti")
-        replay = (f"jti\x00{self.issuer}\x00{jti}" if isinstance(jti, str) and jti else f"token\x00{id_token}")
-        return IdTokenProof(sub=sub, amr=amr or ("mfa",), acr=acr, auth_time=auth_time, nonce=claims["nonce"],
-                            replay_id=hashlib.sha256(replay.encode()).hexdigest())
+        replay = (
+            f"jti\x00{self.issuer}\x00{jti}"
+            if isinstance(jti, str) and jti
+            else f"token\x00{id_token}"
+        )
+        return IdTokenProof(
+            sub=sub,
+            amr=amr or ("mfa",),
+            acr=acr,
+            auth_time=auth_time,
+            nonce=claims["nonce"],
+            replay_id=hashlib.sha256(replay.encode()).hexdigest(),
+        )

@@ -23,15 +23,19 @@ from ..ports import Clock, KeyStore, Store
 CACHE_TTL_S = 5.0
 
 
-SIGN_HINT = ("sign it first: `vettra policy sign FILE --home DIR -o signed.json`, then POST "
-             "the signed envelope ({payload, signatures})")
+SIGN_HINT = (
+    "sign it first: `vettra policy sign FILE --home DIR -o signed.json`, then POST "
+    "the signed envelope ({payload, signatures})"
+)
 
 
 def require_signed(body: Any) -> None:
     """An unsigned payload (or an envelope without signatures) is refused with what to do."""
     if isinstance(body, dict) and not body.get("signatures"):
-        raise PolicyRejected(f"the policy is not signed; {SIGN_HINT}",
-                             errors=[FieldError("signatures", "missing: the bundle is unsigned")])
+        raise PolicyRejected(
+            f"the policy is not signed; {SIGN_HINT}",
+            errors=[FieldError("signatures", "missing: the bundle is unsigned")],
+        )
 
 
 class PolicyService:
@@ -75,12 +79,22 @@ class PolicyService:
             if active is not None and policy.version == active.version:
                 return active  # re-posting what is in force: nothing to write, nothing to audit
             uow.policies.activate(tenant, envelope, policy.version, policy.digest)
-            uow.audit.record(audit.AuditEvent(
-                type=audit.POLICY_ACTIVATED, chain=tenant, actor=actor,
-                at=rfc3339(self._clock.now()),
-                data={"policy_id": policy.policy_id, "version": policy.version,
-                      "digest": policy.digest,
-                      "key_ids": sorted(s.get("keyid", "") for s in envelope.get("signatures", []))}))
+            uow.audit.record(
+                audit.AuditEvent(
+                    type=audit.POLICY_ACTIVATED,
+                    chain=tenant,
+                    actor=actor,
+                    at=rfc3339(self._clock.now()),
+                    data={
+                        "policy_id": policy.policy_id,
+                        "version": policy.version,
+                        "digest": policy.digest,
+                        "key_ids": sorted(
+                            s.get("keyid", "") for s in envelope.get("signatures", [])
+                        ),
+                    },
+                )
+            )
             uow.commit()
         with self._lock:
             self._cache[tenant] = (policy, time.monotonic())

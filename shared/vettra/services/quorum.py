@@ -8,13 +8,12 @@ from ..domain import audit
 from ..domain.actions import APPROVED, PENDING, Action, rfc3339
 from ..domain.errors import Forbidden, NotFound
 from ..domain.identity import Principal
-from .deps import Deps
 from .action_events import ACTIONS_TOPIC
+from .deps import Deps
 from .transitions import terminal
 
-
-ACTION_VOTE = "action.vote"      # audit: one approver's vote on a quorum action
-ACTION_VOTED = "action.voted"    # live update: a vote that left the action pending
+ACTION_VOTE = "action.vote"  # audit: one approver's vote on a quorum action
+ACTION_VOTED = "action.voted"  # live update: a vote that left the action pending
 
 
 def quorum_policy(decision: Any) -> dict[str, Any]:
@@ -23,8 +22,16 @@ def quorum_policy(decision: Any) -> dict[str, Any]:
     return {"approvers": approvers} if approvers else {}
 
 
-def vote(deps: Deps, uow: Any, principal: Principal, action: Action, status: str,
-          reason: str | None, step_up_token: str | None, now: Any) -> Action:
+def vote(
+    deps: Deps,
+    uow: Any,
+    principal: Principal,
+    action: Action,
+    status: str,
+    reason: str | None,
+    step_up_token: str | None,
+    now: Any,
+) -> Action:
     """One vote on a quorum action, inside ``uow``; returns the action as it now stands.
 
     Only named approvers approve, each once (a repeat returns ``action`` unchanged);
@@ -38,8 +45,10 @@ def vote(deps: Deps, uow: Any, principal: Principal, action: Action, status: str
     named = voter in action.named_approvers
     if status == APPROVED:
         if not named:
-            raise Forbidden(f"approving {action.id} needs {quorum['quorum']} of the named approvers "
-                            f"{quorum['of']}; {voter!r} is not one of them (the owner may deny)")
+            raise Forbidden(
+                f"approving {action.id} needs {quorum['quorum']} of the named approvers "
+                f"{quorum['of']}; {voter!r} is not one of them (the owner may deny)"
+            )
         if voter in action.approvals:
             return action
         if action.step_up_required:  # each approving voter steps up for themselves
@@ -51,25 +60,59 @@ def vote(deps: Deps, uow: Any, principal: Principal, action: Action, status: str
         raise NotFound(f"no action {action.id}")
     required = quorum["quorum"]
     step_up = bool(action.step_up_required and status == APPROVED)
-    uow.audit.record(audit.AuditEvent(
-        type=ACTION_VOTE, chain=action.tenant, actor=principal.actor, at=rfc3339(now),
-        action_id=action.id, user=action.user,
-        data={"voter": voter, "vote": "approve" if status == APPROVED else "deny", "named": named,
-              "approvals": list(voted.approvals), "required": required, "reason": reason,
-              "args_digest": action.args_digest, "step_up": step_up}))
+    uow.audit.record(
+        audit.AuditEvent(
+            type=ACTION_VOTE,
+            chain=action.tenant,
+            actor=principal.actor,
+            at=rfc3339(now),
+            action_id=action.id,
+            user=action.user,
+            data={
+                "voter": voter,
+                "vote": "approve" if status == APPROVED else "deny",
+                "named": named,
+                "approvals": list(voted.approvals),
+                "required": required,
+                "reason": reason,
+                "args_digest": action.args_digest,
+                "step_up": step_up,
+            },
+        )
+    )
     if status == APPROVED and len(voted.approvals) < required:
         uow.actions.update(voted, expected_status=PENDING)
         return voted
-    default_reason = (f"approved by {required} of the named approvers ({', '.join(voted.approvals)})"
-                      if status == APPROVED else f"denied by {voter}")
-    return terminal(uow, principal, voted, status, now, reason or default_reason, step_up=step_up,
-                     extra={"quorum": {"required": required, "approvals": list(voted.approvals)}})
+    default_reason = (
+        f"approved by {required} of the named approvers ({', '.join(voted.approvals)})"
+        if status == APPROVED
+        else f"denied by {voter}"
+    )
+    return terminal(
+        uow,
+        principal,
+        voted,
+        status,
+        now,
+        reason or default_reason,
+        step_up=step_up,
+        extra={"quorum": {"required": required, "approvals": list(voted.approvals)}},
+    )
 
 
 def publish_vote(deps: Deps, action: Action) -> None:
     # Only the dashboards' topic: the action's own topic wakes long-polls waiting for
     # the status to leave pending, which a non-final vote does not do.
-    deps.bus.publish(ACTIONS_TOPIC, {"type": ACTION_VOTED, "action_id": action.id,
-                                     "status": action.status, "tenant": action.tenant,
-                                     "user": action.user, "risk_level": action.risk.get("level"),
-                                     "tool": action.tool, "approvals": list(action.approvals)})
+    deps.bus.publish(
+        ACTIONS_TOPIC,
+        {
+            "type": ACTION_VOTED,
+            "action_id": action.id,
+            "status": action.status,
+            "tenant": action.tenant,
+            "user": action.user,
+            "risk_level": action.risk.get("level"),
+            "tool": action.tool,
+            "approvals": list(action.approvals),
+        },
+    )

@@ -34,25 +34,38 @@ class RateLimitSettings:
     burst: int = DEFAULT_PROOF_BURST
 
     @classmethod
-    def from_sources(cls, extra: Mapping[str, Any] | None = None,
-                     env: Mapping[str, str] | None = None) -> "RateLimitSettings":
+    def from_sources(
+        cls, extra: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+    ) -> RateLimitSettings:
         """``Config.extra`` (``proof_rate_per_s``, ``proof_burst``) wins over the environment
         (``VETTRA_PROOF_RATE_PER_S``, ``VETTRA_PROOF_BURST``), then the defaults."""
         extra, env = dict(extra or {}), dict(env or {})
-        rate = float(extra.get("proof_rate_per_s") or env.get("VETTRA_PROOF_RATE_PER_S")
-                     or DEFAULT_PROOF_RATE_PER_S)
-        burst = int(extra.get("proof_burst") or env.get("VETTRA_PROOF_BURST") or DEFAULT_PROOF_BURST)
+        rate = float(
+            extra.get("proof_rate_per_s")
+            or env.get("VETTRA_PROOF_RATE_PER_S")
+            or DEFAULT_PROOF_RATE_PER_S
+        )
+        burst = int(
+            extra.get("proof_burst") or env.get("VETTRA_PROOF_BURST") or DEFAULT_PROOF_BURST
+        )
         if not (rate > 0 and rate != float("inf")) or burst < 1:
-            raise ValueError(f"proof rate limit needs a finite rate > 0 and a burst >= 1, "
-                             f"found rate {rate}, burst {burst}")
+            raise ValueError(
+                f"proof rate limit needs a finite rate > 0 and a burst >= 1, "
+                f"found rate {rate}, burst {burst}"
+            )
         return cls(rate_per_s=rate, burst=burst)
 
 
 class TokenBucketLimiter:
     """``take(key)`` spends one token of ``key``'s bucket or raises :class:`TooManyRequests`."""
 
-    def __init__(self, clock: Clock, settings: RateLimitSettings = RateLimitSettings(),
-                 *, what: str = "requests"):
+    def __init__(
+        self,
+        clock: Clock,
+        settings: RateLimitSettings = RateLimitSettings(),
+        *,
+        what: str = "requests",
+    ):
         self._clock, self.settings, self._what = clock, settings, what
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at seconds)
         self._lock = threading.Lock()
@@ -61,7 +74,9 @@ class TokenBucketLimiter:
         return self._clock.now().timestamp()
 
     def _level(self, tokens: float, at: float, now: float) -> float:
-        return min(float(self.settings.burst), tokens + max(0.0, now - at) * self.settings.rate_per_s)
+        return min(
+            float(self.settings.burst), tokens + max(0.0, now - at) * self.settings.rate_per_s
+        )
 
     def take(self, key: str) -> None:
         now = self._now()
@@ -73,7 +88,9 @@ class TokenBucketLimiter:
                 wait = (1.0 - tokens) / self.settings.rate_per_s
                 raise TooManyRequests(
                     f"too many {self._what}: at most {self.settings.rate_per_s:g}/s with bursts of "
-                    f"{self.settings.burst} per caller", retry_after=max(1, int(wait + 0.999)))
+                    f"{self.settings.burst} per caller",
+                    retry_after=max(1, int(wait + 0.999)),
+                )
             if key not in self._buckets and len(self._buckets) >= MAX_TRACKED:
                 self._prune(now)
             self._buckets[key] = (tokens - 1.0, now)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from ..domain import stepup as rules
@@ -32,8 +32,8 @@ log = logging.getLogger("vettra.retention")
 
 IDEMPOTENCY_WINDOW_S = 24 * 3600
 SWEEP_INTERVAL_S = 60.0
-SWEEP_BATCH = 500            # rows per unit of work: a few milliseconds of write lock
-MAX_BATCHES_PER_RULE = 200   # per pass, so one pass ends; the next picks up the rest
+SWEEP_BATCH = 500  # rows per unit of work: a few milliseconds of write lock
+MAX_BATCHES_PER_RULE = 200  # per pass, so one pass ends; the next picks up the rest
 OIDC_LEEWAY_S = 60
 
 
@@ -55,12 +55,15 @@ def doc_rules(max_age_s: int) -> tuple[DocRule, ...]:
         DocRule(collections.USED_TOTP_STEPS, "at", replay_steps),
         DocRule(collections.GRANTS, "expires_at", 0),
         DocRule(collections.USED_GRANTS, "at", max_age_s),
-        DocRule(collections.USED_ID_TOKENS, "at", max(rules.CHALLENGE_TTL_S, max_age_s) + OIDC_LEEWAY_S),
+        DocRule(
+            collections.USED_ID_TOKENS, "at", max(rules.CHALLENGE_TTL_S, max_age_s) + OIDC_LEEWAY_S
+        ),
     )
 
 
-def sweep_once(deps: Any, *, batch: int = SWEEP_BATCH,
-               max_batches: int = MAX_BATCHES_PER_RULE) -> dict[str, int]:
+def sweep_once(
+    deps: Any, *, batch: int = SWEEP_BATCH, max_batches: int = MAX_BATCHES_PER_RULE
+) -> dict[str, int]:
     """One pass over every rule at ``deps.clock.now()``; returns rows deleted per rule."""
     now = deps.clock.now()
     store = deps.store
@@ -82,7 +85,10 @@ def sweep_once(deps: Any, *, batch: int = SWEEP_BATCH,
     drain("quorum_rows", lambda uow: uow.actions.sweep_quorum_rows(batch))
     for rule in doc_rules(deps.step_up.max_age_s):
         before = now - timedelta(seconds=rule.keep_s)
-        drain(rule.collection, lambda uow, r=rule, b=before: uow.docs.sweep(r.collection, r.field, b, batch))
+        drain(
+            rule.collection,
+            lambda uow, r=rule, b=before: uow.docs.sweep(r.collection, r.field, b, batch),
+        )
     return done
 
 

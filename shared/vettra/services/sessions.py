@@ -27,7 +27,7 @@ SESSION_PREFIX = "ses_"
 DEFAULT_TTL_S = 24 * 3600
 MAX_TTL_S = 7 * 24 * 3600
 MAX_PREAUTH_S = 24 * 3600
-PREAUTH_LEVELS = ("LOW", "MEDIUM")          # HIGH can never be pre-authorised
+PREAUTH_LEVELS = ("LOW", "MEDIUM")  # HIGH can never be pre-authorised
 _LEVEL_RANK = {"LOW": 0, "MEDIUM": 1, "HIGH": 2}
 MAX_LIST = 200
 
@@ -56,20 +56,39 @@ def create(deps: Deps, principal: Principal, body: dict[str, Any]) -> dict[str, 
     ttl = int(body.get("ttl_s") or DEFAULT_TTL_S)
     agent = principal.sub if principal.role == AGENT else body.get("agent")
     session_id = SESSION_PREFIX + secrets.token_hex(12)
-    doc = {"session_id": session_id, "tenant": principal.tenant,
-           "user": principal.user, "agent": agent, "label": body.get("label"),
-           "created_by": principal.actor, "created_at": rfc3339(now),
-           "expires_at": rfc3339(now + timedelta(seconds=ttl)), "revoked_at": None, "preauth": None}
+    doc = {
+        "session_id": session_id,
+        "tenant": principal.tenant,
+        "user": principal.user,
+        "agent": agent,
+        "label": body.get("label"),
+        "created_by": principal.actor,
+        "created_at": rfc3339(now),
+        "expires_at": rfc3339(now + timedelta(seconds=ttl)),
+        "revoked_at": None,
+        "preauth": None,
+    }
     with deps.store.unit_of_work() as uow:
         uow.docs.create(COLLECTION, session_id, doc, owner=_owner(principal.tenant, principal.user))
-        _audit(uow, "session.created", principal, doc, now, {"agent": agent, "expires_at": doc["expires_at"]})
+        _audit(
+            uow,
+            "session.created",
+            principal,
+            doc,
+            now,
+            {"agent": agent, "expires_at": doc["expires_at"]},
+        )
         uow.commit()
     return _view(doc, now)
 
 
 def _visible(doc: dict[str, Any] | None, principal: Principal, session_id: str) -> dict[str, Any]:
-    if (doc is None or doc["tenant"] != principal.tenant or doc["user"] != principal.user
-            or (principal.role == AGENT and doc.get("agent") not in (None, principal.sub))):
+    if (
+        doc is None
+        or doc["tenant"] != principal.tenant
+        or doc["user"] != principal.user
+        or (principal.role == AGENT and doc.get("agent") not in (None, principal.sub))
+    ):
         raise NotFound(f"no session {session_id}")
     return doc
 
@@ -115,8 +134,14 @@ def pre_authorize(deps: Deps, principal: Principal, body: dict[str, Any]) -> dic
         return _pre_authorize(deps, principal, body)
     except StepUpRequired as refused:
         from .actions import record_refusal
-        record_refusal(deps, principal, "session.preauthorize_rejected", None,
-                       {"session_id": body.get("session_id"), "why": refused.detail})
+
+        record_refusal(
+            deps,
+            principal,
+            "session.preauthorize_rejected",
+            None,
+            {"session_id": body.get("session_id"), "why": refused.detail},
+        )
         raise
 
 
@@ -124,34 +149,72 @@ def _pre_authorize(deps: Deps, principal: Principal, body: dict[str, Any]) -> di
     principal.require(APPROVER, ADMIN)
     session_id, level, duration = body["session_id"], body["max_level"], int(body["duration_s"])
     if level not in PREAUTH_LEVELS:
-        raise ValidationFailed("a pre-authorisation never covers HIGH actions",
-                               errors=[FieldError("max_level", f"expected one of {', '.join(PREAUTH_LEVELS)}")])
+        raise ValidationFailed(
+            "a pre-authorisation never covers HIGH actions",
+            errors=[FieldError("max_level", f"expected one of {', '.join(PREAUTH_LEVELS)}")],
+        )
     now = deps.clock.now()
     with deps.store.unit_of_work() as uow:
         doc = _visible(uow.docs.get(COLLECTION, session_id), principal, session_id)
         view = _view(doc, now)
         if not view["active"]:
             raise Conflict(f"session {session_id} is revoked or expired")
-        deps.step_up.require_purpose(principal, preauth_purpose(session_id),
-                                     body.get("step_up_token"), uow=uow)
+        deps.step_up.require_purpose(
+            principal, preauth_purpose(session_id), body.get("step_up_token"), uow=uow
+        )
         until = min(now + timedelta(seconds=duration), parse_rfc3339(doc["expires_at"]))
-        doc = {**doc, "preauth": {"max_level": level, "until": rfc3339(until),
-                                  "granted_by": principal.actor, "granted_at": rfc3339(now)}}
+        doc = {
+            **doc,
+            "preauth": {
+                "max_level": level,
+                "until": rfc3339(until),
+                "granted_by": principal.actor,
+                "granted_at": rfc3339(now),
+            },
+        }
         uow.docs.put(COLLECTION, session_id, doc, owner=_owner(doc["tenant"], doc["user"]))
-        _audit(uow, "session.preauthorized", principal, doc, now, {"max_level": level, "until": rfc3339(until)})
+        _audit(
+            uow,
+            "session.preauthorized",
+            principal,
+            doc,
+            now,
+            {"max_level": level, "until": rfc3339(until)},
+        )
         uow.commit()
     return _view(doc, now)
 
 
-def _audit(uow: Any, kind: str, principal: Principal, doc: dict[str, Any], now: datetime,
-           data: dict[str, Any]) -> None:
-    uow.audit.record(audit.AuditEvent(type=kind, chain=doc["tenant"], actor=principal.actor,
-                                      at=rfc3339(now), user=doc["user"],
-                                      data={"session_id": doc["session_id"], **data}))
+def _audit(
+    uow: Any,
+    kind: str,
+    principal: Principal,
+    doc: dict[str, Any],
+    now: datetime,
+    data: dict[str, Any],
+) -> None:
+    uow.audit.record(
+        audit.AuditEvent(
+            type=kind,
+            chain=doc["tenant"],
+            actor=principal.actor,
+            at=rfc3339(now),
+            user=doc["user"],
+            data={"session_id": doc["session_id"], **data},
+        )
+    )
 
 
-def apply_to_intercept(uow: Any, principal: Principal, session_id: str, now: datetime,
-                       outcome: str, risk: Any, *, quorum: bool = False) -> tuple[str, str | None]:
+def apply_to_intercept(
+    uow: Any,
+    principal: Principal,
+    session_id: str,
+    now: datetime,
+    outcome: str,
+    risk: Any,
+    *,
+    quorum: bool = False,
+) -> tuple[str, str | None]:
     """What the session changes about an intercept decided ``outcome``.
 
     Returns ``(outcome, reason)``: unchanged with ``None``; ``"allow"`` with the
@@ -161,18 +224,31 @@ def apply_to_intercept(uow: Any, principal: Principal, session_id: str, now: dat
     Raises :class:`ValidationFailed` for a session the caller may not use.
     """
     doc = uow.docs.get(COLLECTION, session_id)
-    if (doc is None or doc["tenant"] != principal.tenant or doc["user"] != principal.user
-            or doc.get("agent") not in (None, principal.sub)):
-        raise ValidationFailed("unknown session", errors=[FieldError(
-            "session_id", f"no session {session_id} for this agent and user")])
+    if (
+        doc is None
+        or doc["tenant"] != principal.tenant
+        or doc["user"] != principal.user
+        or doc.get("agent") not in (None, principal.sub)
+    ):
+        raise ValidationFailed(
+            "unknown session",
+            errors=[FieldError("session_id", f"no session {session_id} for this agent and user")],
+        )
     view = _view(doc, now)
     if not view["active"]:
         when = doc.get("revoked_at") or doc.get("expires_at")
         state = "revoked" if doc.get("revoked_at") else "expired"
         return "deny", f"session {session_id} was {state} at {when}; its actions are refused"
     pre = doc.get("preauth")
-    if (outcome == "require_approval" and view["preauth_active"] and not risk.forced_high and not quorum
-            and _LEVEL_RANK[risk.level] <= _LEVEL_RANK[pre["max_level"]]):
-        return "allow", (f"pre-authorised: session {session_id} allows {pre['max_level']} actions "
-                         f"until {pre['until']} (granted by {pre['granted_by']})")
+    if (
+        outcome == "require_approval"
+        and view["preauth_active"]
+        and not risk.forced_high
+        and not quorum
+        and _LEVEL_RANK[risk.level] <= _LEVEL_RANK[pre["max_level"]]
+    ):
+        return "allow", (
+            f"pre-authorised: session {session_id} allows {pre['max_level']} actions "
+            f"until {pre['until']} (granted by {pre['granted_by']})"
+        )
     return outcome, None

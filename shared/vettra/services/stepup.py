@@ -16,14 +16,22 @@ so the database alone never yields one (docs/step-up.md, *Storage*). The WebAuth
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any
 
 from ..domain import stepup as rules
 from ..domain.actions import PENDING, Action, rfc3339
 from ..domain.audit import AuditEvent
-from ..domain.errors import (Conflict, FieldError, NotFound, StepUpRequired, TooManyRequests, Unavailable,
-                             ValidationFailed)
+from ..domain.errors import (
+    Conflict,
+    FieldError,
+    NotFound,
+    StepUpRequired,
+    TooManyRequests,
+    Unavailable,
+    ValidationFailed,
+)
 from ..domain.identity import ADMIN, APPROVER, Principal
 from ..domain.stepup import Binding, Failures, Grant, StepUpSettings
 
@@ -58,24 +66,33 @@ def _new_id(prefix: str) -> str:
 
 def _passkeys() -> Any:
     from . import passkeys  # py_webauthn (and pyOpenSSL) load on first passkey use only
+
     return passkeys
 
 
 def _oidc_stepup() -> Any:
     from . import oidc_stepup  # joserfc loads on first OIDC use only
+
     return oidc_stepup
 
 
 class StepUpService:
     """What ``deps.step_up`` is: the HTTP routes and ``actions.decide`` call it."""
 
-    def __init__(self, store: Any, clock: Any, settings: StepUpSettings | None = None, *,
-                 fetch_json: Any = None, sealer: Any = None):
+    def __init__(
+        self,
+        store: Any,
+        clock: Any,
+        settings: StepUpSettings | None = None,
+        *,
+        fetch_json: Any = None,
+        sealer: Any = None,
+    ):
         self._store = store
         self._sealer = sealer  # the KeyStore: seal_secret / open_secret
         self._clock = clock
         self.settings = settings or StepUpSettings()
-        self._fetch_json = fetch_json   # the OIDC issuer's discovery and JWK Set (an adapter)
+        self._fetch_json = fetch_json  # the OIDC issuer's discovery and JWK Set (an adapter)
         self._id_tokens: Any = None
 
     @property
@@ -84,7 +101,9 @@ class StepUpService:
 
     # -- redeeming a grant (RFC 9470) --------------------------------------------------------
 
-    def require(self, principal: Principal, action: Action, token: str | None, *, uow: Any = None) -> None:
+    def require(
+        self, principal: Principal, action: Action, token: str | None, *, uow: Any = None
+    ) -> None:
         """Consume a step-up token bound to ``principal`` and ``action`` (id and args_digest).
 
         Pass the caller's ``uow`` when already inside one, so the redemption commits
@@ -92,16 +111,20 @@ class StepUpService:
         """
         self._redeem(principal, Binding.for_action(action.id, action.args_digest), token, uow)
 
-    def require_purpose(self, principal: Principal, purpose: str, token: str | None, *,
-                        uow: Any = None) -> None:
+    def require_purpose(
+        self, principal: Principal, purpose: str, token: str | None, *, uow: Any = None
+    ) -> None:
         """Consume a step-up token bound to ``principal`` and ``purpose`` (``preauth:<id>``…)."""
         self._redeem(principal, Binding.for_purpose(purpose), token, uow)
 
     def _redeem(self, principal: Principal, binding: Binding, token: str | None, uow: Any) -> None:
         if not token:
-            raise StepUpRequired(f"{binding.describe()} needs a fresh step-up: POST "
-                                 "/api/approvals/stepup/trigger, then /verify, and send the "
-                                 "step_up_token", max_age=self.max_age_s)
+            raise StepUpRequired(
+                f"{binding.describe()} needs a fresh step-up: POST "
+                "/api/approvals/stepup/trigger, then /verify, and send the "
+                "step_up_token",
+                max_age=self.max_age_s,
+            )
         if uow is not None:
             self._redeem_in(uow, principal, binding, token)
             return
@@ -114,17 +137,29 @@ class StepUpService:
         grant_id = rules.token_id(token)
         doc = uow.docs.get(GRANTS, grant_id)
         if doc is None:
-            raise StepUpRequired("the step-up token is not one this server issued", max_age=self.max_age_s)
+            raise StepUpRequired(
+                "the step-up token is not one this server issued", max_age=self.max_age_s
+            )
         grant = Grant.from_doc(doc)
         grant.check(principal.tenant, principal.user, binding, now, self.max_age_s)
         try:
-            uow.docs.create(USED_GRANTS, grant_id, {"at": now.isoformat()},
-                            owner=rules.owner_key(principal.tenant, principal.user))
+            uow.docs.create(
+                USED_GRANTS,
+                grant_id,
+                {"at": now.isoformat()},
+                owner=rules.owner_key(principal.tenant, principal.user),
+            )
         except Conflict:
-            raise StepUpRequired("the step-up token was already used; step up again",
-                                 max_age=self.max_age_s) from None
-        self._audit(uow, principal, REDEEMED, binding, {"challenge_id": grant.challenge_id,
-                                                        "method": grant.method, "amr": list(grant.amr)})
+            raise StepUpRequired(
+                "the step-up token was already used; step up again", max_age=self.max_age_s
+            ) from None
+        self._audit(
+            uow,
+            principal,
+            REDEEMED,
+            binding,
+            {"challenge_id": grant.challenge_id, "method": grant.method, "amr": list(grant.amr)},
+        )
 
     # -- enrolment ---------------------------------------------------------------------------
 
@@ -138,7 +173,9 @@ class StepUpService:
             return self._confirm_totp(principal, enrollment_id, body["code"])
         return self._finish_webauthn(principal, enrollment_id, body["credential"])
 
-    def _start(self, principal: Principal, method: str, step_up_token: str | None) -> dict[str, Any]:
+    def _start(
+        self, principal: Principal, method: str, step_up_token: str | None
+    ) -> dict[str, Any]:
         now = self._clock.now()
         owner = rules.owner_key(principal.tenant, principal.user)
         enrollment_id = _new_id("enr_")
@@ -150,29 +187,52 @@ class StepUpService:
                 if not step_up_token:
                     raise StepUpRequired(
                         "a step-up method is already enrolled: adding another needs a step-up for "
-                        f"purpose {rules.ENROLL_PURPOSE!r} (send step_up_token)", max_age=self.max_age_s)
-                self._redeem_in(uow, principal, Binding.for_purpose(rules.ENROLL_PURPOSE), step_up_token)
-            pending: dict[str, Any] = {"method": method, "tenant": principal.tenant,
-                                       "user": principal.user, "expires_at": expires_at.isoformat()}
+                        f"purpose {rules.ENROLL_PURPOSE!r} (send step_up_token)",
+                        max_age=self.max_age_s,
+                    )
+                self._redeem_in(
+                    uow, principal, Binding.for_purpose(rules.ENROLL_PURPOSE), step_up_token
+                )
+            pending: dict[str, Any] = {
+                "method": method,
+                "tenant": principal.tenant,
+                "user": principal.user,
+                "expires_at": expires_at.isoformat(),
+            }
             if method == rules.TOTP:
                 secret = rules.new_totp_secret()
                 pending[SEALED] = self._seal(PENDING_ENROLMENTS, enrollment_id, secret)
-                answer = {"secret": secret, "digits": rules.TOTP_DIGITS, "period": rules.TOTP_PERIOD_S,
-                          "otpauth_uri": rules.totp(secret).provisioning_uri(name=principal.user)}
+                answer = {
+                    "secret": secret,
+                    "digits": rules.TOTP_DIGITS,
+                    "period": rules.TOTP_PERIOD_S,
+                    "otpauth_uri": rules.totp(secret).provisioning_uri(name=principal.user),
+                }
             else:
                 existing = [p["credential_id"] for p in uow.docs.list(PASSKEYS, owner)]
                 pending["challenge"], options = _passkeys().registration_options(
-                    self.settings, principal.user, rules.user_handle(owner), existing)
+                    self.settings, principal.user, rules.user_handle(owner), existing
+                )
                 answer = {"options": options}
             uow.docs.put(PENDING_ENROLMENTS, enrollment_id, pending, owner=owner)
             uow.commit()
-        return {"method": method, "enrollment_id": enrollment_id, "expires_at": rfc3339(expires_at),
-                "status": "pending", **answer}
+        return {
+            "method": method,
+            "enrollment_id": enrollment_id,
+            "expires_at": rfc3339(expires_at),
+            "status": "pending",
+            **answer,
+        }
 
-    def _pending_enrolment(self, uow: Any, principal: Principal, enrollment_id: str,
-                           method: str, now: datetime) -> dict[str, Any]:
+    def _pending_enrolment(
+        self, uow: Any, principal: Principal, enrollment_id: str, method: str, now: datetime
+    ) -> dict[str, Any]:
         doc: dict[str, Any] | None = uow.docs.get(PENDING_ENROLMENTS, enrollment_id)
-        if doc is None or (doc["tenant"], doc["user"], doc["method"]) != (principal.tenant, principal.user, method):
+        if doc is None or (doc["tenant"], doc["user"], doc["method"]) != (
+            principal.tenant,
+            principal.user,
+            method,
+        ):
             raise NotFound(f"no pending {method} enrolment {enrollment_id}")
         if now >= datetime.fromisoformat(doc["expires_at"]):
             raise Conflict(f"enrolment {enrollment_id} expired at {doc['expires_at']}; start again")
@@ -186,43 +246,88 @@ class StepUpService:
             secret = self._unseal(PENDING_ENROLMENTS, enrollment_id, pending)
             step = rules.match_totp(secret, code, now)
             if step is None:
-                raise ValidationFailed("the code does not match the new secret (check the device clock)",
-                                       errors=[FieldError("code", "does not match the enrolled secret")])
-            uow.docs.create(USED_TOTP_STEPS, f"{owner}:{step}", {"at": now.isoformat()}, owner=owner)
-            uow.docs.put(TOTP_FACTORS, owner, {SEALED: self._seal(TOTP_FACTORS, owner, secret),
-                                               "enrollment_id": enrollment_id,
-                                               "confirmed_at": now.isoformat()}, owner=owner)
+                raise ValidationFailed(
+                    "the code does not match the new secret (check the device clock)",
+                    errors=[FieldError("code", "does not match the enrolled secret")],
+                )
+            uow.docs.create(
+                USED_TOTP_STEPS, f"{owner}:{step}", {"at": now.isoformat()}, owner=owner
+            )
+            uow.docs.put(
+                TOTP_FACTORS,
+                owner,
+                {
+                    SEALED: self._seal(TOTP_FACTORS, owner, secret),
+                    "enrollment_id": enrollment_id,
+                    "confirmed_at": now.isoformat(),
+                },
+                owner=owner,
+            )
             uow.docs.delete(PENDING_ENROLMENTS, enrollment_id)
-            self._audit(uow, principal, ENROLLED, None, {"method": rules.TOTP, "enrollment_id": enrollment_id})
+            self._audit(
+                uow,
+                principal,
+                ENROLLED,
+                None,
+                {"method": rules.TOTP, "enrollment_id": enrollment_id},
+            )
             uow.commit()
         return {"method": rules.TOTP, "enrollment_id": enrollment_id, "status": "active"}
 
-    def _finish_webauthn(self, principal: Principal, enrollment_id: str,
-                         credential: Mapping[str, Any]) -> dict[str, Any]:
+    def _finish_webauthn(
+        self, principal: Principal, enrollment_id: str, credential: Mapping[str, Any]
+    ) -> dict[str, Any]:
         now = self._clock.now()
         owner = rules.owner_key(principal.tenant, principal.user)
         with self._store.unit_of_work() as uow:
             pending = self._pending_enrolment(uow, principal, enrollment_id, rules.WEBAUTHN, now)
-            verified = _passkeys().verify_registration(self.settings, credential, pending["challenge"])
+            verified = _passkeys().verify_registration(
+                self.settings, credential, pending["challenge"]
+            )
             credential_id = verified.credential_id
             try:
-                uow.docs.create(PASSKEYS, credential_id, {
-                    "credential_id": credential_id, "tenant": principal.tenant, "user": principal.user,
-                    "public_key": verified.public_key, "sign_count": verified.sign_count,
-                    "aaguid": verified.aaguid, "created_at": now.isoformat()}, owner=owner)
+                uow.docs.create(
+                    PASSKEYS,
+                    credential_id,
+                    {
+                        "credential_id": credential_id,
+                        "tenant": principal.tenant,
+                        "user": principal.user,
+                        "public_key": verified.public_key,
+                        "sign_count": verified.sign_count,
+                        "aaguid": verified.aaguid,
+                        "created_at": now.isoformat(),
+                    },
+                    owner=owner,
+                )
             except Conflict:
                 raise Conflict("this passkey is already registered") from None
             uow.docs.delete(PENDING_ENROLMENTS, enrollment_id)
-            self._audit(uow, principal, ENROLLED, None, {"method": rules.WEBAUTHN, "enrollment_id": enrollment_id,
-                                                         "credential_id": credential_id, "aaguid": verified.aaguid})
+            self._audit(
+                uow,
+                principal,
+                ENROLLED,
+                None,
+                {
+                    "method": rules.WEBAUTHN,
+                    "enrollment_id": enrollment_id,
+                    "credential_id": credential_id,
+                    "aaguid": verified.aaguid,
+                },
+            )
             uow.commit()
-        return {"method": rules.WEBAUTHN, "enrollment_id": enrollment_id, "status": "active",
-                "credential_id": credential_id}
+        return {
+            "method": rules.WEBAUTHN,
+            "enrollment_id": enrollment_id,
+            "status": "active",
+            "credential_id": credential_id,
+        }
 
     # -- challenge ---------------------------------------------------------------------------
 
-    def trigger(self, principal: Principal, action_id: str | None = None,
-                purpose: str | None = None) -> dict[str, Any]:
+    def trigger(
+        self, principal: Principal, action_id: str | None = None, purpose: str | None = None
+    ) -> dict[str, Any]:
         """A challenge for the caller's enrolled factors, bound to an action or a purpose."""
         principal.require(APPROVER, ADMIN)
         now = self._clock.now()
@@ -230,28 +335,51 @@ class StepUpService:
         challenge_id = _new_id("stc_")
         expires_at = now + timedelta(seconds=rules.CHALLENGE_TTL_S)
         with self._store.unit_of_work() as uow:
-            binding = (self._action_binding(uow, principal, action_id, now) if action_id is not None
-                       else Binding.for_purpose(purpose or rules.GENERIC_PURPOSE))
+            binding = (
+                self._action_binding(uow, principal, action_id, now)
+                if action_id is not None
+                else Binding.for_purpose(purpose or rules.GENERIC_PURPOSE)
+            )
             methods = self._methods(uow, owner)
             if not methods:
-                raise Conflict("no step-up method is enrolled: POST /api/approvals/stepup/enroll first")
-            uow.docs.put(CHALLENGES, challenge_id, {
-                "tenant": principal.tenant, "user": principal.user, "binding": binding.as_dict(),
-                "methods": methods, "created_at": now.isoformat(), "expires_at": expires_at.isoformat()},
-                owner=owner)
-            answer: dict[str, Any] = {"challenge_id": challenge_id, "methods": methods,
-                                      "expires_at": rfc3339(expires_at), "max_age": self.max_age_s,
-                                      **binding.as_dict()}
+                raise Conflict(
+                    "no step-up method is enrolled: POST /api/approvals/stepup/enroll first"
+                )
+            uow.docs.put(
+                CHALLENGES,
+                challenge_id,
+                {
+                    "tenant": principal.tenant,
+                    "user": principal.user,
+                    "binding": binding.as_dict(),
+                    "methods": methods,
+                    "created_at": now.isoformat(),
+                    "expires_at": expires_at.isoformat(),
+                },
+                owner=owner,
+            )
+            answer: dict[str, Any] = {
+                "challenge_id": challenge_id,
+                "methods": methods,
+                "expires_at": rfc3339(expires_at),
+                "max_age": self.max_age_s,
+                **binding.as_dict(),
+            }
             if rules.WEBAUTHN in methods:
                 answer["webauthn"] = self._assertion_options(uow, owner, challenge_id, binding)
-            if rules.OIDC in methods:   # for /authorize?prompt=login&max_age=…&acr_values=…&nonce=…
-                answer["oidc"] = {"issuer": self.settings.oidc_issuer, "max_age": self.max_age_s,
-                                  "nonce": rules.oidc_nonce(challenge_id, binding),
-                                  "acr_values": _oidc_stepup().MFA_ACR}
+            if rules.OIDC in methods:  # for /authorize?prompt=login&max_age=…&acr_values=…&nonce=…
+                answer["oidc"] = {
+                    "issuer": self.settings.oidc_issuer,
+                    "max_age": self.max_age_s,
+                    "nonce": rules.oidc_nonce(challenge_id, binding),
+                    "acr_values": _oidc_stepup().MFA_ACR,
+                }
             uow.commit()
         return answer
 
-    def _action_binding(self, uow: Any, principal: Principal, action_id: str, now: datetime) -> Binding:
+    def _action_binding(
+        self, uow: Any, principal: Principal, action_id: str, now: datetime
+    ) -> Binding:
         action = uow.actions.get(action_id)
         # the owner, or a named approver of a quorum action (each steps up for their own vote)
         if action is None or not action.visible_to(principal.tenant, principal.user):
@@ -265,16 +393,27 @@ class StepUpService:
         methods += [rules.WEBAUTHN] if uow.docs.list(PASSKEYS, owner, limit=1) else []
         return methods + ([rules.OIDC] if self.settings.oidc_enabled else [])
 
-    def _assertion_options(self, uow: Any, owner: str, challenge_id: str, binding: Binding) -> dict[str, Any]:
+    def _assertion_options(
+        self, uow: Any, owner: str, challenge_id: str, binding: Binding
+    ) -> dict[str, Any]:
         options: dict[str, Any] = _passkeys().assertion_options(  # the lazily loaded module is Any
-            self.settings, rules.webauthn_challenge(challenge_id, binding),
-            [p["credential_id"] for p in uow.docs.list(PASSKEYS, owner)])
+            self.settings,
+            rules.webauthn_challenge(challenge_id, binding),
+            [p["credential_id"] for p in uow.docs.list(PASSKEYS, owner)],
+        )
         return options
 
     # -- verification ------------------------------------------------------------------------
 
-    def verify(self, principal: Principal, challenge_id: str, *, code: str | None = None,
-               assertion: Mapping[str, Any] | None = None, id_token: str | None = None) -> dict[str, Any]:
+    def verify(
+        self,
+        principal: Principal,
+        challenge_id: str,
+        *,
+        code: str | None = None,
+        assertion: Mapping[str, Any] | None = None,
+        id_token: str | None = None,
+    ) -> dict[str, Any]:
         """Check one factor against the challenge; on success issue a single-use grant."""
         principal.require(APPROVER, ADMIN)
         now = self._clock.now()
@@ -286,47 +425,93 @@ class StepUpService:
             binding = Binding.from_dict(challenge["binding"])
             amr: tuple[str, ...]
             if code is not None:
-                method, amr, failure = rules.TOTP, (rules.AMR_OTP,), self._check_totp(uow, owner, code, now)
+                method, amr, failure = (
+                    rules.TOTP,
+                    (rules.AMR_OTP,),
+                    self._check_totp(uow, owner, code, now),
+                )
             elif id_token is not None:
                 method = rules.OIDC
-                amr, failure = self._check_id_token(uow, owner, challenge_id, challenge, binding, id_proof, now)
+                amr, failure = self._check_id_token(
+                    uow, owner, challenge_id, challenge, binding, id_proof, now
+                )
             else:
                 method = rules.WEBAUTHN
-                amr, failure = self._check_assertion(uow, owner, challenge_id, binding, assertion or {})
+                amr, failure = self._check_assertion(
+                    uow, owner, challenge_id, binding, assertion or {}
+                )
             if failure is not None:
-                self._record_failure(uow, principal, owner, method, challenge_id, binding, failure, now)
+                self._record_failure(
+                    uow, principal, owner, method, challenge_id, binding, failure, now
+                )
                 uow.commit()
                 raise StepUpRequired(f"step-up failed: {failure}", max_age=self.max_age_s)
             uow.docs.create(USED_CHALLENGES, challenge_id, {"at": now.isoformat()}, owner=owner)
             token = rules.TOKEN_PREFIX + secrets.token_urlsafe(_TOKEN_BYTES)
             expires_at = now + timedelta(seconds=self.max_age_s)
-            grant = Grant(principal.tenant, principal.user, binding, method, amr, challenge_id, now, expires_at)
+            grant = Grant(
+                principal.tenant,
+                principal.user,
+                binding,
+                method,
+                amr,
+                challenge_id,
+                now,
+                expires_at,
+            )
             uow.docs.create(GRANTS, rules.token_id(token), grant.to_doc(), owner=owner)
-            self._audit(uow, principal, VERIFIED, binding, {"method": method, "amr": list(amr),
-                                                           "challenge_id": challenge_id,
-                                                           "expires_at": rfc3339(expires_at)})
+            self._audit(
+                uow,
+                principal,
+                VERIFIED,
+                binding,
+                {
+                    "method": method,
+                    "amr": list(amr),
+                    "challenge_id": challenge_id,
+                    "expires_at": rfc3339(expires_at),
+                },
+            )
             uow.commit()
-        return {"step_up_token": token, "token_type": "step_up", "expires_at": rfc3339(expires_at),
-                "max_age": self.max_age_s, "amr": list(amr), "challenge_id": challenge_id,
-                **binding.as_dict()}
+        return {
+            "step_up_token": token,
+            "token_type": "step_up",
+            "expires_at": rfc3339(expires_at),
+            "max_age": self.max_age_s,
+            "amr": list(amr),
+            "challenge_id": challenge_id,
+            **binding.as_dict(),
+        }
 
-    def _open_challenge(self, uow: Any, principal: Principal, challenge_id: str, now: datetime) -> dict[str, Any]:
+    def _open_challenge(
+        self, uow: Any, principal: Principal, challenge_id: str, now: datetime
+    ) -> dict[str, Any]:
         challenge: dict[str, Any] | None = uow.docs.get(CHALLENGES, challenge_id)
-        if challenge is None or (challenge["tenant"], challenge["user"]) != (principal.tenant, principal.user):
+        if challenge is None or (challenge["tenant"], challenge["user"]) != (
+            principal.tenant,
+            principal.user,
+        ):
             raise NotFound(f"no step-up challenge {challenge_id}")
         if uow.docs.get(USED_CHALLENGES, challenge_id) is not None:
-            raise StepUpRequired(f"challenge {challenge_id} was already used; trigger a new one",
-                                 max_age=self.max_age_s)
+            raise StepUpRequired(
+                f"challenge {challenge_id} was already used; trigger a new one",
+                max_age=self.max_age_s,
+            )
         if now >= datetime.fromisoformat(challenge["expires_at"]):
-            raise StepUpRequired(f"challenge {challenge_id} expired at {challenge['expires_at']}; "
-                                 "trigger a new one", max_age=self.max_age_s)
+            raise StepUpRequired(
+                f"challenge {challenge_id} expired at {challenge['expires_at']}; trigger a new one",
+                max_age=self.max_age_s,
+            )
         return challenge
 
     def _refuse_if_locked(self, uow: Any, owner: str, now: datetime) -> None:
         locked = Failures.from_doc(uow.docs.get(FAILURES, owner)).locked_for(now)
         if locked:
-            raise TooManyRequests(f"too many failed codes or ID tokens: TOTP and OIDC verification "
-                                  f"is locked for {locked} s", retry_after=locked)
+            raise TooManyRequests(
+                f"too many failed codes or ID tokens: TOTP and OIDC verification "
+                f"is locked for {locked} s",
+                retry_after=locked,
+            )
 
     def _check_totp(self, uow: Any, owner: str, code: str, now: datetime) -> str | None:
         """None when ``code`` is good and now spent; otherwise why not (a counted failure)."""
@@ -335,14 +520,18 @@ class StepUpService:
         if factor is None:
             raise Conflict("no confirmed TOTP enrolment; use another method or enrol TOTP")
         if LEGACY_PLAINTEXT in factor:  # stored by an older build: seal it now
-            factor = {**{k: v for k, v in factor.items() if k != LEGACY_PLAINTEXT},
-                      SEALED: self._seal(TOTP_FACTORS, owner, factor[LEGACY_PLAINTEXT])}
+            factor = {
+                **{k: v for k, v in factor.items() if k != LEGACY_PLAINTEXT},
+                SEALED: self._seal(TOTP_FACTORS, owner, factor[LEGACY_PLAINTEXT]),
+            }
             uow.docs.put(TOTP_FACTORS, owner, factor, owner=owner)
         step = rules.match_totp(self._unseal(TOTP_FACTORS, owner, factor), code, now)
         if step is None:
             return "the code does not match"
         try:
-            uow.docs.create(USED_TOTP_STEPS, f"{owner}:{step}", {"at": now.isoformat()}, owner=owner)
+            uow.docs.create(
+                USED_TOTP_STEPS, f"{owner}:{step}", {"at": now.isoformat()}, owner=owner
+            )
         except Conflict:
             return "the code was already used"
         uow.docs.delete(FAILURES, owner)
@@ -351,25 +540,41 @@ class StepUpService:
     def _validate_id_token(self, principal: Principal, id_token: str) -> Any:
         """The ID token's proof, or the :class:`StepUpRequired` refusing it (counted later)."""
         if not self.settings.oidc_enabled:
-            raise Conflict("OIDC step-up is not configured (oidc_issuer, oidc_audience); use another method")
+            raise Conflict(
+                "OIDC step-up is not configured (oidc_issuer, oidc_audience); use another method"
+            )
         if self._id_tokens is None:
             if self._fetch_json is None:
-                raise Unavailable("no OIDC fetcher wired: bootstrap passes adapters.oidc_http.fetch_json")
-            self._id_tokens = _oidc_stepup().IdTokenVerifier(self.settings, self._clock, self._fetch_json)
+                raise Unavailable(
+                    "no OIDC fetcher wired: bootstrap passes adapters.oidc_http.fetch_json"
+                )
+            self._id_tokens = _oidc_stepup().IdTokenVerifier(
+                self.settings, self._clock, self._fetch_json
+            )
         try:
             return self._id_tokens.validate(id_token, sub=principal.sub)
         except StepUpRequired as exc:
             return exc
 
-    def _check_id_token(self, uow: Any, owner: str, challenge_id: str, challenge: Mapping[str, Any],
-                        binding: Binding, proof: Any, now: datetime) -> tuple[tuple[str, ...], str | None]:
+    def _check_id_token(
+        self,
+        uow: Any,
+        owner: str,
+        challenge_id: str,
+        challenge: Mapping[str, Any],
+        binding: Binding,
+        proof: Any,
+        now: datetime,
+    ) -> tuple[tuple[str, ...], str | None]:
         """OIDC Core §3.1.3.7 checks done, now the challenge's nonce, and the token spent once."""
         self._refuse_if_locked(uow, owner, now)
         if isinstance(proof, StepUpRequired):
             return (), proof.detail
         try:
-            proof.check_challenge(rules.oidc_nonce(challenge_id, binding),
-                                  datetime.fromisoformat(challenge["created_at"]))
+            proof.check_challenge(
+                rules.oidc_nonce(challenge_id, binding),
+                datetime.fromisoformat(challenge["created_at"]),
+            )
         except StepUpRequired as exc:
             return (), exc.detail
         try:
@@ -379,28 +584,53 @@ class StepUpService:
         uow.docs.delete(FAILURES, owner)
         return proof.amr, None
 
-    def _check_assertion(self, uow: Any, owner: str, challenge_id: str, binding: Binding,
-                         assertion: Mapping[str, Any]) -> tuple[tuple[str, ...], str | None]:
+    def _check_assertion(
+        self,
+        uow: Any,
+        owner: str,
+        challenge_id: str,
+        binding: Binding,
+        assertion: Mapping[str, Any],
+    ) -> tuple[tuple[str, ...], str | None]:
         passkeys = _passkeys()
         credential_id, credential = passkeys.parse_assertion(assertion)
         passkey = uow.docs.get(PASSKEYS, credential_id)
         if passkey is None or rules.owner_key(passkey["tenant"], passkey["user"]) != owner:
             return (), "the passkey is not registered to this user"
         try:
-            verified = passkeys.verify_assertion(self.settings, credential,
-                                                 rules.webauthn_challenge(challenge_id, binding),
-                                                 passkey["public_key"])
+            verified = passkeys.verify_assertion(
+                self.settings,
+                credential,
+                rules.webauthn_challenge(challenge_id, binding),
+                passkey["public_key"],
+            )
             rules.check_sign_count(int(passkey["sign_count"]), verified.sign_count)
         except StepUpRequired as exc:
             return (), exc.detail
-        uow.docs.put(PASSKEYS, passkey["credential_id"], {**passkey, "sign_count": verified.sign_count,
-                                                          "last_used_at": self._clock.now().isoformat()},
-                     owner=owner)
+        uow.docs.put(
+            PASSKEYS,
+            passkey["credential_id"],
+            {
+                **passkey,
+                "sign_count": verified.sign_count,
+                "last_used_at": self._clock.now().isoformat(),
+            },
+            owner=owner,
+        )
         # py_webauthn already refused an assertion without user presence.
         return rules.amr_for_webauthn(True, verified.user_verified), None
 
-    def _record_failure(self, uow: Any, principal: Principal, owner: str, method: str, challenge_id: str,
-                        binding: Binding, reason: str, now: datetime) -> None:
+    def _record_failure(
+        self,
+        uow: Any,
+        principal: Principal,
+        owner: str,
+        method: str,
+        challenge_id: str,
+        binding: Binding,
+        reason: str,
+        now: datetime,
+    ) -> None:
         data: dict[str, Any] = {"method": method, "challenge_id": challenge_id, "reason": reason}
         if method in (rules.TOTP, rules.OIDC):
             failures = Failures.from_doc(uow.docs.get(FAILURES, owner)).add(now)
@@ -408,9 +638,18 @@ class StepUpService:
             data["recent_failures"] = len(failures.times) or rules.MAX_FAILURES
             if failures.just_locked:
                 self._audit(uow, principal, FAILED, binding, data)
-                self._audit(uow, principal, LOCKED_OUT, binding, {
-                    "method": method, "locked_until": rfc3339(failures.locked_until),
-                    "failures": rules.MAX_FAILURES, "window_s": rules.FAILURE_WINDOW_S})
+                self._audit(
+                    uow,
+                    principal,
+                    LOCKED_OUT,
+                    binding,
+                    {
+                        "method": method,
+                        "locked_until": rfc3339(failures.locked_until),
+                        "failures": rules.MAX_FAILURES,
+                        "window_s": rules.FAILURE_WINDOW_S,
+                    },
+                )
                 return
         self._audit(uow, principal, FAILED, binding, data)
 
@@ -425,15 +664,31 @@ class StepUpService:
         if SEALED not in doc and LEGACY_PLAINTEXT in doc:  # a pending enrolment of an older build
             return str(doc[LEGACY_PLAINTEXT])
         try:
-            return bytes(self._sealer.open_secret(doc[SEALED], context=f"{collection}/{doc_id}")).decode()
+            return bytes(
+                self._sealer.open_secret(doc[SEALED], context=f"{collection}/{doc_id}")
+            ).decode()
         except (KeyError, ValueError) as exc:
             # altered at rest, moved from another user's record, or its data key is gone
             raise Unavailable(f"the stored step-up secret does not open: {exc}") from None
 
-    def _audit(self, uow: Any, principal: Principal, kind: str, binding: Binding | None,
-               data: dict[str, Any]) -> None:
+    def _audit(
+        self,
+        uow: Any,
+        principal: Principal,
+        kind: str,
+        binding: Binding | None,
+        data: dict[str, Any],
+    ) -> None:
         if binding is not None:
             data = {**data, **{k: v for k, v in binding.as_dict().items() if v is not None}}
-        uow.audit.record(AuditEvent(type=kind, chain=principal.tenant, actor=principal.actor,
-                                    at=rfc3339(self._clock.now()), user=principal.user,
-                                    action_id=binding.action_id if binding else None, data=data))
+        uow.audit.record(
+            AuditEvent(
+                type=kind,
+                chain=principal.tenant,
+                actor=principal.actor,
+                at=rfc3339(self._clock.now()),
+                user=principal.user,
+                action_id=binding.action_id if binding else None,
+                data=data,
+            )
+        )

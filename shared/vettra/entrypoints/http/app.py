@@ -23,8 +23,9 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from ...domain.errors import BadQuery, MethodNotAllowed, NotFound, Unauthenticated, VettraError
 from ...domain.identity import Principal
@@ -50,15 +51,15 @@ class Route:
     roles: tuple[str, ...] | None  # None: no authentication (only /health)
     summary: str = ""
     operation_id: str = ""
-    group: str = ""                # which Cloud Function serves it
-    request: str | None = None     # schema name (schemas.REGISTRY) of the JSON body
-    response: str | None = None    # schema name of the 2xx JSON body
+    group: str = ""  # which Cloud Function serves it
+    request: str | None = None  # schema name (schemas.REGISTRY) of the JSON body
+    response: str | None = None  # schema name of the 2xx JSON body
     #: (name, JSON Schema, description[, required]): published in the document and
     #: enforced before the handler runs (:meth:`HttpApp._check_query`).
     query: tuple[tuple[Any, ...], ...] = ()
-    created: bool = False          # may answer 201
-    media_type: str = "application/json"   # of the 2xx body (text/event-stream for a stream)
-    errors: tuple[int, ...] = ()   # statuses it may answer beyond the common ones (e.g. 429)
+    created: bool = False  # may answer 201
+    media_type: str = "application/json"  # of the 2xx body (text/event-stream for a stream)
+    errors: tuple[int, ...] = ()  # statuses it may answer beyond the common ones (e.g. 429)
     #: The domain's own parser of the body (pure): run when the schema refuses the body,
     #: so the 422 names the fields the way the domain does; the schema still decides.
     explain: Callable[[Any], Any] | None = None
@@ -74,7 +75,14 @@ class Route:
         for entry in self.query:
             name, schema, description = entry[:3]
             required = bool(entry[3]) if len(entry) > 3 else False
-            out.append((name, {"type": schema} if isinstance(schema, str) else schema, description, required))
+            out.append(
+                (
+                    name,
+                    {"type": schema} if isinstance(schema, str) else schema,
+                    description,
+                    required,
+                )
+            )
         return out
 
     @property
@@ -87,15 +95,19 @@ class Context:
     """What a waiting handler may use: the bounded pool for blocking calls, and
     ``stopping``, set when the server shuts down (a wait then ends at once)."""
 
-    def __init__(self, blocking: Callable[..., Awaitable[Any]], stopping: asyncio.Event | None = None):
+    def __init__(
+        self, blocking: Callable[..., Awaitable[Any]], stopping: asyncio.Event | None = None
+    ):
         self._blocking = blocking
         self.stopping = stopping or asyncio.Event()
 
     @classmethod
-    def inline(cls) -> "Context":
+    def inline(cls) -> Context:
         """Blocking calls run in the caller's thread (``HttpApp.handle`` outside a server)."""
+
         async def run(fn: Callable[..., Any], *args: Any) -> Any:
             return fn(*args)
+
         return cls(run)
 
     async def blocking(self, fn: Callable[..., _T], *args: Any) -> _T:
@@ -111,6 +123,7 @@ class Context:
                 loop.call_soon_threadsafe(event.set)
             except RuntimeError:  # the loop is closed: the server has gone
                 pass
+
         return wake
 
     async def wait(self, event: asyncio.Event, timeout: float) -> bool:
@@ -119,7 +132,9 @@ class Context:
             return True
         waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(self.stopping.wait())]
         try:
-            await asyncio.wait(waiters, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                waiters, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             for waiter in waiters:
                 waiter.cancel()
@@ -165,14 +180,16 @@ class HttpApp:
         self.identity = identity
         self.project = project
         # Literal templates first: a path that spells one is never a parameter's value.
-        self._static: dict[str, list[Route]] = {r.template: [] for r in routes if "{" not in r.template}
+        self._static: dict[str, list[Route]] = {
+            r.template: [] for r in routes if "{" not in r.template
+        }
         for r in routes:
             if r.template in self._static:
                 self._static[r.template].append(r)
         self._templates: list[tuple[re.Pattern[str], list[Route]]] = []
         for r in routes:
             if "{" in r.template:
-                for pattern, group in self._templates:
+                for _pattern, group in self._templates:
                     if group[0].template == r.template:
                         group.append(r)
                         break
@@ -196,8 +213,9 @@ class HttpApp:
                 return route, params
         if candidates:
             allowed = ", ".join(sorted({r.method for r in candidates}))
-            raise MethodNotAllowed(f"{method} is not allowed here; use {allowed}",
-                                   headers={"Allow": allowed})
+            raise MethodNotAllowed(
+                f"{method} is not allowed here; use {allowed}", headers={"Allow": allowed}
+            )
         raise NotFound(f"no endpoint at {path}")
 
     def route_of(self, method: str, path: str) -> Route | None:
@@ -216,8 +234,10 @@ class HttpApp:
         header = request.header("authorization") or ""
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("send Authorization: Bearer <token>",
-                                  headers={"WWW-Authenticate": 'Bearer realm="vettra"'})
+            raise Unauthenticated(
+                "send Authorization: Bearer <token>",
+                headers={"WWW-Authenticate": 'Bearer realm="vettra"'},
+            )
         return self.identity.authenticate(token.strip())
 
     def _admit(self, request: Request) -> tuple[Route, Principal | None]:
@@ -235,6 +255,7 @@ class HttpApp:
         _check_query(route, request)
         if route.request is not None:
             from . import schemas
+
             body = request.json()
             if not schemas.is_valid(route.request, body):
                 if route.explain is not None:
@@ -267,7 +288,9 @@ class HttpApp:
         try:
             matched, principal = await ctx.blocking(self._admit, request)
             # route.waits: a coroutine function, so calling it gives an awaitable of a Response
-            response = await cast(Awaitable[Response], matched.handler(self.deps, request, principal, ctx))
+            response = await cast(
+                Awaitable[Response], matched.handler(self.deps, request, principal, ctx)
+            )
         except Exception as error:  # noqa: BLE001 - the boundary: _finish answers
             return self._failed(request, error, started)
         return self._finish(request, response, started)
@@ -276,25 +299,45 @@ class HttpApp:
         if isinstance(error, VettraError):
             response = Response.problem(error, instance=request.path, trace_id=request.trace_id)
             return self._finish(request, response, started)
-        log.error("unhandled error", exc_info=error,
-                  extra=self._log_fields(request, 500, started, request.principal))
-        return Response.problem(VettraError("an unexpected error occurred; it was logged"),
-                                instance=request.path, trace_id=request.trace_id)
+        log.error(
+            "unhandled error",
+            exc_info=error,
+            extra=self._log_fields(request, 500, started, request.principal),
+        )
+        return Response.problem(
+            VettraError("an unexpected error occurred; it was logged"),
+            instance=request.path,
+            trace_id=request.trace_id,
+        )
 
     def _finish(self, request: Request, response: Response, started: float) -> Response:
         response.headers.setdefault("X-Trace-Id", request.trace_id)
-        level = logging.WARNING if response.status >= 400 and response.status != 404 else logging.INFO
+        level = (
+            logging.WARNING if response.status >= 400 and response.status != 404 else logging.INFO
+        )
         if log.isEnabledFor(level):
-            log.log(level, f"{request.method} {request.path} {response.status}",
-                    extra=self._log_fields(request, response.status, started, request.principal))
+            log.log(
+                level,
+                f"{request.method} {request.path} {response.status}",
+                extra=self._log_fields(request, response.status, started, request.principal),
+            )
         return response
 
-    def _log_fields(self, request: Request, status: int, started: float,
-                    principal: Principal | None) -> dict[str, Any]:
-        trace = (f"projects/{self.project}/traces/{request.trace_id}" if self.project
-                 else request.trace_id)
-        return {"trace": trace,
-                "httpRequest": {"requestMethod": request.method, "requestUrl": request.path,
-                                "status": status,
-                                "latency": f"{time.perf_counter() - started:.6f}s"},
-                "principal": principal.actor if principal else None}
+    def _log_fields(
+        self, request: Request, status: int, started: float, principal: Principal | None
+    ) -> dict[str, Any]:
+        trace = (
+            f"projects/{self.project}/traces/{request.trace_id}"
+            if self.project
+            else request.trace_id
+        )
+        return {
+            "trace": trace,
+            "httpRequest": {
+                "requestMethod": request.method,
+                "requestUrl": request.path,
+                "status": status,
+                "latency": f"{time.perf_counter() - started:.6f}s",
+            },
+            "principal": principal.actor if principal else None,
+        }

@@ -9,10 +9,16 @@ from typing import Any
 from ... import __version__
 from . import schemas
 
-_ERRORS = {"400": "Malformed request or query", "401": "Missing or invalid bearer token, or step-up needed",
-           "403": "The token's role may not use this endpoint", "404": "No such resource for this caller",
-           "409": "Conflicts with the current state", "413": "Body over 256 KiB",
-           "415": "Content-Type is not application/json", "422": "Body failed validation"}
+_ERRORS = {
+    "400": "Malformed request or query",
+    "401": "Missing or invalid bearer token, or step-up needed",
+    "403": "The token's role may not use this endpoint",
+    "404": "No such resource for this caller",
+    "409": "Conflicts with the current state",
+    "413": "Body over 256 KiB",
+    "415": "Content-Type is not application/json",
+    "422": "Body failed validation",
+}
 _EXTRA_ERRORS = {"429": "Too many requests or open streams; see Retry-After"}
 
 
@@ -21,21 +27,36 @@ def _component(name: str) -> dict[str, str]:
 
 
 def _operation(route: Any) -> dict[str, Any]:
-    op: dict[str, Any] = {"operationId": route.operation_id, "summary": route.summary,
-                          "tags": [route.group]}
+    op: dict[str, Any] = {
+        "operationId": route.operation_id,
+        "summary": route.summary,
+        "tags": [route.group],
+    }
     # Exactly what HttpApp enforces: the router's id pattern, the query schemas, the key.
-    params = [{"name": n, "in": "path", "required": True, "schema": _component("ID")}
-              for n in re.findall(r"\{(\w+)\}", route.template)]
-    params += [{"name": n, "in": "query", "required": required, "schema": schema, "description": d}
-               for n, schema, d, required in route.params]
+    params = [
+        {"name": n, "in": "path", "required": True, "schema": _component("ID")}
+        for n in re.findall(r"\{(\w+)\}", route.template)
+    ]
+    params += [
+        {"name": n, "in": "query", "required": required, "schema": schema, "description": d}
+        for n, schema, d, required in route.params
+    ]
     if route.operation_id == "interceptAction":
-        params.append({"name": "Idempotency-Key", "in": "header", "required": False,
-                       "schema": schemas.IDEMPOTENCY_KEY})
+        params.append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": schemas.IDEMPOTENCY_KEY,
+            }
+        )
     if params:
         op["parameters"] = params
     if route.request:
-        op["requestBody"] = {"required": True, "content": {
-            "application/json": {"schema": _component(route.request)}}}
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _component(route.request)}},
+        }
     ok: dict[str, Any] = {"description": "OK"}
     if route.response:
         ok["content"] = {route.media_type: {"schema": _component(route.response)}}
@@ -69,14 +90,19 @@ def _build(routes_key: tuple[Any, ...]) -> dict[str, Any]:
     names = sorted(schemas.REGISTRY)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Vettra API", "version": __version__,
-                 "description": "Authorization layer for AI agents: intercept, score, approve, audit."},
+        "info": {
+            "title": "Vettra API",
+            "version": __version__,
+            "description": "Authorization layer for AI agents: intercept, score, approve, audit.",
+        },
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "paths": paths,
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
             "schemas": {name: schemas.REGISTRY[name] for name in names},
         },
     }

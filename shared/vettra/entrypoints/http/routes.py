@@ -30,16 +30,26 @@ def _int(low: int, high: int) -> dict[str, Any]:
 
 def health(deps: Any, request: Request, principal: Principal | None) -> Response:
     s = deps.settings
-    return Response.json({"status": "ok", "version": __version__, "store": s.get("store"),
-                          "scheduler": s.get("scheduler"), "event_bus": s.get("event_bus"),
-                          "identity": s.get("identity"), "verifier": s.get("verifier", "python")})
+    return Response.json(
+        {
+            "status": "ok",
+            "version": __version__,
+            "store": s.get("store"),
+            "scheduler": s.get("scheduler"),
+            "event_bus": s.get("event_bus"),
+            "identity": s.get("identity"),
+            "verifier": s.get("verifier", "python"),
+        }
+    )
 
 
 def intercept(deps: Any, request: Request, principal: Principal | None) -> Response:
     assert principal is not None
     key = request.header("idempotency-key")
     if key is not None and not schemas.IDEMPOTENCY_KEY_RE.fullmatch(key):
-        raise BadQuery(f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} printable ASCII characters")
+        raise BadQuery(
+            f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} printable ASCII characters"
+        )
     result = actions.intercept(deps, principal, request.json(), key)
     view = result.action.view(deps.clock.now())
     headers = {"Location": f"/api/actions/{result.action.id}"}
@@ -51,18 +61,30 @@ def intercept(deps: Any, request: Request, principal: Principal | None) -> Respo
 def approve(deps: Any, request: Request, principal: Principal | None) -> Response:
     assert principal is not None
     body = schemas.validate("APPROVE_REQUEST", request.json())
-    view = actions.decide(deps, principal, body["action_id"], body["decision"],
-                          reason=body.get("reason"), step_up_token=body.get("step_up_token"))
+    view = actions.decide(
+        deps,
+        principal,
+        body["action_id"],
+        body["decision"],
+        reason=body.get("reason"),
+        step_up_token=body.get("step_up_token"),
+    )
     return Response.json(view)
 
 
 def pending(deps: Any, request: Request, principal: Principal | None) -> Response:
     assert principal is not None
-    limit = request.query_int("limit", default=actions.MAX_PENDING_LIST, low=1, high=actions.MAX_PENDING_LIST)
-    return Response.json({"actions": actions.list_pending(deps, principal, limit or actions.MAX_PENDING_LIST)})
+    limit = request.query_int(
+        "limit", default=actions.MAX_PENDING_LIST, low=1, high=actions.MAX_PENDING_LIST
+    )
+    return Response.json(
+        {"actions": actions.list_pending(deps, principal, limit or actions.MAX_PENDING_LIST)}
+    )
 
 
-async def get_action(deps: Any, request: Request, principal: Principal | None, ctx: Context) -> Response:
+async def get_action(
+    deps: Any, request: Request, principal: Principal | None, ctx: Context
+) -> Response:
     assert principal is not None
     action_id = request.path_params["action_id"]
     wait = request.query_int("wait", default=0, low=0, high=MAX_WAIT_S) or 0
@@ -72,8 +94,9 @@ async def get_action(deps: Any, request: Request, principal: Principal | None, c
     return Response.json(view)
 
 
-async def _wait_for_change(deps: Any, principal: Principal, action_id: str, seconds: int,
-                           ctx: Context) -> dict[str, Any]:
+async def _wait_for_change(
+    deps: Any, principal: Principal, action_id: str, seconds: int, ctx: Context
+) -> dict[str, Any]:
     """Long-poll on the event bus: the loop waits for the action's own event (the bus
     wakes it from the publisher's thread); no thread is held, no busy loop."""
     changed = asyncio.Event()
@@ -87,6 +110,7 @@ async def _wait_for_change(deps: Any, principal: Principal, action_id: str, seco
         budget = float(seconds)
         if view.get("expires_at"):
             from ...domain.actions import parse_rfc3339
+
             until_expiry = (parse_rfc3339(view["expires_at"]) - deps.clock.now()).total_seconds()
             budget = max(0.0, min(budget, until_expiry + 0.05))
         await ctx.wait(changed, budget)
@@ -102,8 +126,11 @@ def audit_entries(deps: Any, request: Request, principal: Principal | None) -> R
     action_id = request.query_value("action_id")
     if action_id is not None and not schemas._validator("ID").is_valid(action_id):
         raise BadQuery("query parameter 'action_id' is not an id")
-    return Response.json(audit.list_entries(deps, principal, after=after,
-                                            limit=limit or audit.DEFAULT_PAGE, action_id=action_id))
+    return Response.json(
+        audit.list_entries(
+            deps, principal, after=after, limit=limit or audit.DEFAULT_PAGE, action_id=action_id
+        )
+    )
 
 
 def audit_verify(deps: Any, request: Request, principal: Principal | None) -> Response:
@@ -147,17 +174,31 @@ def audit_consistency(deps: Any, request: Request, principal: Principal | None) 
 def policy_get(deps: Any, request: Request, principal: Principal | None) -> Response:
     assert principal is not None
     policy = deps.policies.active(principal.tenant)
-    return Response.json({"policy_id": policy.policy_id, "version": policy.version,
-                          "digest": policy.digest, "payload": policy.payload})
+    return Response.json(
+        {
+            "policy_id": policy.policy_id,
+            "version": policy.version,
+            "digest": policy.digest,
+            "payload": policy.payload,
+        }
+    )
 
 
 def policy_put(deps: Any, request: Request, principal: Principal | None) -> Response:
     assert principal is not None
     body = request.json()
-    body = schemas.validate("POLICY_ENVELOPE", body)   # an unsigned one was told to sign it (explain)
+    body = schemas.validate(
+        "POLICY_ENVELOPE", body
+    )  # an unsigned one was told to sign it (explain)
     policy = deps.policies.activate(principal, body)
-    return Response.json({"policy_id": policy.policy_id, "version": policy.version,
-                          "digest": policy.digest, "payload": policy.payload})
+    return Response.json(
+        {
+            "policy_id": policy.policy_id,
+            "version": policy.version,
+            "digest": policy.digest,
+            "payload": policy.payload,
+        }
+    )
 
 
 def openapi(deps: Any, request: Request, principal: Principal | None) -> Response:
@@ -171,55 +212,192 @@ def _not_found(deps: Any, request: Request, principal: Principal | None) -> Resp
 
 
 ROUTES: list[Route] = [
-    Route("GET", "/health", health, None, "Liveness and which adapters are in use", "health", "health",
-          response="HEALTH"),
-    Route("POST", "/api/actions/intercept", intercept, (AGENT,),
-          "Submit an agent's tool call for a decision", "interceptAction", "intercept",
-          request="INTERCEPT_REQUEST", response="ACTION", created=True, explain=parse_bundle),
-    Route("POST", "/api/actions/approve", approve, DECIDERS,
-          "Approve or deny a pending action (owner only)", "decideAction", "approve",
-          request="APPROVE_REQUEST", response="ACTION"),
-    Route("GET", "/api/actions/pending", pending, DECIDERS,
-          "The caller's pending actions, oldest first", "listPendingActions", "actions",
-          response="ACTION_LIST",
-          query=(("limit", _int(1, actions.MAX_PENDING_LIST), f"At most this many (1-{actions.MAX_PENDING_LIST})"),)),
-    Route("GET", "/api/actions/{action_id}", get_action, ANY_ROLE,
-          "One action; ?wait=N long-polls until it leaves pending", "getAction", "actions",
-          response="ACTION",
-          query=(("wait", _int(0, MAX_WAIT_S), f"Seconds (0-{MAX_WAIT_S}) to wait for the status to leave pending"),)),
-    Route("GET", "/api/audit/entries", audit_entries, DECIDERS,
-          "Audit entries in sequence order", "listAuditEntries", "audit", response="AUDIT_ENTRIES",
-          query=(("after", _int(0, MAX_SEQ), "Only entries with seq greater than this"),
-                 ("limit", _int(1, audit.MAX_PAGE), f"Page size (1-{audit.MAX_PAGE})"),
-                 ("action_id", schemas.ID, "Only this action's entries"))),
-    Route("GET", "/api/audit/verify", audit_verify, DECIDERS,
-          "Verify the tenant's audit chain", "verifyAudit", "audit", response="AUDIT_VERIFY"),
-    Route("GET", "/api/audit/action/{action_id}", audit_action, ANY_ROLE,
-          "The audit entries of one action", "getActionAudit", "audit", response="AUDIT_ENTRIES"),
-    Route("GET", "/api/audit/checkpoint", audit_checkpoint, ANY_ROLE,
-          "The latest signed checkpoint (C2SP tlog-checkpoint signed note)", "getAuditCheckpoint",
-          "audit", response="AUDIT_CHECKPOINT"),
-    Route("GET", "/api/audit/public-key", audit_public_key, ANY_ROLE,
-          "The checkpoint verifier key (signed-note form)", "getAuditPublicKey", "audit",
-          response="AUDIT_PUBLIC_KEY"),
-    Route("GET", "/api/audit/proof/inclusion", audit_inclusion, ANY_ROLE,
-          "RFC 9162 inclusion proof of entry seq in a tree of tree_size", "getInclusionProof", "audit",
-          response="INCLUSION_PROOF",
-          query=(("seq", _int(1, MAX_SEQ), "The entry (1-based)", True),
-                 ("tree_size", _int(1, MAX_SEQ), "Tree size, e.g. a checkpoint's; default the current size"))),
-    Route("GET", "/api/audit/proof/consistency", audit_consistency, ANY_ROLE,
-          "RFC 9162 consistency proof between two tree sizes", "getConsistencyProof", "audit",
-          response="CONSISTENCY_PROOF",
-          query=(("from", _int(1, MAX_SEQ), "The older tree size", True),
-                 ("to", _int(1, MAX_SEQ), "The newer tree size", True))),
-    Route("GET", "/api/policy", policy_get, (ADMIN,),
-          "The active signed policy", "getPolicy", "policy", response="POLICY_VIEW"),
-    Route("POST", "/api/policy", policy_put, (ADMIN,),
-          "Activate a signed policy bundle (newer version, trusted key)", "activatePolicy", "policy",
-          request="POLICY_ENVELOPE", response="POLICY_VIEW",
-          explain=require_signed),  # an unsigned body fails the schema: say "sign it first"
-    Route("GET", "/api/openapi.json", openapi, ANY_ROLE,
-          "This API's OpenAPI 3.1 document", "getOpenApi", "health"),
+    Route(
+        "GET",
+        "/health",
+        health,
+        None,
+        "Liveness and which adapters are in use",
+        "health",
+        "health",
+        response="HEALTH",
+    ),
+    Route(
+        "POST",
+        "/api/actions/intercept",
+        intercept,
+        (AGENT,),
+        "Submit an agent's tool call for a decision",
+        "interceptAction",
+        "intercept",
+        request="INTERCEPT_REQUEST",
+        response="ACTION",
+        created=True,
+        explain=parse_bundle,
+    ),
+    Route(
+        "POST",
+        "/api/actions/approve",
+        approve,
+        DECIDERS,
+        "Approve or deny a pending action (owner only)",
+        "decideAction",
+        "approve",
+        request="APPROVE_REQUEST",
+        response="ACTION",
+    ),
+    Route(
+        "GET",
+        "/api/actions/pending",
+        pending,
+        DECIDERS,
+        "The caller's pending actions, oldest first",
+        "listPendingActions",
+        "actions",
+        response="ACTION_LIST",
+        query=(
+            (
+                "limit",
+                _int(1, actions.MAX_PENDING_LIST),
+                f"At most this many (1-{actions.MAX_PENDING_LIST})",
+            ),
+        ),
+    ),
+    Route(
+        "GET",
+        "/api/actions/{action_id}",
+        get_action,
+        ANY_ROLE,
+        "One action; ?wait=N long-polls until it leaves pending",
+        "getAction",
+        "actions",
+        response="ACTION",
+        query=(
+            (
+                "wait",
+                _int(0, MAX_WAIT_S),
+                f"Seconds (0-{MAX_WAIT_S}) to wait for the status to leave pending",
+            ),
+        ),
+    ),
+    Route(
+        "GET",
+        "/api/audit/entries",
+        audit_entries,
+        DECIDERS,
+        "Audit entries in sequence order",
+        "listAuditEntries",
+        "audit",
+        response="AUDIT_ENTRIES",
+        query=(
+            ("after", _int(0, MAX_SEQ), "Only entries with seq greater than this"),
+            ("limit", _int(1, audit.MAX_PAGE), f"Page size (1-{audit.MAX_PAGE})"),
+            ("action_id", schemas.ID, "Only this action's entries"),
+        ),
+    ),
+    Route(
+        "GET",
+        "/api/audit/verify",
+        audit_verify,
+        DECIDERS,
+        "Verify the tenant's audit chain",
+        "verifyAudit",
+        "audit",
+        response="AUDIT_VERIFY",
+    ),
+    Route(
+        "GET",
+        "/api/audit/action/{action_id}",
+        audit_action,
+        ANY_ROLE,
+        "The audit entries of one action",
+        "getActionAudit",
+        "audit",
+        response="AUDIT_ENTRIES",
+    ),
+    Route(
+        "GET",
+        "/api/audit/checkpoint",
+        audit_checkpoint,
+        ANY_ROLE,
+        "The latest signed checkpoint (C2SP tlog-checkpoint signed note)",
+        "getAuditCheckpoint",
+        "audit",
+        response="AUDIT_CHECKPOINT",
+    ),
+    Route(
+        "GET",
+        "/api/audit/public-key",
+        audit_public_key,
+        ANY_ROLE,
+        "The checkpoint verifier key (signed-note form)",
+        "getAuditPublicKey",
+        "audit",
+        response="AUDIT_PUBLIC_KEY",
+    ),
+    Route(
+        "GET",
+        "/api/audit/proof/inclusion",
+        audit_inclusion,
+        ANY_ROLE,
+        "RFC 9162 inclusion proof of entry seq in a tree of tree_size",
+        "getInclusionProof",
+        "audit",
+        response="INCLUSION_PROOF",
+        query=(
+            ("seq", _int(1, MAX_SEQ), "The entry (1-based)", True),
+            (
+                "tree_size",
+                _int(1, MAX_SEQ),
+                "Tree size, e.g. a checkpoint's; default the current size",
+            ),
+        ),
+    ),
+    Route(
+        "GET",
+        "/api/audit/proof/consistency",
+        audit_consistency,
+        ANY_ROLE,
+        "RFC 9162 consistency proof between two tree sizes",
+        "getConsistencyProof",
+        "audit",
+        response="CONSISTENCY_PROOF",
+        query=(
+            ("from", _int(1, MAX_SEQ), "The older tree size", True),
+            ("to", _int(1, MAX_SEQ), "The newer tree size", True),
+        ),
+    ),
+    Route(
+        "GET",
+        "/api/policy",
+        policy_get,
+        (ADMIN,),
+        "The active signed policy",
+        "getPolicy",
+        "policy",
+        response="POLICY_VIEW",
+    ),
+    Route(
+        "POST",
+        "/api/policy",
+        policy_put,
+        (ADMIN,),
+        "Activate a signed policy bundle (newer version, trusted key)",
+        "activatePolicy",
+        "policy",
+        request="POLICY_ENVELOPE",
+        response="POLICY_VIEW",
+        explain=require_signed,
+    ),  # an unsigned body fails the schema: say "sign it first"
+    Route(
+        "GET",
+        "/api/openapi.json",
+        openapi,
+        ANY_ROLE,
+        "This API's OpenAPI 3.1 document",
+        "getOpenApi",
+        "health",
+    ),
 ]
 
 from .routes_tasks import TASK_ROUTES  # noqa: E402

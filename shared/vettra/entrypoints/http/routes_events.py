@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from typing import Any, AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
 from ...domain.errors import BadQuery
 from ...domain.identity import ADMIN, APPROVER, Principal
@@ -36,38 +37,59 @@ EVENT_NAME = "action"
 RESET_NAME = "reset"
 REFETCH = "/api/actions/pending"
 KEEP_ALIVE = b": keep-alive\n\n"
-_HEADERS = {"Content-Type": EVENT_STREAM_TYPE, "Cache-Control": "no-store",
-            "X-Accel-Buffering": "no", "X-Content-Type-Options": "nosniff"}
+_HEADERS = {
+    "Content-Type": EVENT_STREAM_TYPE,
+    "Cache-Control": "no-store",
+    "X-Accel-Buffering": "no",
+    "X-Content-Type-Options": "nosniff",
+}
 
-EVENT_STREAM = schemas.register("EVENT_STREAM", {
-    "type": "string",
-    "description": "text/event-stream (WHATWG HTML §9.2). Blocks: `id:` (per-user, increasing), "
-                   "`event: action` with `data:` an ACTION_EVENT; `event: reset` with `data:` an "
-                   "EVENT_RESET (re-fetch /api/actions/pending); `: keep-alive` comments. "
-                   "Send Last-Event-ID to resume; see docs/events.md.",
-})
+EVENT_STREAM = schemas.register(
+    "EVENT_STREAM",
+    {
+        "type": "string",
+        "description": "text/event-stream (WHATWG HTML §9.2). Blocks: `id:` (per-user, increasing), "
+        "`event: action` with `data:` an ACTION_EVENT; `event: reset` with `data:` an "
+        "EVENT_RESET (re-fetch /api/actions/pending); `: keep-alive` comments. "
+        "Send Last-Event-ID to resume; see docs/events.md.",
+    },
+)
 
-ACTION_EVENT = schemas.register("ACTION_EVENT", {
-    "description": "The data of an `event: action` block.",
-    "type": "object",
-    "required": ["type", "action_id", "status", "tenant", "user"],
-    "additionalProperties": False,
-    "properties": {"type": {"type": "string", "enum": list(EVENT_TYPES)},
-                   "action_id": {"type": "string"}, "status": schemas.STATUS,
-                   "tenant": {"type": "string"}, "user": {"type": "string"},
-                   "risk_level": {"type": ["string", "null"], "enum": ["LOW", "MEDIUM", "HIGH", None]},
-                   "tool": {"type": ["string", "null"]}},
-})
+ACTION_EVENT = schemas.register(
+    "ACTION_EVENT",
+    {
+        "description": "The data of an `event: action` block.",
+        "type": "object",
+        "required": ["type", "action_id", "status", "tenant", "user"],
+        "additionalProperties": False,
+        "properties": {
+            "type": {"type": "string", "enum": list(EVENT_TYPES)},
+            "action_id": {"type": "string"},
+            "status": schemas.STATUS,
+            "tenant": {"type": "string"},
+            "user": {"type": "string"},
+            "risk_level": {"type": ["string", "null"], "enum": ["LOW", "MEDIUM", "HIGH", None]},
+            "tool": {"type": ["string", "null"]},
+        },
+    },
+)
 
-EVENT_RESET = schemas.register("EVENT_RESET", {
-    "description": "The data of an `event: reset` block: events may have been missed.",
-    "type": "object",
-    "required": ["type", "reason", "refetch"],
-    "properties": {"type": {"const": RESET_NAME},
-                   "reason": {"type": "string", "enum": [event_streams.RESET_UNKNOWN_ID,
-                                                         event_streams.RESET_OVERFLOW]},
-                   "refetch": {"type": "string"}},
-})
+EVENT_RESET = schemas.register(
+    "EVENT_RESET",
+    {
+        "description": "The data of an `event: reset` block: events may have been missed.",
+        "type": "object",
+        "required": ["type", "reason", "refetch"],
+        "properties": {
+            "type": {"const": RESET_NAME},
+            "reason": {
+                "type": "string",
+                "enum": [event_streams.RESET_UNKNOWN_ID, event_streams.RESET_OVERFLOW],
+            },
+            "refetch": {"type": "string"},
+        },
+    },
+)
 
 _HUB_LOCK = threading.Lock()
 
@@ -80,10 +102,12 @@ def hub_of(deps: Any) -> EventHub:
         if deps.event_hub is None:
             s = deps.settings
             deps.event_hub = EventHub(
-                deps.bus, ring_size=int(s.get("events_ring_size", event_streams.RING_SIZE)),
+                deps.bus,
+                ring_size=int(s.get("events_ring_size", event_streams.RING_SIZE)),
                 queue_size=int(s.get("events_queue_size", event_streams.QUEUE_SIZE)),
                 max_streams=int(s.get("events_max_streams", event_streams.MAX_STREAMS_PER_USER)),
-                linger_s=float(s.get("events_linger_s", event_streams.LINGER_S)))
+                linger_s=float(s.get("events_linger_s", event_streams.LINGER_S)),
+            )
         hub: EventHub = deps.event_hub
         return hub
 
@@ -98,8 +122,10 @@ def _types(raw: str | None) -> tuple[str, ...]:
     names = [name.strip(" ") for name in raw.split(",")]  # spaces only, as TYPES_PARAM says
     unknown = [name for name in names if name not in EVENT_TYPES]
     if unknown:
-        raise BadQuery(f"query parameter 'types': expected a comma-separated list of "
-                       f"{', '.join(EVENT_TYPES)}; found {', '.join(repr(n[:40]) for n in unknown[:5])}")
+        raise BadQuery(
+            f"query parameter 'types': expected a comma-separated list of "
+            f"{', '.join(EVENT_TYPES)}; found {', '.join(repr(n[:40]) for n in unknown[:5])}"
+        )
     return tuple(names)
 
 
@@ -145,7 +171,9 @@ class EventStream:
     async def _generate(self) -> AsyncGenerator[bytes, None]:
         opening, subscription = self._opening, self._opening.subscription
         if opening.reset:
-            yield f"retry: {RETRY_MS}\n\n".encode() + _reset(opening.cursor, event_streams.RESET_UNKNOWN_ID)
+            yield f"retry: {RETRY_MS}\n\n".encode() + _reset(
+                opening.cursor, event_streams.RESET_UNKNOWN_ID
+            )
         elif opening.replay:
             yield f"retry: {RETRY_MS}\n\n".encode()
             for replayed in opening.replay:
@@ -164,7 +192,9 @@ class EventStream:
                 yield KEEP_ALIVE  # also how a vanished client is noticed: the write fails
 
 
-async def events(deps: Any, request: Request, principal: Principal | None, ctx: Context) -> Response:
+async def events(
+    deps: Any, request: Request, principal: Principal | None, ctx: Context
+) -> Response:
     assert principal is not None
     types = _types(request.query_value("types"))
     hub = hub_of(deps)
@@ -174,9 +204,17 @@ async def events(deps: Any, request: Request, principal: Principal | None, ctx: 
 
 
 EVENT_ROUTES: list[Route] = [
-    Route("GET", "/api/events", events, EVENTS_ROLES,
-          "The caller's action events as server-sent events (local mode); Last-Event-ID resumes",
-          "streamEvents", GROUP, response="EVENT_STREAM", media_type=EVENT_STREAM_TYPE,
-          query=(("types", TYPES_PARAM, "Comma-separated subset of action.created,action.decided"),),
-          errors=(429,)),
+    Route(
+        "GET",
+        "/api/events",
+        events,
+        EVENTS_ROLES,
+        "The caller's action events as server-sent events (local mode); Last-Event-ID resumes",
+        "streamEvents",
+        GROUP,
+        response="EVENT_STREAM",
+        media_type=EVENT_STREAM_TYPE,
+        query=(("types", TYPES_PARAM, "Comma-separated subset of action.created,action.decided"),),
+        errors=(429,),
+    ),
 ]

@@ -14,55 +14,105 @@ GROUP = "approvals"
 ANY_ROLE = (AGENT, APPROVER, ADMIN)
 DECIDERS = (APPROVER, ADMIN)
 
-SESSION_CREATE_REQUEST = schemas.register("SESSION_CREATE_REQUEST", {
-    "type": "object", "additionalProperties": False,
-    "properties": {
-        "agent": {"type": "string", "pattern": "^[A-Za-z0-9_.:@-]{1,128}$",
-                  "description": "Approvers only: bind the session to this agent (default: any of yours)"},
-        "label": {"type": "string", "maxLength": 200},
-        "ttl_s": {"type": "integer", "minimum": 60, "maximum": sessions.MAX_TTL_S},
+SESSION_CREATE_REQUEST = schemas.register(
+    "SESSION_CREATE_REQUEST",
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "agent": {
+                "type": "string",
+                "pattern": "^[A-Za-z0-9_.:@-]{1,128}$",
+                "description": "Approvers only: bind the session to this agent (default: any of yours)",
+            },
+            "label": {"type": "string", "maxLength": 200},
+            "ttl_s": {"type": "integer", "minimum": 60, "maximum": sessions.MAX_TTL_S},
+        },
     },
-})
+)
 
-PREAUTH_REQUEST = schemas.register("PREAUTH_REQUEST", {
-    "type": "object", "required": ["session_id", "max_level", "duration_s"], "additionalProperties": False,
-    "properties": {
-        "session_id": schemas.ID,
-        "max_level": {"type": "string", "enum": list(sessions.PREAUTH_LEVELS),
-                      "description": "HIGH is never pre-authorised"},
-        "duration_s": {"type": "integer", "minimum": 60, "maximum": sessions.MAX_PREAUTH_S},
-        "step_up_token": {"type": "string", "maxLength": 4096},
+PREAUTH_REQUEST = schemas.register(
+    "PREAUTH_REQUEST",
+    {
+        "type": "object",
+        "required": ["session_id", "max_level", "duration_s"],
+        "additionalProperties": False,
+        "properties": {
+            "session_id": schemas.ID,
+            "max_level": {
+                "type": "string",
+                "enum": list(sessions.PREAUTH_LEVELS),
+                "description": "HIGH is never pre-authorised",
+            },
+            "duration_s": {"type": "integer", "minimum": 60, "maximum": sessions.MAX_PREAUTH_S},
+            "step_up_token": {"type": "string", "maxLength": 4096},
+        },
     },
-})
+)
 
-SESSION = schemas.register("SESSION", {
-    "type": "object",
-    "required": ["session_id", "user", "agent", "created_at", "expires_at", "revoked_at", "preauth",
-                 "active", "preauth_active"],
-    "properties": {
-        "session_id": {"type": "string"}, "tenant": {"type": "string"}, "user": {"type": "string"},
-        "agent": {"type": ["string", "null"]}, "label": {"type": ["string", "null"]},
-        "created_by": {"type": "string"}, "created_at": {"type": "string"},
-        "expires_at": {"type": "string"}, "revoked_at": {"type": ["string", "null"]},
-        "preauth": {"oneOf": [{"type": "null"}, {
-            "type": "object", "required": ["max_level", "until", "granted_by"],
-            "properties": {"max_level": {"type": "string"}, "until": {"type": "string"},
-                           "granted_by": {"type": "string"}, "granted_at": {"type": "string"}}}]},
-        "active": {"type": "boolean"}, "preauth_active": {"type": "boolean"},
+SESSION = schemas.register(
+    "SESSION",
+    {
+        "type": "object",
+        "required": [
+            "session_id",
+            "user",
+            "agent",
+            "created_at",
+            "expires_at",
+            "revoked_at",
+            "preauth",
+            "active",
+            "preauth_active",
+        ],
+        "properties": {
+            "session_id": {"type": "string"},
+            "tenant": {"type": "string"},
+            "user": {"type": "string"},
+            "agent": {"type": ["string", "null"]},
+            "label": {"type": ["string", "null"]},
+            "created_by": {"type": "string"},
+            "created_at": {"type": "string"},
+            "expires_at": {"type": "string"},
+            "revoked_at": {"type": ["string", "null"]},
+            "preauth": {
+                "oneOf": [
+                    {"type": "null"},
+                    {
+                        "type": "object",
+                        "required": ["max_level", "until", "granted_by"],
+                        "properties": {
+                            "max_level": {"type": "string"},
+                            "until": {"type": "string"},
+                            "granted_by": {"type": "string"},
+                            "granted_at": {"type": "string"},
+                        },
+                    },
+                ]
+            },
+            "active": {"type": "boolean"},
+            "preauth_active": {"type": "boolean"},
+        },
     },
-})
+)
 
-SESSION_LIST = schemas.register("SESSION_LIST", {
-    "type": "object", "required": ["sessions"],
-    "properties": {"sessions": {"type": "array", "items": SESSION}},
-})
+SESSION_LIST = schemas.register(
+    "SESSION_LIST",
+    {
+        "type": "object",
+        "required": ["sessions"],
+        "properties": {"sessions": {"type": "array", "items": SESSION}},
+    },
+)
 
 
 def create(deps: Any, request: Request, principal: Principal | None) -> Response:
     assert principal is not None
     body = schemas.validate("SESSION_CREATE_REQUEST", request.json())
     view = sessions.create(deps, principal, body)
-    return Response.json(view, status=201, headers={"Location": f"/api/approvals/sessions/{view['session_id']}"})
+    return Response.json(
+        view, status=201, headers={"Location": f"/api/approvals/sessions/{view['session_id']}"}
+    )
 
 
 def list_(deps: Any, request: Request, principal: Principal | None) -> Response:
@@ -87,17 +137,57 @@ def pre_authorize(deps: Any, request: Request, principal: Principal | None) -> R
 
 
 SESSION_ROUTES: list[Route] = [
-    Route("POST", "/api/approvals/sessions", create, ANY_ROLE,
-          "Open an agent session (agents for themselves; users for one of their agents)",
-          "createSession", GROUP, request="SESSION_CREATE_REQUEST", response="SESSION", created=True),
-    Route("GET", "/api/approvals/sessions", list_, ANY_ROLE,
-          "The caller's sessions", "listSessions", GROUP, response="SESSION_LIST"),
-    Route("POST", "/api/approvals/sessions/pre-authorize", pre_authorize, DECIDERS,
-          "Pre-authorise a session up to MEDIUM for a while (needs a step-up for preauth:<session_id>)",
-          "preAuthorizeSession", GROUP, request="PREAUTH_REQUEST", response="SESSION"),
-    Route("GET", "/api/approvals/sessions/{session_id}", get, ANY_ROLE,
-          "One session", "getSession", GROUP, response="SESSION"),
-    Route("DELETE", "/api/approvals/sessions/{session_id}", revoke, DECIDERS,
-          "Revoke a session; takes effect on the next intercept", "revokeSession", GROUP,
-          response="SESSION"),
+    Route(
+        "POST",
+        "/api/approvals/sessions",
+        create,
+        ANY_ROLE,
+        "Open an agent session (agents for themselves; users for one of their agents)",
+        "createSession",
+        GROUP,
+        request="SESSION_CREATE_REQUEST",
+        response="SESSION",
+        created=True,
+    ),
+    Route(
+        "GET",
+        "/api/approvals/sessions",
+        list_,
+        ANY_ROLE,
+        "The caller's sessions",
+        "listSessions",
+        GROUP,
+        response="SESSION_LIST",
+    ),
+    Route(
+        "POST",
+        "/api/approvals/sessions/pre-authorize",
+        pre_authorize,
+        DECIDERS,
+        "Pre-authorise a session up to MEDIUM for a while (needs a step-up for preauth:<session_id>)",
+        "preAuthorizeSession",
+        GROUP,
+        request="PREAUTH_REQUEST",
+        response="SESSION",
+    ),
+    Route(
+        "GET",
+        "/api/approvals/sessions/{session_id}",
+        get,
+        ANY_ROLE,
+        "One session",
+        "getSession",
+        GROUP,
+        response="SESSION",
+    ),
+    Route(
+        "DELETE",
+        "/api/approvals/sessions/{session_id}",
+        revoke,
+        DECIDERS,
+        "Revoke a session; takes effect on the next intercept",
+        "revokeSession",
+        GROUP,
+        response="SESSION",
+    ),
 ]

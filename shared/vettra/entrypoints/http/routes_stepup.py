@@ -18,95 +18,155 @@ STEPUP_ROLES = (APPROVER, ADMIN)
 GROUP = "approvals"
 
 CODE = {"type": "string", "pattern": "^[0-9]{6}$", "description": "RFC 6238 TOTP code (6 digits)"}
-PURPOSE = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,200}$",
-           "description": "What the step-up is for when not an action, e.g. preauth:<session_id>"}
+PURPOSE = {
+    "type": "string",
+    "pattern": "^[A-Za-z0-9_.:-]{1,200}$",
+    "description": "What the step-up is for when not an action, e.g. preauth:<session_id>",
+}
 TOKEN = {"type": "string", "minLength": 1, "maxLength": 4096}
 METHOD = {"type": "string", "enum": ["totp", "webauthn"]}
 CHALLENGE_METHOD = {"type": "string", "enum": ["totp", "webauthn", "oidc"]}
 WEBAUTHN_JSON = {"type": "object", "description": "PublicKeyCredential JSON (WebAuthn L3 toJSON())"}
-ID_TOKEN = {"type": "string", "maxLength": 16384, "pattern": "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]*$",
-            "description": "OIDC ID token (compact JWS) from the configured issuer, with the challenge's nonce"}
+ID_TOKEN = {
+    "type": "string",
+    "maxLength": 16384,
+    "pattern": "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]*$",
+    "description": "OIDC ID token (compact JWS) from the configured issuer, with the challenge's nonce",
+}
 NULLABLE_STRING = {"type": ["string", "null"]}
 
-STEPUP_ENROLL_REQUEST = schemas.register("STEPUP_ENROLL_REQUEST", {
-    "description": "Start: {method} (plus step_up_token when a factor is already enrolled). "
-                   "Finish: TOTP {method, enrollment_id, code}; WebAuthn {method, enrollment_id, credential}.",
-    "type": "object",
-    "required": ["method"],
-    "additionalProperties": False,
-    "properties": {"method": METHOD, "enrollment_id": schemas.ID, "code": CODE,
-                   "credential": WEBAUTHN_JSON, "step_up_token": TOKEN},
-    "dependentRequired": {"code": ["enrollment_id"], "credential": ["enrollment_id"]},
-    "allOf": [
-        {"if": {"properties": {"method": {"const": "totp"}}},
-         "then": {"properties": {"credential": False}}},
-        {"if": {"properties": {"method": {"const": "webauthn"}}},
-         "then": {"properties": {"code": False}}},
-        {"if": {"required": ["enrollment_id"]},
-         "then": {"anyOf": [{"required": ["code"]}, {"required": ["credential"]}]}},
-    ],
-})
-
-STEPUP_ENROLLMENT = schemas.register("STEPUP_ENROLLMENT", {
-    "type": "object",
-    "required": ["method", "enrollment_id", "status"],
-    "properties": {
-        "method": METHOD, "enrollment_id": {"type": "string"},
-        "status": {"type": "string", "enum": ["pending", "active"]},
-        "expires_at": {"type": "string", "format": "date-time"},
-        "secret": {"type": "string", "description": "TOTP base32 secret; shown once"},
-        "otpauth_uri": {"type": "string"}, "digits": {"type": "integer"}, "period": {"type": "integer"},
-        "options": {"type": "object", "description": "WebAuthn PublicKeyCredentialCreationOptions JSON"},
-        "credential_id": {"type": "string"},
+STEPUP_ENROLL_REQUEST = schemas.register(
+    "STEPUP_ENROLL_REQUEST",
+    {
+        "description": "Start: {method} (plus step_up_token when a factor is already enrolled). "
+        "Finish: TOTP {method, enrollment_id, code}; WebAuthn {method, enrollment_id, credential}.",
+        "type": "object",
+        "required": ["method"],
+        "additionalProperties": False,
+        "properties": {
+            "method": METHOD,
+            "enrollment_id": schemas.ID,
+            "code": CODE,
+            "credential": WEBAUTHN_JSON,
+            "step_up_token": TOKEN,
+        },
+        "dependentRequired": {"code": ["enrollment_id"], "credential": ["enrollment_id"]},
+        "allOf": [
+            {
+                "if": {"properties": {"method": {"const": "totp"}}},
+                "then": {"properties": {"credential": False}},
+            },
+            {
+                "if": {"properties": {"method": {"const": "webauthn"}}},
+                "then": {"properties": {"code": False}},
+            },
+            {
+                "if": {"required": ["enrollment_id"]},
+                "then": {"anyOf": [{"required": ["code"]}, {"required": ["credential"]}]},
+            },
+        ],
     },
-})
+)
 
-STEPUP_TRIGGER_REQUEST = schemas.register("STEPUP_TRIGGER_REQUEST", {
-    "description": "Bind the challenge to one of the caller's pending actions, or to a purpose "
-                   "(default 'generic'); not both.",
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {"action_id": schemas.ID, "purpose": PURPOSE},
-    "not": {"required": ["action_id", "purpose"]},
-})
-
-STEPUP_CHALLENGE = schemas.register("STEPUP_CHALLENGE", {
-    "type": "object",
-    "required": ["challenge_id", "methods", "expires_at"],
-    "properties": {
-        "challenge_id": {"type": "string"},
-        "methods": {"type": "array", "items": CHALLENGE_METHOD},
-        "expires_at": {"type": "string", "format": "date-time"},
-        "max_age": {"type": "integer"},
-        "action_id": NULLABLE_STRING, "args_digest": NULLABLE_STRING, "purpose": NULLABLE_STRING,
-        "webauthn": {"type": "object", "description": "PublicKeyCredentialRequestOptions JSON"},
-        "oidc": {"type": "object", "description": "Parameters for the issuer's /authorize (prompt=login)",
-                 "required": ["issuer", "nonce", "max_age", "acr_values"],
-                 "properties": {"issuer": {"type": "string"}, "nonce": {"type": "string"},
-                                "max_age": {"type": "integer"}, "acr_values": {"type": "string"}}},
+STEPUP_ENROLLMENT = schemas.register(
+    "STEPUP_ENROLLMENT",
+    {
+        "type": "object",
+        "required": ["method", "enrollment_id", "status"],
+        "properties": {
+            "method": METHOD,
+            "enrollment_id": {"type": "string"},
+            "status": {"type": "string", "enum": ["pending", "active"]},
+            "expires_at": {"type": "string", "format": "date-time"},
+            "secret": {"type": "string", "description": "TOTP base32 secret; shown once"},
+            "otpauth_uri": {"type": "string"},
+            "digits": {"type": "integer"},
+            "period": {"type": "integer"},
+            "options": {
+                "type": "object",
+                "description": "WebAuthn PublicKeyCredentialCreationOptions JSON",
+            },
+            "credential_id": {"type": "string"},
+        },
     },
-})
+)
 
-STEPUP_VERIFY_REQUEST = schemas.register("STEPUP_VERIFY_REQUEST", {
-    "description": "Exactly one of code (TOTP), webauthn (assertion) and id_token (OIDC).",
-    "type": "object",
-    "required": ["challenge_id"],
-    "additionalProperties": False,
-    "properties": {"challenge_id": schemas.ID, "code": CODE, "webauthn": WEBAUTHN_JSON, "id_token": ID_TOKEN},
-    "oneOf": [{"required": ["code"]}, {"required": ["webauthn"]}, {"required": ["id_token"]}],
-})
-
-STEPUP_TOKEN = schemas.register("STEPUP_TOKEN", {
-    "type": "object",
-    "required": ["step_up_token", "expires_at", "amr"],
-    "properties": {
-        "step_up_token": {"type": "string"}, "token_type": {"type": "string"},
-        "expires_at": {"type": "string", "format": "date-time"}, "max_age": {"type": "integer"},
-        "amr": {"type": "array", "items": {"type": "string"}, "description": "RFC 8176 values"},
-        "challenge_id": {"type": "string"},
-        "action_id": NULLABLE_STRING, "args_digest": NULLABLE_STRING, "purpose": NULLABLE_STRING,
+STEPUP_TRIGGER_REQUEST = schemas.register(
+    "STEPUP_TRIGGER_REQUEST",
+    {
+        "description": "Bind the challenge to one of the caller's pending actions, or to a purpose "
+        "(default 'generic'); not both.",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"action_id": schemas.ID, "purpose": PURPOSE},
+        "not": {"required": ["action_id", "purpose"]},
     },
-})
+)
+
+STEPUP_CHALLENGE = schemas.register(
+    "STEPUP_CHALLENGE",
+    {
+        "type": "object",
+        "required": ["challenge_id", "methods", "expires_at"],
+        "properties": {
+            "challenge_id": {"type": "string"},
+            "methods": {"type": "array", "items": CHALLENGE_METHOD},
+            "expires_at": {"type": "string", "format": "date-time"},
+            "max_age": {"type": "integer"},
+            "action_id": NULLABLE_STRING,
+            "args_digest": NULLABLE_STRING,
+            "purpose": NULLABLE_STRING,
+            "webauthn": {"type": "object", "description": "PublicKeyCredentialRequestOptions JSON"},
+            "oidc": {
+                "type": "object",
+                "description": "Parameters for the issuer's /authorize (prompt=login)",
+                "required": ["issuer", "nonce", "max_age", "acr_values"],
+                "properties": {
+                    "issuer": {"type": "string"},
+                    "nonce": {"type": "string"},
+                    "max_age": {"type": "integer"},
+                    "acr_values": {"type": "string"},
+                },
+            },
+        },
+    },
+)
+
+STEPUP_VERIFY_REQUEST = schemas.register(
+    "STEPUP_VERIFY_REQUEST",
+    {
+        "description": "Exactly one of code (TOTP), webauthn (assertion) and id_token (OIDC).",
+        "type": "object",
+        "required": ["challenge_id"],
+        "additionalProperties": False,
+        "properties": {
+            "challenge_id": schemas.ID,
+            "code": CODE,
+            "webauthn": WEBAUTHN_JSON,
+            "id_token": ID_TOKEN,
+        },
+        "oneOf": [{"required": ["code"]}, {"required": ["webauthn"]}, {"required": ["id_token"]}],
+    },
+)
+
+STEPUP_TOKEN = schemas.register(
+    "STEPUP_TOKEN",
+    {
+        "type": "object",
+        "required": ["step_up_token", "expires_at", "amr"],
+        "properties": {
+            "step_up_token": {"type": "string"},
+            "token_type": {"type": "string"},
+            "expires_at": {"type": "string", "format": "date-time"},
+            "max_age": {"type": "integer"},
+            "amr": {"type": "array", "items": {"type": "string"}, "description": "RFC 8176 values"},
+            "challenge_id": {"type": "string"},
+            "action_id": NULLABLE_STRING,
+            "args_digest": NULLABLE_STRING,
+            "purpose": NULLABLE_STRING,
+        },
+    },
+)
 
 
 def enroll(deps: Any, request: Request, principal: Principal | None) -> Response:
@@ -118,25 +178,59 @@ def enroll(deps: Any, request: Request, principal: Principal | None) -> Response
 def trigger(deps: Any, request: Request, principal: Principal | None) -> Response:
     assert principal is not None
     body = schemas.validate("STEPUP_TRIGGER_REQUEST", request.json())
-    return Response.json(deps.step_up.trigger(principal, action_id=body.get("action_id"),
-                                              purpose=body.get("purpose")))
+    return Response.json(
+        deps.step_up.trigger(
+            principal, action_id=body.get("action_id"), purpose=body.get("purpose")
+        )
+    )
 
 
 def verify(deps: Any, request: Request, principal: Principal | None) -> Response:
     assert principal is not None
     body = schemas.validate("STEPUP_VERIFY_REQUEST", request.json())
-    return Response.json(deps.step_up.verify(principal, body["challenge_id"], code=body.get("code"),
-                                             assertion=body.get("webauthn"), id_token=body.get("id_token")))
+    return Response.json(
+        deps.step_up.verify(
+            principal,
+            body["challenge_id"],
+            code=body.get("code"),
+            assertion=body.get("webauthn"),
+            id_token=body.get("id_token"),
+        )
+    )
 
 
 STEPUP_ROUTES: list[Route] = [
-    Route("POST", "/api/approvals/stepup/enroll", enroll, STEPUP_ROLES,
-          "Enrol a step-up factor (TOTP or a WebAuthn passkey): start, then confirm",
-          "enrollStepUp", GROUP, request="STEPUP_ENROLL_REQUEST", response="STEPUP_ENROLLMENT"),
-    Route("POST", "/api/approvals/stepup/trigger", trigger, STEPUP_ROLES,
-          "A step-up challenge bound to one of the caller's actions or to a purpose",
-          "triggerStepUp", GROUP, request="STEPUP_TRIGGER_REQUEST", response="STEPUP_CHALLENGE"),
-    Route("POST", "/api/approvals/stepup/verify", verify, STEPUP_ROLES,
-          "Answer a challenge; returns a single-use step-up token (RFC 9470)",
-          "verifyStepUp", GROUP, request="STEPUP_VERIFY_REQUEST", response="STEPUP_TOKEN"),
+    Route(
+        "POST",
+        "/api/approvals/stepup/enroll",
+        enroll,
+        STEPUP_ROLES,
+        "Enrol a step-up factor (TOTP or a WebAuthn passkey): start, then confirm",
+        "enrollStepUp",
+        GROUP,
+        request="STEPUP_ENROLL_REQUEST",
+        response="STEPUP_ENROLLMENT",
+    ),
+    Route(
+        "POST",
+        "/api/approvals/stepup/trigger",
+        trigger,
+        STEPUP_ROLES,
+        "A step-up challenge bound to one of the caller's actions or to a purpose",
+        "triggerStepUp",
+        GROUP,
+        request="STEPUP_TRIGGER_REQUEST",
+        response="STEPUP_CHALLENGE",
+    ),
+    Route(
+        "POST",
+        "/api/approvals/stepup/verify",
+        verify,
+        STEPUP_ROLES,
+        "Answer a challenge; returns a single-use step-up token (RFC 9470)",
+        "verifyStepUp",
+        GROUP,
+        request="STEPUP_VERIFY_REQUEST",
+        response="STEPUP_TOKEN",
+    ),
 ]

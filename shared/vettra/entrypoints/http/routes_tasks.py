@@ -37,20 +37,28 @@ RETRY_COUNT_HEADER = "x-cloudtasks-taskretrycount"
 EXPIRE_RESULTS = ("expired", "not-pending", "missing", "early")
 MAX_COUNT_DIGITS = 9
 
-EXPIRE_TASK = schemas.register("EXPIRE_TASK", {
-    "description": "The payload of an expire timer, as scheduled by the actions service.",
-    "type": "object",
-    "required": ["kind", "action_id"],
-    "additionalProperties": False,
-    "properties": {"kind": {"type": "string", "const": actions.EXPIRE_KIND},
-                   "action_id": schemas.ID},
-})
+EXPIRE_TASK = schemas.register(
+    "EXPIRE_TASK",
+    {
+        "description": "The payload of an expire timer, as scheduled by the actions service.",
+        "type": "object",
+        "required": ["kind", "action_id"],
+        "additionalProperties": False,
+        "properties": {
+            "kind": {"type": "string", "const": actions.EXPIRE_KIND},
+            "action_id": schemas.ID,
+        },
+    },
+)
 
-EXPIRE_RESULT = schemas.register("EXPIRE_RESULT", {
-    "type": "object",
-    "required": ["result"],
-    "properties": {"result": {"type": "string", "enum": list(EXPIRE_RESULTS)}},
-})
+EXPIRE_RESULT = schemas.register(
+    "EXPIRE_RESULT",
+    {
+        "type": "object",
+        "required": ["result"],
+        "properties": {"result": {"type": "string", "enum": list(EXPIRE_RESULTS)}},
+    },
+)
 
 
 def _retry_count(request: Request) -> int | None:
@@ -70,15 +78,29 @@ def expire_task(deps: Any, request: Request, principal: Principal | None) -> Res
     retry_count = _retry_count(request)  # before any work: a malformed delivery changes nothing
     body = schemas.validate("EXPIRE_TASK", request.json())
     result = actions.expire(deps, body["action_id"])
-    log.info("expire timer delivered",
-             extra={"action_id": body["action_id"], "result": result,
-                    "task": (request.header(TASK_NAME_HEADER) or "")[:500],
-                    "retry_count": retry_count, "trace": request.trace_id})
+    log.info(
+        "expire timer delivered",
+        extra={
+            "action_id": body["action_id"],
+            "result": result,
+            "task": (request.header(TASK_NAME_HEADER) or "")[:500],
+            "retry_count": retry_count,
+            "trace": request.trace_id,
+        },
+    )
     return Response.json({"result": result})
 
 
 TASK_ROUTES: list[Route] = [
-    Route("POST", EXPIRE_PATH, expire_task, (SYSTEM,),
-          "Timer target: expire a pending action past its deadline (scheduler only; idempotent)",
-          "expireAction", TASKS_GROUP, request="EXPIRE_TASK", response="EXPIRE_RESULT"),
+    Route(
+        "POST",
+        EXPIRE_PATH,
+        expire_task,
+        (SYSTEM,),
+        "Timer target: expire a pending action past its deadline (scheduler only; idempotent)",
+        "expireAction",
+        TASKS_GROUP,
+        request="EXPIRE_TASK",
+        response="EXPIRE_RESULT",
+    ),
 ]

@@ -6,19 +6,22 @@ The same objects validate requests at the edge and are embedded in the OpenAPI
 
 from __future__ import annotations
 
-from functools import lru_cache
+import re as _re
+from functools import cache
 from typing import Any
 
 from jsonschema import Draft202012Validator
 
 from ...domain.errors import FieldError, ValidationFailed
 
-import re as _re
-
 ID = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"}
 #: Idempotency-Key (header): printable ASCII, 1-255 characters.
-IDEMPOTENCY_KEY: dict[str, Any] = {"type": "string", "pattern": "^[ -~]{1,255}$", "minLength": 1,
-                                   "maxLength": 255}
+IDEMPOTENCY_KEY: dict[str, Any] = {
+    "type": "string",
+    "pattern": "^[ -~]{1,255}$",
+    "minLength": 1,
+    "maxLength": 255,
+}
 IDEMPOTENCY_KEY_RE = _re.compile(IDEMPOTENCY_KEY["pattern"][1:-1])
 RFC3339_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
 LEVEL = {"type": "string", "enum": ["LOW", "MEDIUM", "HIGH"]}
@@ -36,6 +39,7 @@ APPROVE_REQUEST = {
     },
 }
 
+
 def _intercept_request() -> dict[str, Any]:
     """The intercept body as domain/action_bundle.py parses it (docs/api.md; docs/action-bundle.md).
 
@@ -48,55 +52,98 @@ def _intercept_request() -> dict[str, Any]:
     """
     from ...domain import action_bundle, canonical, frameworks
 
-    no_nul = "^[^\\u0000]*$"
     # Values inside arguments/context (NUL-free strings, integers within +-(2^53-1), depth
     # <= 32, canonical size) are checked by action_bundle.parse_bundle, not here: a recursive
     # schema costs jsonschema one $ref resolution (~60 us) per nested value, which a
     # 256 KiB body of tiny values would turn into seconds of CPU (docs/http.md).
-    json_object = {"type": "object", "description": "Any JSON object: strings without NUL or lone "
-                   f"surrogates, integers within +-(2^53-1), nested at most {canonical.MAX_DEPTH} deep"}
+    json_object = {
+        "type": "object",
+        "description": "Any JSON object: strings without NUL or lone "
+        f"surrogates, integers within +-(2^53-1), nested at most {canonical.MAX_DEPTH} deep",
+    }
     envelope = {
-        "session_id": {"type": "string", "pattern": f"^{action_bundle.SESSION_ID_PATTERN.pattern}$",
-                       "description": "An open session of this agent (POST /api/approvals/sessions)"},
-        "resource": {"type": "string", "maxLength": action_bundle.MAX_RESOURCE_LENGTH, "pattern": "^[^\\u0000]*$"},
-        "context": {**json_object, "description": json_object["description"]
-                    + f"; at most {action_bundle.MAX_CONTEXT_BYTES} canonical bytes"},
-        "timeout_s": {"type": "integer", "minimum": action_bundle.MIN_TIMEOUT_S, "maximum": action_bundle.MAX_TIMEOUT_S},
+        "session_id": {
+            "type": "string",
+            "pattern": f"^{action_bundle.SESSION_ID_PATTERN.pattern}$",
+            "description": "An open session of this agent (POST /api/approvals/sessions)",
+        },
+        "resource": {
+            "type": "string",
+            "maxLength": action_bundle.MAX_RESOURCE_LENGTH,
+            "pattern": "^[^\\u0000]*$",
+        },
+        "context": {
+            **json_object,
+            "description": json_object["description"]
+            + f"; at most {action_bundle.MAX_CONTEXT_BYTES} canonical bytes",
+        },
+        "timeout_s": {
+            "type": "integer",
+            "minimum": action_bundle.MIN_TIMEOUT_S,
+            "maximum": action_bundle.MAX_TIMEOUT_S,
+        },
     }
     plain = {
         "title": "Action bundle",
-        "type": "object", "required": ["tool", "arguments"], "additionalProperties": False,
+        "type": "object",
+        "required": ["tool", "arguments"],
+        "additionalProperties": False,
         "properties": {
-            "tool": {"type": "string", "maxLength": frameworks.MAX_TOOL_LENGTH,
-                     "pattern": f"^{frameworks.TOOL_PATTERN.pattern}$", "description": "<service>.<operation>"},
-            "arguments": {**json_object, "description": json_object["description"]
-                          + f"; at most {action_bundle.MAX_ARGUMENTS_BYTES} canonical bytes"},
+            "tool": {
+                "type": "string",
+                "maxLength": frameworks.MAX_TOOL_LENGTH,
+                "pattern": f"^{frameworks.TOOL_PATTERN.pattern}$",
+                "description": "<service>.<operation>",
+            },
+            "arguments": {
+                **json_object,
+                "description": json_object["description"]
+                + f"; at most {action_bundle.MAX_ARGUMENTS_BYTES} canonical bytes",
+            },
             "framework": {"type": "string", "enum": list(action_bundle.FRAMEWORKS)},
             **envelope,
         },
     }
     beside = {
         "title": "A framework's raw tool call, its fields beside `framework`",
-        "type": "object", "required": ["framework"], "not": {"required": ["tool"]},
-        "properties": {"framework": {"type": "string", "enum": [f for f in action_bundle.FRAMEWORKS
-                                                                if f != action_bundle.PLAIN]}, **envelope},
-    }
-    raw = {
-        "title": "A framework's raw tool call",
-        "type": "object", "required": ["framework", action_bundle.RAW_CALL_KEY], "additionalProperties": False,
+        "type": "object",
+        "required": ["framework"],
+        "not": {"required": ["tool"]},
         "properties": {
-            "framework": {"type": "string", "enum": [f for f in action_bundle.FRAMEWORKS if f != action_bundle.PLAIN]},
-            action_bundle.RAW_CALL_KEY: {"type": "object", "description": "The framework's own tool-call object "
-                                  "(OpenAI tool_calls[i] or function_call item, Anthropic tool_use, "
-                                  "LangChain ToolCall, MCP tools/call params)"},
+            "framework": {
+                "type": "string",
+                "enum": [f for f in action_bundle.FRAMEWORKS if f != action_bundle.PLAIN],
+            },
             **envelope,
         },
     }
-    return {"description": "The action bundle (docs/api.md), or a raw OpenAI/Anthropic/LangChain/MCP tool "
-                           "call under `tool_call` with `framework` naming which; see docs/action-bundle.md.",
-            # tool_call decides the shape, as action_bundle.parse_bundle does: one branch is checked
-            "if": {"type": "object", "required": [action_bundle.RAW_CALL_KEY]}, "then": raw,
-            "else": {"anyOf": [plain, beside]}}
+    raw = {
+        "title": "A framework's raw tool call",
+        "type": "object",
+        "required": ["framework", action_bundle.RAW_CALL_KEY],
+        "additionalProperties": False,
+        "properties": {
+            "framework": {
+                "type": "string",
+                "enum": [f for f in action_bundle.FRAMEWORKS if f != action_bundle.PLAIN],
+            },
+            action_bundle.RAW_CALL_KEY: {
+                "type": "object",
+                "description": "The framework's own tool-call object "
+                "(OpenAI tool_calls[i] or function_call item, Anthropic tool_use, "
+                "LangChain ToolCall, MCP tools/call params)",
+            },
+            **envelope,
+        },
+    }
+    return {
+        "description": "The action bundle (docs/api.md), or a raw OpenAI/Anthropic/LangChain/MCP tool "
+        "call under `tool_call` with `framework` naming which; see docs/action-bundle.md.",
+        # tool_call decides the shape, as action_bundle.parse_bundle does: one branch is checked
+        "if": {"type": "object", "required": [action_bundle.RAW_CALL_KEY]},
+        "then": raw,
+        "else": {"anyOf": [plain, beside]},
+    }
 
 
 INTERCEPT_REQUEST = _intercept_request()
@@ -108,15 +155,26 @@ RISK = {
         "score": {"type": "integer", "minimum": 0, "maximum": 100},
         "level": LEVEL,
         "category": {"type": "string"},
-        "factors": {"type": "object", "required": ["action_type", "reversibility", "blast_radius", "sensitivity"],
-                    "additionalProperties": {"type": "integer"}},
+        "factors": {
+            "type": "object",
+            "required": ["action_type", "reversibility", "blast_radius", "sensitivity"],
+            "additionalProperties": {"type": "integer"},
+        },
         "reasons": {"type": "array", "items": {"type": "string"}},
     },
 }
 
 ACTION = {
     "type": "object",
-    "required": ["action_id", "status", "risk", "step_up_required", "expires_at", "args_digest", "reason"],
+    "required": [
+        "action_id",
+        "status",
+        "risk",
+        "step_up_required",
+        "expires_at",
+        "args_digest",
+        "reason",
+    ],
     "properties": {
         "action_id": {"type": "string"},
         "status": STATUS,
@@ -132,102 +190,194 @@ ACTION = {
         "created_at": {"type": "string"},
         "decided_at": RFC3339_OR_NULL,
         "decided_by": {"type": ["string", "null"]},
-        "quorum": {"type": "object", "required": ["required", "approvals", "of"],
-                   "description": "k-of-n named approvers (policy rule `approvers`)",
-                   "properties": {"required": {"type": "integer", "minimum": 1},
-                                  "approvals": {"type": "array", "items": {"type": "string"}},
-                                  "of": {"type": "array", "items": {"type": "string"}}}},
+        "quorum": {
+            "type": "object",
+            "required": ["required", "approvals", "of"],
+            "description": "k-of-n named approvers (policy rule `approvers`)",
+            "properties": {
+                "required": {"type": "integer", "minimum": 1},
+                "approvals": {"type": "array", "items": {"type": "string"}},
+                "of": {"type": "array", "items": {"type": "string"}},
+            },
+        },
     },
 }
 
-ACTION_LIST = {"type": "object", "required": ["actions"],
-               "properties": {"actions": {"type": "array", "items": ACTION}}}
+ACTION_LIST = {
+    "type": "object",
+    "required": ["actions"],
+    "properties": {"actions": {"type": "array", "items": ACTION}},
+}
 
 AUDIT_ENTRY = {
     "type": "object",
     "required": ["seq", "type", "action_id", "prev_hash", "hash"],
     "properties": {
-        "seq": {"type": "integer", "minimum": 1}, "chain": {"type": "string"},
-        "type": {"type": "string"}, "action_id": {"type": ["string", "null"]},
-        "actor": {"type": "string"}, "user": {"type": ["string", "null"]},
-        "at": {"type": "string"}, "data": {"type": "object"},
+        "seq": {"type": "integer", "minimum": 1},
+        "chain": {"type": "string"},
+        "type": {"type": "string"},
+        "action_id": {"type": ["string", "null"]},
+        "actor": {"type": "string"},
+        "user": {"type": ["string", "null"]},
+        "at": {"type": "string"},
+        "data": {"type": "object"},
         "prev_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
         "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-        "key_id": {"type": "string"}, "mac": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "key_id": {"type": "string"},
+        "mac": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
     },
 }
 
-AUDIT_ENTRIES = {"type": "object", "required": ["entries"],
-                 "properties": {"entries": {"type": "array", "items": AUDIT_ENTRY},
-                                "next_after": {"type": ["integer", "null"]}}}
+AUDIT_ENTRIES = {
+    "type": "object",
+    "required": ["entries"],
+    "properties": {
+        "entries": {"type": "array", "items": AUDIT_ENTRY},
+        "next_after": {"type": ["integer", "null"]},
+    },
+}
 
 AUDIT_VERIFY = {
     "type": "object",
     "required": ["valid", "length", "first_invalid"],
     "properties": {
-        "valid": {"type": "boolean"}, "length": {"type": "integer"},
-        "first_invalid": {"oneOf": [{"type": "null"},
-                                    {"type": "object", "required": ["seq", "reason"],
-                                     "properties": {"seq": {"type": "integer"}, "reason": {"type": "string"}}}]},
-        "head_hash": {"type": "string"}, "root_hash": {"type": ["string", "null"]},
-        "checkpoints_verified": {"type": "integer"}, "hmac_checked": {"type": "boolean"},
-        "uncovered": {"type": "integer", "description": "trailing entries under no signed checkpoint"},
+        "valid": {"type": "boolean"},
+        "length": {"type": "integer"},
+        "first_invalid": {
+            "oneOf": [
+                {"type": "null"},
+                {
+                    "type": "object",
+                    "required": ["seq", "reason"],
+                    "properties": {"seq": {"type": "integer"}, "reason": {"type": "string"}},
+                },
+            ]
+        },
+        "head_hash": {"type": "string"},
+        "root_hash": {"type": ["string", "null"]},
+        "checkpoints_verified": {"type": "integer"},
+        "hmac_checked": {"type": "boolean"},
+        "uncovered": {
+            "type": "integer",
+            "description": "trailing entries under no signed checkpoint",
+        },
     },
 }
 
-HEALTH = {"type": "object", "required": ["status", "store", "scheduler", "verifier"],
-          "properties": {"status": {"type": "string"}, "store": {"type": "string"},
-                         "scheduler": {"type": "string"}, "verifier": {"type": "string", "enum": ["wasm", "python"]},
-                         "version": {"type": "string"}}}
+HEALTH = {
+    "type": "object",
+    "required": ["status", "store", "scheduler", "verifier"],
+    "properties": {
+        "status": {"type": "string"},
+        "store": {"type": "string"},
+        "scheduler": {"type": "string"},
+        "verifier": {"type": "string", "enum": ["wasm", "python"]},
+        "version": {"type": "string"},
+    },
+}
 
 POLICY_ENVELOPE = {
     "description": "A signed policy bundle (docs/policy.md): the payload and its Ed25519 "
-                   "signatures over the payload's RFC 8785 form. Whether a signature verifies "
-                   "under a trusted key is checked cryptographically (422 otherwise).",
-    "type": "object", "required": ["payload", "signatures"], "additionalProperties": False,
-    "properties": {"payload": {"type": "object"},
-                   "signatures": {"type": "array", "minItems": 1, "items": {
-                       "type": "object", "required": ["keyid", "alg", "sig"], "additionalProperties": False,
-                       "properties": {"keyid": {"type": "string"}, "alg": {"const": "Ed25519"},
-                                      "sig": {"type": "string"}}}}},
+    "signatures over the payload's RFC 8785 form. Whether a signature verifies "
+    "under a trusted key is checked cryptographically (422 otherwise).",
+    "type": "object",
+    "required": ["payload", "signatures"],
+    "additionalProperties": False,
+    "properties": {
+        "payload": {"type": "object"},
+        "signatures": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["keyid", "alg", "sig"],
+                "additionalProperties": False,
+                "properties": {
+                    "keyid": {"type": "string"},
+                    "alg": {"const": "Ed25519"},
+                    "sig": {"type": "string"},
+                },
+            },
+        },
+    },
 }
 
-POLICY_VIEW = {"type": "object", "required": ["policy_id", "version", "digest", "payload"],
-               "properties": {"policy_id": {"type": "string"}, "version": {"type": "integer"},
-                              "digest": {"type": "string"}, "payload": {"type": "object"}}}
+POLICY_VIEW = {
+    "type": "object",
+    "required": ["policy_id", "version", "digest", "payload"],
+    "properties": {
+        "policy_id": {"type": "string"},
+        "version": {"type": "integer"},
+        "digest": {"type": "string"},
+        "payload": {"type": "object"},
+    },
+}
 
 HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 AUDIT_CHECKPOINT = {
-    "type": "object", "required": ["origin", "size", "root_hash", "note", "verifier_key"],
-    "properties": {"origin": {"type": "string"}, "size": {"type": "integer", "minimum": 0},
-                   "root_hash": {"oneOf": [HEX32, {"type": "null"}]},
-                   "note": {"type": ["string", "null"]}, "verifier_key": {"type": "string"}},
+    "type": "object",
+    "required": ["origin", "size", "root_hash", "note", "verifier_key"],
+    "properties": {
+        "origin": {"type": "string"},
+        "size": {"type": "integer", "minimum": 0},
+        "root_hash": {"oneOf": [HEX32, {"type": "null"}]},
+        "note": {"type": ["string", "null"]},
+        "verifier_key": {"type": "string"},
+    },
 }
 AUDIT_PUBLIC_KEY = {
-    "type": "object", "required": ["origin", "verifier_key", "previous"],
-    "properties": {"origin": {"type": "string"}, "verifier_key": {"type": "string"},
-                   "previous": {"type": "array", "items": {"type": "string"}}},
+    "type": "object",
+    "required": ["origin", "verifier_key", "previous"],
+    "properties": {
+        "origin": {"type": "string"},
+        "verifier_key": {"type": "string"},
+        "previous": {"type": "array", "items": {"type": "string"}},
+    },
 }
 INCLUSION_PROOF = {
-    "type": "object", "required": ["seq", "leaf_index", "tree_size", "leaf_hash", "proof", "root_hash"],
-    "properties": {"seq": {"type": "integer"}, "leaf_index": {"type": "integer"},
-                   "tree_size": {"type": "integer"}, "entry_hash": HEX32, "leaf_hash": HEX32,
-                   "proof": {"type": "array", "items": HEX32}, "root_hash": HEX32},
+    "type": "object",
+    "required": ["seq", "leaf_index", "tree_size", "leaf_hash", "proof", "root_hash"],
+    "properties": {
+        "seq": {"type": "integer"},
+        "leaf_index": {"type": "integer"},
+        "tree_size": {"type": "integer"},
+        "entry_hash": HEX32,
+        "leaf_hash": HEX32,
+        "proof": {"type": "array", "items": HEX32},
+        "root_hash": HEX32,
+    },
 }
 CONSISTENCY_PROOF = {
-    "type": "object", "required": ["from", "to", "proof", "from_root", "to_root"],
-    "properties": {"from": {"type": "integer"}, "to": {"type": "integer"},
-                   "proof": {"type": "array", "items": HEX32}, "from_root": HEX32, "to_root": HEX32},
+    "type": "object",
+    "required": ["from", "to", "proof", "from_root", "to_root"],
+    "properties": {
+        "from": {"type": "integer"},
+        "to": {"type": "integer"},
+        "proof": {"type": "array", "items": HEX32},
+        "from_root": HEX32,
+        "to_root": HEX32,
+    },
 }
 
 PROBLEM = {
-    "type": "object", "required": ["type", "title", "status", "detail"],
-    "properties": {"type": {"type": "string"}, "title": {"type": "string"},
-                   "status": {"type": "integer"}, "detail": {"type": "string"},
-                   "instance": {"type": "string"}, "trace_id": {"type": "string"},
-                   "errors": {"type": "array", "items": {"type": "object", "required": ["field", "message"],
-                                                          "properties": {"field": {"type": "string"},
-                                                                         "message": {"type": "string"}}}}},
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "trace_id": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
 }
 
 
@@ -243,10 +393,25 @@ def register(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-for _name in ("ID", "APPROVE_REQUEST", "INTERCEPT_REQUEST", "RISK", "ACTION", "ACTION_LIST",
-              "AUDIT_ENTRY", "AUDIT_ENTRIES", "AUDIT_VERIFY", "HEALTH", "POLICY_ENVELOPE",
-              "POLICY_VIEW", "PROBLEM", "AUDIT_CHECKPOINT", "AUDIT_PUBLIC_KEY", "INCLUSION_PROOF",
-              "CONSISTENCY_PROOF"):
+for _name in (
+    "ID",
+    "APPROVE_REQUEST",
+    "INTERCEPT_REQUEST",
+    "RISK",
+    "ACTION",
+    "ACTION_LIST",
+    "AUDIT_ENTRY",
+    "AUDIT_ENTRIES",
+    "AUDIT_VERIFY",
+    "HEALTH",
+    "POLICY_ENVELOPE",
+    "POLICY_VIEW",
+    "PROBLEM",
+    "AUDIT_CHECKPOINT",
+    "AUDIT_PUBLIC_KEY",
+    "INCLUSION_PROOF",
+    "CONSISTENCY_PROOF",
+):
     register(_name, globals()[_name])
 
 
@@ -254,7 +419,7 @@ for _name in ("ID", "APPROVE_REQUEST", "INTERCEPT_REQUEST", "RISK", "ACTION", "A
 _BASE = "urn:vettra:openapi"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(name: str) -> Draft202012Validator:
     import json
 
@@ -263,8 +428,9 @@ def _validator(name: str) -> Draft202012Validator:
     from referencing import Registry
     from referencing.jsonschema import DRAFT202012
 
-    registry = Registry().with_resource(_BASE, DRAFT202012.create_resource(
-        {"components": {"schemas": REGISTRY}}))
+    registry = Registry().with_resource(
+        _BASE, DRAFT202012.create_resource({"components": {"schemas": REGISTRY}})
+    )
     return Draft202012Validator({"$ref": f"{_BASE}#/components/schemas/{name}"}, registry=registry)
 
 

@@ -3,12 +3,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Mapping
+from typing import Any
 
 from ...domain.canonical import loads_strict
-from ...domain.errors import (BadQuery, MalformedRequest, PayloadTooLarge,
-                              UnsupportedMediaType, VettraError)
+from ...domain.errors import (
+    BadQuery,
+    MalformedRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    VettraError,
+)
 
 MAX_BODY_BYTES = 256 * 1024
 JSON = "application/json"
@@ -22,11 +28,11 @@ class Request:
     method: str
     path: str
     query: Mapping[str, list[str]] = field(default_factory=dict)
-    headers: Mapping[str, str] = field(default_factory=dict)   # lower-case names
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
     body: bytes = b""
     trace_id: str = ""
     path_params: dict[str, str] = field(default_factory=dict)
-    principal: Any = None          # set once authenticated (for log lines)
+    principal: Any = None  # set once authenticated (for log lines)
     _parsed: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -48,7 +54,9 @@ class Request:
             raise PayloadTooLarge(f"body is {len(self.body)} bytes; the limit is {MAX_BODY_BYTES}")
         ctype = (self.header("content-type") or "").split(";")[0].strip().lower()
         if ctype != JSON and not ctype.endswith("+json"):
-            raise UnsupportedMediaType(f"expected Content-Type application/json, found {ctype or 'none'}")
+            raise UnsupportedMediaType(
+                f"expected Content-Type application/json, found {ctype or 'none'}"
+            )
         if not self.body.strip():
             raise MalformedRequest("the request body is empty; expected a JSON object")
         return loads_strict(self.body)
@@ -68,7 +76,9 @@ class Request:
         try:
             value = int(raw, 10)
         except ValueError:
-            raise BadQuery(f"query parameter {name!r}: expected an integer, found {raw[:32]!r}") from None
+            raise BadQuery(
+                f"query parameter {name!r}: expected an integer, found {raw[:32]!r}"
+            ) from None
         if not low <= value <= high:
             raise BadQuery(f"query parameter {name!r}: expected {low}..{high}, found {value}")
         return value
@@ -77,18 +87,20 @@ class Request:
 @dataclass
 class Response:
     status: int
-    body: bytes | AsyncIterator[bytes] = b""   # an async iterator is streamed (text/event-stream)
+    body: bytes | AsyncIterator[bytes] = b""  # an async iterator is streamed (text/event-stream)
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def json(cls, value: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> "Response":
+    def json(
+        cls, value: Any, status: int = 200, headers: Mapping[str, str] | None = None
+    ) -> Response:
         import json as _json
 
         data = _json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
         return cls(status, data, {**_COMMON_HEADERS, "Content-Type": JSON, **(headers or {})})
 
     @classmethod
-    def problem(cls, error: VettraError, *, instance: str = "", trace_id: str = "") -> "Response":
+    def problem(cls, error: VettraError, *, instance: str = "", trace_id: str = "") -> Response:
         import json as _json
 
         doc = error.problem()
@@ -97,4 +109,6 @@ class Response:
         if trace_id:
             doc["trace_id"] = trace_id
         data = _json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
-        return cls(error.status, data, {**_COMMON_HEADERS, "Content-Type": PROBLEM_JSON, **error.headers})
+        return cls(
+            error.status, data, {**_COMMON_HEADERS, "Content-Type": PROBLEM_JSON, **error.headers}
+        )
