@@ -138,3 +138,30 @@ def test_a_node_the_store_lacks_is_rebuilt_from_its_leaves(stack: Stack) -> None
     with stack.db() as db:
         db.execute("DELETE FROM audit_nodes WHERE level >= 2")
     assert _all_proofs(stack) == expected
+
+
+def test_a_refusal_for_rate_is_held_so_a_looping_client_cannot_spin(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A 429 is answered after min(Retry-After, 1 s), waiting on the event loop: a client
+    hammering the proofs gets about one refusal a second, not thousands."""
+    from vettra.entrypoints.asgi import TOO_MANY_DELAY_MAX_S
+
+    monkeypatch.setenv("VETTRA_PROOF_BURST", "1")
+    monkeypatch.setenv("VETTRA_PROOF_RATE_PER_S", "0.1")
+    s = Stack(tmp_path / "home")
+    try:
+        s.agent.post("/api/actions/intercept", json={"tool": "user.get_profile", "arguments": {}})
+        path, params = "/api/audit/proof/inclusion", {"seq": 1}
+        assert s.agent.get(path, params=params).status_code == 200
+        started = time.monotonic()
+        r = s.agent.get(path, params=params)
+        held = time.monotonic() - started
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+        assert TOO_MANY_DELAY_MAX_S * 0.9 <= held < TOO_MANY_DELAY_MAX_S + 2, held
+        # other callers are not held behind it
+        started = time.monotonic()
+        assert s.admin.get("/health").status_code == 200
+        assert time.monotonic() - started < TOO_MANY_DELAY_MAX_S * 0.5
+    finally:
+        s.stop()

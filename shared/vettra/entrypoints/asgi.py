@@ -39,6 +39,10 @@ from .http.types import MAX_BODY_BYTES, Request, Response
 log = logging.getLogger("vettra.http")
 
 DEFAULT_THREADS = 16
+#: A 429 is answered after min(Retry-After, this), waiting on the loop (no thread): a
+#: client that loops on refusals then sends about one request a second, instead of
+#: keeping the server's CPU busy answering refusals (bench/proofs.py measures it).
+TOO_MANY_DELAY_MAX_S = 1.0
 MAX_QUERY_FIELDS = 32
 #: Headers whose repetition would be ambiguous (who is calling, how long the body is).
 SINGLE_HEADERS = ("authorization", "content-length", "content-type", "host")
@@ -154,7 +158,18 @@ class AsgiApp:
             return
         assert self._stopping is not None
         response = await self.app.handle_async(request, Context(self._blocking, self._stopping))
+        if response.status == 429:
+            await self._hold_refusal(response)
         await self._send(send, receive, response, close=False)
+
+    async def _hold_refusal(self, response: Response) -> None:
+        raw = str(response.headers.get("Retry-After", "1"))
+        delay = min(float(raw) if raw.isascii() and raw.isdigit() else 1.0, TOO_MANY_DELAY_MAX_S)
+        assert self._stopping is not None
+        try:  # a stopping server answers at once
+            await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+        except TimeoutError:
+            pass
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
