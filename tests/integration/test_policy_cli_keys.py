@@ -14,7 +14,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from vettra.domain.policy_bundle import load_default_payload
+from vettra.domain.policy_envelope import load_default_payload
 
 EXIT_USAGE = 2
 RSA_BITS = 2048
