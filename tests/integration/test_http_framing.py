@@ -127,6 +127,10 @@ def test_bad_framing_gets_a_status_line_and_a_problem(server, payload, status) -
     assert status_of(reply) == status, reply[:300]
     problem = problem_of(reply)
     assert problem["status"] == status and problem["detail"]
+    # every problem answer carries its trace id, in the body and the header
+    head = reply.partition(b"\r\n\r\n")[0].lower()
+    assert len(problem["trace_id"]) == 32
+    assert b"x-trace-id: " + problem["trace_id"].encode() in head
     assert httpx.get(server.url + "/health").status_code == 200
 
 

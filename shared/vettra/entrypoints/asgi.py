@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from ..domain.errors import MalformedRequest, NotFound, PayloadTooLarge, VettraError
-from .http.app import Context, HttpApp
+from .http.app import Context, HttpApp, trace_id_of
 from .http.types import MAX_BODY_BYTES, Request, Response
 
 log = logging.getLogger("vettra.http")
@@ -152,9 +152,10 @@ class AsgiApp:
             log.warning(f"{scope.get('method')} {path} {refused.error.status}: {refused.error}")
             if refused.drain:
                 await _drain(receive, refused.drain)
-            await self._send(
-                send, receive, Response.problem(refused.error, instance=path), close=refused.close
-            )
+            trace_id = trace_id_of(_headers_of(scope))
+            problem = Response.problem(refused.error, instance=path, trace_id=trace_id)
+            problem.headers.setdefault("X-Trace-Id", trace_id)
+            await self._send(send, receive, problem, close=refused.close)
             return
         assert self._stopping is not None
         response = await self.app.handle_async(request, Context(self._blocking, self._stopping))
@@ -352,3 +353,11 @@ def _content_length(headers: dict[str, str]) -> int | None:
     if not (raw.isascii() and raw.isdigit()):
         raise _Refused(MalformedRequest(f"Content-Length is not a number: {raw[:20]!r}"), True)
     return int(raw)
+
+
+def _headers_of(scope: dict[str, Any]) -> dict[str, str]:
+    """The request's headers, lower-cased names (latin-1, as the server decoded them)."""
+    return {
+        name.decode("latin-1").lower(): value.decode("latin-1")
+        for name, value in scope.get("headers") or ()
+    }

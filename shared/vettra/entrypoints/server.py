@@ -23,6 +23,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -102,32 +103,46 @@ class Limits:
 
 
 def _problem_bytes(status: int, detail: str, extra_headers: bytes = b"") -> bytes:
-    """A complete HTTP/1.1 answer for a connection h11 cannot answer (no request yet)."""
+    """A complete HTTP/1.1 answer for a connection h11 cannot answer (no request yet),
+    with a fresh trace id (body and ``X-Trace-Id``) like every other problem answer."""
+    trace_id = secrets.token_hex(16)
     body = json.dumps(
         {
             "type": PROBLEM_BASE + _SLUGS[status],
             "title": _REASONS[status].decode(),
             "status": status,
             "detail": detail,
+            "trace_id": trace_id,
         }
     ).encode()
     return (
-        b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\nconnection: close\r\n%s\r\n"
-        % (status, _REASONS[status], PROBLEM_JSON.encode(), len(body), extra_headers)
+        b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\nconnection: close\r\n"
+        b"x-trace-id: %s\r\n%s\r\n"
+        % (
+            status,
+            _REASONS[status],
+            PROBLEM_JSON.encode(),
+            len(body),
+            trace_id.encode(),
+            extra_headers,
+        )
     ) + body
 
 
 def protocol_class(limits: Limits) -> type[H11Protocol]:
     """uvicorn's h11 protocol with the connection cap, the head timeout and problem+json errors."""
 
-    over_capacity = _problem_bytes(
-        503,
-        f"more than {limits.max_connections} open connections; retry shortly",
-        b"retry-after: %d\r\n" % limits.retry_after_s,
-    )
-    head_timeout = _problem_bytes(
-        408, f"the request head did not arrive within {limits.head_timeout_s:g} s"
-    )
+    def over_capacity() -> bytes:
+        return _problem_bytes(
+            503,
+            f"more than {limits.max_connections} open connections; retry shortly",
+            b"retry-after: %d\r\n" % limits.retry_after_s,
+        )
+
+    def head_timeout() -> bytes:
+        return _problem_bytes(
+            408, f"the request head did not arrive within {limits.head_timeout_s:g} s"
+        )
 
     class GuardedH11Protocol(H11Protocol):
         _head_timer: asyncio.TimerHandle | None = None
@@ -141,7 +156,7 @@ def protocol_class(limits: Limits) -> type[H11Protocol]:
                     len(self.connections) - 1,
                     limits.max_connections,
                 )
-                transport.write(over_capacity)
+                transport.write(over_capacity())
                 transport.close()
                 return
             next_event = self.conn.next_event
@@ -194,7 +209,7 @@ def protocol_class(limits: Limits) -> type[H11Protocol]:
             if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
                 return
             log.warning("request head timeout (%s)", self.client[0] if self.client else "?")
-            self.transport.write(head_timeout)
+            self.transport.write(head_timeout())
             self.transport.close()
 
     return GuardedH11Protocol
