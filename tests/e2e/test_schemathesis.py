@@ -72,6 +72,15 @@ def test_schemathesis_finds_no_failure(live, tmp_path, role, sub, user) -> None:
         "off",
     ]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    if proc.returncode != 0 and _only_generator_crashes(proc.stdout):
+        # Seen about once in five runs: the generator itself crashes (hypothesis raises
+        # FlakyFailure around a SystemError from CPython's AST while describing a lambda)
+        # with no check failing against our server. That says nothing of the server, so
+        # run once more and say so; a real failure, or a second crash, still fails.
+        print(f"\nschemathesis ({role}): the generator crashed with no failed check; running again")
+        proc = subprocess.run(
+            cmd, cwd=tmp_path, capture_output=True, text=True, timeout=RUN_TIMEOUT_S
+        )
     out = proc.stdout
     report = out if len(out) < 12000 else out[:8000] + "\n[...]\n" + out[-4000:]
     assert proc.returncode == 0, (
@@ -79,3 +88,13 @@ def test_schemathesis_finds_no_failure(live, tmp_path, role, sub, user) -> None:
     )
     assert " passed" in report and "failure" not in report.lower().split("test cases:")[-1], report
     print(f"\nschemathesis {role}: " + report.split("Test cases:")[-1].strip().splitlines()[0])
+
+
+def _only_generator_crashes(out: str) -> bool:
+    """True when schemathesis reports runtime errors of its own and no failed check."""
+    summary = out.split("Test cases:")[-1].lower() if "Test cases:" in out else out.lower()
+    return (
+        "runtime error" in out.lower()
+        and "failures:" not in out.lower()
+        and " failed" not in summary
+    )
