@@ -15,11 +15,8 @@ Prints numbers and ratios; never fails on timing.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import multiprocessing
-import os
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -29,6 +26,7 @@ import time
 from pathlib import Path
 
 import httpx
+from _live import Client, free_port, mint, start_server  # noqa: F401
 
 LOW_BUNDLE = {"tool": "user.get_profile", "arguments": {"fields": ["name", "email"]}}
 TARGET_P50_RATIO = 2.0
@@ -92,88 +90,6 @@ def in_process(tmp: Path, n: int) -> dict:
     return result
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(home: Path, source: str | None = None) -> tuple[subprocess.Popen, str]:
-    """``vettra dev`` from this checkout, or from ``source`` (another tree's ``shared/``)."""
-    port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if source:
-        env["PYTHONPATH"] = source
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vettra.cli",
-            "dev",
-            "--home",
-            str(home),
-            "--port",
-            str(port),
-            "--log-level",
-            "WARNING",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("vettra dev did not start")
-
-
-def mint(home: Path) -> str:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vettra.cli",
-            "token",
-            "--home",
-            str(home),
-            "--role",
-            "agent",
-            "--sub",
-            "bench",
-            "--user",
-            "alice",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.strip()
-
-
-class Client:
-    """A lean keep-alive HTTP/1.1 client (http.client, Nagle off), so the numbers are
-    the server's and not a heavyweight client's."""
-
-    def __init__(self, url: str, token: str):
-        host, port = url.removeprefix("http://").split(":")
-        self.conn = http.client.HTTPConnection(host, int(port), timeout=10)
-        self.conn.connect()
-        self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-
-    def intercept(self, body: bytes) -> int:
-        self.conn.request("POST", "/api/actions/intercept", body=body, headers=self.headers)
-        response = self.conn.getresponse()
-        response.read()
-        return response.status
-
-
 def _client_process(
     url: str, token: str, seconds: float, out: multiprocessing.Queue[tuple[int, int]]
 ) -> None:
@@ -198,8 +114,8 @@ def over_http(
     label: str = "",
 ) -> tuple[dict, list[dict]]:
     home = tmp / f"http{label}"
-    proc, url = start_server(home, source)
-    token = mint(home)
+    proc, url = start_server(home, source=source, log_level="WARNING")
+    token = mint(home, "agent", "bench", "alice")
     body = json.dumps(LOW_BUNDLE).encode()
     try:
         client = Client(url, token)

@@ -19,22 +19,18 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import http.client
 import json
 import multiprocessing
-import os
 import random
-import socket
 import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
+from _live import Client, free_port, mint, start_server, stop_server  # noqa: F401
 
 from vettra.adapters.local_keys import LocalKeyStore
 from vettra.adapters.sqlite_store import SqliteStore
@@ -159,101 +155,6 @@ def rebuild_latency(home: Path, calls: int) -> float:
 
 
 # -- live server --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(home: Path, env_extra: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **env_extra}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vettra.cli",
-            "dev",
-            "--home",
-            str(home),
-            "--port",
-            str(port),
-            "--log-level",
-            "ERROR",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120  # a home of 1M entries may be backfilled at open
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("vettra dev did not start")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-def mint(home: Path, role: str, sub: str, user: str | None = None) -> str:
-    args = [
-        sys.executable,
-        "-m",
-        "vettra.cli",
-        "token",
-        "--home",
-        str(home),
-        "--role",
-        role,
-        "--sub",
-        sub,
-    ]
-    out = subprocess.run(
-        args + (["--user", user] if user else []), capture_output=True, text=True, check=True
-    )
-    return out.stdout.strip()
-
-
-class Client:
-    """A lean keep-alive HTTP/1.1 client, so the numbers are the server's."""
-
-    def __init__(self, url: str, token: str):
-        host, port = url.removeprefix("http://").split(":")
-        self.host, self.port = host, int(port)
-        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        self._connect()
-
-    def _connect(self) -> None:
-        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
-        self.conn.connect()
-        self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def call(self, method: str, path: str, body: bytes | None = None) -> int:
-        # The server closes a keep-alive connection idle past its timeout (5 s): reconnect once.
-        for attempt in (1, 2):
-            try:
-                self.conn.request(method, path, body=body, headers=self.headers)
-                response = self.conn.getresponse()
-                response.read()
-                return response.status
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                self.conn.close()
-                if attempt == 2:
-                    raise
-                self._connect()
-        raise AssertionError("unreachable")
 
 
 def _loop(
