@@ -5,31 +5,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import time
 from pathlib import Path
 
 from tests.integration.test_audit_log import Stack, _export, _offline
+from tests.integration.test_audit_offline_cli import _intercepts, _wait_checkpoint
 from vettra import audit_cli
 from vettra.cli import main
-
-
-def _intercepts(stack: Stack, n: int) -> None:
-    for i in range(n):
-        assert (
-            stack.agent.post(
-                "/api/actions/intercept", json={"tool": "user.get_profile", "arguments": {"i": i}}
-            ).status_code
-            == 201
-        )
-
-
-def _wait_checkpoint(stack: Stack, size: int) -> None:
-    deadline = time.monotonic() + 5
-    while (
-        stack.admin.get("/api/audit/checkpoint").json()["size"] < size
-        and time.monotonic() < deadline
-    ):
-        time.sleep(0.05)
 
 
 def test_rotating_both_keys_keeps_the_log_verifiable(tmp_path: Path, capsys) -> None:

@@ -12,7 +12,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from vettra.bootstrap import Config, bootstrap
 
 from ..conftest import Server
 from .scenarios import DELETE_REPO, SEND_EMAIL
+from .test_stepup_http import _code, _enrol_totp
 
 VETTRA = str(Path(sys.executable).with_name("vettra"))
 NOBODY = 65534
@@ -30,26 +30,6 @@ NOBODY = 65534
 
 def _vettra(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run([VETTRA, *args], capture_output=True, text=True, timeout=timeout)
-
-
-def _code(secret: str, steps: int = 0) -> str:
-    return pyotp.TOTP(secret).at(time.time() + steps * 30)
-
-
-def _enrol_totp(client) -> str:
-    started = client.post("/api/approvals/stepup/enroll", json={"method": "totp"})
-    assert started.status_code == 200, started.text
-    body = started.json()
-    done = client.post(
-        "/api/approvals/stepup/enroll",
-        json={
-            "method": "totp",
-            "enrollment_id": body["enrollment_id"],
-            "code": _code(body["secret"]),
-        },
-    )
-    assert done.status_code == 200 and done.json()["status"] == "active", done.text
-    return body["secret"]
 
 
 def _step_up_and_approve(srv: Server, secret: str) -> None:
