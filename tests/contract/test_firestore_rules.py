@@ -49,7 +49,10 @@ TEST_TIMEOUT_MS = 60_000
 SEND = {"tool": "gmail.send_message", "arguments": {"to": "bob@example.com", "subject": "hi"}}
 
 
-def _node() -> str:
+@pytest.fixture(scope="session")
+def node() -> str:
+    """Node 20+ with the suite's npm packages; asked for before the emulator, so a machine
+    without them skips without starting one."""
     node = shutil.which("node")
     if node is None:
         pytest.skip("Firestore rules tests skipped: node not found on PATH (Node 20+ needed)")
@@ -67,9 +70,12 @@ def _node() -> str:
 
 
 def run_suite(
-    emulator: FirestoreEmulator, *, env: dict[str, str] | None = None, pattern: str | None = None
+    node: str,
+    emulator: FirestoreEmulator,
+    *,
+    env: dict[str, str] | None = None,
+    pattern: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    node = _node()
     command = [node, "--test", "--test-reporter=tap", f"--test-timeout={TEST_TIMEOUT_MS}"]
     if pattern is not None:
         command.append(f"--test-name-pattern={pattern}")
@@ -103,8 +109,10 @@ def shown(done: subprocess.CompletedProcess[str]) -> str:
     return f"exit {done.returncode}\n--- stdout\n{done.stdout[-20000:]}\n--- stderr\n{done.stderr[-5000:]}"
 
 
-def test_the_rules_pass_their_suite_on_the_emulator(firestore_emulator: FirestoreEmulator) -> None:
-    done = run_suite(firestore_emulator)
+def test_the_rules_pass_their_suite_on_the_emulator(
+    node: str, firestore_emulator: FirestoreEmulator
+) -> None:
+    done = run_suite(node, firestore_emulator)
     assert done.returncode == 0, shown(done)
     counts = summary(done)
     assert counts.get("fail") == 0 and counts.get("cancelled") == 0, shown(done)
@@ -144,6 +152,7 @@ MUTANTS = [
     "what, old, new, failing", MUTANTS, ids=[m[0].replace(" ", "-") for m in MUTANTS]
 )
 def test_weakened_rules_fail_the_suite(
+    node: str,
     firestore_emulator: FirestoreEmulator,
     tmp_path: Path,
     what: str,
@@ -156,7 +165,10 @@ def test_weakened_rules_fail_the_suite(
     weakened = tmp_path / "weakened.rules"
     weakened.write_text(rules.replace(old, new))
     done = run_suite(
-        firestore_emulator, env={"VETTRA_RULES_FILE": str(weakened)}, pattern=re.escape(failing)
+        node,
+        firestore_emulator,
+        env={"VETTRA_RULES_FILE": str(weakened)},
+        pattern=re.escape(failing),
     )
     assert done.returncode != 0, f"rules with {what} still passed:\n{shown(done)}"
     assert re.search(rf"^\s*not ok \d+ - {re.escape(failing)}", done.stdout, re.MULTILINE), shown(
@@ -184,9 +196,8 @@ def _claims(role: str, tenant: str = "acme") -> dict[str, str]:
 
 
 def test_the_rules_fit_the_documents_the_adapter_writes(
-    firestore_emulator: FirestoreEmulator, tmp_path: Path
+    node: str, firestore_emulator: FirestoreEmulator, tmp_path: Path
 ) -> None:
-    _node()  # skip before writing anything when Node or the packages are missing
     project = f"demo-vettra-rules-{uuid.uuid4().hex[:12]}"
     client = firestore_emulator.client(project)
     keys = LocalKeyStore(tmp_path / "home")
@@ -200,6 +211,7 @@ def test_the_rules_fit_the_documents_the_adapter_writes(
         seed_file = tmp_path / "seed.json"
         seed_file.write_text(json.dumps(seed, indent=1))
         done = run_suite(
+            node,
             firestore_emulator,
             env={"VETTRA_RULES_PROJECT": project, "VETTRA_RULES_REAL_SEED": str(seed_file)},
         )
