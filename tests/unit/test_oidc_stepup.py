@@ -30,6 +30,7 @@ from vettra.adapters.oidc_http import fetch_json
 from vettra.domain import stepup as rules
 from vettra.domain.errors import StepUpRequired, Unavailable
 from vettra.domain.stepup import Binding, StepUpSettings
+from vettra.services.jwks import MISS_REFETCH_S
 from vettra.services.oidc_stepup import JWKS_TTL_S, MFA_ACR, IdTokenVerifier
 
 AUDIENCE = "spa-client"
@@ -365,10 +366,13 @@ def test_a_rotated_key_is_picked_up_after_one_refresh(idp, clock) -> None:
     idp.rotate("k2")
     v.validate(idp.id_token(NONCE, now=clock.now().timestamp()), sub="alice")
     assert idp.jwks_fetches() == 2
+    rogue = FakeIdP._rsa("k3")
+    with pytest.raises(StepUpRequired, match="kid 'k3'"):  # within MISS_REFETCH_S: no fetch
+        v.validate(idp.id_token(NONCE, key=rogue, now=clock.now().timestamp()), sub="alice")
+    assert idp.jwks_fetches() == 2
+    clock.advance(MISS_REFETCH_S)
     with pytest.raises(StepUpRequired, match="kid 'k3'"):  # unknown: one refresh per token, no more
-        v.validate(
-            idp.id_token(NONCE, key=FakeIdP._rsa("k3"), now=clock.now().timestamp()), sub="alice"
-        )
+        v.validate(idp.id_token(NONCE, key=rogue, now=clock.now().timestamp()), sub="alice")
     assert idp.jwks_fetches() == 3
 
 

@@ -175,6 +175,15 @@ class VerificationError(VettraError):
     title = "Verification failed"
 
 
+class NotConfigured(VettraError):
+    """A feature this deployment has not been set up for (e.g. sign-in without Auth0):
+    nothing a retry or another body can change, so 501 (RFC 9110 §15.6.2), not a 500."""
+
+    status = 501
+    slug = "not-configured"
+    title = "Not configured"
+
+
 class Unavailable(VettraError):
     """A backing service did not answer; safe to retry."""
 
