@@ -125,6 +125,14 @@ class NotFound(VettraError):
     title = "Not found"
 
 
+class NotConfigured(NotFound):
+    """A feature this deployment was not set up for (sign-in without Auth0): 404 with its
+    own problem type, since nothing a retry or another body can change is a 5xx."""
+
+    slug = "not-configured"
+    title = "Not configured on this deployment"
+
+
 class MethodNotAllowed(VettraError):
     status = 405
     slug = "method-not-allowed"
@@ -173,15 +181,6 @@ class VerificationError(VettraError):
     status = 422
     slug = "verification-failed"
     title = "Verification failed"
-
-
-class NotConfigured(VettraError):
-    """A feature this deployment has not been set up for (e.g. sign-in without Auth0):
-    nothing a retry or another body can change, so 501 (RFC 9110 §15.6.2), not a 500."""
-
-    status = 501
-    slug = "not-configured"
-    title = "Not configured"
 
 
 class Unavailable(VettraError):

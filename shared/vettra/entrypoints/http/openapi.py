@@ -21,7 +21,6 @@ _ERRORS = {
 }
 _EXTRA_ERRORS = {
     "429": "Too many requests or open streams; see Retry-After",
-    "501": "Not configured on this deployment",
     "503": "A service it depends on did not answer; retry later",
 }
 

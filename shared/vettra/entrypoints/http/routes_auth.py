@@ -2,7 +2,7 @@
 
 Public in the sense of needing no bearer token: the body's Auth0 ID token is the
 credential, verified by :class:`vettra.services.sign_in.SignInService` (docs/identity.md).
-A deployment without Auth0 sign-in answers 501 ``not-configured``.
+A deployment without Auth0 sign-in answers 404 ``not-configured``.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ FIREBASE_TOKEN = schemas.register(
 
 def firebase_token(deps: Any, request: Request, principal: Principal | None) -> Response:
     body = schemas.validate("FIREBASE_TOKEN_REQUEST", request.json())
-    sign_in = getattr(deps, "sign_in", None)
+    sign_in = deps.sign_in
     if sign_in is None:
         raise NotConfigured(
             "sign-in is not configured on this deployment: it needs VETTRA_AUTH0_ISSUER and "
@@ -72,6 +72,6 @@ AUTH_ROUTES: list[Route] = [
         GROUP,
         request="FIREBASE_TOKEN_REQUEST",
         response="FIREBASE_TOKEN",
-        errors=(401, 403, 413, 415, 422, 429, 501, 503),
+        errors=(401, 403, 404, 413, 415, 422, 429, 503),
     ),
 ]
