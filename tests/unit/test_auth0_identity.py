@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -36,18 +34,6 @@ from ..idp import JWKS_PATH, FakeIdP, b64, closed_port_url, hs256_with_public_ke
 
 API = "https://api.vettra.test"
 CLIENT = "dashboard-spa"
-
-
-@pytest.fixture
-def idp() -> Any:
-    provider = FakeIdP()
-    yield provider
-    provider.stop()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(datetime.fromtimestamp(int(time.time()), tz=UTC))
 
 
 def settings(idp: FakeIdP) -> Auth0Settings:

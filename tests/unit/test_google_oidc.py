@@ -7,8 +7,6 @@ tokens carry (https://cloud.google.com/tasks/docs/creating-http-target-tasks#tok
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -25,15 +23,9 @@ INVOKER = "vettra-tasks@demo.iam.gserviceaccount.com"
 
 
 @pytest.fixture
-def google() -> Any:
-    provider = FakeIdP()
-    yield provider
-    provider.stop()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(datetime.fromtimestamp(int(time.time()), tz=UTC))
+def google(idp: FakeIdP) -> FakeIdP:
+    """Google's JWK Set, played by the local identity provider."""
+    return idp
 
 
 @pytest.fixture

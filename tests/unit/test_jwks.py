@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -22,18 +20,6 @@ from vettra.services.jwks import (
 )
 
 from ..idp import JWKS_PATH, FakeIdP
-
-
-@pytest.fixture
-def idp() -> Any:
-    provider = FakeIdP()
-    yield provider
-    provider.stop()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(datetime.fromtimestamp(int(time.time()), tz=UTC))
 
 
 def cache(idp: FakeIdP, clock: FakeClock) -> JwksCache:

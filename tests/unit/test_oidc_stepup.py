@@ -8,8 +8,6 @@ table (``desc``, claim changes, ``want``) and every failing row is reported.
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -37,18 +35,6 @@ from ..idp import (
 __all__ = ["AUDIENCE", "MFA_ACR", "FakeIdP", "hs256_with_public_key", "unsigned"]
 
 # -- fixtures ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def idp() -> Any:
-    provider = FakeIdP()
-    yield provider
-    provider.stop()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(datetime.fromtimestamp(int(time.time()), tz=UTC))
 
 
 def verifier(idp: FakeIdP, clock: FakeClock, **extra: Any) -> IdTokenVerifier:
