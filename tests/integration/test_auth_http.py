@@ -10,6 +10,7 @@ them with its public half.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -167,6 +168,17 @@ def test_an_id_token_buys_a_firebase_token_for_that_approver(
     assert claims["aud"] == FIREBASE_AUDIENCE
     assert claims["iss"] == claims["sub"] == account.email
     assert 0 < claims["exp"] - claims["iat"] <= 3600
+
+
+def test_no_token_reaches_a_log_line(server, auth0, signed_in, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    good, bad = id_token(auth0), id_token(auth0, aud="elsewhere")
+    minted = post(server, {"id_token": good}).json()["firebase_token"]
+    assert post(server, {"id_token": bad}).status_code == 401
+    logged = [f"{r.getMessage()} {vars(r)}" for r in caplog.records]
+    assert any("/api/auth/firebase-token 401" in line for line in logged)
+    for secret in (good, bad, minted, good.split(".")[2]):
+        assert not any(secret in line for line in logged)
 
 
 def test_admins_and_tenants_come_from_the_id_token(server, auth0, account, signed_in) -> None:
