@@ -51,3 +51,9 @@ async def expire(request):
 @functions_framework.aio.http
 async def approvals(request):
     return serve(request, "approvals")
+
+
+@functions_framework.aio.http
+async def auth(request):
+    """Dashboard sign-in: POST /api/auth/firebase-token (Auth0 ID token -> Firebase token)."""
+    return serve(request, "auth")

@@ -76,7 +76,7 @@ def test_every_target_answers_in_asgi_mode(fn_home) -> None:
     targets = [
         n.name for n in ast.parse(SOURCE.read_text()).body if isinstance(n, ast.AsyncFunctionDef)
     ]
-    assert len(targets) == 8
+    assert len(targets) == 9
     paths = {
         "health": "/health",
         "intercept": "/api/actions/intercept",
@@ -86,6 +86,7 @@ def test_every_target_answers_in_asgi_mode(fn_home) -> None:
         "policy": "/api/policy",
         "expire": "/api/tasks/expire",
         "approvals": "/api/approvals/sessions",
+        "auth": "/api/auth/firebase-token",
     }
     admin = _token(fn_home, "admin", "root")
     for target in targets:

@@ -71,7 +71,7 @@ def test_document_lists_exactly_the_routes(doc) -> None:
     for route in ROUTES:
         op = _operations(doc)[(route.method, route.template)]
         assert op["operationId"] == route.operation_id
-        # only /health is public, and the document says so
+        # only /health and sign-in are public, and the document says so
         assert (op.get("security") == []) == (route.roles is None), route.template
 
 
@@ -440,6 +440,25 @@ class _Streamed:
         self.text = first_line
 
 
+def _firebase_token(c: Ctx) -> list[httpx.Response]:
+    from ..idp import FakeIdP
+    from .test_auth_http import PATH, ServiceAccount, id_token, wire_sign_in
+
+    out = [c.anon.post(PATH, json={"id_token": "a.b.c"})]  # 404 not-configured: no Auth0
+    auth0 = FakeIdP()
+    minter = wire_sign_in(c.server.runtime, auth0, ServiceAccount())
+    try:
+        return out + [
+            c.anon.post(PATH, json={"id_token": id_token(auth0)}),
+            c.anon.post(PATH, json={"id_token": id_token(auth0, aud="someone-else")}),  # 401
+            c.anon.post(PATH, json={"id_token": 5}),  # 422
+            c.anon.post(PATH, content=b"{}", headers={"Content-Type": "text/plain"}),  # 415
+        ]
+    finally:
+        minter.close()
+        auth0.stop()
+
+
 def _openapi(c: Ctx) -> list[httpx.Response]:
     return [c.alice.get("/api/openapi.json"), c.anon.get("/api/openapi.json")]
 
@@ -470,6 +489,7 @@ DRIVERS: dict[str, Callable[[Ctx], list[httpx.Response]]] = {
     "revokeSession": _session_revoke,
     "preAuthorizeSession": _session_preauth,
     "streamEvents": _events,
+    "exchangeFirebaseToken": _firebase_token,
 }
 
 

@@ -240,16 +240,23 @@ class HttpApp:
             )
         return self.identity.authenticate(token.strip())
 
+    def is_public(self, path: str) -> bool:
+        """Every route at ``path`` needs no bearer token (``roles=None``: /health, and
+        sign-in, whose body carries its own credential). Any other path authenticates
+        first, so an unauthenticated caller learns nothing of which paths exist."""
+        candidates = self._candidates(path)[0]
+        return bool(candidates) and all(r.roles is None for r in candidates)
+
     def _admit(self, request: Request) -> tuple[Route, Principal | None]:
-        """Authenticate (all but /health), route, check the role; raises a VettraError."""
+        """Authenticate (all but public paths), route, check the role; raises a VettraError."""
         principal: Principal | None = None
-        if request.path != "/health":
+        if not self.is_public(request.path):
             principal = self.authenticate(request)
         request.principal = principal
         route, params = self._match(request.method, request.path)
         request.path_params = params
         if route.roles is not None:
-            if principal is None:  # pragma: no cover - only /health is public
+            if principal is None:  # pragma: no cover - a public path has no role routes
                 raise Unauthenticated("authentication required")
             principal.require(*route.roles)
         _check_query(route, request)
