@@ -140,6 +140,7 @@ def _local(config: Config, clock: Any) -> Runtime:
         if payload.get("kind") == actions.EXPIRE_KIND:
             actions.expire(deps, str(payload["action_id"]))
 
+    deps.vaults, deps.credentials = credential_vaults(config, clock)
     timer.set_handler(on_timer)
     policies.ensure_default(DEFAULT_TENANT)
     identity = LocalIdentity(keys.identity_signing_key(), clock)
@@ -163,6 +164,21 @@ def _local(config: Config, clock: Any) -> Runtime:
         home_lock=home_lock,
         sweeper=sweeper,
     )
+
+
+def credential_vaults(config: Config, clock: Any) -> tuple[dict[str, Any], Any]:
+    """The token vaults of credential releases and their settings (docs/credentials.md):
+    the local vault always; Auth0 Token Vault when ``VETTRA_AUTH0_ISSUER``,
+    ``VETTRA_AUTH0_CLIENT_ID`` and ``VETTRA_AUTH0_CLIENT_SECRET`` are set."""
+    from .adapters.auth0_token_vault import Auth0TokenVault, TokenVaultSettings
+    from .adapters.local_vault import LocalVault
+    from .domain.credentials import CredentialSettings
+
+    vaults: dict[str, Any] = {LocalVault.subject_kind: LocalVault()}
+    auth0 = TokenVaultSettings.from_env(os.environ)
+    if auth0 is not None:
+        vaults[Auth0TokenVault.subject_kind] = Auth0TokenVault(auth0, clock)
+    return vaults, CredentialSettings.from_sources(config.extra, dict(os.environ))
 
 
 def fetch_json(url: str) -> Any:

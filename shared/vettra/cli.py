@@ -11,6 +11,7 @@ vettra audit   verify FILE --pubkey KEY [--checkpoint NOTE] [--require-covered] 
 vettra audit   pubkey [--all] [--home DIR]
 vettra keys    rotate audit-hmac|checkpoint|data [--home DIR]
 vettra keys    export-cloud-secrets (--fresh | --home DIR | --from DIR [--rotate WHICH]) --out DIR
+vettra vault   put|link|list|remove --user U [--connection C] ...   (vault_cli.py)
 """
 
 from __future__ import annotations
@@ -467,11 +468,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exp.add_argument(
         "--rotate",
-        choices=["audit-hmac", "checkpoint", "data"],
+        choices=["audit-hmac", "checkpoint", "data", "receipt"],
         help="with --from: add a new current key; earlier ones stay for verification",
     )
     exp.add_argument("--out", required=True, help="an empty directory to write the files to")
     exp.set_defaults(func=cmd_export_cloud_secrets)
+
+    from .vault_cli import add_parsers as add_vault_parsers
+
+    add_vault_parsers(sub, DEFAULT_TENANT, _home)
     return parser
 
 

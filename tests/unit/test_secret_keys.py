@@ -290,3 +290,53 @@ def test_cli_refusals(tmp_path: Path, capsys) -> None:
     assert "is not mounted" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["keys", "export-cloud-secrets", "--out", str(tmp_path / "w")])  # a source is required
+
+
+# -- the receipt signing key (optional; docs/credentials.md) --------------------------------
+
+
+def test_the_receipt_key_is_a_ring_like_the_checkpoint_key(secrets_dir: Path) -> None:
+    from vettra.adapters.secret_keys import RECEIPT
+
+    keys = SecretFilesKeyStore(secrets_dir)
+    signer = keys.receipt_signing_key()
+    assert (
+        keys.receipt_public_keys()[0].public_bytes_raw() == signer.public_key().public_bytes_raw()
+    )
+    rotated = rotated_secret_files(read_secret_files(secrets_dir), "receipt")
+    out = secrets_dir.parent / "rotated"
+    write_secret_files(out, rotated)
+    again = SecretFilesKeyStore(out)
+    assert again.receipt_signing_key().public_key() != signer.public_key()
+    # the retired key still verifies what it signed; its private half is gone
+    raws = [k.public_bytes_raw() for k in again.receipt_public_keys()]
+    assert raws[1] == signer.public_key().public_bytes_raw() and len(raws) == 2
+    assert (
+        "PRIVATE"
+        not in json.loads(rotated[RECEIPT])["keys"][
+            json.loads(read_secret_files(secrets_dir)[RECEIPT])["current"]
+        ]
+    )
+
+
+def test_without_the_receipt_key_no_receipt_is_signed(secrets_dir: Path) -> None:
+    from vettra.adapters.secret_keys import RECEIPT
+    from vettra.domain.errors import NotConfigured
+
+    _rewrite(secrets_dir, RECEIPT, None)
+    keys = SecretFilesKeyStore(secrets_dir)  # optional: the store still opens
+    with pytest.raises(NotConfigured, match="receipt-signing-key is not mounted"):
+        keys.receipt_signing_key()
+    assert keys.receipt_public_keys() == []
+    with pytest.raises(SecretFileError, match="nothing to rotate"):
+        rotated_secret_files(read_secret_files(secrets_dir), "receipt")
+
+
+def test_a_home_exports_its_receipt_key(tmp_path: Path) -> None:
+    home = LocalKeyStore(tmp_path / "home")
+    out = tmp_path / "out"
+    write_secret_files(out, secret_files_from_home(home))
+    assert (
+        SecretFilesKeyStore(out).receipt_signing_key().public_key().public_bytes_raw()
+        == home.receipt_signing_key().public_key().public_bytes_raw()
+    )

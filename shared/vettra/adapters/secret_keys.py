@@ -20,6 +20,9 @@ policy-trusted-keys      ``{label: PEM Ed25519 public}``; trusted by their compu
                          ``ed25519:…`` key id (the label is for people)
 policy-signing-key       PEM Ed25519 private; optional: signs only the shipped default
                          policy at a tenant's first boot (its public half is trusted too)
+receipt-signing-key      optional; the format of checkpoint-signing-key: the current key signs
+                         credential receipts, retired ones still verify. Without it no
+                         credential is released (404 not-configured)
 ======================== =================================================================
 
 Each may sit directly in the directory (``DIR/audit-hmac-key``) or, as Cloud Functions
@@ -40,6 +43,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from ..domain.errors import NotConfigured
 from ..domain.policy_envelope import key_id as policy_key_id
 from ..ports import KeyStore
 from .local_keys import DATA_KEY_BYTES, HMAC_KEY_BYTES, AesGcmSealer, public_pem
@@ -49,11 +53,13 @@ CHECKPOINT = "checkpoint-signing-key"
 DATA = "data-key"
 POLICY_TRUSTED = "policy-trusted-keys"
 POLICY_SIGNING = "policy-signing-key"
+RECEIPT = "receipt-signing-key"
 REQUIRED = (AUDIT_HMAC, CHECKPOINT, DATA, POLICY_TRUSTED)
-ALL = (*REQUIRED, POLICY_SIGNING)
+ALL = (*REQUIRED, POLICY_SIGNING, RECEIPT)
 MAX_SECRET_BYTES = 64 * 1024  # Secret Manager's own limit is 64 KiB per version
-ROTATABLE = {"audit-hmac": AUDIT_HMAC, "checkpoint": CHECKPOINT, "data": DATA}
-_KID_PREFIX = {AUDIT_HMAC: "hk_", CHECKPOINT: "ck_", DATA: "dk_"}
+ROTATABLE = {"audit-hmac": AUDIT_HMAC, "checkpoint": CHECKPOINT, "data": DATA, "receipt": RECEIPT}
+_KID_PREFIX = {AUDIT_HMAC: "hk_", CHECKPOINT: "ck_", DATA: "dk_", RECEIPT: "rk_"}
+_SIGNING_RINGS = (CHECKPOINT, RECEIPT)  # rings of Ed25519 keys: retired ones keep the public half
 
 
 class SecretFileError(ValueError):
@@ -163,6 +169,8 @@ class _Keys:
     data: dict[str, bytes]
     trusted: dict[str, Ed25519PublicKey]
     policy_signer: Ed25519PrivateKey | None
+    receipt_signer: Ed25519PrivateKey | None = None
+    receipt_retired: tuple[Ed25519PublicKey, ...] = ()
 
 
 def _parse(raw: dict[str, bytes | None]) -> _Keys:
@@ -194,6 +202,15 @@ def _parse(raw: dict[str, bytes | None]) -> _Keys:
         raise SecretFileError(
             f"{POLICY_TRUSTED}: no key trusted to sign policy bundles (and no {POLICY_SIGNING})"
         )
+    receipt_signer, receipt_retired = None, []
+    if raw.get(RECEIPT) is not None:
+        rk_current, rk_text = _ring(RECEIPT, _must(raw, RECEIPT))
+        receipt_signer = _ed25519_private(
+            RECEIPT, f"key {rk_current!r} (current)", rk_text[rk_current]
+        )
+        receipt_retired = [
+            _ed25519_public(RECEIPT, f"key {k!r}", v) for k, v in rk_text.items() if k != rk_current
+        ]
     return _Keys(
         hmac_current=hmac_current,
         hmac=hmac,
@@ -203,6 +220,8 @@ def _parse(raw: dict[str, bytes | None]) -> _Keys:
         data=data,
         trusted={policy_key_id(k): k for k in trusted_keys},
         policy_signer=policy_signer,
+        receipt_signer=receipt_signer,
+        receipt_retired=tuple(receipt_retired),
     )
 
 
@@ -255,6 +274,19 @@ class SecretFilesKeyStore(AesGcmSealer, KeyStore):
                 "activate it (POST /api/policy)"
             )
         return self._keys.policy_signer
+
+    # -- receipts ---------------------------------------------------------------
+    def receipt_signing_key(self) -> Ed25519PrivateKey:
+        if self._keys.receipt_signer is None:
+            raise NotConfigured(
+                f"{RECEIPT} is not mounted: this deployment signs no credential receipts, so it "
+                "releases no credentials (`vettra keys export-cloud-secrets` makes the file)"
+            )
+        return self._keys.receipt_signer
+
+    def receipt_public_keys(self) -> list[Ed25519PublicKey]:
+        current = [self._keys.receipt_signer.public_key()] if self._keys.receipt_signer else []
+        return [*current, *self._keys.receipt_retired]
 
     # -- sealing ----------------------------------------------------------------
     def _sealing_key(self) -> tuple[str, bytes]:
@@ -315,8 +347,9 @@ def fresh_secret_files() -> dict[str, bytes]:
     """New keys for a new deployment, in the mounted formats."""
     checkpoint = Ed25519PrivateKey.generate()
     policy = Ed25519PrivateKey.generate()
-    hk, dk, ck = (_new_kid(n, set()) for n in (AUDIT_HMAC, DATA, CHECKPOINT))
+    hk, dk, ck, rk = (_new_kid(n, set()) for n in (AUDIT_HMAC, DATA, CHECKPOINT, RECEIPT))
     return {
+        RECEIPT: _ring_doc(rk, {rk: _private_pem(Ed25519PrivateKey.generate())}),
         AUDIT_HMAC: _ring_doc(hk, {hk: _b64(secrets.token_bytes(HMAC_KEY_BYTES))}),
         DATA: _ring_doc(dk, {dk: _b64(secrets.token_bytes(DATA_KEY_BYTES))}),
         CHECKPOINT: _ring_doc(ck, {ck: _private_pem(checkpoint)}),
@@ -339,7 +372,12 @@ def secret_files_from_home(keys: Any) -> dict[str, bytes]:
         checkpoint.setdefault(policy_key_id(retired), public_pem(retired))
     policy = keys.policy_signing_key()
     trusted = {kid: public_pem(k) for kid, k in keys.policy_trusted_keys().items()}
+    receipt = keys.receipt_signing_key()
     return {
+        RECEIPT: _ring_doc(
+            policy_key_id(receipt.public_key()),
+            {policy_key_id(receipt.public_key()): _private_pem(receipt)},
+        ),
         AUDIT_HMAC: _ring_doc(hk, {k: _b64(v) for k, v in keys.audit_hmac_keys().items()}),
         DATA: _ring_doc(dk, {k: _b64(v) for k, v in data.items()}),
         CHECKPOINT: _ring_doc(policy_key_id(signer.public_key()), checkpoint),
@@ -354,9 +392,13 @@ def rotated_secret_files(files: dict[str, bytes], which: str) -> dict[str, bytes
     if which not in ROTATABLE:
         raise ValueError(f"rotate one of {', '.join(ROTATABLE)}, found {which!r}")
     name = ROTATABLE[which]
+    if name not in files:
+        raise SecretFileError(
+            f"{name}: not among the current secrets, so there is nothing to rotate"
+        )
     current, keys = _ring(name, files[name])
     kid = _new_kid(name, set(keys))
-    if name == CHECKPOINT:
+    if name in _SIGNING_RINGS:
         # the retired key keeps only its public half: nothing signs with it again
         old = _ed25519_public(name, f"key {current!r}", keys[current])
         keys = {**keys, current: public_pem(old), kid: _private_pem(Ed25519PrivateKey.generate())}
