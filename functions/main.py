@@ -57,3 +57,9 @@ async def approvals(request):
 async def auth(request):
     """Dashboard sign-in: POST /api/auth/firebase-token (Auth0 ID token -> Firebase token)."""
     return serve(request, "auth")
+
+
+@functions_framework.aio.http
+async def vault(request):
+    """Receipt keys and the permission inventory (/api/receipts/**, /api/inventory/**)."""
+    return serve(request, "vault")

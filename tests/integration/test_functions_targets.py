@@ -76,7 +76,7 @@ def test_every_target_answers_in_asgi_mode(fn_home) -> None:
     targets = [
         n.name for n in ast.parse(SOURCE.read_text()).body if isinstance(n, ast.AsyncFunctionDef)
     ]
-    assert len(targets) == 9
+    assert len(targets) == 10
     paths = {
         "health": "/health",
         "intercept": "/api/actions/intercept",
@@ -87,6 +87,7 @@ def test_every_target_answers_in_asgi_mode(fn_home) -> None:
         "expire": "/api/tasks/expire",
         "approvals": "/api/approvals/sessions",
         "auth": "/api/auth/firebase-token",
+        "vault": "/api/inventory/permissions",
     }
     admin = _token(fn_home, "admin", "root")
     for target in targets:

@@ -459,6 +459,108 @@ def _firebase_token(c: Ctx) -> list[httpx.Response]:
         auth0.stop()
 
 
+_GMAIL_READ = "https://www.googleapis.com/auth/gmail.readonly"
+_LIST_MAIL = {"tool": "gmail.list_messages", "arguments": {"q": "is:unread"}}
+
+
+def _granted(c: Ctx) -> dict:
+    r = c.alice.post(
+        "/api/inventory/permissions",
+        json={"agent": "agent-1", "connection": "google-oauth2", "scopes": [_GMAIL_READ]},
+    )
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _release(c: Ctx) -> list[httpx.Response]:
+    from vettra.adapters.local_vault import token_record
+    from vettra.services import vault
+
+    deps = c.server.runtime.deps
+    vault.store_secret(
+        deps.store,
+        deps.keys,
+        deps.clock.now(),
+        tenant="default",
+        user="alice",
+        connection="google-oauth2",
+        kind="access_token",
+        secret=token_record("ya29.openapi-test", scope=[_GMAIL_READ]),
+    )
+    _granted(c)
+    allowed, pending = c.intercept(_LIST_MAIL), c.intercept(SEND_EMAIL)
+    path = f"/api/actions/{allowed['action_id']}/credential"
+    body = {"args_digest": allowed["args_digest"]}
+    out = [c.agent.post(path, json=body)]
+    assert out[0].status_code == 200, out[0].text
+    return out + [
+        c.agent.post(path, json=body),  # 409 already released
+        c.agent.post(
+            f"/api/actions/{pending['action_id']}/credential",
+            json={"args_digest": pending["args_digest"]},
+        ),  # 409 pending
+        c.agent.post("/api/actions/act_missing/credential", json=body),  # 404
+        c.agent.post(path, json={"args_digest": "x"}),  # 422
+        c.alice.post(path, json=body),  # 403
+        c.anon.post(path, json=body),  # 401
+    ]
+
+
+def _receipt_key(c: Ctx) -> list[httpx.Response]:
+    return [c.agent.get("/api/receipts/public-key"), c.anon.get("/api/receipts/public-key")]
+
+
+def _receipt_jwks(c: Ctx) -> list[httpx.Response]:
+    return [c.alice.get("/api/receipts/jwks.json"), c.anon.get("/api/receipts/jwks.json")]
+
+
+def _permissions_list(c: Ctx) -> list[httpx.Response]:
+    _granted(c)
+    return [
+        c.alice.get("/api/inventory/permissions"),
+        c.agent.get("/api/inventory/permissions"),
+        c.bob.get("/api/inventory/permissions"),
+        c.anon.get("/api/inventory/permissions"),
+    ]
+
+
+def _permissions_grant(c: Ctx) -> list[httpx.Response]:
+    return [
+        c.alice.post(
+            "/api/inventory/permissions",
+            json={"agent": "agent-1", "connection": "github", "scopes": ["repo", "x:unknown"]},
+        ),
+        c.alice.post(
+            "/api/inventory/permissions", json={"agent": "a", "connection": "gh", "scopes": []}
+        ),  # 422
+        c.agent.post(
+            "/api/inventory/permissions",
+            json={"agent": "agent-1", "connection": "github", "scopes": ["repo"]},
+        ),  # 403
+    ]
+
+
+def _permissions_revoke(c: Ctx) -> list[httpx.Response]:
+    pid = _granted(c)["permission_id"]
+    return [
+        c.alice.delete(f"/api/inventory/permissions/{pid}"),
+        c.alice.delete(f"/api/inventory/permissions/{pid}"),  # again: the same view
+        c.bob.delete(f"/api/inventory/permissions/{pid}"),  # 404
+        c.agent.delete(f"/api/inventory/permissions/{pid}"),  # 403
+    ]
+
+
+def _scope_translate(c: Ctx) -> list[httpx.Response]:
+    path = "/api/inventory/scope-translate"
+    return [
+        c.agent.get(path, params={"scope": f"repo {_GMAIL_READ} Mail.Send no.such.scope"}),
+        c.alice.get(path, params={"scope": "openid", "provider": "microsoft"}),
+        c.alice.get(path),  # 400: scope is required
+        c.alice.get(path, params={"scope": "repo", "provider": "aol"}),  # 400
+        c.anon.get(path, params={"scope": "repo"}),  # 401
+    ]
+
+
 def _openapi(c: Ctx) -> list[httpx.Response]:
     return [c.alice.get("/api/openapi.json"), c.anon.get("/api/openapi.json")]
 
@@ -490,6 +592,13 @@ DRIVERS: dict[str, Callable[[Ctx], list[httpx.Response]]] = {
     "preAuthorizeSession": _session_preauth,
     "streamEvents": _events,
     "exchangeFirebaseToken": _firebase_token,
+    "releaseCredential": _release,
+    "getReceiptPublicKey": _receipt_key,
+    "getReceiptJwks": _receipt_jwks,
+    "listPermissions": _permissions_list,
+    "grantPermission": _permissions_grant,
+    "revokePermission": _permissions_revoke,
+    "translateScopes": _scope_translate,
 }
 
 

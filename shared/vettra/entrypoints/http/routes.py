@@ -419,3 +419,7 @@ ROUTES += EVENT_ROUTES
 from .routes_auth import AUTH_ROUTES  # noqa: E402
 
 ROUTES += AUTH_ROUTES
+
+from .routes_vault import VAULT_ROUTES  # noqa: E402
+
+ROUTES += VAULT_ROUTES
