@@ -12,6 +12,7 @@ vettra audit   pubkey [--all] [--home DIR]
 vettra keys    rotate audit-hmac|checkpoint|data [--home DIR]
 vettra keys    export-cloud-secrets (--fresh | --home DIR | --from DIR [--rotate WHICH]) --out DIR
 vettra vault   put|link|list|remove --user U [--connection C] ...   (vault_cli.py)
+vettra receipt pubkey [--home DIR] | verify RECEIPT --pubkey KEY [--args FILE]   (receipt_cli.py)
 """
 
 from __future__ import annotations
@@ -477,6 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .vault_cli import add_parsers as add_vault_parsers
 
     add_vault_parsers(sub, DEFAULT_TENANT, _home)
+    from .receipt_cli import add_parsers as add_receipt_parsers
+
+    add_receipt_parsers(sub, _home)
     return parser
 
 

@@ -3,11 +3,15 @@ credentials. The happy paths return a credential whose exchange request matched 
 documented parameters (a real local token endpoint checks them); a pending, denied,
 expired or foreign action, a second redemption, a late one, altered arguments and a
 redemption after revocation are all refused, as problem+json, and each refusal is in
-the audit trail.
+the audit trail. Then ``vettra receipt verify`` as a downstream executor runs it: the
+installed script, no home, only the public key (PEM or the JWK Set) and the arguments.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -280,3 +284,81 @@ def test_only_agents_redeem(srv, clients) -> None:
         json={"args_digest": action["args_digest"]},
     )
     assert anon.status_code == 401
+
+
+# -- receipts, verified offline --------------------------------------------------------------
+
+VETTRA = str(Path(sys.executable).with_name("vettra"))
+
+
+def _verify(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [VETTRA, "receipt", "verify", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin"},  # no VETTRA_HOME: nothing but the files given
+    )
+
+
+def test_an_executor_verifies_a_receipt_with_only_the_public_key(
+    srv, clients, tmp_path, capsys
+) -> None:
+    _vault_put(srv, tmp_path, GMAIL + "gmail.readonly")
+    _grant(clients, [GMAIL + "gmail.readonly"])
+    action = _intercept(clients, READ)
+    answer = _redeem(clients, action, audience="mail-reader").json()
+    receipt, args, pem, jwks = (tmp_path / n for n in ("receipt", "args.json", "k.pem", "k.json"))
+    receipt.write_text(answer["receipt"] + "\n")
+    args.write_text(json.dumps({"q": "is:unread"}, indent=4))  # any spelling: RFC 8785 digest
+    assert main(["receipt", "pubkey", "--home", str(srv.runtime.config.home)]) == 0
+    pem.write_text(capsys.readouterr().out)
+    jwks.write_text(clients["agent"].get("/api/receipts/jwks.json").text)
+    published = clients["agent"].get("/api/receipts/public-key").json()
+    assert published["public_key_pem"] in pem.read_text()
+
+    for key in (pem, jwks):
+        ok = _verify(
+            str(receipt), "--pubkey", str(key), "--args", str(args), "--audience", "mail-reader"
+        )
+        assert ok.returncode == 0, ok.stderr
+        assert f"valid: action {action['action_id']}" in ok.stdout
+        assert "the arguments match args_digest" in ok.stdout
+    # the receipt given inline works too
+    assert _verify(answer["receipt"], "--pubkey", str(pem)).returncode == 0
+
+    args.write_text(json.dumps({"q": "is:unread OR label:secret"}))
+    altered = _verify(str(receipt), "--pubkey", str(pem), "--args", str(args))
+    assert altered.returncode == 1 and "not the approved args_digest" in altered.stderr
+    wrong_aud = _verify(str(receipt), "--pubkey", str(pem), "--audience", "payments")
+    assert wrong_aud.returncode == 1 and "aud is" in wrong_aud.stderr
+
+    other = tmp_path / "other-home"
+    assert main(["receipt", "pubkey", "--home", str(other)]) == 0
+    foreign = tmp_path / "other.pem"
+    foreign.write_text(capsys.readouterr().out)
+    refused = _verify(str(receipt), "--pubkey", str(foreign))
+    assert refused.returncode == 1 and "not among the receipt keys" in refused.stderr
+
+    tampered = answer["receipt"][:-4] + (
+        "AAAA" if not answer["receipt"].endswith("AAAA") else "BBBB"
+    )
+    assert _verify(tampered, "--pubkey", str(pem)).returncode == 1
+
+
+def test_bad_usage_is_exit_2(tmp_path, capsys) -> None:
+    empty = tmp_path / "empty.pem"
+    empty.write_text("no key here\n")
+    r = _verify("a.b.c", "--pubkey", str(empty))
+    assert r.returncode == 2 and "no Ed25519 public key" in r.stderr
+    r = _verify("a.b.c", "--pubkey", str(tmp_path / "missing.pem"))
+    assert r.returncode == 2
+    args = tmp_path / "args.json"
+    args.write_text('{"a": NaN}')
+    pem = tmp_path / "k.pem"
+    assert main(["receipt", "pubkey", "--home", str(tmp_path / "h")]) == 0
+    pem.write_text(capsys.readouterr().out)
+    r = _verify("a.b.c", "--pubkey", str(pem), "--args", str(args))
+    assert r.returncode == 2 and "NaN" in r.stderr, r.stderr
+    r = _verify("a.b.c", "--pubkey", str(pem))  # the key is fine, the receipt is not
+    assert r.returncode == 1 and "compact JWS" in r.stderr
