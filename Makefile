@@ -42,6 +42,7 @@ bench: install
 	$(PY) bench/approvals.py
 	$(PY) bench/canonical.py
 	$(PY) bench/store_size.py
+	$(PY) bench/credentials.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis $(RULES_NPM)
