@@ -170,6 +170,9 @@ def test_settings_come_from_the_environment_and_hide_the_secret(endpoint) -> Non
         assert TokenVaultSettings.from_env({k: v for k, v in env.items() if k != missing}) is None
     with pytest.raises(ValueError, match="VETTRA_AUTH0_CLIENT_ID"):  # an issuer alone is wrong
         TokenVaultSettings.from_env({"VETTRA_AUTH0_ISSUER": endpoint.issuer})
+    # sign-in with a public SPA client, the exchange with a confidential one
+    split = TokenVaultSettings.from_env({**env, "VETTRA_AUTH0_VAULT_CLIENT_ID": "backend-app"})
+    assert split is not None and split.client_id == "backend-app"
     with pytest.raises(ValueError, match="https"):
         TokenVaultSettings.from_env({**env, "VETTRA_AUTH0_ISSUER": "http://auth0.example.com/"})
 

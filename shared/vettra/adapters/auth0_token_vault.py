@@ -25,7 +25,8 @@ body.
 
 Configuration (docs/credentials.md): ``VETTRA_AUTH0_ISSUER`` (https, or http on
 loopback for the tests' local token endpoint), ``VETTRA_AUTH0_CLIENT_ID`` and
-``VETTRA_AUTH0_CLIENT_SECRET``.
+``VETTRA_AUTH0_CLIENT_SECRET`` (``VETTRA_AUTH0_VAULT_CLIENT_ID`` when the exchange's
+confidential client is not the dashboard's).
 """
 
 from __future__ import annotations
@@ -86,14 +87,17 @@ class TokenVaultSettings:
     def from_env(cls, env: Mapping[str, str]) -> TokenVaultSettings | None:
         """None unless ``VETTRA_AUTH0_ISSUER``, ``VETTRA_AUTH0_CLIENT_ID`` and
         ``VETTRA_AUTH0_CLIENT_SECRET`` are all set (the issuer's checks are
-        :class:`Auth0Settings`')."""
+        :class:`Auth0Settings`'). ``VETTRA_AUTH0_VAULT_CLIENT_ID`` names another client
+        for the exchange, when the dashboard signs in with a public (SPA) client: Token
+        Vault takes only confidential ones, and the refresh token must be that client's."""
         auth0 = Auth0Settings.from_env(env)
         secret = env.get("VETTRA_AUTH0_CLIENT_SECRET", "").strip()
-        if auth0 is None or not auth0.client_id or not secret:
-            return None
-        return cls(
-            token_url=auth0.issuer + TOKEN_PATH, client_id=auth0.client_id, client_secret=secret
+        client_id = env.get("VETTRA_AUTH0_VAULT_CLIENT_ID", "").strip() or (
+            auth0.client_id if auth0 else None
         )
+        if auth0 is None or not client_id or not secret:
+            return None
+        return cls(token_url=auth0.issuer + TOKEN_PATH, client_id=client_id, client_secret=secret)
 
 
 class _Transient(Exception):
