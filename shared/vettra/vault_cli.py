@@ -41,6 +41,32 @@ def _store(args: argparse.Namespace, home_of: HomeOf) -> tuple[Any, Any]:
     return home_store(home)
 
 
+def _save(
+    args: argparse.Namespace, home_of: HomeOf, command: str, kind: str, secret: str, **kw: Any
+) -> dict[str, Any] | None:
+    """Seal ``secret`` into the home's store; None (and the reason on stderr) if refused."""
+    from .services import vault
+
+    keys, store = _store(args, home_of)
+    try:
+        return vault.store_secret(
+            store,
+            keys,
+            datetime.now(UTC),
+            tenant=args.tenant,
+            user=args.user,
+            connection=args.connection,
+            kind=kind,
+            secret=secret,
+            **kw,
+        )
+    except ValueError as exc:
+        print(f"vettra vault {command}: {exc}", file=sys.stderr)
+        return None
+    finally:
+        store.close()
+
+
 def _token_from_file(args: argparse.Namespace) -> dict[str, Any]:
     """``--token-file``: the token alone, or OAuth's token response JSON (``access_token``,
     ``token_type``, ``scope``, ``expires_in``/``expires_at``); flags override the file."""
@@ -76,7 +102,6 @@ def _token_from_file(args: argparse.Namespace) -> dict[str, Any]:
 def put(args: argparse.Namespace, home_of: HomeOf) -> int:
     from .adapters.local_vault import token_record
     from .domain.credentials import ACCESS_TOKEN
-    from .services import vault
 
     try:
         record = _token_from_file(args)
@@ -86,28 +111,20 @@ def put(args: argparse.Namespace, home_of: HomeOf) -> int:
             scope=record.get("scope"),
             expires_at=record.get("expires_at"),
         )
-        keys, store = _store(args, home_of)
-    except (OSError, ValueError) as exc:
-        print(f"vettra vault put: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        shown = vault.store_secret(
-            store,
-            keys,
-            datetime.now(UTC),
-            tenant=args.tenant,
-            user=args.user,
-            connection=args.connection,
-            kind=ACCESS_TOKEN,
-            secret=secret,
+        shown = _save(
+            args,
+            home_of,
+            "put",
+            ACCESS_TOKEN,
+            secret,
             scope=record.get("scope"),
             expires_at=record.get("expires_at"),
         )
-    except ValueError as exc:
+    except (OSError, ValueError) as exc:
         print(f"vettra vault put: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    finally:
-        store.close()
+    if shown is None:
+        return EXIT_USAGE
     scope = " ".join(shown["scope"]) if shown["scope"] else "unknown (pass --scope)"
     print(
         f"stored {args.user}'s {args.connection} token in the local vault (sealed with the "
@@ -119,33 +136,17 @@ def put(args: argparse.Namespace, home_of: HomeOf) -> int:
 def link(args: argparse.Namespace, home_of: HomeOf) -> int:
     from .adapters.auth0_token_vault import TokenVaultSettings
     from .domain.credentials import REFRESH_TOKEN
-    from .services import vault
 
     try:
         token = _read_secret_file(args.refresh_token_file)
         if not token or any(c.isspace() for c in token):
             raise ValueError(f"{args.refresh_token_file}: expected one refresh token")
-        keys, store = _store(args, home_of)
+        saved = _save(args, home_of, "link", REFRESH_TOKEN, token, login_hint=args.login_hint)
     except (OSError, ValueError) as exc:
         print(f"vettra vault link: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        vault.store_secret(
-            store,
-            keys,
-            datetime.now(UTC),
-            tenant=args.tenant,
-            user=args.user,
-            connection=args.connection,
-            kind=REFRESH_TOKEN,
-            secret=token,
-            login_hint=args.login_hint,
-        )
-    except ValueError as exc:
-        print(f"vettra vault link: {exc}", file=sys.stderr)
+    if saved is None:
         return EXIT_USAGE
-    finally:
-        store.close()
     print(
         f"linked {args.user}'s Auth0 refresh token for {args.connection} (sealed with the "
         "home's data key); releases exchange it through Auth0 Token Vault"

@@ -119,8 +119,10 @@ def _put(deps: Deps, user: str = "alice", scope: list[str] | None = None, **kw: 
     )
 
 
-def _link(deps: Deps, endpoint: TokenEndpoint, scope: str | None = None) -> None:
-    endpoint.link(REFRESH, "google-oauth2", GOOGLE, scope=scope or f"openid {GMAIL}gmail.send")
+def _link(deps: Deps, endpoint: TokenEndpoint | None, scope: str | None = None) -> None:
+    """Alice's Auth0 refresh token stored; ``endpoint``: Auth0 links it to her Google account."""
+    if endpoint is not None:
+        endpoint.link(REFRESH, "google-oauth2", GOOGLE, scope=scope or f"openid {GMAIL}gmail.send")
     vault.store_secret(
         deps.store,
         deps.keys,
@@ -324,16 +326,7 @@ def test_nothing_linked_is_a_4xx_naming_the_connection(deps: Deps, endpoint) -> 
     assert refused.extra["connection"] == "google-oauth2" and "google-oauth2" in refused.detail
     # linked in Auth0 to GitHub only: Token Vault answers 401 for google-oauth2
     endpoint.link(REFRESH, "github", "gho_x", scope="repo")
-    vault.store_secret(
-        deps.store,
-        deps.keys,
-        deps.clock.now(),
-        tenant=DEFAULT_TENANT,
-        user="alice",
-        connection="google-oauth2",
-        kind=REFRESH_TOKEN,
-        secret=REFRESH,
-    )
+    _link(deps, None)
     refused = _refused(deps, action.id, args_digest=action.args_digest)
     assert refused.refusal == "not-linked" and "HTTP 401" in refused.detail
     assert [e.data["connection"] for e in _entries(deps, "credential.refused")] == [

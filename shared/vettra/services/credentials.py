@@ -44,6 +44,7 @@ from ..domain.errors import Conflict, NotConfigured, NotFound, Unavailable
 from ..domain.identity import AGENT, Principal
 from ..domain.scopes import ScopeBook
 from . import inventory, vault
+from .actions import record_refusal
 from .deps import Deps
 from .sessions import COLLECTION as SESSIONS
 
@@ -89,19 +90,7 @@ def _record_refusal(
             data[key] = error.extra[key]
     if requested is not None:
         data["requested_action_id"] = requested
-    with deps.store.unit_of_work() as uow:
-        uow.audit.record(
-            audit.AuditEvent(
-                type=REFUSED,
-                chain=principal.tenant,
-                actor=principal.actor,
-                at=rfc3339(deps.clock.now()),
-                action_id=action_id,
-                user=principal.user,
-                data=data,
-            )
-        )
-        uow.commit()
+    record_refusal(deps, principal, REFUSED, action_id, data)
 
 
 def _settings(deps: Deps) -> CredentialSettings:
