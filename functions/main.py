@@ -9,6 +9,7 @@ map the API paths (/api/actions/intercept → intercept, /api/actions/** → act
 
 import functions_framework.aio
 
+from vettra.entrypoints.functions import sequence as sequence_chain
 from vettra.entrypoints.functions import serve
 
 
@@ -51,3 +52,12 @@ async def expire(request):
 @functions_framework.aio.http
 async def approvals(request):
     return serve(request, "approvals")
+
+
+@functions_framework.aio.cloud_event
+def sequence(cloud_event):
+    """Pub/Sub (VETTRA_SEQUENCE_TOPIC) target: drain the chain the message names.
+
+    Synchronous: functions-framework runs it in a worker thread, as the Firestore
+    client blocks."""
+    sequence_chain(cloud_event)

@@ -1,12 +1,13 @@
 """The ``vettra`` command line (docs/api.md §CLI).
 
-vettra dev     [--home DIR] [--host H] [--port P] [limits: --max-connections N ...]
+vettra dev     [--home DIR] [--host H] [--port P] [--backend local|firestore [--project ID]]
+               [limits: --max-connections N ...]
 vettra token   --home DIR --role agent|approver|admin --sub ID [--user UID] [--ttl S]
 vettra policy  sign FILE [--home DIR | --key PEM] [-o OUT]
 vettra policy  verify FILE [--home DIR | --pubkey PEM ...]
 vettra policy  pubkey [--home DIR]
 vettra policy  show [--home DIR] [--tenant T] [--envelope]
-vettra audit   export [--home DIR] [-o FILE]
+vettra audit   export [--home DIR] [--backend firestore --project ID] [-o FILE]
 vettra audit   verify FILE --pubkey KEY [--checkpoint NOTE] [--require-covered] [--home DIR]
 vettra audit   pubkey [--all] [--home DIR]
 vettra keys    rotate audit-hmac|checkpoint|data [--home DIR]
@@ -40,7 +41,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     event bus live here). SIGINT/SIGTERM: streams end, requests in flight finish, then the
     runtime closes; exit 0."""
     from . import logs
-    from .bootstrap import Config, HomeInUse, bootstrap
+    from .bootstrap import BackendUnavailable, Config, HomeInUse, bootstrap
     from .entrypoints.asgi import AsgiApp
     from .entrypoints.server import Limits, build
 
@@ -58,7 +59,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"vettra dev: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    config = Config(home=_home(args.home), log_level=args.log_level)
+    config = Config.from_env()
+    config.home, config.log_level = _home(args.home), args.log_level
+    config.backend = args.backend or config.backend
+    config.project = args.project or config.project
     try:
         sock = _listen(args.host, args.port)
     except OSError as exc:
@@ -68,12 +72,18 @@ def cmd_dev(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAIL
+    bound_host, bound_port = sock.getsockname()[:2]
+    config.public_url = f"http://{bound_host}:{bound_port}"
     try:
         runtime = bootstrap(config)
-    except HomeInUse as exc:
+    except (HomeInUse, BackendUnavailable) as exc:
         sock.close()
         print(f"vettra dev: {exc}", file=sys.stderr)
         return EXIT_FAIL
+    except ValueError as exc:  # an unknown backend named in VETTRA_BACKEND
+        sock.close()
+        print(f"vettra dev: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     runtime.deps.settings["events_max_streams"] = limits.max_streams_per_user
     asgi = AsgiApp(
         runtime.app,
@@ -99,7 +109,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
     try:
 
         def ready() -> None:
-            print(f"Vettra is running at {url}  (home: {home})", flush=True)
+            where = f"home: {home}"
+            if config.backend != "local":
+                where += f"; {config.backend} project {config.project}"
+            print(f"Vettra is running at {url}  ({where})", flush=True)
             print("Get tokens in another shell:", flush=True)
             print(
                 f"  {vettra} token --home {shlex.quote(str(home))} --role agent --sub my-agent --user alice",
@@ -317,11 +330,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    dev = sub.add_parser("dev", help="run every endpoint locally on the embedded default")
+    dev = sub.add_parser(
+        "dev", help="run every endpoint locally (the embedded default, or --backend firestore)"
+    )
     dev.add_argument("--home", help="state directory (default ~/.vettra or $VETTRA_HOME)")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8080)
     dev.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    dev.add_argument(
+        "--backend",
+        choices=["local", "firestore"],
+        help="local: the embedded store in the home (default, or $VETTRA_BACKEND); "
+        "firestore: Firestore (the emulator when FIRESTORE_EMULATOR_HOST is set), keys "
+        "still from the home",
+    )
+    dev.add_argument("--project", help="Google Cloud project id (firestore; or $VETTRA_PROJECT)")
     limits = dev.add_argument_group(
         "limits (each also read from the VETTRA_* variable named; README)"
     )
