@@ -33,6 +33,8 @@ WAIT_POLL_S = 0.5
 #: (the emulator): it must outlive the longest deadline still pending.
 TASK_TOKEN_TTL_S = 7 * 24 * 3600
 DEFAULT_TASKS_LOCATION = "us-central1"
+IN_PROCESS, EXTERNAL = "in-process", "external"
+SEQUENCER_CHOICES = ("", IN_PROCESS, EXTERNAL)
 EMULATOR_QUEUE = "vettra-expire"
 
 
@@ -53,6 +55,10 @@ class CloudSettings:
     pubsub_emulator_host: str = ""
     firestore_emulator_host: str = ""
     events_topic_set: bool = False  # VETTRA_EVENTS_TOPIC given explicitly
+    #: VETTRA_SEQUENCER: "" (choose: in-process, or the Pub/Sub trigger in a function),
+    #: "in-process", or "external" (something else drains the outbox: the ``sequence``
+    #: target fed by its own trigger, a scheduled job, a test).
+    sequencer: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> CloudSettings:
@@ -66,6 +72,7 @@ class CloudSettings:
             pubsub_emulator_host=env.get("PUBSUB_EMULATOR_HOST", ""),
             firestore_emulator_host=env.get("FIRESTORE_EMULATOR_HOST", ""),
             events_topic_set=bool(env.get("VETTRA_EVENTS_TOPIC")),
+            sequencer=env.get("VETTRA_SEQUENCER", ""),
         )
 
     @property
@@ -353,11 +360,18 @@ def _firestore(config: Config, clock: Any) -> Runtime:
         settings["event_bus"] += "+firestore-listener"
 
     runner = None
-    trigger = _sequence_trigger(config) if config.host == FUNCTIONS else None
-    if trigger is None:
+    choice = config.cloud.sequencer
+    if choice not in SEQUENCER_CHOICES:
+        raise BackendUnavailable(
+            f"VETTRA_SEQUENCER must be one of {', '.join(SEQUENCER_CHOICES[1:])}, found {choice!r}"
+        )
+    trigger = _sequence_trigger(config) if config.host == FUNCTIONS and not choice else None
+    if choice == EXTERNAL:
+        settings["sequencer"] = EXTERNAL  # commits only write the outbox
+    elif trigger is None:
         runner = SequencerRunner(store, pace_s=float(config.extra.get("sequencer_pace_s", 1.0)))
         store.on_commit = runner.poke
-        settings["sequencer"] = "in-process"
+        settings["sequencer"] = IN_PROCESS
     else:
         store.on_commit = trigger
         settings["sequencer"] = f"pubsub:{config.cloud.sequence_topic}"

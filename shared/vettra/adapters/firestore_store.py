@@ -296,7 +296,7 @@ class FirestoreStore(Store):
                 "the sequencer trigger failed after a commit", extra={"chains": sorted(chains)}
             )
 
-    def probe(self, timeout_s: float = 5.0) -> None:
+    def probe(self, timeout_s: float = 15.0) -> None:
         """One small read with a short deadline: :class:`Unavailable` (one line) when
         Firestore cannot be reached or refuses the credentials, so a boot fails at once
         rather than on the first request after the client's long retries."""
