@@ -361,10 +361,6 @@ def _firestore(config: Config, clock: Any) -> Runtime:
 
     runner = None
     choice = config.cloud.sequencer
-    if choice not in SEQUENCER_CHOICES:
-        raise BackendUnavailable(
-            f"VETTRA_SEQUENCER must be one of {', '.join(SEQUENCER_CHOICES[1:])}, found {choice!r}"
-        )
     trigger = _sequence_trigger(config) if config.host == FUNCTIONS and not choice else None
     if choice == EXTERNAL:
         settings["sequencer"] = EXTERNAL  # commits only write the outbox
@@ -410,6 +406,11 @@ def _firestore(config: Config, clock: Any) -> Runtime:
 
 def _require_firestore(config: Config) -> None:
     """One line for each thing that stops the firestore backend before it connects."""
+    if config.cloud.sequencer not in SEQUENCER_CHOICES:
+        raise BackendUnavailable(
+            f"VETTRA_SEQUENCER must be one of {', '.join(SEQUENCER_CHOICES[1:])}, "
+            f"found {config.cloud.sequencer!r}"
+        )
     if not config.project:
         raise BackendUnavailable(
             "the firestore backend needs a project id: pass --project ID "
