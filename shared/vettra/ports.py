@@ -1,9 +1,9 @@
 """Ports: the small interfaces the services depend on (cosmicpython style).
 
 Every port has an embedded adapter (SQLite, an in-process timer and bus, local
-keys and identity). Google Cloud adapters exist so far for the store (Firestore)
-and the scheduler (Cloud Tasks); Pub/Sub, Auth0/Firebase identity and Secret
-Manager keys are still to come. The store and scheduler adapters pass one
+keys and identity). Google Cloud adapters exist so far for the store (Firestore),
+its action changes (a Firestore listener) and the scheduler (Cloud Tasks);
+Pub/Sub, Auth0/Firebase identity and Secret Manager keys are still to come. The store and scheduler adapters pass one
 contract suite each in tests/contract (the in-memory fake of tests/fakes.py
 passes the store's too). Wider ports are unions of small role interfaces
 (:class:`AuditLog`, :class:`KeyStore`), so a service can depend on the part it uses.
