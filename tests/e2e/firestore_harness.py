@@ -13,18 +13,22 @@ Nothing here drives the product: the servers are ``vettra dev`` and
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 import time
 import uuid
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ..contract import cloud_tasks_emulator as tasks_harness
 from ..contract import firestore_emulator as fs_harness
+from .conftest import CLI_TIMEOUT_S, vettra_command
 
 CHAIN = "default"
 SEQUENCED_TIMEOUT_S = 60.0
@@ -153,3 +157,53 @@ def describe_head_writes(writes: list[HeadWrite]) -> tuple[int, float, float]:
         min(gaps),
         writes[-1].update_time - writes[0].update_time,
     )
+
+
+class LongPoll:
+    """``GET /api/actions/{id}?wait=N`` in a thread: what it answered and when."""
+
+    def __init__(self, client: Any, action_id: str, wait: int = 20):
+        self.status: str | None = None
+        self.answered_at = 0.0
+        self._thread = threading.Thread(target=self._run, args=(client, action_id, wait))
+        self._wait = wait
+        self._thread.start()
+
+    def _run(self, client: Any, action_id: str, wait: int) -> None:
+        r = client.get(f"/api/actions/{action_id}", params={"wait": wait})
+        self.status, self.answered_at = r.json()["status"], time.monotonic()
+
+    def result(self) -> tuple[str | None, float]:
+        """``(status, monotonic time of the answer)`` once it answered."""
+        self._thread.join(self._wait + 5)
+        return self.status, self.answered_at
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The ``vettra`` command with ``env`` added to this process's environment."""
+    return subprocess.run(
+        [*vettra_command(), *args],
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        env={**os.environ, **env},
+    )
+
+
+def export_and_verify(env: dict[str, str], project: str, home: Path, out: Path) -> str:
+    """``vettra audit export --backend firestore`` of ``project``, then ``vettra audit
+    verify`` offline with the home's public key and HMAC keys; returns verify's report."""
+    exported = cli(
+        env, "audit", "export", "--backend", "firestore", "--project", project,
+        "--home", str(home), "-o", str(out),
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    key = cli({}, "audit", "pubkey", "--home", str(home))
+    assert key.returncode == 0, key.stderr
+    verified = cli(
+        {}, "audit", "verify", str(out), "--pubkey", key.stdout.strip(), "--home", str(home),
+        "--require-covered", "--quiet",
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stdout.startswith("valid: ") and "HMAC checked" in verified.stdout
+    return verified.stdout

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import threading
@@ -25,15 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pyotp
 import pytest
 
 from ..integration.scenarios import DELETE_REPO, EXPECTED, READ_PROFILE, SEND_EMAIL
+from ..integration.test_stepup_http import _code, _enrol_totp
 from .conftest import CLI_TIMEOUT_S, DevServer, mint, mint_many, vettra_command
 from .firestore_harness import (
     HeadSampler,
+    LongPoll,
     describe_head_writes,
     emulator_env,
+    export_and_verify,
     fresh_project,
     start_cloud_tasks,
     start_firestore,
@@ -136,51 +139,8 @@ def _trail(client: httpx.Client, action_id: str, length: int) -> list[str]:
     raise AssertionError(f"the trail of {action_id} stayed {types}")
 
 
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    import os
-
-    return subprocess.run(
-        [*vettra_command(), *args],
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_S,
-        env={**os.environ, **env},
-    )
-
-
 def _export_and_verify(cloud: Cloud, out: Path) -> str:
-    """``vettra audit export --backend firestore`` then ``vettra audit verify`` offline."""
-    exported = _cli(
-        cloud.env,
-        "audit",
-        "export",
-        "--backend",
-        "firestore",
-        "--project",
-        cloud.project,
-        "--home",
-        str(cloud.home),
-        "-o",
-        str(out),
-    )
-    assert exported.returncode == 0, exported.stderr
-    key = _cli({}, "audit", "pubkey", "--home", str(cloud.home))
-    assert key.returncode == 0, key.stderr
-    verified = _cli(
-        {},
-        "audit",
-        "verify",
-        str(out),
-        "--pubkey",
-        key.stdout.strip(),
-        "--home",
-        str(cloud.home),
-        "--require-covered",
-        "--quiet",
-    )
-    assert verified.returncode == 0, verified.stderr
-    assert verified.stdout.startswith("valid: ") and "HMAC checked" in verified.stdout
-    return verified.stdout
+    return export_and_verify(cloud.env, cloud.project, cloud.home, out)
 
 
 # -- the backend --------------------------------------------------------------------------
@@ -203,8 +163,6 @@ def test_health_names_the_firestore_backend(cloud, tasks) -> None:
 
 
 def test_without_an_emulator_or_credentials_it_is_one_line_and_exit_1(tmp_path) -> None:
-    import os
-
     env = {k: v for k, v in os.environ.items() if k != "FIRESTORE_EMULATOR_HOST"}
     env.update(GOOGLE_APPLICATION_CREDENTIALS=str(tmp_path / "none.json"), HOME=str(tmp_path))
     done = subprocess.run(
@@ -243,26 +201,6 @@ def test_the_five_scenarios(cloud, bundle, status, level, step_up) -> None:
         assert agent.get(f"/api/actions/{a['action_id']}").json()["status"] == status
 
 
-def _code(secret: str, steps: int = 0) -> str:
-    return pyotp.TOTP(secret).at(time.time() + steps * 30)
-
-
-def _enrol_totp(client: httpx.Client) -> str:
-    started = client.post("/api/approvals/stepup/enroll", json={"method": "totp"})
-    assert started.status_code == 200, started.text
-    body = started.json()
-    done = client.post(
-        "/api/approvals/stepup/enroll",
-        json={
-            "method": "totp",
-            "enrollment_id": body["enrollment_id"],
-            "code": _code(body["secret"]),
-        },
-    )
-    assert done.status_code == 200 and done.json()["status"] == "active", done.text
-    return body["secret"]
-
-
 def test_an_approval_that_needs_a_step_up(cloud) -> None:
     user = _user()
     agent, approver = _pair(cloud, user)
@@ -291,24 +229,17 @@ def test_an_approval_that_needs_a_step_up(cloud) -> None:
         token = verified.json()["step_up_token"]
 
         # the agent long-polls while the approver decides
-        waited: dict[str, Any] = {}
-
-        def poll() -> None:
-            started = time.monotonic()
-            r = agent.get(f"/api/actions/{a['action_id']}", params={"wait": 20})
-            waited.update(status=r.json()["status"], took=time.monotonic() - started)
-
-        poller = threading.Thread(target=poll)
-        poller.start()
+        waiting = LongPoll(agent, a["action_id"])
         time.sleep(0.5)
+        decided_at = time.monotonic()
         approved = approver.post(
             "/api/actions/approve",
             json={"action_id": a["action_id"], "decision": "approve", "step_up_token": token},
         )
         assert approved.status_code == 200, approved.text
         assert approved.json()["status"] == "approved" and approved.json()["audit_event_id"]
-        poller.join(25)
-        assert waited["status"] == "approved" and waited["took"] < 5, waited
+        status, answered_at = waiting.result()
+        assert status == "approved" and answered_at - decided_at < 3, status
 
         again = approver.post(
             "/api/actions/approve",
@@ -352,6 +283,8 @@ def test_an_action_expires_through_the_scheduler(cloud, tasks) -> None:
 def _stream(
     client: httpx.Client, seen: list[dict], ready: threading.Event, stop: threading.Event
 ) -> None:
+    """Collect the stream's events until ``stop`` (checked after each line: the test sends
+    one more event to end it)."""
     with client.stream("GET", "/api/events", timeout=httpx.Timeout(30, read=20)) as r:
         assert r.status_code == 200
         ready.set()
@@ -386,23 +319,16 @@ def test_two_servers_on_one_project_see_each_others_decisions(cloud, tmp_path) -
 
             a = agent_a.post("/api/actions/intercept", json=SEND_EMAIL).json()
             b = agent_b.post("/api/actions/intercept", json=SEND_EMAIL).json()  # made on B
-            waited: dict[str, Any] = {}
-
-            def poll() -> None:
-                r = agent_a.get(f"/api/actions/{a['action_id']}", params={"wait": 20})
-                waited.update(status=r.json()["status"], at=time.monotonic())
-
-            poller = threading.Thread(target=poll)
-            poller.start()
+            waiting = LongPoll(agent_a, a["action_id"])
             time.sleep(0.5)
             decided_at = time.monotonic()
             r = approver_b.post(
                 "/api/actions/approve", json={"action_id": a["action_id"], "decision": "deny"}
             )
             assert r.status_code == 200 and r.json()["status"] == "denied", r.text
-            poller.join(25)
+            status, answered_at = waiting.result()
             # server A's long-poll saw server B's decision (it re-reads the store)
-            assert waited["status"] == "denied" and waited["at"] - decided_at < 3, waited
+            assert status == "denied" and answered_at - decided_at < 3, status
 
             deadline = time.monotonic() + 10
             want = {(a["action_id"], "action.decided"), (b["action_id"], "action.created")}
@@ -412,6 +338,9 @@ def test_two_servers_on_one_project_see_each_others_decisions(cloud, tmp_path) -
                 time.sleep(0.05)
             stop.set()
             got = [(e["action_id"], e["type"], e["status"]) for e in seen]
+            agent_a.post("/api/actions/intercept", json=SEND_EMAIL)  # wakes the reader: it ends
+            reader.join(10)
+            assert not reader.is_alive()
             # A's stream shows B's decision and the action B created, each once
             assert got.count((a["action_id"], "action.decided", "denied")) == 1, got
             assert got.count((b["action_id"], "action.created", "pending")) == 1, got

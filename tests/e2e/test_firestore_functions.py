@@ -19,7 +19,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,8 +29,15 @@ import httpx
 import pytest
 
 from ..integration.scenarios import SEND_EMAIL
-from .conftest import CLI_TIMEOUT_S, free_port, mint_many, vettra_command
-from .firestore_harness import emulator_env, fresh_project, start_firestore, wait_sequenced
+from .conftest import free_port, mint_many
+from .firestore_harness import (
+    LongPoll,
+    emulator_env,
+    export_and_verify,
+    fresh_project,
+    start_firestore,
+    wait_sequenced,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -181,14 +187,7 @@ def test_an_action_created_by_one_target_is_decided_by_another(deployment) -> No
         # the intercept instance serves only its own route group
         assert agent.get(f"/api/actions/{a['action_id']}").status_code == 404
 
-        waited: dict[str, Any] = {}
-
-        def poll() -> None:
-            r = reader.get(f"/api/actions/{a['action_id']}", params={"wait": 20})
-            waited.update(status=r.json()["status"], at=time.monotonic())
-
-        poller = threading.Thread(target=poll)
-        poller.start()
+        waiting = LongPoll(reader, a["action_id"])
         time.sleep(1.0)
         decided_at = time.monotonic()
         r = alice.post(
@@ -196,9 +195,9 @@ def test_an_action_created_by_one_target_is_decided_by_another(deployment) -> No
         )
         assert r.status_code == 200, r.text + approve.log()
         assert r.json()["status"] == "approved"
-        poller.join(25)
+        status, answered_at = waiting.result()
         # the actions instance saw the approve instance's decision through Firestore
-        assert waited["status"] == "approved" and waited["at"] - decided_at < 3, waited
+        assert status == "approved" and answered_at - decided_at < 3, status
 
     # each instance sequenced (or left to the lease holder) what it wrote: one chain
     wait_sequenced(deployment.db)
@@ -283,33 +282,10 @@ def test_the_sequence_target_drains_the_chain_a_message_names(deployment) -> Non
     assert "PoisonMessage" in sequence.log()
 
     # the chain the target linked verifies offline
-    out = deployment.logs / "seq.jsonl"
-    env = {**os.environ, **deployment.env}
-    exported = subprocess.run(
-        [*vettra_command(), "audit", "export", "--backend", "firestore", "--home"]
-        + [str(deployment.home), "--project", deployment.project, "-o", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_S,
-        env=env,
+    report = export_and_verify(
+        deployment.env, deployment.project, deployment.home, deployment.logs / "seq.jsonl"
     )
-    assert exported.returncode == 0, exported.stderr
-    key = subprocess.run(
-        [*vettra_command(), "audit", "pubkey", "--home", str(deployment.home)],
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_S,
-    ).stdout.strip()
-    verified = subprocess.run(
-        [*vettra_command(), "audit", "verify", str(out), "--pubkey", key, "--quiet"]
-        + ["--home", str(deployment.home), "--require-covered"],
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_S,
-    )
-    assert verified.returncode == 0 and verified.stdout.startswith("valid: 4 entries"), (
-        verified.stdout + verified.stderr
-    )
+    assert report.startswith("valid: 4 entries"), report
 
 
 def test_cold_start_share_is_printed(deployment) -> None:
