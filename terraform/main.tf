@@ -9,10 +9,6 @@
 # messaging (Pub/Sub, Cloud Tasks, Cloud Scheduler) · functions (source, service
 # accounts, IAM, the functions) · Firebase.
 
-data "google_project" "this" {
-  project_id = var.project_id
-}
-
 # ---------------------------------------------------------------- project and APIs
 
 resource "google_project_service" "enabled" {
@@ -181,7 +177,7 @@ locals {
       VETTRA_SEQUENCE_TOPIC  = google_pubsub_topic.main["sequence"].name
       VETTRA_TASKS_QUEUE     = google_cloud_tasks_queue.expire.id
       VETTRA_TASKS_URL       = local.expire_url
-      VETTRA_TASKS_INVOKER   = google_service_account.tasks_invoker.email
+      VETTRA_TASKS_INVOKER   = google_service_account.system["tasks-invoker"].email
       VETTRA_AUTH0_ISSUER    = var.auth0_issuer
       VETTRA_AUTH0_AUDIENCE  = var.auth0_audience
       VETTRA_AUTH0_CLIENT_ID = var.auth0_client_id
@@ -563,33 +559,22 @@ resource "google_service_account" "fn" {
   depends_on = [google_project_service.enabled]
 }
 
-# Cloud Tasks attaches this account's OIDC token to expiry tasks; the expire function
-# accepts no one else (VETTRA_TASKS_INVOKER).
-resource "google_service_account" "tasks_invoker" {
+# The accounts of Vettra's own plumbing, each allowed one thing (IAM below):
+#   tasks-invoker     Cloud Tasks attaches its OIDC token to expiry tasks; the expire
+#                     function accepts no one else (VETTRA_TASKS_INVOKER)
+#   sequence-trigger  Eventarc delivers the sequence topic's messages as it
+#   functions-build   Cloud Build builds the function images as it (not the default
+#                     compute account)
+resource "google_service_account" "system" {
+  for_each = {
+    tasks-invoker    = "Identity of expiry tasks: may invoke the expire function, nothing else"
+    sequence-trigger = "Identity of the Pub/Sub trigger: may invoke the sequence function, nothing else"
+    functions-build  = "Builds the function images: reads the source, writes vettra-functions images and build logs"
+  }
   project      = var.project_id
-  account_id   = "vettra-tasks-invoker"
-  display_name = "Vettra Cloud Tasks invoker"
-  description  = "Identity of expiry tasks: may invoke the expire function, nothing else"
-
-  depends_on = [google_project_service.enabled]
-}
-
-# Eventarc delivers the sequence topic's messages to the sequence function as this.
-resource "google_service_account" "sequence_trigger" {
-  project      = var.project_id
-  account_id   = "vettra-sequence-trigger"
-  display_name = "Vettra sequencer trigger"
-  description  = "Identity of the Pub/Sub trigger: may invoke the sequence function, nothing else"
-
-  depends_on = [google_project_service.enabled]
-}
-
-# Cloud Build builds the function images as this (not the default compute account).
-resource "google_service_account" "build" {
-  project      = var.project_id
-  account_id   = "vettra-functions-build"
-  display_name = "Vettra functions build"
-  description  = "Builds the function images: reads the source, writes vettra-functions images and build logs"
+  account_id   = "vettra-${each.key}"
+  display_name = "Vettra ${each.key}"
+  description  = each.value
 
   depends_on = [google_project_service.enabled]
 }
@@ -607,14 +592,14 @@ resource "google_project_iam_member" "firestore" {
 # Creating a task with an OIDC token of the invoker needs actAs on that account.
 resource "google_service_account_iam_member" "acts_as_invoker" {
   for_each           = { for name, fn in local.functions : name => fn if fn.acts_as }
-  service_account_id = google_service_account.tasks_invoker.name
+  service_account_id = google_service_account.system["tasks-invoker"].name
   role               = "roles/iam.serviceAccountUser"
   member             = google_service_account.fn[each.key].member
 }
 
 # Cloud Tasks' service agent mints those tokens (older projects lack the grant).
 resource "google_service_account_iam_member" "tasks_agent_mints_invoker_tokens" {
-  service_account_id = google_service_account.tasks_invoker.name
+  service_account_id = google_service_account.system["tasks-invoker"].name
   role               = "roles/iam.serviceAccountOpenIdTokenCreator"
   member             = google_project_service_identity.agent["cloudtasks.googleapis.com"].member
 }
@@ -631,7 +616,7 @@ resource "google_service_account_iam_member" "signs_as_itself" {
 # Pub/Sub's service agent mints the push tokens of the Eventarc subscription as the
 # trigger account (needed in projects older than April 2021).
 resource "google_service_account_iam_member" "pubsub_agent_mints_trigger_tokens" {
-  service_account_id = google_service_account.sequence_trigger.name
+  service_account_id = google_service_account.system["sequence-trigger"].name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = google_project_service_identity.agent["pubsub.googleapis.com"].member
 }
@@ -639,7 +624,7 @@ resource "google_service_account_iam_member" "pubsub_agent_mints_trigger_tokens"
 resource "google_project_iam_member" "trigger_receives_events" {
   project = var.project_id
   role    = "roles/eventarc.eventReceiver"
-  member  = google_service_account.sequence_trigger.member
+  member  = google_service_account.system["sequence-trigger"].member
 }
 
 resource "google_project_iam_member" "build" {
@@ -651,7 +636,7 @@ resource "google_project_iam_member" "build" {
   ])
   project = var.project_id
   role    = each.value
-  member  = google_service_account.build.member
+  member  = google_service_account.system["functions-build"].member
 }
 
 resource "google_artifact_registry_repository_iam_member" "build_writes_images" {
@@ -659,7 +644,7 @@ resource "google_artifact_registry_repository_iam_member" "build_writes_images" 
   location   = var.region
   repository = google_artifact_registry_repository.functions.name
   role       = "roles/artifactregistry.writer"
-  member     = google_service_account.build.member
+  member     = google_service_account.system["functions-build"].member
 }
 
 # Anyone may call the public functions: Firebase Hosting rewrites cannot send platform
@@ -679,7 +664,7 @@ resource "google_cloud_run_v2_service_iam_member" "tasks_invoke_expire" {
   location = var.region
   name     = google_cloudfunctions2_function.fn["expire"].service_config[0].service
   role     = "roles/run.invoker"
-  member   = google_service_account.tasks_invoker.member
+  member   = google_service_account.system["tasks-invoker"].member
 }
 
 resource "google_cloud_run_v2_service_iam_member" "trigger_invokes_sequence" {
@@ -687,7 +672,7 @@ resource "google_cloud_run_v2_service_iam_member" "trigger_invokes_sequence" {
   location = var.region
   name     = google_cloudfunctions2_function.fn["sequence"].service_config[0].service
   role     = "roles/run.invoker"
-  member   = google_service_account.sequence_trigger.member
+  member   = google_service_account.system["sequence-trigger"].member
 }
 
 # ------------------------------------------------------------ functions: the functions
@@ -704,7 +689,7 @@ resource "google_cloudfunctions2_function" "fn" {
   build_config {
     runtime           = var.python_runtime
     entry_point       = each.key
-    service_account   = google_service_account.build.id
+    service_account   = google_service_account.system["functions-build"].id
     docker_repository = google_artifact_registry_repository.functions.id
 
     source {
@@ -748,7 +733,7 @@ resource "google_cloudfunctions2_function" "fn" {
       event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
       pubsub_topic          = google_pubsub_topic.main[event_trigger.value].id
       retry_policy          = "RETRY_POLICY_RETRY"
-      service_account_email = google_service_account.sequence_trigger.email
+      service_account_email = google_service_account.system["sequence-trigger"].email
     }
   }
 

@@ -37,7 +37,7 @@ output "tasks_url" {
 
 output "tasks_invoker" {
   description = "VETTRA_TASKS_INVOKER: the account whose OIDC token the expire function accepts."
-  value       = google_service_account.tasks_invoker.email
+  value       = google_service_account.system["tasks-invoker"].email
 }
 
 output "topics" {

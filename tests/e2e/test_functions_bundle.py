@@ -167,26 +167,26 @@ def test_the_venv_holds_the_requirements_and_not_the_package(
     bundle: Path, bundle_venv: Path, tmp_path: Path
 ) -> None:
     """vettra is importable only as the bundle's own folder, as on Cloud Functions."""
-    probe = "import functions_framework, vettra; print(vettra.__file__)"
     env = _clean_env(tmp_path / "home")
-    here = subprocess.run(
-        [str(bundle_venv / "python"), "-c", probe],
-        cwd=bundle,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+
+    def probe(cwd: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                str(bundle_venv / "python"),
+                "-c",
+                "import functions_framework, vettra; print(vettra.__file__)",
+            ],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    here = probe(bundle)
     assert here.returncode == 0, here.stderr
     assert Path(here.stdout.strip()).resolve() == (bundle / "vettra" / "__init__.py").resolve()
-    elsewhere = subprocess.run(
-        [str(bundle_venv / "python"), "-c", probe],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    elsewhere = probe(tmp_path)
     assert elsewhere.returncode == 1
     assert "No module named 'vettra'" in elsewhere.stderr
 

@@ -173,7 +173,7 @@ def test_only_http_api_functions_are_reachable_from_outside() -> None:
     public = _resources()[("google_cloud_run_v2_service_iam_member", "public")]
     assert 'fn.ingress == "ALLOW_ALL"' in public["for_each"] and public["member"] == '"allUsers"'
     expire = _resources()[("google_cloud_run_v2_service_iam_member", "tasks_invoke_expire")]
-    assert expire["member"] == "${google_service_account.tasks_invoker.member}"
+    assert expire["member"] == '${google_service_account.system["tasks-invoker"].member}'
 
 
 def test_least_privilege_where_it_matters() -> None:
@@ -245,7 +245,7 @@ def test_expiry_queue_retries_and_its_invoker() -> None:
     retry = _lit(res[("google_cloud_tasks_queue", "expire")]["retry_config"][0])
     assert retry["max_attempts"] > 1 and retry["max_retry_duration"].endswith("s")
     env = re.sub(r"\s+", " ", _locals()["environment"])
-    assert "VETTRA_TASKS_INVOKER = google_service_account.tasks_invoker.email" in env
+    assert 'VETTRA_TASKS_INVOKER = google_service_account.system["tasks-invoker"].email' in env
     assert "VETTRA_TASKS_URL = local.expire_url" in env
     assert _lit(_locals()["expire_url"]).endswith("/vettra-expire/api/tasks/expire")
 
