@@ -8,7 +8,11 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 RULES_NPM := tests/rules/node_modules
 
-.PHONY: dev test install bench clean
+# The Cloud Functions source: main.py, the vendored vettra package (with its data files)
+# and requirements.txt, as Cloud Build uploads it (terraform/ zips this folder).
+BUNDLE ?= build/functions
+
+.PHONY: dev test install bench clean functions-bundle
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +46,15 @@ bench: install
 	$(PY) bench/approvals.py
 	$(PY) bench/canonical.py
 	$(PY) bench/store_size.py
+
+functions-bundle:
+	@test -n "$(BUNDLE)" || { echo "BUNDLE is empty" >&2; exit 2; }
+	rm -rf "$(BUNDLE)"
+	mkdir -p "$(BUNDLE)"
+	cp functions/main.py functions/requirements.txt "$(BUNDLE)/"
+	cp -R shared/vettra "$(BUNDLE)/vettra"
+	find "$(BUNDLE)" -name __pycache__ -type d -prune -exec rm -rf {} +
+	@echo "functions bundle: $(BUNDLE)"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis $(RULES_NPM)
