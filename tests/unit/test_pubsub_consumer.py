@@ -238,3 +238,98 @@ def test_on_message_acks_handled_and_nacks_failed_messages() -> None:
         answers.append(message.answer)
     assert answers == ["nack", "ack", "ack", "nack"]
     assert consumer.counts[Outcome.POISON] == 1
+
+
+# -- synchronous pull and the topology: google errors stay inside ------------------------
+class FakeSubscriber:
+    """The three SubscriberClient calls ``PubSubConsumer.pull`` makes."""
+
+    def __init__(self, received: list[Any], pull_error: BaseException | None = None):
+        self.received, self.pull_error = received, pull_error
+        self.acked: list[str] = []
+        self.nacked: list[str] = []
+        self.ack_error: BaseException | None = None
+
+    def pull(self, request: dict[str, Any], timeout: float) -> Any:
+        if self.pull_error is not None:
+            raise self.pull_error
+        return type("PullResponse", (), {"received_messages": self.received})()
+
+    def acknowledge(self, request: dict[str, Any], timeout: float) -> None:
+        if self.ack_error is not None:
+            raise self.ack_error
+        self.acked += request["ack_ids"]
+
+    def modify_ack_deadline(self, request: dict[str, Any], timeout: float) -> None:
+        assert request["ack_deadline_seconds"] == 0  # a nack: redeliver at once
+        self.nacked += request["ack_ids"]
+
+
+def received(ack_id: str, event_id: str, attempt: int = 1) -> Any:
+    message = type(
+        "PubsubMessage",
+        (),
+        {
+            "data": b'{"chain":"c"}',
+            "attributes": {"event_id": event_id},
+            "message_id": ack_id,
+            "ordering_key": "c",
+        },
+    )()
+    return type(
+        "ReceivedMessage", (), {"ack_id": ack_id, "message": message, "delivery_attempt": attempt}
+    )()
+
+
+def test_pull_acks_what_was_handled_and_nacks_the_rest() -> None:
+    handler = Recorder(failures=1)
+    consumer = PubSubConsumer(handler, InMemoryProcessedEvents())
+    subscriber = FakeSubscriber(
+        [received("a1", "ev_1"), received("a2", "ev_2"), received("a3", "ev_2"), received("a4", "")]
+    )
+    outcomes = consumer.pull(subscriber, "projects/p/subscriptions/s")
+    assert outcomes == [Outcome.FAILED, Outcome.HANDLED, Outcome.DUPLICATE, Outcome.POISON]
+    assert subscriber.acked == ["a2", "a3"] and subscriber.nacked == ["a1", "a4"]
+
+
+def test_pull_turns_google_errors_into_unavailable_and_an_empty_wait_into_nothing() -> None:
+    from google.api_core import exceptions as api_exceptions
+
+    from vettra.domain.errors import Unavailable
+
+    consumer = PubSubConsumer(Recorder(), InMemoryProcessedEvents())
+    empty = FakeSubscriber([], api_exceptions.DeadlineExceeded("no messages"))
+    assert consumer.pull(empty, "projects/p/subscriptions/s") == []
+    down = FakeSubscriber([], api_exceptions.ServiceUnavailable("secret resource name"))
+    with pytest.raises(Unavailable) as failed:
+        consumer.pull(down, "projects/p/subscriptions/s")
+    assert str(failed.value) == "Pub/Sub Pull failed: ServiceUnavailable"
+    acking = FakeSubscriber([received("a1", "ev_9")])
+    acking.ack_error = api_exceptions.PermissionDenied("no role")
+    with pytest.raises(Unavailable, match="Acknowledge failed: PermissionDenied"):
+        consumer.pull(acking, "projects/p/subscriptions/s")
+
+
+def test_ensure_topology_checks_its_arguments_and_maps_google_errors() -> None:
+    from google.api_core import exceptions as api_exceptions
+
+    from vettra.adapters.pubsub_admin import ensure_topology
+    from vettra.domain.errors import Unavailable
+
+    class Refusing:
+        def create_topic(self, request: dict[str, Any], timeout: float) -> None:
+            raise api_exceptions.PermissionDenied("projects/p/topics/x: denied")
+
+    for bad, match in [
+        ({"max_delivery_attempts": 4}, "5..100"),
+        ({"ack_deadline_s": 5}, "10..600"),
+        ({"min_backoff_s": 5, "max_backoff_s": 1}, "backoff"),
+        ({"push_service_account": "sa@p.iam.gserviceaccount.com"}, "push_endpoint"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            ensure_topology("p", "vettra-events", publisher=Refusing(), subscriber=object(), **bad)
+    with pytest.raises(ValueError, match="topic id"):
+        ensure_topology("p", "x", publisher=Refusing(), subscriber=object())
+    with pytest.raises(Unavailable) as failed:
+        ensure_topology("p", "vettra-events", publisher=Refusing(), subscriber=object())
+    assert str(failed.value) == "Pub/Sub creating the topology failed: PermissionDenied"
