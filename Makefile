@@ -6,6 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8080
+RULES_NPM := tests/rules/node_modules
 
 .PHONY: dev test install bench clean
 
@@ -15,7 +16,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-install: $(VENV)/.installed
+# The Firestore rules tests' npm packages (tests/contract/test_firestore_rules.py skips
+# loudly without them); from the npm registry, exactly as package-lock.json pins them.
+$(RULES_NPM): tests/rules/package.json tests/rules/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd tests/rules && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null && touch node_modules; \
+	else \
+		echo "npm not found: the Firestore rules tests (tests/rules) will be skipped"; \
+	fi
+
+install: $(VENV)/.installed $(RULES_NPM)
 
 dev: install
 	$(VENV)/bin/vettra dev --host $(HOST) --port $(PORT)
@@ -34,4 +44,4 @@ bench: install
 	$(PY) bench/store_size.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis $(RULES_NPM)
