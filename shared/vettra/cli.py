@@ -47,15 +47,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
     logs.configure(args.log_level)
     try:
-        limits = Limits.from_env(
-            max_connections=args.max_connections,
-            keep_alive_s=args.keep_alive_timeout,
-            head_timeout_s=args.head_timeout,
-            max_header_bytes=args.max_header_bytes,
-            max_body_bytes=args.max_body_bytes,
-            threads=args.threads,
-            max_streams_per_user=args.max_streams_per_user,
-        )
+        # each limit flag stores under its Limits field's name (Limits.ENV lists them)
+        limits = Limits.from_env(**{name: getattr(args, name) for name in Limits.ENV})
     except ValueError as exc:
         print(f"vettra dev: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -369,11 +362,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     limits.add_argument(
         "--keep-alive-timeout",
+        dest="keep_alive_s",
+        metavar="KEEP_ALIVE_TIMEOUT",
         type=float,
         help="seconds an idle connection stays open (VETTRA_KEEP_ALIVE_TIMEOUT, default 5)",
     )
     limits.add_argument(
         "--head-timeout",
+        dest="head_timeout_s",
+        metavar="HEAD_TIMEOUT",
         type=float,
         help="seconds a request head may take to arrive; "
         "then 408 (VETTRA_HEAD_TIMEOUT, default 10)",
