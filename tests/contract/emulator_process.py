@@ -18,15 +18,18 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
 BIND_HOST = "127.0.0.1"
 STOP_TIMEOUT_S = 10
+HTTP_TIMEOUT_S = 5
 
 
 class EmulatorUnavailable(RuntimeError):
@@ -56,6 +59,30 @@ def packaged_launcher(package: str, launcher_name: str, override_env: str) -> Pa
         if line.endswith("/" + launcher_name) and Path(line).is_file():
             return Path(line)
     raise EmulatorUnavailable(f"package {package} lists no {launcher_name}")
+
+
+def answers_ok(host: str) -> bool:
+    """Whether ``GET http://host/`` answers ``Ok`` (how Google's Java emulators say ready)."""
+    try:
+        with urllib.request.urlopen(f"http://{host}/", timeout=HTTP_TIMEOUT_S) as answer:
+            return bool(answer.read().strip() == b"Ok")
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def built_with_env(variable: str, value: str, build: Callable[[], Any]) -> Any:
+    """``build()`` with ``variable=value`` in the environment meanwhile: Google's clients read
+    an emulator's address (``FIRESTORE_EMULATOR_HOST``, ``PUBSUB_EMULATOR_HOST``) from the
+    environment once, at construction."""
+    previous = os.environ.get(variable)
+    os.environ[variable] = value
+    try:
+        return build()
+    finally:
+        if previous is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = previous
 
 
 def require_program(program: str, why: str) -> None:

@@ -15,8 +15,6 @@ need it, loudly: ``pytest.skip("Firestore emulator unavailable: <reason>")``.
 
 from __future__ import annotations
 
-import os
-import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -28,7 +26,10 @@ import pytest
 
 from .emulator_process import (
     BIND_HOST,
+    HTTP_TIMEOUT_S,
     EmulatorProcess,
+    answers_ok,
+    built_with_env,
     for_session,
     launch,
     packaged_launcher,
@@ -38,7 +39,6 @@ from .emulator_process import (
 PACKAGE = "google-cloud-cli-firestore-emulator"
 LAUNCHER_NAME = "cloud_firestore_emulator"
 START_TIMEOUT_S = 60
-HTTP_TIMEOUT_S = 5
 _ENV_HOST = "FIRESTORE_EMULATOR_HOST"
 
 
@@ -55,16 +55,7 @@ class FirestoreEmulator(EmulatorProcess):
         """A sync client on ``project`` talking to this emulator (anonymous credentials)."""
         from google.cloud import firestore
 
-        # the client reads the emulator's address from the environment once, at construction
-        previous = os.environ.get(_ENV_HOST)
-        os.environ[_ENV_HOST] = self.host
-        try:
-            return firestore.Client(project=project)
-        finally:
-            if previous is None:
-                os.environ.pop(_ENV_HOST, None)
-            else:
-                os.environ[_ENV_HOST] = previous
+        return built_with_env(_ENV_HOST, self.host, lambda: firestore.Client(project=project))
 
     def reset(self, project: str) -> None:
         """Delete every document of ``project`` (the emulator's DELETE endpoint)."""
@@ -74,21 +65,13 @@ class FirestoreEmulator(EmulatorProcess):
             answer.read()
 
 
-def _answers_ok(host: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{host}/", timeout=HTTP_TIMEOUT_S) as answer:
-            return answer.read().strip() == b"Ok"
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 def start_emulator() -> FirestoreEmulator:
     launcher = find_launcher()
     require_program("java", "the emulator needs Java 17")
     return launch(
         FirestoreEmulator,
         lambda port: [launcher, "start", f"--host={BIND_HOST}", f"--port={port}"],
-        lambda emulator: _answers_ok(emulator.host),
+        lambda emulator: answers_ok(emulator.host),
         name="firestore",
         timeout_s=START_TIMEOUT_S,
     )
