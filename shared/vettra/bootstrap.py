@@ -166,6 +166,9 @@ class Runtime:
             self.sweeper.stop()
         if self.sequencer is not None:
             self.sequencer.stop()
+        close_bus = getattr(self.deps.bus, "close", None)
+        if close_bus is not None:
+            close_bus()  # the Pub/Sub bus sends what it still holds
         self.deps.store.close()
         if self.home_lock is not None:
             self.home_lock.close()  # releases the flock
@@ -196,7 +199,6 @@ class _Parts:
 
 def _assemble(config: Config, clock: Any, parts: _Parts) -> tuple[Any, Any, Any]:
     """``(deps, identity, app)`` over the chosen adapters: the same services on every backend."""
-    from .adapters.local_identity import LocalIdentity
     from .domain.catalogue import Catalogue
     from .domain.identity import DEFAULT_TENANT
     from .domain.stepup import StepUpSettings
@@ -229,16 +231,78 @@ def _assemble(config: Config, clock: Any, parts: _Parts) -> tuple[Any, Any, Any]
         ),
     )
     policies.ensure_default(DEFAULT_TENANT)
-    # SEAM (helper-ident): with VETTRA_AUTH0_ISSUER set, the Auth0 access-token identity
-    # replaces the local one here (and is the only one where keys come from secret files).
-    if parts.identity_key is None:
-        raise BackendUnavailable(
-            "no identity is configured for these keys: set VETTRA_AUTH0_ISSUER "
-            "(Auth0 tokens) or use the home's keys (unset VETTRA_SECRETS_DIR)"
-        )
-    identity = LocalIdentity(parts.identity_key, clock)
+    identity = _identity(config, parts.identity_key, clock, deps)
     app = HttpApp(deps, ROUTES, identity, project=config.project)
     return deps, identity, app
+
+
+def _identity(config: Config, identity_key: Any, clock: Any, deps: Any) -> Any:
+    """Who may call (docs/identity.md, "How bootstrap wires it").
+
+    Local development tokens (the home's identity key: ``vettra token``) in ``vettra dev``
+    and wherever no cloud issuer is configured; Auth0 access tokens when
+    ``VETTRA_AUTH0_ISSUER`` and ``VETTRA_AUTH0_AUDIENCE`` are set (and the dashboard's
+    sign-in exchange when ``VETTRA_AUTH0_CLIENT_ID`` is); Google-signed OIDC tokens of
+    the Cloud Tasks invoker when ``VETTRA_TASKS_INVOKER`` is. Several are chosen by the
+    token's issuer. The cloud adapters are imported only when configured.
+    """
+    from .adapters.local_identity import ISSUER as LOCAL_ISSUER
+    from .adapters.local_identity import LocalIdentity
+
+    verifiers: dict[str, Any] = {}
+    env = os.environ
+    if env.get("VETTRA_AUTH0_ISSUER", "").strip():
+        from .adapters.auth0_identity import (
+            Auth0AccessTokens,
+            Auth0IdTokens,
+            Auth0Settings,
+            https_jwks,
+        )
+        from .adapters.firebase_tokens import FirebaseCustomTokens
+        from .services.sign_in import SignInService
+
+        try:
+            auth0 = Auth0Settings.from_env(env)
+        except ValueError as exc:
+            raise BackendUnavailable(str(exc)) from None
+        assert auth0 is not None  # the issuer is set
+        auth0_keys = https_jwks(auth0.keys_url, clock)  # one cache for access and ID tokens
+        if auth0.audience:
+            verifiers[auth0.issuer] = Auth0AccessTokens(auth0, clock, auth0_keys)
+        if auth0.client_id:
+            deps.sign_in = SignInService(
+                Auth0IdTokens(auth0, clock, auth0_keys),
+                FirebaseCustomTokens(project=config.project or None),
+                clock,
+            )
+    if config.cloud.tasks_invoker:
+        from .adapters.auth0_identity import https_jwks
+        from .adapters.google_oidc import GOOGLE_CERTS_URL, GoogleOidcIdentity
+
+        try:
+            tasks = GoogleOidcIdentity(
+                audience=config.cloud.tasks_url,
+                invoker_email=config.cloud.tasks_invoker,
+                clock=clock,
+                keys=https_jwks(GOOGLE_CERTS_URL, clock),
+            )
+        except ValueError as exc:
+            raise BackendUnavailable(str(exc)) from None
+        verifiers.update({issuer: tasks for issuer in tasks.issuers()})
+    local = LocalIdentity(identity_key, clock) if identity_key is not None else None
+    if local is not None and (config.host == SERVER or not verifiers):
+        if not verifiers:
+            return local  # the embedded default: nothing but development tokens
+        verifiers[LOCAL_ISSUER] = local
+    if not verifiers:
+        raise BackendUnavailable(
+            "no identity is configured for these keys: set VETTRA_AUTH0_ISSUER and "
+            "VETTRA_AUTH0_AUDIENCE (Auth0 tokens) or use the home's keys "
+            "(unset VETTRA_SECRETS_DIR)"
+        )
+    from .adapters.auth0_identity import IssuerIdentity
+
+    return IssuerIdentity(verifiers)
 
 
 def _expire_handler(deps: Any) -> Any:
@@ -354,14 +418,18 @@ def _firestore(config: Config, clock: Any) -> Runtime:
         "wait_poll_s": float(config.extra.get("wait_poll_s", WAIT_POLL_S)),
     }
     bus, settings["event_bus"], settings["event_bus_note"] = _event_bus(config)
+    cloud_bus = bus
     if config.host == SERVER:
-        # a live stream also sees what other processes decide (a listener, while it is open)
-        bus = RelayingBus(bus, FirestoreActionChanges(store))
+        # a live stream also sees what other processes decide (a listener, while it is
+        # open); relayed changes go to local subscribers only, never out to Pub/Sub again
+        bus = RelayingBus(bus, FirestoreActionChanges(store), local=getattr(bus, "local", None))
         settings["event_bus"] += "+firestore-listener"
 
     runner = None
     choice = config.cloud.sequencer
-    trigger = _sequence_trigger(config) if config.host == FUNCTIONS and not choice else None
+    trigger = (
+        _sequence_trigger(config, cloud_bus) if config.host == FUNCTIONS and not choice else None
+    )
     if choice == EXTERNAL:
         settings["sequencer"] = EXTERNAL  # commits only write the outbox
     elif trigger is None:
@@ -445,19 +513,13 @@ def _cloud_keys(config: Config) -> tuple[Any, Any, str]:
     holds no store and takes no lock (every instance reads the same keys).
     """
     if config.secrets_dir is not None:
-        # SEAM (helper-ident): shared/vettra/adapters/secret_keys.py, keys never generated
-        # in the cloud. Wired by the lead at merge:
-        #   from .adapters.secret_keys import SecretFilesKeyStore
-        #   return SecretFilesKeyStore(config.secrets_dir), None, "secret-files"
-        import importlib
+        from .adapters.secret_keys import SecretFileError, SecretFilesKeyStore
 
         try:
-            secret_keys = importlib.import_module(".adapters.secret_keys", __package__)
-        except ImportError:
-            raise BackendUnavailable(
-                "VETTRA_SECRETS_DIR is set but this build has no secret-files key store"
-            ) from None
-        return secret_keys.SecretFilesKeyStore(config.secrets_dir), None, "secret-files"
+            # read and checked once, here: never generated in the cloud (docs/identity.md)
+            return SecretFilesKeyStore(config.secrets_dir), None, "secret-files"
+        except SecretFileError as exc:
+            raise BackendUnavailable(str(exc)) from None
     from .adapters.local_keys import LocalKeyStore
 
     prepare_home(config.home)
@@ -466,36 +528,43 @@ def _cloud_keys(config: Config) -> tuple[Any, Any, str]:
 
 
 def _event_bus(config: Config) -> tuple[Any, str, str | None]:
-    """``(bus, name, note)``: decision events for notifications.
+    """``(bus, name, note)``: decision events for notifications and the sequencer trigger.
 
-    SEAM (helper-pubsub): when ``config.cloud.pubsub`` (PUBSUB_EMULATOR_HOST or
-    VETTRA_EVENTS_TOPIC is set) the lead wires the Pub/Sub bus here at merge:
-        from .adapters.pubsub_bus import PubSubEventBus
-        return PubSubEventBus(config.project, config.cloud.events_topic), "pubsub", None
-    Until then events stay in this process, and /health says so.
+    With ``PUBSUB_EMULATOR_HOST`` or ``VETTRA_EVENTS_TOPIC`` set, the Pub/Sub bus
+    (adapters/pubsub_bus.py, docs/pubsub.md): local subscribers (long-polls, streams)
+    hear this process's events at once, and decision events and sequencer triggers
+    also go to their topics. Otherwise the in-process bus.
     """
+    if config.cloud.pubsub:
+        from .adapters.pubsub_bus import PubSubEventBus
+
+        try:
+            bus = PubSubEventBus(
+                config.project,
+                events_topic=config.cloud.events_topic,
+                sequence_topic=config.cloud.sequence_topic,
+            )
+        except ValueError as exc:  # a malformed topic id
+            raise BackendUnavailable(str(exc)) from None
+        return bus, "pubsub", None
     from .adapters.memory_bus import InProcessEventBus
 
-    note = (
-        "Pub/Sub is configured but its event bus is not wired in this build; "
-        "events stay in this process"
-        if config.cloud.pubsub
-        else None
-    )
-    return InProcessEventBus(), "in-process", note
+    return InProcessEventBus(), "in-process", None
 
 
-def _sequence_trigger(config: Config) -> Any:
-    """The store's ``on_commit`` in a function instance: publish ``{"chain": …}`` to the
-    sequence topic (ordering key = chain), which triggers the ``sequence`` target; or
-    None to run the sequencer in the instance itself (no Pub/Sub configured).
+def _sequence_trigger(config: Config, bus: Any) -> Any:
+    """The store's ``on_commit`` in a function instance with Pub/Sub: publish
+    ``{"chain": …}`` to the sequence topic (ordering key = chain), which triggers the
+    ``sequence`` target; None (no Pub/Sub bus) runs the sequencer in the instance."""
+    trigger = getattr(bus, "trigger_sequence", None)
+    if trigger is None:
+        return None
 
-    SEAM (helper-pubsub), wired by the lead at merge when ``config.cloud.pubsub``:
-        from .adapters.pubsub_bus import PubSubEventBus
-        topic = PubSubEventBus(config.project, config.cloud.sequence_topic)
-        return lambda chains: [topic.publish("sequence", {"chain": c}) for c in chains]
-    """
-    return None
+    def on_commit(chains: set[str]) -> None:
+        for chain in sorted(chains):
+            trigger(chain)
+
+    return on_commit
 
 
 def _cloud_scheduler(

@@ -19,7 +19,7 @@ from vettra.bootstrap import (
     _queue_parts,
     bootstrap,
 )
-from vettra.entrypoints.functions import PoisonMessage, sequence_chain
+from vettra.entrypoints.functions import BadSequenceMessage, sequence_chain
 
 
 def test_the_backend_and_project_come_from_the_environment() -> None:
@@ -113,5 +113,5 @@ def test_a_sequence_message_names_its_chain() -> None:
     ],
 )
 def test_a_poison_sequence_message_is_refused_with_why(data, why) -> None:
-    with pytest.raises(PoisonMessage, match=why.replace("{", r"\{").replace("(", r"\(")):
+    with pytest.raises(BadSequenceMessage, match=why.replace("{", r"\{").replace("(", r"\(")):
         sequence_chain(data)

@@ -75,25 +75,25 @@ def serve(request: Any, group: str) -> _Served:
     return _Served(asgi_app(group))
 
 
-class PoisonMessage(ValueError):
+class BadSequenceMessage(ValueError):
     """A sequence message that can never succeed: raised, so Pub/Sub redelivers it a few
     times and then moves it to the dead-letter topic, where it stays as evidence."""
 
 
 def sequence_chain(data: Any) -> str:
     """The chain named by a Pub/Sub push CloudEvent's data (``message.data`` is base64 of
-    ``{"chain": "<tenant>"}``); :class:`PoisonMessage` for anything else."""
+    ``{"chain": "<tenant>"}``); :class:`BadSequenceMessage` for anything else."""
     message = data.get("message") if isinstance(data, Mapping) else None
     raw = message.get("data") if isinstance(message, Mapping) else None
     if not isinstance(raw, str):
-        raise PoisonMessage("expected a Pub/Sub message with base64 data")
+        raise BadSequenceMessage("expected a Pub/Sub message with base64 data")
     try:
         body = json.loads(base64.b64decode(raw, validate=True))
     except (binascii.Error, ValueError):
-        raise PoisonMessage("the message data is not base64 of a JSON object") from None
+        raise BadSequenceMessage("the message data is not base64 of a JSON object") from None
     chain = body.get("chain") if isinstance(body, dict) else None
     if not isinstance(chain, str) or not 0 < len(chain) <= MAX_CHAIN_LENGTH:
-        raise PoisonMessage(f"expected {{'chain': <1..{MAX_CHAIN_LENGTH} characters>}}")
+        raise BadSequenceMessage(f"expected {{'chain': <1..{MAX_CHAIN_LENGTH} characters>}}")
     return chain
 
 

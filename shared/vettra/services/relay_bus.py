@@ -34,8 +34,11 @@ def relayed_kind(action: Action) -> str:
 
 
 class RelayingBus(EventBus):
-    def __init__(self, inner: EventBus, changes: ActionChanges):
+    def __init__(self, inner: EventBus, changes: ActionChanges, local: EventBus | None = None):
+        """``local``: where relayed changes go (default ``inner``). With a bus that also
+        sends events out (Pub/Sub), its local part: the change was sent by its maker."""
         self._inner, self._changes = inner, changes
+        self._local = local or inner
         self._lock = threading.Lock()
         self._listeners = 0
         self._stop_watch: Callable[[], None] | None = None
@@ -43,6 +46,12 @@ class RelayingBus(EventBus):
 
     def publish(self, topic: str, event: Mapping[str, Any]) -> None:
         self._inner.publish(topic, event)
+
+    def close(self) -> None:
+        """Close the wrapped bus, if it has anything to close (Pub/Sub flushes)."""
+        close = getattr(self._inner, "close", None)
+        if close is not None:
+            close()
 
     def subscribe(
         self, topic: str, handler: Callable[[Mapping[str, Any]], None]
@@ -84,4 +93,4 @@ class RelayingBus(EventBus):
 
     def _relay(self, action: Action) -> None:
         self.relayed += 1
-        publish_action(self._inner, relayed_kind(action), action)
+        publish_action(self._local, relayed_kind(action), action)
