@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -115,3 +116,94 @@ def test_a_sequence_message_names_its_chain() -> None:
 def test_a_poison_sequence_message_is_refused_with_why(data, why) -> None:
     with pytest.raises(BadSequenceMessage, match=why.replace("{", r"\{").replace("(", r"\(")):
         sequence_chain(data)
+
+
+# -- identity and keys as bootstrap wires them (docs/identity.md) ----------------------------
+
+AUTH0 = "https://tenant.example.auth0.com/"
+
+
+def _wire(monkeypatch, env: dict[str, str], *, host: str = "server", key: bool = True):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from vettra.adapters.clock import SystemClock
+    from vettra.bootstrap import _identity
+
+    for name in ("VETTRA_AUTH0_ISSUER", "VETTRA_AUTH0_AUDIENCE", "VETTRA_AUTH0_CLIENT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    config = Config.from_env(env)
+    config.host = host
+    deps = SimpleNamespace(sign_in=None)
+    identity = _identity(config, Ed25519PrivateKey.generate() if key else None, SystemClock(), deps)
+    return identity, deps
+
+
+def test_without_a_cloud_issuer_only_local_tokens_are_accepted(monkeypatch) -> None:
+    from vettra.adapters.local_identity import LocalIdentity
+
+    identity, deps = _wire(monkeypatch, {})
+    assert isinstance(identity, LocalIdentity) and deps.sign_in is None
+
+
+def test_vettra_dev_accepts_auth0_tokens_beside_its_own(monkeypatch) -> None:
+    from vettra.adapters.auth0_identity import IssuerIdentity
+
+    identity, deps = _wire(
+        monkeypatch,
+        {"VETTRA_AUTH0_ISSUER": AUTH0, "VETTRA_AUTH0_AUDIENCE": "https://api.vettra.test"},
+    )
+    assert isinstance(identity, IssuerIdentity)
+    assert set(identity.by_issuer) == {AUTH0, "vettra-local"}
+    token = identity.issue(role="approver", sub="alice")  # vettra token still works
+    assert identity.authenticate(token).user == "alice"
+    assert deps.sign_in is None  # no client id: no dashboard sign-in
+
+
+def test_a_function_with_a_cloud_issuer_takes_no_local_tokens(monkeypatch) -> None:
+    identity, deps = _wire(
+        monkeypatch,
+        {
+            "VETTRA_AUTH0_ISSUER": AUTH0,
+            "VETTRA_AUTH0_CLIENT_ID": "spa-client",
+            "VETTRA_TASKS_INVOKER": "tasks@p.iam.gserviceaccount.com",
+            "VETTRA_TASKS_URL": "https://expire.example.run.app",
+        },
+        host="functions",
+    )
+    assert "vettra-local" not in identity.by_issuer
+    assert {"https://accounts.google.com", "accounts.google.com"} <= set(identity.by_issuer)
+    assert AUTH0 not in identity.by_issuer  # no audience: no agent access tokens
+    assert deps.sign_in is not None  # the client id enables the sign-in exchange
+
+
+@pytest.mark.parametrize(
+    "env, key, why",
+    [
+        ({}, False, "no identity is configured for these keys"),
+        ({"VETTRA_AUTH0_ISSUER": AUTH0}, True, "neither VETTRA_AUTH0_AUDIENCE"),
+        (
+            {"VETTRA_AUTH0_ISSUER": "http://tenant.example/", "VETTRA_AUTH0_AUDIENCE": "a"},
+            True,
+            "https",
+        ),
+        ({"VETTRA_TASKS_INVOKER": "tasks@p.iam.gserviceaccount.com"}, True, "VETTRA_TASKS_URL"),
+    ],
+)
+def test_a_half_configured_identity_is_one_line(monkeypatch, env, key, why) -> None:
+    with pytest.raises(BackendUnavailable, match=why):
+        _wire(monkeypatch, env, host="functions", key=key)
+
+
+def test_secret_files_are_the_keys_when_mounted(tmp_path) -> None:
+    from vettra.adapters.secret_keys import fresh_secret_files, write_secret_files
+    from vettra.bootstrap import _cloud_keys
+
+    write_secret_files(tmp_path / "secrets", fresh_secret_files())
+    keys, identity_key, name = _cloud_keys(Config(secrets_dir=tmp_path / "secrets"))
+    assert name == "secret-files" and identity_key is None  # never a local token signer
+    assert keys.audit_hmac_key()[1] and not (tmp_path / "home").exists()
+    (tmp_path / "secrets" / "audit-hmac-key").write_text("{not json")
+    with pytest.raises(BackendUnavailable, match="audit-hmac-key"):
+        _cloud_keys(Config(secrets_dir=tmp_path / "secrets"))
