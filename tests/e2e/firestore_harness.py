@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from ..contract import cloud_tasks_emulator as tasks_harness
 from ..contract import firestore_emulator as fs_harness
+from ..contract.emulator_process import EmulatorUnavailable, for_session
 from .conftest import CLI_TIMEOUT_S, vettra_command
 
 CHAIN = "default"
@@ -36,16 +35,7 @@ SEQUENCED_TIMEOUT_S = 60.0
 
 def start_firestore() -> Iterator[fs_harness.FirestoreEmulator]:
     """A fresh emulator for the calling module; skip loudly when it cannot run here."""
-    try:
-        import google.cloud.firestore  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"Firestore emulator unavailable: client library missing ({exc})")
-    try:
-        emulator = fs_harness.start_emulator()
-    except (fs_harness.EmulatorUnavailable, OSError) as exc:
-        pytest.skip(f"Firestore emulator unavailable: {exc}")
-    yield emulator
-    emulator.stop()
+    yield from for_session("Firestore", fs_harness.start_emulator, "google.cloud.firestore")
 
 
 def start_cloud_tasks() -> Iterator[tasks_harness.CloudTasksEmulator | None]:
@@ -53,15 +43,17 @@ def start_cloud_tasks() -> Iterator[tasks_harness.CloudTasksEmulator | None]:
     warning naming why, so a run says which one the expiry tests went through."""
     try:
         emulator = tasks_harness.start_emulator()
-    except (tasks_harness.EmulatorUnavailable, OSError, ImportError) as exc:
+    except (EmulatorUnavailable, OSError, ImportError) as exc:
         warnings.warn(
             f"Cloud Tasks emulator unavailable ({exc}); expiry is tested on the local timer",
             stacklevel=1,
         )
         yield None
         return
-    yield emulator
-    emulator.stop()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
 
 
 def fresh_project() -> str:
@@ -78,7 +70,7 @@ def tasks_env(tasks: tasks_harness.CloudTasksEmulator | None) -> dict[str, str]:
         return {}
     queue = tasks.create_queue()
     path = f"projects/{tasks_harness.PROJECT}/locations/{tasks_harness.LOCATION}/queues/{queue}"
-    return {"CLOUD_TASKS_EMULATOR_HOST": tasks.address, "VETTRA_TASKS_QUEUE": path}
+    return {"CLOUD_TASKS_EMULATOR_HOST": tasks.host, "VETTRA_TASKS_QUEUE": path}
 
 
 def client(emulator: fs_harness.FirestoreEmulator, project: str) -> Any:

@@ -28,8 +28,8 @@ from typing import Any
 import httpx
 import pytest
 
+from ..integration.approvals import enrol_totp, step_up
 from ..integration.scenarios import DELETE_REPO, EXPECTED, READ_PROFILE, SEND_EMAIL
-from ..integration.test_stepup_http import _code, _enrol_totp
 from .conftest import CLI_TIMEOUT_S, DevServer, mint, mint_many, vettra_command
 from .firestore_harness import (
     HeadSampler,
@@ -217,16 +217,8 @@ def test_an_approval_that_needs_a_step_up(cloud) -> None:
         assert refused.status_code == 401 and refused.headers["content-type"] == PROBLEM
         assert 'error="insufficient_user_authentication"' in refused.headers["www-authenticate"]
 
-        secret = _enrol_totp(approver)
-        challenge = approver.post(
-            "/api/approvals/stepup/trigger", json={"action_id": a["action_id"]}
-        ).json()
-        verified = approver.post(
-            "/api/approvals/stepup/verify",
-            json={"challenge_id": challenge["challenge_id"], "code": _code(secret, 1)},
-        )
-        assert verified.status_code == 200, verified.text
-        token = verified.json()["step_up_token"]
+        secret = enrol_totp(approver)
+        token = step_up(approver, secret, action_id=a["action_id"])
 
         # the agent long-polls while the approver decides
         waiting = LongPoll(agent, a["action_id"])

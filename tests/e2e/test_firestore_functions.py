@@ -57,17 +57,9 @@ def emulator() -> Iterator[Any]:
 def pubsub() -> Iterator[Any]:
     """A fresh Pub/Sub emulator for this module; skipped loudly without one."""
     from ..contract import pubsub_emulator
+    from ..contract.emulator_process import for_session
 
-    try:
-        import google.cloud.pubsub_v1  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"Pub/Sub emulator unavailable: client library missing ({exc})")
-    try:
-        emulator = pubsub_emulator.start_emulator()
-    except Exception as exc:  # noqa: BLE001 - any reason it cannot run here: skip, saying it
-        pytest.skip(f"Pub/Sub emulator unavailable: {exc}")
-    yield emulator
-    emulator.stop()
+    yield from for_session("Pub/Sub", pubsub_emulator.start_emulator, "google.cloud.pubsub_v1")
 
 
 def _framework() -> list[str]:
