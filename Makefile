@@ -8,7 +8,11 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 RULES_NPM := tests/rules/node_modules
 
-.PHONY: dev test install bench clean
+# The Cloud Functions source: main.py, the vendored vettra package (with its data files)
+# and requirements.txt, as Cloud Build uploads it (terraform/ zips this folder).
+BUNDLE ?= build/functions
+
+.PHONY: dev test test-deps install bench clean functions-bundle
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,12 +29,15 @@ $(RULES_NPM): tests/rules/package.json tests/rules/package-lock.json
 		echo "npm not found: the Firestore rules tests (tests/rules) will be skipped"; \
 	fi
 
-install: $(VENV)/.installed $(RULES_NPM)
+install: $(VENV)/.installed
+
+# What only the tests need beyond the venv (make dev does not wait for npm).
+test-deps: install $(RULES_NPM)
 
 dev: install
 	$(VENV)/bin/vettra dev --host $(HOST) --port $(PORT)
 
-test: install
+test: test-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m mypy
@@ -43,6 +50,15 @@ bench: install
 	$(PY) bench/canonical.py
 	$(PY) bench/store_size.py
 	$(PY) bench/credentials.py
+
+functions-bundle:
+	@test -n "$(BUNDLE)" || { echo "BUNDLE is empty" >&2; exit 2; }
+	rm -rf "$(BUNDLE)"
+	mkdir -p "$(BUNDLE)"
+	cp functions/main.py functions/requirements.txt "$(BUNDLE)/"
+	cp -R shared/vettra "$(BUNDLE)/vettra"
+	find "$(BUNDLE)" -name __pycache__ -type d -prune -exec rm -rf {} +
+	@echo "functions bundle: $(BUNDLE)"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis $(RULES_NPM)

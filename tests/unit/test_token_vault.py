@@ -257,3 +257,26 @@ def test_bad_names_are_refused_and_store_nothing(tmp_path: Path, changes, messag
     with pytest.raises(ValueError, match=message):
         vault.store_secret(store, keys, FakeClock().now(), **args)
     assert store.committed == 0
+
+
+def test_bootstrap_reads_the_mounted_client_secret_in_the_cloud(
+    endpoint, tmp_path: Path, monkeypatch
+) -> None:
+    from vettra.bootstrap import Config, credential_vaults
+
+    monkeypatch.setenv("VETTRA_AUTH0_ISSUER", endpoint.issuer)
+    monkeypatch.setenv("VETTRA_AUTH0_CLIENT_ID", endpoint.client_id)
+    monkeypatch.delenv("VETTRA_AUTH0_CLIENT_SECRET", raising=False)
+    secrets_dir = tmp_path / "secrets"
+    vaults, _ = credential_vaults(Config(secrets_dir=secrets_dir), FakeClock())
+    assert set(vaults) == {ACCESS_TOKEN}  # no secret mounted: the local vault only
+    (secrets_dir / "auth0-client-secret").mkdir(parents=True)
+    (secrets_dir / "auth0-client-secret" / "auth0-client-secret").write_text(
+        endpoint.client_secret + "\n"
+    )
+    vaults, settings = credential_vaults(
+        Config(secrets_dir=secrets_dir, extra={"credential_window_s": 60}), FakeClock()
+    )
+    assert set(vaults) == {ACCESS_TOKEN, REFRESH_TOKEN} and settings.window_s == 60
+    endpoint.link(REFRESH, "github", "gho_x", scope="repo")
+    assert vaults[REFRESH_TOKEN].exchange(REFRESH, "github").access_token == "gho_x"

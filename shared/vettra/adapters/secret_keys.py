@@ -54,6 +54,9 @@ DATA = "data-key"
 POLICY_TRUSTED = "policy-trusted-keys"
 POLICY_SIGNING = "policy-signing-key"
 RECEIPT = "receipt-signing-key"
+#: Text, not a key of the key store: the Token Vault exchange's client secret, which a
+#: bootstrap reads with :func:`read_text_secret` (mounted only where it is used)
+AUTH0_CLIENT_SECRET = "auth0-client-secret"
 REQUIRED = (AUDIT_HMAC, CHECKPOINT, DATA, POLICY_TRUSTED)
 ALL = (*REQUIRED, POLICY_SIGNING, RECEIPT)
 MAX_SECRET_BYTES = 64 * 1024  # Secret Manager's own limit is 64 KiB per version
@@ -230,6 +233,17 @@ def _must(raw: dict[str, bytes | None], name: str) -> bytes:
     if value is None:
         raise SecretFileError(f"{name}: the secret is missing")
     return value
+
+
+def read_text_secret(directory: Path | str, name: str) -> str | None:
+    """A mounted text secret (``DIR/name`` or ``DIR/name/name``), stripped; None if absent."""
+    raw = _read(Path(directory), name, required=False)
+    if raw is None:
+        return None
+    try:
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise SecretFileError(f"{name}: not UTF-8 text") from None
 
 
 def read_secret_files(directory: Path | str) -> dict[str, bytes]:

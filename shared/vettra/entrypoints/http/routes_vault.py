@@ -1,7 +1,8 @@
 """Credential release, receipts and the permission inventory (docs/credentials.md).
 
-``POST /api/actions/{id}/credential`` is served by the ``actions`` target (it lives
-under ``/api/actions/**``); receipts and the inventory by the ``vault`` target.
+All are the ``vault`` group, one function in the cloud: the one that holds what a
+release needs (the data key that opens stored tokens, the receipt key, the Auth0 client
+secret). Hosting sends ``/api/actions/*/credential`` to it before ``/api/actions/**``.
 """
 
 from __future__ import annotations
@@ -300,7 +301,7 @@ VAULT_ROUTES: list[Route] = [
         (AGENT,),
         "Redeem an allowed or approved action for its scoped credential and receipt, once",
         "releaseCredential",
-        "actions",
+        GROUP,
         request="CREDENTIAL_REQUEST",
         response="CREDENTIAL",
         errors=(503,),
