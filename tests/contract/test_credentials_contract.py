@@ -24,7 +24,6 @@ from vettra.adapters.clock import FakeClock
 from vettra.adapters.local_vault import LocalVault, token_record
 from vettra.domain import receipts
 from vettra.domain.canonical import sha256_digest
-from vettra.domain.catalogue import Catalogue
 from vettra.domain.credentials import (
     ACCESS_TOKEN,
     REFRESH_TOKEN,
@@ -36,9 +35,8 @@ from vettra.domain.errors import NotConfigured, NotFound
 from vettra.domain.identity import DEFAULT_TENANT, Principal
 from vettra.services import actions, credentials, inventory, sessions, vault
 from vettra.services.deps import Deps
-from vettra.services.policies import PolicyService
 
-from ..fakes import RecordingBus, RecordingScheduler
+from ..fakes import recording_deps
 from ..token_endpoint import TokenEndpoint
 from .test_store_contract import ADAPTERS, settle
 
@@ -66,8 +64,6 @@ def deps(request, tmp_path: Path, endpoint: TokenEndpoint) -> Iterator[Deps]:
 
     store = request.param(tmp_path, request)
     keys, clock = LocalKeyStore(tmp_path / "keys-home"), FakeClock()
-    policies = PolicyService(store, keys, clock)
-    policies.ensure_default(DEFAULT_TENANT)
     settings = TokenVaultSettings(
         token_url=endpoint.token_url,
         client_id=endpoint.client_id,
@@ -75,18 +71,10 @@ def deps(request, tmp_path: Path, endpoint: TokenEndpoint) -> Iterator[Deps]:
         backoff_s=0.01,
         max_backoff_s=0.02,
     )
-    built = Deps(
-        store=store,
-        scheduler=RecordingScheduler(),
-        bus=RecordingBus(),
-        clock=clock,
-        keys=keys,
-        catalogue=Catalogue.default(),
-        policies=policies,
-        step_up=None,
-        vaults={ACCESS_TOKEN: LocalVault(), REFRESH_TOKEN: Auth0TokenVault(settings, clock)},
-        credentials=CredentialSettings(window_s=300, receipt_ttl_s=120),
-    )
+    built = recording_deps(store, keys, clock)
+    built.policies.ensure_default(DEFAULT_TENANT)
+    built.vaults = {ACCESS_TOKEN: LocalVault(), REFRESH_TOKEN: Auth0TokenVault(settings, clock)}
+    built.credentials = CredentialSettings(window_s=300, receipt_ttl_s=120)
     yield built
     store.close()
 
