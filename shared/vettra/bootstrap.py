@@ -231,7 +231,12 @@ def _assemble(config: Config, clock: Any, parts: _Parts) -> tuple[Any, Any, Any]
         ),
     )
     deps.vaults, deps.credentials = credential_vaults(config, clock)
-    policies.ensure_default(DEFAULT_TENANT)
+    if config.secrets_dir is None or parts.keys.has_policy_signing_key():
+        # A home signs the shipped default at first boot. In the cloud each function mounts
+        # only its own secrets and may not read Firestore at all (auth): only where the
+        # operator mounted the policy key (ship_default_policy) is the default signed;
+        # elsewhere the first policy is signed offline and POSTed (deny by default until then).
+        policies.ensure_default(DEFAULT_TENANT)
     identity = _identity(config, parts.identity_key, clock, deps)
     app = HttpApp(deps, ROUTES, identity, project=config.project)
     return deps, identity, app
@@ -577,6 +582,9 @@ def _cloud_scheduler(
 
     cloud = config.cloud
     if not cloud.tasks:
+        if config.secrets_dir is not None:
+            # keys from mounted secrets: the home holds nothing else, so it may not exist yet
+            prepare_home(config.home)
         timer = LocalTimer(config.home / FIRESTORE_TIMERS_FILE, clock)
         settings["scheduler"] = "local-timer"
         settings["scheduler_note"] = (

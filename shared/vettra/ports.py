@@ -349,6 +349,11 @@ class PolicyKeys(abc.ABC):
         """The Ed25519 private key this deployment signs its shipped default policy with
         (an operator signs later versions with ``vettra policy sign``)."""
 
+    def has_policy_signing_key(self) -> bool:
+        """Whether :meth:`policy_signing_key` has a key to give (a home always does; the
+        cloud's only where the operator mounted one)."""
+        return True
+
 
 class SecretSealer(abc.ABC):
     """Encryption at rest for the shared secrets the store keeps (TOTP seeds)."""

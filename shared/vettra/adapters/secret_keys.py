@@ -1,10 +1,11 @@
 """The cloud key store: Secret Manager secrets mounted as files (``VETTRA_SECRETS_DIR``).
 
-One file per secret, in the formats below (docs/identity.md, "Keys in the cloud"). The
-store reads and checks them all once, at boot, and never writes or generates a key: a
-missing or malformed file is one :class:`SecretFileError` naming the file and what was
-expected, so a deployment with a broken secret fails its first request loudly instead of
-running with a key nobody can verify. Rotation is a new *secret version* (made by
+One file per secret, in the formats below (docs/identity.md, "Keys in the cloud"). Each
+function mounts only the secrets it uses (terraform/). The store reads and checks every
+mounted file once, at boot, and never writes or generates a key: a malformed file is one
+:class:`SecretFileError` naming the file and what was expected, so a deployment with a
+broken secret fails its first request loudly instead of running with a key nobody can
+verify; asking for a key whose file is not mounted is the same error, naming it. Rotation is a new *secret version* (made by
 ``vettra keys export-cloud-secrets --from DIR --rotate WHICH``), picked up by new
 instances; the ``rotate_*`` methods say so.
 
@@ -162,77 +163,75 @@ def _ed25519_public(name: str, what: str, text: str | bytes) -> Ed25519PublicKey
     return key
 
 
-@dataclass(frozen=True)
-class _Keys:
-    hmac_current: str
-    hmac: dict[str, bytes]
-    checkpoint_signer: Ed25519PrivateKey
-    checkpoint_retired: list[Ed25519PublicKey]
-    data_current: str
-    data: dict[str, bytes]
-    trusted: dict[str, Ed25519PublicKey]
-    policy_signer: Ed25519PrivateKey | None
-    receipt_signer: Ed25519PrivateKey | None = None
-    receipt_retired: tuple[Ed25519PublicKey, ...] = ()
+def _hmac_ring(name: str, raw: bytes, size: int) -> tuple[str, dict[str, bytes]]:
+    current, text = _ring(name, raw)
+    return current, {k: _key_bytes(name, k, v, size) for k, v in text.items()}
 
 
-def _parse(raw: dict[str, bytes | None]) -> _Keys:
-    """Every secret checked; the first problem is a :class:`SecretFileError`."""
-    hmac_current, hmac_text = _ring(AUDIT_HMAC, _must(raw, AUDIT_HMAC))
-    hmac = {k: _key_bytes(AUDIT_HMAC, k, v, HMAC_KEY_BYTES) for k, v in hmac_text.items()}
-    data_current, data_text = _ring(DATA, _must(raw, DATA))
-    data = {k: _key_bytes(DATA, k, v, DATA_KEY_BYTES) for k, v in data_text.items()}
-    cp_current, cp_text = _ring(CHECKPOINT, _must(raw, CHECKPOINT))
-    signer = _ed25519_private(CHECKPOINT, f"key {cp_current!r} (current)", cp_text[cp_current])
-    retired = [
-        _ed25519_public(CHECKPOINT, f"key {k!r}", v) for k, v in cp_text.items() if k != cp_current
-    ]
-    trusted_doc = _json(POLICY_TRUSTED, _must(raw, POLICY_TRUSTED))
-    if not isinstance(trusted_doc, dict) or not all(
-        isinstance(v, str) for v in trusted_doc.values()
-    ):
-        raise SecretFileError(f'{POLICY_TRUSTED}: expected {{"<kid>": "<PEM Ed25519 public>"}}')
-    trusted_keys = [
-        _ed25519_public(POLICY_TRUSTED, f"key {k!r}", v) for k, v in trusted_doc.items()
-    ]
-    policy_raw = raw.get(POLICY_SIGNING)
-    policy_signer = (
-        _ed25519_private(POLICY_SIGNING, "the key", policy_raw) if policy_raw is not None else None
-    )
+def _signing_ring(name: str, raw: bytes) -> tuple[Ed25519PrivateKey, list[Ed25519PublicKey]]:
+    """``(current signer, retired public keys)`` of a ring of Ed25519 keys."""
+    current, text = _ring(name, raw)
+    signer = _ed25519_private(name, f"key {current!r} (current)", text[current])
+    retired = [_ed25519_public(name, f"key {k!r}", v) for k, v in text.items() if k != current]
+    return signer, retired
+
+
+def _trusted(raw: bytes | None, policy_signer: Ed25519PrivateKey | None) -> dict[str, Any]:
+    """The policy keys trusted by key id: the file's, and the signer's own public half."""
+    keys: list[Ed25519PublicKey] = []
+    if raw is not None:
+        doc = _json(POLICY_TRUSTED, raw)
+        if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
+            raise SecretFileError(f'{POLICY_TRUSTED}: expected {{"<kid>": "<PEM Ed25519 public>"}}')
+        keys = [_ed25519_public(POLICY_TRUSTED, f"key {k!r}", v) for k, v in doc.items()]
     if policy_signer is not None:
-        trusted_keys.insert(0, policy_signer.public_key())
-    if not trusted_keys:
+        keys.insert(0, policy_signer.public_key())
+    if not keys:
         raise SecretFileError(
             f"{POLICY_TRUSTED}: no key trusted to sign policy bundles (and no {POLICY_SIGNING})"
         )
-    receipt_signer, receipt_retired = None, []
-    if raw.get(RECEIPT) is not None:
-        rk_current, rk_text = _ring(RECEIPT, _must(raw, RECEIPT))
-        receipt_signer = _ed25519_private(
-            RECEIPT, f"key {rk_current!r} (current)", rk_text[rk_current]
-        )
-        receipt_retired = [
-            _ed25519_public(RECEIPT, f"key {k!r}", v) for k, v in rk_text.items() if k != rk_current
-        ]
-    return _Keys(
-        hmac_current=hmac_current,
-        hmac=hmac,
-        checkpoint_signer=signer,
-        checkpoint_retired=retired,
-        data_current=data_current,
-        data=data,
-        trusted={policy_key_id(k): k for k in trusted_keys},
-        policy_signer=policy_signer,
-        receipt_signer=receipt_signer,
-        receipt_retired=tuple(receipt_retired),
+    return {policy_key_id(k): k for k in keys}
+
+
+@dataclass
+class _Keys:
+    """What the mounted files hold, each parsed and checked at boot; None: not mounted."""
+
+    hmac: tuple[str, dict[str, bytes]] | None = None
+    checkpoint: tuple[Ed25519PrivateKey, list[Ed25519PublicKey]] | None = None
+    data: tuple[str, dict[str, bytes]] | None = None
+    trusted: dict[str, Any] | None = None
+    policy_signer: Ed25519PrivateKey | None = None
+    receipt: tuple[Ed25519PrivateKey, list[Ed25519PublicKey]] | None = None
+
+
+def _parse(raw: dict[str, bytes | None]) -> _Keys:
+    """Every mounted secret checked; the first problem is a :class:`SecretFileError`.
+
+    A function mounts only the secrets it uses (least privilege, terraform/), so an absent
+    file is not an error here: using a key whose file is absent is (:func:`_missing`)."""
+    keys = _Keys()
+    if (hmac_raw := raw.get(AUDIT_HMAC)) is not None:
+        keys.hmac = _hmac_ring(AUDIT_HMAC, hmac_raw, HMAC_KEY_BYTES)
+    if (data_raw := raw.get(DATA)) is not None:
+        keys.data = _hmac_ring(DATA, data_raw, DATA_KEY_BYTES)
+    if (cp_raw := raw.get(CHECKPOINT)) is not None:
+        keys.checkpoint = _signing_ring(CHECKPOINT, cp_raw)
+    if (rk_raw := raw.get(RECEIPT)) is not None:
+        keys.receipt = _signing_ring(RECEIPT, rk_raw)
+    if (policy_raw := raw.get(POLICY_SIGNING)) is not None:
+        keys.policy_signer = _ed25519_private(POLICY_SIGNING, "the key", policy_raw)
+    if raw.get(POLICY_TRUSTED) is not None or keys.policy_signer is not None:
+        keys.trusted = _trusted(raw.get(POLICY_TRUSTED), keys.policy_signer)
+    return keys
+
+
+def _missing(directory: Path, name: str) -> SecretFileError:
+    return SecretFileError(
+        f"{directory / name}: the secret {name!r} is not mounted for this function "
+        "(VETTRA_SECRETS_DIR); create it with `vettra keys export-cloud-secrets` and mount "
+        "it where it is used (docs/cloud.md)"
     )
-
-
-def _must(raw: dict[str, bytes | None], name: str) -> bytes:
-    value = raw.get(name)
-    if value is None:
-        raise SecretFileError(f"{name}: the secret is missing")
-    return value
 
 
 def read_text_secret(directory: Path | str, name: str) -> str | None:
@@ -256,29 +255,51 @@ def read_secret_files(directory: Path | str) -> dict[str, bytes]:
     return {name: value for name, value in raw.items() if value is not None}
 
 
+def read_mounted_files(directory: Path | str) -> dict[str, bytes]:
+    """The secrets mounted in ``directory`` (any subset of them), each checked."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise SecretFileError(f"{directory}: VETTRA_SECRETS_DIR is not a directory")
+    raw = {name: _read(directory, name, required=False) for name in ALL}
+    _parse(raw)
+    return {name: value for name, value in raw.items() if value is not None}
+
+
 class SecretFilesKeyStore(AesGcmSealer, KeyStore):
-    """:class:`KeyStore` over the mounted secrets (module docstring); read-only."""
+    """:class:`KeyStore` over the mounted secrets (module docstring); read-only.
+
+    Each function mounts only the secrets it uses: every mounted file is checked at boot
+    (a malformed one fails it, naming the file), and a key whose file is not mounted is
+    a :class:`SecretFileError` naming it when something asks for that key."""
 
     def __init__(self, directory: Path | str):
         self.dir = Path(directory)
-        self._keys = _parse(dict(read_secret_files(self.dir)))
+        self._keys = _parse(dict(read_mounted_files(self.dir)))
+
+    def _need(self, value: Any, name: str) -> Any:
+        if value is None:
+            raise _missing(self.dir, name)
+        return value
 
     # -- audit ------------------------------------------------------------------
     def audit_hmac_key(self) -> tuple[str, bytes]:
-        return self._keys.hmac_current, self._keys.hmac[self._keys.hmac_current]
+        current, keys = self._need(self._keys.hmac, AUDIT_HMAC)
+        return current, keys[current]
 
     def audit_hmac_keys(self) -> dict[str, bytes]:
-        return dict(self._keys.hmac)
+        return dict(self._need(self._keys.hmac, AUDIT_HMAC)[1])
 
     def checkpoint_signing_key(self) -> Ed25519PrivateKey:
-        return self._keys.checkpoint_signer
+        signer: Ed25519PrivateKey = self._need(self._keys.checkpoint, CHECKPOINT)[0]
+        return signer
 
     def checkpoint_public_keys(self) -> list[Ed25519PublicKey]:
-        return [self._keys.checkpoint_signer.public_key(), *self._keys.checkpoint_retired]
+        signer, retired = self._need(self._keys.checkpoint, CHECKPOINT)
+        return [signer.public_key(), *retired]
 
     # -- policy -----------------------------------------------------------------
     def policy_trusted_keys(self) -> dict[str, Any]:
-        return dict(self._keys.trusted)
+        return dict(self._need(self._keys.trusted, POLICY_TRUSTED))
 
     def policy_signing_key(self) -> Ed25519PrivateKey:
         if self._keys.policy_signer is None:
@@ -289,25 +310,32 @@ class SecretFilesKeyStore(AesGcmSealer, KeyStore):
             )
         return self._keys.policy_signer
 
+    def has_policy_signing_key(self) -> bool:
+        return self._keys.policy_signer is not None
+
     # -- receipts ---------------------------------------------------------------
     def receipt_signing_key(self) -> Ed25519PrivateKey:
-        if self._keys.receipt_signer is None:
+        if self._keys.receipt is None:
             raise NotConfigured(
                 f"{RECEIPT} is not mounted: this deployment signs no credential receipts, so it "
                 "releases no credentials (`vettra keys export-cloud-secrets` makes the file)"
             )
-        return self._keys.receipt_signer
+        return self._keys.receipt[0]
 
     def receipt_public_keys(self) -> list[Ed25519PublicKey]:
-        current = [self._keys.receipt_signer.public_key()] if self._keys.receipt_signer else []
-        return [*current, *self._keys.receipt_retired]
+        if self._keys.receipt is None:
+            return []
+        signer, retired = self._keys.receipt
+        return [signer.public_key(), *retired]
 
     # -- sealing ----------------------------------------------------------------
     def _sealing_key(self) -> tuple[str, bytes]:
-        return self._keys.data_current, self._keys.data[self._keys.data_current]
+        current, keys = self._need(self._keys.data, DATA)
+        return current, keys[current]
 
     def _data_key(self, key_id: str) -> bytes:
-        return self._keys.data[key_id]
+        key: bytes = self._need(self._keys.data, DATA)[1][key_id]
+        return key
 
     # -- what the local store does and this one may not -------------------------
     def _read_only(self, which: str) -> ReadOnlyKeys:
