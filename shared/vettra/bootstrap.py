@@ -99,6 +99,7 @@ def _local(config: Config, clock: Any) -> Runtime:
     from .services.policies import PolicyService
     from .services.rate_limit import RateLimitSettings, TokenBucketLimiter
     from .services.retention import SWEEP_INTERVAL_S, Sweeper
+    from .services.signin import SignInIdentity, SignInService
     from .services.stepup import StepUpService
 
     prepare_home(config.home)
@@ -142,8 +143,10 @@ def _local(config: Config, clock: Any) -> Runtime:
 
     timer.set_handler(on_timer)
     policies.ensure_default(DEFAULT_TENANT)
+    deps.sign_in = SignInService(store, clock)
     identity = LocalIdentity(keys.identity_signing_key(), clock)
-    app = HttpApp(deps, ROUTES, identity, project=config.project)
+    # dashboard session tokens (vettra link) first, then the tokens vettra token mints
+    app = HttpApp(deps, ROUTES, SignInIdentity(deps.sign_in, identity), project=config.project)
     checkpointer = Checkpointer(
         deps,
         store.known_chains,

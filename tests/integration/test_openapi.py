@@ -440,6 +440,55 @@ class _Streamed:
         self.text = first_line
 
 
+def _signin_link(c: Ctx) -> list[httpx.Response]:
+    return [
+        c.admin.post("/api/auth/links", json={"sub": "alice"}),
+        c.admin.post("/api/auth/links", json={"sub": "ops", "role": "admin"}),
+        c.admin.post("/api/auth/links", json={"sub": "alice", "role": "agent"}),  # 422
+        c.alice.post("/api/auth/links", json={"sub": "alice"}),  # 403
+        c.anon.post("/api/auth/links", json={"sub": "alice"}),  # 401
+    ]
+
+
+def _sign_in_with(c: Ctx) -> httpx.Response:
+    code = c.admin.post("/api/auth/links", json={"sub": "alice"}).json()["code"]
+    return c.anon.post("/api/auth/signin", json={"code": code})
+
+
+def _signin(c: Ctx) -> list[httpx.Response]:
+    ok = _sign_in_with(c)
+    return [
+        ok,
+        c.anon.post("/api/auth/signin", json={"code": "vsl_" + "A" * 43}),  # 401
+        c.anon.post("/api/auth/signin", json={"code": "x"}),  # 422
+        c.anon.post("/api/auth/signin", content=b"{", headers={"Content-Type": JSON}),  # 400
+        c.anon.post("/api/auth/signin", content=b"{}", headers={"Content-Type": "text/plain"}),
+    ]
+
+
+def _session_of(c: Ctx) -> httpx.Client:
+    token = _sign_in_with(c).json()["access_token"]
+    return httpx.Client(
+        base_url=c.server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+
+
+def _whoami(c: Ctx) -> list[httpx.Response]:
+    with _session_of(c) as dashboard:
+        return [dashboard.get("/api/auth/session"), c.alice.get("/api/auth/session"),
+                c.agent.get("/api/auth/session"), c.anon.get("/api/auth/session")]  # fmt: skip
+
+
+def _sign_out(c: Ctx) -> list[httpx.Response]:
+    with _session_of(c) as dashboard:
+        return [
+            dashboard.delete("/api/auth/session"),
+            dashboard.delete("/api/auth/session"),  # 401: already signed out
+            c.alice.delete("/api/auth/session"),  # 409: a minted token
+            c.agent.delete("/api/auth/session"),  # 403
+        ]
+
+
 def _openapi(c: Ctx) -> list[httpx.Response]:
     return [c.alice.get("/api/openapi.json"), c.anon.get("/api/openapi.json")]
 
@@ -470,6 +519,10 @@ DRIVERS: dict[str, Callable[[Ctx], list[httpx.Response]]] = {
     "revokeSession": _session_revoke,
     "preAuthorizeSession": _session_preauth,
     "streamEvents": _events,
+    "createSignInLink": _signin_link,
+    "signIn": _signin,
+    "getSignInSession": _whoami,
+    "signOut": _sign_out,
 }
 
 

@@ -21,3 +21,4 @@ class Deps:
     settings: dict[str, Any] = field(default_factory=dict)
     proof_limiter: Any = None  # services.rate_limit.TokenBucketLimiter for the proof endpoints
     event_hub: Any = None  # services.event_streams.EventHub fanning the bus out to streams
+    sign_in: Any = None  # services.signin.SignInService (local dashboard sign-in)

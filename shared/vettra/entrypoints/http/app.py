@@ -179,6 +179,9 @@ class HttpApp:
         self.routes = routes
         self.identity = identity
         self.project = project
+        # Paths served without a token (/health, the dashboard's sign-in code exchange):
+        # every other path is authenticated before it is even routed.
+        self._public = {r.template for r in routes if r.roles is None and "{" not in r.template}
         # Literal templates first: a path that spells one is never a parameter's value.
         self._static: dict[str, list[Route]] = {
             r.template: [] for r in routes if "{" not in r.template
@@ -241,9 +244,9 @@ class HttpApp:
         return self.identity.authenticate(token.strip())
 
     def _admit(self, request: Request) -> tuple[Route, Principal | None]:
-        """Authenticate (all but /health), route, check the role; raises a VettraError."""
+        """Authenticate (all but the public paths), route, check the role; raises a VettraError."""
         principal: Principal | None = None
-        if request.path != "/health":
+        if request.path not in self._public:
             principal = self.authenticate(request)
         request.principal = principal
         route, params = self._match(request.method, request.path)

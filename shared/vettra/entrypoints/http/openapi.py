@@ -70,8 +70,9 @@ def _operation(route: Any) -> dict[str, Any]:
         if route.roles is None and code != "400":
             continue
         responses[code] = {"description": text, "content": problem}
-    for status in route.errors:
-        responses[str(status)] = {"description": _EXTRA_ERRORS[str(status)], "content": problem}
+    for status in route.errors:  # beyond the common ones (a public route's 401, a 429)
+        text = _EXTRA_ERRORS.get(str(status)) or _ERRORS[str(status)]
+        responses[str(status)] = {"description": text, "content": problem}
     op["responses"] = responses
     if route.roles is None:
         op["security"] = []

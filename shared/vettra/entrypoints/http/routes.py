@@ -415,3 +415,7 @@ ROUTES += SESSION_ROUTES
 from .routes_events import EVENT_ROUTES  # noqa: E402
 
 ROUTES += EVENT_ROUTES
+
+from .routes_signin import SIGNIN_ROUTES  # noqa: E402
+
+ROUTES += SIGNIN_ROUTES
