@@ -31,7 +31,9 @@ export function stepUpPanel({ actionId, purpose, verb, onToken, onCancel }) {
     status.textContent =
       error instanceof ApiError && error.status === 409 && /enrol/i.test(error.message)
         ? "No step-up factor is enrolled yet."
-        : `Step-up failed: ${error.message}`;
+        : /^step-up failed/i.test(error.message)
+          ? `${error.message[0].toUpperCase()}${error.message.slice(1)}`
+          : `Step-up failed: ${error.message}`;
     status.classList.add("error");
     if (/enrol/i.test(error.message)) {
       status.append(" ", h("a", { href: "#/factors" }, "Enrol a factor"));

@@ -26,6 +26,8 @@ const FACTORS = [
 const VERBS = { approved: "Approved", denied: "Denied", expired: "Expired", allowed: "Allowed" };
 /** After its countdown ends, a card waits this long for the server's expiry event. */
 const EXPIRY_GRACE_MS = 4000;
+/** Countdowns are redrawn this often, so a shown second is never late by more. */
+const TICK_MS = 250;
 
 export class QueuePage {
   constructor({ onCount }) {
@@ -101,7 +103,7 @@ export class QueuePage {
     );
     root.append(this.el);
     document.addEventListener("keydown", this.keys);
-    this.tick = setInterval(() => this.updateCountdowns(), 1000);
+    this.tick = setInterval(() => this.updateCountdowns(), TICK_MS);
     this.render();
   }
 
