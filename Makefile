@@ -42,6 +42,8 @@ web-vendor: web/node_modules/.installed
 	for f in index parse errors; do cp web/node_modules/eventsource-parser/dist/$$f.js web/vendor/eventsource-parser/; done
 	cp web/node_modules/eventsource-parser/LICENSE web/vendor/eventsource-parser/LICENSE
 	cp web/node_modules/qrcode-generator/dist/qrcode.mjs web/vendor/qrcode-generator.mjs
+	mkdir -p web/vendor/canonicalize
+	cp web/node_modules/canonicalize/lib/canonicalize.js web/node_modules/canonicalize/LICENSE web/vendor/canonicalize/
 
 # Debian's chromium for the dashboard's browser tests, installed when it is missing and
 # apt can install it (root); otherwise those tests skip, naming what is missing.

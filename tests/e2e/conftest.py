@@ -214,3 +214,7 @@ def intercept_load(
             if r.status_code in (200, 201):
                 with lock:
                     acked[r.json()["action_id"]] = r.json()["status"]
+
+
+# The dashboard's browser fixtures: tests/e2e/browser.py.
+from .browser import browser, dash, web_admin, web_server  # noqa: E402, F401

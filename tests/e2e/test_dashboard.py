@@ -10,188 +10,39 @@ Screenshots at 360 and 1280 px go to ``tests/artifacts/dashboard/``.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import socket
 import statistics
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pyotp
 import pytest
 
-from .conftest import DevServer, mint, run_cli
+from .browser import (
+    AXE,
+    CHARGE_500,
+    DELETE_REPO,
+    LIVE_BUDGET_MS,
+    SEND_EMAIL,
+    TIMEOUT_MS,
+    Dashboard,
+    _joined,
+)
+from .conftest import mint, run_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "tests" / "artifacts" / "dashboard"
-AXE = REPO / "web" / "node_modules" / "axe-core" / "axe.min.js"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-LIVE_BUDGET_MS = 500
-TIMEOUT_MS = 15_000
-
-SEND_EMAIL = {
-    "tool": "gmail.send_message",
-    "arguments": {"to": "bob@evil.example", "subject": "Q3 numbers", "body": "See attached."},
-}
-DELETE_REPO = {"tool": "github.delete_repo", "arguments": {"repo": "acme/api"}}
-CHARGE_500 = {
-    "tool": "stripe.create_charge",
-    "arguments": {"amount": 50000, "currency": "usd", "customer": "cus_123"},
-}
-
-
-def _chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.skip(
-            "SKIPPED dashboard browser tests: Debian's chromium is not installed "
-            "(make browser, or apt-get install chromium)"
-        )
-    return path
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = _chromium()
-    os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("SKIPPED dashboard browser tests: the playwright package is not installed")
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory) -> Iterator[DevServer]:
-    root = tmp_path_factory.mktemp("dashboard")
-    server = DevServer(root / "home", root / "dev.log").start()
-    yield server
-    code, _ = server.terminate()
-    assert code == 0, server.log()
-
-
-@pytest.fixture(scope="module")
-def admin(live) -> Iterator[httpx.Client]:
-    with live.client(mint(live.home, "admin", "ops")) as c:
-        yield c
-
-
-class Dashboard:
-    """One user's tab: the page, its agent, and what the page did."""
-
-    def __init__(self, live: DevServer, page: Any, user: str, agent: httpx.Client):
-        self.live, self.page, self.user, self.agent = live, page, user, agent
-        self.origin = f"http://localhost:{live.port}"
-        #: statuses of refused requests the test provokes on purpose (a wrong code):
-        #: Chromium logs each as a console error, which is otherwise a failure
-        self.expected_refusals: list[int] = []
-
-    def intercept(self, bundle: dict) -> dict:
-        r = self.agent.post("/api/actions/intercept", json=bundle)
-        assert r.status_code in (200, 201), r.text
-        return r.json()
-
-    def card(self, action_id: str) -> Any:
-        return self.page.locator(f"article.card[data-action-id='{action_id}']")
-
-    def long_poll(self, action_id: str) -> dict[str, Any]:
-        """Start the agent's ``?wait=`` long-poll now; ``result["view"]`` once answered."""
-        result: dict[str, Any] = {}
-
-        def wait() -> None:
-            r = self.agent.get(f"/api/actions/{action_id}", params={"wait": 30}, timeout=40)
-            result["view"] = r.json()
-            result["at"] = time.monotonic()
-
-        result["thread"] = threading.Thread(target=wait, daemon=True)
-        result["thread"].start()
-        time.sleep(0.2)  # the long-poll is waiting before the decision
-        return result
-
-    def shot(self, name: str) -> None:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        for width in (360, 1280):
-            self.page.set_viewport_size({"width": width, "height": 900})
-            self.page.wait_for_timeout(150)
-            self.page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
-        self.page.set_viewport_size({"width": 1280, "height": 900})
-
-
-def _joined(poll: dict[str, Any]) -> dict[str, Any]:
-    poll["thread"].join(35)
-    assert "view" in poll, "the agent's long-poll did not answer"
-    return poll["view"]
-
-
-def sign_in_link(admin: httpx.Client, live: DevServer, user: str) -> str:
-    r = admin.post("/api/auth/links", json={"sub": user})
-    assert r.status_code == 201, r.text
-    return f"http://localhost:{live.port}{r.json()['path']}"
-
-
-_users = iter(range(10_000))
-
-
-@pytest.fixture
-def dash(browser, live, admin, request) -> Iterator[Dashboard]:
-    user = f"u{next(_users)}-{request.node.name[5:25].replace('_', '-')}"
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    problems: list[str] = []
-    foreign: list[str] = []
-    origin = f"http://localhost:{live.port}"
-    page.on(
-        "console",
-        lambda m: problems.append(f"console.{m.type}: {m.text}") if m.type == "error" else None,
-    )
-    page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
-    page.on(
-        "request",
-        lambda r: foreign.append(r.url) if not r.url.startswith((origin + "/", "data:")) else None,
-    )
-    with live.client(mint(live.home, "agent", f"agent-of-{user}", user)) as agent:
-        d = Dashboard(live, page, user, agent)
-        page.goto(sign_in_link(admin, live, user))
-        page.wait_for_selector("#queue-title")
-        yield d
-        context.close()
-    refused = re.compile(r"Failed to load resource: the server responded with a status of (\d+)")
-    for status in d.expected_refusals:
-        match = next(
-            (p for p in problems if (m := refused.search(p)) and int(m[1]) == status), None
-        )
-        assert match is not None, (status, problems)
-        problems.remove(match)
-    assert problems == [], problems
-    assert foreign == [], foreign
-
 
 # -- sign-in ------------------------------------------------------------------------------
 
 
-def test_sign_in_by_link_then_sign_out(browser, live) -> None:
+def test_sign_in_by_link_then_sign_out(browser, web_server) -> None:
     user = "signin-alice"
-    printed = run_cli("link", "--home", str(live.home), "--sub", user).stdout.strip()
-    assert re.fullmatch(rf"http://localhost:{live.port}/#signin=vsl_[A-Za-z0-9_-]{{43}}", printed)
+    printed = run_cli("link", "--home", str(web_server.home), "--sub", user).stdout.strip()
+    assert re.fullmatch(
+        rf"http://localhost:{web_server.port}/#signin=vsl_[A-Za-z0-9_-]{{43}}", printed
+    )
     context = browser.new_context()
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
@@ -225,7 +76,9 @@ def test_sign_in_by_link_then_sign_out(browser, live) -> None:
     page.wait_for_selector("#signin-title")
     assert page.evaluate("sessionStorage.getItem('vettra.session')") is None
     revoked = httpx.get(
-        live.url + "/api/auth/session", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        web_server.url + "/api/auth/session",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
     )
     assert revoked.status_code == 401  # signed out on the server, not only forgotten
     context.close()
@@ -535,9 +388,11 @@ class DroppingProxy:
         self.listener.close()
 
 
-def test_a_dropped_stream_resumes_with_last_event_id_and_loses_nothing(browser, live, admin):
+def test_a_dropped_stream_resumes_with_last_event_id_and_loses_nothing(
+    browser, web_server, web_admin
+):
     user = "reconnect-user"
-    proxy = DroppingProxy(live.port)
+    proxy = DroppingProxy(web_server.port)
     context = browser.new_context()
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
@@ -550,11 +405,11 @@ def test_a_dropped_stream_resumes_with_last_event_id_and_loses_nothing(browser, 
             resumes.append(r.headers.get("last-event-id")) if "/api/events" in r.url else None
         ),
     )
-    code = admin.post("/api/auth/links", json={"sub": user}).json()["code"]
+    code = web_admin.post("/api/auth/links", json={"sub": user}).json()["code"]
     try:
         with (
-            live.client(mint(live.home, "agent", "bot-r", user)) as agent,
-            live.client(mint(live.home, "approver", user)) as me,
+            web_server.client(mint(web_server.home, "agent", "bot-r", user)) as agent,
+            web_server.client(mint(web_server.home, "approver", user)) as me,
         ):
             page.goto(f"http://localhost:{proxy.port}/#signin={code}")
             page.wait_for_selector("#live-status[data-state='live']")

@@ -489,6 +489,48 @@ def _sign_out(c: Ctx) -> list[httpx.Response]:
         ]
 
 
+def _factors(c: Ctx) -> list[httpx.Response]:
+    _enrolled(c)
+    return [
+        c.alice.get("/api/approvals/stepup/factors"),
+        c.agent.get("/api/approvals/stepup/factors"),
+    ]
+
+
+def _factor_remove(c: Ctx) -> list[httpx.Response]:
+    _, secret = _enrolled(c)
+    challenge = c.alice.post(
+        "/api/approvals/stepup/trigger", json={"purpose": "stepup.remove:totp"}
+    ).json()
+    token = c.alice.post(
+        "/api/approvals/stepup/verify",
+        json={"challenge_id": challenge["challenge_id"], "code": _totp(secret, 30)},
+    ).json()["step_up_token"]
+    return [
+        c.alice.post("/api/approvals/stepup/factors/remove", json={"factor_id": "totp"}),  # 401
+        c.alice.post(
+            "/api/approvals/stepup/factors/remove",
+            json={"factor_id": "totp", "step_up_token": token},
+        ),
+        c.bob.post("/api/approvals/stepup/factors/remove", json={"factor_id": "totp"}),  # 404
+        c.alice.post("/api/approvals/stepup/factors/remove", json={"factor_id": "a/b"}),  # 422
+        c.agent.post("/api/approvals/stepup/factors/remove", json={"factor_id": "totp"}),  # 403
+    ]
+
+
+def _simulations(c: Ctx) -> list[httpx.Response]:
+    return [c.alice.get("/api/simulations"), c.agent.get("/api/simulations")]
+
+
+def _simulate(c: Ctx) -> list[httpx.Response]:
+    return [
+        c.alice.post("/api/simulations", json={"scenario": "send-email"}),
+        c.admin.post("/api/simulations", json={"scenario": "grant-admin"}),
+        c.alice.post("/api/simulations", json={"scenario": "nope"}),  # 422
+        c.agent.post("/api/simulations", json={"scenario": "send-email"}),  # 403
+    ]
+
+
 def _openapi(c: Ctx) -> list[httpx.Response]:
     return [c.alice.get("/api/openapi.json"), c.anon.get("/api/openapi.json")]
 
@@ -523,6 +565,10 @@ DRIVERS: dict[str, Callable[[Ctx], list[httpx.Response]]] = {
     "signIn": _signin,
     "getSignInSession": _whoami,
     "signOut": _sign_out,
+    "listStepUpFactors": _factors,
+    "removeStepUpFactor": _factor_remove,
+    "listSimulations": _simulations,
+    "runSimulation": _simulate,
 }
 
 

@@ -107,6 +107,8 @@ VENDORED = {
     "vendor/eventsource-parser/errors.js": "eventsource-parser/dist/errors.js",
     "vendor/eventsource-parser/LICENSE": "eventsource-parser/LICENSE",
     "vendor/qrcode-generator.mjs": "qrcode-generator/dist/qrcode.mjs",
+    "vendor/canonicalize/canonicalize.js": "canonicalize/lib/canonicalize.js",
+    "vendor/canonicalize/LICENSE": "canonicalize/LICENSE",
 }
 
 

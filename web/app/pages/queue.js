@@ -102,6 +102,7 @@ export class QueuePage {
       this.help,
     );
     root.append(this.el);
+    this.el.dataset.loaded = "true"; // its data comes from the live source
     document.addEventListener("keydown", this.keys);
     this.tick = setInterval(() => this.updateCountdowns(), TICK_MS);
     this.render();
@@ -162,6 +163,7 @@ export class QueuePage {
   }
 
   render() {
+    this.onCount(this.actions.size); // the nav's badge counts even while another page shows
     if (!this.el) return;
     for (const [id, card] of this.cards) {
       if (!card.isConnected) this.list.append(h("li", { dataset: { actionId: id } }, card));
@@ -169,7 +171,6 @@ export class QueuePage {
     const n = this.actions.size;
     this.count.textContent = n === 0 ? "" : `${n} waiting for your decision`;
     this.empty.hidden = n > 0;
-    this.onCount(n);
     const selected = [...this.selected].filter((id) => this.batchable(this.actions.get(id)));
     this.batchButton.textContent = `Approve ${selected.length} selected MEDIUM`;
     this.batchButton.disabled = selected.length === 0 || this.busy;
@@ -214,6 +215,9 @@ export class QueuePage {
       ),
       h("p", { className: "summary" }, summary(view)),
       view.reason ? h("p", { className: "why" }, view.reason) : null,
+      typeof view.context?.reason === "string"
+        ? h("p", { className: "agent-reason" }, h("span", { className: "label" }, "The agent says: "), h("q", {}, view.context.reason))
+        : null,
       h(
         "dl",
         { className: "facts" },

@@ -419,3 +419,7 @@ ROUTES += EVENT_ROUTES
 from .routes_signin import SIGNIN_ROUTES  # noqa: E402
 
 ROUTES += SIGNIN_ROUTES
+
+from .routes_simulation import SIMULATION_ROUTES  # noqa: E402
+
+ROUTES += SIMULATION_ROUTES
