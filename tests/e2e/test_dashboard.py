@@ -48,6 +48,7 @@ def test_sign_in_by_link_then_sign_out(browser, web_server) -> None:
     page.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(printed)
     page.wait_for_selector("#queue-title")
     assert "signin" not in page.url and page.url.endswith("/#/queue")

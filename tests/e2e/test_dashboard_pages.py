@@ -16,7 +16,7 @@ import httpx
 import pyotp
 import pytest
 
-from .browser import ARTIFACTS, AXE, SEND_EMAIL, Dashboard
+from .browser import ARTIFACTS, AXE, SEND_EMAIL, Dashboard, _joined
 from .conftest import mint, run_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -373,3 +373,49 @@ def test_every_page_passes_axe_at_360_and_1280(dash) -> None:
     for name in PAGES[1:]:
         for width in (360, 1280):
             assert (ARTIFACTS / f"page-{name}-{width}.png").stat().st_size > 1000
+
+
+def test_a_quorum_card_shows_who_has_voted_and_leaves_at_quorum(dash, web_admin, tmp_path):
+    home = str(dash.live.home)
+    payload = json.loads(run_cli("policy", "show", "--home", home).stdout)
+    payload["version"] += 1
+    payload["rules"].append(
+        {
+            "id": "two-of-three-issues",
+            "effect": "require_approval",
+            "tools": ["github.create_issue"],
+            "approvers": {"quorum": 2, "of": [dash.user, "q-bob", "q-carol"]},
+            "reason": "issues need two of the maintainers",
+        }
+    )
+    source, signed = tmp_path / "policy.json", tmp_path / "signed.json"
+    source.write_text(json.dumps(payload))
+    run_cli("policy", "sign", str(source), "--home", home, "-o", str(signed))
+    r = web_admin.post("/api/policy", json=json.loads(signed.read_text()))
+    assert r.status_code == 200, r.text
+
+    action = dash.intercept(
+        {"tool": "github.create_issue", "arguments": {"repo": "acme/api", "title": "flaky"}}
+    )
+    card = dash.card(action["action_id"])
+    card.wait_for()
+    quorum = card.locator(".quorum")
+    names = ", ".join(
+        f"{n} (you)" if n == dash.user else n for n in sorted([dash.user, "q-bob", "q-carol"])
+    )  # as the server lists them
+    assert quorum.inner_text() == f"Needs 2 of 3 approvers (0 so far): {names}"
+    poll = dash.long_poll(action["action_id"])
+    card.get_by_role("button", name="Approve", exact=True).click()
+    card.locator(".quorum .voted").wait_for()
+    assert "(1 so far)" in card.locator(".quorum").inner_text()
+    assert card.locator(".quorum .voted").inner_text() == f"✓ {dash.user} (you)"
+    assert card.locator("button.approve").is_disabled()
+    assert card.locator("button.approve").inner_text() == "Approved by you"
+    dash.shot("quorum")
+    with dash.live.client(mint(dash.live.home, "approver", "q-bob")) as bob:
+        vote = bob.post(
+            "/api/actions/approve", json={"action_id": action["action_id"], "decision": "approve"}
+        )
+        assert vote.status_code == 200 and vote.json()["status"] == "approved", vote.text
+    assert _joined(poll)["status"] == "approved"
+    card.wait_for(state="detached")

@@ -272,6 +272,7 @@ export class QueuePage {
       ),
       panel,
     );
+    queueMicrotask(() => this.markOwnVote(view));
     article.addEventListener("focusin", () => {
       this.focused = id;
     });
@@ -354,6 +355,17 @@ export class QueuePage {
     const old = card?.querySelector(".quorum");
     const fresh = this.quorumBlock(view);
     if (old && fresh) old.replaceWith(fresh);
+    this.markOwnVote(view);
+  }
+
+  /** After your vote on a quorum action, Approve is done for you (Deny stays). */
+  markOwnVote(view) {
+    const approve = this.cards.get(view.action_id)?.querySelector("button.approve");
+    const voted = (view.quorum?.approvals || []).includes(session()?.sub);
+    if (approve && voted) {
+      approve.disabled = true;
+      approve.textContent = "Approved by you";
+    }
   }
 
   // -- deciding --------------------------------------------------------------------------
@@ -448,6 +460,7 @@ export class QueuePage {
         this.closePanel(id);
         announce(`Your approval of ${view.tool} is recorded; waiting for the other approvers.`);
         buttons.forEach((b) => (b.disabled = false));
+        this.markOwnVote(view);
         return view;
       }
       this.gone.add(id);
