@@ -193,11 +193,22 @@ def _clear_running(home: Path) -> None:
 
 
 def _running(home: Path) -> dict[str, Any] | None:
+    """The running server's URLs; None when there is none (a killed server's file is
+    stale: its pid is gone)."""
     try:
         info = json.loads((home / RUNNING_FILE).read_text())
     except (OSError, ValueError):
         return None
-    return info if isinstance(info, dict) and isinstance(info.get("url"), str) else None
+    if not isinstance(info, dict) or not isinstance(info.get("url"), str):
+        return None
+    try:
+        pid = int(info.get("pid", 0))
+        if pid <= 0:
+            return None
+        os.kill(pid, 0)  # signal 0: only asks whether it exists
+    except (OSError, ValueError, TypeError):
+        return None
+    return info
 
 
 def cmd_link(args: argparse.Namespace) -> int:

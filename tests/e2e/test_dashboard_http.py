@@ -134,6 +134,11 @@ def test_dev_prints_a_one_time_link_and_vettra_link_prints_more(server) -> None:
 def test_vettra_link_without_a_server_says_so(tmp_path) -> None:
     out = run_cli("link", "--home", str(tmp_path / "nohome"), "--sub", "alice", check=False)
     assert out.returncode == 1 and "no running vettra dev" in out.stderr
+    stale = tmp_path / "stale"  # what a killed server leaves behind
+    stale.mkdir(mode=0o700)
+    (stale / "dev-server.json").write_text('{"url": "http://127.0.0.1:9", "pid": 999999999}')
+    out = run_cli("link", "--home", str(stale), "--sub", "alice", check=False)
+    assert out.returncode == 1 and "no running vettra dev" in out.stderr
     out = run_cli(
         "link",
         "--home",
