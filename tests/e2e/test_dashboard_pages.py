@@ -16,29 +16,12 @@ import httpx
 import pyotp
 import pytest
 
-from .browser import ARTIFACTS, AXE, SEND_EMAIL, Dashboard, _joined
+from .browser import ARTIFACTS, AXE, SEND_EMAIL, Dashboard, _joined, enrol_totp, session_client
 from .conftest import mint, run_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 PAGES = ["queue", "overview", "audit", "sessions", "factors", "simulate"]
-
-
-def _me(dash: Dashboard) -> httpx.Client:
-    token = dash.page.evaluate("JSON.parse(sessionStorage.getItem('vettra.session')).token")
-    return dash.live.client(token)
-
-
-def _enrol_totp_by_api(dash: Dashboard) -> pyotp.TOTP:
-    with _me(dash) as me:
-        started = me.post("/api/approvals/stepup/enroll", json={"method": "totp"}).json()
-        totp = pyotp.TOTP(started["secret"])
-        done = me.post(
-            "/api/approvals/stepup/enroll",
-            json={"method": "totp", "enrollment_id": started["enrollment_id"], "code": totp.now()},
-        )
-        assert done.status_code == 200, done.text
-    return totp
 
 
 class Codes:
@@ -136,13 +119,13 @@ def test_factors_enrol_totp_with_its_qr_add_a_passkey_and_remove_one(dash) -> No
     assert page.locator("tr[data-factor]").count() == 1
     creds = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})["credentials"]
     assert len(creds) == 1
-    with _me(dash) as me:
+    with session_client(dash) as me:
         factors = me.get("/api/approvals/stepup/factors").json()["factors"]
     assert [f["method"] for f in factors] == ["webauthn"] and factors[0]["last_used_at"]
 
 
 def test_the_threat_simulation_runs_and_each_held_action_is_decided_from_the_queue(dash):
-    codes = Codes(_enrol_totp_by_api(dash))
+    codes = Codes(enrol_totp(dash))
     _go(dash, "simulate")
     page = dash.page
     assert page.locator("article.sim").count() == 6
@@ -182,7 +165,7 @@ def test_the_threat_simulation_runs_and_each_held_action_is_decided_from_the_que
         card.get_by_role("button", name="Verify code and approve").click()
         card.wait_for(state="detached")
     assert page.locator("article.card").count() == 0
-    with _me(dash) as me:
+    with session_client(dash) as me:
         entries = me.get("/api/audit/entries", params={"limit": 1000}).json()["entries"]
     decided = [e["type"] for e in entries if e["type"] in ("action.approved", "action.denied")]
     assert sorted(decided) == ["action.approved"] * 3 + ["action.denied"]
@@ -303,7 +286,7 @@ def _admin_tab(browser, web_server, web_admin) -> Any:
 
 
 def test_sessions_are_pre_authorised_with_a_step_up_and_revoked(dash) -> None:
-    codes = Codes(_enrol_totp_by_api(dash))
+    codes = Codes(enrol_totp(dash))
     opened = dash.agent.post("/api/approvals/sessions", json={"label": "Quarterly report"})
     assert opened.status_code == 201, opened.text
     session_id = opened.json()["session_id"]
@@ -334,7 +317,7 @@ def test_sessions_are_pre_authorised_with_a_step_up_and_revoked(dash) -> None:
 def test_the_overview_counts_and_charts_the_decisions(dash) -> None:
     held = [dash.intercept({**SEND_EMAIL, "context": {"n": i}}) for i in range(3)]
     dash.intercept({"tool": "user.get_profile", "arguments": {}})  # LOW, allowed at once
-    with _me(dash) as me:
+    with session_client(dash) as me:
         for action in held[:2]:
             me.post(
                 "/api/actions/approve",
