@@ -95,11 +95,11 @@ def _local(config: Config, clock: Any) -> Runtime:
     from .entrypoints.http.routes import ROUTES
     from .services import actions
     from .services.checkpoints import DEFAULT_EVERY_ENTRIES, DEFAULT_INTERVAL_S, Checkpointer
+    from .services.dashboard_sessions import DashboardSessionIdentity, DashboardSessions
     from .services.deps import Deps
     from .services.policies import PolicyService
     from .services.rate_limit import RateLimitSettings, TokenBucketLimiter
     from .services.retention import SWEEP_INTERVAL_S, Sweeper
-    from .services.signin import SignInIdentity, SignInService
     from .services.stepup import StepUpService
 
     prepare_home(config.home)
@@ -143,10 +143,15 @@ def _local(config: Config, clock: Any) -> Runtime:
 
     timer.set_handler(on_timer)
     policies.ensure_default(DEFAULT_TENANT)
-    deps.sign_in = SignInService(store, clock)
+    deps.dashboard_sessions = DashboardSessions(store, clock)
     identity = LocalIdentity(keys.identity_signing_key(), clock)
     # dashboard session tokens (vettra link) first, then the tokens vettra token mints
-    app = HttpApp(deps, ROUTES, SignInIdentity(deps.sign_in, identity), project=config.project)
+    app = HttpApp(
+        deps,
+        ROUTES,
+        DashboardSessionIdentity(deps.dashboard_sessions, identity),
+        project=config.project,
+    )
     checkpointer = Checkpointer(
         deps,
         store.known_chains,

@@ -11,6 +11,7 @@ vettra audit   export [--home DIR] [-o FILE]
 vettra audit   verify FILE --pubkey KEY [--checkpoint NOTE] [--require-covered] [--home DIR]
 vettra audit   pubkey [--all] [--home DIR]
 vettra keys    rotate audit-hmac|checkpoint|data [--home DIR]
+vettra keys    export-cloud-secrets (--fresh | --home DIR | --from DIR [--rotate WHICH]) --out DIR
 """
 
 from __future__ import annotations
@@ -48,15 +49,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
     logs.configure(args.log_level)
     try:
-        limits = Limits.from_env(
-            max_connections=args.max_connections,
-            keep_alive_s=args.keep_alive_timeout,
-            head_timeout_s=args.head_timeout,
-            max_header_bytes=args.max_header_bytes,
-            max_body_bytes=args.max_body_bytes,
-            threads=args.threads,
-            max_streams_per_user=args.max_streams_per_user,
-        )
+        # each limit flag stores under its Limits field's name (Limits.ENV lists them)
+        limits = Limits.from_env(**{name: getattr(args, name) for name in Limits.ENV})
     except ValueError as exc:
         print(f"vettra dev: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -106,7 +100,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     runtime.start()
     try:
-        link = runtime.deps.sign_in.create_link(approver)
+        link = runtime.deps.dashboard_sessions.create_link(approver)
 
         def ready() -> None:
             _write_running(home, url, dashboard_url)
@@ -116,7 +110,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
             else:
                 print(
                     f"Dashboard: sign in as {approver} with this one-time link "
-                    f"(valid {runtime.deps.sign_in.link_ttl_s // 60} min, one use):",
+                    f"(valid {runtime.deps.dashboard_sessions.link_ttl_s // 60} min, one use):",
                     flush=True,
                 )
                 print(f"  {dashboard_url}{link['path']}", flush=True)
@@ -212,7 +206,7 @@ def _running(home: Path) -> dict[str, Any] | None:
 
 
 def cmd_link(args: argparse.Namespace) -> int:
-    """Ask the running server for a one-time sign-in link (POST /api/auth/links, with an
+    """Ask the running server for a one-time sign-in link (POST /api/dashboard/links, with an
     admin token of one minute minted from the home's key) and print the URL."""
     import httpx
 
@@ -236,7 +230,7 @@ def cmd_link(args: argparse.Namespace) -> int:
     )
     try:
         answer = httpx.post(
-            api + "/api/auth/links",
+            api + "/api/dashboard/links",
             json={"sub": args.sub, "role": args.role},
             headers={"Authorization": f"Bearer {token}"},
             timeout=10,
@@ -451,6 +445,42 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export_cloud_secrets(args: argparse.Namespace) -> int:
+    """Write the Secret Manager files the cloud key store reads (docs/identity.md)."""
+    from .adapters import secret_keys
+
+    if args.rotate and not args.source:
+        print("--rotate works on existing secrets: pass --from DIR", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.fresh:
+            files = secret_keys.fresh_secret_files()
+        elif args.source:
+            files = secret_keys.read_secret_files(args.source)
+            if args.rotate:
+                files = secret_keys.rotated_secret_files(files, args.rotate)
+        else:
+            from .bootstrap import home_keys
+
+            home = _home(args.home)
+            if not (home / "keys").is_dir():
+                print(f"{home} has no keys/ (is it a Vettra home?)", file=sys.stderr)
+                return EXIT_FAIL
+            files = secret_keys.secret_files_from_home(home_keys(home))
+        written = secret_keys.write_secret_files(args.out, files)
+    except (secret_keys.SecretFileError, FileExistsError, OSError) as exc:
+        print(f"vettra keys export-cloud-secrets: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    out = Path(args.out)
+    changed = [secret_keys.ROTATABLE[args.rotate]] if args.rotate else [p.name for p in written]
+    verb = "versions add" if args.rotate or args.source else "create"
+    print(f"wrote {len(written)} secret files to {out} (mode 0600). Upload them, e.g.:")
+    for name in changed:
+        print(f"  gcloud secrets {verb} {name} --data-file={shlex.quote(str(out / name))}")
+    print(f"then delete {out}: it holds private keys.")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .domain.identity import DEFAULT_TENANT, ROLES
 
@@ -479,11 +509,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     limits.add_argument(
         "--keep-alive-timeout",
+        dest="keep_alive_s",
+        metavar="KEEP_ALIVE_TIMEOUT",
         type=float,
         help="seconds an idle connection stays open (VETTRA_KEEP_ALIVE_TIMEOUT, default 5)",
     )
     limits.add_argument(
         "--head-timeout",
+        dest="head_timeout_s",
+        metavar="HEAD_TIMEOUT",
         type=float,
         help="seconds a request head may take to arrive; "
         "then 408 (VETTRA_HEAD_TIMEOUT, default 10)",
@@ -562,7 +596,9 @@ def build_parser() -> argparse.ArgumentParser:
     aud = add_audit_parser(sub, DEFAULT_TENANT)
     aud.set_defaults(func=cmd_audit)
 
-    keys = sub.add_parser("keys", help="rotate the home's audit keys")
+    keys = sub.add_parser(
+        "keys", help="rotate the home's keys; export the cloud deployment's secrets"
+    )
     ksub = keys.add_subparsers(dest="keys_cmd", required=True)
     rot = ksub.add_parser(
         "rotate", help="start using a new key; old ones stay trusted for verification"
@@ -573,7 +609,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="data: the key sealing stored secrets (TOTP)",
     )
     rot.add_argument("--home")
-    keys.set_defaults(func=cmd_keys)
+    rot.set_defaults(func=cmd_keys)
+    exp = ksub.add_parser(
+        "export-cloud-secrets",
+        help="write the Secret Manager files of a cloud deployment (fresh, from a home, or "
+        "rotated from the current ones)",
+    )
+    source = exp.add_mutually_exclusive_group(required=True)
+    source.add_argument("--fresh", action="store_true", help="new keys")
+    source.add_argument("--home", help="the keys of this home (its audit chain stays verifiable)")
+    source.add_argument(
+        "--from", dest="source", help="a directory of the current secret files (to rotate one)"
+    )
+    exp.add_argument(
+        "--rotate",
+        choices=["audit-hmac", "checkpoint", "data"],
+        help="with --from: add a new current key; earlier ones stay for verification",
+    )
+    exp.add_argument("--out", required=True, help="an empty directory to write the files to")
+    exp.set_defaults(func=cmd_export_cloud_secrets)
     return parser
 
 

@@ -1,9 +1,9 @@
 """Ports: the small interfaces the services depend on (cosmicpython style).
 
 Every port has an embedded adapter (SQLite, an in-process timer and bus, local
-keys and identity). Google Cloud adapters exist so far for the store (Firestore)
-and the scheduler (Cloud Tasks); Pub/Sub, Auth0/Firebase identity and Secret
-Manager keys are still to come. The store and scheduler adapters pass one
+keys and identity). Google Cloud adapters exist for the store (Firestore), the
+scheduler (Cloud Tasks), identity (Auth0 tokens, Cloud Tasks' Google OIDC tokens,
+Firebase custom tokens) and keys (Secret Manager files); Pub/Sub is still to come. The store and scheduler adapters pass one
 contract suite each in tests/contract (the in-memory fake of tests/fakes.py
 passes the store's too). Wider ports are unions of small role interfaces
 (:class:`AuditLog`, :class:`KeyStore`), so a service can depend on the part it uses.
@@ -286,6 +286,16 @@ class Identity(abc.ABC):
         """Raise :class:`Unauthenticated` for anything but a valid token."""
 
 
+class SignInTokens(abc.ABC):
+    """Mints the token a signed-in person's browser opens the realtime store with (a
+    Firebase custom token in the cloud, so Firestore listeners run under the rules)."""
+
+    @abc.abstractmethod
+    def mint(self, uid: str, claims: Mapping[str, Any]) -> str:
+        """A signed token for ``uid`` carrying ``claims``; :class:`Unavailable` if the
+        signer cannot be reached."""
+
+
 class AuditKeys(abc.ABC):
     """Keys that seal audit entries (HMAC) and sign their checkpoints (Ed25519)."""
 
@@ -338,5 +348,5 @@ class SecretSealer(abc.ABC):
 
 
 class KeyStore(AuditKeys, PolicyKeys, SecretSealer, abc.ABC):
-    """Secrets of the running mode: the home directory locally (Secret Manager or KMS is
-    the cloud adapter still to come)."""
+    """Secrets of the running mode: the home directory locally, the mounted Secret
+    Manager files in the cloud (:mod:`vettra.adapters.secret_keys`)."""

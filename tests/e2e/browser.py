@@ -133,7 +133,7 @@ def _joined(poll: dict[str, Any]) -> dict[str, Any]:
 
 
 def sign_in_link(web_admin: httpx.Client, web_server: DevServer, user: str) -> str:
-    r = web_admin.post("/api/auth/links", json={"sub": user})
+    r = web_admin.post("/api/dashboard/links", json={"sub": user})
     assert r.status_code == 201, r.text
     return f"http://localhost:{web_server.port}{r.json()['path']}"
 

@@ -76,7 +76,7 @@ def test_sign_in_by_link_then_sign_out(browser, web_server) -> None:
     page.wait_for_selector("#signin-title")
     assert page.evaluate("sessionStorage.getItem('vettra.session')") is None
     revoked = httpx.get(
-        web_server.url + "/api/auth/session",
+        web_server.url + "/api/dashboard/session",
         headers={"Authorization": f"Bearer {token}"},
         timeout=10,
     )
@@ -393,7 +393,7 @@ def test_a_dropped_stream_resumes_with_last_event_id_and_loses_nothing(
             resumes.append(r.headers.get("last-event-id")) if "/api/events" in r.url else None
         ),
     )
-    code = web_admin.post("/api/auth/links", json={"sub": user}).json()["code"]
+    code = web_admin.post("/api/dashboard/links", json={"sub": user}).json()["code"]
     try:
         with (
             web_server.client(mint(web_server.home, "agent", "bot-r", user)) as agent,

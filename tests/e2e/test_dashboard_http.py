@@ -112,17 +112,21 @@ def test_dev_prints_a_one_time_link_and_vettra_link_prints_more(server) -> None:
     assert found, server.log()
     base, code = found.groups()
     assert base == f"http://localhost:{server.port}"
-    first = httpx.post(server.url + "/api/auth/signin", json={"code": code}, timeout=10)
+    first = httpx.post(server.url + "/api/dashboard/signin", json={"code": code}, timeout=10)
     assert first.status_code == 200 and first.json()["sub"] == "alice"
     assert (
-        httpx.post(server.url + "/api/auth/signin", json={"code": code}, timeout=10).status_code
+        httpx.post(
+            server.url + "/api/dashboard/signin", json={"code": code}, timeout=10
+        ).status_code
         == 401
     )
 
     out = run_cli("link", "--home", str(server.home), "--sub", "bob")
     found = LINK.search(out.stdout)
     assert found and found.group(1) == base, out.stdout
-    session = httpx.post(server.url + "/api/auth/signin", json={"code": found.group(2)}, timeout=10)
+    session = httpx.post(
+        server.url + "/api/dashboard/signin", json={"code": found.group(2)}, timeout=10
+    )
     assert session.json()["sub"] == "bob" and session.json()["role"] == "approver"
 
     out = run_cli(

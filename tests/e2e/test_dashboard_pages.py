@@ -277,7 +277,7 @@ def _admin_tab(browser, web_server, web_admin) -> Any:
     problems: list[str] = []
     page.on("pageerror", lambda e: problems.append(str(e)))
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    code = web_admin.post("/api/auth/links", json={"sub": "ops-admin", "role": "admin"}).json()
+    code = web_admin.post("/api/dashboard/links", json={"sub": "ops-admin", "role": "admin"}).json()
     page.goto(f"http://localhost:{web_server.port}{code['path']}")
     page.wait_for_selector("#queue-title")
     tab = Dashboard(web_server, page, "ops-admin", httpx.Client())

@@ -7,7 +7,8 @@ import pytest
 
 from vettra.services import simulation
 
-from .test_stepup_http import SoftAuthenticator, _code, _enrol_totp
+from .approvals import enrol_totp, totp_code
+from .test_stepup_http import SoftAuthenticator
 
 PROBLEM = "application/problem+json"
 
@@ -16,7 +17,7 @@ def _step_up_for(client, purpose: str, secret: str, steps: int) -> str:
     challenge = client.post("/api/approvals/stepup/trigger", json={"purpose": purpose}).json()
     r = client.post(
         "/api/approvals/stepup/verify",
-        json={"challenge_id": challenge["challenge_id"], "code": _code(secret, steps)},
+        json={"challenge_id": challenge["challenge_id"], "code": totp_code(secret, steps)},
     )
     assert r.status_code == 200, r.text
     return r.json()["step_up_token"]
@@ -24,7 +25,7 @@ def _step_up_for(client, purpose: str, secret: str, steps: int) -> str:
 
 def test_factors_are_listed_with_their_last_use(alice, bob) -> None:
     assert alice.get("/api/approvals/stepup/factors").json() == {"factors": []}
-    secret = _enrol_totp(alice)
+    secret = enrol_totp(alice)
     (totp,) = alice.get("/api/approvals/stepup/factors").json()["factors"]
     assert totp["factor_id"] == "totp" and totp["method"] == "totp"
     assert totp["created_at"] and totp["last_used_at"] is None
@@ -36,7 +37,7 @@ def test_factors_are_listed_with_their_last_use(alice, bob) -> None:
 
 
 def test_removing_a_factor_needs_a_step_up_bound_to_it(alice, bob, agent) -> None:
-    secret = _enrol_totp(alice)
+    secret = enrol_totp(alice)
     refused = alice.post("/api/approvals/stepup/factors/remove", json={"factor_id": "totp"})
     assert refused.status_code == 401 and refused.headers["content-type"] == PROBLEM
     assert "insufficient_user_authentication" in refused.headers["www-authenticate"]
@@ -65,7 +66,7 @@ def test_removing_a_factor_needs_a_step_up_bound_to_it(alice, bob, agent) -> Non
 
 
 def test_a_passkey_is_listed_and_removed_with_a_step_up_of_another_factor(alice) -> None:
-    secret = _enrol_totp(alice)
+    secret = enrol_totp(alice)
     authenticator = SoftAuthenticator()
     start = alice.post(
         "/api/approvals/stepup/enroll",

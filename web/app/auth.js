@@ -3,14 +3,14 @@
  * one-time code: `/#signin=vsl_…`. Fragments never reach a server or a Referer; the code
  * is removed from the address bar and from this history entry (history.replaceState)
  * before anything else runs, then traded once for a session token
- * (POST /api/auth/signin).
+ * (POST /api/dashboard/signin).
  *
  * The token lives in sessionStorage: it belongs to this tab only and is gone when the
  * tab closes, is never sent by the browser on its own (no cookie, so no CSRF), and is
  * not written to disk the way localStorage is. Script on the page could still read it;
  * the strict CSP with Trusted Types is what keeps foreign script off the page. Another
  * tab needs its own link. Sign-out revokes the session on the server
- * (DELETE /api/auth/session) and forgets it here.
+ * (DELETE /api/dashboard/session) and forgets it here.
  */
 const KEY = "vettra.session";
 const CODE = /^#signin=(vsl_[A-Za-z0-9_-]{43})$/;
@@ -37,7 +37,7 @@ export function takeCodeFromUrl() {
 }
 
 export async function redeem(code) {
-  const response = await fetch("/api/auth/signin", {
+  const response = await fetch("/api/dashboard/signin", {
     method: "POST",
     headers: { "Content-Type": "application/json", Accept: "application/json" },
     body: JSON.stringify({ code }),
@@ -64,7 +64,7 @@ export async function signOut() {
   sessionStorage.removeItem(KEY);
   if (!current) return;
   try {
-    await fetch("/api/auth/session", {
+    await fetch("/api/dashboard/session", {
       method: "DELETE",
       headers: { Authorization: `Bearer ${current.token}`, Accept: "application/json" },
       cache: "no-store",

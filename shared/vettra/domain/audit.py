@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from json.encoder import encode_basestring as _encode_string
 from typing import Any
 
@@ -211,12 +211,7 @@ class ChainReport:
     head_hash: str = GENESIS_HASH
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "valid": self.valid,
-            "length": self.length,
-            "first_invalid": self.first_invalid,
-            "head_hash": self.head_hash,
-        }
+        return asdict(self)
 
 
 def check_entry(

@@ -72,7 +72,7 @@ CONTENT_TYPES = {
     ".webmanifest": "application/manifest+json",
     ".txt": "text/plain; charset=utf-8",
 }
-SKIPPED_DIRS = {"node_modules", "tests"}
+SKIPPED_DIRS = {"node_modules", "tests", "dist", "scripts"}  # dist: the Hosting copy
 SKIPPED_FILES = {"package.json", "package-lock.json"}
 MAX_SITE_BYTES = 32 * 1024 * 1024
 INDEX = "index.html"

@@ -34,7 +34,7 @@ from ..domain.risk import assess
 from .action_events import ACTION_CREATED, ACTION_DECIDED, publish_action
 from .deps import Deps
 from .quorum import publish_vote, quorum_policy, vote
-from .transitions import expire_in, terminal
+from .transitions import action_entry, expire_in, terminal
 
 log = logging.getLogger("vettra.actions")
 
@@ -198,14 +198,8 @@ def _with_seq(action: Action, seq: int) -> Action:
 
 
 def _intercept_event(principal: Principal, action: Action, now: Any) -> audit.AuditEvent:
-    return audit.AuditEvent(
-        type=audit.ACTION_INTERCEPTED,
-        chain=action.tenant,
-        actor=principal.actor,
-        at=rfc3339(now),
-        action_id=action.id,
-        user=action.user,
-        data=_intercept_audit_data(action),
+    return action_entry(
+        audit.ACTION_INTERCEPTED, action, principal.actor, now, _intercept_audit_data(action)
     )
 
 
@@ -267,16 +261,14 @@ def _decide(
     deps: Deps,
     principal: Principal,
     action_id: str,
-    decision: str,
-    reason: str | None = None,
-    step_up_token: str | None = None,
+    status: str,
+    reason: str | None,
+    step_up_token: str | None,
 ) -> dict[str, Any]:
-    """Flow 3: the owner approves or denies; exactly one terminal decision wins.
+    """Flow 3: the owner approves or denies (``status``); exactly one terminal decision wins.
 
     A quorum action (``action.quorum``) is decided by votes instead: see :func:`vettra.services.quorum.vote`.
     """
-    principal.require(APPROVER, ADMIN)
-    status = _DECISIONS[decision]
     now = deps.clock.now()
     with deps.store.unit_of_work() as uow:
         action = _owned(uow.actions.get(action_id), principal, action_id)
@@ -394,10 +386,10 @@ def decide(
     valid step-up, changes nothing, but the attempt is evidence: it is recorded
     in a transaction of its own (the refused one rolled back).
     """
+    principal.require(APPROVER, ADMIN)
+    status = _DECISIONS[decision]
     try:
-        return _decide(
-            deps, principal, action_id, decision, reason=reason, step_up_token=step_up_token
-        )
+        return _decide(deps, principal, action_id, status, reason, step_up_token)
     except (Conflict, StepUpRequired) as refused:
         record_refusal(
             deps,

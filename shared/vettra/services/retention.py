@@ -27,7 +27,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..domain import stepup as rules
-from . import signin
+from . import dashboard_sessions
 from . import stepup as collections
 
 log = logging.getLogger("vettra.retention")
@@ -60,8 +60,8 @@ def doc_rules(max_age_s: int) -> tuple[DocRule, ...]:
         DocRule(
             collections.USED_ID_TOKENS, "at", max(rules.CHALLENGE_TTL_S, max_age_s) + OIDC_LEEWAY_S
         ),
-        DocRule(signin.LINKS, "expires_at", 0),
-        DocRule(signin.SESSIONS, "expires_at", 0),
+        DocRule(dashboard_sessions.LINKS, "expires_at", 0),
+        DocRule(dashboard_sessions.SESSIONS, "expires_at", 0),
     )
 
 

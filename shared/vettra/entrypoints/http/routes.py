@@ -13,7 +13,7 @@ from ...services import actions, audit, checkpoints
 from ...services.action_events import action_topic
 from ...services.policies import require_signed
 from . import schemas
-from .app import Context, Route
+from .app import Context, Route, answers
 from .types import Request, Response
 
 MAX_WAIT_S = 60
@@ -133,24 +133,10 @@ def audit_entries(deps: Any, request: Request, principal: Principal | None) -> R
     )
 
 
-def audit_verify(deps: Any, request: Request, principal: Principal | None) -> Response:
-    assert principal is not None
-    return Response.json(audit.verify(deps, principal))
-
-
-def audit_action(deps: Any, request: Request, principal: Principal | None) -> Response:
-    assert principal is not None
-    return Response.json(audit.action_entries(deps, principal, request.path_params["action_id"]))
-
-
-def audit_checkpoint(deps: Any, request: Request, principal: Principal | None) -> Response:
-    assert principal is not None
-    return Response.json(checkpoints.latest(deps, principal))
-
-
-def audit_public_key(deps: Any, request: Request, principal: Principal | None) -> Response:
-    assert principal is not None
-    return Response.json(checkpoints.public_keys(deps, principal))
+audit_verify = answers(audit.verify)
+audit_action = answers(audit.action_entries, "action_id")
+audit_checkpoint = answers(checkpoints.latest)
+audit_public_key = answers(checkpoints.public_keys)
 
 
 def audit_inclusion(deps: Any, request: Request, principal: Principal | None) -> Response:
@@ -171,9 +157,7 @@ def audit_consistency(deps: Any, request: Request, principal: Principal | None) 
     return Response.json(checkpoints.consistency(deps, principal, old, new))
 
 
-def policy_get(deps: Any, request: Request, principal: Principal | None) -> Response:
-    assert principal is not None
-    policy = deps.policies.active(principal.tenant)
+def _policy_view(policy: Any) -> Response:
     return Response.json(
         {
             "policy_id": policy.policy_id,
@@ -182,6 +166,11 @@ def policy_get(deps: Any, request: Request, principal: Principal | None) -> Resp
             "payload": policy.payload,
         }
     )
+
+
+def policy_get(deps: Any, request: Request, principal: Principal | None) -> Response:
+    assert principal is not None
+    return _policy_view(deps.policies.active(principal.tenant))
 
 
 def policy_put(deps: Any, request: Request, principal: Principal | None) -> Response:
@@ -190,15 +179,7 @@ def policy_put(deps: Any, request: Request, principal: Principal | None) -> Resp
     body = schemas.validate(
         "POLICY_ENVELOPE", body
     )  # an unsigned one was told to sign it (explain)
-    policy = deps.policies.activate(principal, body)
-    return Response.json(
-        {
-            "policy_id": policy.policy_id,
-            "version": policy.version,
-            "digest": policy.digest,
-            "payload": policy.payload,
-        }
-    )
+    return _policy_view(deps.policies.activate(principal, body))
 
 
 def openapi(deps: Any, request: Request, principal: Principal | None) -> Response:
@@ -416,9 +397,13 @@ from .routes_events import EVENT_ROUTES  # noqa: E402
 
 ROUTES += EVENT_ROUTES
 
-from .routes_signin import SIGNIN_ROUTES  # noqa: E402
+from .routes_auth import AUTH_ROUTES  # noqa: E402
 
-ROUTES += SIGNIN_ROUTES
+ROUTES += AUTH_ROUTES
+
+from .routes_dashboard_sessions import DASHBOARD_SESSION_ROUTES  # noqa: E402
+
+ROUTES += DASHBOARD_SESSION_ROUTES
 
 from .routes_simulation import SIMULATION_ROUTES  # noqa: E402
 

@@ -14,7 +14,7 @@ import pytest
 
 from vettra.adapters.clock import FakeClock
 from vettra.bootstrap import DB_FILE, Config, bootstrap
-from vettra.services import signin
+from vettra.services import dashboard_sessions as signin
 
 from ..conftest import Server
 
@@ -22,13 +22,13 @@ PROBLEM = "application/problem+json"
 
 
 def _link(admin: httpx.Client, sub: str = "alice", **extra) -> dict:
-    r = admin.post("/api/auth/links", json={"sub": sub, **extra})
+    r = admin.post("/api/dashboard/links", json={"sub": sub, **extra})
     assert r.status_code == 201, r.text
     return r.json()
 
 
 def _sign_in(server, code: str) -> httpx.Response:
-    return httpx.post(f"{server.url}/api/auth/signin", json={"code": code}, timeout=10)
+    return httpx.post(f"{server.url}/api/dashboard/signin", json={"code": code}, timeout=10)
 
 
 def _as(server, token: str) -> httpx.Client:
@@ -53,7 +53,7 @@ def test_a_link_signs_in_once_and_the_session_acts_as_the_user(server, admin, ag
     with _as(server, session["access_token"]) as alice:
         pending = alice.get("/api/actions/pending").json()["actions"]
         assert [a["action_id"] for a in pending] == [held["action_id"]]
-        me = alice.get("/api/auth/session").json()
+        me = alice.get("/api/dashboard/session").json()
         assert me["kind"] == "dashboard-session" and me["user"] == "alice"
         assert me["expires_at"] == session["expires_at"]
 
@@ -84,29 +84,29 @@ def test_sign_out_revokes_the_session_at_once(server, admin) -> None:
     token = _sign_in(server, _link(admin)["code"]).json()["access_token"]
     with _as(server, token) as alice:
         assert alice.get("/api/actions/pending").status_code == 200
-        out = alice.delete("/api/auth/session")
+        out = alice.delete("/api/dashboard/session")
         assert out.status_code == 200 and out.json()["signed_out"] is True
         after = alice.get("/api/actions/pending")
         assert after.status_code == 401 and after.headers["content-type"] == PROBLEM
-        assert alice.delete("/api/auth/session").status_code == 401
+        assert alice.delete("/api/dashboard/session").status_code == 401
 
 
 def test_a_minted_token_is_not_a_revocable_session(alice) -> None:
-    me = alice.get("/api/auth/session").json()
+    me = alice.get("/api/dashboard/session").json()
     assert me["kind"] == "token" and me["expires_at"] is None
-    r = alice.delete("/api/auth/session")
+    r = alice.delete("/api/dashboard/session")
     assert r.status_code == 409 and "cannot be revoked" in r.json()["detail"]
     assert alice.get("/api/actions/pending").status_code == 200  # still valid
 
 
 def test_only_admins_make_links_and_only_for_approvers_or_admins(server, admin, alice, agent):
-    assert alice.post("/api/auth/links", json={"sub": "alice"}).status_code == 403
-    assert agent.post("/api/auth/links", json={"sub": "alice"}).status_code == 403
-    anon = httpx.post(f"{server.url}/api/auth/links", json={"sub": "alice"}, timeout=10)
+    assert alice.post("/api/dashboard/links", json={"sub": "alice"}).status_code == 403
+    assert agent.post("/api/dashboard/links", json={"sub": "alice"}).status_code == 403
+    anon = httpx.post(f"{server.url}/api/dashboard/links", json={"sub": "alice"}, timeout=10)
     assert anon.status_code == 401
-    bad_role = admin.post("/api/auth/links", json={"sub": "alice", "role": "agent"})
+    bad_role = admin.post("/api/dashboard/links", json={"sub": "alice", "role": "agent"})
     assert bad_role.status_code == 422 and bad_role.json()["errors"]
-    bad_sub = admin.post("/api/auth/links", json={"sub": "a b<script>"})
+    bad_sub = admin.post("/api/dashboard/links", json={"sub": "a b<script>"})
     assert bad_sub.status_code == 422
     admin_link = _link(admin, sub="ops", role="admin")
     session = _sign_in(server, admin_link["code"]).json()
@@ -124,14 +124,14 @@ def test_only_admins_make_links_and_only_for_approvers_or_admins(server, admin, 
     ],
 )
 def test_bad_codes_are_refused_and_change_nothing(server, body, status) -> None:
-    r = httpx.post(f"{server.url}/api/auth/signin", json=body, timeout=10)
+    r = httpx.post(f"{server.url}/api/dashboard/signin", json=body, timeout=10)
     assert r.status_code == status, r.text
     assert r.headers["content-type"] == PROBLEM and r.json()["status"] == status
 
 
 def test_the_exchange_needs_json(server) -> None:
     r = httpx.post(
-        f"{server.url}/api/auth/signin",
+        f"{server.url}/api/dashboard/signin",
         content=b"code=x",
         headers={"Content-Type": "application/x-www-form-urlencoded"},
         timeout=10,
@@ -178,6 +178,6 @@ def test_links_and_sessions_expire(timed) -> None:
         clock.advance(2)
         assert _sign_in(srv, stale).status_code == 401
     with _as(srv, session.json()["access_token"]) as alice:
-        assert alice.get("/api/auth/session").status_code == 200
+        assert alice.get("/api/dashboard/session").status_code == 200
         clock.advance(signin.SESSION_TTL_S)
-        assert alice.get("/api/auth/session").status_code == 401
+        assert alice.get("/api/dashboard/session").status_code == 401

@@ -1,5 +1,8 @@
 """Dashboard sign-in for the local server: a one-time link, then a revocable session.
 
+(The cloud's sign-in, an Auth0 ID token for a Firebase custom token, is
+:mod:`vettra.services.sign_in`.)
+
 ``vettra link`` (or ``vettra dev`` at start) asks for a **sign-in link** for one user:
 a random code (256 bits) that the server keeps only as its SHA-256 digest, valid for
 :data:`LINK_TTL_S` and for one use. The printed URL carries it in the fragment
@@ -11,7 +14,7 @@ the same unit of work that creates the session, so a code works once even when t
 tabs race. Every step is an audit entry; no code or token is ever logged or audited
 (only the first characters of its digest).
 
-:class:`SignInIdentity` puts the sessions in front of the bearer tokens ``vettra
+:class:`DashboardSessionIdentity` puts the sessions in front of the bearer tokens ``vettra
 token`` mints: a token with the session prefix is looked up by digest (so a revoked
 one fails at once), anything else goes to the wrapped identity. In the cloud,
 dashboards sign in with Auth0 instead (docs/api.md); these routes have no Cloud
@@ -58,8 +61,8 @@ def _owner(tenant: str, user: str) -> str:
     return f"{tenant}:{user}"
 
 
-class SignInService:
-    """What ``deps.sign_in`` is; the ``/api/auth`` routes and ``vettra dev`` call it."""
+class DashboardSessions:
+    """What ``deps.dashboard_sessions`` is; the ``/api/auth`` routes and ``vettra dev`` call it."""
 
     def __init__(
         self,
@@ -210,17 +213,17 @@ class SignInService:
         return {"signed_out": True, "at": rfc3339(now)}
 
 
-class SignInIdentity(Identity):
+class DashboardSessionIdentity(Identity):
     """Dashboard session tokens first (by digest in the store), then ``inner``'s tokens."""
 
-    def __init__(self, sign_in: SignInService, inner: Identity):
-        self._sign_in = sign_in
+    def __init__(self, sessions: DashboardSessions, inner: Identity):
+        self._sessions = sessions
         self._inner = inner
 
     def authenticate(self, bearer: str) -> Principal:
         if not bearer.startswith(SESSION_PREFIX):
             return self._inner.authenticate(bearer)
-        doc = self._sign_in.session(bearer)
+        doc = self._sessions.session(bearer)
         if doc is None:
             raise Unauthenticated("the dashboard session is unknown, expired or signed out")
         return Principal(sub=doc["sub"], role=doc["role"], user=doc["sub"], tenant=doc["tenant"])

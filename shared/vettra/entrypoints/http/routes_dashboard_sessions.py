@@ -1,10 +1,11 @@
-"""Dashboard sign-in routes (local mode): links, the code exchange, who am I, sign-out.
+"""Dashboard sign-in routes of the local server: links, the code exchange, who am I,
+sign-out (the cloud's is routes_auth.py: an Auth0 ID token for a Firebase token).
 
-``POST /api/auth/links`` (admin; ``vettra link`` calls it) makes a one-time link;
-``POST /api/auth/signin`` (no token: the page has none yet) trades its code for a
-session token; ``GET /api/auth/session`` says who the token names;
-``DELETE /api/auth/session`` signs out (revokes the session). See
-:mod:`vettra.services.signin`. Group ``signin`` has no Cloud Functions target: in the
+``POST /api/dashboard/links`` (admin; ``vettra link`` calls it) makes a one-time link;
+``POST /api/dashboard/signin`` (no token: the page has none yet) trades its code for a
+session token; ``GET /api/dashboard/session`` says who the token names;
+``DELETE /api/dashboard/session`` signs out (revokes the session). See
+:mod:`vettra.services.dashboard_sessions`. Group ``dashboard`` has no Cloud Functions target: in the
 cloud the dashboard signs in with Auth0.
 """
 
@@ -13,14 +14,14 @@ from __future__ import annotations
 from typing import Any
 
 from ...domain.identity import ADMIN, APPROVER, Principal
-from ...services import signin
+from ...services import dashboard_sessions as sessions
 from . import schemas
 from .app import Route
 from .types import Request, Response
 
-GROUP = "signin"
+GROUP = "dashboard"
 SESSION_ROLES = (APPROVER, ADMIN)
-_CODE_PATTERN = "^" + signin.LINK_PREFIX + "[A-Za-z0-9_-]{43}$"
+_CODE_PATTERN = "^" + sessions.LINK_PREFIX + "[A-Za-z0-9_-]{43}$"
 
 SIGNIN_LINK_REQUEST = schemas.register(
     "SIGNIN_LINK_REQUEST",
@@ -34,7 +35,7 @@ SIGNIN_LINK_REQUEST = schemas.register(
                 "pattern": "^[A-Za-z0-9_.:@-]{1,128}$",
                 "description": "The user who signs in (an approver's user id)",
             },
-            "role": {"type": "string", "enum": list(signin.SIGNIN_ROLES)},
+            "role": {"type": "string", "enum": list(sessions.SIGNIN_ROLES)},
         },
     },
 )
@@ -48,7 +49,7 @@ SIGNIN_LINK = schemas.register(
             "code": {"type": "string", "description": "One-time code; shown once"},
             "path": {"type": "string", "description": "Append to the server's base URL"},
             "sub": {"type": "string"},
-            "role": {"type": "string", "enum": list(signin.SIGNIN_ROLES)},
+            "role": {"type": "string", "enum": list(sessions.SIGNIN_ROLES)},
             "tenant": {"type": "string"},
             "expires_at": {"type": "string", "format": "date-time"},
         },
@@ -76,7 +77,7 @@ SIGNIN_SESSION = schemas.register(
             "expires_at": {"type": "string", "format": "date-time"},
             "expires_in": {"type": "integer"},
             "sub": {"type": "string"},
-            "role": {"type": "string", "enum": list(signin.SIGNIN_ROLES)},
+            "role": {"type": "string", "enum": list(sessions.SIGNIN_ROLES)},
             "tenant": {"type": "string"},
         },
     },
@@ -119,7 +120,7 @@ def _bearer(request: Request) -> str:
 def create_link(deps: Any, request: Request, principal: Principal | None) -> Response:
     assert principal is not None
     body = schemas.validate("SIGNIN_LINK_REQUEST", request.json())
-    link = deps.sign_in.create_link(
+    link = deps.dashboard_sessions.create_link(
         body["sub"],
         body.get("role", APPROVER),
         tenant=principal.tenant,
@@ -130,12 +131,12 @@ def create_link(deps: Any, request: Request, principal: Principal | None) -> Res
 
 def sign_in(deps: Any, request: Request, principal: Principal | None) -> Response:
     body = schemas.validate("SIGNIN_REQUEST", request.json())
-    return Response.json(deps.sign_in.redeem(body["code"]))
+    return Response.json(deps.dashboard_sessions.redeem(body["code"]))
 
 
 def whoami(deps: Any, request: Request, principal: Principal | None) -> Response:
     assert principal is not None
-    session = deps.sign_in.session(_bearer(request))
+    session = deps.dashboard_sessions.session(_bearer(request))
     return Response.json(
         {
             "sub": principal.sub,
@@ -150,7 +151,7 @@ def whoami(deps: Any, request: Request, principal: Principal | None) -> Response
 
 def sign_out(deps: Any, request: Request, principal: Principal | None) -> Response:
     assert principal is not None
-    return Response.json(deps.sign_in.sign_out(principal, _bearer(request)))
+    return Response.json(deps.dashboard_sessions.sign_out(principal, _bearer(request)))
 
 
 def _rfc3339(iso: str) -> str:
@@ -161,10 +162,10 @@ def _rfc3339(iso: str) -> str:
     return rfc3339(datetime.fromisoformat(iso))
 
 
-SIGNIN_ROUTES: list[Route] = [
+DASHBOARD_SESSION_ROUTES: list[Route] = [
     Route(
         "POST",
-        "/api/auth/links",
+        "/api/dashboard/links",
         create_link,
         (ADMIN,),
         "A one-time dashboard sign-in link for a user (vettra link)",
@@ -176,7 +177,7 @@ SIGNIN_ROUTES: list[Route] = [
     ),
     Route(
         "POST",
-        "/api/auth/signin",
+        "/api/dashboard/signin",
         sign_in,
         None,
         "Trade a sign-in link's one-time code for a dashboard session token",
@@ -188,7 +189,7 @@ SIGNIN_ROUTES: list[Route] = [
     ),
     Route(
         "GET",
-        "/api/auth/session",
+        "/api/dashboard/session",
         whoami,
         SESSION_ROLES,
         "Who the bearer token names, and whether it is a revocable dashboard session",
@@ -198,7 +199,7 @@ SIGNIN_ROUTES: list[Route] = [
     ),
     Route(
         "DELETE",
-        "/api/auth/session",
+        "/api/dashboard/session",
         sign_out,
         SESSION_ROLES,
         "Sign out: revoke this dashboard session (409 for a minted token)",
