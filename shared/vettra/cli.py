@@ -1,13 +1,14 @@
 """The ``vettra`` command line (docs/api.md §CLI).
 
-vettra dev     [--home DIR] [--host H] [--port P] [limits: --max-connections N ...]
+vettra dev     [--home DIR] [--host H] [--port P] [--backend local|firestore [--project ID]]
+               [limits: --max-connections N ...]
 vettra token   --home DIR --role agent|approver|admin --sub ID [--user UID] [--ttl S]
 vettra link    --home DIR --sub USER [--role approver|admin] [--url BASE]
 vettra policy  sign FILE [--home DIR | --key PEM] [-o OUT]
 vettra policy  verify FILE [--home DIR | --pubkey PEM ...]
 vettra policy  pubkey [--home DIR]
 vettra policy  show [--home DIR] [--tenant T] [--envelope]
-vettra audit   export [--home DIR] [-o FILE]
+vettra audit   export [--home DIR] [--backend firestore --project ID] [-o FILE]
 vettra audit   verify FILE --pubkey KEY [--checkpoint NOTE] [--require-covered] [--home DIR]
 vettra audit   pubkey [--all] [--home DIR]
 vettra keys    rotate audit-hmac|checkpoint|data [--home DIR]
@@ -42,7 +43,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     event bus live here). SIGINT/SIGTERM: streams end, requests in flight finish, then the
     runtime closes; exit 0."""
     from . import logs
-    from .bootstrap import Config, HomeInUse, bootstrap
+    from .bootstrap import BackendUnavailable, Config, HomeInUse, bootstrap
     from .entrypoints.asgi import AsgiApp
     from .entrypoints.dashboard import StaticSite, WithDashboard, web_root
     from .entrypoints.server import Limits, build
@@ -54,7 +55,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"vettra dev: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    config = Config(home=_home(args.home), log_level=args.log_level)
+    config = Config.from_env()
+    config.home, config.log_level = _home(args.home), args.log_level
+    config.backend = args.backend or config.backend
+    config.project = args.project or config.project
     try:
         sock = _listen(args.host, args.port)
     except OSError as exc:
@@ -64,17 +68,22 @@ def cmd_dev(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAIL
-    host, port = sock.getsockname()[:2]
-    dashboard_url = _dashboard_base(args.host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    config.public_url = f"http://{bound_host}:{bound_port}"
+    dashboard_url = _dashboard_base(args.host, bound_port)
     if not (os.environ.get("VETTRA_ORIGIN") or os.environ.get("VETTRA_RP_ID")):
         # passkeys: the browser's origin is the dashboard's (WebAuthn's RP id "localhost")
         config.extra.setdefault("origin", dashboard_url)
     try:
         runtime = bootstrap(config)
-    except HomeInUse as exc:
+    except (HomeInUse, BackendUnavailable) as exc:
         sock.close()
         print(f"vettra dev: {exc}", file=sys.stderr)
         return EXIT_FAIL
+    except ValueError as exc:  # an unknown backend named in VETTRA_BACKEND
+        sock.close()
+        print(f"vettra dev: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     runtime.deps.settings["events_max_streams"] = limits.max_streams_per_user
     asgi = AsgiApp(
         runtime.app,
@@ -85,7 +94,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     site = StaticSite.load(web_root())
     front = WithDashboard(asgi, site)
     server, _ = build(asgi, args.host, args.port, limits, log_level="warning", front=front)
-    url = f"http://{host}:{port}"
+    url = f"http://{bound_host}:{bound_port}"
     home = config.home
     vettra = _this_command()
     approver = _first_approver(home, args.approver)
@@ -100,17 +109,21 @@ def cmd_dev(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     runtime.start()
     try:
-        link = runtime.deps.dashboard_sessions.create_link(approver)
+        sessions = runtime.deps.dashboard_sessions  # None on cloud keys: no sign-in links
+        link = sessions.create_link(approver) if sessions is not None else None
 
         def ready() -> None:
             _write_running(home, url, dashboard_url)
-            print(f"Vettra is running at {url}  (home: {home})", flush=True)
+            where = f"home: {home}"
+            if config.backend != "local":
+                where += f"; {config.backend} project {config.project}"
+            print(f"Vettra is running at {url}  ({where})", flush=True)
             if site.root is None:
                 print("The dashboard's files were not found (set VETTRA_WEB_DIR).", flush=True)
-            else:
+            elif link is not None:
                 print(
                     f"Dashboard: sign in as {approver} with this one-time link "
-                    f"(valid {runtime.deps.dashboard_sessions.link_ttl_s // 60} min, one use):",
+                    f"(valid {sessions.link_ttl_s // 60} min, one use):",
                     flush=True,
                 )
                 print(f"  {dashboard_url}{link['path']}", flush=True)
@@ -489,7 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    dev = sub.add_parser("dev", help="run every endpoint locally on the embedded default")
+    dev = sub.add_parser(
+        "dev", help="run every endpoint locally (the embedded default, or --backend firestore)"
+    )
     dev.add_argument("--home", help="state directory (default ~/.vettra or $VETTRA_HOME)")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8080)
@@ -499,6 +514,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the start-up sign-in link for this user "
         "(default: the home's first approver, else alice)",
     )
+    dev.add_argument(
+        "--backend",
+        choices=["local", "firestore"],
+        help="local: the embedded store in the home (default, or $VETTRA_BACKEND); "
+        "firestore: Firestore (the emulator when FIRESTORE_EMULATOR_HOST is set), keys "
+        "still from the home",
+    )
+    dev.add_argument("--project", help="Google Cloud project id (firestore; or $VETTRA_PROJECT)")
     limits = dev.add_argument_group(
         "limits (each also read from the VETTRA_* variable named; README)"
     )

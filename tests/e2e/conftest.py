@@ -70,9 +70,16 @@ def free_port() -> int:
 class DevServer:
     """One ``vettra dev`` process; restartable on the same home and port."""
 
-    def __init__(self, home: Path, log_path: Path, args: Sequence[str] = ()):
+    def __init__(
+        self,
+        home: Path,
+        log_path: Path,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ):
         self.home = home
-        self.args = list(args)  # more `vettra dev` flags (limits)
+        self.args = list(args)  # more `vettra dev` flags (limits, backend)
+        self.env = dict(env or {})  # more environment (emulator addresses)
         self.log_path = log_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -99,6 +106,7 @@ class DevServer:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
         )
         log.close()
         self.wait_healthy()

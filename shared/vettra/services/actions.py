@@ -129,9 +129,9 @@ def intercept(
         uow.actions.add(action, record_json=record_json)
         uow.audit.record(event)
         uow.commit()
-        linked = uow.audit.linked
-    if linked:
-        action = _with_seq(action, linked[-1].seq)
+        cited = _audit_citation(uow.audit)
+    if cited is not None:
+        action = _with_audit(action, cited)
     if action.status == PENDING and action.expires_at is not None:
         deps.scheduler.schedule(
             _timer_name(action.id), action.expires_at, {"kind": EXPIRE_KIND, "action_id": action.id}
@@ -189,11 +189,23 @@ def _apply_session(
     )
 
 
-def _with_seq(action: Action, seq: int) -> Action:
+def _audit_citation(recorder: Any) -> tuple[str, int | str] | None:
+    """What the answer cites of the entry its commit produced: ``("seq", n)`` where the
+    commit linked it, ``("event", id)`` where linking is deferred (Firestore's outbox:
+    the entry and its seq follow within about a second, docs/firestore.md)."""
+    linked = recorder.linked
+    if linked:
+        return ("seq", linked[-1].seq)
+    event_ids = recorder.event_ids
+    return ("event", event_ids[-1]) if event_ids else None
+
+
+def _with_audit(action: Action, cited: tuple[str, int | str]) -> Action:
     # A shallow copy with one field set: dataclasses.replace re-runs __init__ over
     # two dozen fields, a measurable share of an intercept.
     out = copy.copy(action)
-    object.__setattr__(out, "audit_seq", seq)
+    kind, value = cited
+    object.__setattr__(out, "audit_seq" if kind == "seq" else "audit_event_id", value)
     return out
 
 
@@ -303,9 +315,9 @@ def _decide(
                 step_up=bool(action.step_up_required and status == APPROVED),
             )
         uow.commit()
-        linked = uow.audit.linked
-    if linked:
-        decided = _with_seq(decided, linked[-1].seq)
+        cited = _audit_citation(uow.audit)
+    if cited is not None:
+        decided = _with_audit(decided, cited)
     if decided.status == PENDING:
         publish_vote(deps, decided)
     else:

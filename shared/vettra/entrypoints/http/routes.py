@@ -20,6 +20,8 @@ MAX_WAIT_S = 60
 MAX_IDEMPOTENCY_KEY = 255
 MAX_SEQ = 2**62
 ANY_ROLE = (AGENT, APPROVER, ADMIN)
+#: Settings /health also names when the runtime set them (the Firestore backend does).
+HEALTH_EXTRAS = ("backend", "project", "sequencer", "scheduler_note", "event_bus_note")
 DECIDERS = (APPROVER, ADMIN)
 
 
@@ -39,6 +41,8 @@ def health(deps: Any, request: Request, principal: Principal | None) -> Response
             "event_bus": s.get("event_bus"),
             "identity": s.get("identity"),
             "verifier": s.get("verifier", "python"),
+            # what the cloud-shaped backend runs instead, and why (absent on the embedded one)
+            **{name: s[name] for name in HEALTH_EXTRAS if s.get(name) is not None},
         }
     )
 
@@ -98,7 +102,12 @@ async def _wait_for_change(
     deps: Any, principal: Principal, action_id: str, seconds: int, ctx: Context
 ) -> dict[str, Any]:
     """Long-poll on the event bus: the loop waits for the action's own event (the bus
-    wakes it from the publisher's thread); no thread is held, no busy loop."""
+    wakes it from the publisher's thread); no thread is held, no busy loop.
+
+    Over a shared store (``settings["wait_poll_s"]``, set by the Firestore backend)
+    another process or instance may decide the action, and this process's bus never
+    hears of it: the wait then also re-reads the action every ``wait_poll_s``
+    seconds, so such a decision is seen within that bound."""
     changed = asyncio.Event()
     wake = ctx.waker(changed)
     unsubscribe = deps.bus.subscribe(action_topic(action_id), lambda _event: wake())
@@ -113,8 +122,16 @@ async def _wait_for_change(
 
             until_expiry = (parse_rfc3339(view["expires_at"]) - deps.clock.now()).total_seconds()
             budget = max(0.0, min(budget, until_expiry + 0.05))
-        await ctx.wait(changed, budget)
-        return await ctx.blocking(actions.get_action, deps, principal, action_id)
+        poll_s = float(deps.settings.get("wait_poll_s") or 0) or budget
+        end = asyncio.get_running_loop().time() + budget
+        while True:
+            left = end - asyncio.get_running_loop().time()
+            await ctx.wait(changed, min(poll_s, left))
+            changed.clear()  # before the read: a wake-up after it still counts next round
+            view = await ctx.blocking(actions.get_action, deps, principal, action_id)
+            # an event that left it pending (a relayed vote) waits on
+            if view["status"] != "pending" or left <= poll_s or ctx.stopping.is_set():
+                return view
     finally:
         unsubscribe()
 

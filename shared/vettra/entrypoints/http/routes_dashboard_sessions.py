@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...domain.errors import NotConfigured
 from ...domain.identity import ADMIN, APPROVER, Principal
 from ...services import dashboard_sessions as sessions
 from . import schemas
@@ -113,6 +114,15 @@ SIGNED_OUT = schemas.register(
 )
 
 
+def _sessions(deps: Any) -> Any:
+    if deps.dashboard_sessions is None:
+        raise NotConfigured(
+            "dashboard sign-in links are for a server on a home's keys (vettra dev); "
+            "this deployment signs in with Auth0 (POST /api/auth/firebase-token)"
+        )
+    return deps.dashboard_sessions
+
+
 def _bearer(request: Request) -> str:
     return (request.header("authorization") or "").partition(" ")[2].strip()
 
@@ -120,7 +130,7 @@ def _bearer(request: Request) -> str:
 def create_link(deps: Any, request: Request, principal: Principal | None) -> Response:
     assert principal is not None
     body = schemas.validate("SIGNIN_LINK_REQUEST", request.json())
-    link = deps.dashboard_sessions.create_link(
+    link = _sessions(deps).create_link(
         body["sub"],
         body.get("role", APPROVER),
         tenant=principal.tenant,
@@ -131,12 +141,12 @@ def create_link(deps: Any, request: Request, principal: Principal | None) -> Res
 
 def sign_in(deps: Any, request: Request, principal: Principal | None) -> Response:
     body = schemas.validate("SIGNIN_REQUEST", request.json())
-    return Response.json(deps.dashboard_sessions.redeem(body["code"]))
+    return Response.json(_sessions(deps).redeem(body["code"]))
 
 
 def whoami(deps: Any, request: Request, principal: Principal | None) -> Response:
     assert principal is not None
-    session = deps.dashboard_sessions.session(_bearer(request))
+    session = _sessions(deps).session(_bearer(request))
     return Response.json(
         {
             "sub": principal.sub,
@@ -151,7 +161,7 @@ def whoami(deps: Any, request: Request, principal: Principal | None) -> Response
 
 def sign_out(deps: Any, request: Request, principal: Principal | None) -> Response:
     assert principal is not None
-    return Response.json(deps.dashboard_sessions.sign_out(principal, _bearer(request)))
+    return Response.json(_sessions(deps).sign_out(principal, _bearer(request)))
 
 
 def _rfc3339(iso: str) -> str:
@@ -185,7 +195,7 @@ DASHBOARD_SESSION_ROUTES: list[Route] = [
         GROUP,
         request="SIGNIN_REQUEST",
         response="SIGNIN_SESSION",
-        errors=(401, 413, 415, 422),
+        errors=(401, 404, 413, 415, 422),
     ),
     Route(
         "GET",
