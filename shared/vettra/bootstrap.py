@@ -238,7 +238,14 @@ def _assemble(config: Config, clock: Any, parts: _Parts) -> tuple[Any, Any, Any]
         # elsewhere the first policy is signed offline and POSTed (deny by default until then).
         policies.ensure_default(DEFAULT_TENANT)
     identity = _identity(config, parts.identity_key, clock, deps)
-    app = HttpApp(deps, ROUTES, identity, project=config.project)
+    caller = identity
+    if parts.identity_key is not None:  # the home's keys: the dashboard's sign-in links too
+        from .services.dashboard_sessions import DashboardSessionIdentity, DashboardSessions
+
+        deps.dashboard_sessions = DashboardSessions(parts.store, clock)
+        # dashboard session tokens (vettra link) first, then the tokens of `identity`
+        caller = DashboardSessionIdentity(deps.dashboard_sessions, identity)
+    app = HttpApp(deps, ROUTES, caller, project=config.project)
     return deps, identity, app
 
 

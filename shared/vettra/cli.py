@@ -3,6 +3,7 @@
 vettra dev     [--home DIR] [--host H] [--port P] [--backend local|firestore [--project ID]]
                [limits: --max-connections N ...]
 vettra token   --home DIR --role agent|approver|admin --sub ID [--user UID] [--ttl S]
+vettra link    --home DIR --sub USER [--role approver|admin] [--url BASE]
 vettra policy  sign FILE [--home DIR | --key PEM] [-o OUT]
 vettra policy  verify FILE [--home DIR | --pubkey PEM ...]
 vettra policy  pubkey [--home DIR]
@@ -46,6 +47,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from . import logs
     from .bootstrap import BackendUnavailable, Config, HomeInUse, bootstrap
     from .entrypoints.asgi import AsgiApp
+    from .entrypoints.dashboard import StaticSite, WithDashboard, web_root
     from .entrypoints.server import Limits, build
 
     logs.configure(args.log_level)
@@ -70,6 +72,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     bound_host, bound_port = sock.getsockname()[:2]
     config.public_url = f"http://{bound_host}:{bound_port}"
+    dashboard_url = _dashboard_base(args.host, bound_port)
+    if not (os.environ.get("VETTRA_ORIGIN") or os.environ.get("VETTRA_RP_ID")):
+        # passkeys: the browser's origin is the dashboard's (WebAuthn's RP id "localhost")
+        config.extra.setdefault("origin", dashboard_url)
     try:
         runtime = bootstrap(config)
     except (HomeInUse, BackendUnavailable) as exc:
@@ -87,11 +93,13 @@ def cmd_dev(args: argparse.Namespace) -> int:
         threads=limits.threads,
         max_header_bytes=limits.max_header_bytes,
     )
-    server, _ = build(asgi, args.host, args.port, limits, log_level="warning")
-    host, port = sock.getsockname()[:2]
-    url = f"http://{host}:{port}"
+    site = StaticSite.load(web_root())
+    front = WithDashboard(asgi, site)
+    server, _ = build(asgi, args.host, args.port, limits, log_level="warning", front=front)
+    url = f"http://{bound_host}:{bound_port}"
     home = config.home
     vettra = _this_command()
+    approver = _first_approver(home, args.approver)
 
     # Until uvicorn installs its own handlers (and after: it re-raises a caught signal
     # once stopped), a signal lands here: stop, never the default handler's abrupt exit,
@@ -103,12 +111,28 @@ def cmd_dev(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     runtime.start()
     try:
+        sessions = runtime.deps.dashboard_sessions  # None on cloud keys: no sign-in links
+        link = sessions.create_link(approver) if sessions is not None else None
 
         def ready() -> None:
+            _write_running(home, url, dashboard_url)
             where = f"home: {home}"
             if config.backend != "local":
                 where += f"; {config.backend} project {config.project}"
             print(f"Vettra is running at {url}  ({where})", flush=True)
+            if site.root is None:
+                print("The dashboard's files were not found (set VETTRA_WEB_DIR).", flush=True)
+            elif link is not None:
+                print(
+                    f"Dashboard: sign in as {approver} with this one-time link "
+                    f"(valid {sessions.link_ttl_s // 60} min, one use):",
+                    flush=True,
+                )
+                print(f"  {dashboard_url}{link['path']}", flush=True)
+                print(
+                    f"  another: {vettra} link --home {shlex.quote(str(home))} --sub {approver}",
+                    flush=True,
+                )
             print("Get tokens in another shell:", flush=True)
             print(
                 f"  {vettra} token --home {shlex.quote(str(home))} --role agent --sub my-agent --user alice",
@@ -122,9 +146,127 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
         _run_until_stopped(server, ready, sock)
     finally:
+        _clear_running(home)
         asgi.close()
         runtime.close()
     return EXIT_OK if server.started or server.should_exit else EXIT_FAIL
+
+
+RUNNING_FILE = "dev-server.json"
+APPROVER_FILE = "first-approver"
+DEFAULT_APPROVER = "alice"  # the user the banner's example agent token acts for
+
+
+def _dashboard_base(host: str, port: int) -> str:
+    """The dashboard's URL: ``localhost`` for a loopback or wildcard bind, because WebAuthn
+    refuses an IP address as its relying party (passkeys work at ``localhost`` only)."""
+    if host in ("127.0.0.1", "::1", "localhost", "0.0.0.0", "::", ""):
+        return f"http://localhost:{port}"
+    return f"http://{host}:{port}"
+
+
+def _first_approver(home: Path, given: str | None) -> str:
+    """The user ``vettra dev`` prints a sign-in link for: ``--approver``, else the one the
+    home recorded at its first start (``first-approver``), else alice, recorded now."""
+    from .adapters.local_files import private_file
+
+    path = home / APPROVER_FILE
+    if given:
+        if not path.exists():
+            private_file(path).write_text(given + "\n")
+        return given
+    if path.exists():
+        recorded = path.read_text().strip()
+        if recorded:
+            return recorded
+    private_file(path).write_text(DEFAULT_APPROVER + "\n")
+    return DEFAULT_APPROVER
+
+
+def _write_running(home: Path, url: str, dashboard_url: str) -> None:
+    """Where this server answers, for ``vettra link --home`` (removed at exit)."""
+    from .adapters.local_files import private_file
+
+    private_file(home / RUNNING_FILE).write_text(
+        json.dumps({"url": url, "dashboard_url": dashboard_url, "pid": os.getpid()}) + "\n"
+    )
+
+
+def _clear_running(home: Path) -> None:
+    path = home / RUNNING_FILE
+    try:
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def _running(home: Path) -> dict[str, Any] | None:
+    """The running server's URLs; None when there is none (a killed server's file is
+    stale: its pid is gone)."""
+    try:
+        info = json.loads((home / RUNNING_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or not isinstance(info.get("url"), str):
+        return None
+    try:
+        pid = int(info.get("pid", 0))
+        if pid <= 0:
+            return None
+        os.kill(pid, 0)  # signal 0: only asks whether it exists
+    except (OSError, ValueError, TypeError):
+        return None
+    return info
+
+
+def cmd_link(args: argparse.Namespace) -> int:
+    """Ask the running server for a one-time sign-in link (POST /api/dashboard/links, with an
+    admin token of one minute minted from the home's key) and print the URL."""
+    import httpx
+
+    from .bootstrap import home_identity
+
+    home = _home(args.home)
+    running = _running(home)
+    if args.url:
+        api = dashboard = args.url.rstrip("/")
+    elif running is not None:
+        api, dashboard = running["url"], str(running.get("dashboard_url") or running["url"])
+    else:
+        print(
+            f"vettra link: no running vettra dev found for {home}; start one "
+            f"(vettra dev --home {shlex.quote(str(home))}) or pass --url",
+            file=sys.stderr,
+        )
+        return EXIT_FAIL
+    token = home_identity(home).issue(
+        role="admin", sub="vettra-link", tenant=args.tenant, ttl_s=LINK_ADMIN_TTL_S
+    )
+    try:
+        answer = httpx.post(
+            api + "/api/dashboard/links",
+            json={"sub": args.sub, "role": args.role},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+    except httpx.HTTPError as exc:
+        print(f"vettra link: no server answers at {api}: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    if answer.status_code != 201:
+        try:
+            detail = answer.json().get("detail", answer.text)
+        except ValueError:
+            detail = answer.text[:300]
+        print(f"vettra link: {api} answered {answer.status_code}: {detail}", file=sys.stderr)
+        return EXIT_USAGE if answer.status_code in (400, 422) else EXIT_FAIL
+    link = answer.json()
+    print(dashboard + link["path"])
+    print(f"(one use; expires {link['expires_at']})", file=sys.stderr)
+    return EXIT_OK
+
+
+LINK_ADMIN_TTL_S = 60
 
 
 def _listen(host: str, port: int) -> Any:
@@ -370,6 +512,11 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=8080)
     dev.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     dev.add_argument(
+        "--approver",
+        help="print the start-up sign-in link for this user "
+        "(default: the home's first approver, else alice)",
+    )
+    dev.add_argument(
         "--backend",
         choices=["local", "firestore"],
         help="local: the embedded store in the home (default, or $VETTRA_BACKEND); "
@@ -431,6 +578,18 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--tenant", default=DEFAULT_TENANT)
     tok.add_argument("--ttl", type=int, default=12 * 3600, help="seconds (default 12 h)")
     tok.set_defaults(func=cmd_token)
+
+    link = sub.add_parser(
+        "link", help="print a one-time dashboard sign-in URL from the running `vettra dev`"
+    )
+    link.add_argument("--home")
+    link.add_argument("--sub", required=True, help="the user who signs in")
+    link.add_argument("--role", default="approver", choices=["approver", "admin"])
+    link.add_argument(
+        "--url", help="the server's base URL (default: the vettra dev running on --home)"
+    )
+    link.add_argument("--tenant", default=DEFAULT_TENANT)
+    link.set_defaults(func=cmd_link)
 
     pol = sub.add_parser("policy", help="sign and verify policy bundles")
     psub = pol.add_subparsers(dest="policy_cmd", required=True)

@@ -427,6 +427,97 @@ class _Streamed:
         self.text = first_line
 
 
+def _signin_link(c: Ctx) -> list[httpx.Response]:
+    return [
+        c.admin.post("/api/dashboard/links", json={"sub": "alice"}),
+        c.admin.post("/api/dashboard/links", json={"sub": "ops", "role": "admin"}),
+        c.admin.post("/api/dashboard/links", json={"sub": "alice", "role": "agent"}),  # 422
+        c.alice.post("/api/dashboard/links", json={"sub": "alice"}),  # 403
+        c.anon.post("/api/dashboard/links", json={"sub": "alice"}),  # 401
+    ]
+
+
+def _sign_in_with(c: Ctx) -> httpx.Response:
+    code = c.admin.post("/api/dashboard/links", json={"sub": "alice"}).json()["code"]
+    return c.anon.post("/api/dashboard/signin", json={"code": code})
+
+
+def _signin(c: Ctx) -> list[httpx.Response]:
+    ok = _sign_in_with(c)
+    return [
+        ok,
+        c.anon.post("/api/dashboard/signin", json={"code": "vsl_" + "A" * 43}),  # 401
+        c.anon.post("/api/dashboard/signin", json={"code": "x"}),  # 422
+        c.anon.post("/api/dashboard/signin", content=b"{", headers={"Content-Type": JSON}),  # 400
+        c.anon.post("/api/dashboard/signin", content=b"{}", headers={"Content-Type": "text/plain"}),
+    ]
+
+
+def _session_of(c: Ctx) -> httpx.Client:
+    token = _sign_in_with(c).json()["access_token"]
+    return httpx.Client(
+        base_url=c.server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+
+
+def _whoami(c: Ctx) -> list[httpx.Response]:
+    with _session_of(c) as dashboard:
+        return [dashboard.get("/api/dashboard/session"), c.alice.get("/api/dashboard/session"),
+                c.agent.get("/api/dashboard/session"), c.anon.get("/api/dashboard/session")]  # fmt: skip
+
+
+def _sign_out(c: Ctx) -> list[httpx.Response]:
+    with _session_of(c) as dashboard:
+        return [
+            dashboard.delete("/api/dashboard/session"),
+            dashboard.delete("/api/dashboard/session"),  # 401: already signed out
+            c.alice.delete("/api/dashboard/session"),  # 409: a minted token
+            c.agent.delete("/api/dashboard/session"),  # 403
+        ]
+
+
+def _factors(c: Ctx) -> list[httpx.Response]:
+    _enrolled(c)
+    return [
+        c.alice.get("/api/approvals/stepup/factors"),
+        c.agent.get("/api/approvals/stepup/factors"),
+    ]
+
+
+def _factor_remove(c: Ctx) -> list[httpx.Response]:
+    _, secret = _enrolled(c)
+    challenge = c.alice.post(
+        "/api/approvals/stepup/trigger", json={"purpose": "stepup.remove:totp"}
+    ).json()
+    token = c.alice.post(
+        "/api/approvals/stepup/verify",
+        json={"challenge_id": challenge["challenge_id"], "code": totp_code(secret, 1)},
+    ).json()["step_up_token"]
+    return [
+        c.alice.post("/api/approvals/stepup/factors/remove", json={"factor_id": "totp"}),  # 401
+        c.alice.post(
+            "/api/approvals/stepup/factors/remove",
+            json={"factor_id": "totp", "step_up_token": token},
+        ),
+        c.bob.post("/api/approvals/stepup/factors/remove", json={"factor_id": "totp"}),  # 404
+        c.alice.post("/api/approvals/stepup/factors/remove", json={"factor_id": "a/b"}),  # 422
+        c.agent.post("/api/approvals/stepup/factors/remove", json={"factor_id": "totp"}),  # 403
+    ]
+
+
+def _simulations(c: Ctx) -> list[httpx.Response]:
+    return [c.alice.get("/api/simulations"), c.agent.get("/api/simulations")]
+
+
+def _simulate(c: Ctx) -> list[httpx.Response]:
+    return [
+        c.alice.post("/api/simulations", json={"scenario": "send-email"}),
+        c.admin.post("/api/simulations", json={"scenario": "grant-admin"}),
+        c.alice.post("/api/simulations", json={"scenario": "nope"}),  # 422
+        c.agent.post("/api/simulations", json={"scenario": "send-email"}),  # 403
+    ]
+
+
 def _firebase_token(c: Ctx) -> list[httpx.Response]:
     from ..idp import FakeIdP
     from .test_auth_http import PATH, ServiceAccount, id_token, wire_sign_in
@@ -578,6 +669,14 @@ DRIVERS: dict[str, Callable[[Ctx], list[httpx.Response]]] = {
     "revokeSession": _session_revoke,
     "preAuthorizeSession": _session_preauth,
     "streamEvents": _events,
+    "createSignInLink": _signin_link,
+    "signIn": _signin,
+    "getSignInSession": _whoami,
+    "signOut": _sign_out,
+    "listStepUpFactors": _factors,
+    "removeStepUpFactor": _factor_remove,
+    "listSimulations": _simulations,
+    "runSimulation": _simulate,
     "exchangeFirebaseToken": _firebase_token,
     "releaseCredential": _release,
     "getReceiptPublicKey": _receipt_key,

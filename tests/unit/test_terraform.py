@@ -70,7 +70,9 @@ SECRET_FILES = {
 #: route groups whose function is not the group's name (functions/main.py)
 GROUP_TARGET = {"tasks": "expire"}
 #: route groups no function serves over HTTP from outside
-NOT_BEHIND_HOSTING = {"tasks", "events"}
+# local-only groups (no function): the dashboard's sign-in links and sessions of
+# `vettra dev` (the cloud signs in with Auth0) and the threat simulation
+NOT_BEHIND_HOSTING = {"tasks", "events", "dashboard", "simulate"}
 
 
 def _lit(value: Any) -> Any:

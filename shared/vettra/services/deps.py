@@ -25,3 +25,6 @@ class Deps:
     #: {stored secret kind: ports.TokenVault} for credential releases (services.credentials)
     vaults: dict[str, Any] = field(default_factory=dict)
     credentials: Any = None  # domain.credentials.CredentialSettings; None: the defaults
+    dashboard_sessions: Any = (
+        None  # services.dashboard_sessions.DashboardSessions (local sign-in links)
+    )
