@@ -36,10 +36,12 @@ CREDENTIAL = "credential"
 _RECEIVERS = ("self", "cls")
 
 
-def tool_name_for(func: Callable[..., Any], tool: str | None = None) -> str:
-    """``tool``, or the function's name mapped as the server maps raw tool-call names
-    (``gmail_send_message`` -> ``gmail.send_message``); a ValueError if it is not valid."""
-    name = tool if tool is not None else map_tool_name(func.__name__)
+def tool_name_for(source: str | Callable[..., Any], tool: str | None = None) -> str:
+    """``tool``, or the name of ``source`` (a function or a framework's tool name) mapped
+    as the server maps raw tool-call names (``gmail_send_message`` -> ``gmail.send_message``);
+    a ValueError if the result is not a valid ``service.operation``."""
+    raw = source if isinstance(source, str) else source.__name__
+    name = tool if tool is not None else map_tool_name(raw)
     problem = tool_problem(name)
     if problem:
         raise ValueError(f"tool name {name!r} {problem}")
