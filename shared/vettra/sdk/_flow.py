@@ -123,7 +123,8 @@ def wait_for_decision(
         if remaining <= 0:
             return action
         started = clock()
-        action = yield from get_action(action.action_id, min(MAX_WAIT_S, math.ceil(remaining)))
+        hold = MAX_WAIT_S if remaining >= MAX_WAIT_S else math.ceil(remaining)
+        action = yield from get_action(action.action_id, hold)
         if action.status == PENDING:
             early = MIN_POLL_INTERVAL_S - (clock() - started)
             if early > 0:
