@@ -11,6 +11,7 @@ vettra audit   verify FILE --pubkey KEY [--checkpoint NOTE] [--require-covered] 
 vettra audit   pubkey [--all] [--home DIR]
 vettra keys    rotate audit-hmac|checkpoint|data [--home DIR]
 vettra keys    export-cloud-secrets (--fresh | --home DIR | --from DIR [--rotate WHICH]) --out DIR
+vettra mcp-proxy [--url URL] [--server NAME] ... -- <upstream MCP server command>  (agent_cli)
 """
 
 from __future__ import annotations
@@ -439,6 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     aud = add_audit_parser(sub, DEFAULT_TENANT)
     aud.set_defaults(func=cmd_audit)
+
+    from .agent_cli import add_parsers as add_agent_parsers
+
+    add_agent_parsers(sub)
 
     keys = sub.add_parser(
         "keys", help="rotate the home's keys; export the cloud deployment's secrets"
