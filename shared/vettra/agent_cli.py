@@ -1,11 +1,14 @@
-"""The agent-side commands of the ``vettra`` CLI: ``mcp-proxy`` (and ``demo``).
+"""The agent-side commands of the ``vettra`` CLI: ``mcp-proxy`` and ``demo``.
 
 vettra mcp-proxy [--url URL] [--token-file F] [--server NAME] [--session ses_…]
                  [--decision-timeout S] [--pass-credential] -- <upstream command> [args…]
+vettra demo      [--url URL] [--home DIR] [--user UID] [--decision-timeout S]
 
 The agent's bearer token comes from ``$VETTRA_TOKEN`` or ``--token-file``, never from the
 command line (which every local user can read in the process list). Variables named
-``VETTRA_*`` are not passed on to the upstream server.
+``VETTRA_*`` are not passed on to the upstream server. ``vettra demo`` mints its own
+tokens from the home of the ``vettra dev`` it talks to (``--home``, ``$VETTRA_HOME`` or
+the default), unless ``$VETTRA_TOKEN`` (and ``$VETTRA_APPROVER_TOKEN``) are set.
 """
 
 from __future__ import annotations
@@ -75,6 +78,80 @@ def cmd_mcp_proxy(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+APPROVER_TOKEN_ENV = "VETTRA_APPROVER_TOKEN"
+DEMO_AGENT = "vettra-demo"
+DEMO_TOKEN_TTL_S = 900
+
+
+def _demo_tokens(args: argparse.Namespace) -> tuple[str, str | None] | str:
+    """(agent, approver) tokens, or why there are none."""
+    if not args.home and os.environ.get(TOKEN_ENV):
+        return os.environ[TOKEN_ENV], os.environ.get(APPROVER_TOKEN_ENV) or None
+    from .bootstrap import DEFAULT_HOME, home_identity
+    from .domain.identity import DEFAULT_TENANT
+
+    home = Path(args.home or os.environ.get("VETTRA_HOME") or DEFAULT_HOME).expanduser()
+    if not (home / "keys").is_dir():
+        return (
+            f"no Vettra home at {home}: start `vettra dev --home {home}` first, pass the "
+            f"--home it uses, or set ${TOKEN_ENV}"
+        )
+    identity = home_identity(home)
+    agent = identity.issue(
+        role="agent", sub=DEMO_AGENT, user=args.user, tenant=DEFAULT_TENANT, ttl_s=DEMO_TOKEN_TTL_S
+    )
+    approver = identity.issue(
+        role="approver", sub=args.user, user=None, tenant=DEFAULT_TENANT, ttl_s=DEMO_TOKEN_TTL_S
+    )
+    return agent, approver
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import httpx
+
+    from .demo import DemoUser, print_table, run_scenarios
+    from .sdk import Client
+
+    tokens = _demo_tokens(args)
+    if isinstance(tokens, str):
+        print(f"vettra demo: {tokens}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        httpx.get(args.url.rstrip("/") + "/health", timeout=5).raise_for_status()
+    except httpx.HTTPError as exc:
+        print(
+            f"vettra demo: no Vettra answering at {args.url} ({exc}); start `vettra dev`",
+            file=sys.stderr,
+        )
+        return EXIT_FAIL
+    agent_token, approver_token = tokens
+    with Client(args.url, agent_token, decision_timeout_s=args.decision_timeout) as agent:
+        approver = Client(args.url, approver_token) if approver_token else None
+        try:
+            user = DemoUser(approver) if approver else None
+            rows = run_scenarios(agent, user)
+        finally:
+            if user is not None:
+                user.finish()
+            if approver is not None:
+                approver.close()
+    print(f"Vettra demo against {args.url} (agent {DEMO_AGENT!r} acting for {args.user!r})")
+    print()
+    print_table(rows, sys.stdout)
+    print()
+    if user is None:
+        print(f"No approver token (${APPROVER_TOKEN_ENV}): rows 2 and 6 wait in the dashboard.")
+    for error in user.errors if user else []:
+        print(f"note: {error}")
+    held = [r for r in rows if r.outcome in ("queued", "step-up")]
+    if held:
+        print(f"{len(held)} action(s) wait for {args.user} in the dashboard ({args.url}).")
+    failed = [r for r in rows if not r.ok]
+    for row in failed:
+        print(f"row {row.number} came out {row.outcome!r}, expected {sorted(row.expected)}")
+    return EXIT_FAIL if failed else EXIT_OK
+
+
 def add_parsers(sub: Any) -> None:
     """Register the agent-side subcommands on the ``vettra`` parser's subparsers."""
     proxy = sub.add_parser(
@@ -104,3 +181,22 @@ def add_parsers(sub: Any) -> None:
     )
     proxy.add_argument("upstream", nargs=argparse.REMAINDER, help="-- command [args…]")
     proxy.set_defaults(func=cmd_mcp_proxy)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run the write-up's five scenarios and a prompt injection against a server",
+        description="A scripted agent calls six tools through the SDK; prints what Vettra "
+        "did with each. Exit 0 when every row is as expected.",
+    )
+    demo.add_argument(
+        "--url", default=os.environ.get(URL_ENV, DEFAULT_URL), help=f"Vettra (${URL_ENV})"
+    )
+    demo.add_argument("--home", help="the home of that `vettra dev` (mints the demo's tokens)")
+    demo.add_argument("--user", default="alice", help="the user the demo agent acts for")
+    demo.add_argument(
+        "--decision-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a call waits for the demo user (default 30)",
+    )
+    demo.set_defaults(func=cmd_demo)

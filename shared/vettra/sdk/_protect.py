@@ -138,12 +138,15 @@ def protect(
     context: dict[str, Any] | None = None,
     decision_timeout_s: float | None = None,
     wait: bool = True,
+    on_authorized: Callable[[Authorization], None] | None = None,
 ) -> Callable[[F], F]:
     """Decorate a sync or async tool function so each call goes through Vettra first.
 
     ``tool`` defaults to the function's name mapped like raw tool calls. An
     :class:`AsyncClient` wraps async functions only; a :class:`Client` wraps both (for
-    an async function its blocking calls run in a worker thread).
+    an async function its blocking calls run in a worker thread). ``on_authorized`` is
+    called with each go-ahead (the decided action, its risk) just before the function
+    runs, e.g. to log which action id a side effect belongs to.
     """
     options: dict[str, Any] = {
         "framework": framework,
@@ -182,6 +185,8 @@ def protect(
                         )
                     )
                 check_unchanged(arguments, authorization)
+                if on_authorized is not None:
+                    on_authorized(authorization)
                 call_args, call_kwargs = signature.call_args(bound, authorization)
                 return await func(*call_args, **call_kwargs)
 
@@ -197,6 +202,8 @@ def protect(
                     name, arguments, want_credential=want, **options
                 )
                 check_unchanged(arguments, authorization)
+                if on_authorized is not None:
+                    on_authorized(authorization)
                 call_args, call_kwargs = signature.call_args(bound, authorization)
                 return func(*call_args, **call_kwargs)
 
