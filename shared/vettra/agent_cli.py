@@ -152,6 +152,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_FAIL if failed else EXIT_OK
 
 
+def _url_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url", default=os.environ.get(URL_ENV, DEFAULT_URL), help=f"Vettra (${URL_ENV})"
+    )
+
+
 def add_parsers(sub: Any) -> None:
     """Register the agent-side subcommands on the ``vettra`` parser's subparsers."""
     proxy = sub.add_parser(
@@ -160,9 +166,7 @@ def add_parsers(sub: Any) -> None:
         description="Start the upstream MCP server given after --, expose its tools unchanged "
         "and send each tools/call to Vettra first.",
     )
-    proxy.add_argument(
-        "--url", default=os.environ.get(URL_ENV, DEFAULT_URL), help=f"Vettra (${URL_ENV})"
-    )
+    _url_option(proxy)
     proxy.add_argument("--token-file", help=f"the agent's bearer token (default ${TOKEN_ENV})")
     proxy.add_argument(
         "--server", help="the service the upstream fronts, e.g. github (names its tools)"
@@ -188,9 +192,7 @@ def add_parsers(sub: Any) -> None:
         description="A scripted agent calls six tools through the SDK; prints what Vettra "
         "did with each. Exit 0 when every row is as expected.",
     )
-    demo.add_argument(
-        "--url", default=os.environ.get(URL_ENV, DEFAULT_URL), help=f"Vettra (${URL_ENV})"
-    )
+    _url_option(demo)
     demo.add_argument("--home", help="the home of that `vettra dev` (mints the demo's tokens)")
     demo.add_argument("--user", default="alice", help="the user the demo agent acts for")
     demo.add_argument(

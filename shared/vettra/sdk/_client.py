@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any, Literal, TypeVar, cast
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypedDict, TypeVar, Unpack, cast
 
 import httpx
 import tenacity
@@ -41,6 +41,15 @@ _ON_UNAVAILABLE = ("raise", "deny")
 def new_idempotency_key() -> str:
     """One key per logical call; every resend of that call carries the same key."""
     return "vsdk-" + uuid.uuid4().hex
+
+
+class ClientOptions(TypedDict, total=False):
+    """The keyword arguments of :class:`Client` and :class:`AsyncClient`."""
+
+    timeout: float  # seconds per request (default 10); a long-poll adds its hold
+    decision_timeout_s: float | None  # seconds to wait for a person (default 300)
+    retries: int  # resends after a transient failure (default 3)
+    on_unavailable: OnUnavailable  # "raise" (default) or "deny"
 
 
 class _Settings:
@@ -84,29 +93,40 @@ class _Settings:
             "Accept": "application/json",
         }
 
-    def timeout_for(self, request: Request) -> httpx.Timeout:
-        return httpx.Timeout(self.timeout, read=self.timeout + request.hold_s)
+    def http_options(self) -> dict[str, Any]:
+        return {
+            "base_url": self.base_url,
+            "headers": self.headers,
+            "timeout": self.timeout,
+            "follow_redirects": False,
+        }
+
+    def request_options(self, request: Request) -> dict[str, Any]:
+        """``httpx`` arguments of one request; a long-poll's read timeout covers its hold."""
+        return {
+            "method": request.method,
+            "url": request.path,
+            "json": request.json,
+            "params": request.params,
+            "headers": request.headers,
+            "timeout": httpx.Timeout(self.timeout, read=self.timeout + request.hold_s),
+        }
 
     def gate(
-        self,
-        body: dict[str, Any],
-        arguments: dict[str, Any],
-        *,
-        want_credential: bool,
-        wait: bool,
-        decision_timeout_s: float | None,
-        idempotency_key: str | None,
+        self, body: dict[str, Any], arguments: dict[str, Any], options: AuthorizeOptions
     ) -> Gate:
-        budget = self.decision_timeout_s if decision_timeout_s is None else decision_timeout_s
+        """What an authorization runs: the body (with the deadline as ``timeout_s``)."""
+        budget = options.get("decision_timeout_s")
+        budget = self.decision_timeout_s if budget is None else budget
         timeout_s = _flow.deadline_timeout_s(budget)
         if timeout_s is not None and "timeout_s" not in body:
             body = {**body, "timeout_s": timeout_s}
         return Gate(
             body=body,
             arguments=arguments,
-            idempotency_key=idempotency_key or new_idempotency_key(),
-            want_credential=want_credential,
-            wait=wait,
+            idempotency_key=options.get("idempotency_key") or new_idempotency_key(),
+            want_credential=bool(options.get("want_credential", False)),
+            wait=bool(options.get("wait", True)),
             decision_timeout_s=budget,
         )
 
@@ -121,36 +141,52 @@ class _Settings:
         return exc
 
 
-def _plain_body(
-    tool: str, arguments: dict[str, Any], framework: str | None, envelope: dict[str, Any]
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"tool": tool, "arguments": arguments}
-    if framework is not None:
-        body["framework"] = framework
-    body.update({k: v for k, v in envelope.items() if v is not None})
-    return body
+class Envelope(TypedDict, total=False):
+    """The optional fields of an intercept besides the call (docs/api.md "Actions")."""
+
+    session_id: str | None
+    resource: str | None
+    context: dict[str, Any] | None
 
 
-def _raw_body(
-    framework: str, tool_call: dict[str, Any], envelope: dict[str, Any]
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"framework": framework, "tool_call": tool_call}
-    body.update({k: v for k, v in envelope.items() if v is not None})
-    return body
+class InterceptOptions(Envelope, total=False):
+    framework: str | None  # a plain bundle's origin label (openai, langchain...)
+    timeout_s: int | None  # ask the server to expire the action sooner than policy
+    idempotency_key: str | None  # default: a new key (resends of this call reuse it)
 
 
-def _envelope(
-    session_id: str | None,
-    resource: str | None,
-    context: dict[str, Any] | None,
-    timeout_s: int | None,
-) -> dict[str, Any]:
-    return {
-        "session_id": session_id,
-        "resource": resource,
-        "context": context,
-        "timeout_s": timeout_s,
-    }
+class AuthorizeOptions(Envelope, total=False):
+    want_credential: bool  # redeem the released credential (default False)
+    wait: bool  # wait for a pending decision (default True)
+    decision_timeout_s: float | None  # default: the client's
+    idempotency_key: str | None
+
+
+class PlainAuthorizeOptions(AuthorizeOptions, total=False):
+    framework: str | None
+
+
+_ENVELOPE_KEYS = ("session_id", "resource", "context", "timeout_s")
+
+
+def _body(head: dict[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """An intercept body: the call, then every envelope option that is set."""
+    return {**head, **{k: options[k] for k in _ENVELOPE_KEYS if options.get(k) is not None}}
+
+
+def _plain(tool: str, arguments: dict[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    head: dict[str, Any] = {"tool": tool, "arguments": arguments}
+    if options.get("framework") is not None:
+        head["framework"] = options["framework"]
+    return _body(head, options)
+
+
+def _raw(framework: str, tool_call: dict[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    return _body({"framework": framework, "tool_call": tool_call}, options)
+
+
+def _key(options: Mapping[str, Any]) -> str:
+    return options.get("idempotency_key") or new_idempotency_key()
 
 
 def _checked(request: Request, response: httpx.Response) -> httpx.Response:
@@ -184,27 +220,11 @@ class Client:
         base_url: str,
         token: str,
         *,
-        timeout: float = DEFAULT_TIMEOUT_S,
-        decision_timeout_s: float | None = DEFAULT_DECISION_TIMEOUT_S,
-        retries: int = DEFAULT_RETRIES,
-        on_unavailable: OnUnavailable = "raise",
         transport: httpx.BaseTransport | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
-        self.settings = _Settings(
-            base_url,
-            token,
-            timeout=timeout,
-            decision_timeout_s=decision_timeout_s,
-            retries=retries,
-            on_unavailable=on_unavailable,
-        )
-        self._http = httpx.Client(
-            base_url=self.settings.base_url,
-            headers=self.settings.headers,
-            timeout=timeout,
-            transport=transport,
-            follow_redirects=False,
-        )
+        self.settings = _Settings(base_url, token, **options)
+        self._http = httpx.Client(transport=transport, **self.settings.http_options())
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -218,14 +238,7 @@ class Client:
         self._http.close()
 
     def _send_once(self, request: Request) -> httpx.Response:
-        response = self._http.request(
-            request.method,
-            request.path,
-            json=request.json,
-            params=request.params,
-            headers=request.headers,
-            timeout=self.settings.timeout_for(request),
-        )
+        response = self._http.request(**self.settings.request_options(request))
         return _checked(request, response)
 
     def _send(self, request: Request) -> httpx.Response:
@@ -241,22 +254,10 @@ class Client:
     # --- the API ----------------------------------------------------------------------
 
     def intercept(
-        self,
-        tool: str,
-        arguments: dict[str, Any],
-        *,
-        framework: str | None = None,
-        session_id: str | None = None,
-        resource: str | None = None,
-        context: dict[str, Any] | None = None,
-        timeout_s: int | None = None,
-        idempotency_key: str | None = None,
+        self, tool: str, arguments: dict[str, Any], **options: Unpack[InterceptOptions]
     ) -> Action:
         """Submit one tool call; the answer's ``status`` is allowed, pending or denied."""
-        body = _plain_body(
-            tool, arguments, framework, _envelope(session_id, resource, context, timeout_s)
-        )
-        return self._run(_flow.intercept(body, idempotency_key or new_idempotency_key()))
+        return self._run(_flow.intercept(_plain(tool, arguments, options), _key(options)))
 
     def get_action(self, action_id: str, *, wait_s: int = 0) -> Action:
         """One action; ``wait_s`` (0-60) long-polls for it to leave ``pending``."""
@@ -272,18 +273,7 @@ class Client:
         return self._run(_flow.redeem_credential(action_id, args_digest))
 
     def authorize(
-        self,
-        tool: str,
-        arguments: dict[str, Any],
-        *,
-        framework: str | None = None,
-        session_id: str | None = None,
-        resource: str | None = None,
-        context: dict[str, Any] | None = None,
-        want_credential: bool = False,
-        wait: bool = True,
-        decision_timeout_s: float | None = None,
-        idempotency_key: str | None = None,
+        self, tool: str, arguments: dict[str, Any], **options: Unpack[PlainAuthorizeOptions]
     ) -> Authorization:
         """Intercept, wait for the decision and (if asked) redeem the credential.
 
@@ -291,17 +281,7 @@ class Client:
         :class:`ActionExpired`, :class:`ApprovalPending`/:class:`StepUpPending`, or
         :class:`VettraUnavailable` (fail closed) otherwise.
         """
-        body = _plain_body(
-            tool, arguments, framework, _envelope(session_id, resource, context, None)
-        )
-        gate = self.settings.gate(
-            body,
-            arguments,
-            want_credential=want_credential,
-            wait=wait,
-            decision_timeout_s=decision_timeout_s,
-            idempotency_key=idempotency_key,
-        )
+        gate = self.settings.gate(_plain(tool, arguments, options), arguments, options)
         return self._authorize(gate)
 
     def authorize_raw(
@@ -309,26 +289,11 @@ class Client:
         framework: str,
         tool_call: dict[str, Any],
         arguments: dict[str, Any],
-        *,
-        session_id: str | None = None,
-        resource: str | None = None,
-        context: dict[str, Any] | None = None,
-        want_credential: bool = False,
-        wait: bool = True,
-        decision_timeout_s: float | None = None,
-        idempotency_key: str | None = None,
+        **options: Unpack[AuthorizeOptions],
     ) -> Authorization:
         """:meth:`authorize` for a framework's raw tool call (the server maps its name);
         ``arguments`` are the call's arguments as the tool will receive them."""
-        body = _raw_body(framework, tool_call, _envelope(session_id, resource, context, None))
-        gate = self.settings.gate(
-            body,
-            arguments,
-            want_credential=want_credential,
-            wait=wait,
-            decision_timeout_s=decision_timeout_s,
-            idempotency_key=idempotency_key,
-        )
+        gate = self.settings.gate(_raw(framework, tool_call, options), arguments, options)
         return self._authorize(gate)
 
     def _authorize(self, gate: Gate) -> Authorization:
@@ -353,34 +318,19 @@ class Client:
 
 
 class AsyncClient:
-    """The asynchronous twin of :class:`Client` (same arguments, awaitable methods)."""
+    """The asynchronous twin of :class:`Client`: the same arguments and methods, awaited
+    (their documentation is on :class:`Client`)."""
 
     def __init__(
         self,
         base_url: str,
         token: str,
         *,
-        timeout: float = DEFAULT_TIMEOUT_S,
-        decision_timeout_s: float | None = DEFAULT_DECISION_TIMEOUT_S,
-        retries: int = DEFAULT_RETRIES,
-        on_unavailable: OnUnavailable = "raise",
         transport: httpx.AsyncBaseTransport | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
-        self.settings = _Settings(
-            base_url,
-            token,
-            timeout=timeout,
-            decision_timeout_s=decision_timeout_s,
-            retries=retries,
-            on_unavailable=on_unavailable,
-        )
-        self._http = httpx.AsyncClient(
-            base_url=self.settings.base_url,
-            headers=self.settings.headers,
-            timeout=timeout,
-            transport=transport,
-            follow_redirects=False,
-        )
+        self.settings = _Settings(base_url, token, **options)
+        self._http = httpx.AsyncClient(transport=transport, **self.settings.http_options())
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -392,14 +342,7 @@ class AsyncClient:
         await self._http.aclose()
 
     async def _send_once(self, request: Request) -> httpx.Response:
-        response = await self._http.request(
-            request.method,
-            request.path,
-            json=request.json,
-            params=request.params,
-            headers=request.headers,
-            timeout=self.settings.timeout_for(request),
-        )
+        response = await self._http.request(**self.settings.request_options(request))
         return _checked(request, response)
 
     async def _send(self, request: Request) -> httpx.Response:
@@ -427,21 +370,9 @@ class AsyncClient:
             return cast(T, stop.value)
 
     async def intercept(
-        self,
-        tool: str,
-        arguments: dict[str, Any],
-        *,
-        framework: str | None = None,
-        session_id: str | None = None,
-        resource: str | None = None,
-        context: dict[str, Any] | None = None,
-        timeout_s: int | None = None,
-        idempotency_key: str | None = None,
+        self, tool: str, arguments: dict[str, Any], **options: Unpack[InterceptOptions]
     ) -> Action:
-        body = _plain_body(
-            tool, arguments, framework, _envelope(session_id, resource, context, timeout_s)
-        )
-        return await self._run(_flow.intercept(body, idempotency_key or new_idempotency_key()))
+        return await self._run(_flow.intercept(_plain(tool, arguments, options), _key(options)))
 
     async def get_action(self, action_id: str, *, wait_s: int = 0) -> Action:
         return await self._run(_flow.get_action(action_id, wait_s))
@@ -454,30 +385,9 @@ class AsyncClient:
         return await self._run(_flow.redeem_credential(action_id, args_digest))
 
     async def authorize(
-        self,
-        tool: str,
-        arguments: dict[str, Any],
-        *,
-        framework: str | None = None,
-        session_id: str | None = None,
-        resource: str | None = None,
-        context: dict[str, Any] | None = None,
-        want_credential: bool = False,
-        wait: bool = True,
-        decision_timeout_s: float | None = None,
-        idempotency_key: str | None = None,
+        self, tool: str, arguments: dict[str, Any], **options: Unpack[PlainAuthorizeOptions]
     ) -> Authorization:
-        body = _plain_body(
-            tool, arguments, framework, _envelope(session_id, resource, context, None)
-        )
-        gate = self.settings.gate(
-            body,
-            arguments,
-            want_credential=want_credential,
-            wait=wait,
-            decision_timeout_s=decision_timeout_s,
-            idempotency_key=idempotency_key,
-        )
+        gate = self.settings.gate(_plain(tool, arguments, options), arguments, options)
         return await self._authorize(gate)
 
     async def authorize_raw(
@@ -485,24 +395,9 @@ class AsyncClient:
         framework: str,
         tool_call: dict[str, Any],
         arguments: dict[str, Any],
-        *,
-        session_id: str | None = None,
-        resource: str | None = None,
-        context: dict[str, Any] | None = None,
-        want_credential: bool = False,
-        wait: bool = True,
-        decision_timeout_s: float | None = None,
-        idempotency_key: str | None = None,
+        **options: Unpack[AuthorizeOptions],
     ) -> Authorization:
-        body = _raw_body(framework, tool_call, _envelope(session_id, resource, context, None))
-        gate = self.settings.gate(
-            body,
-            arguments,
-            want_credential=want_credential,
-            wait=wait,
-            decision_timeout_s=decision_timeout_s,
-            idempotency_key=idempotency_key,
-        )
+        gate = self.settings.gate(_raw(framework, tool_call, options), arguments, options)
         return await self._authorize(gate)
 
     async def _authorize(self, gate: Gate) -> Authorization:

@@ -23,6 +23,7 @@ reason (denied, expired, still pending) or the function's exception. Blocks are 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -60,26 +61,48 @@ def _result(tool_use_id: str, value: Any, *, error: bool = False) -> dict[str, A
 
 
 class _Tools:
-    """The functions a model may call, by the name the model uses."""
+    """The functions a model may call, by the name the model uses, and what one
+    ``tool_use`` block needs from Vettra and gives back (shared by both runners)."""
 
-    def __init__(self, functions: Iterable[Callable[..., Any]]):
+    def __init__(self, functions: Iterable[Callable[..., Any]], options: dict[str, Any]):
         self.functions = {f.__name__: f for f in functions}
         self.signatures = {name: ToolSignature(f) for name, f in self.functions.items()}
+        self.options = options  # for authorize_raw: session_id, decision_timeout_s...
 
-    def known(self, block: dict[str, Any]) -> dict[str, Any] | None:
+    def unknown(self, block: dict[str, Any]) -> dict[str, Any] | None:
         """An error result for a block naming no function, else None."""
         if block.get("name") in self.functions:
             return None
         return _result(block.get("id", ""), f"no tool named {block.get('name')!r}", error=True)
 
-    def call(
-        self, block: dict[str, Any], authorization: Authorization
-    ) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+    def request(self, block: dict[str, Any]) -> dict[str, Any]:
+        """``authorize_raw``'s arguments: the block as it is, keyed by its id."""
+        return {
+            "framework": FRAMEWORK,
+            "tool_call": block,
+            "arguments": dict(block.get("input") or {}),
+            "want_credential": self.signatures[block["name"]].wants_credential,
+            "idempotency_key": f"anthropic:{block['id']}",
+            **self.options,
+        }
+
+    def prepared(self, block: dict[str, Any], authorization: Authorization) -> Callable[[], Any]:
+        """The approved call, checked against the approved digest, ready to run."""
         signature = self.signatures[block["name"]]
         bound = signature.bind((), dict(block.get("input") or {}))
         check_unchanged(signature.arguments(bound), authorization)
         args, kwargs = signature.call_args(bound, authorization)
-        return self.functions[block["name"]], args, kwargs
+        return functools.partial(self.functions[block["name"]], *args, **kwargs)
+
+
+def _failed(block: dict[str, Any], exc: Exception) -> dict[str, Any]:
+    """The function raised: the model is told, as Anthropic's own tool runner does."""
+    return _result(block["id"], f"{type(exc).__name__}: {exc}", error=True)
+
+
+def _next_turn(messages: list[Any], response: Any, results: list[dict[str, Any]]) -> None:
+    messages.append({"role": "assistant", "content": response.content})
+    messages.append({"role": "user", "content": results})
 
 
 class ToolRunner:
@@ -87,33 +110,25 @@ class ToolRunner:
 
     def __init__(self, client: Client, functions: Iterable[Callable[..., Any]], **options: Any):
         self.client = client
-        self.tools = _Tools(functions)
-        self.options = options  # passed to authorize_raw: session_id, decision_timeout_s...
+        self.tools = _Tools(functions, options)
 
     def run(self, message: Any) -> list[dict[str, Any]]:
         """The ``tool_result`` blocks answering every ``tool_use`` of ``message``."""
         return [self._one(block) for block in tool_uses(message)]
 
     def _one(self, block: dict[str, Any]) -> dict[str, Any]:
-        if (unknown := self.tools.known(block)) is not None:
+        if (unknown := self.tools.unknown(block)) is not None:
             return unknown
-        signature = self.tools.signatures[block["name"]]
         try:
-            authorization = self.client.authorize_raw(
-                FRAMEWORK,
-                block,
-                dict(block.get("input") or {}),
-                want_credential=signature.wants_credential,
-                idempotency_key=f"anthropic:{block['id']}",
-                **self.options,
+            call = self.tools.prepared(
+                block, self.client.authorize_raw(**self.tools.request(block))
             )
-            func, args, kwargs = self.tools.call(block, authorization)
         except ActionBlocked as err:
             return _result(block["id"], str(err), error=True)
         try:
-            return _result(block["id"], func(*args, **kwargs))
-        except Exception as exc:  # the model is told, as Anthropic's own tool runner does
-            return _result(block["id"], f"{type(exc).__name__}: {exc}", error=True)
+            return _result(block["id"], call())
+        except Exception as exc:
+            return _failed(block, exc)
 
     def loop(
         self, anthropic_client: Any, *, max_turns: int = DEFAULT_MAX_TURNS, **create: Any
@@ -125,8 +140,7 @@ class ToolRunner:
             response = anthropic_client.messages.create(messages=messages, **create)
             if response.stop_reason != TOOL_USE:
                 return response, messages
-            messages.append({"role": "assistant", "content": response.content})
-            messages.append({"role": "user", "content": self.run(response)})
+            _next_turn(messages, response, self.run(response))
         raise RuntimeError(f"the model still calls tools after {max_turns} turns")
 
 
@@ -137,33 +151,24 @@ class AsyncToolRunner:
         self, client: AsyncClient, functions: Iterable[Callable[..., Any]], **options: Any
     ):
         self.client = client
-        self.tools = _Tools(functions)
-        self.options = options
+        self.tools = _Tools(functions, options)
 
     async def run(self, message: Any) -> list[dict[str, Any]]:
         return [await self._one(block) for block in tool_uses(message)]
 
     async def _one(self, block: dict[str, Any]) -> dict[str, Any]:
-        if (unknown := self.tools.known(block)) is not None:
+        if (unknown := self.tools.unknown(block)) is not None:
             return unknown
-        signature = self.tools.signatures[block["name"]]
         try:
-            authorization = await self.client.authorize_raw(
-                FRAMEWORK,
-                block,
-                dict(block.get("input") or {}),
-                want_credential=signature.wants_credential,
-                idempotency_key=f"anthropic:{block['id']}",
-                **self.options,
-            )
-            func, args, kwargs = self.tools.call(block, authorization)
+            authorization = await self.client.authorize_raw(**self.tools.request(block))
+            call = self.tools.prepared(block, authorization)
         except ActionBlocked as err:
             return _result(block["id"], str(err), error=True)
         try:
-            value = func(*args, **kwargs)
+            value = call()
             return _result(block["id"], await value if asyncio.iscoroutine(value) else value)
         except Exception as exc:
-            return _result(block["id"], f"{type(exc).__name__}: {exc}", error=True)
+            return _failed(block, exc)
 
     async def loop(
         self, anthropic_client: Any, *, max_turns: int = DEFAULT_MAX_TURNS, **create: Any
@@ -173,6 +178,5 @@ class AsyncToolRunner:
             response = await anthropic_client.messages.create(messages=messages, **create)
             if response.stop_reason != TOOL_USE:
                 return response, messages
-            messages.append({"role": "assistant", "content": response.content})
-            messages.append({"role": "user", "content": await self.run(response)})
+            _next_turn(messages, response, await self.run(response))
         raise RuntimeError(f"the model still calls tools after {max_turns} turns")

@@ -87,17 +87,18 @@ SENT = "sent 'Q3 numbers' to bob@example.com"
 DENIED = f"Vettra denied gmail.send_message: {REASON}"
 
 
+# Every example approved; the denial branch where the example itself handles it (protect's
+# `except ActionDenied`) or where the reason travels back through the framework to the
+# model (openai-agents). The other denials are in each integration's own test.
 @pytest.mark.parametrize(
     ("name", "decision", "expected"),
     [
         ("protect", "approve", ["{'name': 'Alice'}", f"{SENT} using a Bearer token"]),
         ("protect", "deny", ["{'name': 'Alice'}", f"not sent: {REASON}"]),
         ("langchain", "approve", [f"success {SENT}"]),
-        ("langchain", "deny", [f"error {DENIED}"]),
         ("openai-agents", "approve", [f"Done: {SENT}"]),
         ("openai-agents", "deny", [f"Done: {DENIED}"]),
         ("anthropic", "approve", [f"Done: {SENT}"]),
-        ("anthropic", "deny", [f"Done: {DENIED}"]),
     ],
 )
 def test_an_sdk_example_runs_as_printed(
