@@ -12,7 +12,7 @@ RULES_NPM := tests/rules/node_modules
 # and requirements.txt, as Cloud Build uploads it (terraform/ zips this folder).
 BUNDLE ?= build/functions
 
-.PHONY: dev test install bench clean functions-bundle
+.PHONY: dev test test-deps install bench clean functions-bundle
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,12 +29,15 @@ $(RULES_NPM): tests/rules/package.json tests/rules/package-lock.json
 		echo "npm not found: the Firestore rules tests (tests/rules) will be skipped"; \
 	fi
 
-install: $(VENV)/.installed $(RULES_NPM)
+install: $(VENV)/.installed
+
+# What only the tests need beyond the venv (make dev does not wait for npm).
+test-deps: install $(RULES_NPM)
 
 dev: install
 	$(VENV)/bin/vettra dev --host $(HOST) --port $(PORT)
 
-test: install
+test: test-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m mypy

@@ -13,6 +13,7 @@ function registered with ``functions_framework.aio.http`` under its own name (wh
 
 import functions_framework.aio
 
+from vettra.entrypoints.functions import sequence as sequence_chain
 from vettra.entrypoints.functions import serve
 
 
@@ -38,3 +39,12 @@ policy = _target("policy")
 expire = _target("expire", "tasks")  # Cloud Tasks target for expire timers (POST /api/tasks/expire)
 approvals = _target("approvals")
 auth = _target("auth")  # dashboard sign-in: POST /api/auth/firebase-token
+
+
+@functions_framework.aio.cloud_event
+def sequence(cloud_event):
+    """Pub/Sub (VETTRA_SEQUENCE_TOPIC) target: drain the audit chain the message names.
+
+    Synchronous: functions-framework runs it in a worker thread, as the Firestore
+    client blocks."""
+    sequence_chain(cloud_event)

@@ -75,7 +75,7 @@ locals {
     } : {},
   )
 
-  # The topics of CLOUD.md: decision events, and "chain has new outbox events".
+  # The topics of docs/cloud.md: decision events, and "chain has new outbox events".
   topics = {
     events   = "vettra-events"
     sequence = "vettra-sequence"
@@ -167,7 +167,7 @@ locals {
   # exists (intercept and expire itself put it into the tasks they create).
   expire_url = "https://${var.region}-${var.project_id}.cloudfunctions.net/vettra-expire/api/tasks/expire"
 
-  # Exactly the environment of CLOUD.md (Config.from_env reads it).
+  # Exactly the environment of docs/cloud.md (Config.from_env reads it).
   environment = merge(
     {
       VETTRA_BACKEND         = "firestore"

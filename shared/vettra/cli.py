@@ -1,12 +1,13 @@
 """The ``vettra`` command line (docs/api.md §CLI).
 
-vettra dev     [--home DIR] [--host H] [--port P] [limits: --max-connections N ...]
+vettra dev     [--home DIR] [--host H] [--port P] [--backend local|firestore [--project ID]]
+               [limits: --max-connections N ...]
 vettra token   --home DIR --role agent|approver|admin --sub ID [--user UID] [--ttl S]
 vettra policy  sign FILE [--home DIR | --key PEM] [-o OUT]
 vettra policy  verify FILE [--home DIR | --pubkey PEM ...]
 vettra policy  pubkey [--home DIR]
 vettra policy  show [--home DIR] [--tenant T] [--envelope]
-vettra audit   export [--home DIR] [-o FILE]
+vettra audit   export [--home DIR] [--backend firestore --project ID] [-o FILE]
 vettra audit   verify FILE --pubkey KEY [--checkpoint NOTE] [--require-covered] [--home DIR]
 vettra audit   pubkey [--all] [--home DIR]
 vettra keys    rotate audit-hmac|checkpoint|data [--home DIR]
@@ -42,25 +43,21 @@ def cmd_dev(args: argparse.Namespace) -> int:
     event bus live here). SIGINT/SIGTERM: streams end, requests in flight finish, then the
     runtime closes; exit 0."""
     from . import logs
-    from .bootstrap import Config, HomeInUse, bootstrap
+    from .bootstrap import BackendUnavailable, Config, HomeInUse, bootstrap
     from .entrypoints.asgi import AsgiApp
     from .entrypoints.server import Limits, build
 
     logs.configure(args.log_level)
     try:
-        limits = Limits.from_env(
-            max_connections=args.max_connections,
-            keep_alive_s=args.keep_alive_timeout,
-            head_timeout_s=args.head_timeout,
-            max_header_bytes=args.max_header_bytes,
-            max_body_bytes=args.max_body_bytes,
-            threads=args.threads,
-            max_streams_per_user=args.max_streams_per_user,
-        )
+        # each limit flag stores under its Limits field's name (Limits.ENV lists them)
+        limits = Limits.from_env(**{name: getattr(args, name) for name in Limits.ENV})
     except ValueError as exc:
         print(f"vettra dev: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    config = Config(home=_home(args.home), log_level=args.log_level)
+    config = Config.from_env()
+    config.home, config.log_level = _home(args.home), args.log_level
+    config.backend = args.backend or config.backend
+    config.project = args.project or config.project
     try:
         sock = _listen(args.host, args.port)
     except OSError as exc:
@@ -70,12 +67,18 @@ def cmd_dev(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAIL
+    bound_host, bound_port = sock.getsockname()[:2]
+    config.public_url = f"http://{bound_host}:{bound_port}"
     try:
         runtime = bootstrap(config)
-    except HomeInUse as exc:
+    except (HomeInUse, BackendUnavailable) as exc:
         sock.close()
         print(f"vettra dev: {exc}", file=sys.stderr)
         return EXIT_FAIL
+    except ValueError as exc:  # an unknown backend named in VETTRA_BACKEND
+        sock.close()
+        print(f"vettra dev: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     runtime.deps.settings["events_max_streams"] = limits.max_streams_per_user
     asgi = AsgiApp(
         runtime.app,
@@ -101,7 +104,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
     try:
 
         def ready() -> None:
-            print(f"Vettra is running at {url}  (home: {home})", flush=True)
+            where = f"home: {home}"
+            if config.backend != "local":
+                where += f"; {config.backend} project {config.project}"
+            print(f"Vettra is running at {url}  ({where})", flush=True)
             print("Get tokens in another shell:", flush=True)
             print(
                 f"  {vettra} token --home {shlex.quote(str(home))} --role agent --sub my-agent --user alice",
@@ -355,11 +361,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    dev = sub.add_parser("dev", help="run every endpoint locally on the embedded default")
+    dev = sub.add_parser(
+        "dev", help="run every endpoint locally (the embedded default, or --backend firestore)"
+    )
     dev.add_argument("--home", help="state directory (default ~/.vettra or $VETTRA_HOME)")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8080)
     dev.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    dev.add_argument(
+        "--backend",
+        choices=["local", "firestore"],
+        help="local: the embedded store in the home (default, or $VETTRA_BACKEND); "
+        "firestore: Firestore (the emulator when FIRESTORE_EMULATOR_HOST is set), keys "
+        "still from the home",
+    )
+    dev.add_argument("--project", help="Google Cloud project id (firestore; or $VETTRA_PROJECT)")
     limits = dev.add_argument_group(
         "limits (each also read from the VETTRA_* variable named; README)"
     )
@@ -370,11 +386,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     limits.add_argument(
         "--keep-alive-timeout",
+        dest="keep_alive_s",
+        metavar="KEEP_ALIVE_TIMEOUT",
         type=float,
         help="seconds an idle connection stays open (VETTRA_KEEP_ALIVE_TIMEOUT, default 5)",
     )
     limits.add_argument(
         "--head-timeout",
+        dest="head_timeout_s",
+        metavar="HEAD_TIMEOUT",
         type=float,
         help="seconds a request head may take to arrive; "
         "then 408 (VETTRA_HEAD_TIMEOUT, default 10)",

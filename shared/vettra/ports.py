@@ -1,9 +1,10 @@
 """Ports: the small interfaces the services depend on (cosmicpython style).
 
 Every port has an embedded adapter (SQLite, an in-process timer and bus, local
-keys and identity). Google Cloud adapters exist for the store (Firestore), the
-scheduler (Cloud Tasks), identity (Auth0 tokens, Cloud Tasks' Google OIDC tokens,
-Firebase custom tokens) and keys (Secret Manager files); Pub/Sub is still to come. The store and scheduler adapters pass one
+keys and identity). Google Cloud adapters exist for the store (Firestore) and its
+action changes (a Firestore listener), the scheduler (Cloud Tasks), the event bus
+(Pub/Sub), identity (Auth0 tokens, Cloud Tasks' Google OIDC tokens, Firebase custom
+tokens) and keys (Secret Manager files). The store and scheduler adapters pass one
 contract suite each in tests/contract (the in-memory fake of tests/fakes.py
 passes the store's too). Wider ports are unions of small role interfaces
 (:class:`AuditLog`, :class:`KeyStore`), so a service can depend on the part it uses.
@@ -156,6 +157,12 @@ class AuditRecorder(abc.ABC):
     def linked(self) -> list[AuditEntry]:
         """Entries linked by the last commit (empty where linking is deferred)."""
 
+    @property
+    def event_ids(self) -> list[str]:
+        """Where linking is deferred: the ids of the events recorded (an answer cites the
+        last one until its ``seq`` exists). Empty where a commit links at once."""
+        return []
+
 
 class UnitOfWork(abc.ABC):
     """One transaction: rolls back on exit unless :meth:`commit` was called."""
@@ -278,6 +285,20 @@ class EventBus(abc.ABC):
         self, topic: str, handler: Callable[[Mapping[str, Any]], None]
     ) -> Callable[[], None]:
         """Returns a function that unsubscribes."""
+
+
+class ActionChanges(abc.ABC):
+    """Actions written by *any* process or instance sharing the store, as they happen.
+
+    The embedded default needs none (one process owns a home). Over a shared store
+    (Firestore) a live event stream uses it to see decisions other processes make;
+    the Firestore adapter is a snapshot listener, active only while someone watches.
+    """
+
+    @abc.abstractmethod
+    def watch(self, handler: Callable[[Action], None]) -> Callable[[], None]:
+        """Call ``handler`` with every action written from now on (possibly more than
+        once); returns a function that stops watching."""
 
 
 class Identity(abc.ABC):

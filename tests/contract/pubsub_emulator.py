@@ -14,14 +14,6 @@ need it, loudly: ``pytest.skip("Pub/Sub emulator unavailable: <reason>")``.
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,133 +22,60 @@ from typing import Any
 
 import pytest
 
+from .emulator_process import (
+    BIND_HOST,
+    EmulatorProcess,
+    answers_ok,
+    built_with_env,
+    for_session,
+    launch,
+    packaged_launcher,
+    require_program,
+)
+
 PACKAGE = "google-cloud-cli-pubsub-emulator"
-LAUNCHER_SUFFIX = "/bin/cloud-pubsub-emulator"
-BIND_HOST = "127.0.0.1"
+LAUNCHER_NAME = "cloud-pubsub-emulator"
 START_TIMEOUT_S = 60
-HTTP_TIMEOUT_S = 5
 ENV_HOST = "PUBSUB_EMULATOR_HOST"
 
 
-class EmulatorUnavailable(RuntimeError):
-    """The emulator is not installed, Java is missing, or it did not start."""
-
-
 def find_launcher() -> Path:
-    """The emulator's launcher script, from the Debian package's file list."""
-    override = os.environ.get("VETTRA_PUBSUB_EMULATOR")
-    if override:
-        return Path(override)
-    if shutil.which("dpkg") is None:
-        raise EmulatorUnavailable(f"dpkg not found, so package {PACKAGE} cannot be located")
-    listed = subprocess.run(["dpkg", "-L", PACKAGE], capture_output=True, text=True)
-    if listed.returncode != 0:
-        raise EmulatorUnavailable(f"package {PACKAGE} is not installed")
-    for line in listed.stdout.splitlines():
-        if line.endswith(LAUNCHER_SUFFIX) and Path(line).is_file():
-            return Path(line)
-    raise EmulatorUnavailable(f"package {PACKAGE} lists no {LAUNCHER_SUFFIX}")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((BIND_HOST, 0))
-        return sock.getsockname()[1]
+    """The emulator's launcher script (``.../bin/cloud-pubsub-emulator``), from the Debian
+    package's file list."""
+    return packaged_launcher(PACKAGE, LAUNCHER_NAME, "VETTRA_PUBSUB_EMULATOR")
 
 
 @dataclass
-class PubSubEmulator:
-    process: subprocess.Popen
-    host: str  # "127.0.0.1:PORT", the value of PUBSUB_EMULATOR_HOST
-    log_path: Path
+class PubSubEmulator(EmulatorProcess):
+    """``host`` ("127.0.0.1:PORT") is the value for PUBSUB_EMULATOR_HOST."""
 
     def clients(self) -> tuple[Any, Any]:
         """``(PublisherClient, SubscriberClient)`` talking to this emulator."""
         from google.cloud import pubsub_v1
 
-        # the clients read the emulator's address from the environment at construction
-        previous = os.environ.get(ENV_HOST)
-        os.environ[ENV_HOST] = self.host
-        try:
-            return pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
-        finally:
-            if previous is None:
-                os.environ.pop(ENV_HOST, None)
-            else:
-                os.environ[ENV_HOST] = previous
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            # the launcher execs java, but stop the whole process group to be sure
-            try:
-                os.killpg(self.process.pid, 15)
-            except ProcessLookupError:
-                pass
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, 9)
-                self.process.wait(timeout=10)
-        self.log_path.unlink(missing_ok=True)
-
-
-def _answers_ok(host: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{host}/", timeout=HTTP_TIMEOUT_S) as answer:
-            return answer.read().strip() == b"Ok"
-    except (urllib.error.URLError, OSError):
-        return False
+        return built_with_env(
+            ENV_HOST,
+            self.host,
+            lambda: (pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()),
+        )
 
 
 def start_emulator() -> PubSubEmulator:
     launcher = find_launcher()
-    if shutil.which("java") is None:
-        raise EmulatorUnavailable("java not found on PATH (the emulator needs Java)")
-    port = _free_port()
-    host = f"{BIND_HOST}:{port}"
-    fd, log_name = tempfile.mkstemp(prefix="vettra-pubsub-emulator-", suffix=".log")
-    log_path = Path(log_name)
-    try:
-        process = subprocess.Popen(
-            [str(launcher), f"--host={BIND_HOST}", f"--port={port}"],
-            stdout=fd,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise EmulatorUnavailable(f"could not run {launcher}: {exc}") from exc
-    finally:
-        os.close(fd)
-    emulator = PubSubEmulator(process, host, log_path)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if _answers_ok(host):
-            return emulator
-        if process.poll() is not None:
-            tail = " | ".join(log_path.read_text(errors="replace").strip().splitlines()[-3:])
-            raise EmulatorUnavailable(f"it exited with {process.returncode}: {tail}")
-        time.sleep(0.1)
-    emulator.stop()
-    raise EmulatorUnavailable(f"GET / did not answer Ok within {START_TIMEOUT_S}s")
+    require_program("java", "the emulator needs Java")
+    return launch(
+        PubSubEmulator,
+        lambda port: [launcher, f"--host={BIND_HOST}", f"--port={port}"],
+        lambda emulator: answers_ok(emulator.host),
+        name="pubsub",
+        timeout_s=START_TIMEOUT_S,
+    )
 
 
 @pytest.fixture(scope="session")
 def pubsub_emulator() -> Iterator[PubSubEmulator]:
     """One fresh emulator per test session."""
-    try:
-        import google.cloud.pubsub_v1  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(
-            f"Pub/Sub emulator unavailable: client library missing ({exc}); "
-            "install the 'test' extra"
-        )
-    try:
-        emulator = start_emulator()
-    except (EmulatorUnavailable, OSError) as exc:
-        pytest.skip(f"Pub/Sub emulator unavailable: {exc}")
-    yield emulator
-    emulator.stop()
+    yield from for_session("Pub/Sub", start_emulator, "google.cloud.pubsub_v1")
 
 
 @dataclass

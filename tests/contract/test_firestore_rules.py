@@ -28,15 +28,13 @@ from vettra.adapters.clock import SystemClock
 from vettra.adapters.firestore_repos import doc_key, number_key
 from vettra.adapters.firestore_store import FirestoreStore
 from vettra.adapters.local_keys import LocalKeyStore
-from vettra.domain.catalogue import Catalogue
 from vettra.domain.identity import Principal
 from vettra.domain.stepup import StepUpSettings
 from vettra.services import actions, sessions
 from vettra.services.deps import Deps
-from vettra.services.policies import PolicyService
 from vettra.services.stepup import PENDING_ENROLMENTS, SEALED, StepUpService
 
-from ..fakes import RecordingBus, RecordingScheduler
+from ..fakes import recording_deps
 from .firestore_emulator import FirestoreEmulator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -178,16 +176,8 @@ def test_weakened_rules_fail_the_suite(
 
 def _deps(store: FirestoreStore, keys: LocalKeyStore) -> Deps:
     clock = SystemClock()
-    policies = PolicyService(store, keys, clock)
-    return Deps(
-        store=store,
-        scheduler=RecordingScheduler(),
-        bus=RecordingBus(),
-        clock=clock,
-        keys=keys,
-        catalogue=Catalogue.default(),
-        policies=policies,
-        step_up=StepUpService(store, clock, StepUpSettings(), sealer=keys),
+    return recording_deps(
+        store, keys, clock, StepUpService(store, clock, StepUpSettings(), sealer=keys)
     )
 
 

@@ -8,7 +8,6 @@ that status (2xx: the operation's JSON schema; errors: PROBLEM), resolving
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +21,7 @@ from referencing.jsonschema import DRAFT202012
 from vettra.domain.policy_envelope import sign_bundle
 from vettra.entrypoints.http.routes import ROUTES
 
+from .approvals import decide, totp_code
 from .scenarios import DELETE_REPO, EXPECTED, GRANT_ADMIN, READ_PROFILE, SEND_EMAIL
 
 DOC_URI = "urn:vettra:openapi"
@@ -87,6 +87,10 @@ class Ctx:
         r = self.agent.post("/api/actions/intercept", json=bundle, **kw)
         assert r.status_code in (200, 201), r.text
         return r.json()
+
+    def get_as(self, path: str, *callers: str) -> list[httpx.Response]:
+        """``GET path`` by each of ``callers`` (``"agent"``, ``"anon"``, ...) in turn."""
+        return [getattr(self, caller).get(path) for caller in callers]
 
 
 def _health(c: Ctx) -> list[httpx.Response]:
@@ -186,12 +190,7 @@ def _audit_entries(c: Ctx) -> list[httpx.Response]:
 
 def _audit_verify(c: Ctx) -> list[httpx.Response]:
     c.intercept(SEND_EMAIL)
-    return [
-        c.admin.get("/api/audit/verify"),
-        c.alice.get("/api/audit/verify"),
-        c.agent.get("/api/audit/verify"),
-        c.anon.get("/api/audit/verify"),
-    ]
+    return c.get_as("/api/audit/verify", "admin", "alice", "agent", "anon")
 
 
 def _audit_action(c: Ctx) -> list[httpx.Response]:
@@ -206,7 +205,7 @@ def _audit_action(c: Ctx) -> list[httpx.Response]:
 
 
 def _policy_get(c: Ctx) -> list[httpx.Response]:
-    return [c.admin.get("/api/policy"), c.alice.get("/api/policy"), c.agent.get("/api/policy")]
+    return c.get_as("/api/policy", "admin", "alice", "agent")
 
 
 def _policy_put(c: Ctx) -> list[httpx.Response]:
@@ -227,11 +226,7 @@ def _policy_put(c: Ctx) -> list[httpx.Response]:
 
 def _checkpoint(c: Ctx) -> list[httpx.Response]:
     c.intercept(SEND_EMAIL)
-    return [
-        c.agent.get("/api/audit/checkpoint"),
-        c.admin.get("/api/audit/checkpoint"),
-        c.anon.get("/api/audit/checkpoint"),
-    ]
+    return c.get_as("/api/audit/checkpoint", "agent", "admin", "anon")
 
 
 def _public_key(c: Ctx) -> list[httpx.Response]:
@@ -276,12 +271,6 @@ def _expire_task(c: Ctx) -> list[httpx.Response]:
         ]
 
 
-def _totp(secret: str, offset_s: int = 0) -> str:
-    import pyotp
-
-    return pyotp.TOTP(secret).at(time.time() + offset_s)
-
-
 def _enrolled(c: Ctx) -> tuple[list[httpx.Response], str]:
     start = c.alice.post("/api/approvals/stepup/enroll", json={"method": "totp"})
     body = start.json()
@@ -290,7 +279,7 @@ def _enrolled(c: Ctx) -> tuple[list[httpx.Response], str]:
         json={
             "method": "totp",
             "enrollment_id": body["enrollment_id"],
-            "code": _totp(body["secret"]),
+            "code": totp_code(body["secret"]),
         },
     )
     return [start, finish], body["secret"]
@@ -326,7 +315,8 @@ def _stepup_verify(c: Ctx) -> list[httpx.Response]:
     ]
     # the next time step's code: the enrolment already spent this step's
     ok = c.alice.post(
-        "/api/approvals/stepup/verify", json={"challenge_id": challenge, "code": _totp(secret, 30)}
+        "/api/approvals/stepup/verify",
+        json={"challenge_id": challenge, "code": totp_code(secret, 1)},
     )
     out = [
         ok,
@@ -368,11 +358,7 @@ def _session_create(c: Ctx) -> list[httpx.Response]:
 
 def _session_list(c: Ctx) -> list[httpx.Response]:
     _session(c)
-    return [
-        c.alice.get("/api/approvals/sessions"),
-        c.agent.get("/api/approvals/sessions"),
-        c.anon.get("/api/approvals/sessions"),
-    ]
+    return c.get_as("/api/approvals/sessions", "alice", "agent", "anon")
 
 
 def _session_get(c: Ctx) -> list[httpx.Response]:
@@ -399,7 +385,8 @@ def _session_preauth(c: Ctx) -> list[httpx.Response]:
         "/api/approvals/stepup/trigger", json={"purpose": f"preauth:{sid}"}
     ).json()["challenge_id"]
     token = c.alice.post(
-        "/api/approvals/stepup/verify", json={"challenge_id": challenge, "code": _totp(secret, 30)}
+        "/api/approvals/stepup/verify",
+        json={"challenge_id": challenge, "code": totp_code(secret, 1)},
     ).json()["step_up_token"]
     body = {"session_id": sid, "max_level": "MEDIUM", "duration_s": 600}
     return [
@@ -565,13 +552,8 @@ def test_problem_schema_is_the_one_the_server_uses(doc) -> None:
 
 def test_decision_conflict_matches_problem_schema(doc, agent, alice) -> None:
     aid = agent.post("/api/actions/intercept", json=SEND_EMAIL).json()["action_id"]
-    assert (
-        alice.post(
-            "/api/actions/approve", json={"action_id": aid, "decision": "approve"}
-        ).status_code
-        == 200
-    )
-    again = alice.post("/api/actions/approve", json={"action_id": aid, "decision": "deny"})
+    assert decide(alice, aid, "approve").status_code == 200
+    again = decide(alice, aid, "deny")
     assert again.status_code == 409
     route = next(r for r in ROUTES if r.operation_id == "decideAction")
     _check_answers(doc, route, [again])

@@ -121,3 +121,15 @@ def test_the_index_file_declares_every_composite_query() -> None:
     }
     # large text fields are never queried: exempt from single-field indexes (cost, 1500-byte limit)
     assert {("actions", "record"), ("items", "body"), ("entries", "body")} <= exempt
+    # the sequencers' sweep asks every chain's outbox at once (seq == null, a
+    # collection-group query): its single-field index must exist in that scope too,
+    # besides the automatic per-collection ones an override replaces
+    (outbox_seq,) = [
+        o
+        for o in spec["fieldOverrides"]
+        if (o["collectionGroup"], o["fieldPath"]) == ("outbox", "seq")
+    ]
+    scopes = {
+        (i["queryScope"], i.get("order") or i.get("arrayConfig")) for i in outbox_seq["indexes"]
+    }
+    assert ("COLLECTION_GROUP", "ASCENDING") in scopes and ("COLLECTION", "ASCENDING") in scopes

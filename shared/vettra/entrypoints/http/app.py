@@ -43,6 +43,20 @@ MAX_INT_DIGITS = 19
 _CLOUD_TRACE = re.compile(r"^([0-9a-fA-F]{32})(?:/.*)?$")
 
 
+def answers(service: Callable[..., Any], *path_params: str) -> Handler:
+    """The handler of a route that answers what ``service(deps, principal, *path values)``
+    returns, as JSON: most routes that take no body. Only for routes that name roles
+    (the app has authenticated the caller before the handler runs)."""
+
+    def handler(deps: Any, request: Request, principal: Principal | None) -> Response:
+        assert principal is not None
+        values = [request.path_params[name] for name in path_params]
+        return Response.json(service(deps, principal, *values))
+
+    handler.__name__ = handler.__qualname__ = service.__name__
+    return handler
+
+
 @dataclass(frozen=True)
 class Route:
     method: str
