@@ -18,6 +18,7 @@ is not used (the harness says which, in the test report header).
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import threading
@@ -86,6 +87,15 @@ class CredentialStandIn:
         if view.status_code != 200:
             return view.status_code, view.json()
         action = view.json()
+        # the real server has just verified this token (the read above); its claims say
+        # whether it is the agent that submitted the action
+        claims = _claims(auth)
+        if claims.get("role") != "agent" or claims.get("sub") != action.get("agent"):
+            return 403, {
+                "title": "Forbidden",
+                "status": 403,
+                "detail": "only the agent that submitted the action may redeem its credential",
+            }
         if action["status"] not in RELEASABLE:
             return 409, _conflict(f"action {action_id} is {action['status']}")
         if digest != action["args_digest"]:
@@ -146,6 +156,16 @@ class CredentialStandIn:
             do_GET = do_POST = do_PUT = do_DELETE = _forward
 
         return Handler
+
+
+def _claims(authorization: str) -> dict[str, Any]:
+    """The payload of a bearer JWT, unverified (the real server verified it)."""
+    try:
+        payload = authorization.split(" ", 1)[1].split(".")[1]
+        decoded = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return {}
+    return decoded if isinstance(decoded, dict) else {}
 
 
 def _conflict(detail: str) -> dict[str, Any]:

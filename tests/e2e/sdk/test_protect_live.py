@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from vettra.domain.canonical import sha256_digest
 from vettra.sdk import (
     ActionDenied,
     ActionExpired,
@@ -15,6 +16,7 @@ from vettra.sdk import (
     Conflict,
     Credential,
     InvalidRequest,
+    PermissionDenied,
     StepUpPending,
     VettraUnavailable,
     protect,
@@ -70,6 +72,23 @@ def test_a_medium_tool_waits_for_the_approver_then_runs_with_the_credential(
     # released once: a second redemption of the same action is refused
     with pytest.raises(Conflict):
         client.redeem_credential(action.action_id, action.args_digest or "")
+    # and only ever to the agent that submitted it, not to the approving user
+    with pytest.raises(PermissionDenied):
+        live.approver().redeem_credential(action.action_id, action.args_digest or "")
+
+
+def test_a_credential_is_released_only_for_the_approved_digest(
+    live: LiveVettra, approver: Approver
+):
+    client = live.agent()
+    marker = uuid.uuid4().hex
+    approver.later(marked(marker), "approve")
+    auth = client.authorize(
+        "gmail.send_message", {"to": "bob@example.com", "subject": marker, "body": "x"}
+    )
+    other = sha256_digest({"to": "mallory@evil.example", "subject": marker, "body": "x"})
+    with pytest.raises(Conflict):
+        client.redeem_credential(auth.action.action_id, other)
 
 
 def test_a_denial_surfaces_the_approvers_reason(live: LiveVettra, approver: Approver):
