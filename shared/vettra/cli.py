@@ -15,6 +15,7 @@ vettra keys    rotate audit-hmac|checkpoint|data [--home DIR]
 vettra keys    export-cloud-secrets (--fresh | --home DIR | --from DIR [--rotate WHICH]) --out DIR
 vettra vault   put|link|list|remove --user U [--connection C] ...   (vault_cli.py)
 vettra receipt pubkey [--home DIR] | verify RECEIPT --pubkey KEY [--args FILE]   (receipt_cli.py)
+vettra mcp-proxy [--url URL] [--server NAME] ... -- <upstream MCP server command>  (agent_cli)
 """
 
 from __future__ import annotations
@@ -620,6 +621,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     aud = add_audit_parser(sub, DEFAULT_TENANT)
     aud.set_defaults(func=cmd_audit)
+
+    from .agent_cli import add_parsers as add_agent_parsers
+
+    add_agent_parsers(sub)
 
     keys = sub.add_parser(
         "keys", help="rotate the home's keys; export the cloud deployment's secrets"
