@@ -9,7 +9,11 @@ Two families matter to agent code:
   5xx after the retries). The protected function never runs then: the SDK fails closed.
 
 Everything else the API answers with a problem document (RFC 9457) is an :class:`ApiError`
-subclass named after its status. Messages never carry the bearer token or a credential.
+subclass named after its status. A refused credential release (problem type
+``…/credential-refused``, docs/credentials.md) is also a :class:`CredentialRefused`
+carrying the server's ``refusal`` code (``not-permitted``, ``already-released``,
+``args-mismatch`` …) and the ``connection``/``missing_scopes`` it names. Messages never
+carry the bearer token or a credential.
 """
 
 from __future__ import annotations
@@ -86,6 +90,8 @@ class ApiError(VettraSDKError):
     def __init__(self, status: int, problem: dict[str, Any]):
         self.status = status
         self.problem = problem
+        #: the credential release's refusal code (docs/credentials.md), else None
+        self.refusal: str | None = _text(problem.get("refusal"))
         self.detail = str(problem.get("detail") or problem.get("title") or f"HTTP {status}")
         self.errors: list[dict[str, Any]] = list(problem.get("errors") or [])
         fields = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in self.errors)
@@ -101,7 +107,8 @@ class AuthenticationFailed(ApiError):
 
 
 class PermissionDenied(ApiError):
-    """403: the token's role may not call this endpoint."""
+    """403: the token's role may not call this endpoint, or (a release's ``not-permitted``)
+    the user has not granted this agent the connection."""
 
 
 class NotFound(ApiError):
@@ -112,12 +119,68 @@ class Conflict(ApiError):
     """409: the action is not in a state that allows this (decided, already redeemed…)."""
 
 
+CREDENTIAL_REFUSED_TYPE = "/credential-refused"  # the end of the problem type's URI
+
+
+class CredentialRefused(ApiError):
+    """The server held a credential release back by one of its rules (docs/credentials.md
+    "The rules, in order"). ``refusal`` says which; each concrete class is also the
+    status class (``PermissionDenied`` for 403 ``not-permitted``, ``Conflict`` for the
+    409s, ``NotFound`` for 404 ``not-found``/``not-configured``)."""
+
+    def __init__(self, status: int, problem: dict[str, Any]):
+        super().__init__(status, problem)
+        self.connection: str | None = _text(problem.get("connection"))
+        scopes = problem.get("missing_scopes")
+        self.missing_scopes: list[str] = (
+            [str(s) for s in scopes] if isinstance(scopes, list) else []
+        )
+        self.action_status: str | None = _text(problem.get("action_status"))
+
+
+class CredentialNotPermitted(CredentialRefused, PermissionDenied):
+    """403 ``not-permitted``: the user's grant to this agent for the connection is absent,
+    revoked or lacks a scope; the user grants it (``POST /api/inventory/permissions``)."""
+
+
+class CredentialConflict(CredentialRefused, Conflict):
+    """409: the action, its session or the user's stored credential does not allow a
+    release now (``already-released``, ``args-mismatch``, ``not-linked`` …)."""
+
+
+class CredentialNotFound(CredentialRefused, NotFound):
+    """404: no such action for this agent, or the deployment releases nothing
+    (``not-configured``)."""
+
+
 class CredentialUnavailable(VettraSDKError):
-    """The action was allowed but its credential could not be released; nothing ran."""
+    """The action was allowed but its credential could not be released; nothing ran.
+
+    The cause (``__cause__``) is the server's answer; for a refusal, ``refusal``,
+    ``connection`` and ``missing_scopes`` repeat what it said, so agent code can tell
+    the user what to link or grant.
+    """
 
     def __init__(self, message: str, *, action: Action | None = None):
         super().__init__(message)
         self.action = action
+
+    @property
+    def _refused(self) -> CredentialRefused | None:
+        cause = self.__cause__
+        return cause if isinstance(cause, CredentialRefused) else None
+
+    @property
+    def refusal(self) -> str | None:
+        return self._refused.refusal if self._refused else None
+
+    @property
+    def connection(self) -> str | None:
+        return self._refused.connection if self._refused else None
+
+    @property
+    def missing_scopes(self) -> list[str]:
+        return self._refused.missing_scopes if self._refused else []
 
 
 _BY_STATUS: dict[int, type[ApiError]] = {
@@ -132,6 +195,21 @@ _BY_STATUS: dict[int, type[ApiError]] = {
 }
 
 
+_REFUSED_BY_STATUS: dict[int, type[CredentialRefused]] = {
+    403: CredentialNotPermitted,
+    404: CredentialNotFound,
+    409: CredentialConflict,
+}
+
+
 def api_error(status: int, problem: dict[str, Any]) -> ApiError:
-    """The :class:`ApiError` subclass for ``status`` (a lookup, not an if-chain)."""
+    """The :class:`ApiError` subclass for ``status`` (a lookup, not an if-chain); a
+    credential refusal's is also a :class:`CredentialRefused`."""
+    kind = problem.get("type")
+    if isinstance(kind, str) and kind.endswith(CREDENTIAL_REFUSED_TYPE):
+        return _REFUSED_BY_STATUS.get(status, CredentialRefused)(status, problem)
     return _BY_STATUS.get(status, ApiError)(status, problem)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

@@ -79,7 +79,10 @@ class Credential:
     expires_at: str | None
     scope: str | None
     connection: str | None
+    #: the signed receipt (a compact JWT) a downstream executor checks offline
     receipt: Any = field(default=None, repr=False)
+    action_id: str | None = None
+    receipt_expires_at: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Credential:
@@ -90,6 +93,8 @@ class Credential:
             scope=data.get("scope"),
             connection=data.get("connection"),
             receipt=data.get("receipt"),
+            action_id=data.get("action_id"),
+            receipt_expires_at=data.get("receipt_expires_at"),
         )
 
     @property

@@ -12,7 +12,8 @@ Vettra, is a tool error (``isError``) whose text says why, so the model can tell
 
 With ``pass_credential`` the released credential is handed to the upstream in the call's
 ``_meta`` under :data:`CREDENTIAL_META_KEY` (the upstream is what calls the service; the
-MCP host never sees the token).
+MCP host never sees the token), with the action id and the signed receipt the upstream
+may check before it runs the call.
 """
 
 from __future__ import annotations
@@ -138,6 +139,9 @@ class VettraMcpProxy:
                         "expires_at": credential.expires_at,
                         "scope": credential.scope,
                         "connection": credential.connection,
+                        # for the upstream to check offline (docs/credentials.md "Receipts")
+                        "action_id": credential.action_id,
+                        "receipt": credential.receipt,
                     }
                 },
             )

@@ -18,7 +18,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from ..conftest import vettra_command
-from .conftest import Approver, LiveVettra, marked
+from .conftest import Approver, LiveVettra, marked, verify_receipt
 
 pytestmark = pytest.mark.e2e
 
@@ -104,9 +104,17 @@ def test_low_runs_medium_waits_denied_and_destructive_are_tool_errors(
     # only the allowed and the approved calls reached the upstream
     reached = received(calls)
     assert [c["tool"] for c in reached] == ["get_profile", "send_message"]
-    # each call got the credential released for its own action, not a shared one
-    tokens = [c["credential"]["access_token"] for c in reached]
-    assert all(tokens) and len(set(tokens)) == 2
+    # each call got the user's stored Gmail token, released for its own action: the
+    # receipt the upstream can check names that action and exactly those arguments
+    credentials = [c["credential"] for c in reached]
+    google = live.provider_tokens["google-oauth2"]
+    assert [c["access_token"] for c in credentials] == [google, google]
+    assert [c["connection"] for c in credentials] == ["google-oauth2"] * 2
+    claims = [verify_receipt(c["receipt"], live, call["arguments"])
+              for c, call in zip(credentials, reached, strict=True)]  # fmt: skip
+    assert [c["tool"] for c in claims] == ["gmail.get_profile", "gmail.send_message"]
+    assert len({c["action_id"] for c in claims}) == 2
+    assert [c["action_id"] for c in credentials] == [c["action_id"] for c in claims]
     # the upstream's destructiveHint raised a MEDIUM relabel to HIGH, with step-up
     action = relabelled.result(timeout=5)
     assert action.tool == "gmail.modify_labels" and action.raw["framework"] == "mcp"

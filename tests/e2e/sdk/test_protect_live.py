@@ -13,8 +13,9 @@ from vettra.sdk import (
     ActionDenied,
     ActionExpired,
     Client,
-    Conflict,
     Credential,
+    CredentialRefused,
+    CredentialUnavailable,
     InvalidRequest,
     PermissionDenied,
     StepUpPending,
@@ -23,8 +24,8 @@ from vettra.sdk import (
 )
 
 from ...integration import scenarios
-from ..conftest import free_port
-from .conftest import Approver, LiveVettra, marked
+from ..conftest import free_port, mint
+from .conftest import USER, Approver, LiveVettra, marked, verify_receipt
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.e2e
 def test_a_low_tool_runs_at_once_without_a_credential_it_did_not_ask_for(live: LiveVettra):
     client = live.agent()
     calls: list[str] = []
-    released_before = dict(live.standin.released) if live.standin else {}
+    uses_before = {pid: g["uses"] for pid, g in live.grants().items()}
 
     @protect(client)
     def user_get_profile() -> dict[str, str]:
@@ -42,9 +43,9 @@ def test_a_low_tool_runs_at_once_without_a_credential_it_did_not_ask_for(live: L
     started = time.monotonic()
     assert user_get_profile() == {"name": "Alice"}
     assert calls == ["ran"] and time.monotonic() - started < 5
-    # nothing was redeemed: the function has no `credential` parameter
-    if live.standin is not None:
-        assert live.standin.released == released_before
+    # nothing was redeemed: the function has no `credential` parameter (and the catalogue
+    # names no connection for user.get_profile), so no grant was used
+    assert {pid: g["uses"] for pid, g in live.grants().items()} == uses_before
 
 
 def test_a_medium_tool_waits_for_the_approver_then_runs_with_the_credential(
@@ -65,16 +66,27 @@ def test_a_medium_tool_waits_for_the_approver_then_runs_with_the_credential(
     action = decided.result(timeout=5)
     assert action.status == "approved" and action.risk.level == "MEDIUM"
     (credential,) = received
-    assert credential.access_token and credential.token_type
-    released = live.released(action.action_id)
-    if released is not None:  # the stand-in: the function got exactly what was released
-        assert credential.access_token == released["access_token"]
-    # released once: a second redemption of the same action is refused
-    with pytest.raises(Conflict):
+    # the function got the token the user stored for Gmail, narrowed to what the tool needs
+    assert credential.access_token == live.provider_tokens["google-oauth2"]
+    assert credential.token_type == "Bearer" and credential.connection == "google-oauth2"
+    assert credential.scope == "https://www.googleapis.com/auth/gmail.send"
+    assert credential.action_id == action.action_id and credential.receipt
+    # the receipt vouches for exactly this action and these arguments, with the public key
+    claims = verify_receipt(
+        credential.receipt, live, {"to": "bob@example.com", "subject": marker,
+                                   "body": "See attached."},
+    )  # fmt: skip
+    assert claims["action_id"] == action.action_id and claims["sub"] == "sdk-agent"
+    assert claims["decision"] == "approved" and claims["tool"] == "gmail.send_message"
+    # released once: a second redemption of the same action is refused, saying why
+    with pytest.raises(CredentialRefused) as again:
         client.redeem_credential(action.action_id, action.args_digest or "")
-    # and only ever to the agent that submitted it, not to the approving user
-    with pytest.raises(PermissionDenied):
+    assert again.value.status == 409 and again.value.refusal == "already-released"
+    # and only ever to the agent that submitted it: the approving user's token is refused
+    # by role (403, no `refusal`), before any rule of the release
+    with pytest.raises(PermissionDenied) as wrong_role:
         live.approver().redeem_credential(action.action_id, action.args_digest or "")
+    assert wrong_role.value.status == 403 and wrong_role.value.refusal is None
 
 
 def test_a_credential_is_released_only_for_the_approved_digest(
@@ -87,8 +99,36 @@ def test_a_credential_is_released_only_for_the_approved_digest(
         "gmail.send_message", {"to": "bob@example.com", "subject": marker, "body": "x"}
     )
     other = sha256_digest({"to": "mallory@evil.example", "subject": marker, "body": "x"})
-    with pytest.raises(Conflict):
+    with pytest.raises(CredentialRefused) as caught:
         client.redeem_credential(auth.action.action_id, other)
+    assert caught.value.status == 409 and caught.value.refusal == "args-mismatch"
+    # the refusal consumed nothing: the approved digest still redeems, once
+    released = client.redeem_credential(auth.action.action_id, auth.action.args_digest or "")
+    assert released.access_token == live.provider_tokens["google-oauth2"]
+
+
+def test_without_the_users_grant_nothing_is_released(live: LiveVettra, approver: Approver):
+    """Deny by default: an agent the user granted nothing gets the real 403 `not-permitted`,
+    as a CredentialUnavailable naming the connection, and the function never runs."""
+    sub = f"ungranted-{uuid.uuid4().hex[:8]}"
+    client = Client(live.url, mint(live.server.home, "agent", sub, USER))
+    live.clients.append(client)
+    ran: list[str] = []
+
+    @protect(client)
+    def gmail_send_message(to: str, subject: str, body: str, credential: Credential) -> None:
+        ran.append(to)
+
+    approver.later(lambda action: action.raw.get("agent") == sub, "approve")
+    with pytest.raises(CredentialUnavailable) as caught:
+        gmail_send_message(to="bob@example.com", subject="no grant", body="x")
+    assert ran == []
+    err = caught.value
+    assert err.refusal == "not-permitted" and err.connection == "google-oauth2"
+    assert err.action is not None and err.action.status == "approved"
+    cause = err.__cause__
+    assert isinstance(cause, CredentialRefused) and cause.status == 403
+    assert "POST /api/inventory/permissions" in str(err)
 
 
 def test_a_denial_surfaces_the_approvers_reason(live: LiveVettra, approver: Approver):

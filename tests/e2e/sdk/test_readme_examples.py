@@ -2,7 +2,8 @@
 
 Each ``<!-- example: NAME -->`` block is written to a file and run with the test's Python
 (or, for MCP, started by the ``mcp`` package's client as the README's host config says),
-with ``VETTRA_URL``/``VETTRA_TOKEN`` set as the README tells the reader to, the model
+with ``VETTRA_URL``/``VETTRA_TOKEN`` set as the README tells the reader to, the user's
+Gmail token stored with ``vettra vault put`` and granted to the example's agent, the model
 clients pointed at a scripted model (scripted_models.py), and a person deciding through
 the approver API.
 """
@@ -61,7 +62,11 @@ def venv_path() -> str:
 
 
 def agent_env(live: LiveVettra, models: ScriptedModels, sub: str) -> dict[str, str]:
+    """An agent of its own, set up as the README's "Credentials after approval" says: the
+    user's tokens are in the vault (the session did `vettra vault put`) and the user
+    grants this agent the connections."""
     token = mint(live.server.home, "agent", sub, USER)
+    live.grant(sub)
     return {
         **os.environ, **models.env(), "PATH": venv_path(),
         "VETTRA_URL": live.url, "VETTRA_TOKEN": token,
