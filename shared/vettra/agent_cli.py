@@ -8,7 +8,9 @@ The agent's bearer token comes from ``$VETTRA_TOKEN`` or ``--token-file``, never
 command line (which every local user can read in the process list). Variables named
 ``VETTRA_*`` are not passed on to the upstream server. ``vettra demo`` mints its own
 tokens from the home of the ``vettra dev`` it talks to (``--home``, ``$VETTRA_HOME`` or
-the default), unless ``$VETTRA_TOKEN`` (and ``$VETTRA_APPROVER_TOKEN``) are set.
+the default), unless ``$VETTRA_TOKEN`` (and ``$VETTRA_APPROVER_TOKEN``) are set; with
+that home it also sets up the approved e-mail's credential (a made-up token in the
+local vault unless one is stored, and the user's grant to the demo agent), saying so.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,10 +86,17 @@ DEMO_AGENT = "vettra-demo"
 DEMO_TOKEN_TTL_S = 900
 
 
-def _demo_tokens(args: argparse.Namespace) -> tuple[str, str | None] | str:
-    """(agent, approver) tokens, or why there are none."""
+@dataclass(frozen=True)
+class DemoTokens:
+    agent: str
+    approver: str | None
+    home: Path | None  # the server's home, when the demo minted the tokens from it
+
+
+def _demo_tokens(args: argparse.Namespace) -> DemoTokens | str:
+    """The agent's and the approver's tokens, or why there are none."""
     if not args.home and os.environ.get(TOKEN_ENV):
-        return os.environ[TOKEN_ENV], os.environ.get(APPROVER_TOKEN_ENV) or None
+        return DemoTokens(os.environ[TOKEN_ENV], os.environ.get(APPROVER_TOKEN_ENV) or None, None)
     from .bootstrap import DEFAULT_HOME, home_identity
     from .domain.identity import DEFAULT_TENANT
 
@@ -103,7 +113,24 @@ def _demo_tokens(args: argparse.Namespace) -> tuple[str, str | None] | str:
     approver = identity.issue(
         role="approver", sub=args.user, user=None, tenant=DEFAULT_TENANT, ttl_s=DEMO_TOKEN_TTL_S
     )
-    return agent, approver
+    return DemoTokens(agent, approver, home)
+
+
+def _prepare_credential(args: argparse.Namespace, tokens: DemoTokens) -> list[str] | str:
+    """With the home and the user's token: the e-mail row's credential set up (what was
+    done, to print), or why it could not be (the row may then come out "not run")."""
+    import httpx
+
+    from .demo import prepare_credential
+    from .domain.identity import DEFAULT_TENANT
+
+    assert tokens.home is not None and tokens.approver is not None
+    headers = {"Authorization": f"Bearer {tokens.approver}"}
+    with httpx.Client(base_url=args.url, headers=headers, timeout=30) as api:
+        try:
+            return prepare_credential(tokens.home, DEFAULT_TENANT, args.user, DEMO_AGENT, api)
+        except (ValueError, OSError, httpx.HTTPError) as exc:
+            return f"could not set up the e-mail's credential: {exc}"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -124,25 +151,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAIL
-    agent_token, approver_token = tokens
-    with Client(args.url, agent_token, decision_timeout_s=args.decision_timeout) as agent:
-        approver = Client(args.url, approver_token) if approver_token else None
+    print(f"Vettra demo against {args.url} (agent {DEMO_AGENT!r} acting for {args.user!r})")
+    notes: list[str] = []
+    ready = False
+    if tokens.home is not None and tokens.approver is not None:
+        prepared = _prepare_credential(args, tokens)
+        if isinstance(prepared, str):
+            notes.append(prepared)
+        else:
+            ready = True
+            for line in prepared:
+                print(f"setup: {line}")
+    with Client(args.url, tokens.agent, decision_timeout_s=args.decision_timeout) as agent:
+        approver = Client(args.url, tokens.approver) if tokens.approver else None
         try:
             user = DemoUser(approver) if approver else None
-            rows = run_scenarios(agent, user)
+            rows = run_scenarios(agent, user, credential_ready=ready)
         finally:
             if user is not None:
                 user.finish()
             if approver is not None:
                 approver.close()
-    print(f"Vettra demo against {args.url} (agent {DEMO_AGENT!r} acting for {args.user!r})")
     print()
     print_table(rows, sys.stdout)
     print()
     if user is None:
         print(f"No approver token (${APPROVER_TOKEN_ENV}): rows 2 and 6 wait in the dashboard.")
-    for error in user.errors if user else []:
-        print(f"note: {error}")
+    for note in notes + (user.errors if user else []):
+        print(f"note: {note}")
+    if any(r.outcome == "no-credential" for r in rows):
+        print(
+            f"note: the e-mail was approved but released no credential: {args.user} stores "
+            f"one (`vettra vault put`) and grants {DEMO_AGENT!r} (POST "
+            "/api/inventory/permissions), or run the demo with --home, which does both"
+        )
     held = [r for r in rows if r.outcome in ("queued", "step-up")]
     if held:
         print(f"{len(held)} action(s) wait for {args.user} in the dashboard ({args.url}).")
@@ -193,7 +235,11 @@ def add_parsers(sub: Any) -> None:
         "did with each. Exit 0 when every row is as expected.",
     )
     _url_option(demo)
-    demo.add_argument("--home", help="the home of that `vettra dev` (mints the demo's tokens)")
+    demo.add_argument(
+        "--home",
+        help="the home of that `vettra dev` (mints the demo's tokens, stores a demo "
+        "credential unless the user has one, and grants it to the demo agent)",
+    )
     demo.add_argument("--user", default="alice", help="the user the demo agent acts for")
     demo.add_argument(
         "--decision-timeout",

@@ -7,15 +7,23 @@ demo also plays the user: it approves the e-mail once it is pending, and denies 
 injected forward with a reason, as someone at the dashboard would. Without one, those
 rows stay queued for the dashboard. The exit status is 0 when every row came out as the
 write-up expects.
+
+The approved e-mail runs only with a released credential (docs/credentials.md), so with
+``--home`` the demo first sets that up as a user would, and says so: unless the user
+already stored one, it stores a made-up Gmail token in the home's local vault (what
+``vettra vault put`` does with a real one; nothing here reaches Google), and grants the
+demo agent the Gmail send scope (``POST /api/inventory/permissions`` as the user).
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 from .sdk import (
@@ -46,6 +54,9 @@ INJECTED_EMAIL = {
     ),
 }
 INBOX = ["msg_1", "msg_2", "msg_3", "msg_7"]
+#: The one tool whose row runs with a released credential.
+CREDENTIAL_TOOL = "gmail.send_message"
+DEMO_TOKEN_PREFIX = "vettra-demo-not-a-google-token-"
 
 ALLOWED, QUEUED, STEP_UP, DENIED = "allowed", "queued", "step-up", "denied"
 NO_CREDENTIAL = "no-credential"
@@ -138,13 +149,15 @@ def _run(row: Row, call: Callable[[], Any], on_ok: Callable[[Any], str]) -> None
         row.outcome, row.detail = DENIED, err.reason or ""
         _risk(row, err.action)
     except CredentialUnavailable as err:
-        # decided yes, but this server released no credential (no Token Vault connection
-        # for the user, or no credential endpoint): the function did not run
+        # decided yes, but the server released no credential (the user stored nothing for
+        # the connection or granted the agent nothing, its `refusal` says which): the
+        # function did not run
         row.outcome = NO_CREDENTIAL
         cause = err.__cause__
         why = getattr(cause, "detail", None) or str(cause or err)
         status = err.action.status if err.action else "allowed"
-        row.detail = f"{status}, but no credential was released: {why}"
+        refusal = f" [{err.refusal}]" if err.refusal else ""
+        row.detail = f"{status}, but no credential was released{refusal}: {why}"
         _risk(row, err.action)
     except ActionBlocked as err:
         row.outcome, row.detail = err.action.status if err.action else "blocked", str(err)
@@ -153,8 +166,77 @@ def _run(row: Row, call: Callable[[], Any], on_ok: Callable[[Any], str]) -> None
         row.outcome, row.detail = ALLOWED, on_ok(result)
 
 
-def run_scenarios(agent: Client, user: DemoUser | None) -> list[Row]:
-    """The six rows, in the write-up's order, then the injection."""
+def prepare_credential(home: Path, tenant: str, user: str, agent: str, api: Any) -> list[str]:
+    """Make the e-mail row's credential releasable, as the user would: a token stored for
+    the connection (a made-up one, unless the user already stored something) and a grant
+    of the tool's scopes to ``agent``. ``api``: an httpx client with the user's
+    (approver) token. Returns what was done, one sentence each, for the demo to print;
+    ``ValueError``/``httpx.HTTPError`` when it could not be done."""
+    from .bootstrap import home_store
+    from .domain.catalogue import Catalogue
+    from .services import vault
+    from .vault_cli import store_access_token
+
+    need = Catalogue.default().credential_need(CREDENTIAL_TOOL)
+    assert need is not None, f"the catalogue names the credential {CREDENTIAL_TOOL} needs"
+    connection, scopes = need
+    said: list[str] = []
+    _, store = home_store(home)
+    try:
+        stored = {link["connection"]: link for link in vault.list_links(store, tenant, user)}
+    finally:
+        store.close()
+    if connection in stored:
+        said.append(
+            f"using the {stored[connection]['kind']} {user} stored for {connection} "
+            f"({stored[connection]['stored_at']})"
+        )
+    else:
+        store_access_token(
+            home,
+            tenant=tenant,
+            user=user,
+            connection=connection,
+            record={"access_token": DEMO_TOKEN_PREFIX + secrets.token_urlsafe(16),
+                    "scope": list(scopes)},
+        )  # fmt: skip
+        said.append(
+            f"stored a made-up {connection} token for {user} in the local vault of {home} "
+            f"(as `vettra vault put` would a real one; nothing reaches Google; "
+            f"`vettra vault remove --user {user} --connection {connection}` forgets it)"
+        )
+    granted = api.get("/api/inventory/permissions")
+    granted.raise_for_status()
+    held = {
+        scope
+        for grant in granted.json().get("permissions", [])
+        if grant.get("agent") == agent and grant.get("connection") == connection
+        and grant.get("active")
+        for scope in grant.get("scopes", [])
+    }  # fmt: skip
+    if set(scopes) <= held:
+        said.append(f"{user} had already granted {agent!r} {' '.join(scopes)} on {connection}")
+    else:
+        answer = api.post(
+            "/api/inventory/permissions",
+            json={"agent": agent, "connection": connection, "scopes": sorted(held | set(scopes))},
+        )
+        answer.raise_for_status()
+        said.append(
+            f"granted {agent!r} {' '.join(scopes)} on {connection} as {user} "
+            "(POST /api/inventory/permissions; revoke it in the dashboard's inventory)"
+        )
+    return said
+
+
+def run_scenarios(
+    agent: Client, user: DemoUser | None, *, credential_ready: bool = False
+) -> list[Row]:
+    """The six rows, in the write-up's order, then the injection.
+
+    ``credential_ready``: the e-mail's credential was set up (:func:`prepare_credential`),
+    so the approved e-mail must run; otherwise "approved, not run" is an honest outcome
+    too (the server released nothing, and says why)."""
     run_id = uuid.uuid4().hex[:8]
     rows: list[Row] = []
 
@@ -178,10 +260,9 @@ def run_scenarios(agent: Client, user: DemoUser | None) -> list[Row]:
     waits = user is not None
     email_ctx = context("send the Q3 numbers to Bob")
 
-    # approved and run; on a server that releases no credential, approved but not run
-    row = Row(
-        2, "Send email", "gmail.send_message", {ALLOWED, NO_CREDENTIAL} if waits else {QUEUED}
-    )
+    # approved and run; without the credential set up, approved but not run may happen
+    approved = {ALLOWED} if credential_ready else {ALLOWED, NO_CREDENTIAL}
+    row = Row(2, "Send email", CREDENTIAL_TOOL, approved if waits else {QUEUED})
 
     @protect(agent, context=email_ctx, wait=waits, on_authorized=seen(row))
     def gmail_send_message(

@@ -99,31 +99,53 @@ def _token_from_file(args: argparse.Namespace) -> dict[str, Any]:
     return record
 
 
-def put(args: argparse.Namespace, home_of: HomeOf) -> int:
+def store_access_token(
+    home: Path, *, tenant: str, user: str, connection: str, record: dict[str, Any]
+) -> dict[str, Any]:
+    """What ``vault put`` does once it has the token: seal ``record`` (``access_token``,
+    ``token_type``, ``scope``, ``expires_at``) into the home's store for the local vault,
+    and return its view (never the secret). ``ValueError`` says what was refused."""
     from .adapters.local_vault import token_record
+    from .bootstrap import home_store, prepare_home
     from .domain.credentials import ACCESS_TOKEN
+    from .services import vault
 
+    secret = token_record(
+        record["access_token"],
+        token_type=record.get("token_type") or "Bearer",
+        scope=record.get("scope"),
+        expires_at=record.get("expires_at"),
+    )
+    prepare_home(home)
+    keys, store = home_store(home)
     try:
-        record = _token_from_file(args)
-        secret = token_record(
-            record["access_token"],
-            token_type=record.get("token_type") or "Bearer",
+        return vault.store_secret(
+            store,
+            keys,
+            datetime.now(UTC),
+            tenant=tenant,
+            user=user,
+            connection=connection,
+            kind=ACCESS_TOKEN,
+            secret=secret,
             scope=record.get("scope"),
             expires_at=record.get("expires_at"),
         )
-        shown = _save(
-            args,
-            home_of,
-            "put",
-            ACCESS_TOKEN,
-            secret,
-            scope=record.get("scope"),
-            expires_at=record.get("expires_at"),
+    finally:
+        store.close()
+
+
+def put(args: argparse.Namespace, home_of: HomeOf) -> int:
+    try:
+        shown = store_access_token(
+            home_of(args.home),
+            tenant=args.tenant,
+            user=args.user,
+            connection=args.connection,
+            record=_token_from_file(args),
         )
     except (OSError, ValueError) as exc:
         print(f"vettra vault put: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if shown is None:
         return EXIT_USAGE
     scope = " ".join(shown["scope"]) if shown["scope"] else "unknown (pass --scope)"
     print(

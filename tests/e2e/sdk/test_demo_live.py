@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from ..conftest import free_port, run_cli, vettra_command
+from ..conftest import free_port, mint, run_cli, vettra_command
 from .conftest import LiveVettra
 
 pytestmark = pytest.mark.e2e
@@ -25,7 +25,15 @@ def test_the_five_scenarios_and_the_injection(live: LiveVettra):
     rows = rows_of(out.stdout)
     assert sorted(rows) == ["1", "2", "3", "4", "5", "6"], out.stdout
     assert "✅ allowed, ran" in rows["1"] and "LOW" in rows["1"]
-    assert "MEDIUM" in rows["2"] and "approved by the user" in rows["2"]
+    # the approved e-mail ran with a credential really released: alice's stored Gmail
+    # token (the session's `vettra vault put`), under the grant the demo made as alice
+    assert "MEDIUM" in rows["2"] and "✅ allowed, ran" in rows["2"]
+    assert "approved by the user, then sent to bob@example.com with a Bearer token from " \
+        "google-oauth2" in rows["2"]  # fmt: skip
+    assert "setup: using the access_token alice stored for google-oauth2" in out.stdout
+    assert "granted 'vettra-demo' https://www.googleapis.com/auth/gmail.send on " \
+        "google-oauth2 as alice" in out.stdout  # fmt: skip
+    assert live.provider_tokens["google-oauth2"] not in out.stdout + out.stderr
     assert "step-up required" in rows["3"] and "HIGH 90" in rows["3"]
     assert "step-up required" in rows["4"] and "HIGH" in rows["4"]
     assert "denied" in rows["5"] and "admin" in rows["5"]
@@ -33,6 +41,45 @@ def test_the_five_scenarios_and_the_injection(live: LiveVettra):
     assert "HIGH" in rows["6"] and "prompt injection" in rows["6"]
     assert all(line.rstrip().endswith("yes") for line in rows.values()), out.stdout
     assert "could not decide" not in out.stdout
+
+
+def test_for_a_user_with_nothing_stored_it_stores_a_made_up_token_and_says_so(
+    live: LiveVettra,
+):
+    first = run_cli("demo", "--url", live.url, "--home", str(live.server.home), "--user", "carol")
+    assert "setup: stored a made-up google-oauth2 token for carol in the local vault" in (
+        first.stdout
+    )
+    assert "nothing reaches Google" in first.stdout
+    assert "✅ allowed, ran" in rows_of(first.stdout)["2"], first.stdout
+    listed = run_cli("vault", "list", "--home", str(live.server.home), "--user", "carol")
+    assert listed.stdout.startswith("google-oauth2\taccess_token\t")
+    assert "vettra-demo-not-a-google-token-" not in first.stdout + listed.stdout
+    # a second run finds both in place and changes nothing
+    again = run_cli("demo", "--url", live.url, "--home", str(live.server.home), "--user", "carol")
+    assert "setup: using the access_token carol stored for google-oauth2" in again.stdout
+    assert "carol had already granted 'vettra-demo'" in again.stdout
+    assert "✅ allowed, ran" in rows_of(again.stdout)["2"], again.stdout
+
+
+def test_an_agent_the_user_granted_nothing_is_approved_but_not_run(live: LiveVettra):
+    """Tokens from the environment (no home: no setup): the real release refuses the
+    ungranted agent (403 not-permitted), and the row and a note say so."""
+    env = {
+        **os.environ,
+        "VETTRA_TOKEN": mint(live.server.home, "agent", "demo-ungranted", "alice"),
+        "VETTRA_APPROVER_TOKEN": live.approver_token,
+    }
+    out = subprocess.run(
+        [*vettra_command(), "demo", "--url", live.url],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = rows_of(out.stdout)
+    assert "☑️ approved, not run" in rows["2"] and "[not-permitted]" in rows["2"], out.stdout
+    assert rows["2"].rstrip().endswith("yes")
+    assert "setup:" not in out.stdout
+    assert "note: the e-mail was approved but released no credential" in out.stdout
 
 
 def test_without_an_approver_the_medium_and_the_injection_wait(live: LiveVettra):
