@@ -25,10 +25,15 @@ from vettra.sdk import (
     AsyncClient,
     AuthenticationFailed,
     Client,
+    Conflict,
     Credential,
+    CredentialConflict,
+    CredentialNotPermitted,
+    CredentialRefused,
     CredentialUnavailable,
     DigestMismatch,
     InvalidRequest,
+    PermissionDenied,
     StepUpPending,
     VettraUnavailable,
     protect,
@@ -338,3 +343,86 @@ def test_a_sync_client_guards_an_async_function_from_a_worker_thread():
             return to
 
         assert asyncio.run(gmail_send_message(**ARGS)) == "bob@example.com"
+
+
+def refused(refusal: str, detail: str, **extra: Any) -> tuple[int, dict[str, Any]]:
+    """The server's own problem document for a refusal (domain.credentials), so the SDK is
+    tested against what the release really answers."""
+    from vettra.domain.credentials import CredentialRefused as ServerRefusal
+
+    err = ServerRefusal(refusal, detail, extra=extra)
+    return err.status, err.problem()
+
+
+@pytest.mark.parametrize(
+    ("answer", "status_class", "refusal_class"),
+    [
+        (refused("not-permitted", "alice has not granted", connection="google-oauth2",
+                 missing_scopes=["https://www.googleapis.com/auth/gmail.send"]),
+         PermissionDenied, CredentialNotPermitted),
+        (refused("already-released", "released before"), Conflict, CredentialConflict),
+        (refused("args-mismatch", "other arguments"), Conflict, CredentialConflict),
+        (refused("not-linked", "link it", connection="github"), Conflict, CredentialConflict),
+    ],
+)  # fmt: skip
+def test_a_refused_release_keeps_its_status_class_and_says_which_rule(
+    answer: tuple[int, dict[str, Any]], status_class: type, refusal_class: type
+):
+    status, problem = answer
+    rec = Recorder((status, problem))
+    with rec.client() as client, pytest.raises(CredentialRefused) as caught:
+        client.redeem_credential("act_1", sha256_digest(ARGS))
+    err = caught.value
+    assert isinstance(err, status_class) and isinstance(err, refusal_class)
+    assert err.status == status and err.refusal == problem["refusal"]
+    assert err.connection == problem.get("connection")
+    assert err.missing_scopes == problem.get("missing_scopes", [])
+    assert problem["detail"] in str(err)
+
+
+def test_a_refusal_by_role_is_a_plain_permission_denied():
+    # the approver's token on the agents' endpoint: 403 Forbidden, no credential rule
+    from vettra.domain.errors import Forbidden
+
+    problem = Forbidden("agent tokens only").problem()
+    rec = Recorder((403, problem))
+    with rec.client() as client, pytest.raises(PermissionDenied) as caught:
+        client.redeem_credential("act_1", sha256_digest(ARGS))
+    assert not isinstance(caught.value, CredentialRefused) and caught.value.refusal is None
+
+
+def test_an_approved_call_without_the_users_grant_never_runs_and_names_the_connection():
+    answer = refused(
+        "not-permitted",
+        "user alice has not granted agent a1 the connection google-oauth2",
+        connection="google-oauth2",
+        missing_scopes=["https://www.googleapis.com/auth/gmail.send"],
+    )
+    rec = Recorder((201, action("approved", ARGS)), answer)
+    ran: list[Credential] = []
+    with rec.client() as client:
+
+        @protect(client)
+        def gmail_send_message(to: str, subject: str, body: str, credential: Credential) -> None:
+            ran.append(credential)
+
+        with pytest.raises(CredentialUnavailable) as caught:
+            gmail_send_message(**ARGS)
+    assert ran == [] and len(rec.requests) == 2  # a refusal is not resent
+    err = caught.value
+    assert err.refusal == "not-permitted" and err.connection == "google-oauth2"
+    assert err.missing_scopes == ["https://www.googleapis.com/auth/gmail.send"]
+    assert "has not granted" in str(err) and err.action is not None
+
+
+def test_a_released_credential_carries_its_action_and_receipt_expiry():
+    token = {"action_id": "act_1", "access_token": "ya29.secret", "token_type": "Bearer",
+             "expires_at": None, "scope": "https://www.googleapis.com/auth/gmail.send",
+             "connection": "google-oauth2", "receipt": "eyJ.r.s",
+             "receipt_expires_at": "2026-12-03T18:25:36.000Z"}  # fmt: skip
+    rec = Recorder((200, token))
+    with rec.client() as client:
+        credential = client.redeem_credential("act_1", sha256_digest(ARGS))
+    assert credential.action_id == "act_1" and credential.receipt == "eyJ.r.s"
+    assert credential.receipt_expires_at == "2026-12-03T18:25:36.000Z"
+    assert "eyJ" not in repr(credential) and "ya29" not in repr(credential)
