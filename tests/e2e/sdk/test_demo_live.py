@@ -20,6 +20,22 @@ def rows_of(stdout: str) -> dict[str, str]:
     }
 
 
+def demo_with_tokens(
+    live: LiveVettra, agent: str, approver: str | None
+) -> subprocess.CompletedProcess[str]:
+    """`vettra demo` with tokens from the environment only (no home: no setup); exit 0."""
+    env = {**os.environ, "VETTRA_TOKEN": agent}
+    env.pop("VETTRA_APPROVER_TOKEN", None)
+    if approver is not None:
+        env["VETTRA_APPROVER_TOKEN"] = approver
+    out = subprocess.run(
+        [*vettra_command(), "demo", "--url", live.url],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out
+
+
 def test_the_five_scenarios_and_the_injection(live: LiveVettra):
     out = run_cli("demo", "--url", live.url, "--home", str(live.server.home))
     rows = rows_of(out.stdout)
@@ -65,16 +81,9 @@ def test_for_a_user_with_nothing_stored_it_stores_a_made_up_token_and_says_so(
 def test_an_agent_the_user_granted_nothing_is_approved_but_not_run(live: LiveVettra):
     """Tokens from the environment (no home: no setup): the real release refuses the
     ungranted agent (403 not-permitted), and the row and a note say so."""
-    env = {
-        **os.environ,
-        "VETTRA_TOKEN": mint(live.server.home, "agent", "demo-ungranted", "alice"),
-        "VETTRA_APPROVER_TOKEN": live.approver_token,
-    }
-    out = subprocess.run(
-        [*vettra_command(), "demo", "--url", live.url],
-        capture_output=True, text=True, timeout=120, env=env,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stdout + out.stderr
+    out = demo_with_tokens(
+        live, mint(live.server.home, "agent", "demo-ungranted", "alice"), live.approver_token
+    )
     rows = rows_of(out.stdout)
     assert "☑️ approved, not run" in rows["2"] and "[not-permitted]" in rows["2"], out.stdout
     assert rows["2"].rstrip().endswith("yes")
@@ -83,13 +92,7 @@ def test_an_agent_the_user_granted_nothing_is_approved_but_not_run(live: LiveVet
 
 
 def test_without_an_approver_the_medium_and_the_injection_wait(live: LiveVettra):
-    env = {**os.environ, "VETTRA_TOKEN": live.agent_token}
-    env.pop("VETTRA_APPROVER_TOKEN", None)
-    out = subprocess.run(
-        [*vettra_command(), "demo", "--url", live.url],
-        capture_output=True, text=True, timeout=60, env=env,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stdout + out.stderr
+    out = demo_with_tokens(live, live.agent_token, None)
     rows = rows_of(out.stdout)
     assert "queued for approval" in rows["2"]
     assert "step-up required" in rows["6"] and "HIGH" in rows["6"]
