@@ -64,6 +64,18 @@ FRAMING = [
         400,
     ),
     (
+        "identical-content-lengths",
+        b"POST /api/actions/intercept HTTP/1.1\r\n"
+        + HOST
+        + b"Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+        400,
+    ),
+    (
+        "identical-content-length-list",
+        b"POST /api/actions/intercept HTTP/1.1\r\n" + HOST + b"Content-Length: 5, 5\r\n\r\nhello",
+        400,
+    ),
+    (
         "non-numeric-content-length",
         b"POST /api/actions/intercept HTTP/1.1\r\n" + HOST + b"Content-Length: ten\r\n\r\n",
         400,
@@ -101,6 +113,13 @@ FRAMING = [
         b"POST /api/actions/intercept HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: gzip\r\n\r\n",
         501,
     ),
+    (
+        "transfer-coding-before-chunked",
+        b"POST /api/actions/intercept HTTP/1.1\r\n"
+        + HOST
+        + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        501,
+    ),
     ("nul-in-name", b"GET /health HTTP/1.1\r\n" + HOST + b"X-\x00Foo: a\r\n\r\n", 400),
     ("control-in-name", b"GET /health HTTP/1.1\r\n" + HOST + b"X-\x07Foo: a\r\n\r\n", 400),
     ("whitespace-before-first-header", b"GET /health HTTP/1.1\r\n Host: 127.0.0.1\r\n\r\n", 400),
@@ -134,9 +153,28 @@ def test_bad_framing_gets_a_status_line_and_a_problem(server, payload, status) -
     assert httpx.get(server.url + "/health").status_code == 200
 
 
-def test_obs_fold_is_joined_into_the_previous_line_never_a_header_of_its_own(server) -> None:
-    """RFC 9112 §5.2: an obs-fold is replaced by a space. A folded 'Authorization:'
-    is part of X-Note's value, so the request stays unauthenticated (401)."""
+def test_a_head_over_the_limit_is_431_while_it_arrives(server) -> None:
+    """A head that never ends is refused once its bytes pass --max-header-bytes
+    (16 KiB), not buffered while it grows."""
+    with socket.create_connection(server.address, timeout=5) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\n" + HOST)
+        reply = b""
+        for i in range(40):  # 40 x 1 KiB headers, never the blank line
+            try:
+                s.sendall(b"X-Pad-%d: %s\r\n" % (i, b"a" * 1024))
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        while chunk := s.recv(65536):
+            reply += chunk
+            if b"}" in reply:
+                break
+    assert status_of(reply) == 431, reply[:300]
+    assert problem_of(reply)["status"] == 431
+
+
+def test_obs_fold_is_refused_never_a_header_of_its_own(server) -> None:
+    """RFC 9112 §5.2: a server rejects an obs-fold with 400 (or joins it with a
+    space). llhttp rejects it: a folded 'Authorization:' never authenticates."""
     token = server.token("admin", "root").encode()
     payload = (
         b"GET /api/openapi.json HTTP/1.1\r\n"
@@ -145,7 +183,9 @@ def test_obs_fold_is_joined_into_the_previous_line_never_a_header_of_its_own(ser
         + token
         + b"\r\n\r\n"
     )
-    assert status_of(exchange(server, payload)) == 401
+    reply = exchange(server, payload)
+    assert status_of(reply) == 400, reply[:300]
+    assert "whitespace" in problem_of(reply)["detail"]
     unfolded = (
         b"GET /api/openapi.json HTTP/1.1\r\n"
         + HOST
