@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import httpx
 import pytest
@@ -120,6 +121,13 @@ FRAMING = [
         + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
         501,
     ),
+    (
+        "bad-chunk-size-after-the-head",
+        b"POST /api/actions/intercept HTTP/1.1\r\n"
+        + HOST
+        + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+        400,
+    ),
     ("nul-in-name", b"GET /health HTTP/1.1\r\n" + HOST + b"X-\x00Foo: a\r\n\r\n", 400),
     ("control-in-name", b"GET /health HTTP/1.1\r\n" + HOST + b"X-\x07Foo: a\r\n\r\n", 400),
     ("whitespace-before-first-header", b"GET /health HTTP/1.1\r\n Host: 127.0.0.1\r\n\r\n", 400),
@@ -170,6 +178,31 @@ def test_a_head_over_the_limit_is_431_while_it_arrives(server) -> None:
                 break
     assert status_of(reply) == 431, reply[:300]
     assert problem_of(reply)["status"] == 431
+
+
+def test_bad_chunk_while_the_app_waits_for_the_body_is_400(server, caplog) -> None:
+    """The head reached the app, which waits for the body; a malformed chunk then
+    gets the 400 (the app's own answer is not sent after it), never a traceback."""
+    token = server.token("agent", "agent-1", "alice").encode()
+    with socket.create_connection(server.address, timeout=5) as s:
+        s.sendall(
+            b"POST /api/actions/intercept HTTP/1.1\r\n"
+            + HOST
+            + b"Authorization: Bearer "
+            + token
+            + b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        time.sleep(0.3)
+        s.sendall(b"zz\r\n{}\r\n0\r\n\r\n")
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    assert status_of(reply) == 400, reply[:300]
+    assert problem_of(reply)["status"] == 400
+    head, _, body = reply.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    assert len(body) == length, "a second answer followed the 400"
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
 
 
 def test_obs_fold_is_refused_never_a_header_of_its_own(server) -> None:
