@@ -205,6 +205,26 @@ def test_bad_chunk_while_the_app_waits_for_the_body_is_400(server, caplog) -> No
     assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
 
 
+def test_a_bad_request_pipelined_after_a_good_one_is_refused_after_its_answer(server) -> None:
+    """The first request is answered in full, then the malformed one gets its 400 and
+    the connection closes (llhttp parses ahead of the answers; the refusal waits)."""
+    payload = (
+        b"GET /health HTTP/1.1\r\n" + HOST + b"\r\n"
+        b"GET /health HTTP/1.1\r\n" + HOST + b"Content-Type : x\r\n\r\n"
+    )
+    with socket.create_connection(server.address, timeout=5) as s:
+        s.sendall(payload)
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    first, _, rest = reply.partition(b"\r\n\r\n")
+    assert status_of(first) == 200, reply[:300]
+    length = int(first.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    second = rest[length:]
+    assert status_of(second) == 400, reply[:600]
+    assert problem_of(second)["status"] == 400
+
+
 def test_obs_fold_is_refused_never_a_header_of_its_own(server) -> None:
     """RFC 9112 §5.2: a server rejects an obs-fold with 400 (or joins it with a
     space). llhttp rejects it: a folded 'Authorization:' never authenticates."""

@@ -207,6 +207,7 @@ def protocol_class(limits: Limits) -> type[HttpToolsProtocol]:
         _head_timer: asyncio.TimerHandle | None = None
         _head_done = False  # the current request's head is complete
         _head_bytes = 0  # bytes received since the last complete head
+        _deferred: bytes | None = None  # a refusal waiting for an earlier answer
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -275,6 +276,11 @@ def protocol_class(limits: Limits) -> type[HttpToolsProtocol]:
         def on_response_complete(self) -> None:
             if isinstance(self.transport, _CoalescedTransport):
                 self.transport.flush()
+            if self._deferred is not None:  # the earlier answer is out: now the refusal
+                if not self.transport.is_closing():
+                    self.transport.write(self._deferred)
+                    self.transport.close()
+                return
             super().on_response_complete()
             if not self.transport.is_closing() and not self._head_done:
                 self._arm_head_timer()
@@ -284,6 +290,13 @@ def protocol_class(limits: Limits) -> type[HttpToolsProtocol]:
 
         def _refuse(self, status: int, detail: str) -> None:
             log.warning("%s (%s)", detail, self.client[0] if self.client else "?")
+            if self._answering_earlier():
+                # llhttp parses ahead of the answers (pipelining): the earlier request
+                # is answered first, then this refusal, then the connection closes
+                if self._deferred is None:
+                    self._deferred = _problem_bytes(status, detail)
+                    self.flow.pause_reading()
+                return
             cycle = self.cycle
             if cycle is None or cycle.response_complete or not cycle.response_started:
                 self.transport.write(_problem_bytes(status, detail))
@@ -291,6 +304,13 @@ def protocol_class(limits: Limits) -> type[HttpToolsProtocol]:
                 cycle.disconnected = True  # the app's answer, if any, is not sent
                 cycle.message_event.set()
             self.transport.close()
+
+        def _answering_earlier(self) -> bool:
+            """Whether an answer to an earlier request than the one parsed is on its way."""
+            if self.pipeline:  # the current cycle waits behind one in flight
+                return True
+            cycle = self.cycle  # a new head began after a request whose answer is not out
+            return not self._head_done and cycle is not None and not cycle.response_complete
 
         def _arm_head_timer(self) -> None:
             self._cancel_head_timer()
