@@ -578,6 +578,7 @@ class SqliteStore(Store):
 
     def close(self) -> None:
         with self._write_lock:
+            self._commit_group()  # a group handed on to a writer that is not there yet
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
