@@ -7,7 +7,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,11 @@ import pytest
 
 from vettra.adapters.local_keys import LocalKeyStore
 from vettra.adapters.sqlite_store import SqliteStore
-from vettra.domain.actions import PENDING, Action, new_action_id
-from vettra.domain.audit import AuditEvent, verify_chain
+from vettra.domain.actions import Action
+from vettra.domain.audit import verify_chain
 from vettra.domain.errors import Unavailable
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+from ..contract.test_store_contract import _action, _event
 
 
 @pytest.fixture
@@ -29,37 +28,11 @@ def store(tmp_path: Path):
     s.close()
 
 
-def _action() -> Action:
-    return Action(
-        id=new_action_id(),
-        tenant="default",
-        user="alice",
-        agent="agent-1",
-        tool="user.get_profile",
-        arguments={},
-        args_digest="sha256:" + "0" * 64,
-        framework="plain",
-        risk={"score": 1, "level": "LOW", "factors": {}, "reasons": []},
-        status=PENDING,
-        step_up_required=False,
-        created_at=T0,
-    )
-
-
 def _write(store: SqliteStore, hold_s: float = 0.0, fail: bool = False) -> Action:
     action = _action()
     with store.unit_of_work() as uow:
         uow.actions.add(action)
-        uow.audit.record(
-            AuditEvent(
-                type="action.created",
-                chain="default",
-                actor="agent-1",
-                at="2026-01-01T00:00:00Z",
-                action_id=action.id,
-                user="alice",
-            )
-        )
+        uow.audit.record(_event(action))
         time.sleep(hold_s)  # others queue on the lock meanwhile
         if fail:
             raise RuntimeError("this unit of work fails")
