@@ -19,8 +19,6 @@ import json
 import multiprocessing
 import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -133,26 +131,8 @@ def over_http(
         throughputs = [_throughput(url, token, clients, seconds) for clients in client_counts]
         for t in throughputs:
             t["name"] = f"intercept over local HTTP{label} {t['name']}"
-        admin = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "vettra.cli",
-                "token",
-                "--home",
-                str(home),
-                "--role",
-                "admin",
-                "--sub",
-                "bench-admin",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        with httpx.Client(
-            base_url=url, headers={"Authorization": "Bearer " + admin.stdout.strip()}
-        ) as a:
+        admin = mint(home, "admin", "bench-admin")
+        with httpx.Client(base_url=url, headers={"Authorization": "Bearer " + admin}) as a:
             valid = a.get("/api/audit/verify", timeout=120).json()["valid"]
         for t in throughputs:
             t["audit_valid"] = valid

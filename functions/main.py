@@ -1,53 +1,53 @@
 """Cloud Functions entry points (functions-framework ASGI targets). Thin by design:
-each hands its request to the shared ASGI app, restricted to its own routes.
+each hands its request to the shared ASGI app, restricted to its own route group.
 
 Serve one locally with ``functions-framework --asgi --source functions/main.py
---target intercept``. Deploy one function per target; Firebase Hosting rewrites
-map the API paths (/api/actions/intercept → intercept, /api/actions/** → actions,
-…) to them.
+--target intercept``. Deploy one function per target (``terraform/`` does); Firebase
+Hosting rewrites map the API paths (/api/actions/intercept → intercept,
+/api/actions/** → actions, …; ``firebase.json``) to them.
+
+Every HTTP target is built by :func:`_target`, so each is still a plain module-level
+function registered with ``functions_framework.aio.http`` under its own name (what
+``--target NAME`` and the Cloud Functions runtime look up).
 """
 
 import functions_framework.aio
 
+from vettra.entrypoints.functions import sequence as sequence_chain
 from vettra.entrypoints.functions import serve
 
 
-@functions_framework.aio.http
-async def health(request):
-    return serve(request, "health")
+def _target(name: str, group: str | None = None):
+    """The ASGI HTTP target ``name`` serving route group ``group`` (default: ``name``)."""
+    route_group = group or name
+
+    async def target(request):
+        return serve(request, route_group)
+
+    # functions-framework registers (and the runtime finds) a target by __name__
+    target.__name__ = target.__qualname__ = name
+    target.__doc__ = f"Cloud Functions target {name!r}: the {route_group!r} routes of the app."
+    return functions_framework.aio.http(target)
 
 
-@functions_framework.aio.http
-async def intercept(request):
-    return serve(request, "intercept")
+health = _target("health")
+intercept = _target("intercept")
+approve = _target("approve")
+actions = _target("actions")
+audit = _target("audit")
+policy = _target("policy")
+expire = _target("expire", "tasks")  # Cloud Tasks target for expire timers (POST /api/tasks/expire)
+approvals = _target("approvals")
+auth = _target("auth")  # dashboard sign-in: POST /api/auth/firebase-token
+vault = _target(
+    "vault"
+)  # receipt keys and the permission inventory (/api/receipts/**, /api/inventory/**)
 
 
-@functions_framework.aio.http
-async def approve(request):
-    return serve(request, "approve")
+@functions_framework.aio.cloud_event
+def sequence(cloud_event):
+    """Pub/Sub (VETTRA_SEQUENCE_TOPIC) target: drain the audit chain the message names.
 
-
-@functions_framework.aio.http
-async def actions(request):
-    return serve(request, "actions")
-
-
-@functions_framework.aio.http
-async def audit(request):
-    return serve(request, "audit")
-
-
-@functions_framework.aio.http
-async def policy(request):
-    return serve(request, "policy")
-
-
-@functions_framework.aio.http
-async def expire(request):
-    """Cloud Tasks target for expire timers (POST /api/tasks/expire)."""
-    return serve(request, "tasks")
-
-
-@functions_framework.aio.http
-async def approvals(request):
-    return serve(request, "approvals")
+    Synchronous: functions-framework runs it in a worker thread, as the Firestore
+    client blocks."""
+    sequence_chain(cloud_event)

@@ -19,6 +19,7 @@ from typing import Any
 from vettra.adapters.buffered_recorder import BufferedRecorder
 from vettra.domain.actions import PENDING, Action
 from vettra.domain.audit import GENESIS_HASH, AuditEntry, AuditEvent, link_all
+from vettra.domain.catalogue import Catalogue
 from vettra.domain.errors import Conflict, Unavailable
 from vettra.domain.merkle import CompactRange, MerkleTree, leaf_hash
 from vettra.ports import (
@@ -33,6 +34,8 @@ from vettra.ports import (
     Store,
     UnitOfWork,
 )
+from vettra.services.deps import Deps
+from vettra.services.policies import PolicyService
 
 
 @dataclass
@@ -367,3 +370,18 @@ class RecordingBus(EventBus):
     ) -> Callable[[], None]:
         self._subs.setdefault(topic, []).append(handler)
         return lambda: self._subs.get(topic, []).remove(handler)
+
+
+def recording_deps(store: Store, keys: Any, clock: Any, step_up: Any = None) -> Deps:
+    """The services wired by hand around ``store`` (no bootstrap): the default catalogue,
+    a policy service on the store, and a scheduler and a bus that record what they get."""
+    return Deps(
+        store=store,
+        scheduler=RecordingScheduler(),
+        bus=RecordingBus(),
+        clock=clock,
+        keys=keys,
+        catalogue=Catalogue.default(),
+        policies=PolicyService(store, keys, clock),
+        step_up=step_up,
+    )

@@ -35,7 +35,11 @@ _PROGRESS_INTERVAL_S = 0.5
 def _local(args: Any, home_of: Callable[[str | None], Path]) -> tuple[Any, Any]:
     from .bootstrap import home_store
 
-    return home_store(home_of(args.home))
+    return home_store(
+        home_of(args.home),
+        backend=getattr(args, "backend", None) or "local",
+        project=getattr(args, "project", None) or "",
+    )
 
 
 def _private(path: str, flags: int) -> int:
@@ -48,7 +52,13 @@ def _private(path: str, flags: int) -> int:
 
 
 def export(args: Any, home_of: Callable[[str | None], Path]) -> int:
-    keys, store = _local(args, home_of)
+    from .bootstrap import BackendUnavailable
+
+    try:
+        keys, store = _local(args, home_of)
+    except BackendUnavailable as exc:
+        print(f"vettra audit export: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     out: TextIO = (
         open(args.output, "w", encoding="utf-8", opener=_private) if args.output else sys.stdout
     )
@@ -284,6 +294,14 @@ def add_parser(sub: Any, default_tenant: str) -> argparse.ArgumentParser:
     exp.add_argument("--home")
     exp.add_argument("--tenant", default=default_tenant)
     exp.add_argument("-o", "--output")
+    exp.add_argument(
+        "--backend",
+        choices=["local", "firestore"],
+        default="local",
+        help="firestore: export the project's log (the emulator when FIRESTORE_EMULATOR_HOST "
+        "is set); only sequenced entries are exported",
+    )
+    exp.add_argument("--project", help="Google Cloud project id (firestore; or $VETTRA_PROJECT)")
     av = asub.add_parser(
         "verify",
         help="verify an export offline with only the public key",

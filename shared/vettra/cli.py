@@ -1,15 +1,21 @@
 """The ``vettra`` command line (docs/api.md §CLI).
 
-vettra dev     [--home DIR] [--host H] [--port P] [limits: --max-connections N ...]
+vettra dev     [--home DIR] [--host H] [--port P] [--backend local|firestore [--project ID]]
+               [limits: --max-connections N ...]
 vettra token   --home DIR --role agent|approver|admin --sub ID [--user UID] [--ttl S]
+vettra link    --home DIR --sub USER [--role approver|admin] [--url BASE]
 vettra policy  sign FILE [--home DIR | --key PEM] [-o OUT]
 vettra policy  verify FILE [--home DIR | --pubkey PEM ...]
 vettra policy  pubkey [--home DIR]
 vettra policy  show [--home DIR] [--tenant T] [--envelope]
-vettra audit   export [--home DIR] [-o FILE]
+vettra audit   export [--home DIR] [--backend firestore --project ID] [-o FILE]
 vettra audit   verify FILE --pubkey KEY [--checkpoint NOTE] [--require-covered] [--home DIR]
 vettra audit   pubkey [--all] [--home DIR]
 vettra keys    rotate audit-hmac|checkpoint|data [--home DIR]
+vettra keys    export-cloud-secrets (--fresh | --home DIR | --from DIR [--rotate WHICH]) --out DIR
+vettra vault   put|link|list|remove --user U [--connection C] ...   (vault_cli.py)
+vettra receipt pubkey [--home DIR] | verify RECEIPT --pubkey KEY [--args FILE]   (receipt_cli.py)
+vettra mcp-proxy [--url URL] [--server NAME] ... -- <upstream MCP server command>  (agent_cli)
 """
 
 from __future__ import annotations
@@ -40,25 +46,22 @@ def cmd_dev(args: argparse.Namespace) -> int:
     event bus live here). SIGINT/SIGTERM: streams end, requests in flight finish, then the
     runtime closes; exit 0."""
     from . import logs
-    from .bootstrap import Config, HomeInUse, bootstrap
+    from .bootstrap import BackendUnavailable, Config, HomeInUse, bootstrap
     from .entrypoints.asgi import AsgiApp
+    from .entrypoints.dashboard import StaticSite, WithDashboard, web_root
     from .entrypoints.server import Limits, build
 
     logs.configure(args.log_level)
     try:
-        limits = Limits.from_env(
-            max_connections=args.max_connections,
-            keep_alive_s=args.keep_alive_timeout,
-            head_timeout_s=args.head_timeout,
-            max_header_bytes=args.max_header_bytes,
-            max_body_bytes=args.max_body_bytes,
-            threads=args.threads,
-            max_streams_per_user=args.max_streams_per_user,
-        )
+        # each limit flag stores under its Limits field's name (Limits.ENV lists them)
+        limits = Limits.from_env(**{name: getattr(args, name) for name in Limits.ENV})
     except ValueError as exc:
         print(f"vettra dev: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    config = Config(home=_home(args.home), log_level=args.log_level)
+    config = Config.from_env()
+    config.home, config.log_level = _home(args.home), args.log_level
+    config.backend = args.backend or config.backend
+    config.project = args.project or config.project
     try:
         sock = _listen(args.host, args.port)
     except OSError as exc:
@@ -68,12 +71,22 @@ def cmd_dev(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAIL
+    bound_host, bound_port = sock.getsockname()[:2]
+    config.public_url = f"http://{bound_host}:{bound_port}"
+    dashboard_url = _dashboard_base(args.host, bound_port)
+    if not (os.environ.get("VETTRA_ORIGIN") or os.environ.get("VETTRA_RP_ID")):
+        # passkeys: the browser's origin is the dashboard's (WebAuthn's RP id "localhost")
+        config.extra.setdefault("origin", dashboard_url)
     try:
         runtime = bootstrap(config)
-    except HomeInUse as exc:
+    except (HomeInUse, BackendUnavailable) as exc:
         sock.close()
         print(f"vettra dev: {exc}", file=sys.stderr)
         return EXIT_FAIL
+    except ValueError as exc:  # an unknown backend named in VETTRA_BACKEND
+        sock.close()
+        print(f"vettra dev: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     runtime.deps.settings["events_max_streams"] = limits.max_streams_per_user
     asgi = AsgiApp(
         runtime.app,
@@ -81,11 +94,13 @@ def cmd_dev(args: argparse.Namespace) -> int:
         threads=limits.threads,
         max_header_bytes=limits.max_header_bytes,
     )
-    server, _ = build(asgi, args.host, args.port, limits, log_level="warning")
-    host, port = sock.getsockname()[:2]
-    url = f"http://{host}:{port}"
+    site = StaticSite.load(web_root())
+    front = WithDashboard(asgi, site)
+    server, _ = build(asgi, args.host, args.port, limits, log_level="warning", front=front)
+    url = f"http://{bound_host}:{bound_port}"
     home = config.home
     vettra = _this_command()
+    approver = _first_approver(home, args.approver)
 
     # Until uvicorn installs its own handlers (and after: it re-raises a caught signal
     # once stopped), a signal lands here: stop, never the default handler's abrupt exit,
@@ -97,9 +112,28 @@ def cmd_dev(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     runtime.start()
     try:
+        sessions = runtime.deps.dashboard_sessions  # None on cloud keys: no sign-in links
+        link = sessions.create_link(approver) if sessions is not None else None
 
         def ready() -> None:
-            print(f"Vettra is running at {url}  (home: {home})", flush=True)
+            _write_running(home, url, dashboard_url)
+            where = f"home: {home}"
+            if config.backend != "local":
+                where += f"; {config.backend} project {config.project}"
+            print(f"Vettra is running at {url}  ({where})", flush=True)
+            if site.root is None:
+                print("The dashboard's files were not found (set VETTRA_WEB_DIR).", flush=True)
+            elif link is not None:
+                print(
+                    f"Dashboard: sign in as {approver} with this one-time link "
+                    f"(valid {sessions.link_ttl_s // 60} min, one use):",
+                    flush=True,
+                )
+                print(f"  {dashboard_url}{link['path']}", flush=True)
+                print(
+                    f"  another: {vettra} link --home {shlex.quote(str(home))} --sub {approver}",
+                    flush=True,
+                )
             print("Get tokens in another shell:", flush=True)
             print(
                 f"  {vettra} token --home {shlex.quote(str(home))} --role agent --sub my-agent --user alice",
@@ -113,9 +147,127 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
         _run_until_stopped(server, ready, sock)
     finally:
+        _clear_running(home)
         asgi.close()
         runtime.close()
     return EXIT_OK if server.started or server.should_exit else EXIT_FAIL
+
+
+RUNNING_FILE = "dev-server.json"
+APPROVER_FILE = "first-approver"
+DEFAULT_APPROVER = "alice"  # the user the banner's example agent token acts for
+
+
+def _dashboard_base(host: str, port: int) -> str:
+    """The dashboard's URL: ``localhost`` for a loopback or wildcard bind, because WebAuthn
+    refuses an IP address as its relying party (passkeys work at ``localhost`` only)."""
+    if host in ("127.0.0.1", "::1", "localhost", "0.0.0.0", "::", ""):
+        return f"http://localhost:{port}"
+    return f"http://{host}:{port}"
+
+
+def _first_approver(home: Path, given: str | None) -> str:
+    """The user ``vettra dev`` prints a sign-in link for: ``--approver``, else the one the
+    home recorded at its first start (``first-approver``), else alice, recorded now."""
+    from .adapters.local_files import private_file
+
+    path = home / APPROVER_FILE
+    if given:
+        if not path.exists():
+            private_file(path).write_text(given + "\n")
+        return given
+    if path.exists():
+        recorded = path.read_text().strip()
+        if recorded:
+            return recorded
+    private_file(path).write_text(DEFAULT_APPROVER + "\n")
+    return DEFAULT_APPROVER
+
+
+def _write_running(home: Path, url: str, dashboard_url: str) -> None:
+    """Where this server answers, for ``vettra link --home`` (removed at exit)."""
+    from .adapters.local_files import private_file
+
+    private_file(home / RUNNING_FILE).write_text(
+        json.dumps({"url": url, "dashboard_url": dashboard_url, "pid": os.getpid()}) + "\n"
+    )
+
+
+def _clear_running(home: Path) -> None:
+    path = home / RUNNING_FILE
+    try:
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def _running(home: Path) -> dict[str, Any] | None:
+    """The running server's URLs; None when there is none (a killed server's file is
+    stale: its pid is gone)."""
+    try:
+        info = json.loads((home / RUNNING_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or not isinstance(info.get("url"), str):
+        return None
+    try:
+        pid = int(info.get("pid", 0))
+        if pid <= 0:
+            return None
+        os.kill(pid, 0)  # signal 0: only asks whether it exists
+    except (OSError, ValueError, TypeError):
+        return None
+    return info
+
+
+def cmd_link(args: argparse.Namespace) -> int:
+    """Ask the running server for a one-time sign-in link (POST /api/dashboard/links, with an
+    admin token of one minute minted from the home's key) and print the URL."""
+    import httpx
+
+    from .bootstrap import home_identity
+
+    home = _home(args.home)
+    running = _running(home)
+    if args.url:
+        api = dashboard = args.url.rstrip("/")
+    elif running is not None:
+        api, dashboard = running["url"], str(running.get("dashboard_url") or running["url"])
+    else:
+        print(
+            f"vettra link: no running vettra dev found for {home}; start one "
+            f"(vettra dev --home {shlex.quote(str(home))}) or pass --url",
+            file=sys.stderr,
+        )
+        return EXIT_FAIL
+    token = home_identity(home).issue(
+        role="admin", sub="vettra-link", tenant=args.tenant, ttl_s=LINK_ADMIN_TTL_S
+    )
+    try:
+        answer = httpx.post(
+            api + "/api/dashboard/links",
+            json={"sub": args.sub, "role": args.role},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+    except httpx.HTTPError as exc:
+        print(f"vettra link: no server answers at {api}: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    if answer.status_code != 201:
+        try:
+            detail = answer.json().get("detail", answer.text)
+        except ValueError:
+            detail = answer.text[:300]
+        print(f"vettra link: {api} answered {answer.status_code}: {detail}", file=sys.stderr)
+        return EXIT_USAGE if answer.status_code in (400, 422) else EXIT_FAIL
+    link = answer.json()
+    print(dashboard + link["path"])
+    print(f"(one use; expires {link['expires_at']})", file=sys.stderr)
+    return EXIT_OK
+
+
+LINK_ADMIN_TTL_S = 60
 
 
 def _listen(host: str, port: int) -> Any:
@@ -312,6 +464,42 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export_cloud_secrets(args: argparse.Namespace) -> int:
+    """Write the Secret Manager files the cloud key store reads (docs/identity.md)."""
+    from .adapters import secret_keys
+
+    if args.rotate and not args.source:
+        print("--rotate works on existing secrets: pass --from DIR", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.fresh:
+            files = secret_keys.fresh_secret_files()
+        elif args.source:
+            files = secret_keys.read_secret_files(args.source)
+            if args.rotate:
+                files = secret_keys.rotated_secret_files(files, args.rotate)
+        else:
+            from .bootstrap import home_keys
+
+            home = _home(args.home)
+            if not (home / "keys").is_dir():
+                print(f"{home} has no keys/ (is it a Vettra home?)", file=sys.stderr)
+                return EXIT_FAIL
+            files = secret_keys.secret_files_from_home(home_keys(home))
+        written = secret_keys.write_secret_files(args.out, files)
+    except (secret_keys.SecretFileError, FileExistsError, OSError) as exc:
+        print(f"vettra keys export-cloud-secrets: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    out = Path(args.out)
+    changed = [secret_keys.ROTATABLE[args.rotate]] if args.rotate else [p.name for p in written]
+    verb = "versions add" if args.rotate or args.source else "create"
+    print(f"wrote {len(written)} secret files to {out} (mode 0600). Upload them, e.g.:")
+    for name in changed:
+        print(f"  gcloud secrets {verb} {name} --data-file={shlex.quote(str(out / name))}")
+    print(f"then delete {out}: it holds private keys.")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .domain.identity import DEFAULT_TENANT, ROLES
 
@@ -320,11 +508,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    dev = sub.add_parser("dev", help="run every endpoint locally on the embedded default")
+    dev = sub.add_parser(
+        "dev", help="run every endpoint locally (the embedded default, or --backend firestore)"
+    )
     dev.add_argument("--home", help="state directory (default ~/.vettra or $VETTRA_HOME)")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8080)
     dev.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    dev.add_argument(
+        "--approver",
+        help="print the start-up sign-in link for this user "
+        "(default: the home's first approver, else alice)",
+    )
+    dev.add_argument(
+        "--backend",
+        choices=["local", "firestore"],
+        help="local: the embedded store in the home (default, or $VETTRA_BACKEND); "
+        "firestore: Firestore (the emulator when FIRESTORE_EMULATOR_HOST is set), keys "
+        "still from the home",
+    )
+    dev.add_argument("--project", help="Google Cloud project id (firestore; or $VETTRA_PROJECT)")
     limits = dev.add_argument_group(
         "limits (each also read from the VETTRA_* variable named; README)"
     )
@@ -335,11 +538,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     limits.add_argument(
         "--keep-alive-timeout",
+        dest="keep_alive_s",
+        metavar="KEEP_ALIVE_TIMEOUT",
         type=float,
         help="seconds an idle connection stays open (VETTRA_KEEP_ALIVE_TIMEOUT, default 5)",
     )
     limits.add_argument(
         "--head-timeout",
+        dest="head_timeout_s",
+        metavar="HEAD_TIMEOUT",
         type=float,
         help="seconds a request head may take to arrive; "
         "then 408 (VETTRA_HEAD_TIMEOUT, default 10)",
@@ -376,6 +583,18 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--ttl", type=int, default=12 * 3600, help="seconds (default 12 h)")
     tok.set_defaults(func=cmd_token)
 
+    link = sub.add_parser(
+        "link", help="print a one-time dashboard sign-in URL from the running `vettra dev`"
+    )
+    link.add_argument("--home")
+    link.add_argument("--sub", required=True, help="the user who signs in")
+    link.add_argument("--role", default="approver", choices=["approver", "admin"])
+    link.add_argument(
+        "--url", help="the server's base URL (default: the vettra dev running on --home)"
+    )
+    link.add_argument("--tenant", default=DEFAULT_TENANT)
+    link.set_defaults(func=cmd_link)
+
     pol = sub.add_parser("policy", help="sign and verify policy bundles")
     psub = pol.add_subparsers(dest="policy_cmd", required=True)
     sign = psub.add_parser("sign", help="sign a policy payload (or re-sign an envelope's payload)")
@@ -406,7 +625,13 @@ def build_parser() -> argparse.ArgumentParser:
     aud = add_audit_parser(sub, DEFAULT_TENANT)
     aud.set_defaults(func=cmd_audit)
 
-    keys = sub.add_parser("keys", help="rotate the home's audit keys")
+    from .agent_cli import add_parsers as add_agent_parsers
+
+    add_agent_parsers(sub)
+
+    keys = sub.add_parser(
+        "keys", help="rotate the home's keys; export the cloud deployment's secrets"
+    )
     ksub = keys.add_subparsers(dest="keys_cmd", required=True)
     rot = ksub.add_parser(
         "rotate", help="start using a new key; old ones stay trusted for verification"
@@ -417,7 +642,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="data: the key sealing stored secrets (TOTP)",
     )
     rot.add_argument("--home")
-    keys.set_defaults(func=cmd_keys)
+    rot.set_defaults(func=cmd_keys)
+    exp = ksub.add_parser(
+        "export-cloud-secrets",
+        help="write the Secret Manager files of a cloud deployment (fresh, from a home, or "
+        "rotated from the current ones)",
+    )
+    source = exp.add_mutually_exclusive_group(required=True)
+    source.add_argument("--fresh", action="store_true", help="new keys")
+    source.add_argument("--home", help="the keys of this home (its audit chain stays verifiable)")
+    source.add_argument(
+        "--from", dest="source", help="a directory of the current secret files (to rotate one)"
+    )
+    exp.add_argument(
+        "--rotate",
+        choices=["audit-hmac", "checkpoint", "data", "receipt"],
+        help="with --from: add a new current key; earlier ones stay for verification",
+    )
+    exp.add_argument("--out", required=True, help="an empty directory to write the files to")
+    exp.set_defaults(func=cmd_export_cloud_secrets)
+
+    from .vault_cli import add_parsers as add_vault_parsers
+
+    add_vault_parsers(sub, DEFAULT_TENANT, _home)
+    from .receipt_cli import add_parsers as add_receipt_parsers
+
+    add_receipt_parsers(sub, _home)
     return parser
 
 

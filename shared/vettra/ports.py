@@ -1,9 +1,10 @@
 """Ports: the small interfaces the services depend on (cosmicpython style).
 
 Every port has an embedded adapter (SQLite, an in-process timer and bus, local
-keys and identity). Google Cloud adapters exist so far for the store (Firestore)
-and the scheduler (Cloud Tasks); Pub/Sub, Auth0/Firebase identity and Secret
-Manager keys are still to come. The store and scheduler adapters pass one
+keys and identity). Google Cloud adapters exist for the store (Firestore) and its
+action changes (a Firestore listener), the scheduler (Cloud Tasks), the event bus
+(Pub/Sub), identity (Auth0 tokens, Cloud Tasks' Google OIDC tokens, Firebase custom
+tokens) and keys (Secret Manager files). The store and scheduler adapters pass one
 contract suite each in tests/contract (the in-memory fake of tests/fakes.py
 passes the store's too). Wider ports are unions of small role interfaces
 (:class:`AuditLog`, :class:`KeyStore`), so a service can depend on the part it uses.
@@ -156,6 +157,12 @@ class AuditRecorder(abc.ABC):
     def linked(self) -> list[AuditEntry]:
         """Entries linked by the last commit (empty where linking is deferred)."""
 
+    @property
+    def event_ids(self) -> list[str]:
+        """Where linking is deferred: the ids of the events recorded (an answer cites the
+        last one until its ``seq`` exists). Empty where a commit links at once."""
+        return []
+
 
 class UnitOfWork(abc.ABC):
     """One transaction: rolls back on exit unless :meth:`commit` was called."""
@@ -280,10 +287,34 @@ class EventBus(abc.ABC):
         """Returns a function that unsubscribes."""
 
 
+class ActionChanges(abc.ABC):
+    """Actions written by *any* process or instance sharing the store, as they happen.
+
+    The embedded default needs none (one process owns a home). Over a shared store
+    (Firestore) a live event stream uses it to see decisions other processes make;
+    the Firestore adapter is a snapshot listener, active only while someone watches.
+    """
+
+    @abc.abstractmethod
+    def watch(self, handler: Callable[[Action], None]) -> Callable[[], None]:
+        """Call ``handler`` with every action written from now on (possibly more than
+        once); returns a function that stops watching."""
+
+
 class Identity(abc.ABC):
     @abc.abstractmethod
     def authenticate(self, bearer: str) -> Principal:
         """Raise :class:`Unauthenticated` for anything but a valid token."""
+
+
+class SignInTokens(abc.ABC):
+    """Mints the token a signed-in person's browser opens the realtime store with (a
+    Firebase custom token in the cloud, so Firestore listeners run under the rules)."""
+
+    @abc.abstractmethod
+    def mint(self, uid: str, claims: Mapping[str, Any]) -> str:
+        """A signed token for ``uid`` carrying ``claims``; :class:`Unavailable` if the
+        signer cannot be reached."""
 
 
 class AuditKeys(abc.ABC):
@@ -318,6 +349,11 @@ class PolicyKeys(abc.ABC):
         """The Ed25519 private key this deployment signs its shipped default policy with
         (an operator signs later versions with ``vettra policy sign``)."""
 
+    def has_policy_signing_key(self) -> bool:
+        """Whether :meth:`policy_signing_key` has a key to give (a home always does; the
+        cloud's only where the operator mounted one)."""
+        return True
+
 
 class SecretSealer(abc.ABC):
     """Encryption at rest for the shared secrets the store keeps (TOTP seeds)."""
@@ -337,6 +373,38 @@ class SecretSealer(abc.ABC):
         ``context``, or sealed by a key this store does not hold."""
 
 
-class KeyStore(AuditKeys, PolicyKeys, SecretSealer, abc.ABC):
-    """Secrets of the running mode: the home directory locally (Secret Manager or KMS is
-    the cloud adapter still to come)."""
+class ReceiptKeys(abc.ABC):
+    """The key that signs credential receipts (Ed25519 JWTs an executor verifies offline)."""
+
+    @abc.abstractmethod
+    def receipt_signing_key(self) -> Any:
+        """The Ed25519 private key that signs receipts now; :class:`NotConfigured` when this
+        deployment holds none (no credential is released without a receipt)."""
+
+    @abc.abstractmethod
+    def receipt_public_keys(self) -> list[Any]:
+        """Every receipt public key still to be accepted: current first, then retired ones."""
+
+
+class KeyStore(AuditKeys, PolicyKeys, SecretSealer, ReceiptKeys, abc.ABC):
+    """Secrets of the running mode: the home directory locally, the mounted Secret
+    Manager files in the cloud (:mod:`vettra.adapters.secret_keys`)."""
+
+
+class TokenVault(abc.ABC):
+    """Turns what a user stored for a connection into a provider access token.
+
+    The service reads and opens the stored secret (sealed in the store) and hands it
+    here; the vault never stores anything. Auth0 Token Vault exchanges an Auth0 refresh
+    token for the connection's federated access token; the local vault returns the
+    provider token the user stored with ``vettra vault put``.
+    """
+
+    #: The kind of stored secret it takes (``refresh_token`` or ``access_token``).
+    subject_kind: str
+
+    @abc.abstractmethod
+    def exchange(self, subject: str, connection: str, *, login_hint: str | None = None) -> Any:
+        """A :class:`~vettra.domain.credentials.ProviderToken` for ``connection``;
+        :class:`~vettra.domain.credentials.NotLinked` when the user has no usable link to
+        it, :class:`Unavailable` when the vault did not answer (after its retries)."""

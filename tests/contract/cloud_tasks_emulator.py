@@ -8,8 +8,8 @@ de-duplication, DeleteTask, GetTask, OIDC tokens or retry backoff
 from its own venv under ``.cache/`` (created on first use; pip from PyPI).
 
 Its gRPC server listens on ``[::]`` whatever host it is given; the launcher
-below replaces ``APIThread.run`` so it binds 127.0.0.1 only, on a port the OS
-picks, and prints that port.
+below replaces ``APIThread.run`` so it binds 127.0.0.1 only, on the free port it is
+given, and prints a line once it listens (``emulator_process`` starts, waits and stops it).
 
 Anything that prevents a start skips the tests that need it, loudly:
 ``pytest.skip("Cloud Tasks emulator unavailable: <reason>")``.
@@ -22,7 +22,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +30,8 @@ from typing import Any
 
 import pytest
 
+from .emulator_process import BIND_HOST, EmulatorProcess, EmulatorUnavailable, for_session, launch
+
 REPO = Path(__file__).resolve().parents[2]
 VENV = Path(
     os.environ.get(
@@ -38,7 +39,6 @@ VENV = Path(
     )
 )
 REQUIREMENT = "gcloud-tasks-emulator==0.6.2"
-BIND_HOST = "127.0.0.1"
 PROJECT = "vettra-test"
 LOCATION = "us-central1"
 MAX_RETRIES = 2  # the emulator retries failed deliveries without backoff
@@ -62,12 +62,9 @@ def _run_on_loopback(self):
 
 emulator.APIThread.run = _run_on_loopback
 logging.basicConfig(level=logging.INFO, stream=sys.stdout)
-emulator.create_server("{BIND_HOST}", 0, "{BIND_HOST}", 80, [], int(sys.argv[1])).run()
+port, max_retries = int(sys.argv[1]), int(sys.argv[2])
+emulator.create_server("{BIND_HOST}", port, "{BIND_HOST}", 80, [], max_retries).run()
 '''
-
-
-class EmulatorUnavailable(RuntimeError):
-    """The emulator's venv could not be built or the emulator did not start."""
 
 
 def emulator_python() -> Path:
@@ -109,10 +106,9 @@ def emulator_python() -> Path:
 
 
 @dataclass
-class CloudTasksEmulator:
-    process: subprocess.Popen
-    address: str
-    log_path: Path
+class CloudTasksEmulator(EmulatorProcess):
+    """``host`` ("127.0.0.1:PORT") is its gRPC address."""
+
     _client: Any = None
 
     @property
@@ -125,7 +121,7 @@ class CloudTasksEmulator:
                 CloudTasksGrpcTransport,
             )
 
-            channel = grpc.insecure_channel(self.address)
+            channel = grpc.insecure_channel(self.host)
             self._client = CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
         return self._client
 
@@ -143,63 +139,22 @@ class CloudTasksEmulator:
             name=f"projects/{PROJECT}/locations/{LOCATION}/queues/{queue}", timeout=10
         )
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        self.log_path.unlink(missing_ok=True)
-
 
 def start_emulator() -> CloudTasksEmulator:
     python = emulator_python()
     launcher = VENV / "vettra_launch_emulator.py"
     launcher.write_text(LAUNCHER)
-    log_path = VENV / f"emulator-{os.getpid()}.log"
-    log = open(log_path, "w")
-    try:
-        process = subprocess.Popen(
-            [str(python), "-u", str(launcher), str(MAX_RETRIES)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    except OSError as exc:
-        raise EmulatorUnavailable(f"could not run {launcher}: {exc}") from exc
-    finally:
-        log.close()
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        text = log_path.read_text(errors="replace")
-        for line in text.splitlines():
-            if line.startswith(_READY_LINE):
-                port = int(line[len(_READY_LINE) :])
-                return CloudTasksEmulator(process, f"{BIND_HOST}:{port}", log_path)
-        if process.poll() is not None:
-            tail = " | ".join(text.strip().splitlines()[-3:])
-            raise EmulatorUnavailable(f"it exited with {process.returncode}: {tail}")
-        time.sleep(0.05)
-    process.kill()
-    raise EmulatorUnavailable(f"not listening after {START_TIMEOUT_S}s (log: {log_path})")
+    return launch(
+        CloudTasksEmulator,
+        lambda port: [python, "-u", launcher, str(port), str(MAX_RETRIES)],
+        lambda emulator: _READY_LINE in emulator.log_path.read_text(errors="replace"),
+        name="cloud-tasks",
+        timeout_s=START_TIMEOUT_S,
+        poll_s=0.05,
+    )
 
 
 @pytest.fixture(scope="session")
 def cloud_tasks_emulator() -> Iterator[CloudTasksEmulator]:
     """One emulator per test session; tests take a fresh queue each."""
-    try:
-        import google.cloud.tasks_v2  # noqa: F401
-        import grpc  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(
-            f"Cloud Tasks emulator unavailable: client library missing ({exc}); "
-            "install the 'test' extra"
-        )
-    try:
-        emulator = start_emulator()
-    except (EmulatorUnavailable, OSError) as exc:
-        pytest.skip(f"Cloud Tasks emulator unavailable: {exc}")
-    yield emulator
-    emulator.stop()
+    yield from for_session("Cloud Tasks", start_emulator, "google.cloud.tasks_v2", "grpc")

@@ -23,6 +23,7 @@ from vettra.domain.actions import APPROVED, DENIED, PENDING, Action, new_action_
 from vettra.domain.audit import AuditEvent, verify_chain
 from vettra.domain.errors import Conflict
 
+from ..audit_events import audit_event
 from ..fakes import FakeStore
 from .firestore_emulator import FirestoreProject
 
@@ -100,11 +101,16 @@ def _event(action: Action, kind: str = "action.intercepted") -> AuditEvent:
     )
 
 
+def _add_intercepted(uow, action: Action) -> None:
+    """Stage ``action`` with its intercept entry (the unit of work commits it or not)."""
+    uow.actions.add(action)
+    uow.audit.record(_event(action))
+
+
 def test_commit_persists_action_and_its_audit_entry(store) -> None:
     action = _action()
     with store.unit_of_work() as uow:
-        uow.actions.add(action)
-        uow.audit.record(_event(action))
+        _add_intercepted(uow, action)
         uow.commit()
         assert [e.seq for e in uow.audit.linked] == ([] if defers_linking(store) else [1])
     with store.unit_of_work(readonly=True) as uow:
@@ -118,8 +124,7 @@ def test_commit_persists_action_and_its_audit_entry(store) -> None:
 def test_without_commit_nothing_is_written(store) -> None:
     action = _action()
     with store.unit_of_work() as uow:
-        uow.actions.add(action)
-        uow.audit.record(_event(action))
+        _add_intercepted(uow, action)
     with store.unit_of_work(readonly=True) as uow:
         assert uow.actions.get(action.id) is None
     settle(store)
@@ -197,8 +202,7 @@ def test_concurrent_writers_leave_a_gap_free_verifiable_chain(store) -> None:
             for _ in range(25):
                 action = _action()
                 with store.unit_of_work() as uow:
-                    uow.actions.add(action)
-                    uow.audit.record(_event(action))
+                    _add_intercepted(uow, action)
                     uow.commit()
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
@@ -232,8 +236,7 @@ def test_audit_filters(store) -> None:
     a, b = _action(), _action("bob")
     with store.unit_of_work() as uow:
         for x in (a, b):
-            uow.actions.add(x)
-            uow.audit.record(_event(x))
+            _add_intercepted(uow, x)
         uow.commit()
     settle(store)
     assert [e.action_id for e in store.audit_log.entries("default", user="bob")] == [b.id]
@@ -263,22 +266,24 @@ def test_documents_crud_and_single_use_create(store) -> None:
         assert uow.docs.get("used", "code-1") == {"at": 1}
 
 
-def test_pending_lists_quorum_actions_to_their_named_approvers(store) -> None:
-    def quorum_action(user: str, names: list[str]) -> Action:
-        return replace(
-            _action(user=user),
-            policy={
-                "id": "p",
-                "version": 1,
-                "rule_id": "q",
-                "outcome": "require_approval",
-                "approvers": {"quorum": 1, "of": names},
-            },
-        )
+def _quorum_action(user: str, names: list[str]) -> Action:
+    """A pending action (a fresh id each) that any one of ``names`` may approve."""
+    return replace(
+        _action(user=user),
+        policy={
+            "id": "p",
+            "version": 1,
+            "rule_id": "q",
+            "outcome": "require_approval",
+            "approvers": {"quorum": 1, "of": names},
+        },
+    )
 
-    shared = quorum_action("alice", ["alice", "carol"])  # the owner is named too
-    carols = quorum_action("bob", ["carol", "dave"])
-    done = replace(quorum_action("alice", ["carol"]), id=new_action_id())
+
+def test_pending_lists_quorum_actions_to_their_named_approvers(store) -> None:
+    shared = _quorum_action("alice", ["alice", "carol"])  # the owner is named too
+    carols = _quorum_action("bob", ["carol", "dave"])
+    done = replace(_quorum_action("alice", ["carol"]), id=new_action_id())
     plain = _action(user="alice")
     with store.unit_of_work() as uow:
         for action in (shared, carols, done, plain):
@@ -334,8 +339,7 @@ def _append(store, n: int, tenant: str = "default") -> list[Action]:
     actions = [replace(_action(), tenant=tenant) for _ in range(n)]
     for action in actions:
         with store.unit_of_work() as uow:
-            uow.actions.add(action)
-            uow.audit.record(_event(action))
+            _add_intercepted(uow, action)
             uow.commit()
     settle(store, tenant)
     return actions
@@ -381,8 +385,7 @@ def _record(store, n: int, per_unit: int = 1) -> None:
         with store.unit_of_work() as uow:
             for _ in range(per_unit):
                 action = _action()
-                uow.actions.add(action)
-                uow.audit.record(_event(action))
+                _add_intercepted(uow, action)
             uow.commit()
     settle(store)
 
@@ -439,17 +442,7 @@ def test_upper_level_nodes_of_a_larger_log_read_the_same_twice(store) -> None:
 
     with store.unit_of_work() as uow:
         for i in range(2100):
-            uow.audit.record(
-                AuditEvent(
-                    type="test",
-                    chain="default",
-                    actor="agent:bot",
-                    at="2026-01-01T00:00:00.000Z",
-                    action_id=None,
-                    user="alice",
-                    data={"i": i},
-                )
-            )
+            uow.audit.record(audit_event(type="test", data={"i": i}))
         uow.commit()
     settle(store)
     size = 2100
@@ -532,20 +525,8 @@ def test_document_sweep_goes_by_one_field_of_one_collection(store) -> None:
 
 
 def test_quorum_rows_of_decided_actions_are_swept_and_pending_ones_stay(store) -> None:
-    def quorum_action(names: list[str]) -> Action:
-        return replace(
-            _action(user="alice"),
-            id=new_action_id(),
-            policy={
-                "id": "p",
-                "version": 1,
-                "rule_id": "q",
-                "outcome": "require_approval",
-                "approvers": {"quorum": 1, "of": names},
-            },
-        )
-
-    live, done = quorum_action(["carol", "dave"]), quorum_action(["carol", "erin"])
+    live = _quorum_action("alice", ["carol", "dave"])
+    done = _quorum_action("alice", ["carol", "erin"])
     with store.unit_of_work() as uow:
         uow.actions.add(live)
         uow.actions.add(done)
@@ -569,8 +550,7 @@ def test_quorum_rows_of_decided_actions_are_swept_and_pending_ones_stay(store) -
 def test_an_explicit_rollback_discards_the_unit_of_work(store) -> None:
     action = _action()
     with store.unit_of_work() as uow:
-        uow.actions.add(action)
-        uow.audit.record(_event(action))
+        _add_intercepted(uow, action)
         uow.rollback()
     settle(store)
     with store.unit_of_work(readonly=True) as uow:

@@ -12,11 +12,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -70,9 +70,16 @@ def free_port() -> int:
 class DevServer:
     """One ``vettra dev`` process; restartable on the same home and port."""
 
-    def __init__(self, home: Path, log_path: Path, args: Sequence[str] = ()):
+    def __init__(
+        self,
+        home: Path,
+        log_path: Path,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ):
         self.home = home
-        self.args = list(args)  # more `vettra dev` flags (limits)
+        self.args = list(args)  # more `vettra dev` flags (limits, backend)
+        self.env = dict(env or {})  # more environment (emulator addresses)
         self.log_path = log_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -99,6 +106,7 @@ class DevServer:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
         )
         log.close()
         self.wait_healthy()
@@ -192,25 +200,93 @@ def seqs_are_gap_free(entries: Sequence[dict]) -> bool:
     return [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
 
 
-def intercept_load(
-    server: DevServer,
-    token: str,
-    mix: Sequence[dict],
-    offset: int,
-    acked: dict[str, str],
-    lock: Any,
-    stop: Any,
-) -> None:
-    """A worker that intercepts ``mix`` round-robin until ``stop`` is set or the server
-    dies, recording each acknowledged action's answered status in ``acked``."""
-    with server.client(token, timeout=5) as c:
-        i = 0
-        while not stop.is_set():
-            try:
-                r = c.post("/api/actions/intercept", json=mix[(offset + i) % len(mix)])
-            except httpx.TransportError:
-                return
-            i += 1
-            if r.status_code in (200, 201):
-                with lock:
-                    acked[r.json()["action_id"]] = r.json()["status"]
+# who a load test mints tokens for: an agent acting for alice, alice deciding, an admin auditing
+LOAD_CALLERS = {
+    "agent": ("agent", "agent-1", "alice"),
+    "alice": ("approver", "alice"),
+    "admin": ("admin", "root"),
+}
+
+
+class Load:
+    """Agents intercepting and one approver deciding against a live server, in threads,
+    until :meth:`stop` or the server dies; what was answered survives restarts.
+
+    ``acked`` maps each action id answered with a 2xx to the status answered, ``decided``
+    each action the approver's decision was answered 200 for to its new status.
+    """
+
+    def __init__(self, server: DevServer, mix: Sequence[dict]):
+        self.server = server
+        self.mix = mix
+        self.acked: dict[str, str] = {}
+        self.decided: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._workers: list[threading.Thread] = []
+
+    def start(
+        self,
+        agent_token: str,
+        approver_token: str,
+        *,
+        agents: int,
+        decision: str,
+        pending_limit: int,
+        spare: Sequence[str] = (),
+    ) -> None:
+        """``agents`` intercepting threads and one deciding every pending action but
+        those in ``spare`` with ``decision``, ``pending_limit`` at a time."""
+        self._stop = threading.Event()
+        self._workers = [
+            threading.Thread(target=self._intercept, args=(agent_token, n)) for n in range(agents)
+        ] + [
+            threading.Thread(
+                target=self._decide, args=(approver_token, decision, pending_limit, set(spare))
+            )
+        ]
+        for t in self._workers:
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._workers:
+            t.join(timeout=10)
+
+    def _intercept(self, token: str, offset: int) -> None:
+        with self.server.client(token, timeout=5) as c:
+            i = 0
+            while not self._stop.is_set():
+                try:
+                    r = c.post(
+                        "/api/actions/intercept", json=self.mix[(offset + i) % len(self.mix)]
+                    )
+                except httpx.TransportError:
+                    return
+                i += 1
+                if r.status_code in (200, 201):
+                    with self.lock:
+                        self.acked[r.json()["action_id"]] = r.json()["status"]
+
+    def _decide(self, token: str, decision: str, limit: int, spare: set[str]) -> None:
+        status = {"approve": "approved", "deny": "denied"}[decision]
+        with self.server.client(token, timeout=5) as c:
+            while not self._stop.is_set():
+                try:
+                    pending = c.get("/api/actions/pending", params={"limit": limit}).json()
+                    for a in pending["actions"]:
+                        if a["action_id"] in spare:
+                            continue
+                        r = c.post(
+                            "/api/actions/approve",
+                            json={"action_id": a["action_id"], "decision": decision},
+                        )
+                        if r.status_code == 200:
+                            with self.lock:
+                                self.decided[a["action_id"]] = status
+                except (httpx.TransportError, ValueError, KeyError):
+                    return
+
+
+# The dashboard's browser fixtures: tests/e2e/browser.py.
+from .browser import browser, dash, web_admin, web_server  # noqa: E402, F401

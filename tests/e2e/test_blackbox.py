@@ -29,10 +29,11 @@ from ..integration.scenarios import (
     SEND_EMAIL,
 )
 from .conftest import (
+    LOAD_CALLERS,
     DevServer,
+    Load,
     chain_length,
     entries_of,
-    intercept_load,
     mint,
     mint_many,
     run_cli,
@@ -440,47 +441,22 @@ def test_concurrent_intercepts_and_decisions_keep_one_gap_free_chain(product) ->
 
 def test_kill_9_under_load_loses_nothing_acknowledged(dev_server_factory) -> None:
     server = dev_server_factory("crash")
-    tokens = mint_many(
-        server.home,
-        {
-            "agent": ("agent", "agent-1", "alice"),
-            "alice": ("approver", "alice"),
-            "admin": ("admin", "root"),
-        },
-    )
+    tokens = mint_many(server.home, LOAD_CALLERS)
     agent, alice, admin = (server.client(tokens[k]) for k in ("agent", "alice", "admin"))
     short = agent.post(INTERCEPT, json={**SEND_EMAIL, "timeout_s": 2}).json()
     assert short["status"] == "pending"
     deadline = datetime.fromisoformat(short["expires_at"].replace("Z", "+00:00")).timestamp()
 
-    acked: dict[str, str] = {}  # action id -> status answered with a 2xx
-    decided: dict[str, str] = {}
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def decide() -> None:
-        with server.client(tokens["alice"], timeout=5) as c:
-            while not stop.is_set():
-                try:
-                    pending = c.get("/api/actions/pending", params={"limit": 20}).json()["actions"]
-                    for a in pending:
-                        if a["action_id"] == short["action_id"]:
-                            continue
-                        r = c.post(APPROVE, json={"action_id": a["action_id"], "decision": "deny"})
-                        if r.status_code == 200:
-                            with lock:
-                                decided[a["action_id"]] = "denied"
-                except (httpx.TransportError, ValueError):
-                    return
-
-    workers = [
-        threading.Thread(
-            target=intercept_load, args=(server, tokens["agent"], MIX, n, acked, lock, stop)
-        )
-        for n in range(4)
-    ] + [threading.Thread(target=decide)]
-    for t in workers:
-        t.start()
+    load = Load(server, MIX)
+    acked, decided, lock = load.acked, load.decided, load.lock
+    load.start(
+        tokens["agent"],
+        tokens["alice"],
+        agents=4,
+        decision="deny",
+        pending_limit=20,
+        spare=[short["action_id"]],
+    )
     started = time.monotonic()
     # Load until enough is acknowledged, but crash well before the short deadline.
     while time.monotonic() - started < 5 and time.time() < deadline - 0.7:
@@ -490,9 +466,7 @@ def test_kill_9_under_load_loses_nothing_acknowledged(dev_server_factory) -> Non
         time.sleep(0.02)
     server.kill9()
     killed_at = time.time()
-    stop.set()
-    for t in workers:
-        t.join(timeout=10)
+    load.stop()
     assert len(acked) >= 20 and decided, (len(acked), len(decided))
     assert killed_at < deadline, (
         "the short deadline passed before the crash; the test proves nothing"

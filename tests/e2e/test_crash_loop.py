@@ -5,14 +5,12 @@ and no two entries share a sequence number or a predecessor."""
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections import Counter
 
-import httpx
 import pytest
 
-from .conftest import entries_of, intercept_load, mint_many, seqs_are_gap_free
+from .conftest import LOAD_CALLERS, Load, entries_of, mint_many, seqs_are_gap_free
 
 pytestmark = pytest.mark.e2e
 
@@ -29,53 +27,16 @@ MIX = [
 
 def test_repeated_kill_9_never_loses_or_forks_an_entry(dev_server_factory) -> None:
     server = dev_server_factory("crash-loop")
-    tokens = mint_many(
-        server.home,
-        {
-            "agent": ("agent", "agent-1", "alice"),
-            "alice": ("approver", "alice"),
-            "admin": ("admin", "root"),
-        },
-    )
+    tokens = mint_many(server.home, LOAD_CALLERS)
     rng = random.Random(2026)
-    acked: dict[str, str] = {}
-    decided: set[str] = set()
-    lock = threading.Lock()
-
+    load = Load(server, MIX)
     for _crash in range(CRASHES):
-        stop = threading.Event()
-
-        def decide(stop: threading.Event = stop) -> None:
-            with server.client(tokens["alice"], timeout=5) as c:
-                while not stop.is_set():
-                    try:
-                        for a in c.get("/api/actions/pending", params={"limit": 10}).json()[
-                            "actions"
-                        ]:
-                            r = c.post(
-                                "/api/actions/approve",
-                                json={"action_id": a["action_id"], "decision": "approve"},
-                            )
-                            if r.status_code == 200:
-                                with lock:
-                                    decided.add(a["action_id"])
-                    except (httpx.TransportError, ValueError, KeyError):
-                        return
-
-        workers = [
-            threading.Thread(
-                target=intercept_load, args=(server, tokens["agent"], MIX, n, acked, lock, stop)
-            )
-            for n in range(3)
-        ] + [threading.Thread(target=decide)]
-        for t in workers:
-            t.start()
+        load.start(tokens["agent"], tokens["alice"], agents=3, decision="approve", pending_limit=10)
         time.sleep(rng.uniform(0.2, 1.2))  # an arbitrary moment under load
         server.kill9()
-        stop.set()
-        for t in workers:
-            t.join(timeout=10)
+        load.stop()
         server.start()
+    acked, decided = load.acked, load.decided
 
     with server.client(tokens["admin"]) as admin, server.client(tokens["agent"]) as agent:
         report = admin.get("/api/audit/verify").json()

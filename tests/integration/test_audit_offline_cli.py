@@ -16,6 +16,7 @@ import pytest
 from vettra.domain.audit_verify import split_export_line
 from vettra.domain.canonical import canonical_json
 
+from ..audit_events import audit_event
 from ..e2e.conftest import run_cli, vettra_command
 from .test_audit_log import Stack
 
@@ -65,12 +66,18 @@ def audited(tmp_path: Path):
     }
 
 
+def _verify_file(
+    a: dict, path: Path, *extra: str, quiet: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """``vettra audit verify`` of the export at ``path`` with the log's public key."""
+    flags = ["--quiet", *extra] if quiet else list(extra)
+    return run_cli("audit", "verify", str(path), "--pubkey", a["pub"], *flags, check=False)
+
+
 def _verify(a: dict, lines: list[str], *extra: str) -> subprocess.CompletedProcess[str]:
     path = a["dir"] / "tampered.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    return run_cli(
-        "audit", "verify", str(path), "--pubkey", a["pub"], "--quiet", *extra, check=False
-    )
+    return _verify_file(a, path, *extra)
 
 
 def _parts(lines: list[str]) -> tuple[str, list[str], list[str]]:
@@ -140,13 +147,9 @@ def test_a_rewritten_history_with_its_checkpoints_removed_fails_against_a_saved_
 
 def test_a_later_honest_export_extends_the_saved_checkpoint(audited) -> None:
     a = audited
-    proc = run_cli(
-        "audit",
-        "verify",
-        str(a["export"]),
-        "--pubkey",
-        a["pub"],
-        "--quiet",
+    proc = _verify_file(
+        a,
+        a["export"],
         "--checkpoint",
         str(a["dir"] / "saved.json"),
         "--checkpoint",
@@ -190,16 +193,7 @@ def test_a_checkpoint_that_does_not_verify_is_a_usage_error(audited, tmp_path: P
         (empty, "signed 'note'"),
         (tmp_path / "missing", "No such file"),
     ):
-        proc = run_cli(
-            "audit",
-            "verify",
-            str(a["export"]),
-            "--pubkey",
-            a["pub"],
-            "--checkpoint",
-            str(bad),
-            check=False,
-        )
+        proc = _verify_file(a, a["export"], "--checkpoint", str(bad), quiet=False)
         assert proc.returncode == 2 and "bad --checkpoint" in proc.stderr and says in proc.stderr, (
             proc.stderr
         )
@@ -218,24 +212,13 @@ def test_export_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
     from vettra.adapters.local_keys import LocalKeyStore
     from vettra.adapters.sqlite_store import SqliteStore
     from vettra.bootstrap import DB_FILE
-    from vettra.domain.audit import AuditEvent
 
     home = tmp_path / "home"
     home.mkdir(mode=0o700)
     store = SqliteStore(home / DB_FILE, LocalKeyStore(home))
     with store.unit_of_work() as uow:  # ~1 MB of export: far more than a pipe buffer holds
         for i in range(1500):
-            uow.audit.record(
-                AuditEvent(
-                    type="action.intercepted",
-                    chain="default",
-                    actor="agent:bot",
-                    at="2026-01-01T00:00:00.000Z",
-                    action_id=f"act_{i}",
-                    user="alice",
-                    data={"padding": "x" * 500},
-                )
-            )
+            uow.audit.record(audit_event(action_id=f"act_{i}", data={"padding": "x" * 500}))
         uow.commit()
     store.close()
     proc = subprocess.run(

@@ -19,6 +19,7 @@ import pytest
 
 from vettra.entrypoints.http.routes_events import hub_of
 
+from ..policies import signed_default_with
 from .scenarios import READ_PROFILE, SEND_EMAIL
 
 HEARTBEAT_S = 0.2
@@ -310,11 +311,7 @@ def test_eleventh_concurrent_stream_is_429(server, streams) -> None:
 def test_named_quorum_approvers_receive_the_actions_they_decide(
     server, streams, agent, admin
 ) -> None:
-    from vettra.domain.policy_envelope import load_default_payload, sign_bundle
-
-    payload = load_default_payload()
-    payload["version"] += 1
-    payload["rules"] = payload["rules"] + [
+    rules = [
         {
             "id": "two-maintainers",
             "effect": "require_approval",
@@ -323,12 +320,8 @@ def test_named_quorum_approvers_receive_the_actions_they_decide(
             "reason": "issues need two maintainers",
         }
     ]
-    assert (
-        admin.post(
-            "/api/policy", json=sign_bundle(payload, server.runtime.deps.keys.policy_signing_key())
-        ).status_code
-        == 200
-    )
+    envelope = signed_default_with(server.runtime.deps.keys.policy_signing_key(), rules)
+    assert admin.post("/api/policy", json=envelope).status_code == 200
     carols, bobs = streams(sub="carol"), streams(sub="bob")
     aid = agent.post(
         "/api/actions/intercept",

@@ -21,6 +21,7 @@ from vettra.adapters.clock import SystemClock
 from vettra.adapters.local_identity import LocalIdentity
 from vettra.adapters.local_keys import LocalKeyStore
 
+from .. import function_targets
 from .scenarios import EXPECTED, SEND_EMAIL
 
 SOURCE = Path(__file__).resolve().parents[2] / "functions" / "main.py"
@@ -71,12 +72,8 @@ def test_no_runtime_is_built_at_import_or_app_creation(fn_home) -> None:
 
 
 def test_every_target_answers_in_asgi_mode(fn_home) -> None:
-    import ast
-
-    targets = [
-        n.name for n in ast.parse(SOURCE.read_text()).body if isinstance(n, ast.AsyncFunctionDef)
-    ]
-    assert len(targets) == 8
+    targets = [name for name, kind in function_targets.targets(SOURCE).items() if kind == "http"]
+    assert len(targets) == 10, targets
     paths = {
         "health": "/health",
         "intercept": "/api/actions/intercept",
@@ -86,6 +83,8 @@ def test_every_target_answers_in_asgi_mode(fn_home) -> None:
         "policy": "/api/policy",
         "expire": "/api/tasks/expire",
         "approvals": "/api/approvals/sessions",
+        "auth": "/api/auth/firebase-token",
+        "vault": "/api/inventory/permissions",
     }
     admin = _token(fn_home, "admin", "root")
     for target in targets:

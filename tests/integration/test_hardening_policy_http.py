@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from vettra.domain.policy_envelope import load_default_payload, sign_bundle
+from ..policies import signed_default_with
 
 PROBLEM = "application/problem+json"
 
@@ -136,8 +136,6 @@ def test_plain_reads_of_unknown_tools_are_allowed_at_once(agent, tool, status, l
 
 @pytest.fixture
 def pinned(server: Any, admin: httpx.Client) -> None:
-    payload = load_default_payload()
-    payload["version"] += 1
     pin = {
         "id": "pin-mcp-servers",
         "effect": "deny",
@@ -151,8 +149,7 @@ def pinned(server: Any, admin: httpx.Client) -> None:
         },
         "reason": "agent-1 may only claim the github MCP server",
     }
-    payload["rules"] = [pin] + payload["rules"]
-    envelope = sign_bundle(payload, server.runtime.deps.keys.policy_signing_key())
+    envelope = signed_default_with(server.runtime.deps.keys.policy_signing_key(), [pin], first=True)
     r = admin.post("/api/policy", json=envelope)
     assert r.status_code == 200, r.text
 

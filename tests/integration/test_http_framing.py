@@ -291,36 +291,32 @@ def test_cloud_tasks_retry_count_in_ascii_is_accepted(server) -> None:
     assert r.status_code == 200 and r.json()["result"] == "missing"
 
 
-def test_chunked_body_over_the_limit_is_413_while_it_streams(server) -> None:
+def _chunked_intercept(server, chunks: bytes, extra_headers: bytes = b"") -> bytes:
+    """A raw intercept by agent-1 whose body is ``chunks`` (chunked encoding)."""
     token = server.token("agent", "agent-1", "alice").encode()
-    chunk = b"10000\r\n" + b"a" * 0x10000 + b"\r\n"
-    payload = (
+    return (
         b"POST /api/actions/intercept HTTP/1.1\r\n"
         + HOST
         + b"Authorization: Bearer "
         + token
         + b"\r\n"
-        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-        + chunk * 5
-        + b"0\r\n\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+        + extra_headers
+        + b"\r\n"
+        + chunks
     )
+
+
+def test_chunked_body_over_the_limit_is_413_while_it_streams(server) -> None:
+    chunk = b"10000\r\n" + b"a" * 0x10000 + b"\r\n"
+    payload = _chunked_intercept(server, chunk * 5 + b"0\r\n\r\n")
     reply = exchange(server, payload)
     assert status_of(reply) == 413
     assert b"connection: close" in reply.partition(b"\r\n\r\n")[0].lower()
 
 
 def test_small_chunked_body_is_served(server) -> None:
-    token = server.token("agent", "agent-1", "alice").encode()
     body = b'{"tool": "user.get_profile", "arguments": {}}'
-    payload = (
-        b"POST /api/actions/intercept HTTP/1.1\r\n"
-        + HOST
-        + b"Authorization: Bearer "
-        + token
-        + b"\r\n"
-        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-        + b"%x\r\n" % len(body)
-        + body
-        + b"\r\n0\r\n\r\n"
-    )
+    chunks = b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"
+    payload = _chunked_intercept(server, chunks, b"Connection: close\r\n")
     assert status_of(exchange(server, payload)) == 201

@@ -8,7 +8,6 @@ that status (2xx: the operation's JSON schema; errors: PROBLEM), resolving
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +21,7 @@ from referencing.jsonschema import DRAFT202012
 from vettra.domain.policy_envelope import sign_bundle
 from vettra.entrypoints.http.routes import ROUTES
 
+from .approvals import decide, totp_code
 from .scenarios import DELETE_REPO, EXPECTED, GRANT_ADMIN, READ_PROFILE, SEND_EMAIL
 
 DOC_URI = "urn:vettra:openapi"
@@ -71,7 +71,7 @@ def test_document_lists_exactly_the_routes(doc) -> None:
     for route in ROUTES:
         op = _operations(doc)[(route.method, route.template)]
         assert op["operationId"] == route.operation_id
-        # only /health is public, and the document says so
+        # only /health and sign-in are public, and the document says so
         assert (op.get("security") == []) == (route.roles is None), route.template
 
 
@@ -87,6 +87,10 @@ class Ctx:
         r = self.agent.post("/api/actions/intercept", json=bundle, **kw)
         assert r.status_code in (200, 201), r.text
         return r.json()
+
+    def get_as(self, path: str, *callers: str) -> list[httpx.Response]:
+        """``GET path`` by each of ``callers`` (``"agent"``, ``"anon"``, ...) in turn."""
+        return [getattr(self, caller).get(path) for caller in callers]
 
 
 def _health(c: Ctx) -> list[httpx.Response]:
@@ -186,12 +190,7 @@ def _audit_entries(c: Ctx) -> list[httpx.Response]:
 
 def _audit_verify(c: Ctx) -> list[httpx.Response]:
     c.intercept(SEND_EMAIL)
-    return [
-        c.admin.get("/api/audit/verify"),
-        c.alice.get("/api/audit/verify"),
-        c.agent.get("/api/audit/verify"),
-        c.anon.get("/api/audit/verify"),
-    ]
+    return c.get_as("/api/audit/verify", "admin", "alice", "agent", "anon")
 
 
 def _audit_action(c: Ctx) -> list[httpx.Response]:
@@ -206,7 +205,7 @@ def _audit_action(c: Ctx) -> list[httpx.Response]:
 
 
 def _policy_get(c: Ctx) -> list[httpx.Response]:
-    return [c.admin.get("/api/policy"), c.alice.get("/api/policy"), c.agent.get("/api/policy")]
+    return c.get_as("/api/policy", "admin", "alice", "agent")
 
 
 def _policy_put(c: Ctx) -> list[httpx.Response]:
@@ -227,11 +226,7 @@ def _policy_put(c: Ctx) -> list[httpx.Response]:
 
 def _checkpoint(c: Ctx) -> list[httpx.Response]:
     c.intercept(SEND_EMAIL)
-    return [
-        c.agent.get("/api/audit/checkpoint"),
-        c.admin.get("/api/audit/checkpoint"),
-        c.anon.get("/api/audit/checkpoint"),
-    ]
+    return c.get_as("/api/audit/checkpoint", "agent", "admin", "anon")
 
 
 def _public_key(c: Ctx) -> list[httpx.Response]:
@@ -276,12 +271,6 @@ def _expire_task(c: Ctx) -> list[httpx.Response]:
         ]
 
 
-def _totp(secret: str, offset_s: int = 0) -> str:
-    import pyotp
-
-    return pyotp.TOTP(secret).at(time.time() + offset_s)
-
-
 def _enrolled(c: Ctx) -> tuple[list[httpx.Response], str]:
     start = c.alice.post("/api/approvals/stepup/enroll", json={"method": "totp"})
     body = start.json()
@@ -290,7 +279,7 @@ def _enrolled(c: Ctx) -> tuple[list[httpx.Response], str]:
         json={
             "method": "totp",
             "enrollment_id": body["enrollment_id"],
-            "code": _totp(body["secret"]),
+            "code": totp_code(body["secret"]),
         },
     )
     return [start, finish], body["secret"]
@@ -326,7 +315,8 @@ def _stepup_verify(c: Ctx) -> list[httpx.Response]:
     ]
     # the next time step's code: the enrolment already spent this step's
     ok = c.alice.post(
-        "/api/approvals/stepup/verify", json={"challenge_id": challenge, "code": _totp(secret, 30)}
+        "/api/approvals/stepup/verify",
+        json={"challenge_id": challenge, "code": totp_code(secret, 1)},
     )
     out = [
         ok,
@@ -368,11 +358,7 @@ def _session_create(c: Ctx) -> list[httpx.Response]:
 
 def _session_list(c: Ctx) -> list[httpx.Response]:
     _session(c)
-    return [
-        c.alice.get("/api/approvals/sessions"),
-        c.agent.get("/api/approvals/sessions"),
-        c.anon.get("/api/approvals/sessions"),
-    ]
+    return c.get_as("/api/approvals/sessions", "alice", "agent", "anon")
 
 
 def _session_get(c: Ctx) -> list[httpx.Response]:
@@ -399,7 +385,8 @@ def _session_preauth(c: Ctx) -> list[httpx.Response]:
         "/api/approvals/stepup/trigger", json={"purpose": f"preauth:{sid}"}
     ).json()["challenge_id"]
     token = c.alice.post(
-        "/api/approvals/stepup/verify", json={"challenge_id": challenge, "code": _totp(secret, 30)}
+        "/api/approvals/stepup/verify",
+        json={"challenge_id": challenge, "code": totp_code(secret, 1)},
     ).json()["step_up_token"]
     body = {"session_id": sid, "max_level": "MEDIUM", "duration_s": 600}
     return [
@@ -440,6 +427,218 @@ class _Streamed:
         self.text = first_line
 
 
+def _signin_link(c: Ctx) -> list[httpx.Response]:
+    return [
+        c.admin.post("/api/dashboard/links", json={"sub": "alice"}),
+        c.admin.post("/api/dashboard/links", json={"sub": "ops", "role": "admin"}),
+        c.admin.post("/api/dashboard/links", json={"sub": "alice", "role": "agent"}),  # 422
+        c.alice.post("/api/dashboard/links", json={"sub": "alice"}),  # 403
+        c.anon.post("/api/dashboard/links", json={"sub": "alice"}),  # 401
+    ]
+
+
+def _sign_in_with(c: Ctx) -> httpx.Response:
+    code = c.admin.post("/api/dashboard/links", json={"sub": "alice"}).json()["code"]
+    return c.anon.post("/api/dashboard/signin", json={"code": code})
+
+
+def _signin(c: Ctx) -> list[httpx.Response]:
+    ok = _sign_in_with(c)
+    return [
+        ok,
+        c.anon.post("/api/dashboard/signin", json={"code": "vsl_" + "A" * 43}),  # 401
+        c.anon.post("/api/dashboard/signin", json={"code": "x"}),  # 422
+        c.anon.post("/api/dashboard/signin", content=b"{", headers={"Content-Type": JSON}),  # 400
+        c.anon.post("/api/dashboard/signin", content=b"{}", headers={"Content-Type": "text/plain"}),
+    ]
+
+
+def _session_of(c: Ctx) -> httpx.Client:
+    token = _sign_in_with(c).json()["access_token"]
+    return httpx.Client(
+        base_url=c.server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+
+
+def _whoami(c: Ctx) -> list[httpx.Response]:
+    with _session_of(c) as dashboard:
+        return [dashboard.get("/api/dashboard/session"), c.alice.get("/api/dashboard/session"),
+                c.agent.get("/api/dashboard/session"), c.anon.get("/api/dashboard/session")]  # fmt: skip
+
+
+def _sign_out(c: Ctx) -> list[httpx.Response]:
+    with _session_of(c) as dashboard:
+        return [
+            dashboard.delete("/api/dashboard/session"),
+            dashboard.delete("/api/dashboard/session"),  # 401: already signed out
+            c.alice.delete("/api/dashboard/session"),  # 409: a minted token
+            c.agent.delete("/api/dashboard/session"),  # 403
+        ]
+
+
+def _factors(c: Ctx) -> list[httpx.Response]:
+    _enrolled(c)
+    return [
+        c.alice.get("/api/approvals/stepup/factors"),
+        c.agent.get("/api/approvals/stepup/factors"),
+    ]
+
+
+def _factor_remove(c: Ctx) -> list[httpx.Response]:
+    _, secret = _enrolled(c)
+    challenge = c.alice.post(
+        "/api/approvals/stepup/trigger", json={"purpose": "stepup.remove:totp"}
+    ).json()
+    token = c.alice.post(
+        "/api/approvals/stepup/verify",
+        json={"challenge_id": challenge["challenge_id"], "code": totp_code(secret, 1)},
+    ).json()["step_up_token"]
+    return [
+        c.alice.post("/api/approvals/stepup/factors/remove", json={"factor_id": "totp"}),  # 401
+        c.alice.post(
+            "/api/approvals/stepup/factors/remove",
+            json={"factor_id": "totp", "step_up_token": token},
+        ),
+        c.bob.post("/api/approvals/stepup/factors/remove", json={"factor_id": "totp"}),  # 404
+        c.alice.post("/api/approvals/stepup/factors/remove", json={"factor_id": "a/b"}),  # 422
+        c.agent.post("/api/approvals/stepup/factors/remove", json={"factor_id": "totp"}),  # 403
+    ]
+
+
+def _simulations(c: Ctx) -> list[httpx.Response]:
+    return [c.alice.get("/api/simulations"), c.agent.get("/api/simulations")]
+
+
+def _simulate(c: Ctx) -> list[httpx.Response]:
+    return [
+        c.alice.post("/api/simulations", json={"scenario": "send-email"}),
+        c.admin.post("/api/simulations", json={"scenario": "grant-admin"}),
+        c.alice.post("/api/simulations", json={"scenario": "nope"}),  # 422
+        c.agent.post("/api/simulations", json={"scenario": "send-email"}),  # 403
+    ]
+
+
+def _firebase_token(c: Ctx) -> list[httpx.Response]:
+    from ..idp import FakeIdP
+    from .test_auth_http import PATH, ServiceAccount, id_token, wire_sign_in
+
+    out = [c.anon.post(PATH, json={"id_token": "a.b.c"})]  # 404 not-configured: no Auth0
+    auth0 = FakeIdP()
+    minter = wire_sign_in(c.server.runtime, auth0, ServiceAccount())
+    try:
+        return out + [
+            c.anon.post(PATH, json={"id_token": id_token(auth0)}),
+            c.anon.post(PATH, json={"id_token": id_token(auth0, aud="someone-else")}),  # 401
+            c.anon.post(PATH, json={"id_token": 5}),  # 422
+            c.anon.post(PATH, content=b"{}", headers={"Content-Type": "text/plain"}),  # 415
+        ]
+    finally:
+        minter.close()
+        auth0.stop()
+
+
+_GMAIL_READ = "https://www.googleapis.com/auth/gmail.readonly"
+_LIST_MAIL = {"tool": "gmail.list_messages", "arguments": {"q": "is:unread"}}
+
+
+def _granted(c: Ctx) -> dict:
+    r = c.alice.post(
+        "/api/inventory/permissions",
+        json={"agent": "agent-1", "connection": "google-oauth2", "scopes": [_GMAIL_READ]},
+    )
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _release(c: Ctx) -> list[httpx.Response]:
+    from vettra.adapters.local_vault import token_record
+    from vettra.services import vault
+
+    deps = c.server.runtime.deps
+    vault.store_secret(
+        deps.store,
+        deps.keys,
+        deps.clock.now(),
+        tenant="default",
+        user="alice",
+        connection="google-oauth2",
+        kind="access_token",
+        secret=token_record("ya29.openapi-test", scope=[_GMAIL_READ]),
+    )
+    _granted(c)
+    allowed, pending = c.intercept(_LIST_MAIL), c.intercept(SEND_EMAIL)
+    path = f"/api/actions/{allowed['action_id']}/credential"
+    body = {"args_digest": allowed["args_digest"]}
+    out = [c.agent.post(path, json=body)]
+    assert out[0].status_code == 200, out[0].text
+    return out + [
+        c.agent.post(path, json=body),  # 409 already released
+        c.agent.post(
+            f"/api/actions/{pending['action_id']}/credential",
+            json={"args_digest": pending["args_digest"]},
+        ),  # 409 pending
+        c.agent.post("/api/actions/act_missing/credential", json=body),  # 404
+        c.agent.post(path, json={"args_digest": "x"}),  # 422
+        c.alice.post(path, json=body),  # 403
+        c.anon.post(path, json=body),  # 401
+    ]
+
+
+def _receipt_key(c: Ctx) -> list[httpx.Response]:
+    return [c.agent.get("/api/receipts/public-key"), c.anon.get("/api/receipts/public-key")]
+
+
+def _receipt_jwks(c: Ctx) -> list[httpx.Response]:
+    return [c.alice.get("/api/receipts/jwks.json"), c.anon.get("/api/receipts/jwks.json")]
+
+
+def _permissions_list(c: Ctx) -> list[httpx.Response]:
+    _granted(c)
+    return [
+        c.alice.get("/api/inventory/permissions"),
+        c.agent.get("/api/inventory/permissions"),
+        c.bob.get("/api/inventory/permissions"),
+        c.anon.get("/api/inventory/permissions"),
+    ]
+
+
+def _permissions_grant(c: Ctx) -> list[httpx.Response]:
+    return [
+        c.alice.post(
+            "/api/inventory/permissions",
+            json={"agent": "agent-1", "connection": "github", "scopes": ["repo", "x:unknown"]},
+        ),
+        c.alice.post(
+            "/api/inventory/permissions", json={"agent": "a", "connection": "gh", "scopes": []}
+        ),  # 422
+        c.agent.post(
+            "/api/inventory/permissions",
+            json={"agent": "agent-1", "connection": "github", "scopes": ["repo"]},
+        ),  # 403
+    ]
+
+
+def _permissions_revoke(c: Ctx) -> list[httpx.Response]:
+    pid = _granted(c)["permission_id"]
+    return [
+        c.alice.delete(f"/api/inventory/permissions/{pid}"),
+        c.alice.delete(f"/api/inventory/permissions/{pid}"),  # again: the same view
+        c.bob.delete(f"/api/inventory/permissions/{pid}"),  # 404
+        c.agent.delete(f"/api/inventory/permissions/{pid}"),  # 403
+    ]
+
+
+def _scope_translate(c: Ctx) -> list[httpx.Response]:
+    path = "/api/inventory/scope-translate"
+    return [
+        c.agent.get(path, params={"scope": f"repo {_GMAIL_READ} Mail.Send no.such.scope"}),
+        c.alice.get(path, params={"scope": "openid", "provider": "microsoft"}),
+        c.alice.get(path),  # 400: scope is required
+        c.alice.get(path, params={"scope": "repo", "provider": "aol"}),  # 400
+        c.anon.get(path, params={"scope": "repo"}),  # 401
+    ]
+
+
 def _openapi(c: Ctx) -> list[httpx.Response]:
     return [c.alice.get("/api/openapi.json"), c.anon.get("/api/openapi.json")]
 
@@ -470,6 +669,22 @@ DRIVERS: dict[str, Callable[[Ctx], list[httpx.Response]]] = {
     "revokeSession": _session_revoke,
     "preAuthorizeSession": _session_preauth,
     "streamEvents": _events,
+    "createSignInLink": _signin_link,
+    "signIn": _signin,
+    "getSignInSession": _whoami,
+    "signOut": _sign_out,
+    "listStepUpFactors": _factors,
+    "removeStepUpFactor": _factor_remove,
+    "listSimulations": _simulations,
+    "runSimulation": _simulate,
+    "exchangeFirebaseToken": _firebase_token,
+    "releaseCredential": _release,
+    "getReceiptPublicKey": _receipt_key,
+    "getReceiptJwks": _receipt_jwks,
+    "listPermissions": _permissions_list,
+    "grantPermission": _permissions_grant,
+    "revokePermission": _permissions_revoke,
+    "translateScopes": _scope_translate,
 }
 
 
@@ -545,13 +760,8 @@ def test_problem_schema_is_the_one_the_server_uses(doc) -> None:
 
 def test_decision_conflict_matches_problem_schema(doc, agent, alice) -> None:
     aid = agent.post("/api/actions/intercept", json=SEND_EMAIL).json()["action_id"]
-    assert (
-        alice.post(
-            "/api/actions/approve", json={"action_id": aid, "decision": "approve"}
-        ).status_code
-        == 200
-    )
-    again = alice.post("/api/actions/approve", json={"action_id": aid, "decision": "deny"})
+    assert decide(alice, aid, "approve").status_code == 200
+    again = decide(alice, aid, "deny")
     assert again.status_code == 409
     route = next(r for r in ROUTES if r.operation_id == "decideAction")
     _check_answers(doc, route, [again])

@@ -21,8 +21,8 @@ import pytest
 from vettra.bootstrap import Config, bootstrap
 
 from ..conftest import Server
+from .approvals import decide, enrol_totp, step_up
 from .scenarios import DELETE_REPO, SEND_EMAIL
-from .test_stepup_http import _code, _enrol_totp
 
 VETTRA = str(Path(sys.executable).with_name("vettra"))
 NOBODY = 65534
@@ -34,24 +34,9 @@ def _vettra(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]
 
 def _step_up_and_approve(srv: Server, secret: str) -> None:
     with srv.client("agent", "agent-1", "alice") as agent, srv.client("approver", "alice") as alice:
-        action = agent.post("/api/actions/intercept", json=DELETE_REPO).json()
-        challenge = alice.post(
-            "/api/approvals/stepup/trigger", json={"action_id": action["action_id"]}
-        ).json()
-        # the next time step (the server accepts one either side): enrolment spent this one
-        verified = alice.post(
-            "/api/approvals/stepup/verify",
-            json={"challenge_id": challenge["challenge_id"], "code": _code(secret, 1)},
-        )
-        assert verified.status_code == 200, verified.text
-        r = alice.post(
-            "/api/actions/approve",
-            json={
-                "action_id": action["action_id"],
-                "decision": "approve",
-                "step_up_token": verified.json()["step_up_token"],
-            },
-        )
+        action_id = agent.post("/api/actions/intercept", json=DELETE_REPO).json()["action_id"]
+        token = step_up(alice, secret, action_id=action_id)
+        r = decide(alice, action_id, "approve", step_up_token=token)
         assert r.status_code == 200 and r.json()["status"] == "approved", r.text
 
 
@@ -93,7 +78,7 @@ def test_every_file_in_the_home_is_private_whatever_the_umask(tmp_path, open_uma
             srv.client("approver", "alice") as alice,
         ):
             action = agent.post("/api/actions/intercept", json=SEND_EMAIL).json()
-            _enrol_totp(alice)
+            enrol_totp(alice)
             alice.post(
                 "/api/actions/approve", json={"action_id": action["action_id"], "decision": "deny"}
             )
@@ -195,7 +180,7 @@ def test_an_enrolled_totp_secret_is_nowhere_in_the_database_files(tmp_path) -> N
     srv = Server(rt)
     try:
         with srv.client("approver", "alice") as alice:
-            secret = _enrol_totp(alice)
+            secret = enrol_totp(alice)
         _step_up_and_approve(srv, secret)  # the sealed secret opens: the factor works
         assert (home / "vettra.db-wal").exists()
         found = _database_bytes(home)
@@ -213,7 +198,7 @@ def test_secrets_sealed_before_a_data_key_rotation_still_open(tmp_path) -> None:
     srv = Server(rt)
     try:
         with srv.client("approver", "alice") as alice:
-            secret = _enrol_totp(alice)
+            secret = enrol_totp(alice)
     finally:
         srv.stop()
         rt.close()
@@ -225,7 +210,7 @@ def test_secrets_sealed_before_a_data_key_rotation_still_open(tmp_path) -> None:
     try:
         _step_up_and_approve(srv, secret)
         with srv.client("approver", "bob") as bob:
-            _enrol_totp(bob)
+            enrol_totp(bob)
         with rt.deps.store.unit_of_work(readonly=True) as uow:
             kids = {
                 who: uow.docs.get("stepup_totp", f"default:{who}")["secret_sealed"]["kid"]

@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import time
-
-import pyotp
 import pytest
 
+from .approvals import decide, enrol_totp, pre_authorize, step_up
 from .scenarios import DELETE_REPO, GRANT_ADMIN, SEND_EMAIL
 
 
 def _step_up(alice, purpose: str) -> str:
-    start = alice.post("/api/approvals/stepup/enroll", json={"method": "totp"}).json()
-    totp = pyotp.TOTP(start["secret"])
-    done = alice.post(
-        "/api/approvals/stepup/enroll",
-        json={"method": "totp", "enrollment_id": start["enrollment_id"], "code": totp.now()},
-    )
-    assert done.status_code == 200, done.text
-    challenge = alice.post("/api/approvals/stepup/trigger", json={"purpose": purpose}).json()[
-        "challenge_id"
-    ]
-    # the enrolment spent this time step's code: use the next one (accepted within ±1 step)
-    r = alice.post(
-        "/api/approvals/stepup/verify",
-        json={"challenge_id": challenge, "code": totp.at(time.time() + 30)},
-    )
-    assert r.status_code == 200, r.text
-    return r.json()["step_up_token"]
+    return step_up(alice, enrol_totp(alice), purpose=purpose)
 
 
 @pytest.fixture
@@ -58,26 +40,16 @@ def test_pre_authorisation_lifts_medium_only_and_needs_step_up(agent, alice, ses
     ).json()
     assert pending["status"] == "pending"
 
-    body = {"session_id": session_id, "max_level": "MEDIUM", "duration_s": 1800}
-    refused = alice.post("/api/approvals/sessions/pre-authorize", json=body)
+    refused = pre_authorize(alice, session_id, duration_s=1800)
     assert refused.status_code == 401
     assert "insufficient_user_authentication" in refused.headers["www-authenticate"]
-    assert (
-        alice.post(
-            "/api/approvals/sessions/pre-authorize", json={**body, "max_level": "HIGH"}
-        ).status_code
-        == 422
-    )
+    assert pre_authorize(alice, session_id, "HIGH", duration_s=1800).status_code == 422
 
     token = _step_up(alice, f"preauth:{session_id}")
-    granted = alice.post(
-        "/api/approvals/sessions/pre-authorize", json={**body, "step_up_token": token}
-    )
+    granted = pre_authorize(alice, session_id, step_up_token=token, duration_s=1800)
     assert granted.status_code == 200, granted.text
     assert granted.json()["preauth_active"] and granted.json()["preauth"]["max_level"] == "MEDIUM"
-    again = alice.post(
-        "/api/approvals/sessions/pre-authorize", json={**body, "step_up_token": token}
-    )
+    again = pre_authorize(alice, session_id, step_up_token=token, duration_s=1800)
     assert again.status_code == 401  # a step-up token is single-use
 
     lifted = agent.post(
@@ -103,15 +75,7 @@ def test_pre_authorisation_lifts_medium_only_and_needs_step_up(agent, alice, ses
 
 def test_revocation_takes_effect_on_the_next_intercept(agent, alice, session_id) -> None:
     token = _step_up(alice, f"preauth:{session_id}")
-    alice.post(
-        "/api/approvals/sessions/pre-authorize",
-        json={
-            "session_id": session_id,
-            "max_level": "MEDIUM",
-            "duration_s": 600,
-            "step_up_token": token,
-        },
-    )
+    pre_authorize(alice, session_id, step_up_token=token)
     assert (
         agent.post("/api/actions/intercept", json={**SEND_EMAIL, "session_id": session_id}).json()[
             "status"
@@ -124,13 +88,7 @@ def test_revocation_takes_effect_on_the_next_intercept(agent, alice, session_id)
         "/api/actions/intercept", json={**SEND_EMAIL, "session_id": session_id}
     ).json()
     assert after["status"] == "denied" and "revoked" in after["reason"]
-    assert (
-        alice.post(
-            "/api/approvals/sessions/pre-authorize",
-            json={"session_id": session_id, "max_level": "LOW", "duration_s": 600},
-        ).status_code
-        == 409
-    )
+    assert pre_authorize(alice, session_id, "LOW").status_code == 409
 
 
 def test_bad_session_input(agent, alice) -> None:
@@ -138,36 +96,17 @@ def test_bad_session_input(agent, alice) -> None:
     assert agent.post("/api/approvals/sessions", json={"surprise": 1}).status_code == 422
     r = agent.post("/api/actions/intercept", json={**SEND_EMAIL, "session_id": "ses_doesnotexist"})
     assert r.status_code == 422
-    assert (
-        alice.post(
-            "/api/approvals/sessions/pre-authorize",
-            json={"session_id": "ses_nope", "max_level": "MEDIUM", "duration_s": 600},
-        ).status_code
-        == 404
-    )
+    assert pre_authorize(alice, "ses_nope").status_code == 404
     assert alice.get("/api/approvals/sessions/ses_nope").status_code == 404
 
 
 def test_refused_attempts_are_audited(agent, alice, session_id) -> None:
-    alice.post(
-        "/api/approvals/sessions/pre-authorize",
-        json={"session_id": session_id, "max_level": "MEDIUM", "duration_s": 600},
-    )
+    pre_authorize(alice, session_id)
     high = agent.post("/api/actions/intercept", json=DELETE_REPO).json()["action_id"]
-    assert (
-        alice.post(
-            "/api/actions/approve", json={"action_id": high, "decision": "approve"}
-        ).status_code
-        == 401
-    )
+    assert decide(alice, high, "approve").status_code == 401
     done = agent.post("/api/actions/intercept", json=SEND_EMAIL).json()["action_id"]
-    alice.post("/api/actions/approve", json={"action_id": done, "decision": "deny"})
-    assert (
-        alice.post(
-            "/api/actions/approve", json={"action_id": done, "decision": "approve"}
-        ).status_code
-        == 409
-    )
+    decide(alice, done, "deny")
+    assert decide(alice, done, "approve").status_code == 409
     entries = alice.get("/api/audit/entries").json()["entries"]
     rejected = [e for e in entries if e["type"] == "action.decision_rejected"]
     assert [(e["action_id"], e["data"]["status"]) for e in rejected] == [(high, 401), (done, 409)]

@@ -11,15 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from base64 import urlsafe_b64decode, urlsafe_b64encode
 from typing import Any
 
 import cbor2
-import pyotp
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from .approvals import decide, enrol_totp, totp_code
 from .scenarios import CHARGE_500, DELETE_REPO
 
 PROBLEM = "application/problem+json"
@@ -131,33 +130,10 @@ def _intercept(agent, bundle: dict) -> dict:
     return r.json()
 
 
-def _code(secret: str, steps: int = 0) -> str:
-    """The code for the current step (+ steps): the server accepts one step either side."""
-    return pyotp.TOTP(secret).at(time.time() + steps * 30)
-
-
-def _enrol_totp(client) -> str:
-    started = client.post("/api/approvals/stepup/enroll", json={"method": "totp"})
-    assert started.status_code == 200, started.text
-    body = started.json()
-    assert set(body) >= {"secret", "otpauth_uri", "enrollment_id"}
-    done = client.post(
-        "/api/approvals/stepup/enroll",
-        json={
-            "method": "totp",
-            "enrollment_id": body["enrollment_id"],
-            "code": _code(body["secret"]),
-        },
-    )
-    assert done.status_code == 200 and done.json()["status"] == "active", done.text
-    return body["secret"]
-
-
 def _approve(client, action_id: str, token: str | None) -> Any:
-    body = {"action_id": action_id, "decision": "approve"}
-    if token is not None:
-        body["step_up_token"] = token
-    return client.post("/api/actions/approve", json=body)
+    return decide(
+        client, action_id, "approve", **({} if token is None else {"step_up_token": token})
+    )
 
 
 def _refused_with_step_up(r: Any) -> None:
@@ -172,7 +148,7 @@ def _refused_with_step_up(r: Any) -> None:
 
 def test_totp_step_up_approves_a_high_action_once(server, agent, alice, bob, admin) -> None:
     a, b = _intercept(agent, DELETE_REPO), _intercept(agent, CHARGE_500)
-    secret = _enrol_totp(alice)  # spends the current step's code
+    secret = enrol_totp(alice)  # spends the current step's code
 
     challenge = alice.post("/api/approvals/stepup/trigger", json={"action_id": a["action_id"]})
     assert challenge.status_code == 200, challenge.text
@@ -182,7 +158,7 @@ def test_totp_step_up_approves_a_high_action_once(server, agent, alice, bob, adm
 
     verified = alice.post(
         "/api/approvals/stepup/verify",
-        json={"challenge_id": ch["challenge_id"], "code": _code(secret, 1)},
+        json={"challenge_id": ch["challenge_id"], "code": totp_code(secret, 1)},
     )
     assert verified.status_code == 200, verified.text
     token = verified.json()["step_up_token"]
@@ -205,15 +181,15 @@ def test_totp_step_up_approves_a_high_action_once(server, agent, alice, bob, adm
     assert (
         bob.post(
             "/api/approvals/stepup/verify",
-            json={"challenge_id": other["challenge_id"], "code": _code(secret, -1)},
+            json={"challenge_id": other["challenge_id"], "code": totp_code(secret, -1)},
         ).status_code
         == 404
     )
-    bob_secret = _enrol_totp(bob)
+    bob_secret = enrol_totp(bob)
     bobs = bob.post("/api/approvals/stepup/trigger", json={}).json()
     bob_token = bob.post(
         "/api/approvals/stepup/verify",
-        json={"challenge_id": bobs["challenge_id"], "code": _code(bob_secret, 1)},
+        json={"challenge_id": bobs["challenge_id"], "code": totp_code(bob_secret, 1)},
     ).json()["step_up_token"]
     assert _approve(bob, b["action_id"], bob_token).status_code == 404
     _refused_with_step_up(_approve(alice, b["action_id"], bob_token))
@@ -235,10 +211,10 @@ def test_totp_step_up_approves_a_high_action_once(server, agent, alice, bob, adm
 
 
 def test_totp_lockout_answers_429_with_retry_after(agent, alice) -> None:
-    secret = _enrol_totp(alice)
+    secret = enrol_totp(alice)
     ch = alice.post("/api/approvals/stepup/trigger", json={"purpose": "preauth:ses_1"}).json()
     assert ch["purpose"] == "preauth:ses_1" and ch["action_id"] is None
-    wrong = f"{(int(_code(secret)) + 500_000) % 10**6:06d}"
+    wrong = f"{(int(totp_code(secret)) + 500_000) % 10**6:06d}"
     for _ in range(5):
         _refused_with_step_up(
             alice.post(
@@ -248,7 +224,7 @@ def test_totp_lockout_answers_429_with_retry_after(agent, alice) -> None:
         )
     locked = alice.post(
         "/api/approvals/stepup/verify",
-        json={"challenge_id": ch["challenge_id"], "code": _code(secret, 1)},
+        json={"challenge_id": ch["challenge_id"], "code": totp_code(secret, 1)},
     )
     assert locked.status_code == 429 and locked.headers["content-type"] == PROBLEM
     assert 290 <= int(locked.headers["retry-after"]) <= 300
@@ -265,7 +241,7 @@ def test_step_up_endpoints_refuse_agents_strangers_and_bad_input(agent, alice, b
         assert r.status_code == 403 and r.headers["content-type"] == PROBLEM, path
     no_factor = alice.post("/api/approvals/stepup/trigger", json={})
     assert no_factor.status_code == 409
-    secret = _enrol_totp(alice)
+    secret = enrol_totp(alice)
     bad = [
         ("enroll", {"method": "sms"}),
         ("enroll", {"method": "totp", "code": "123456"}),
@@ -310,7 +286,7 @@ def test_step_up_endpoints_refuse_agents_strangers_and_bad_input(agent, alice, b
     # bad input changed nothing: the challenge still works
     ok = alice.post(
         "/api/approvals/stepup/verify",
-        json={"challenge_id": ch["challenge_id"], "code": _code(secret, 1)},
+        json={"challenge_id": ch["challenge_id"], "code": totp_code(secret, 1)},
     )
     assert ok.status_code == 200, ok.text
     # a second factor needs a step-up first
@@ -321,20 +297,20 @@ def test_step_up_endpoints_refuse_agents_strangers_and_bad_input(agent, alice, b
 # -- WebAuthn -----------------------------------------------------------------------------------
 
 
+def _finish_passkey(client, enrollment_id: str, credential: dict) -> Any:
+    return client.post(
+        "/api/approvals/stepup/enroll",
+        json={"method": "webauthn", "enrollment_id": enrollment_id, "credential": credential},
+    )
+
+
 def _enrol_passkey(client, authenticator: SoftAuthenticator) -> None:
     started = client.post("/api/approvals/stepup/enroll", json={"method": "webauthn"})
     assert started.status_code == 200, started.text
     body = started.json()
     options = body["options"]
     assert options["rp"]["id"] == RP_ID and options["attestation"] == "none"
-    done = client.post(
-        "/api/approvals/stepup/enroll",
-        json={
-            "method": "webauthn",
-            "enrollment_id": body["enrollment_id"],
-            "credential": authenticator.create(options),
-        },
-    )
+    done = _finish_passkey(client, body["enrollment_id"], authenticator.create(options))
     assert done.status_code == 200, done.text
     assert done.json()["status"] == "active" and done.json()["credential_id"] == b64(
         authenticator.credential_id
@@ -392,38 +368,17 @@ def test_webauthn_step_up_is_bound_single_use_and_counter_checked(agent, alice, 
 def test_webauthn_registration_is_checked(alice) -> None:
     started = alice.post("/api/approvals/stepup/enroll", json={"method": "webauthn"}).json()
     wrong_origin = SoftAuthenticator(origin="https://evil.example").create(started["options"])
-    r = alice.post(
-        "/api/approvals/stepup/enroll",
-        json={
-            "method": "webauthn",
-            "enrollment_id": started["enrollment_id"],
-            "credential": wrong_origin,
-        },
-    )
+    r = _finish_passkey(alice, started["enrollment_id"], wrong_origin)
     assert r.status_code == 422 and r.headers["content-type"] == PROBLEM
     no_factor = alice.post("/api/approvals/stepup/trigger", json={})
     assert no_factor.status_code == 409  # nothing was enrolled
     wrong_challenge = SoftAuthenticator().create(
         {**started["options"], "challenge": b64(os.urandom(32))}
     )
-    r = alice.post(
-        "/api/approvals/stepup/enroll",
-        json={
-            "method": "webauthn",
-            "enrollment_id": started["enrollment_id"],
-            "credential": wrong_challenge,
-        },
-    )
+    r = _finish_passkey(alice, started["enrollment_id"], wrong_challenge)
     assert r.status_code == 422
     good = SoftAuthenticator()
-    ok = alice.post(
-        "/api/approvals/stepup/enroll",
-        json={
-            "method": "webauthn",
-            "enrollment_id": started["enrollment_id"],
-            "credential": good.create(started["options"]),
-        },
-    )
+    ok = _finish_passkey(alice, started["enrollment_id"], good.create(started["options"]))
     assert ok.status_code == 200, ok.text
     assert unb64(ok.json()["credential_id"]) == good.credential_id
     assert alice.post("/api/approvals/stepup/trigger", json={}).json()["methods"] == ["webauthn"]

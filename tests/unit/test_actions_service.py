@@ -9,14 +9,12 @@ import pytest
 
 from vettra.adapters.clock import FakeClock
 from vettra.adapters.local_keys import LocalKeyStore
-from vettra.domain.catalogue import Catalogue
 from vettra.domain.errors import Conflict, Unavailable
 from vettra.domain.identity import DEFAULT_TENANT, Principal
 from vettra.services import actions
 from vettra.services.deps import Deps
-from vettra.services.policies import PolicyService
 
-from ..fakes import FakeStore, RecordingBus, RecordingScheduler
+from ..fakes import FakeStore, recording_deps
 
 SEND = {"tool": "gmail.send_message", "arguments": {"to": "bob@example.com", "subject": "hi"}}
 READ = {"tool": "gmail.get_profile", "arguments": {}}
@@ -25,19 +23,9 @@ READ = {"tool": "gmail.get_profile", "arguments": {}}
 @pytest.fixture
 def deps(tmp_path: Path) -> Deps:
     keys, clock = LocalKeyStore(tmp_path), FakeClock()
-    store = FakeStore(keys)
-    policies = PolicyService(store, keys, clock)
-    policies.ensure_default(DEFAULT_TENANT)
-    return Deps(
-        store=store,
-        scheduler=RecordingScheduler(),
-        bus=RecordingBus(),
-        clock=clock,
-        keys=keys,
-        catalogue=Catalogue.default(),
-        policies=policies,
-        step_up=None,
-    )
+    deps = recording_deps(FakeStore(keys), keys, clock)
+    deps.policies.ensure_default(DEFAULT_TENANT)
+    return deps
 
 
 AGENT = Principal(tenant=DEFAULT_TENANT, role="agent", sub="bot", user="alice")

@@ -11,19 +11,18 @@ from hypothesis import strategies as st
 from vettra.domain.audit import GENESIS_HASH, AuditEvent, check_entry, link, link_all, verify_chain
 from vettra.domain.errors import VerificationError
 
+from ..audit_events import audit_event
+
 KEY_ID, KEY = "hk_test", b"k" * 32
 KEYS = {KEY_ID: KEY}
 
 
 def _events(n: int) -> list[AuditEvent]:
     return [
-        AuditEvent(
-            type="action.intercepted",
-            chain="default",
+        audit_event(
             actor="agent:a",
             at=f"2026-01-01T00:00:{i % 60:02d}.000Z",
             action_id=f"act_{i}",
-            user="alice",
             data={"n": i, "tool": "gmail.send_message"},
         )
         for i in range(n)

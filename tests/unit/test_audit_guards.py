@@ -14,11 +14,13 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from vettra import audit_cli
-from vettra.domain.audit import GENESIS_HASH, AuditEntry, AuditEvent, link_all
+from vettra.domain.audit import AuditEntry
 from vettra.domain.audit_verify import EXPORT_FORMAT, verify_entries
 from vettra.domain.canonical import canonical_json
 from vettra.domain.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
 from vettra.domain.merkle import MerkleTree, leaf_hash
+
+from ..audit_events import audit_event, linked
 
 ORIGIN = "vettra.dev/audit/default"
 N, CHECKPOINT_AT, EDITED = 10, 5, 8  # the edited entry is after the last checkpoint
@@ -26,18 +28,9 @@ N, CHECKPOINT_AT, EDITED = 10, 5, 8  # the edited entry is after the last checkp
 
 def _entries() -> list[AuditEntry]:
     events = [
-        AuditEvent(
-            type="action.intercepted",
-            chain="default",
-            actor="agent:bot",
-            at="2026-01-01T00:00:00.000Z",
-            action_id=f"act_{i}",
-            user="alice",
-            data={"status": "allowed", "i": i},
-        )
-        for i in range(N)
+        audit_event(action_id=f"act_{i}", data={"status": "allowed", "i": i}) for i in range(N)
     ]
-    return link_all(events, head_seq=0, head_hash=GENESIS_HASH, key_id="hk_test", key=b"k" * 32)
+    return linked(events, "hk_test", b"k" * 32)
 
 
 def _rehash_alone(entry: AuditEntry) -> AuditEntry:

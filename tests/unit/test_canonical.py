@@ -25,8 +25,9 @@ from vettra.domain.canonical import (
 )
 from vettra.domain.errors import MalformedRequest
 
-VECTOR_DIR = Path(__file__).resolve().parents[1] / "vectors" / "canonical"
-VECTORS = sorted(VECTOR_DIR.glob("*.json"))
+from .vectors import vector_files
+
+VECTORS = vector_files("canonical")
 
 ECMA_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]*[1-9])?(e[+-][1-9][0-9]*)?")
 

@@ -27,14 +27,7 @@ def _shipped() -> dict:
 
 
 def _minimal(**tools) -> dict:
-    entry = {
-        "category": "read",
-        "reversibility": "reversible",
-        "blast_radius": "single",
-        "sensitivity": "internal",
-        "description": "d",
-    }
-    return {"version": 1, "tools": tools or {"a.b": entry}}
+    return {"version": 1, "tools": tools or {"a.b": _entry()}}
 
 
 def _entry(**changes) -> dict:

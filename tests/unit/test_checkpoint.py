@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -26,7 +25,9 @@ from vettra.domain.checkpoint import (
 )
 from vettra.domain.errors import VerificationError
 
-VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "checkpoint"
+from .vectors import ROOT, vector_cases, vector_files
+
+VECTORS = ROOT / "checkpoint"
 
 
 def _load(name: str) -> dict:
@@ -34,15 +35,7 @@ def _load(name: str) -> dict:
 
 
 def _cases(kind: str) -> list[object]:
-    params = []
-    for path in sorted(VECTORS.glob("*.json")):
-        doc = json.loads(path.read_text("utf-8"))
-        if doc["kind"] == kind:
-            params += [
-                pytest.param(doc, case, id=f"{path.name}:{i}:{case['desc']}")
-                for i, case in enumerate(doc["cases"])
-            ]
-    return params
+    return vector_cases(vector_files("checkpoint"), kind)
 
 
 def _note(case: dict) -> str | bytes:

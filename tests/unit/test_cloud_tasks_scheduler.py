@@ -195,14 +195,7 @@ def test_the_client_is_created_on_first_use_only() -> None:
         made.append(FakeCloudTasks())
         return made[-1]
 
-    scheduler = CloudTasksScheduler(
-        project="p",
-        location="l",
-        queue="q",
-        target_url="https://x/",
-        client_factory=factory,
-        token_provider=lambda: "t",
-    )
+    scheduler = _scheduler(client_factory=factory)
     assert made == []
     scheduler.schedule("a", DUE, {})
     scheduler.cancel("a")
@@ -215,14 +208,7 @@ def test_a_failing_factory_is_unavailable_too() -> None:
     def factory() -> Any:
         raise DefaultCredentialsError("no ADC here")
 
-    scheduler = CloudTasksScheduler(
-        project="p",
-        location="l",
-        queue="q",
-        target_url="https://x/",
-        client_factory=factory,
-        token_provider=lambda: "t",
-    )
+    scheduler = _scheduler(client_factory=factory)
     with pytest.raises(Unavailable):
         scheduler.schedule("a", DUE, {})
 

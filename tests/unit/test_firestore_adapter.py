@@ -88,7 +88,8 @@ def test_importing_the_adapter_builds_no_client_and_imports_no_google_sdk() -> N
     assert done.stdout.strip() == "[]"
 
 
-# (collection group, fields in order, array-contains field) for each composite query the adapter runs
+# (collection group, fields in order, array-contains field) for each composite query the adapter
+# or the dashboard runs
 QUERIES = [
     ("actions", ["tenant", "status", "user", "created_at"], None),  # pending: own
     (
@@ -100,6 +101,9 @@ QUERIES = [
     ("items", ["owner", "created"], None),  # docs.list
     ("entries", ["action_id", "seq"], None),  # audit entries by action
     ("entries", ["user", "seq"], None),  # audit entries by user
+    # the dashboard's own queries under firestore.rules (docs/firestore.md, "Security rules")
+    # reuse the ones above, except an admin's view of its tenant's actions by time
+    ("actions", ["tenant", "created_at"], None),
 ]
 
 
@@ -117,3 +121,15 @@ def test_the_index_file_declares_every_composite_query() -> None:
     }
     # large text fields are never queried: exempt from single-field indexes (cost, 1500-byte limit)
     assert {("actions", "record"), ("items", "body"), ("entries", "body")} <= exempt
+    # the sequencers' sweep asks every chain's outbox at once (seq == null, a
+    # collection-group query): its single-field index must exist in that scope too,
+    # besides the automatic per-collection ones an override replaces
+    (outbox_seq,) = [
+        o
+        for o in spec["fieldOverrides"]
+        if (o["collectionGroup"], o["fieldPath"]) == ("outbox", "seq")
+    ]
+    scopes = {
+        (i["queryScope"], i.get("order") or i.get("arrayConfig")) for i in outbox_seq["indexes"]
+    }
+    assert ("COLLECTION_GROUP", "ASCENDING") in scopes and ("COLLECTION", "ASCENDING") in scopes

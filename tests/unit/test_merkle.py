@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -50,8 +49,9 @@ from vettra.domain.merkle import (
     verify_inclusion,
 )
 
-VECTOR_DIR = Path(__file__).resolve().parents[1] / "vectors" / "merkle"
-VECTORS = sorted(VECTOR_DIR.glob("*.json"))
+from .vectors import vector_files
+
+VECTORS = vector_files("merkle")
 REASONS = {"bad-hash", "bad-size", "bad-index", "proof-length", "root-mismatch"}
 KIND_FIELDS = {
     "hash": {"op", "want"},

@@ -1,172 +1,40 @@
 """OIDC ID token step-up (OpenID Connect Core §3.1.3.7, RFC 9470): keys and validation.
 
-The identity provider is real HTTP: :class:`FakeIdP` serves discovery and a JWK Set
-from ``http.server`` on 127.0.0.1 in a thread and signs ID tokens with keys made
-here (joserfc over ``cryptography``). Time is a FakeClock. The refusal cases are a
+The identity provider is real HTTP: :class:`~tests.idp.FakeIdP` serves discovery and a
+JWK Set from ``http.server`` on 127.0.0.1 in a thread and signs ID tokens with keys made
+at test time (joserfc over ``cryptography``). Time is a FakeClock. The refusal cases are a
 table (``desc``, claim changes, ``want``) and every failing row is reported.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import socket
-import threading
-import time
-from base64 import urlsafe_b64encode
-from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from joserfc import jwt
-from joserfc.jwk import ECKey, RSAKey
+from joserfc.jwk import ECKey
 
 from vettra.adapters.clock import FakeClock
 from vettra.adapters.oidc_http import fetch_json
 from vettra.domain import stepup as rules
 from vettra.domain.errors import StepUpRequired, Unavailable
 from vettra.domain.stepup import Binding, StepUpSettings
+from vettra.services.jwks import MISS_REFETCH_S
 from vettra.services.oidc_stepup import JWKS_TTL_S, MFA_ACR, IdTokenVerifier
 
-AUDIENCE = "spa-client"
-JWKS_PATH = "/.well-known/jwks.json"
-DISCOVERY_PATH = "/.well-known/openid-configuration"
+from ..idp import (
+    AUDIENCE,
+    DISCOVERY_PATH,
+    JWKS_PATH,
+    FakeIdP,
+    b64,
+    closed_port_url,
+    hs256_with_public_key,
+    unsigned,
+)
 
-
-def b64(data: bytes) -> str:
-    return urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-class FakeIdP:
-    """An OpenID provider on 127.0.0.1: discovery, a JWK Set, and the ID tokens it signs."""
-
-    def __init__(self) -> None:
-        self.key = self._rsa("k1")
-        self.published: list[Any] = [self.key]
-        self.requests: list[str] = []
-        self.failing = False  # answer 500 to everything
-        idp = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                idp.requests.append(self.path)
-                body: Any = None
-                if not idp.failing and self.path == DISCOVERY_PATH:
-                    body = {
-                        "issuer": idp.issuer,
-                        "jwks_uri": idp.base + JWKS_PATH,
-                        "authorization_endpoint": idp.base + "/authorize",
-                    }
-                elif not idp.failing and self.path == JWKS_PATH:
-                    body = {
-                        "keys": [
-                            k.as_dict(private=False, use="sig", alg=k.alg) for k in idp.published
-                        ]
-                    }
-                data = json.dumps(body).encode()
-                self.send_response(200 if body is not None else (500 if idp.failing else 404))
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.issuer = self.base + "/"  # Auth0 issuers end with a slash
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    @staticmethod
-    def _rsa(kid: str) -> RSAKey:
-        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        return RSAKey.import_key(private, parameters={"kid": kid, "alg": "RS256"})
-
-    def rotate(self, kid: str = "k2") -> None:
-        """Publish a new key and sign with it from now on; the old one is withdrawn."""
-        self.key = self._rsa(kid)
-        self.published = [self.key]
-
-    def claims(self, nonce: str, /, *, now: float | None = None, **changes: Any) -> dict[str, Any]:
-        now = time.time() if now is None else now
-        claims = {
-            "iss": self.issuer,
-            "aud": AUDIENCE,
-            "sub": "alice",
-            "nonce": nonce,
-            "iat": int(now),
-            "exp": int(now) + 600,
-            "auth_time": int(now) - 5,
-            "amr": ["pwd", "mfa"],
-            "jti": b64(hashlib.sha256(str(time.perf_counter_ns()).encode()).digest()),
-        }
-        claims.update(changes)
-        return {k: v for k, v in claims.items() if v is not None}
-
-    def id_token(
-        self, nonce: str, /, *, key: Any = None, alg: str = "RS256", **changes: Any
-    ) -> str:
-        key = key or self.key
-        return jwt.encode(
-            {"alg": alg, "kid": key.kid, "typ": "JWT"}, self.claims(nonce, **changes), key
-        )
-
-    def jwks_fetches(self) -> int:
-        return self.requests.count(JWKS_PATH)
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def unsigned(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b"") -> str:
-    return ".".join(
-        [b64(json.dumps(header).encode()), b64(json.dumps(claims).encode()), b64(signature)]
-    )
-
-
-def hs256_with_public_key(idp: FakeIdP, claims: dict[str, Any]) -> str:
-    """The classic key-confusion forgery: HMAC keyed with the issuer's public key (PEM)."""
-    pem = idp.key.get_op_key("verify").public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    signing_input = ".".join(
-        [
-            b64(json.dumps({"alg": "HS256", "kid": idp.key.kid}).encode()),
-            b64(json.dumps(claims).encode()),
-        ]
-    )
-    return signing_input + "." + b64(hmac.new(pem, signing_input.encode(), hashlib.sha256).digest())
-
-
-def closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
-
+__all__ = ["AUDIENCE", "MFA_ACR", "FakeIdP", "hs256_with_public_key", "unsigned"]
 
 # -- fixtures ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def idp() -> Any:
-    provider = FakeIdP()
-    yield provider
-    provider.stop()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(datetime.fromtimestamp(int(time.time()), tz=UTC))
 
 
 def verifier(idp: FakeIdP, clock: FakeClock, **extra: Any) -> IdTokenVerifier:
@@ -365,10 +233,13 @@ def test_a_rotated_key_is_picked_up_after_one_refresh(idp, clock) -> None:
     idp.rotate("k2")
     v.validate(idp.id_token(NONCE, now=clock.now().timestamp()), sub="alice")
     assert idp.jwks_fetches() == 2
+    rogue = FakeIdP._rsa("k3")
+    with pytest.raises(StepUpRequired, match="kid 'k3'"):  # within MISS_REFETCH_S: no fetch
+        v.validate(idp.id_token(NONCE, key=rogue, now=clock.now().timestamp()), sub="alice")
+    assert idp.jwks_fetches() == 2
+    clock.advance(MISS_REFETCH_S)
     with pytest.raises(StepUpRequired, match="kid 'k3'"):  # unknown: one refresh per token, no more
-        v.validate(
-            idp.id_token(NONCE, key=FakeIdP._rsa("k3"), now=clock.now().timestamp()), sub="alice"
-        )
+        v.validate(idp.id_token(NONCE, key=rogue, now=clock.now().timestamp()), sub="alice")
     assert idp.jwks_fetches() == 3
 
 

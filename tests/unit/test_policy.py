@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,71 +25,19 @@ from vettra.domain.policy import (
 from vettra.domain.policy_conditions import count_items, email_domains
 from vettra.domain.policy_envelope import load_default_payload
 
-VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "policy"
+from .policy_inputs import Bundle, Risk, check_evaluate_vector
+from .vectors import ROOT, vector_cases, vector_files
+
+VECTORS = ROOT / "policy"
 VECTOR_FORMAT = "vettra.policy-vectors/v1"
-
-
-@dataclass(frozen=True)
-class Bundle:
-    """A plain action bundle value (the evaluator reads these fields only)."""
-
-    tool: str
-    arguments: dict[str, Any] = field(default_factory=dict)
-    framework: str | None = "plain"
-    session_id: str | None = None
-    resource: str | None = None
-    context: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def service(self) -> str:
-        return self.tool.partition(".")[0]
-
-    @property
-    def operation(self) -> str:
-        return self.tool.partition(".")[2]
-
-
-@dataclass(frozen=True)
-class VectorBundle:
-    tool: str
-    service: str
-    operation: str
-    arguments: dict[str, Any]
-    framework: str | None
-    session_id: str | None
-    resource: str | None
-    context: dict[str, Any]
-    server: str | None = None  # optional in vectors: the MCP server the agent claims
-
-
-@dataclass(frozen=True)
-class Risk:
-    score: int
-    level: str
-    category: str
-    forced_high: bool = False
 
 
 def level_of(score: int) -> str:
     return "LOW" if score < 20 else "MEDIUM" if score < 55 else "HIGH"
 
 
-def _vector_docs(kind: str) -> list[tuple[str, dict]]:
-    docs = []
-    for path in sorted(VECTORS.glob("*.json")):
-        doc = json.loads(path.read_text("utf-8"))
-        assert doc["format"] == VECTOR_FORMAT, path
-        if doc["kind"] == kind:
-            docs.append((path.name, doc))
-    return docs
-
-
 def _cases(kind: str) -> list[Any]:
-    return [
-        pytest.param(doc, case, id=f"{name}:{i}:{case['desc']}")
-        for name, doc in _vector_docs(kind)
-        for i, case in enumerate(doc["cases"])
-    ]
+    return vector_cases(vector_files("policy"), kind, format=VECTOR_FORMAT)
 
 
 # --------------------------------------------------------------------------- vectors
@@ -99,20 +45,7 @@ def _cases(kind: str) -> list[Any]:
 
 @pytest.mark.parametrize("doc, case", _cases("evaluate"))
 def test_evaluate_vector(doc: dict, case: dict) -> None:
-    policy = Policy.from_payload(doc["policy"])
-    decision = evaluate(
-        policy, VectorBundle(**case["bundle"]), Risk(**case["risk"]), agent=case.get("agent")
-    )
-    want = case["want"]
-    got = {
-        "outcome": decision.outcome,
-        "rule_id": decision.rule_id,
-        "timeout_s": decision.timeout_s,
-        "on_expiry": decision.on_expiry,
-    }
-    assert got == {k: want[k] for k in got}
-    if "reason" in want:
-        assert decision.reason == want["reason"]
+    check_evaluate_vector(doc, case)
 
 
 @pytest.mark.parametrize("doc, case", _cases("validate"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -27,7 +26,9 @@ from vettra.domain.policy_envelope import (
     verify_bundle,
 )
 
-VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "policy"
+from .vectors import ROOT, vector_cases, vector_files
+
+VECTORS = ROOT / "policy"
 # RFC 8032 §7.1 TEST 1: a published key, fine for tests, never for anything real.
 RFC8032_TEST1_SECRET = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"
 RFC8032_TEST1_PUBLIC = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
@@ -50,19 +51,7 @@ def _fields(exc: pytest.ExceptionInfo[PolicyRejected]) -> list[str]:
 # --------------------------------------------------------------------------- vectors
 
 
-def _envelope_cases() -> list[object]:
-    params = []
-    for path in sorted(VECTORS.glob("*.json")):
-        doc = json.loads(path.read_text("utf-8"))
-        if doc["kind"] == "envelope":
-            params += [
-                pytest.param(doc, case, id=f"{path.name}:{i}:{case['desc']}")
-                for i, case in enumerate(doc["cases"])
-            ]
-    return params
-
-
-@pytest.mark.parametrize("doc, case", _envelope_cases())
+@pytest.mark.parametrize("doc, case", vector_cases(vector_files("policy"), "envelope"))
 def test_envelope_vector(doc: dict, case: dict) -> None:
     trusted = {
         kid: Ed25519PublicKey.from_public_bytes(b64url_decode(raw))

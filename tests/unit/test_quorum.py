@@ -9,8 +9,6 @@ services on a real SQLite home (fakes only where the clock matters: none here).
 from __future__ import annotations
 
 import json
-import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,29 +18,19 @@ from hypothesis import strategies as st
 from vettra.domain.actions import APPROVED, DENIED, PENDING
 from vettra.domain.errors import Conflict, Forbidden, NotFound
 from vettra.domain.identity import Principal
-from vettra.domain.policy import Policy, PolicyRule, combine_quorums, evaluate, validate_payload
-from vettra.domain.policy_envelope import load_default_payload, sign_bundle
+from vettra.domain.policy import PolicyRule, combine_quorums, validate_payload
 from vettra.services import actions
 
-VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "policy"
-QUORUM_VECTORS = sorted(VECTORS.glob("quorum*.json"))
+from ..policies import issues_quorum, signed_default_with
+from ..races import race
+from .policy_inputs import check_evaluate_vector
+from .vectors import vector_cases, vector_files
 
-
-class _Facts:
-    def __init__(self, **fields: Any):
-        self.__dict__.update(fields)
+QUORUM_VECTORS = vector_files("policy", "quorum*.json")
 
 
 def _cases(kind: str) -> list[Any]:
-    params = []
-    for path in QUORUM_VECTORS:
-        doc = json.loads(path.read_text("utf-8"))
-        if doc["kind"] == kind:
-            params += [
-                pytest.param(doc, case, id=f"{path.name}:{i}:{case['desc']}")
-                for i, case in enumerate(doc["cases"])
-            ]
-    return params
+    return vector_cases(QUORUM_VECTORS, kind)
 
 
 # --------------------------------------------------------------------------- the policy field
@@ -57,20 +45,7 @@ def test_both_vector_kinds_are_present() -> None:
 
 @pytest.mark.parametrize("doc, case", _cases("evaluate"))
 def test_evaluate_vector_with_approvers(doc: dict, case: dict) -> None:
-    decision = evaluate(
-        Policy.from_payload(doc["policy"]), _Facts(**case["bundle"]), _Facts(**case["risk"])
-    )
-    want = case["want"]
-    got = {
-        "outcome": decision.outcome,
-        "rule_id": decision.rule_id,
-        "timeout_s": decision.timeout_s,
-        "on_expiry": decision.on_expiry,
-        "approvers": decision.approvers,
-    }
-    assert got == {k: want[k] for k in got}
-    if "reason" in want:
-        assert decision.reason == want["reason"]
+    check_evaluate_vector(doc, case, "approvers")
 
 
 @pytest.mark.parametrize("doc, case", _cases("validate"))
@@ -134,13 +109,7 @@ POST = {
     "arguments": {"channel": "#ops", "text": "hi"},
 }  # 2 of alice, carol
 QUORUM_RULES = [
-    {
-        "id": "two-of-three-issues",
-        "effect": "require_approval",
-        "tools": ["github.create_issue"],
-        "approvers": {"quorum": 2, "of": ["carol", "dave", "erin"]},
-        "reason": "issues need two of the maintainers",
-    },
+    issues_quorum("carol", "dave", "erin"),
     {
         "id": "owner-and-carol-posts",
         "effect": "require_approval",
@@ -152,10 +121,7 @@ QUORUM_RULES = [
 
 
 def quorum_envelope(signing_key: Any, version: int | None = None) -> dict[str, Any]:
-    payload = load_default_payload()
-    payload["version"] = payload["version"] + 1 if version is None else version
-    payload["rules"] = payload["rules"] + QUORUM_RULES
-    return sign_bundle(payload, signing_key)
+    return signed_default_with(signing_key, QUORUM_RULES, version=version)
 
 
 def who(user: str) -> Principal:
@@ -269,32 +235,12 @@ def test_a_named_owner_counts_as_one_approver(deps: Any) -> None:
     assert actions.decide(deps, who("carol"), action_id, "approve")["status"] == APPROVED
 
 
-def _race(calls: list[Any]) -> list[Any]:
-    """Run ``calls`` at once (a barrier releases them together); return value or exception each."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = calls[i]()
-        except Exception as exc:  # noqa: BLE001 - the race's loser is part of the result
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
 @pytest.mark.parametrize("round_", range(5))
 def test_concurrent_votes_of_every_approver_approve_exactly_once(
     runtime: Any, deps: Any, round_: int
 ) -> None:
     action_id = _intercept(deps, ISSUE)
-    results = _race(
+    results = race(
         [
             lambda u=u: actions.decide(deps, who(u), action_id, "approve")
             for u in ("carol", "dave", "erin")
@@ -313,7 +259,7 @@ def test_final_approval_racing_a_deny_ends_in_one_terminal_entry(
 ) -> None:
     action_id = _intercept(deps, ISSUE)
     actions.decide(deps, who("carol"), action_id, "approve")
-    results = _race(
+    results = race(
         [
             lambda: actions.decide(deps, who("dave"), action_id, "approve"),
             lambda: actions.decide(deps, who(OWNER), action_id, "deny"),

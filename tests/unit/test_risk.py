@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -24,25 +23,9 @@ from vettra.domain.risk import (
     validate_override,
 )
 
+from .policy_inputs import Bundle
+
 DEFAULT = Catalogue.default()
-
-
-@dataclass(frozen=True)
-class Bundle:
-    """The attributes of an action bundle that scoring reads (action_bundle.py is not imported)."""
-
-    tool: str
-    arguments: dict = field(default_factory=dict)
-    resource: str | None = None
-    context: dict = field(default_factory=dict)
-
-    @property
-    def service(self) -> str:
-        return self.tool.partition(".")[0]
-
-    @property
-    def operation(self) -> str:
-        return self.tool.partition(".")[2]
 
 
 def score(tool: str, overrides=(), **arguments: Any) -> RiskAssessment:

@@ -39,6 +39,8 @@ AUDIT_CHAINS, OUTBOX, ENTRIES, CHECKPOINTS = "audit_chains", "outbox", "entries"
 NODES = "nodes"
 AUDIT_HEADS = "audit_heads"
 AUDIT_LEASES = "audit_leases"
+#: The field of an action document that every write sets to a fresh time-ordered id.
+CHANGED = "changed"
 
 #: Firestore ids are at most 1500 bytes and may not contain "/"; longer or odd ones are hashed.
 _MAX_PLAIN_ID_BYTES = 500
@@ -274,6 +276,8 @@ class FirestoreActions(ActionRepository):
             "created_at": rfc3339(action.created_at),
             "expires_at": rfc3339(action.expires_at),
             "approvers": list(action.named_approvers),
+            # time-ordered id of this write: what a change listener filters on (firestore_changes)
+            CHANGED: ordered_id(),
             "record": record_json,
         }
 

@@ -85,6 +85,12 @@ class FirestoreSequencer:
     ``before_commit`` is a seam for tests: it is called with the prepared batch's
     events just before the commit (to inject delays, or lose the lease meanwhile).
     ``sign_checkpoints=False`` leaves signing to a separate checkpointer.
+
+    ``pace_s`` > 0 keeps head writes at least that far apart *whoever* wrote the
+    last one: a round that finds the head younger than ``pace_s`` (by its update
+    time, which Firestore sets) writes nothing and sets :attr:`wait_s` to the
+    time left. That holds across processes and function instances taking the
+    lease in turn, where the sequencer's own memory of its last batch does not.
     """
 
     def __init__(
@@ -100,6 +106,7 @@ class FirestoreSequencer:
         clock: Callable[[], float] = time.time,
         before_commit: Callable[[list[Any]], None] | None = None,
         sign_checkpoints: bool = True,
+        pace_s: float = 0.0,
     ):
         if not 0 < batch_size <= BATCH_SIZE:
             raise ValueError(f"batch_size must be 1..{BATCH_SIZE}, got {batch_size}")
@@ -115,6 +122,9 @@ class FirestoreSequencer:
         self._lease_until = 0.0
         self.batches: list[BatchStats] = []
         self.lost_batches = 0  # batches refused by a precondition (lease or head moved)
+        self.pace_s = pace_s
+        #: After a round refused by the pace: seconds until the head may be written again.
+        self.wait_s = 0.0
 
     # -- the lease ----------------------------------------------------------------
     def holds_lease(self) -> bool:
@@ -180,11 +190,19 @@ class FirestoreSequencer:
         from google.cloud.firestore_v1 import FieldFilter
         from google.cloud.firestore_v1.field_path import FieldPath
 
+        self.wait_s = 0.0
         if not self.holds_lease() and not self.acquire():
             return 0
         started = time.monotonic()
         with mapped():
             head_snap = self._head_ref.get()
+        if self.pace_s and head_snap.exists:
+            # the head's own update time (the server's clock), not this sequencer's memory
+            age = time.time() - head_snap.update_time.timestamp()
+            if age < self.pace_s:
+                self.wait_s = self.pace_s - age
+                return 0
+        with mapped():
             waiting = list(
                 self._chain_ref.collection(OUTBOX)
                 .where(filter=FieldFilter("seq", "==", None))
@@ -247,6 +265,8 @@ class FirestoreSequencer:
             "hash": entries[-1].hash,
             "frontier": tree.to_dict(),
             "holder": self.holder,
+            # how many times the head was written: with update_time, what shows its pace
+            "writes": int((head or {}).get("writes", 0)) + 1,
         }
         if head_snap.exists:
             batch.update(
@@ -296,6 +316,49 @@ class FirestoreSequencer:
             total += landed
             if not landed and self.lost_batches == lost:
                 return total
+
+    def drain_paced(
+        self,
+        *,
+        lease_wait_s: float = LEASE_TTL_S * 1.5,
+        budget_s: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> int:
+        """Take the lease (waiting up to ``lease_wait_s`` for another holder to let go or
+        expire), sequence until the outbox is empty at ``pace_s``, let the lease go.
+
+        What a triggered sequencer (the ``sequence`` Cloud Function, one message per
+        commit) runs: a message arriving while another instance drains waits for the
+        lease instead of being dropped, so the events that holder may have read past
+        are not stranded, and a redelivered message finds nothing to do. Raises
+        :class:`Unavailable` when the lease stays taken (the message is then
+        redelivered). Returns how many events it sequenced.
+        """
+        give_up = time.monotonic() + lease_wait_s
+        while not self.acquire():
+            if time.monotonic() >= give_up:
+                raise Unavailable(f"another sequencer holds the lease of chain {self.chain!r}")
+            sleep(min(0.25, max(0.0, give_up - time.monotonic())))
+        total = 0
+        try:
+            end = time.monotonic() + budget_s
+            while time.monotonic() < end:
+                lost = self.lost_batches
+                landed = self.run_once()
+                total += landed
+                if landed:
+                    continue
+                if self.wait_s:
+                    sleep(self.wait_s)
+                    continue
+                if self.lost_batches != lost or not self.holds_lease():
+                    if not self.acquire():  # taken over meanwhile: the new holder drains
+                        return total
+                    continue
+                return total
+            return total  # out of budget: later messages of this chain resume from the head
+        finally:
+            self.release()
 
     def run(self, stop: threading.Event) -> None:
         """A round per ``interval_s`` (the next one starts ``interval_s`` after a head write)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..domain.audit import GENESIS_HASH, AuditEntry, AuditEvent
@@ -85,14 +85,21 @@ class FirestoreRecorder(AuditRecorder):
 
     def __init__(self, work: Work):
         self._w = work
-        #: The outbox ids recorded by this unit of work (what an answer can cite before ``seq`` exists).
-        self.event_ids: list[str] = []
+        self._event_ids: list[str] = []
+        #: The chains this unit of work wrote outbox events to (their sequencers get a nudge).
+        self.chains: set[str] = set()
 
     def record(self, event: AuditEvent) -> None:
         event_id = ordered_id()
         ref = chain_ref(self._w.db, event.chain).collection(OUTBOX).document(event_id)
         self._w.insert(ref, outbox_record(event, event_id))
-        self.event_ids.append(event_id)
+        self._event_ids.append(event_id)
+        self.chains.add(event.chain)
+
+    @property
+    def event_ids(self) -> list[str]:
+        """The outbox ids recorded by this unit of work (what an answer can cite before ``seq`` exists)."""
+        return self._event_ids
 
     @property
     def linked(self) -> list[AuditEntry]:
@@ -110,7 +117,7 @@ class FirestoreUnitOfWork(UnitOfWork):
         self.docs = FirestoreDocs(work)
         self.idempotency = FirestoreIdempotency(work)
         self.policies = FirestorePolicies(work)
-        self.audit = FirestoreRecorder(work)
+        self.audit = self._recorder = FirestoreRecorder(work)
         return self
 
     def commit(self) -> None:
@@ -119,6 +126,8 @@ class FirestoreUnitOfWork(UnitOfWork):
             raise RuntimeError("a read-only unit of work cannot commit")
         self._work.commit()
         self._work = None
+        if self._recorder.chains:
+            self._store.committed(self._recorder.chains)
 
     def rollback(self) -> None:
         if self._work is not None:
@@ -167,7 +176,9 @@ class FirestoreAuditLog(AuditLog):
         with mapped():
             for snap in query.stream():
                 doc = snap.to_dict()
-                yield AuditEntry.from_stored(doc["body"], doc["hash"], doc["mac"])
+                yield AuditEntry.from_stored(
+                    doc["body"], doc["hash"], doc["mac"], event_id=doc.get("event_id")
+                )
 
     def head(self, chain: str) -> tuple[int, str]:
         head = self._head(chain)
@@ -251,15 +262,61 @@ class FirestoreStore(Store):
     ``FirestoreStore(project=..., keys=KeyStore, client=None)``; with no client
     one is built on first use (``FIRESTORE_EMULATOR_HOST`` selects the emulator,
     as the client library itself decides).
+
+    ``on_commit(chains)`` is called after every committed unit of work that wrote
+    outbox events, with the chains it wrote to: bootstrap points it at whatever
+    runs the sequencer (the in-process runner's ``poke``, or a publish to the
+    sequence topic). The decision is saved by then, so a failing hook is logged
+    and never fails the request; the sequencers' periodic sweep catches up.
     """
 
     def __init__(
-        self, project: str, keys: KeyStore, client: Any = None, database: str | None = None
+        self,
+        project: str,
+        keys: KeyStore,
+        client: Any = None,
+        database: str | None = None,
+        on_commit: Callable[[set[str]], None] | None = None,
     ):
         self.project, self.keys, self.database = project, keys, database
         self._client = client
         self._owns_client = client is None
         self._audit_log = FirestoreAuditLog(self)
+        self.on_commit = on_commit
+
+    def committed(self, chains: set[str]) -> None:
+        """After a commit that wrote outbox events to ``chains``: nudge their sequencer."""
+        hook = self.on_commit
+        if hook is None:
+            return
+        try:
+            hook(set(chains))
+        except Exception:  # noqa: BLE001 - the commit stands; a periodic sweep sequences it
+            log.exception(
+                "the sequencer trigger failed after a commit", extra={"chains": sorted(chains)}
+            )
+
+    def probe(self, timeout_s: float = 15.0) -> None:
+        """One small read with a short deadline: :class:`Unavailable` (one line) when
+        Firestore cannot be reached or refuses the credentials, so a boot fails at once
+        rather than on the first request after the client's long retries."""
+        with mapped():
+            list(self.db.collection(AUDIT_HEADS).limit(1).get(timeout=timeout_s, retry=None))
+
+    def chains_waiting(self, limit: int = 100) -> list[str]:
+        """Chains with outbox events not sequenced yet (a collection-group query over
+        every chain's outbox, ``seq == null``): what a periodic sweep drains when a
+        trigger was lost (the process died between a commit and its nudge)."""
+        from google.cloud.firestore_v1 import FieldFilter
+
+        query = (
+            self.db.collection_group(OUTBOX)
+            .where(filter=FieldFilter("seq", "==", None))
+            .select(["chain"])
+            .limit(limit)
+        )
+        with mapped():
+            return sorted({snap.get("chain") for snap in query.stream()})
 
     @property
     def db(self) -> Any:

@@ -7,6 +7,7 @@ Layout (created on first use, files mode 0600, folder 0700)::
     keys/policy-ed25519.pem     this home's policy signing key (the operator's)
     keys/checkpoint-ed25519.pem signs audit checkpoints (C2SP signed notes)
     keys/checkpoint-retired/*.pem  earlier checkpoint public keys, still accepted
+    keys/receipt-ed25519.pem    signs credential receipts (Ed25519 JWTs, docs/credentials.md)
     keys/trusted-policy/*.pem   further Ed25519 public keys trusted to sign policy
     keys/data-keys.json         {"current": id, "keys": {id: hex}}  AES-256-GCM data keys
                                 that seal shared secrets stored in the database (TOTP)
@@ -16,6 +17,7 @@ Nothing here is ever logged or returned by the API; only key ids are.
 
 from __future__ import annotations
 
+import abc
 import json
 import os
 import secrets
@@ -28,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..ports import KeyStore
+from ..ports import KeyStore, SecretSealer
 from .local_files import private_dir, tighten_tree
 
 HMAC_KEY_BYTES = 32
@@ -101,7 +103,35 @@ def public_pem(key: Ed25519PublicKey) -> str:
     ).decode()
 
 
-class LocalKeyStore(KeyStore):
+class AesGcmSealer(SecretSealer):
+    """:class:`SecretSealer` with AES-256-GCM under a ring of data keys named by id; the
+    key store says which key seals now and finds any key by id."""
+
+    @abc.abstractmethod
+    def _sealing_key(self) -> tuple[str, bytes]:
+        """``(key id, key)`` that seals new secrets."""
+
+    @abc.abstractmethod
+    def _data_key(self, key_id: str) -> bytes:
+        """The data key ``key_id``; KeyError if this store does not hold it."""
+
+    def seal_secret(self, plaintext: bytes, *, context: str) -> dict[str, str]:
+        key_id, key = self._sealing_key()
+        nonce = os.urandom(GCM_NONCE_BYTES)
+        sealed = AESGCM(key).encrypt(nonce, plaintext, context.encode())
+        return {"kid": key_id, "nonce": nonce.hex(), "ct": sealed.hex()}
+
+    def open_secret(self, sealed: dict[str, str], *, context: str) -> bytes:
+        try:
+            key = self._data_key(str(sealed["kid"]))
+            return AESGCM(key).decrypt(
+                bytes.fromhex(sealed["nonce"]), bytes.fromhex(sealed["ct"]), context.encode()
+            )
+        except (KeyError, ValueError, TypeError, InvalidTag) as exc:
+            raise ValueError(f"sealed secret does not open ({type(exc).__name__})") from None
+
+
+class LocalKeyStore(AesGcmSealer, KeyStore):
     def __init__(self, home: Path | str):
         self.home = Path(home)
         self.dir = self.home / "keys"
@@ -154,20 +184,14 @@ class LocalKeyStore(KeyStore):
                 self._data = json.loads(path.read_text())
             return self._data
 
-    def seal_secret(self, plaintext: bytes, *, context: str) -> dict[str, str]:
-        key_id = self._data_doc()["current"]
-        nonce = os.urandom(GCM_NONCE_BYTES)
-        sealed = AESGCM(self._data_key(key_id)).encrypt(nonce, plaintext, context.encode())
-        return {"kid": key_id, "nonce": nonce.hex(), "ct": sealed.hex()}
+    def data_key_ring(self) -> tuple[str, dict[str, bytes]]:
+        """``(current key id, every data key by id)`` (``vettra keys export-cloud-secrets``)."""
+        doc = self._data_doc(reload=True)
+        return doc["current"], {k: bytes.fromhex(v) for k, v in doc["keys"].items()}
 
-    def open_secret(self, sealed: dict[str, str], *, context: str) -> bytes:
-        try:
-            key = self._data_key(str(sealed["kid"]))
-            return AESGCM(key).decrypt(
-                bytes.fromhex(sealed["nonce"]), bytes.fromhex(sealed["ct"]), context.encode()
-            )
-        except (KeyError, ValueError, TypeError, InvalidTag) as exc:
-            raise ValueError(f"sealed secret does not open ({type(exc).__name__})") from None
+    def _sealing_key(self) -> tuple[str, bytes]:
+        key_id = self._data_doc()["current"]
+        return key_id, self._data_key(key_id)
 
     def _data_key(self, key_id: str) -> bytes:
         keys = self._data_doc()["keys"]
@@ -198,6 +222,13 @@ class LocalKeyStore(KeyStore):
     def checkpoint_signing_key(self) -> Ed25519PrivateKey:
         with self._lock:
             return _load_or_create_ed25519(self.dir / "checkpoint-ed25519.pem")
+
+    def receipt_signing_key(self) -> Ed25519PrivateKey:
+        with self._lock:
+            return _load_or_create_ed25519(self.dir / "receipt-ed25519.pem")
+
+    def receipt_public_keys(self) -> list[Ed25519PublicKey]:
+        return [self.receipt_signing_key().public_key()]
 
     def checkpoint_public_keys(self) -> list[Ed25519PublicKey]:
         keys = [self.checkpoint_signing_key().public_key()]

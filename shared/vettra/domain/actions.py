@@ -83,6 +83,8 @@ class Action:
     decided_at: datetime | None = None
     decided_by: str | None = None
     audit_seq: int | None = None
+    #: The outbox event an answer produced where ``seq`` comes later (Firestore); answers only.
+    audit_event_id: str | None = None
     approvals: tuple[str, ...] = ()  # named approvers who approved, in vote order
 
     @property
@@ -159,6 +161,7 @@ class Action:
             "decided_by": self.decided_by,
             "on_expiry": self.on_expiry,
             "audit_seq": self.audit_seq,
+            "audit_event_id": self.audit_event_id,
             **self._quorum_view(),
         }
 

@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from json.encoder import encode_basestring as _encode_string
 from typing import Any
 
@@ -99,6 +99,9 @@ class AuditEntry:
 
     ``body_json`` is the exact canonical text that was hashed; it is stored and
     exported as is, so a verifier hashes bytes instead of re-canonicalising.
+    ``event_id`` is the outbox id the entry was linked from, where linking is
+    deferred (the Firestore store): not part of the hashed body, it lets an
+    answer that cited the event find its ``seq`` later.
     """
 
     seq: int
@@ -114,6 +117,7 @@ class AuditEntry:
     hash: str
     mac: str
     body_json: str = ""
+    event_id: str | None = field(default=None, compare=False)
 
     def body(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _BODY_FIELDS}
@@ -122,6 +126,8 @@ class AuditEntry:
         out = self.body()
         out["hash"] = self.hash
         out["mac"] = self.mac
+        if self.event_id is not None:
+            out["event_id"] = self.event_id
         return out
 
     def export_line(self) -> str:
@@ -140,13 +146,16 @@ class AuditEntry:
         )
 
     @classmethod
-    def from_stored(cls, body_json: str, hash_hex: str, mac_hex: str) -> AuditEntry:
+    def from_stored(
+        cls, body_json: str, hash_hex: str, mac_hex: str, *, event_id: str | None = None
+    ) -> AuditEntry:
         body = json.loads(body_json)
         return cls(
             **{name: body[name] for name in _BODY_FIELDS},
             hash=hash_hex,
             mac=mac_hex,
             body_json=body_json,
+            event_id=event_id,
         )
 
 
@@ -211,12 +220,7 @@ class ChainReport:
     head_hash: str = GENESIS_HASH
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "valid": self.valid,
-            "length": self.length,
-            "first_invalid": self.first_invalid,
-            "head_hash": self.head_hash,
-        }
+        return asdict(self)
 
 
 def check_entry(

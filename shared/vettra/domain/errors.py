@@ -125,6 +125,14 @@ class NotFound(VettraError):
     title = "Not found"
 
 
+class NotConfigured(NotFound):
+    """A feature this deployment was not set up for (sign-in without Auth0): 404 with its
+    own problem type, since nothing a retry or another body can change is a 5xx."""
+
+    slug = "not-configured"
+    title = "Not configured on this deployment"
+
+
 class MethodNotAllowed(VettraError):
     status = 405
     slug = "method-not-allowed"

@@ -16,8 +16,18 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 from functools import lru_cache
+from typing import Any
 
 MAX_PATTERN_LENGTH = 128
+
+
+def is_glob_list(value: Any, max_items: int) -> bool:
+    """True for a list of 1 to ``max_items`` globs of 1-:data:`MAX_PATTERN_LENGTH` characters."""
+    return (
+        isinstance(value, list)
+        and 0 < len(value) <= max_items
+        and all(isinstance(p, str) and 0 < len(p) <= MAX_PATTERN_LENGTH for p in value)
+    )
 
 
 @lru_cache(maxsize=4096)

@@ -28,7 +28,7 @@ from functools import lru_cache
 from typing import Any, TypeGuard
 
 from .errors import FieldError
-from .patterns import MAX_PATTERN_LENGTH
+from .patterns import MAX_PATTERN_LENGTH, is_glob_list
 from .textfold import fold, skeleton, texts
 
 MAX_DEPTH = 8
@@ -267,11 +267,7 @@ def validate_condition(cond: Any, where: str, errors: list[FieldError], depth: i
                     "keys applies only to " + ", ".join(sorted(TEXT_OPS)),
                 )
             )
-        elif not (
-            isinstance(keys, list)
-            and 0 < len(keys) <= MAX_BRANCHES
-            and all(isinstance(k, str) and 0 < len(k) <= MAX_PATTERN_LENGTH for k in keys)
-        ):
+        elif not is_glob_list(keys, MAX_BRANCHES):
             errors.append(
                 FieldError(
                     f"{where}.{KEYS_MODIFIER}",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, TypeGuard
 
 from .errors import FieldError
-from .patterns import MAX_PATTERN_LENGTH
+from .patterns import MAX_PATTERN_LENGTH, is_glob_list
 from .policy_conditions import validate_condition
 from .risk import HIGH_FROM, MEDIUM_FROM, validate_override
 
@@ -136,11 +136,7 @@ def _check_rule(rule: Any, where: str, errors: list[FieldError], seen: set[str])
     if "effect" in rule and effect not in SEVERITY:
         errors.append(FieldError(f"{where}.effect", f"expected one of {sorted(SEVERITY)}"))
     tools = rule.get("tools")
-    if "tools" in rule and not (
-        isinstance(tools, list)
-        and 0 < len(tools) <= MAX_TOOL_PATTERNS
-        and all(isinstance(p, str) and 0 < len(p) <= MAX_PATTERN_LENGTH for p in tools)
-    ):
+    if "tools" in rule and not is_glob_list(tools, MAX_TOOL_PATTERNS):
         errors.append(
             FieldError(
                 f"{where}.tools",

@@ -377,10 +377,12 @@ def build(
     *,
     log_level: str = "warning",
     sock: socket.socket | None = None,
+    front: Any = None,
 ) -> tuple[Server, uvicorn.Config]:
-    """A configured server (not started); ``sock`` instead of host/port for tests."""
+    """A configured server (not started); ``sock`` instead of host/port for tests;
+    ``front``, an ASGI app in front of ``asgi`` (the dashboard's files), is what it runs."""
     config = uvicorn.Config(
-        asgi,
+        asgi if front is None else front,
         host=host,
         port=port,
         http=protocol_class(limits),

@@ -17,8 +17,9 @@ def action_topic(action_id: str) -> str:
     return f"action.{action_id}"
 
 
-def publish_action(bus: EventBus, kind: str, action: Action) -> None:
-    event: dict[str, Any] = {
+def action_summary(kind: str, action: Action) -> dict[str, Any]:
+    """What every live event about an action says (docs/api.md, ``GET /api/events``)."""
+    return {
         "type": kind,
         "action_id": action.id,
         "status": action.status,
@@ -26,6 +27,12 @@ def publish_action(bus: EventBus, kind: str, action: Action) -> None:
         "user": action.user,
         "risk_level": action.risk.get("level"),
         "tool": action.tool,
+    }
+
+
+def publish_action(bus: EventBus, kind: str, action: Action) -> None:
+    event = {
+        **action_summary(kind, action),
         "approvers": list((action.policy.get("approvers") or {}).get("of", [])),
     }
     bus.publish(action_topic(action.id), event)

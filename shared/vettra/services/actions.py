@@ -34,7 +34,7 @@ from ..domain.risk import assess
 from .action_events import ACTION_CREATED, ACTION_DECIDED, publish_action
 from .deps import Deps
 from .quorum import publish_vote, quorum_policy, vote
-from .transitions import expire_in, terminal
+from .transitions import action_entry, expire_in, terminal
 
 log = logging.getLogger("vettra.actions")
 
@@ -129,9 +129,9 @@ def intercept(
         uow.actions.add(action, record_json=record_json)
         uow.audit.record(event)
         uow.commit()
-        linked = uow.audit.linked
-    if linked:
-        action = _with_seq(action, linked[-1].seq)
+        cited = _audit_citation(uow.audit)
+    if cited is not None:
+        action = _with_audit(action, cited)
     if action.status == PENDING and action.expires_at is not None:
         deps.scheduler.schedule(
             _timer_name(action.id), action.expires_at, {"kind": EXPIRE_KIND, "action_id": action.id}
@@ -189,23 +189,29 @@ def _apply_session(
     )
 
 
-def _with_seq(action: Action, seq: int) -> Action:
+def _audit_citation(recorder: Any) -> tuple[str, int | str] | None:
+    """What the answer cites of the entry its commit produced: ``("seq", n)`` where the
+    commit linked it, ``("event", id)`` where linking is deferred (Firestore's outbox:
+    the entry and its seq follow within about a second, docs/firestore.md)."""
+    linked = recorder.linked
+    if linked:
+        return ("seq", linked[-1].seq)
+    event_ids = recorder.event_ids
+    return ("event", event_ids[-1]) if event_ids else None
+
+
+def _with_audit(action: Action, cited: tuple[str, int | str]) -> Action:
     # A shallow copy with one field set: dataclasses.replace re-runs __init__ over
     # two dozen fields, a measurable share of an intercept.
     out = copy.copy(action)
-    object.__setattr__(out, "audit_seq", seq)
+    kind, value = cited
+    object.__setattr__(out, "audit_seq" if kind == "seq" else "audit_event_id", value)
     return out
 
 
 def _intercept_event(principal: Principal, action: Action, now: Any) -> audit.AuditEvent:
-    return audit.AuditEvent(
-        type=audit.ACTION_INTERCEPTED,
-        chain=action.tenant,
-        actor=principal.actor,
-        at=rfc3339(now),
-        action_id=action.id,
-        user=action.user,
-        data=_intercept_audit_data(action),
+    return action_entry(
+        audit.ACTION_INTERCEPTED, action, principal.actor, now, _intercept_audit_data(action)
     )
 
 
@@ -267,16 +273,14 @@ def _decide(
     deps: Deps,
     principal: Principal,
     action_id: str,
-    decision: str,
-    reason: str | None = None,
-    step_up_token: str | None = None,
+    status: str,
+    reason: str | None,
+    step_up_token: str | None,
 ) -> dict[str, Any]:
-    """Flow 3: the owner approves or denies; exactly one terminal decision wins.
+    """Flow 3: the owner approves or denies (``status``); exactly one terminal decision wins.
 
     A quorum action (``action.quorum``) is decided by votes instead: see :func:`vettra.services.quorum.vote`.
     """
-    principal.require(APPROVER, ADMIN)
-    status = _DECISIONS[decision]
     now = deps.clock.now()
     with deps.store.unit_of_work() as uow:
         action = _owned(uow.actions.get(action_id), principal, action_id)
@@ -311,9 +315,9 @@ def _decide(
                 step_up=bool(action.step_up_required and status == APPROVED),
             )
         uow.commit()
-        linked = uow.audit.linked
-    if linked:
-        decided = _with_seq(decided, linked[-1].seq)
+        cited = _audit_citation(uow.audit)
+    if cited is not None:
+        decided = _with_audit(decided, cited)
     if decided.status == PENDING:
         publish_vote(deps, decided)
     else:
@@ -394,10 +398,10 @@ def decide(
     valid step-up, changes nothing, but the attempt is evidence: it is recorded
     in a transaction of its own (the refused one rolled back).
     """
+    principal.require(APPROVER, ADMIN)
+    status = _DECISIONS[decision]
     try:
-        return _decide(
-            deps, principal, action_id, decision, reason=reason, step_up_token=step_up_token
-        )
+        return _decide(deps, principal, action_id, status, reason, step_up_token)
     except (Conflict, StepUpRequired) as refused:
         record_refusal(
             deps,

@@ -209,9 +209,10 @@ class Checkpointer:
         *,
         interval_s: float = DEFAULT_INTERVAL_S,
         every_entries: int = DEFAULT_EVERY_ENTRIES,
+        poll_s: float = _POLL_S,
     ):
         self._deps, self._chains = deps, chains
-        self.interval_s, self.every_entries = interval_s, every_entries
+        self.interval_s, self.every_entries, self.poll_s = interval_s, every_entries, poll_s
         self.min_interval_s = min(MIN_INTERVAL_S, interval_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -229,7 +230,7 @@ class Checkpointer:
         self._tick(final=True)
 
     def _run(self) -> None:
-        while not self._stop.wait(_POLL_S):
+        while not self._stop.wait(self.poll_s):
             self._tick()
 
     def _tick(self, *, final: bool = False) -> None:

@@ -17,13 +17,19 @@ went idle) is below every id of this one and is recognised as unknown.
 The hub listens to the bus only while streams are open, plus ``linger_s`` after
 the last one closes so a browser's automatic reconnect can still replay; after
 that it unsubscribes and forgets, as if the process had restarted.
+
+An event may reach the hub twice: over a shared store the bus also relays the
+changes other processes make (vettra.services.relay_bus), and this process's own
+changes come back that way too. The hub is idempotent by ``(action_id, type,
+status)`` — an action enters each of those once — remembering the last
+:data:`SEEN_SIZE` of them.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +48,7 @@ LINGER_S = 60.0
 RETRY_AFTER_S = 5
 RESET_UNKNOWN_ID = "last-event-id-unknown"
 RESET_OVERFLOW = "overflow"
+SEEN_SIZE = 10_000
 
 UserKey = tuple[str, str]  # (tenant, user)
 
@@ -150,6 +157,7 @@ class EventHub:
         self._base = 0
         self._unsubscribe: Callable[[], None] | None = None
         self._idle: threading.Timer | None = None
+        self._seen: OrderedDict[tuple[str, str, str], None] = OrderedDict()
 
     # -- streams ----------------------------------------------------------------------------
 
@@ -249,7 +257,13 @@ class EventHub:
             [str(event.get("user")), *map(str, event.get("approvers") or ())]
         )
         data = {name: event.get(name) for name in PUBLIC_FIELDS}
+        identity = (str(event.get("action_id")), str(event.get("type")), str(event.get("status")))
         with self._lock:
+            if identity in self._seen:
+                return  # the same change again (relayed from the store): delivered once
+            self._seen[identity] = None
+            if len(self._seen) > SEEN_SIZE:
+                self._seen.popitem(last=False)
             for user in recipients:
                 self._deliver((tenant, user), data)
 

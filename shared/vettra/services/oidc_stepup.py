@@ -7,11 +7,10 @@
 - RFC 9470 §4 (``max_age``, ``acr_values``), RFC 8176 (``amr`` values), and the PAPE
   multi-factor policy URI as the ``acr`` Auth0 answers for ``acr_values``.
 
-Signatures via joserfc, RS256 and ES256 only (``none`` and HMAC algorithms are refused
-before any key is looked up, so a public key can never serve as an HMAC secret). The
-JWK Set is fetched through one injected function (``fetch``: in production
-:func:`vettra.adapters.oidc_http.fetch_json`, httpx), cached for :data:`JWKS_TTL_S` and
-fetched again once when a token names an unknown ``kid``. Transport failures are
+Signatures and the issuer's keys via :mod:`.jwks` (joserfc; RS256 and ES256 only, ``none``
+and HMAC algorithms refused before any key is looked up; the JWK Set cached, fetched again
+on an unknown ``kid`` at most once per :data:`~.jwks.MISS_REFETCH_S`). The issuer's
+``jwks_uri`` comes from its discovery document unless configured. Transport failures are
 :class:`Unavailable` (503, raised by the fetch); every refusal of the token is
 :class:`StepUpRequired`, which the step-up service counts and audits. The token text
 never appears in an error message.
@@ -20,98 +19,33 @@ never appears in an error message.
 from __future__ import annotations
 
 import hashlib
-import json
-import threading
-from base64 import urlsafe_b64decode
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, NoReturn
-
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, RSAKey
 
 from ..domain.errors import StepUpRequired, Unavailable
 from ..domain.stepup import StepUpSettings
+from .jwks import JWKS_TTL_S, Fetch, JwksCache, TokenRefused, verify_signature
+from .jwks import shown as _shown
 
-#: JWS algorithm → the JWK key type (and curve) it needs (RFC 7518 §3.1)
-ALLOWED_ALGS: Mapping[str, tuple[str, str | None]] = {
-    "RS256": ("RSA", None),
-    "ES256": ("EC", "P-256"),
-}
 #: the acr Auth0 (and other PAPE-aware issuers) puts in a token after multi-factor login
 MFA_ACR = "http://schemas.openid.net/pape/policies/2007/06/multi-factor"
 #: RFC 8176 amr values that show a second factor was used
 MFA_AMR = frozenset({"mfa", "otp", "hwk", "swk"})
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
-JWKS_TTL_S = 600  # keys are re-fetched after this, and once on an unknown kid
 LEEWAY_S = 60  # clock skew tolerated for iat and auth_time in the future
-
-#: GET a URL as JSON, raising :class:`Unavailable` when the issuer cannot be reached
-Fetch = Callable[[str], Any]
-
-
-_MAX_SHOWN = 80  # claim values in messages (and so in audit) are cut to this
+__all__ = ["JWKS_TTL_S", "IdTokenProof", "IdTokenVerifier", "IssuerKeys", "MFA_ACR"]
 
 
 def _refuse(detail: str) -> NoReturn:
     raise StepUpRequired(f"the ID token was refused: {detail}")
 
 
-def _shown(value: Any) -> str:
-    """A claim's value for a message: its repr, cut short (claims come from the caller)."""
-    text = repr(value)
-    return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "…"
-
-
-@dataclass(frozen=True)
-class _SigningKey:
-    kid: str | None
-    kty: str
-    crv: str | None
-    alg: str | None
-    key: Any
-
-    def fits(self, kid: str | None, alg: str) -> bool:
-        kty, crv = ALLOWED_ALGS[alg]
-        return (
-            (kid is None or self.kid == kid)
-            and (self.kty, self.crv) == (kty, crv)
-            and self.alg in (None, alg)
-        )
-
-
-def _signing_keys(jwks: Any, source: str) -> list[_SigningKey]:
-    """The RS256/ES256 signature keys of a JWK Set (RFC 7517 §5); others are skipped."""
-    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
-        raise Unavailable(f"{source} is not a JWK Set: expected an object with a 'keys' array")
-    keys = []
-    for jwk in jwks["keys"]:
-        if (
-            not isinstance(jwk, dict)
-            or jwk.get("use", "sig") != "sig"
-            or jwk.get("kty") not in ("RSA", "EC")
-        ):
-            continue
-        try:
-            imported = (RSAKey if jwk["kty"] == "RSA" else ECKey).import_key(
-                {k: v for k, v in jwk.items() if k not in ("d", "p", "q", "dp", "dq", "qi")}
-            )
-        except (JoseError, ValueError, TypeError, KeyError):
-            continue
-        keys.append(
-            _SigningKey(jwk.get("kid"), jwk["kty"], jwk.get("crv"), jwk.get("alg"), imported)
-        )
-    return keys
-
-
-class IssuerKeys:
-    """The issuer's signing keys: discovered, cached :data:`JWKS_TTL_S`, refreshed on a new kid.
-
-    Thread-safe; a fetch holds the lock, so concurrent verifications wait for one fetch.
-    """
+class IssuerKeys(JwksCache):
+    """The issuer's signing keys (:class:`~.jwks.JwksCache`), at the ``jwks_uri`` its
+    discovery document names unless one is configured."""
 
     def __init__(
         self,
@@ -122,42 +56,13 @@ class IssuerKeys:
         jwks_uri: str | None = None,
         ttl_s: int = JWKS_TTL_S,
     ):
+        super().__init__(jwks_uri, clock, fetch, ttl_s=ttl_s)
         self.issuer = issuer
-        self._jwks_uri = jwks_uri
-        self._clock = clock
-        self._fetch = fetch
-        self._ttl = timedelta(seconds=ttl_s)
-        self._keys: list[_SigningKey] = []
-        self._fetched_at: datetime | None = None
-        self._lock = threading.Lock()
-        self.fetches = 0  # how many times the JWK Set was fetched (for operators and tests)
 
-    def key_for(self, kid: str | None, alg: str) -> Any:
-        """The key the token's header names; one refresh when the cache does not have it."""
-        with self._lock:
-            fresh = False
-            if self._fetched_at is None or self._clock.now() - self._fetched_at >= self._ttl:
-                self._refresh()
-                fresh = True
-            found = self._find(kid, alg)
-            if found is None and not fresh:  # OIDC Core §10.1.1: the issuer rotated its keys
-                self._refresh()
-                found = self._find(kid, alg)
-        if found is None:
-            _refuse(f"the issuer's JWK Set has no {alg} key with kid {_shown(kid)}")
-        return found.key
-
-    def _find(self, kid: str | None, alg: str) -> _SigningKey | None:
-        candidates = [k for k in self._keys if k.fits(kid, alg)]
-        if kid is None and len(candidates) != 1:  # §10.1: kid is required when there are several
-            return None
-        return candidates[0] if candidates else None
-
-    def _refresh(self) -> None:
-        uri = self._jwks_uri or self._discover()
-        self._keys = _signing_keys(self._fetch(uri), uri)
-        self._fetched_at = self._clock.now()
-        self.fetches += 1
+    def jwks_url(self) -> str:
+        if self._url is None:
+            self._url = self._discover()
+        return self._url
 
     def _discover(self) -> str:
         url = self.issuer.rstrip("/") + DISCOVERY_PATH
@@ -168,8 +73,7 @@ class IssuerKeys:
             raise Unavailable(f"{url} names issuer {found!r}, expected {self.issuer!r}")
         if not isinstance(config.get("jwks_uri"), str):
             raise Unavailable(f"{url} has no jwks_uri")
-        self._jwks_uri = config["jwks_uri"]
-        return self._jwks_uri
+        return str(config["jwks_uri"])
 
 
 @dataclass(frozen=True)
@@ -192,19 +96,6 @@ class IdTokenProof:
                 f"the user authenticated at {self.auth_time}, before this challenge was issued "
                 f"({int(issued_at.timestamp())}); log in again with prompt=login"
             )
-
-
-def _header(id_token: str) -> dict[str, Any]:
-    parts = id_token.split(".")
-    if len(parts) != 3:
-        _refuse(f"expected a compact JWS (3 parts), found {len(parts)} parts")
-    try:
-        header = json.loads(urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
-    except ValueError:
-        _refuse("its header is not base64url JSON")
-    if not isinstance(header, dict):
-        _refuse("its header is not a JSON object")
-    return header
 
 
 def _number(claims: Mapping[str, Any], name: str) -> int:
@@ -234,15 +125,10 @@ class IdTokenVerifier:
         Raises :class:`StepUpRequired` saying what was expected and found, or
         :class:`Unavailable` when the issuer's keys cannot be fetched.
         """
-        header = _header(id_token)
-        alg = header.get("alg")
-        if not isinstance(alg, str) or alg not in ALLOWED_ALGS:  # a JSON list is unhashable
-            _refuse(f"alg must be one of {', '.join(ALLOWED_ALGS)}, found {_shown(alg)}")
-        key = self.keys.key_for(header.get("kid"), alg)
         try:
-            claims = jwt.decode(id_token, key, algorithms=[alg]).claims
-        except (JoseError, ValueError) as exc:
-            _refuse(f"its signature or encoding does not verify ({type(exc).__name__})")
+            claims = verify_signature(id_token, self.keys)
+        except TokenRefused as refused:
+            _refuse(refused.detail)
         return self._check_claims(claims, id_token, sub, self._clock.now().timestamp())
 
     def _check_claims(

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..domain import audit
 from ..domain.actions import rfc3339
-from ..domain.errors import FieldError, PolicyRejected
+from ..domain.errors import Conflict, FieldError, PolicyRejected
 from ..domain.identity import ADMIN, Principal
 from ..domain.policy import Policy
 from ..domain.policy_envelope import load_default_payload, sign_bundle, verify_bundle
@@ -107,4 +107,9 @@ class PolicyService:
         if present:
             return self.active(tenant)
         envelope = sign_bundle(load_default_payload(), self._keys.policy_signing_key())
-        return self._activate(tenant, "system:bootstrap", envelope)
+        try:
+            return self._activate(tenant, "system:bootstrap", envelope)
+        except Conflict:
+            # another process sharing the store activated it first (two function
+            # instances booting at once): theirs is in force
+            return self.active(tenant)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..domain import audit
-from ..domain.actions import APPROVED, PENDING, Action, rfc3339
+from ..domain.actions import APPROVED, PENDING, Action
 from ..domain.errors import Forbidden, NotFound
 from ..domain.identity import Principal
-from .action_events import ACTIONS_TOPIC
+from .action_events import ACTIONS_TOPIC, action_summary
 from .deps import Deps
-from .transitions import terminal
+from .transitions import action_entry, terminal
 
 ACTION_VOTE = "action.vote"  # audit: one approver's vote on a quorum action
 ACTION_VOTED = "action.voted"  # live update: a vote that left the action pending
@@ -61,14 +60,12 @@ def vote(
     required = quorum["quorum"]
     step_up = bool(action.step_up_required and status == APPROVED)
     uow.audit.record(
-        audit.AuditEvent(
-            type=ACTION_VOTE,
-            chain=action.tenant,
-            actor=principal.actor,
-            at=rfc3339(now),
-            action_id=action.id,
-            user=action.user,
-            data={
+        action_entry(
+            ACTION_VOTE,
+            action,
+            principal.actor,
+            now,
+            {
                 "voter": voter,
                 "vote": "approve" if status == APPROVED else "deny",
                 "named": named,
@@ -104,15 +101,5 @@ def publish_vote(deps: Deps, action: Action) -> None:
     # Only the dashboards' topic: the action's own topic wakes long-polls waiting for
     # the status to leave pending, which a non-final vote does not do.
     deps.bus.publish(
-        ACTIONS_TOPIC,
-        {
-            "type": ACTION_VOTED,
-            "action_id": action.id,
-            "status": action.status,
-            "tenant": action.tenant,
-            "user": action.user,
-            "risk_level": action.risk.get("level"),
-            "tool": action.tool,
-            "approvals": list(action.approvals),
-        },
+        ACTIONS_TOPIC, {**action_summary(ACTION_VOTED, action), "approvals": list(action.approvals)}
     )

@@ -263,16 +263,7 @@ class StepUpService:
                 },
                 owner=owner,
             )
-            uow.docs.delete(PENDING_ENROLMENTS, enrollment_id)
-            self._audit(
-                uow,
-                principal,
-                ENROLLED,
-                None,
-                {"method": rules.TOTP, "enrollment_id": enrollment_id},
-            )
-            uow.commit()
-        return {"method": rules.TOTP, "enrollment_id": enrollment_id, "status": "active"}
+            return self._enrolled(uow, principal, rules.TOTP, enrollment_id)
 
     def _finish_webauthn(
         self, principal: Principal, enrollment_id: str, credential: Mapping[str, Any]
@@ -302,26 +293,31 @@ class StepUpService:
                 )
             except Conflict:
                 raise Conflict("this passkey is already registered") from None
-            uow.docs.delete(PENDING_ENROLMENTS, enrollment_id)
-            self._audit(
+            return self._enrolled(
                 uow,
                 principal,
-                ENROLLED,
-                None,
-                {
-                    "method": rules.WEBAUTHN,
-                    "enrollment_id": enrollment_id,
-                    "credential_id": credential_id,
-                    "aaguid": verified.aaguid,
-                },
+                rules.WEBAUTHN,
+                enrollment_id,
+                audited={"credential_id": credential_id, "aaguid": verified.aaguid},
+                answered={"credential_id": credential_id},
             )
-            uow.commit()
-        return {
-            "method": rules.WEBAUTHN,
-            "enrollment_id": enrollment_id,
-            "status": "active",
-            "credential_id": credential_id,
-        }
+
+    def _enrolled(
+        self,
+        uow: Any,
+        principal: Principal,
+        method: str,
+        enrollment_id: str,
+        audited: dict[str, Any] | None = None,
+        answered: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The end of an enrolment whose factor ``uow`` has stored: the pending enrolment
+        goes, the log records it (with ``audited``), and the answer says it is active."""
+        uow.docs.delete(PENDING_ENROLMENTS, enrollment_id)
+        done = {"method": method, "enrollment_id": enrollment_id}
+        self._audit(uow, principal, ENROLLED, None, {**done, **(audited or {})})
+        uow.commit()
+        return {**done, "status": "active", **(answered or {})}
 
     # -- challenge ---------------------------------------------------------------------------
 
@@ -535,6 +531,8 @@ class StepUpService:
         except Conflict:
             return "the code was already used"
         uow.docs.delete(FAILURES, owner)
+        # the factors list shows when each factor was last used (passkeys keep theirs too)
+        uow.docs.put(TOTP_FACTORS, owner, {**factor, "last_used_at": now.isoformat()}, owner=owner)
         return None
 
     def _validate_id_token(self, principal: Principal, id_token: str) -> Any:

@@ -10,6 +10,21 @@ from ..domain.actions import APPROVED, EXPIRED, PENDING, Action, rfc3339
 from ..domain.identity import Principal
 
 
+def action_entry(
+    kind: str, action: Action, actor: str, now: Any, data: dict[str, Any]
+) -> audit.AuditEvent:
+    """An audit event about ``action``: on its tenant's chain, under its owner's name."""
+    return audit.AuditEvent(
+        type=kind,
+        chain=action.tenant,
+        actor=actor,
+        at=rfc3339(now),
+        action_id=action.id,
+        user=action.user,
+        data=data,
+    )
+
+
 def terminal(
     uow: Any,
     principal: Principal,
@@ -25,14 +40,12 @@ def terminal(
     decided = action.decide(status, by=principal.actor, at=now, reason=reason)
     uow.actions.update(decided, expected_status=PENDING)
     uow.audit.record(
-        audit.AuditEvent(
-            type=audit.ACTION_APPROVED if status == APPROVED else audit.ACTION_DENIED,
-            chain=action.tenant,
-            actor=principal.actor,
-            at=rfc3339(now),
-            action_id=action.id,
-            user=action.user,
-            data={
+        action_entry(
+            audit.ACTION_APPROVED if status == APPROVED else audit.ACTION_DENIED,
+            action,
+            principal.actor,
+            now,
+            {
                 "status": status,
                 "reason": decided.reason,
                 "args_digest": action.args_digest,
@@ -53,14 +66,12 @@ def expire_in(uow: Any, action: Action, now: Any) -> Action:
     )
     uow.actions.update(expired, expected_status=PENDING)
     uow.audit.record(
-        audit.AuditEvent(
-            type=audit.ACTION_EXPIRED,
-            chain=action.tenant,
-            actor="system:timer",
-            at=rfc3339(now),
-            action_id=action.id,
-            user=action.user,
-            data={
+        action_entry(
+            audit.ACTION_EXPIRED,
+            action,
+            "system:timer",
+            now,
+            {
                 "status": EXPIRED,
                 "expires_at": rfc3339(action.expires_at),
                 "on_expiry": action.on_expiry,

@@ -2,7 +2,7 @@
 checkpoints a verifier saved earlier (issue 7 item 8). Deterministic: fixed entries,
 and Ed25519 (RFC 8032) signatures are deterministic for the TEST ONLY seed 0x01 * 32.
 
-    .venv/bin/python tests/vectors/audit/make_vectors.py
+    .venv/bin/python -m tests.vectors.audit.make_vectors   (from the repository's root)
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from vettra.domain.audit import GENESIS_HASH, AuditEntry, AuditEvent, link_all
+from vettra.domain.audit import AuditEntry
 from vettra.domain.audit_verify import EXPORT_FORMAT
 from vettra.domain.canonical import canonical_json
 from vettra.domain.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
 from vettra.domain.merkle import MerkleTree, leaf_hash
+
+from ...audit_events import audit_event, linked
 
 ORIGIN = "vettra.dev/audit/default"
 SEED = bytes([1]) * 32
@@ -27,20 +29,14 @@ SIGNER = NoteSigner(ORIGIN, Ed25519PrivateKey.from_private_bytes(SEED))
 
 def entries() -> list[AuditEntry]:
     events = [
-        AuditEvent(
-            type="action.intercepted",
-            chain="default",
-            actor="agent:bot",
+        audit_event(
             at=f"2026-01-01T00:00:{i:02d}.000Z",
             action_id=f"act_{i:032x}",
-            user="alice",
             data={"status": "allowed", "tool": "user.get_profile"},
         )
         for i in range(N)
     ]
-    return link_all(
-        events, head_seq=0, head_hash=GENESIS_HASH, key_id="hk_vectors", key=b"\x07" * 32
-    )
+    return linked(events, "hk_vectors", b"\x07" * 32)
 
 
 def note(size: int, root: bytes) -> str:

@@ -43,6 +43,20 @@ MAX_INT_DIGITS = 19
 _CLOUD_TRACE = re.compile(r"^([0-9a-fA-F]{32})(?:/.*)?$")
 
 
+def answers(service: Callable[..., Any], *path_params: str) -> Handler:
+    """The handler of a route that answers what ``service(deps, principal, *path values)``
+    returns, as JSON: most routes that take no body. Only for routes that name roles
+    (the app has authenticated the caller before the handler runs)."""
+
+    def handler(deps: Any, request: Request, principal: Principal | None) -> Response:
+        assert principal is not None
+        values = [request.path_params[name] for name in path_params]
+        return Response.json(service(deps, principal, *values))
+
+    handler.__name__ = handler.__qualname__ = service.__name__
+    return handler
+
+
 @dataclass(frozen=True)
 class Route:
     method: str
@@ -179,6 +193,9 @@ class HttpApp:
         self.routes = routes
         self.identity = identity
         self.project = project
+        # Paths served without a token (/health, the dashboard's sign-in code exchange):
+        # every other path is authenticated before it is even routed.
+        self._public = {r.template for r in routes if r.roles is None and "{" not in r.template}
         # Literal templates first: a path that spells one is never a parameter's value.
         self._static: dict[str, list[Route]] = {
             r.template: [] for r in routes if "{" not in r.template
@@ -240,16 +257,23 @@ class HttpApp:
             )
         return self.identity.authenticate(token.strip())
 
+    def is_public(self, path: str) -> bool:
+        """Every route at ``path`` needs no bearer token (``roles=None``: /health, and
+        sign-in, whose body carries its own credential). Any other path authenticates
+        first, so an unauthenticated caller learns nothing of which paths exist."""
+        candidates = self._candidates(path)[0]
+        return bool(candidates) and all(r.roles is None for r in candidates)
+
     def _admit(self, request: Request) -> tuple[Route, Principal | None]:
-        """Authenticate (all but /health), route, check the role; raises a VettraError."""
+        """Authenticate (all but public paths), route, check the role; raises a VettraError."""
         principal: Principal | None = None
-        if request.path != "/health":
+        if not self.is_public(request.path):
             principal = self.authenticate(request)
         request.principal = principal
         route, params = self._match(request.method, request.path)
         request.path_params = params
         if route.roles is not None:
-            if principal is None:  # pragma: no cover - only /health is public
+            if principal is None:  # pragma: no cover - a public path has no role routes
                 raise Unauthenticated("authentication required")
             principal.require(*route.roles)
         _check_query(route, request)

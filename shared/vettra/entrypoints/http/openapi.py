@@ -19,7 +19,10 @@ _ERRORS = {
     "415": "Content-Type is not application/json",
     "422": "Body failed validation",
 }
-_EXTRA_ERRORS = {"429": "Too many requests or open streams; see Retry-After"}
+_EXTRA_ERRORS = {
+    "429": "Too many requests or open streams; see Retry-After",
+    "503": "A service it depends on did not answer; retry later",
+}
 
 
 def _component(name: str) -> dict[str, str]:
@@ -70,8 +73,9 @@ def _operation(route: Any) -> dict[str, Any]:
         if route.roles is None and code != "400":
             continue
         responses[code] = {"description": text, "content": problem}
-    for status in route.errors:
-        responses[str(status)] = {"description": _EXTRA_ERRORS[str(status)], "content": problem}
+    for status in route.errors:  # a public route lists the common ones it answers here too
+        text = _EXTRA_ERRORS.get(str(status)) or _ERRORS[str(status)]
+        responses[str(status)] = {"description": text, "content": problem}
     op["responses"] = responses
     if route.roles is None:
         op["security"] = []

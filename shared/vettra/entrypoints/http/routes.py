@@ -13,13 +13,15 @@ from ...services import actions, audit, checkpoints
 from ...services.action_events import action_topic
 from ...services.policies import require_signed
 from . import schemas
-from .app import Context, Route
+from .app import Context, Route, answers
 from .types import Request, Response
 
 MAX_WAIT_S = 60
 MAX_IDEMPOTENCY_KEY = 255
 MAX_SEQ = 2**62
 ANY_ROLE = (AGENT, APPROVER, ADMIN)
+#: Settings /health also names when the runtime set them (the Firestore backend does).
+HEALTH_EXTRAS = ("backend", "project", "sequencer", "scheduler_note", "event_bus_note")
 DECIDERS = (APPROVER, ADMIN)
 
 
@@ -39,6 +41,8 @@ def health(deps: Any, request: Request, principal: Principal | None) -> Response
             "event_bus": s.get("event_bus"),
             "identity": s.get("identity"),
             "verifier": s.get("verifier", "python"),
+            # what the cloud-shaped backend runs instead, and why (absent on the embedded one)
+            **{name: s[name] for name in HEALTH_EXTRAS if s.get(name) is not None},
         }
     )
 
@@ -98,7 +102,12 @@ async def _wait_for_change(
     deps: Any, principal: Principal, action_id: str, seconds: int, ctx: Context
 ) -> dict[str, Any]:
     """Long-poll on the event bus: the loop waits for the action's own event (the bus
-    wakes it from the publisher's thread); no thread is held, no busy loop."""
+    wakes it from the publisher's thread); no thread is held, no busy loop.
+
+    Over a shared store (``settings["wait_poll_s"]``, set by the Firestore backend)
+    another process or instance may decide the action, and this process's bus never
+    hears of it: the wait then also re-reads the action every ``wait_poll_s``
+    seconds, so such a decision is seen within that bound."""
     changed = asyncio.Event()
     wake = ctx.waker(changed)
     unsubscribe = deps.bus.subscribe(action_topic(action_id), lambda _event: wake())
@@ -113,8 +122,16 @@ async def _wait_for_change(
 
             until_expiry = (parse_rfc3339(view["expires_at"]) - deps.clock.now()).total_seconds()
             budget = max(0.0, min(budget, until_expiry + 0.05))
-        await ctx.wait(changed, budget)
-        return await ctx.blocking(actions.get_action, deps, principal, action_id)
+        poll_s = float(deps.settings.get("wait_poll_s") or 0) or budget
+        end = asyncio.get_running_loop().time() + budget
+        while True:
+            left = end - asyncio.get_running_loop().time()
+            await ctx.wait(changed, min(poll_s, left))
+            changed.clear()  # before the read: a wake-up after it still counts next round
+            view = await ctx.blocking(actions.get_action, deps, principal, action_id)
+            # an event that left it pending (a relayed vote) waits on
+            if view["status"] != "pending" or left <= poll_s or ctx.stopping.is_set():
+                return view
     finally:
         unsubscribe()
 
@@ -133,24 +150,10 @@ def audit_entries(deps: Any, request: Request, principal: Principal | None) -> R
     )
 
 
-def audit_verify(deps: Any, request: Request, principal: Principal | None) -> Response:
-    assert principal is not None
-    return Response.json(audit.verify(deps, principal))
-
-
-def audit_action(deps: Any, request: Request, principal: Principal | None) -> Response:
-    assert principal is not None
-    return Response.json(audit.action_entries(deps, principal, request.path_params["action_id"]))
-
-
-def audit_checkpoint(deps: Any, request: Request, principal: Principal | None) -> Response:
-    assert principal is not None
-    return Response.json(checkpoints.latest(deps, principal))
-
-
-def audit_public_key(deps: Any, request: Request, principal: Principal | None) -> Response:
-    assert principal is not None
-    return Response.json(checkpoints.public_keys(deps, principal))
+audit_verify = answers(audit.verify)
+audit_action = answers(audit.action_entries, "action_id")
+audit_checkpoint = answers(checkpoints.latest)
+audit_public_key = answers(checkpoints.public_keys)
 
 
 def audit_inclusion(deps: Any, request: Request, principal: Principal | None) -> Response:
@@ -171,9 +174,7 @@ def audit_consistency(deps: Any, request: Request, principal: Principal | None) 
     return Response.json(checkpoints.consistency(deps, principal, old, new))
 
 
-def policy_get(deps: Any, request: Request, principal: Principal | None) -> Response:
-    assert principal is not None
-    policy = deps.policies.active(principal.tenant)
+def _policy_view(policy: Any) -> Response:
     return Response.json(
         {
             "policy_id": policy.policy_id,
@@ -182,6 +183,11 @@ def policy_get(deps: Any, request: Request, principal: Principal | None) -> Resp
             "payload": policy.payload,
         }
     )
+
+
+def policy_get(deps: Any, request: Request, principal: Principal | None) -> Response:
+    assert principal is not None
+    return _policy_view(deps.policies.active(principal.tenant))
 
 
 def policy_put(deps: Any, request: Request, principal: Principal | None) -> Response:
@@ -190,15 +196,7 @@ def policy_put(deps: Any, request: Request, principal: Principal | None) -> Resp
     body = schemas.validate(
         "POLICY_ENVELOPE", body
     )  # an unsigned one was told to sign it (explain)
-    policy = deps.policies.activate(principal, body)
-    return Response.json(
-        {
-            "policy_id": policy.policy_id,
-            "version": policy.version,
-            "digest": policy.digest,
-            "payload": policy.payload,
-        }
-    )
+    return _policy_view(deps.policies.activate(principal, body))
 
 
 def openapi(deps: Any, request: Request, principal: Principal | None) -> Response:
@@ -415,3 +413,19 @@ ROUTES += SESSION_ROUTES
 from .routes_events import EVENT_ROUTES  # noqa: E402
 
 ROUTES += EVENT_ROUTES
+
+from .routes_auth import AUTH_ROUTES  # noqa: E402
+
+ROUTES += AUTH_ROUTES
+
+from .routes_vault import VAULT_ROUTES  # noqa: E402
+
+ROUTES += VAULT_ROUTES
+
+from .routes_dashboard_sessions import DASHBOARD_SESSION_ROUTES  # noqa: E402
+
+ROUTES += DASHBOARD_SESSION_ROUTES
+
+from .routes_simulation import SIMULATION_ROUTES  # noqa: E402
+
+ROUTES += SIMULATION_ROUTES

@@ -7,7 +7,7 @@ from typing import Any
 from ...domain.identity import ADMIN, AGENT, APPROVER, Principal
 from ...services import sessions
 from . import schemas
-from .app import Route
+from .app import Route, answers
 from .types import Request, Response
 
 GROUP = "approvals"
@@ -115,19 +115,9 @@ def create(deps: Any, request: Request, principal: Principal | None) -> Response
     )
 
 
-def list_(deps: Any, request: Request, principal: Principal | None) -> Response:
-    assert principal is not None
-    return Response.json(sessions.list_sessions(deps, principal))
-
-
-def get(deps: Any, request: Request, principal: Principal | None) -> Response:
-    assert principal is not None
-    return Response.json(sessions.get(deps, principal, request.path_params["session_id"]))
-
-
-def revoke(deps: Any, request: Request, principal: Principal | None) -> Response:
-    assert principal is not None
-    return Response.json(sessions.revoke(deps, principal, request.path_params["session_id"]))
+list_ = answers(sessions.list_sessions)
+get = answers(sessions.get, "session_id")
+revoke = answers(sessions.revoke, "session_id")
 
 
 def pre_authorize(deps: Any, request: Request, principal: Principal | None) -> Response:

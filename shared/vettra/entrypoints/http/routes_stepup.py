@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...domain.identity import ADMIN, APPROVER, Principal
+from ...services import stepup_factors
 from . import schemas
 from .app import Route
 from .types import Request, Response
@@ -169,6 +170,61 @@ STEPUP_TOKEN = schemas.register(
 )
 
 
+STEPUP_FACTOR = {
+    "type": "object",
+    "required": ["factor_id", "method", "created_at", "last_used_at", "removal_purpose"],
+    "properties": {
+        "factor_id": {"type": "string", "description": "'totp', or the passkey's credential id"},
+        "method": METHOD,
+        "label": {"type": "string"},
+        "aaguid": {"type": ["string", "null"]},
+        "created_at": {"type": ["string", "null"], "format": "date-time"},
+        "last_used_at": {"type": ["string", "null"], "format": "date-time"},
+        "removal_purpose": {
+            "type": "string",
+            "description": "The step-up purpose removing this factor needs",
+        },
+    },
+}
+STEPUP_FACTORS = schemas.register(
+    "STEPUP_FACTORS",
+    {
+        "type": "object",
+        "required": ["factors"],
+        "properties": {
+            "factors": {"type": "array", "items": STEPUP_FACTOR},
+            "removed": {"type": "string"},
+        },
+    },
+)
+STEPUP_REMOVE_REQUEST = schemas.register(
+    "STEPUP_REMOVE_REQUEST",
+    {
+        "description": "Remove one factor; needs a step-up for the factor's removal_purpose.",
+        "type": "object",
+        "required": ["factor_id"],
+        "additionalProperties": False,
+        "properties": {
+            "factor_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,1400}$"},
+            "step_up_token": TOKEN,
+        },
+    },
+)
+
+
+def factors(deps: Any, request: Request, principal: Principal | None) -> Response:
+    assert principal is not None
+    return Response.json(stepup_factors.list_factors(deps, principal))
+
+
+def remove_factor(deps: Any, request: Request, principal: Principal | None) -> Response:
+    assert principal is not None
+    body = schemas.validate("STEPUP_REMOVE_REQUEST", request.json())
+    return Response.json(
+        stepup_factors.remove_factor(deps, principal, body["factor_id"], body.get("step_up_token"))
+    )
+
+
 def enroll(deps: Any, request: Request, principal: Principal | None) -> Response:
     assert principal is not None
     body = schemas.validate("STEPUP_ENROLL_REQUEST", request.json())
@@ -232,5 +288,26 @@ STEPUP_ROUTES: list[Route] = [
         GROUP,
         request="STEPUP_VERIFY_REQUEST",
         response="STEPUP_TOKEN",
+    ),
+    Route(
+        "GET",
+        "/api/approvals/stepup/factors",
+        factors,
+        STEPUP_ROLES,
+        "The caller's step-up factors, with when each was created and last used",
+        "listStepUpFactors",
+        GROUP,
+        response="STEPUP_FACTORS",
+    ),
+    Route(
+        "POST",
+        "/api/approvals/stepup/factors/remove",
+        remove_factor,
+        STEPUP_ROLES,
+        "Remove one of the caller's factors (needs a step-up for its removal_purpose)",
+        "removeStepUpFactor",
+        GROUP,
+        request="STEPUP_REMOVE_REQUEST",
+        response="STEPUP_FACTORS",
     ),
 ]

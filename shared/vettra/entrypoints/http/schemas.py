@@ -186,7 +186,16 @@ ACTION = {
         "expires_at": RFC3339_OR_NULL,
         "reason": {"type": ["string", "null"]},
         "policy": {"type": "object"},
-        "audit_seq": {"type": ["integer", "null"]},
+        "audit_seq": {
+            "type": ["integer", "null"],
+            "description": "The audit entry this answer produced; null where entries are "
+            "sequenced after the commit (Firestore: see audit_event_id)",
+        },
+        "audit_event_id": {
+            "type": ["string", "null"],
+            "description": "Firestore backend: the outbox event this answer produced; its "
+            "entry (with seq) appears in GET /api/audit/action/{id} within about a second",
+        },
         "created_at": {"type": "string"},
         "decided_at": RFC3339_OR_NULL,
         "decided_by": {"type": ["string", "null"]},
@@ -225,6 +234,11 @@ AUDIT_ENTRY = {
         "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
         "key_id": {"type": "string"},
         "mac": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "event_id": {
+            "type": "string",
+            "description": "The outbox event the entry was linked from (Firestore backend): "
+            "the `audit_event_id` an intercept or decision answered with",
+        },
     },
 }
 

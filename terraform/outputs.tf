@@ -1,0 +1,71 @@
+# What an operator (and cloudbuild.yaml's Hosting step) needs after `terraform apply`.
+
+output "hosting_site_id" {
+  description = "The Firebase Hosting site: `firebase target:apply hosting dashboard <this>`."
+  value       = google_firebase_hosting_site.dashboard.site_id
+}
+
+output "api_base_url" {
+  description = "Where agents and the dashboard reach the API (Hosting rewrites /api/** to the functions)."
+  value       = google_firebase_hosting_site.dashboard.default_url
+}
+
+output "function_urls" {
+  description = "Each function's own URL, by target (expire and sequence accept only internal, authenticated callers)."
+  value       = { for name, fn in google_cloudfunctions2_function.fn : name => fn.url }
+}
+
+output "function_service_accounts" {
+  description = "The service account each function runs as, by target."
+  value       = { for name, sa in google_service_account.fn : name => sa.email }
+}
+
+output "secrets" {
+  description = "Secret Manager secret ids to fill, by the file name the key store reads (docs/terraform.md, \"Secrets\")."
+  value       = { for file, secret in google_secret_manager_secret.key : file => secret.secret_id }
+}
+
+output "tasks_queue" {
+  description = "VETTRA_TASKS_QUEUE: the expiry queue."
+  value       = google_cloud_tasks_queue.expire.id
+}
+
+output "tasks_url" {
+  description = "VETTRA_TASKS_URL: the expire endpoint the tasks are POSTed to (also their OIDC audience)."
+  value       = local.expire_url
+}
+
+output "tasks_invoker" {
+  description = "VETTRA_TASKS_INVOKER: the account whose OIDC token the expire function accepts."
+  value       = google_service_account.system["tasks-invoker"].email
+}
+
+output "topics" {
+  description = "Pub/Sub topics, subscriptions and their dead letters."
+  value = {
+    for key, topic in google_pubsub_topic.main : key => {
+      topic                    = topic.name
+      subscription             = google_pubsub_subscription.main[key].name
+      dead_letter_topic        = google_pubsub_topic.dead_letter[key].name
+      dead_letter_subscription = google_pubsub_subscription.dead_letter[key].name
+    }
+  }
+}
+
+output "firestore_database" {
+  description = "The Firestore database and where it lives."
+  value = {
+    name     = google_firestore_database.main.name
+    location = google_firestore_database.main.location_id
+  }
+}
+
+output "firebase_web_config" {
+  description = "The dashboard's Firebase config (public by design: it identifies the project to the browser; the rules decide what it may read)."
+  value = {
+    apiKey     = data.google_firebase_web_app_config.dashboard.api_key
+    authDomain = data.google_firebase_web_app_config.dashboard.auth_domain
+    projectId  = var.project_id
+    appId      = google_firebase_web_app.dashboard.app_id
+  }
+}

@@ -1,0 +1,101 @@
+"""The official Pub/Sub emulator for the contract tests: one per test session.
+
+Google ships it as the Debian package ``google-cloud-cli-pubsub-emulator`` (a
+Java program, shipped with the Google Cloud CLI on some machines). The fixture
+finds its launcher (``.../bin/cloud-pubsub-emulator``) with ``dpkg -L``, starts
+it on a free 127.0.0.1 port, waits until ``GET /`` answers ``Ok`` (about 2.3 s)
+and stops it at the end of the session. The emulator keeps everything in
+memory and has no reset endpoint; each test works in a project of its own
+(the emulator accepts any project id), so tests never see each other's topics.
+
+Anything missing (the package, Java, the client library) skips the tests that
+need it, loudly: ``pytest.skip("Pub/Sub emulator unavailable: <reason>")``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .emulator_process import (
+    BIND_HOST,
+    EmulatorProcess,
+    answers_ok,
+    built_with_env,
+    for_session,
+    launch,
+    packaged_launcher,
+    require_program,
+)
+
+PACKAGE = "google-cloud-cli-pubsub-emulator"
+LAUNCHER_NAME = "cloud-pubsub-emulator"
+START_TIMEOUT_S = 60
+ENV_HOST = "PUBSUB_EMULATOR_HOST"
+
+
+def find_launcher() -> Path:
+    """The emulator's launcher script (``.../bin/cloud-pubsub-emulator``), from the Debian
+    package's file list."""
+    return packaged_launcher(PACKAGE, LAUNCHER_NAME, "VETTRA_PUBSUB_EMULATOR")
+
+
+@dataclass
+class PubSubEmulator(EmulatorProcess):
+    """``host`` ("127.0.0.1:PORT") is the value for PUBSUB_EMULATOR_HOST."""
+
+    def clients(self) -> tuple[Any, Any]:
+        """``(PublisherClient, SubscriberClient)`` talking to this emulator."""
+        from google.cloud import pubsub_v1
+
+        return built_with_env(
+            ENV_HOST,
+            self.host,
+            lambda: (pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()),
+        )
+
+
+def start_emulator() -> PubSubEmulator:
+    launcher = find_launcher()
+    require_program("java", "the emulator needs Java")
+    return launch(
+        PubSubEmulator,
+        lambda port: [launcher, f"--host={BIND_HOST}", f"--port={port}"],
+        lambda emulator: answers_ok(emulator.host),
+        name="pubsub",
+        timeout_s=START_TIMEOUT_S,
+    )
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator() -> Iterator[PubSubEmulator]:
+    """One fresh emulator per test session."""
+    yield from for_session("Pub/Sub", start_emulator, "google.cloud.pubsub_v1")
+
+
+@dataclass
+class PubSubProject:
+    """One test's own project on the shared emulator, with clients on it."""
+
+    emulator: PubSubEmulator
+    project: str
+    publisher: Any
+    subscriber: Any
+
+
+@pytest.fixture
+def pubsub_project(
+    pubsub_emulator: PubSubEmulator, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[PubSubProject]:
+    """A project no other test uses; ``PUBSUB_EMULATOR_HOST`` points at the emulator
+    meanwhile (for clients the code under test builds itself)."""
+    monkeypatch.setenv(ENV_HOST, pubsub_emulator.host)
+    publisher, subscriber = pubsub_emulator.clients()
+    yield PubSubProject(pubsub_emulator, f"vettra-{uuid.uuid4().hex[:12]}", publisher, subscriber)
+    subscriber.close()
+    publisher.stop()
