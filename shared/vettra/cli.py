@@ -317,7 +317,10 @@ def _run_until_stopped(server: Any, ready: Any, sock: Any) -> None:
         await server.serve(sockets=[sock])
         watcher.cancel()
 
-    asyncio.run(main())
+    from .entrypoints.server import loop_factory
+
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(main())
 
 
 def cmd_token(args: argparse.Namespace) -> int:
