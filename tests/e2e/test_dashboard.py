@@ -170,12 +170,18 @@ def test_keyboard_shortcuts_move_approve_and_deny(dash) -> None:
     assert page.evaluate("document.activeElement.dataset.actionId") == first["action_id"]
     poll_first = dash.long_poll(first["action_id"])
     page.keyboard.press("d")
+    # type only once the reason field has the focus (a loaded machine paints it later)
+    dash.card(first["action_id"]).get_by_label("Reason for the agent (optional)").wait_for()
+    page.wait_for_function("document.activeElement && document.activeElement.name === 'reason'")
     page.keyboard.type("keyboard says no")
     page.keyboard.press("Enter")
     assert _joined(poll_first)["reason"] == "keyboard says no"
     dash.card(first["action_id"]).wait_for(state="detached")
     # the focus moved on to the next card: approve it with "a"
-    assert page.evaluate("document.activeElement.dataset.actionId") == second["action_id"]
+    page.wait_for_function(
+        "id => document.activeElement && document.activeElement.dataset.actionId === id",
+        arg=second["action_id"],
+    )
     poll_second = dash.long_poll(second["action_id"])
     page.keyboard.press("a")
     assert _joined(poll_second)["status"] == "approved"
