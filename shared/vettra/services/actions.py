@@ -27,7 +27,7 @@ from ..domain.actions import (
 )
 from ..domain.canonical import sha256_digest
 from ..domain.errors import Conflict, NotFound, StepUpRequired, Unavailable
-from ..domain.identity import ADMIN, AGENT, APPROVER, Principal
+from ..domain.identity import AGENT, DECIDERS, Principal
 from ..domain.policy import evaluate
 from ..domain.policy_schema import ON_EXPIRY_DENY
 from ..domain.risk import assess
@@ -260,7 +260,7 @@ def get_action(deps: Deps, principal: Principal, action_id: str) -> dict[str, An
 def list_pending(
     deps: Deps, principal: Principal, limit: int = MAX_PENDING_LIST
 ) -> list[dict[str, Any]]:
-    principal.require(APPROVER, ADMIN)
+    principal.require(*DECIDERS)
     now = deps.clock.now()
     with deps.store.unit_of_work(readonly=True) as uow:
         actions = uow.actions.pending(
@@ -398,7 +398,7 @@ def decide(
     valid step-up, changes nothing, but the attempt is evidence: it is recorded
     in a transaction of its own (the refused one rolled back).
     """
-    principal.require(APPROVER, ADMIN)
+    principal.require(*DECIDERS)
     status = _DECISIONS[decision]
     try:
         return _decide(deps, principal, action_id, status, reason, step_up_token)

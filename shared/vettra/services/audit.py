@@ -10,7 +10,7 @@ from typing import Any
 
 from ..domain.audit_verify import Report, verify_entries
 from ..domain.errors import NotFound, VerificationError
-from ..domain.identity import ADMIN, AGENT, APPROVER, Principal
+from ..domain.identity import ADMIN, ANY_ROLE, DECIDERS, Principal
 from .actions import get_action
 from .checkpoints import verified_checkpoints
 from .deps import Deps
@@ -27,7 +27,7 @@ def list_entries(
     limit: int = DEFAULT_PAGE,
     action_id: str | None = None,
 ) -> dict[str, Any]:
-    principal.require(APPROVER, ADMIN)
+    principal.require(*DECIDERS)
     limit = max(1, min(limit, MAX_PAGE))
     user = None if principal.role == ADMIN else principal.user
     if action_id is not None and principal.role != ADMIN:
@@ -44,7 +44,7 @@ def list_entries(
 
 
 def action_entries(deps: Deps, principal: Principal, action_id: str) -> dict[str, Any]:
-    principal.require(AGENT, APPROVER, ADMIN)
+    principal.require(*ANY_ROLE)
     if principal.role != ADMIN:
         get_action(deps, principal, action_id)
     entries = [
@@ -61,7 +61,7 @@ def verify(deps: Deps, principal: Principal) -> dict[str, Any]:
     Reports the first bad entry and why: hash mismatch, bad HMAC, broken link,
     gap, bad checkpoint signature, inconsistent checkpoint, or rollback.
     """
-    principal.require(APPROVER, ADMIN)
+    principal.require(*DECIDERS)
     chain = principal.tenant
     try:
         checkpoints = verified_checkpoints(deps, chain)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...domain.errors import NotConfigured
-from ...domain.identity import ADMIN, APPROVER, Principal
+from ...domain.identity import DECIDERS, Principal
 from ...services.jwks import MAX_TOKEN_LENGTH
 from ...services.sign_in import MAX_UID_LENGTH
 from . import schemas
@@ -42,7 +42,7 @@ FIREBASE_TOKEN = schemas.register(
         "properties": {
             "firebase_token": {"type": "string"},
             "uid": {"type": "string", "minLength": 1, "maxLength": MAX_UID_LENGTH},
-            "vettra_role": {"type": "string", "enum": [APPROVER, ADMIN]},
+            "vettra_role": {"type": "string", "enum": list(DECIDERS)},
             "tenant": {"type": "string"},
             "expires_in": {"type": "integer", "description": "Seconds the token may be used"},
         },

@@ -21,14 +21,13 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from ...domain.errors import BadQuery
-from ...domain.identity import ADMIN, APPROVER, Principal
+from ...domain.identity import DECIDERS, Principal
 from ...services import event_streams
 from ...services.event_streams import EVENT_TYPES, EventHub, Opening
 from . import schemas
 from .app import Context, Route
 from .types import Request, Response
 
-EVENTS_ROLES = (APPROVER, ADMIN)
 GROUP = "events"  # no Cloud Functions target serves it: a stream cannot be buffered
 EVENT_STREAM_TYPE = "text/event-stream"
 HEARTBEAT_S = 15.0
@@ -208,7 +207,7 @@ EVENT_ROUTES: list[Route] = [
         "GET",
         "/api/events",
         events,
-        EVENTS_ROLES,
+        DECIDERS,
         "The caller's action events as server-sent events (local mode); Last-Event-ID resumes",
         "streamEvents",
         GROUP,

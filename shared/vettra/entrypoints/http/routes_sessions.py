@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...domain.identity import ADMIN, AGENT, APPROVER, Principal
+from ...domain.identity import ANY_ROLE, DECIDERS, Principal
 from ...services import sessions
 from . import schemas
 from .app import Route, answers
 from .types import Request, Response
 
 GROUP = "approvals"
-ANY_ROLE = (AGENT, APPROVER, ADMIN)
-DECIDERS = (APPROVER, ADMIN)
 
 SESSION_CREATE_REQUEST = schemas.register(
     "SESSION_CREATE_REQUEST",

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...domain.identity import ADMIN, APPROVER, Principal
+from ...domain.identity import DECIDERS, Principal
 from . import schemas
 from .app import Route
 from .types import Request, Response
 
-STEPUP_ROLES = (APPROVER, ADMIN)
 GROUP = "approvals"
 
 CODE = {"type": "string", "pattern": "^[0-9]{6}$", "description": "RFC 6238 TOTP code (6 digits)"}
@@ -204,7 +203,7 @@ STEPUP_ROUTES: list[Route] = [
         "POST",
         "/api/approvals/stepup/enroll",
         enroll,
-        STEPUP_ROLES,
+        DECIDERS,
         "Enrol a step-up factor (TOTP or a WebAuthn passkey): start, then confirm",
         "enrollStepUp",
         GROUP,
@@ -215,7 +214,7 @@ STEPUP_ROUTES: list[Route] = [
         "POST",
         "/api/approvals/stepup/trigger",
         trigger,
-        STEPUP_ROLES,
+        DECIDERS,
         "A step-up challenge bound to one of the caller's actions or to a purpose",
         "triggerStepUp",
         GROUP,
@@ -226,7 +225,7 @@ STEPUP_ROUTES: list[Route] = [
         "POST",
         "/api/approvals/stepup/verify",
         verify,
-        STEPUP_ROLES,
+        DECIDERS,
         "Answer a challenge; returns a single-use step-up token (RFC 9470)",
         "verifyStepUp",
         GROUP,
