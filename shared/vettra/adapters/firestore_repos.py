@@ -28,7 +28,13 @@ from typing import Any
 
 from ..domain.actions import PENDING, Action, rfc3339
 from ..domain.errors import Conflict, Unavailable, VettraError
-from ..ports import ActionRepository, DocumentRepository, IdempotencyRepository, PolicyRepository
+from ..ports import (
+    ActionRepository,
+    DocumentRepository,
+    IdempotencyRecord,
+    IdempotencyRepository,
+    PolicyRepository,
+)
 
 ACTIONS = "actions"
 IDEMPOTENCY = "idempotency"
@@ -433,23 +439,15 @@ class FirestoreIdempotency(IdempotencyRepository):
         doc = self._w.read(self._ref(scope, key))
         return (doc["request_digest"], doc["action_id"]) if doc else None
 
-    def put(
-        self,
-        scope: str,
-        key: str,
-        request_digest: str,
-        action_id: str,
-        *,
-        at: datetime | None = None,
-    ) -> None:
+    def put(self, record: IdempotencyRecord) -> None:
         self._w.create(
-            self._ref(scope, key),
+            self._ref(record.scope, record.key),
             {
-                "scope": scope,
-                "key": key,
-                "request_digest": request_digest,
-                "action_id": action_id,
-                "created_at": rfc3339(at),
+                "scope": record.scope,
+                "key": record.key,
+                "request_digest": record.request_digest,
+                "action_id": record.action_id,
+                "created_at": rfc3339(record.at),
             },
             "Idempotency-Key",
         )

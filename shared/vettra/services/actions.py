@@ -31,6 +31,7 @@ from ..domain.identity import AGENT, DECIDERS, Principal
 from ..domain.policy import evaluate
 from ..domain.policy_schema import ON_EXPIRY_DENY
 from ..domain.risk import assess
+from ..ports import IdempotencyRecord
 from .action_events import ACTION_CREATED, ACTION_DECIDED, publish_action
 from .deps import Deps
 from .quorum import publish_vote, quorum_policy, vote
@@ -121,7 +122,9 @@ def intercept(
                 if earlier is None:  # pragma: no cover - written in one transaction
                     raise Conflict("Idempotency-Key refers to a missing action")
                 return Intercepted(earlier, created=False)
-            uow.idempotency.put(scope, idempotency_key, request_digest, action.id, at=now)
+            uow.idempotency.put(
+                IdempotencyRecord(scope, idempotency_key, request_digest, action.id, at=now)
+            )
         if bundle.session_id:
             lifted = _apply_session(uow, principal, action, bundle.session_id, now, decision, risk)
             if lifted is not action:

@@ -11,6 +11,7 @@ from typing import Any
 from ..domain.audit_verify import Report, verify_entries
 from ..domain.errors import NotFound, VerificationError
 from ..domain.identity import ADMIN, ANY_ROLE, DECIDERS, Principal
+from ..ports import EntryQuery
 from .actions import get_action
 from .checkpoints import verified_checkpoints
 from .deps import Deps
@@ -35,7 +36,7 @@ def list_entries(
     entries = [
         e.as_dict()
         for e in deps.store.audit_log.entries(
-            principal.tenant, after=after, limit=limit + 1, action_id=action_id, user=user
+            principal.tenant, EntryQuery(after, limit + 1, action_id=action_id, user=user)
         )
     ]
     more = len(entries) > limit
@@ -48,7 +49,8 @@ def action_entries(deps: Deps, principal: Principal, action_id: str) -> dict[str
     if principal.role != ADMIN:
         get_action(deps, principal, action_id)
     entries = [
-        e.as_dict() for e in deps.store.audit_log.entries(principal.tenant, action_id=action_id)
+        e.as_dict()
+        for e in deps.store.audit_log.entries(principal.tenant, EntryQuery(action_id=action_id))
     ]
     if not entries:
         raise NotFound(f"no audit entries for action {action_id}")
