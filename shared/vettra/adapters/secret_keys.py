@@ -154,23 +154,35 @@ def _ed25519_public(name: str, what: str, text: str | bytes) -> Ed25519PublicKey
 
 
 @dataclass(frozen=True)
+class _ByteRing:
+    """A ring of symmetric keys: the current key id and every key by id."""
+
+    current: str
+    keys: dict[str, bytes]
+
+    @classmethod
+    def parse(cls, raw: dict[str, bytes | None], name: str, size: int) -> _ByteRing:
+        current, text = _ring(name, _must(raw, name))
+        return cls(current, {k: _key_bytes(name, k, v, size) for k, v in text.items()})
+
+    def current_key(self) -> tuple[str, bytes]:
+        return self.current, self.keys[self.current]
+
+
+@dataclass(frozen=True)
 class _Keys:
-    hmac_current: str
-    hmac: dict[str, bytes]
+    hmac: _ByteRing
+    data: _ByteRing
     checkpoint_signer: Ed25519PrivateKey
     checkpoint_retired: list[Ed25519PublicKey]
-    data_current: str
-    data: dict[str, bytes]
     trusted: dict[str, Ed25519PublicKey]
     policy_signer: Ed25519PrivateKey | None
 
 
 def _parse(raw: dict[str, bytes | None]) -> _Keys:
     """Every secret checked; the first problem is a :class:`SecretFileError`."""
-    hmac_current, hmac_text = _ring(AUDIT_HMAC, _must(raw, AUDIT_HMAC))
-    hmac = {k: _key_bytes(AUDIT_HMAC, k, v, HMAC_KEY_BYTES) for k, v in hmac_text.items()}
-    data_current, data_text = _ring(DATA, _must(raw, DATA))
-    data = {k: _key_bytes(DATA, k, v, DATA_KEY_BYTES) for k, v in data_text.items()}
+    hmac = _ByteRing.parse(raw, AUDIT_HMAC, HMAC_KEY_BYTES)
+    data = _ByteRing.parse(raw, DATA, DATA_KEY_BYTES)
     cp_current, cp_text = _ring(CHECKPOINT, _must(raw, CHECKPOINT))
     signer = _ed25519_private(CHECKPOINT, f"key {cp_current!r} (current)", cp_text[cp_current])
     retired = [
@@ -194,16 +206,8 @@ def _parse(raw: dict[str, bytes | None]) -> _Keys:
         raise SecretFileError(
             f"{POLICY_TRUSTED}: no key trusted to sign policy bundles (and no {POLICY_SIGNING})"
         )
-    return _Keys(
-        hmac_current=hmac_current,
-        hmac=hmac,
-        checkpoint_signer=signer,
-        checkpoint_retired=retired,
-        data_current=data_current,
-        data=data,
-        trusted={policy_key_id(k): k for k in trusted_keys},
-        policy_signer=policy_signer,
-    )
+    trusted = {policy_key_id(k): k for k in trusted_keys}
+    return _Keys(hmac, data, signer, retired, trusted, policy_signer)
 
 
 def _must(raw: dict[str, bytes | None], name: str) -> bytes:
@@ -232,10 +236,10 @@ class SecretFilesKeyStore(AesGcmSealer, KeyStore):
 
     # -- audit ------------------------------------------------------------------
     def audit_hmac_key(self) -> tuple[str, bytes]:
-        return self._keys.hmac_current, self._keys.hmac[self._keys.hmac_current]
+        return self._keys.hmac.current_key()
 
     def audit_hmac_keys(self) -> dict[str, bytes]:
-        return dict(self._keys.hmac)
+        return dict(self._keys.hmac.keys)
 
     def checkpoint_signing_key(self) -> Ed25519PrivateKey:
         return self._keys.checkpoint_signer
@@ -258,10 +262,10 @@ class SecretFilesKeyStore(AesGcmSealer, KeyStore):
 
     # -- sealing ----------------------------------------------------------------
     def _sealing_key(self) -> tuple[str, bytes]:
-        return self._keys.data_current, self._keys.data[self._keys.data_current]
+        return self._keys.data.current_key()
 
     def _data_key(self, key_id: str) -> bytes:
-        return self._keys.data[key_id]
+        return self._keys.data.keys[key_id]
 
     # -- what the local store does and this one may not -------------------------
     def _read_only(self, which: str) -> ReadOnlyKeys:
