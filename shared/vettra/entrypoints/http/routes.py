@@ -25,7 +25,7 @@ HEALTH_EXTRAS = ("backend", "project", "sequencer", "scheduler_note", "event_bus
 
 def _int(low: int, high: int) -> dict[str, Any]:
     """The published (and enforced) schema of an integer query parameter."""
-    return {"type": "integer", "minimum": low, "maximum": high}
+    return schemas.integer(minimum=low, maximum=high)
 
 
 def health(deps: Any, request: Request, principal: Principal | None) -> Response:
