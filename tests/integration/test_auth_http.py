@@ -82,17 +82,16 @@ class ServiceAccount:
 
 
 @pytest.fixture
-def auth0() -> Iterator[FakeIdP]:
-    provider = FakeIdP()
-    yield provider
-    provider.stop()
+def auth0(idp: FakeIdP) -> FakeIdP:
+    """The Auth0 tenant (tests/conftest.py's provider)."""
+    return idp
 
 
 @pytest.fixture
 def google() -> Iterator[FakeIdP]:
-    provider = FakeIdP()
-    yield provider
-    provider.stop()
+    """Google's token issuer, beside Auth0."""
+    with FakeIdP() as provider:
+        yield provider
 
 
 def wire_sign_in(runtime: Any, auth0: FakeIdP, account: ServiceAccount, **limits: Any) -> Any:
