@@ -54,37 +54,34 @@ def ids(idp: FakeIdP, clock: FakeClock) -> Auth0IdTokens:
     return Auth0IdTokens(s, clock, https_jwks(s.keys_url, clock))
 
 
+def _token(
+    idp: FakeIdP, clock: FakeClock, ttl_s: int, claims: dict[str, Any], changes: dict[str, Any]
+) -> dict[str, Any]:
+    """``iss``, ``iat`` and ``exp`` (``ttl_s`` later) at the clock's now, then ``claims``, then
+    ``changes``; a claim changed to None is left out."""
+    now = int(clock.now().timestamp())
+    token = {"iss": idp.issuer, "iat": now, "exp": now + ttl_s, **claims, **changes}
+    return {k: v for k, v in token.items() if v is not None}
+
+
 def claims(idp: FakeIdP, clock: FakeClock, **changes: Any) -> dict[str, Any]:
     """An agent's client-credentials access token, as Auth0 issues one."""
-    now = int(clock.now().timestamp())
-    base: dict[str, Any] = {
-        "iss": idp.issuer,
+    agent = {
         "sub": "agent-client@clients",
         "aud": API,
-        "iat": now,
-        "exp": now + 86400,
         "scope": "vettra:agent",
         "gty": "client-credentials",
         "azp": "agent-client",
         USER_CLAIM: "alice",
     }
-    base.update(changes)
-    return {k: v for k, v in base.items() if v is not None}
+    return _token(idp, clock, 86400, agent, changes)
 
 
 def id_claims(idp: FakeIdP, clock: FakeClock, **changes: Any) -> dict[str, Any]:
-    now = int(clock.now().timestamp())
-    base: dict[str, Any] = {
-        "iss": idp.issuer,
-        "sub": "auth0|alice",
-        "aud": CLIENT,
-        "iat": now,
-        "exp": now + 36000,
-        "nonce": "n-1",
-        "auth_time": now - 3,
-    }
-    base.update(changes)
-    return {k: v for k, v in base.items() if v is not None}
+    """The dashboard's ID token, from a sign-in three seconds ago."""
+    signed_in = int(clock.now().timestamp()) - 3
+    person = {"sub": "auth0|alice", "aud": CLIENT, "nonce": "n-1", "auth_time": signed_in}
+    return _token(idp, clock, 36000, person, changes)
 
 
 def refused(verifier: Any, token: str, want: str) -> Unauthenticated:
