@@ -30,6 +30,8 @@ import pytest
 
 BIND_HOST = "127.0.0.1"
 STOP_TIMEOUT_S = 10
+#: How long a Java emulator may take to answer ``Ok`` (about 2.5 s on an idle machine).
+JAVA_START_TIMEOUT_S = 60
 HTTP_TIMEOUT_S = 5
 
 
@@ -175,7 +177,7 @@ def start_packaged(
     override_env: str,
     subcommand: Sequence[str] = (),
     name: str,
-    timeout_s: float,
+    timeout_s: float = JAVA_START_TIMEOUT_S,
 ) -> E:
     """One of Google's Java emulators from its Debian package: the launcher from
     :func:`packaged_launcher`, Java on PATH, ``launcher [subcommand] --host=… --port=…``,

@@ -33,7 +33,6 @@ from .emulator_process import (
 
 PACKAGE = "google-cloud-cli-firestore-emulator"
 LAUNCHER_NAME = "cloud_firestore_emulator"
-START_TIMEOUT_S = 60
 _ENV_HOST = "FIRESTORE_EMULATOR_HOST"
 
 
@@ -64,7 +63,6 @@ def start_emulator() -> FirestoreEmulator:
         override_env="VETTRA_FIRESTORE_EMULATOR",
         subcommand=["start"],
         name="firestore",
-        timeout_s=START_TIMEOUT_S,
     )
 
 

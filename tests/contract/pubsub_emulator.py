@@ -25,7 +25,6 @@ from .emulator_process import EmulatorProcess, built_with_env, for_session, star
 
 PACKAGE = "google-cloud-cli-pubsub-emulator"
 LAUNCHER_NAME = "cloud-pubsub-emulator"
-START_TIMEOUT_S = 60
 ENV_HOST = "PUBSUB_EMULATOR_HOST"
 
 
@@ -52,7 +51,6 @@ def start_emulator() -> PubSubEmulator:
         LAUNCHER_NAME,
         override_env="VETTRA_PUBSUB_EMULATOR",
         name="pubsub",
-        timeout_s=START_TIMEOUT_S,
     )
 
 

@@ -28,6 +28,7 @@ from vettra.adapters.clock import FakeClock
 from vettra.adapters.local_identity import LocalIdentity
 from vettra.adapters.local_keys import LocalKeyStore
 from vettra.domain.errors import Forbidden, Unauthenticated, Unavailable
+from vettra.domain.identity import Principal
 from vettra.services.jwks import MISS_REFETCH_S
 
 from ..idp import JWKS_PATH, FakeIdP, b64, closed_port_url, hs256_with_public_key, unsigned
@@ -84,6 +85,11 @@ def id_claims(idp: FakeIdP, clock: FakeClock, **changes: Any) -> dict[str, Any]:
     return _token(idp, clock, 36000, person, changes)
 
 
+def who(p: Principal) -> tuple[str, str, str, str]:
+    """``(role, sub, user, tenant)`` of a principal."""
+    return p.role, p.sub, p.user, p.tenant
+
+
 def refused(verifier: Any, token: str, want: str) -> Unauthenticated:
     with pytest.raises(Unauthenticated) as caught:
         verifier.authenticate(token)
@@ -98,12 +104,7 @@ def refused(verifier: Any, token: str, want: str) -> Unauthenticated:
 
 def test_an_agent_token_acts_for_its_user(idp, clock, access) -> None:
     p = access.authenticate(idp.token(claims(idp, clock)))
-    assert (p.role, p.sub, p.user, p.tenant) == (
-        "agent",
-        "agent-client@clients",
-        "alice",
-        "default",
-    )
+    assert who(p) == ("agent", "agent-client@clients", "alice", "default")
 
 
 def test_es256_keys_verify_too(idp, clock, access) -> None:
@@ -280,12 +281,7 @@ def test_jwks_answering_500_is_unavailable_then_served_from_held_keys(idp, clock
 
 def test_an_id_token_makes_an_approver_of_its_subject(idp, clock, ids) -> None:
     p = ids.authenticate(idp.token(id_claims(idp, clock)))
-    assert (p.role, p.sub, p.user, p.tenant) == (
-        "approver",
-        "auth0|alice",
-        "auth0|alice",
-        "default",
-    )
+    assert who(p) == ("approver", "auth0|alice", "auth0|alice", "default")
     assert p.auth_time == int(clock.now().timestamp()) - 3
 
 
