@@ -212,6 +212,14 @@ class Work:
         """A query filter: False for a document this unit of work has deleted already."""
         return self.writes.get(snap.reference.path, ("",))[0] != "delete"
 
+    def sweep(self, query: Any, limit: int) -> int:
+        """Delete the first ``limit`` documents of ``query`` (those not deleted already in
+        this unit of work); return how many."""
+        found = self.query(query, self.not_deleted, limit)
+        for snap in found:
+            self.delete(snap.reference)
+        return len(found)
+
     def _write(self, op: str, ref: Any, data: dict[str, Any] | None) -> None:
         if self.readonly:
             raise RuntimeError("a read-only unit of work cannot write")
@@ -418,10 +426,7 @@ class FirestoreDocs(DocumentRepository):
             .where(filter=FieldFilter(path, "<", before.isoformat()))
             .order_by(path)
         )
-        found = self._w.query(query, self._w.not_deleted, limit)
-        for snap in found:
-            self._w.delete(snap.reference)
-        return len(found)
+        return self._w.sweep(query, limit)
 
 
 class FirestoreIdempotency(IdempotencyRepository):
@@ -458,10 +463,7 @@ class FirestoreIdempotency(IdempotencyRepository):
         query = self._coll.where(filter=FieldFilter("created_at", "<", rfc3339(before))).order_by(
             "created_at"
         )
-        found = self._w.query(query, self._w.not_deleted, limit)
-        for snap in found:
-            self._w.delete(snap.reference)
-        return len(found)
+        return self._w.sweep(query, limit)
 
 
 class FirestorePolicies(PolicyRepository):

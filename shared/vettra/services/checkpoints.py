@@ -9,7 +9,6 @@ One checkpoint document is written per interval at most, never per request.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
@@ -27,6 +26,7 @@ from ..domain.merkle_nodes import (
 )
 from ..ports import EntryQuery
 from .deps import Deps
+from .periodic import Periodic
 from .rate_limit import principal_key
 
 DEFAULT_INTERVAL_S = 1.0
@@ -188,7 +188,7 @@ def limit_proofs(deps: Deps, principal: Principal) -> None:
         limiter.take(principal_key(principal))
 
 
-class Checkpointer:
+class Checkpointer(Periodic):
     """Background signer of the embedded default.
 
     Signs a chain when it grew and ``interval_s`` passed since its last checkpoint,
@@ -206,27 +206,19 @@ class Checkpointer:
         every_entries: int = DEFAULT_EVERY_ENTRIES,
         poll_s: float = _POLL_S,
     ):
+        super().__init__("vettra-checkpointer", poll_s)
         self._deps, self._chains = deps, chains
         self.interval_s, self.every_entries, self.poll_s = interval_s, every_entries, poll_s
         self.min_interval_s = min(MIN_INTERVAL_S, interval_s)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._last: dict[str, tuple[int, float]] = {}  # chain -> (size, monotonic time) signed
         self.signed = 0
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="vettra-checkpointer", daemon=True)
-        self._thread.start()
-
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        super().stop()
         self._tick(final=True)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            self._tick()
+    def tick(self) -> None:
+        self._tick()
 
     def _tick(self, *, final: bool = False) -> None:
         now = time.monotonic()
