@@ -107,13 +107,16 @@ class Client:
         self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def call(self, method: str, path: str, body: bytes | None = None) -> int:
+        return self.exchange(method, path, body)[0]
+
+    def exchange(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        """``(status, body)`` of one request."""
         # The server closes a keep-alive connection idle past its timeout (5 s): reconnect once.
         for attempt in (1, 2):
             try:
                 self.conn.request(method, path, body=body, headers=self.headers)
                 response = self.conn.getresponse()
-                response.read()
-                return response.status
+                return response.status, response.read()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 self.conn.close()
                 if attempt == 2:

@@ -39,6 +39,9 @@ policy = _target("policy")
 expire = _target("expire", "tasks")  # Cloud Tasks target for expire timers (POST /api/tasks/expire)
 approvals = _target("approvals")
 auth = _target("auth")  # dashboard sign-in: POST /api/auth/firebase-token
+vault = _target(
+    "vault"
+)  # receipt keys and the permission inventory (/api/receipts/**, /api/inventory/**)
 
 
 @functions_framework.aio.cloud_event

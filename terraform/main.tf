@@ -69,13 +69,14 @@ locals {
       "data-key"               = "AES-256-GCM keys sealing stored TOTP seeds: JSON {\"current\": KID, \"keys\": {KID: base64 of 32 bytes}}"
       "policy-trusted-keys"    = "Ed25519 public keys trusted to sign policy bundles: JSON {KID: PEM public key}"
       "auth0-client-secret"    = "The Auth0 backend application's client secret (Token Vault exchange), as text"
+      "receipt-signing-key"    = "Ed25519 keys signing credential receipts: JSON {\"current\": KID, \"keys\": {KID: PEM private key}}"
     },
     var.ship_default_policy ? {
       "policy-signing-key" = "Ed25519 private key (PEM) that signs the shipped default policy on first use"
     } : {},
   )
 
-  # The topics of CLOUD.md: decision events, and "chain has new outbox events".
+  # The topics of docs/cloud.md: decision events, and "chain has new outbox events".
   topics = {
     events   = "vettra-events"
     sequence = "vettra-sequence"
@@ -140,6 +141,12 @@ locals {
       ingress     = "ALLOW_ALL", timeout_s = 30, concurrency = 40, max_instances = var.max_instances, trigger = ""
       firestore   = "", publishes = [], queue_roles = [], acts_as = false, secrets = [], signs = true
     }
+    vault = {
+      description = "POST /api/actions/{id}/credential (the Token Vault exchange), /api/receipts/**, /api/inventory/**"
+      ingress     = "ALLOW_ALL", timeout_s = 30, concurrency = 40, max_instances = var.max_instances, trigger = ""
+      firestore   = "roles/datastore.user", publishes = ["sequence"], queue_roles = [], acts_as = false
+      secrets     = ["data-key", "receipt-signing-key"], signs = false
+    }
     expire = {
       description = "POST /api/tasks/expire: Cloud Tasks' expiry timers (OIDC token of the invoker account only)"
       ingress     = "ALLOW_INTERNAL_ONLY", timeout_s = 60, concurrency = 20, max_instances = var.max_instances, trigger = ""
@@ -167,7 +174,7 @@ locals {
   # exists (intercept and expire itself put it into the tasks they create).
   expire_url = "https://${var.region}-${var.project_id}.cloudfunctions.net/vettra-expire/api/tasks/expire"
 
-  # Exactly the environment of CLOUD.md (Config.from_env reads it).
+  # Exactly the environment of docs/cloud.md (Config.from_env reads it).
   environment = merge(
     {
       VETTRA_BACKEND         = "firestore"

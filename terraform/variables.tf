@@ -82,7 +82,7 @@ variable "auth0_jwks_url" {
 }
 
 variable "auth0_client_secret_targets" {
-  description = "Targets that mount the Auth0 client secret (the backend application's, for the Token Vault exchange). No released code reads it yet, so none mount it by default; the secret itself is always created."
+  description = "Targets that mount the Auth0 client secret (the backend application's, for the Token Vault exchange): [\"vault\"] turns Auth0 Token Vault on (give the secret a version first). None by default; the secret itself is always created."
   type        = list(string)
   default     = []
   # checked against the targets in main.tf (a precondition of the functions)

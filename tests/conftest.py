@@ -17,7 +17,7 @@ import pytest
 
 from vettra.bootstrap import Config, Runtime, bootstrap
 from vettra.entrypoints.asgi import AsgiApp
-from vettra.entrypoints.server import Limits, build
+from vettra.entrypoints.server import Limits, build, loop_factory
 
 from .idp import FakeIdP
 
@@ -62,7 +62,7 @@ class Server:
         host, port = self.sock.getsockname()[:2]
         self.uvicorn, _ = build(self.asgi, host, port, self.limits)
         self.thread = threading.Thread(
-            target=lambda: asyncio.run(self.uvicorn.serve([self.sock])),
+            target=self._serve,
             daemon=True,
             name="test-server",
         )
@@ -75,6 +75,10 @@ class Server:
         assert self.uvicorn.started, "the server did not start"
         self.address = (host, port)
         self.url = f"http://{host}:{port}"
+
+    def _serve(self) -> None:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:  # vettra dev's loop
+            runner.run(self.uvicorn.serve([self.sock]))
 
     def token(self, role: str, sub: str, user: str | None = None, **kw: Any) -> str:
         return self.runtime.identity.issue(role=role, sub=sub, user=user, **kw)

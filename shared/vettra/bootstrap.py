@@ -246,9 +246,22 @@ def _assemble(config: Config, clock: Any, parts: _Parts) -> tuple[Any, Any, Any]
             clock, RateLimitSettings.from_sources(config.extra, os.environ), what="proof requests"
         ),
     )
-    policies.ensure_default(DEFAULT_TENANT)
+    deps.vaults, deps.credentials = credential_vaults(config, clock)
+    if config.secrets_dir is None or parts.keys.has_policy_signing_key():
+        # A home signs the shipped default at first boot. In the cloud each function mounts
+        # only its own secrets and may not read Firestore at all (auth): only where the
+        # operator mounted the policy key (ship_default_policy) is the default signed;
+        # elsewhere the first policy is signed offline and POSTed (deny by default until then).
+        policies.ensure_default(DEFAULT_TENANT)
     identity = _identity(config, parts.identity_key, clock, deps)
-    app = HttpApp(deps, ROUTES, identity, project=config.project)
+    caller = identity
+    if parts.identity_key is not None:  # the home's keys: the dashboard's sign-in links too
+        from .services.dashboard_sessions import DashboardSessionIdentity, DashboardSessions
+
+        deps.dashboard_sessions = DashboardSessions(parts.store, clock)
+        # dashboard session tokens (vettra link) first, then the tokens of `identity`
+        caller = DashboardSessionIdentity(deps.dashboard_sessions, identity)
+    app = HttpApp(deps, ROUTES, caller, project=config.project)
     return deps, identity, app
 
 
@@ -553,6 +566,9 @@ def _cloud_scheduler(
 
     cloud = config.cloud
     if not cloud.tasks:
+        if config.secrets_dir is not None:
+            # keys from mounted secrets: the home holds nothing else, so it may not exist yet
+            prepare_home(config.home)
         timer = LocalTimer(config.home / FIRESTORE_TIMERS_FILE, clock)
         settings["scheduler"] = "local-timer"
         settings["scheduler_note"] = (
@@ -643,6 +659,32 @@ def _ensure_emulator_queue(scheduler: Any) -> None:
         raise BackendUnavailable(
             f"cannot create the queue on the Cloud Tasks emulator: {type(exc).__name__}"
         ) from None
+
+
+def credential_vaults(config: Config, clock: Any) -> tuple[dict[str, Any], Any]:
+    """The token vaults of credential releases and their settings (docs/credentials.md):
+    the local vault always; Auth0 Token Vault when ``VETTRA_AUTH0_ISSUER``,
+    ``VETTRA_AUTH0_CLIENT_ID`` and the client secret are set (``VETTRA_AUTH0_CLIENT_SECRET``,
+    or the mounted ``auth0-client-secret`` file in the cloud)."""
+    from .adapters.auth0_token_vault import Auth0TokenVault, TokenVaultSettings
+    from .adapters.local_vault import LocalVault
+    from .domain.credentials import CredentialSettings
+
+    vaults: dict[str, Any] = {LocalVault.subject_kind: LocalVault()}
+    env = dict(os.environ)
+    try:
+        if not env.get("VETTRA_AUTH0_CLIENT_SECRET") and config.secrets_dir is not None:
+            from .adapters.secret_keys import AUTH0_CLIENT_SECRET, read_text_secret
+
+            env["VETTRA_AUTH0_CLIENT_SECRET"] = (
+                read_text_secret(config.secrets_dir, AUTH0_CLIENT_SECRET) or ""
+            )
+        auth0 = TokenVaultSettings.from_env(env)
+    except ValueError as exc:  # SecretFileError too
+        raise BackendUnavailable(str(exc)) from None
+    if auth0 is not None:
+        vaults[Auth0TokenVault.subject_kind] = Auth0TokenVault(auth0, clock)
+    return vaults, CredentialSettings.from_sources(config.extra, env)
 
 
 def fetch_json(url: str) -> Any:

@@ -3,6 +3,7 @@
 vettra dev     [--home DIR] [--host H] [--port P] [--backend local|firestore [--project ID]]
                [limits: --max-connections N ...]
 vettra token   --home DIR --role agent|approver|admin --sub ID [--user UID] [--ttl S]
+vettra link    --home DIR --sub USER [--role approver|admin] [--url BASE]
 vettra policy  sign FILE [--home DIR | --key PEM] [-o OUT]
 vettra policy  verify FILE [--home DIR | --pubkey PEM ...]
 vettra policy  pubkey [--home DIR]
@@ -12,6 +13,9 @@ vettra audit   verify FILE --pubkey KEY [--checkpoint NOTE] [--require-covered] 
 vettra audit   pubkey [--all] [--home DIR]
 vettra keys    rotate audit-hmac|checkpoint|data [--home DIR]
 vettra keys    export-cloud-secrets (--fresh | --home DIR | --from DIR [--rotate WHICH]) --out DIR
+vettra vault   put|link|list|remove --user U [--connection C] ...   (vault_cli.py)
+vettra receipt pubkey [--home DIR] | verify RECEIPT --pubkey KEY [--args FILE]   (receipt_cli.py)
+vettra mcp-proxy [--url URL] [--server NAME] ... -- <upstream MCP server command>  (agent_cli)
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from . import logs
     from .bootstrap import BackendUnavailable, Config, HomeInUse, bootstrap
     from .entrypoints.asgi import AsgiApp
+    from .entrypoints.dashboard import StaticSite, WithDashboard, web_root
     from .entrypoints.server import Limits, build
 
     logs.configure(args.log_level)
@@ -68,6 +73,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     bound_host, bound_port = sock.getsockname()[:2]
     config.public_url = f"http://{bound_host}:{bound_port}"
+    dashboard_url = _dashboard_base(args.host, bound_port)
+    if not (os.environ.get("VETTRA_ORIGIN") or os.environ.get("VETTRA_RP_ID")):
+        # passkeys: the browser's origin is the dashboard's (WebAuthn's RP id "localhost")
+        config.extra.setdefault("origin", dashboard_url)
     try:
         runtime = bootstrap(config)
     except (HomeInUse, BackendUnavailable) as exc:
@@ -85,11 +94,13 @@ def cmd_dev(args: argparse.Namespace) -> int:
         threads=limits.threads,
         max_header_bytes=limits.max_header_bytes,
     )
-    server, _ = build(asgi, args.host, args.port, limits, log_level="warning")
-    host, port = sock.getsockname()[:2]
-    url = f"http://{host}:{port}"
+    site = StaticSite.load(web_root())
+    front = WithDashboard(asgi, site)
+    server, _ = build(asgi, args.host, args.port, limits, log_level="warning", front=front)
+    url = f"http://{bound_host}:{bound_port}"
     home = config.home
     vettra = _this_command()
+    approver = _first_approver(home, args.approver)
 
     # Until uvicorn installs its own handlers (and after: it re-raises a caught signal
     # once stopped), a signal lands here: stop, never the default handler's abrupt exit,
@@ -101,12 +112,28 @@ def cmd_dev(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     runtime.start()
     try:
+        sessions = runtime.deps.dashboard_sessions  # None on cloud keys: no sign-in links
+        link = sessions.create_link(approver) if sessions is not None else None
 
         def ready() -> None:
+            _write_running(home, url, dashboard_url)
             where = f"home: {home}"
             if config.backend != "local":
                 where += f"; {config.backend} project {config.project}"
             print(f"Vettra is running at {url}  ({where})", flush=True)
+            if site.root is None:
+                print("The dashboard's files were not found (set VETTRA_WEB_DIR).", flush=True)
+            elif link is not None:
+                print(
+                    f"Dashboard: sign in as {approver} with this one-time link "
+                    f"(valid {sessions.link_ttl_s // 60} min, one use):",
+                    flush=True,
+                )
+                print(f"  {dashboard_url}{link['path']}", flush=True)
+                print(
+                    f"  another: {vettra} link --home {shlex.quote(str(home))} --sub {approver}",
+                    flush=True,
+                )
             print("Get tokens in another shell:", flush=True)
             print(
                 f"  {vettra} token --home {shlex.quote(str(home))} --role agent --sub my-agent --user alice",
@@ -120,9 +147,127 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
         _run_until_stopped(server, ready, sock)
     finally:
+        _clear_running(home)
         asgi.close()
         runtime.close()
     return EXIT_OK if server.started or server.should_exit else EXIT_FAIL
+
+
+RUNNING_FILE = "dev-server.json"
+APPROVER_FILE = "first-approver"
+DEFAULT_APPROVER = "alice"  # the user the banner's example agent token acts for
+
+
+def _dashboard_base(host: str, port: int) -> str:
+    """The dashboard's URL: ``localhost`` for a loopback or wildcard bind, because WebAuthn
+    refuses an IP address as its relying party (passkeys work at ``localhost`` only)."""
+    if host in ("127.0.0.1", "::1", "localhost", "0.0.0.0", "::", ""):
+        return f"http://localhost:{port}"
+    return f"http://{host}:{port}"
+
+
+def _first_approver(home: Path, given: str | None) -> str:
+    """The user ``vettra dev`` prints a sign-in link for: ``--approver``, else the one the
+    home recorded at its first start (``first-approver``), else alice, recorded now."""
+    from .adapters.local_files import private_file
+
+    path = home / APPROVER_FILE
+    if given:
+        if not path.exists():
+            private_file(path).write_text(given + "\n")
+        return given
+    if path.exists():
+        recorded = path.read_text().strip()
+        if recorded:
+            return recorded
+    private_file(path).write_text(DEFAULT_APPROVER + "\n")
+    return DEFAULT_APPROVER
+
+
+def _write_running(home: Path, url: str, dashboard_url: str) -> None:
+    """Where this server answers, for ``vettra link --home`` (removed at exit)."""
+    from .adapters.local_files import private_file
+
+    private_file(home / RUNNING_FILE).write_text(
+        json.dumps({"url": url, "dashboard_url": dashboard_url, "pid": os.getpid()}) + "\n"
+    )
+
+
+def _clear_running(home: Path) -> None:
+    path = home / RUNNING_FILE
+    try:
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def _running(home: Path) -> dict[str, Any] | None:
+    """The running server's URLs; None when there is none (a killed server's file is
+    stale: its pid is gone)."""
+    try:
+        info = json.loads((home / RUNNING_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or not isinstance(info.get("url"), str):
+        return None
+    try:
+        pid = int(info.get("pid", 0))
+        if pid <= 0:
+            return None
+        os.kill(pid, 0)  # signal 0: only asks whether it exists
+    except (OSError, ValueError, TypeError):
+        return None
+    return info
+
+
+def cmd_link(args: argparse.Namespace) -> int:
+    """Ask the running server for a one-time sign-in link (POST /api/dashboard/links, with an
+    admin token of one minute minted from the home's key) and print the URL."""
+    import httpx
+
+    from .bootstrap import home_identity
+
+    home = _home(args.home)
+    running = _running(home)
+    if args.url:
+        api = dashboard = args.url.rstrip("/")
+    elif running is not None:
+        api, dashboard = running["url"], str(running.get("dashboard_url") or running["url"])
+    else:
+        print(
+            f"vettra link: no running vettra dev found for {home}; start one "
+            f"(vettra dev --home {shlex.quote(str(home))}) or pass --url",
+            file=sys.stderr,
+        )
+        return EXIT_FAIL
+    token = home_identity(home).issue(
+        role="admin", sub="vettra-link", tenant=args.tenant, ttl_s=LINK_ADMIN_TTL_S
+    )
+    try:
+        answer = httpx.post(
+            api + "/api/dashboard/links",
+            json={"sub": args.sub, "role": args.role},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+    except httpx.HTTPError as exc:
+        print(f"vettra link: no server answers at {api}: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    if answer.status_code != 201:
+        try:
+            detail = answer.json().get("detail", answer.text)
+        except ValueError:
+            detail = answer.text[:300]
+        print(f"vettra link: {api} answered {answer.status_code}: {detail}", file=sys.stderr)
+        return EXIT_USAGE if answer.status_code in (400, 422) else EXIT_FAIL
+    link = answer.json()
+    print(dashboard + link["path"])
+    print(f"(one use; expires {link['expires_at']})", file=sys.stderr)
+    return EXIT_OK
+
+
+LINK_ADMIN_TTL_S = 60
 
 
 def _listen(host: str, port: int) -> Any:
@@ -172,7 +317,10 @@ def _run_until_stopped(server: Any, ready: Any, sock: Any) -> None:
         await server.serve(sockets=[sock])
         watcher.cancel()
 
-    asyncio.run(main())
+    from .entrypoints.server import loop_factory
+
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(main())
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -368,6 +516,11 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=8080)
     dev.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     dev.add_argument(
+        "--approver",
+        help="print the start-up sign-in link for this user "
+        "(default: the home's first approver, else alice)",
+    )
+    dev.add_argument(
         "--backend",
         choices=["local", "firestore"],
         help="local: the embedded store in the home (default, or $VETTRA_BACKEND); "
@@ -430,6 +583,18 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--ttl", type=int, default=12 * 3600, help="seconds (default 12 h)")
     tok.set_defaults(func=cmd_token)
 
+    link = sub.add_parser(
+        "link", help="print a one-time dashboard sign-in URL from the running `vettra dev`"
+    )
+    link.add_argument("--home")
+    link.add_argument("--sub", required=True, help="the user who signs in")
+    link.add_argument("--role", default="approver", choices=["approver", "admin"])
+    link.add_argument(
+        "--url", help="the server's base URL (default: the vettra dev running on --home)"
+    )
+    link.add_argument("--tenant", default=DEFAULT_TENANT)
+    link.set_defaults(func=cmd_link)
+
     pol = sub.add_parser("policy", help="sign and verify policy bundles")
     psub = pol.add_subparsers(dest="policy_cmd", required=True)
     sign = psub.add_parser("sign", help="sign a policy payload (or re-sign an envelope's payload)")
@@ -460,6 +625,10 @@ def build_parser() -> argparse.ArgumentParser:
     aud = add_audit_parser(sub, DEFAULT_TENANT)
     aud.set_defaults(func=cmd_audit)
 
+    from .agent_cli import add_parsers as add_agent_parsers
+
+    add_agent_parsers(sub)
+
     keys = sub.add_parser(
         "keys", help="rotate the home's keys; export the cloud deployment's secrets"
     )
@@ -487,11 +656,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exp.add_argument(
         "--rotate",
-        choices=["audit-hmac", "checkpoint", "data"],
+        choices=["audit-hmac", "checkpoint", "data", "receipt"],
         help="with --from: add a new current key; earlier ones stay for verification",
     )
     exp.add_argument("--out", required=True, help="an empty directory to write the files to")
     exp.set_defaults(func=cmd_export_cloud_secrets)
+
+    from .vault_cli import add_parsers as add_vault_parsers
+
+    add_vault_parsers(sub, DEFAULT_TENANT, _home)
+    from .receipt_cli import add_parsers as add_receipt_parsers
+
+    add_receipt_parsers(sub, _home)
     return parser
 
 

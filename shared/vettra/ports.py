@@ -362,6 +362,11 @@ class PolicyKeys(abc.ABC):
         """The Ed25519 private key this deployment signs its shipped default policy with
         (an operator signs later versions with ``vettra policy sign``)."""
 
+    def has_policy_signing_key(self) -> bool:
+        """Whether :meth:`policy_signing_key` has a key to give (a home always does; the
+        cloud's only where the operator mounted one)."""
+        return True
+
 
 class SecretSealer(abc.ABC):
     """Encryption at rest for the shared secrets the store keeps (TOTP seeds)."""
@@ -381,6 +386,38 @@ class SecretSealer(abc.ABC):
         ``context``, or sealed by a key this store does not hold."""
 
 
-class KeyStore(AuditKeys, PolicyKeys, SecretSealer, abc.ABC):
+class ReceiptKeys(abc.ABC):
+    """The key that signs credential receipts (Ed25519 JWTs an executor verifies offline)."""
+
+    @abc.abstractmethod
+    def receipt_signing_key(self) -> Any:
+        """The Ed25519 private key that signs receipts now; :class:`NotConfigured` when this
+        deployment holds none (no credential is released without a receipt)."""
+
+    @abc.abstractmethod
+    def receipt_public_keys(self) -> list[Any]:
+        """Every receipt public key still to be accepted: current first, then retired ones."""
+
+
+class KeyStore(AuditKeys, PolicyKeys, SecretSealer, ReceiptKeys, abc.ABC):
     """Secrets of the running mode: the home directory locally, the mounted Secret
     Manager files in the cloud (:mod:`vettra.adapters.secret_keys`)."""
+
+
+class TokenVault(abc.ABC):
+    """Turns what a user stored for a connection into a provider access token.
+
+    The service reads and opens the stored secret (sealed in the store) and hands it
+    here; the vault never stores anything. Auth0 Token Vault exchanges an Auth0 refresh
+    token for the connection's federated access token; the local vault returns the
+    provider token the user stored with ``vettra vault put``.
+    """
+
+    #: The kind of stored secret it takes (``refresh_token`` or ``access_token``).
+    subject_kind: str
+
+    @abc.abstractmethod
+    def exchange(self, subject: str, connection: str, *, login_hint: str | None = None) -> Any:
+        """A :class:`~vettra.domain.credentials.ProviderToken` for ``connection``;
+        :class:`~vettra.domain.credentials.NotLinked` when the user has no usable link to
+        it, :class:`Unavailable` when the vault did not answer (after its retries)."""

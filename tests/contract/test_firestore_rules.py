@@ -30,7 +30,7 @@ from vettra.adapters.firestore_store import FirestoreStore
 from vettra.adapters.local_keys import LocalKeyStore
 from vettra.domain.identity import Principal
 from vettra.domain.stepup import StepUpSettings
-from vettra.services import actions, sessions
+from vettra.services import actions, inventory, sessions, vault
 from vettra.services.deps import Deps
 from vettra.services.stepup import PENDING_ENROLMENTS, SEALED, StepUpService
 
@@ -226,11 +226,27 @@ def _write_real_documents(deps: Deps) -> dict[str, Any]:
     with deps.store.unit_of_work(readonly=True) as uow:
         stored = uow.docs.get(PENDING_ENROLMENTS, enrolment["enrollment_id"])
     assert stored is not None and SEALED in stored  # the secret is sealed, and still refused
+    # what credential releases keep: a sealed provider token and a grant (docs/credentials.md)
+    vault.store_secret(
+        deps.store,
+        deps.keys,
+        deps.clock.now(),
+        tenant="acme",
+        user="alice",
+        connection="github",
+        kind="access_token",
+        secret="gho_rules_test_token",
+    )
+    grant = inventory.grant(
+        deps, alice, {"agent": "bot", "connection": "github", "scopes": ["repo"]}
+    )
     return {
         "mine": mine.id,
         "theirs": theirs.id,
         "session": session["session_id"],
         "enrolment": enrolment["enrollment_id"],
+        "vault": vault.doc_id("acme", "alice", "github"),
+        "permission": grant["permission_id"],
     }
 
 
@@ -269,6 +285,9 @@ def _expectations(store: FirestoreStore, found: dict[str, Any]) -> dict[str, Any
         (f"docs/sessions/items/{doc_key(found['session'])}", other, False),
         (f"docs/{PENDING_ENROLMENTS}/items/{doc_key(found['enrolment'])}", alice, False),
         (f"docs/{PENDING_ENROLMENTS}/items/{doc_key(found['enrolment'])}", admin, False),
+        (f"docs/{vault.COLLECTION}/items/{doc_key(found['vault'])}", alice, False),
+        (f"docs/{vault.COLLECTION}/items/{doc_key(found['vault'])}", admin, False),
+        (f"docs/{inventory.COLLECTION}/items/{doc_key(found['permission'])}", alice, False),
     ]
     queries = [
         (
@@ -289,6 +308,7 @@ def _expectations(store: FirestoreStore, found: dict[str, Any]) -> dict[str, Any
             alice,
             [doc_key(found["session"])],
         ),
+        (f"docs/{vault.COLLECTION}/items", [["owner", "==", "acme:alice"]], "created", alice, None),
     ]
     return {
         "reads": [

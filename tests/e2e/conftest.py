@@ -296,3 +296,7 @@ class Load:
                                 self.decided[a["action_id"]] = status
                 except (httpx.TransportError, ValueError, KeyError):
                     return
+
+
+# The dashboard's browser fixtures: tests/e2e/browser.py.
+from .browser import browser, dash, web_admin, web_server  # noqa: E402, F401

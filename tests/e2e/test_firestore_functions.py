@@ -411,3 +411,49 @@ def test_cold_start_share_is_printed(deployment) -> None:
         f"{result['request_work_ms']:.0f}); Vettra's own share "
         f"{result['own_total_ms']:.0f} ms (wanted <= {result['wanted_ms']:.0f})"
     )
+
+
+def test_each_target_boots_with_only_the_secrets_terraform_mounts(deployment, tmp_path) -> None:
+    """Least privilege: terraform/ mounts into each function only the secrets it uses. Every
+    HTTP target must still build its runtime (the first request does) and answer from the
+    app: 200 for /health, 401 for a request without a token, never a 5xx from a key it was
+    not given. Intercept without a policy stays deny-by-default."""
+    from vettra.adapters.secret_keys import fresh_secret_files
+
+    from ..unit.test_terraform import _functions
+
+    files = fresh_secret_files()
+    paths = {
+        "health": ("GET", "/health", 200),
+        "intercept": ("POST", "/api/actions/intercept", 401),
+        "approve": ("POST", "/api/actions/approve", 401),
+        "actions": ("GET", "/api/actions/pending", 401),
+        "audit": ("GET", "/api/audit/verify", 401),
+        "policy": ("GET", "/api/policy", 401),
+        "approvals": ("GET", "/api/approvals/sessions", 401),
+        "vault": ("GET", "/api/inventory/permissions", 401),
+        "auth": ("POST", "/api/auth/firebase-token", 422),  # {} has no id_token
+    }
+    auth0 = {  # how the cloud authenticates (no home key there); JWKS is fetched on first use
+        "VETTRA_AUTH0_ISSUER": "https://vettra-test.eu.auth0.com/",
+        "VETTRA_AUTH0_AUDIENCE": "https://api.vettra.test",
+        "VETTRA_AUTH0_CLIENT_ID": "dashboard-spa",
+    }
+    for target, spec in _functions().items():
+        if target not in paths:
+            continue  # expire and sequence: internal, covered above
+        mounted = tmp_path / f"secrets-{target}"
+        mounted.mkdir(mode=0o700)
+        for name in spec["secrets"]:
+            (mounted / name).mkdir()
+            (mounted / name / name).write_bytes(files[name])
+        env = {**deployment.env, **auth0, "VETTRA_SECRETS_DIR": str(mounted)}
+        fn = _serve(target, env, deployment.logs)
+        try:
+            method, path, want = paths[target]
+            r = httpx.request(method, fn.url + path, json={} if method == "POST" else None)
+            assert r.status_code == want, (target, spec["secrets"], r.status_code, r.text, fn.log())
+        finally:
+            fn.stop()
+    # nobody signed a default policy: the cloud waits for the operator's (deny by default)
+    assert not list(deployment.db.collection("policies").list_documents())

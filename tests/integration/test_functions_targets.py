@@ -73,7 +73,7 @@ def test_no_runtime_is_built_at_import_or_app_creation(fn_home) -> None:
 
 def test_every_target_answers_in_asgi_mode(fn_home) -> None:
     targets = [name for name, kind in function_targets.targets(SOURCE).items() if kind == "http"]
-    assert len(targets) == 9, targets
+    assert len(targets) == 10, targets
     paths = {
         "health": "/health",
         "intercept": "/api/actions/intercept",
@@ -84,6 +84,7 @@ def test_every_target_answers_in_asgi_mode(fn_home) -> None:
         "expire": "/api/tasks/expire",
         "approvals": "/api/approvals/sessions",
         "auth": "/api/auth/firebase-token",
+        "vault": "/api/inventory/permissions",
     }
     admin = _token(fn_home, "admin", "root")
     for target in targets:
@@ -268,6 +269,14 @@ def test_functions_framework_cli_serves_a_target_in_asgi_mode(fn_home, tmp_path)
         assert r.status_code == 201 and r.json()["status"] == "pending", r.text
         other = httpx.get(f"http://127.0.0.1:{port}/api/audit/verify", headers=agent, timeout=5)
         assert other.status_code == 404 and other.headers["content-type"] == PROBLEM
+        # Two identical Content-Length: uvicorn (http=auto) parses with llhttp here too,
+        # which refuses them before the app (its own text/plain 400, not problem+json).
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            raw.sendall(
+                b"POST /api/actions/intercept HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello"
+            )
+            assert raw.recv(4096).startswith(b"HTTP/1.1 400 ")
     finally:
         proc.terminate()
         proc.wait(10)

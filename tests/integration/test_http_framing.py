@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import httpx
 import pytest
@@ -64,6 +65,18 @@ FRAMING = [
         400,
     ),
     (
+        "identical-content-lengths",
+        b"POST /api/actions/intercept HTTP/1.1\r\n"
+        + HOST
+        + b"Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+        400,
+    ),
+    (
+        "identical-content-length-list",
+        b"POST /api/actions/intercept HTTP/1.1\r\n" + HOST + b"Content-Length: 5, 5\r\n\r\nhello",
+        400,
+    ),
+    (
         "non-numeric-content-length",
         b"POST /api/actions/intercept HTTP/1.1\r\n" + HOST + b"Content-Length: ten\r\n\r\n",
         400,
@@ -101,6 +114,20 @@ FRAMING = [
         b"POST /api/actions/intercept HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: gzip\r\n\r\n",
         501,
     ),
+    (
+        "transfer-coding-before-chunked",
+        b"POST /api/actions/intercept HTTP/1.1\r\n"
+        + HOST
+        + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        501,
+    ),
+    (
+        "bad-chunk-size-after-the-head",
+        b"POST /api/actions/intercept HTTP/1.1\r\n"
+        + HOST
+        + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+        400,
+    ),
     ("nul-in-name", b"GET /health HTTP/1.1\r\n" + HOST + b"X-\x00Foo: a\r\n\r\n", 400),
     ("control-in-name", b"GET /health HTTP/1.1\r\n" + HOST + b"X-\x07Foo: a\r\n\r\n", 400),
     ("whitespace-before-first-header", b"GET /health HTTP/1.1\r\n Host: 127.0.0.1\r\n\r\n", 400),
@@ -134,9 +161,73 @@ def test_bad_framing_gets_a_status_line_and_a_problem(server, payload, status) -
     assert httpx.get(server.url + "/health").status_code == 200
 
 
-def test_obs_fold_is_joined_into_the_previous_line_never_a_header_of_its_own(server) -> None:
-    """RFC 9112 §5.2: an obs-fold is replaced by a space. A folded 'Authorization:'
-    is part of X-Note's value, so the request stays unauthenticated (401)."""
+def test_a_head_over_the_limit_is_431_while_it_arrives(server) -> None:
+    """A head that never ends is refused once its bytes pass --max-header-bytes
+    (16 KiB), not buffered while it grows."""
+    with socket.create_connection(server.address, timeout=5) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\n" + HOST)
+        reply = b""
+        for i in range(40):  # 40 x 1 KiB headers, never the blank line
+            try:
+                s.sendall(b"X-Pad-%d: %s\r\n" % (i, b"a" * 1024))
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        while chunk := s.recv(65536):
+            reply += chunk
+            if b"}" in reply:
+                break
+    assert status_of(reply) == 431, reply[:300]
+    assert problem_of(reply)["status"] == 431
+
+
+def test_bad_chunk_while_the_app_waits_for_the_body_is_400(server, caplog) -> None:
+    """The head reached the app, which waits for the body; a malformed chunk then
+    gets the 400 (the app's own answer is not sent after it), never a traceback."""
+    token = server.token("agent", "agent-1", "alice").encode()
+    with socket.create_connection(server.address, timeout=5) as s:
+        s.sendall(
+            b"POST /api/actions/intercept HTTP/1.1\r\n"
+            + HOST
+            + b"Authorization: Bearer "
+            + token
+            + b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        time.sleep(0.3)
+        s.sendall(b"zz\r\n{}\r\n0\r\n\r\n")
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    assert status_of(reply) == 400, reply[:300]
+    assert problem_of(reply)["status"] == 400
+    head, _, body = reply.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    assert len(body) == length, "a second answer followed the 400"
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+
+
+def test_a_bad_request_pipelined_after_a_good_one_is_refused_after_its_answer(server) -> None:
+    """The first request is answered in full, then the malformed one gets its 400 and
+    the connection closes (llhttp parses ahead of the answers; the refusal waits)."""
+    payload = (
+        b"GET /health HTTP/1.1\r\n" + HOST + b"\r\n"
+        b"GET /health HTTP/1.1\r\n" + HOST + b"Content-Type : x\r\n\r\n"
+    )
+    with socket.create_connection(server.address, timeout=5) as s:
+        s.sendall(payload)
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    first, _, rest = reply.partition(b"\r\n\r\n")
+    assert status_of(first) == 200, reply[:300]
+    length = int(first.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    second = rest[length:]
+    assert status_of(second) == 400, reply[:600]
+    assert problem_of(second)["status"] == 400
+
+
+def test_obs_fold_is_refused_never_a_header_of_its_own(server) -> None:
+    """RFC 9112 §5.2: a server rejects an obs-fold with 400 (or joins it with a
+    space). llhttp rejects it: a folded 'Authorization:' never authenticates."""
     token = server.token("admin", "root").encode()
     payload = (
         b"GET /api/openapi.json HTTP/1.1\r\n"
@@ -145,7 +236,9 @@ def test_obs_fold_is_joined_into_the_previous_line_never_a_header_of_its_own(ser
         + token
         + b"\r\n\r\n"
     )
-    assert status_of(exchange(server, payload)) == 401
+    reply = exchange(server, payload)
+    assert status_of(reply) == 400, reply[:300]
+    assert "whitespace" in problem_of(reply)["detail"]
     unfolded = (
         b"GET /api/openapi.json HTTP/1.1\r\n"
         + HOST

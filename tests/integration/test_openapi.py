@@ -427,6 +427,97 @@ class _Streamed:
         self.text = first_line
 
 
+def _signin_link(c: Ctx) -> list[httpx.Response]:
+    return [
+        c.admin.post("/api/dashboard/links", json={"sub": "alice"}),
+        c.admin.post("/api/dashboard/links", json={"sub": "ops", "role": "admin"}),
+        c.admin.post("/api/dashboard/links", json={"sub": "alice", "role": "agent"}),  # 422
+        c.alice.post("/api/dashboard/links", json={"sub": "alice"}),  # 403
+        c.anon.post("/api/dashboard/links", json={"sub": "alice"}),  # 401
+    ]
+
+
+def _sign_in_with(c: Ctx) -> httpx.Response:
+    code = c.admin.post("/api/dashboard/links", json={"sub": "alice"}).json()["code"]
+    return c.anon.post("/api/dashboard/signin", json={"code": code})
+
+
+def _signin(c: Ctx) -> list[httpx.Response]:
+    ok = _sign_in_with(c)
+    return [
+        ok,
+        c.anon.post("/api/dashboard/signin", json={"code": "vsl_" + "A" * 43}),  # 401
+        c.anon.post("/api/dashboard/signin", json={"code": "x"}),  # 422
+        c.anon.post("/api/dashboard/signin", content=b"{", headers={"Content-Type": JSON}),  # 400
+        c.anon.post("/api/dashboard/signin", content=b"{}", headers={"Content-Type": "text/plain"}),
+    ]
+
+
+def _session_of(c: Ctx) -> httpx.Client:
+    token = _sign_in_with(c).json()["access_token"]
+    return httpx.Client(
+        base_url=c.server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+
+
+def _whoami(c: Ctx) -> list[httpx.Response]:
+    with _session_of(c) as dashboard:
+        return [dashboard.get("/api/dashboard/session"), c.alice.get("/api/dashboard/session"),
+                c.agent.get("/api/dashboard/session"), c.anon.get("/api/dashboard/session")]  # fmt: skip
+
+
+def _sign_out(c: Ctx) -> list[httpx.Response]:
+    with _session_of(c) as dashboard:
+        return [
+            dashboard.delete("/api/dashboard/session"),
+            dashboard.delete("/api/dashboard/session"),  # 401: already signed out
+            c.alice.delete("/api/dashboard/session"),  # 409: a minted token
+            c.agent.delete("/api/dashboard/session"),  # 403
+        ]
+
+
+def _factors(c: Ctx) -> list[httpx.Response]:
+    _enrolled(c)
+    return [
+        c.alice.get("/api/approvals/stepup/factors"),
+        c.agent.get("/api/approvals/stepup/factors"),
+    ]
+
+
+def _factor_remove(c: Ctx) -> list[httpx.Response]:
+    _, secret = _enrolled(c)
+    challenge = c.alice.post(
+        "/api/approvals/stepup/trigger", json={"purpose": "stepup.remove:totp"}
+    ).json()
+    token = c.alice.post(
+        "/api/approvals/stepup/verify",
+        json={"challenge_id": challenge["challenge_id"], "code": totp_code(secret, 1)},
+    ).json()["step_up_token"]
+    return [
+        c.alice.post("/api/approvals/stepup/factors/remove", json={"factor_id": "totp"}),  # 401
+        c.alice.post(
+            "/api/approvals/stepup/factors/remove",
+            json={"factor_id": "totp", "step_up_token": token},
+        ),
+        c.bob.post("/api/approvals/stepup/factors/remove", json={"factor_id": "totp"}),  # 404
+        c.alice.post("/api/approvals/stepup/factors/remove", json={"factor_id": "a/b"}),  # 422
+        c.agent.post("/api/approvals/stepup/factors/remove", json={"factor_id": "totp"}),  # 403
+    ]
+
+
+def _simulations(c: Ctx) -> list[httpx.Response]:
+    return [c.alice.get("/api/simulations"), c.agent.get("/api/simulations")]
+
+
+def _simulate(c: Ctx) -> list[httpx.Response]:
+    return [
+        c.alice.post("/api/simulations", json={"scenario": "send-email"}),
+        c.admin.post("/api/simulations", json={"scenario": "grant-admin"}),
+        c.alice.post("/api/simulations", json={"scenario": "nope"}),  # 422
+        c.agent.post("/api/simulations", json={"scenario": "send-email"}),  # 403
+    ]
+
+
 def _firebase_token(c: Ctx) -> list[httpx.Response]:
     from ..idp import FakeIdP
     from .test_auth_http import PATH, ServiceAccount, id_token, wire_sign_in
@@ -443,6 +534,108 @@ def _firebase_token(c: Ctx) -> list[httpx.Response]:
             ]
         finally:
             minter.close()
+
+
+_GMAIL_READ = "https://www.googleapis.com/auth/gmail.readonly"
+_LIST_MAIL = {"tool": "gmail.list_messages", "arguments": {"q": "is:unread"}}
+
+
+def _granted(c: Ctx) -> dict:
+    r = c.alice.post(
+        "/api/inventory/permissions",
+        json={"agent": "agent-1", "connection": "google-oauth2", "scopes": [_GMAIL_READ]},
+    )
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _release(c: Ctx) -> list[httpx.Response]:
+    from vettra.adapters.local_vault import token_record
+    from vettra.services import vault
+
+    deps = c.server.runtime.deps
+    vault.store_secret(
+        deps.store,
+        deps.keys,
+        deps.clock.now(),
+        tenant="default",
+        user="alice",
+        connection="google-oauth2",
+        kind="access_token",
+        secret=token_record("ya29.openapi-test", scope=[_GMAIL_READ]),
+    )
+    _granted(c)
+    allowed, pending = c.intercept(_LIST_MAIL), c.intercept(SEND_EMAIL)
+    path = f"/api/actions/{allowed['action_id']}/credential"
+    body = {"args_digest": allowed["args_digest"]}
+    out = [c.agent.post(path, json=body)]
+    assert out[0].status_code == 200, out[0].text
+    return out + [
+        c.agent.post(path, json=body),  # 409 already released
+        c.agent.post(
+            f"/api/actions/{pending['action_id']}/credential",
+            json={"args_digest": pending["args_digest"]},
+        ),  # 409 pending
+        c.agent.post("/api/actions/act_missing/credential", json=body),  # 404
+        c.agent.post(path, json={"args_digest": "x"}),  # 422
+        c.alice.post(path, json=body),  # 403
+        c.anon.post(path, json=body),  # 401
+    ]
+
+
+def _receipt_key(c: Ctx) -> list[httpx.Response]:
+    return [c.agent.get("/api/receipts/public-key"), c.anon.get("/api/receipts/public-key")]
+
+
+def _receipt_jwks(c: Ctx) -> list[httpx.Response]:
+    return [c.alice.get("/api/receipts/jwks.json"), c.anon.get("/api/receipts/jwks.json")]
+
+
+def _permissions_list(c: Ctx) -> list[httpx.Response]:
+    _granted(c)
+    return [
+        c.alice.get("/api/inventory/permissions"),
+        c.agent.get("/api/inventory/permissions"),
+        c.bob.get("/api/inventory/permissions"),
+        c.anon.get("/api/inventory/permissions"),
+    ]
+
+
+def _permissions_grant(c: Ctx) -> list[httpx.Response]:
+    return [
+        c.alice.post(
+            "/api/inventory/permissions",
+            json={"agent": "agent-1", "connection": "github", "scopes": ["repo", "x:unknown"]},
+        ),
+        c.alice.post(
+            "/api/inventory/permissions", json={"agent": "a", "connection": "gh", "scopes": []}
+        ),  # 422
+        c.agent.post(
+            "/api/inventory/permissions",
+            json={"agent": "agent-1", "connection": "github", "scopes": ["repo"]},
+        ),  # 403
+    ]
+
+
+def _permissions_revoke(c: Ctx) -> list[httpx.Response]:
+    pid = _granted(c)["permission_id"]
+    return [
+        c.alice.delete(f"/api/inventory/permissions/{pid}"),
+        c.alice.delete(f"/api/inventory/permissions/{pid}"),  # again: the same view
+        c.bob.delete(f"/api/inventory/permissions/{pid}"),  # 404
+        c.agent.delete(f"/api/inventory/permissions/{pid}"),  # 403
+    ]
+
+
+def _scope_translate(c: Ctx) -> list[httpx.Response]:
+    path = "/api/inventory/scope-translate"
+    return [
+        c.agent.get(path, params={"scope": f"repo {_GMAIL_READ} Mail.Send no.such.scope"}),
+        c.alice.get(path, params={"scope": "openid", "provider": "microsoft"}),
+        c.alice.get(path),  # 400: scope is required
+        c.alice.get(path, params={"scope": "repo", "provider": "aol"}),  # 400
+        c.anon.get(path, params={"scope": "repo"}),  # 401
+    ]
 
 
 def _openapi(c: Ctx) -> list[httpx.Response]:
@@ -475,7 +668,22 @@ DRIVERS: dict[str, Callable[[Ctx], list[httpx.Response]]] = {
     "revokeSession": _session_revoke,
     "preAuthorizeSession": _session_preauth,
     "streamEvents": _events,
+    "createSignInLink": _signin_link,
+    "signIn": _signin,
+    "getSignInSession": _whoami,
+    "signOut": _sign_out,
+    "listStepUpFactors": _factors,
+    "removeStepUpFactor": _factor_remove,
+    "listSimulations": _simulations,
+    "runSimulation": _simulate,
     "exchangeFirebaseToken": _firebase_token,
+    "releaseCredential": _release,
+    "getReceiptPublicKey": _receipt_key,
+    "getReceiptJwks": _receipt_jwks,
+    "listPermissions": _permissions_list,
+    "grantPermission": _permissions_grant,
+    "revokePermission": _permissions_revoke,
+    "translateScopes": _scope_translate,
 }
 
 

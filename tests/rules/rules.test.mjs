@@ -149,7 +149,7 @@ const SEED = {
   'docs/stepup_passkeys/items/pk1': item('pk1', 'acme:alice', { public_key: 'k' }, '11'),
 };
 
-// Who asks. Claims as the `auth` function mints them (helpers' CLOUD.md).
+// Who asks. Claims as the `auth` function mints them (docs/cloud.md).
 const WHO = {
   alice: ['alice', { vettra_role: 'approver', tenant: 'acme' }],
   bob: ['bob', { vettra_role: 'approver', tenant: 'acme' }],

@@ -105,6 +105,7 @@ def test_as_dict_is_json_ready_with_api_names():
         "call_id",
         "args_digest",
         "server",
+        "annotations",
     }
 
 

@@ -6,6 +6,7 @@ import base64
 import json
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -117,10 +118,6 @@ RSA_PEM = (
 @pytest.mark.parametrize(
     "name, data, want",
     [
-        (AUDIT_HMAC, None, "audit-hmac-key: the secret 'audit-hmac-key' is not mounted"),
-        (DATA, None, "'data-key' is not mounted"),
-        (CHECKPOINT, None, "'checkpoint-signing-key' is not mounted"),
-        (POLICY_TRUSTED, None, "'policy-trusted-keys' is not mounted"),
         (AUDIT_HMAC, b"{not json", "audit-hmac-key: not JSON"),
         (AUDIT_HMAC, b"   ", "audit-hmac-key: empty"),
         (AUDIT_HMAC, b'{"current": "a", "keys": []}', 'audit-hmac-key: expected {"current"'),
@@ -146,6 +143,47 @@ def test_a_missing_or_malformed_secret_names_its_file(
         SecretFilesKeyStore(secrets_dir)
     assert want in str(caught.value)
     assert "PRIVATE KEY" not in str(caught.value)  # never the key material
+
+
+@pytest.mark.parametrize(
+    "name, use",
+    [
+        (AUDIT_HMAC, lambda keys: keys.audit_hmac_key()),
+        (AUDIT_HMAC, lambda keys: keys.audit_hmac_keys()),
+        (DATA, lambda keys: keys.seal_secret(b"seed", context="c")),
+        (CHECKPOINT, lambda keys: keys.checkpoint_signing_key()),
+        (CHECKPOINT, lambda keys: keys.checkpoint_public_keys()),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_a_function_boots_with_only_the_secrets_it_mounts(
+    secrets_dir: Path, name: str, use: Any
+) -> None:
+    """Least privilege (terraform/ mounts per function): an absent file is refused only when
+    its key is asked for, naming the file; the mounted ones still work."""
+    _rewrite(secrets_dir, name, None)
+    keys = SecretFilesKeyStore(secrets_dir)
+    with pytest.raises(SecretFileError) as caught:
+        use(keys)
+    assert f"the secret {name!r} is not mounted for this function" in str(caught.value)
+    assert keys.policy_trusted_keys()  # what is mounted still serves
+
+
+def test_a_function_with_no_secrets_mounted_boots(tmp_path: Path) -> None:
+    (tmp_path / "secrets").mkdir()
+    keys = SecretFilesKeyStore(tmp_path / "secrets")
+    assert not keys.has_policy_signing_key()
+    assert keys.receipt_public_keys() == []
+    with pytest.raises(SecretFileError, match="'policy-trusted-keys' is not mounted"):
+        keys.policy_trusted_keys()
+    with pytest.raises(SecretFileError, match="'data-key' is not mounted"):
+        keys.seal_secret(b"seed", context="c")
+
+
+def test_export_from_a_directory_still_wants_the_full_set(secrets_dir: Path) -> None:
+    _rewrite(secrets_dir, DATA, None)
+    with pytest.raises(SecretFileError, match="'data-key' is not mounted"):
+        read_secret_files(secrets_dir)
 
 
 def test_the_policy_signing_key_is_optional(secrets_dir: Path) -> None:
@@ -290,3 +328,53 @@ def test_cli_refusals(tmp_path: Path, capsys) -> None:
     assert "is not mounted" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["keys", "export-cloud-secrets", "--out", str(tmp_path / "w")])  # a source is required
+
+
+# -- the receipt signing key (optional; docs/credentials.md) --------------------------------
+
+
+def test_the_receipt_key_is_a_ring_like_the_checkpoint_key(secrets_dir: Path) -> None:
+    from vettra.adapters.secret_keys import RECEIPT
+
+    keys = SecretFilesKeyStore(secrets_dir)
+    signer = keys.receipt_signing_key()
+    assert (
+        keys.receipt_public_keys()[0].public_bytes_raw() == signer.public_key().public_bytes_raw()
+    )
+    rotated = rotated_secret_files(read_secret_files(secrets_dir), "receipt")
+    out = secrets_dir.parent / "rotated"
+    write_secret_files(out, rotated)
+    again = SecretFilesKeyStore(out)
+    assert again.receipt_signing_key().public_key() != signer.public_key()
+    # the retired key still verifies what it signed; its private half is gone
+    raws = [k.public_bytes_raw() for k in again.receipt_public_keys()]
+    assert raws[1] == signer.public_key().public_bytes_raw() and len(raws) == 2
+    assert (
+        "PRIVATE"
+        not in json.loads(rotated[RECEIPT])["keys"][
+            json.loads(read_secret_files(secrets_dir)[RECEIPT])["current"]
+        ]
+    )
+
+
+def test_without_the_receipt_key_no_receipt_is_signed(secrets_dir: Path) -> None:
+    from vettra.adapters.secret_keys import RECEIPT
+    from vettra.domain.errors import NotConfigured
+
+    _rewrite(secrets_dir, RECEIPT, None)
+    keys = SecretFilesKeyStore(secrets_dir)  # optional: the store still opens
+    with pytest.raises(NotConfigured, match="receipt-signing-key is not mounted"):
+        keys.receipt_signing_key()
+    assert keys.receipt_public_keys() == []
+    with pytest.raises(SecretFileError, match="nothing to rotate"):
+        rotated_secret_files(read_secret_files(secrets_dir), "receipt")
+
+
+def test_a_home_exports_its_receipt_key(tmp_path: Path) -> None:
+    home = LocalKeyStore(tmp_path / "home")
+    out = tmp_path / "out"
+    write_secret_files(out, secret_files_from_home(home))
+    assert (
+        SecretFilesKeyStore(out).receipt_signing_key().public_key().public_bytes_raw()
+        == home.receipt_signing_key().public_key().public_bytes_raw()
+    )

@@ -8,7 +8,7 @@ run; instead:
 - every target of ``functions/main.py`` has a function (``local.functions``, the
   ``for_each`` of ``google_cloudfunctions2_function.fn``, entry point = the key) and
   every function a target;
-- the wiring CLOUD.md fixes: the environment variables, the topics, subscriptions and
+- the wiring docs/cloud.md fixes: the environment variables, the topics, subscriptions and
   dead letters, the secret files, internal ingress for the two non-HTTP callers, and
   least privilege where a mistake would matter most;
 - firebase.json sends every API route to the function of its group;
@@ -42,7 +42,7 @@ DOC = REPO / "docs" / "terraform.md"
 CHECKOV = "checkov==3.3.30"
 CHECKOV_VENV = Path(os.environ.get("VETTRA_CHECKOV_VENV", REPO / ".cache" / "checkov-venv"))
 
-#: CLOUD.md's environment (Config.from_env reads these; Terraform sets them)
+#: docs/cloud.md's environment (Config.from_env reads these; Terraform sets them)
 CLOUD_ENV = {
     "VETTRA_BACKEND",
     "VETTRA_PROJECT",
@@ -57,7 +57,7 @@ CLOUD_ENV = {
     "VETTRA_AUTH0_CLIENT_ID",
 }
 OPTIONAL_ENV = {"VETTRA_AUTH0_JWKS_URL", "VETTRA_LOG_LEVEL"}
-#: CLOUD.md's secret files, and the Auth0 client secret
+#: docs/cloud.md's secret files, and the Auth0 client secret
 SECRET_FILES = {
     "audit-hmac-key",
     "checkpoint-signing-key",
@@ -65,11 +65,14 @@ SECRET_FILES = {
     "policy-trusted-keys",
     "policy-signing-key",
     "auth0-client-secret",
+    "receipt-signing-key",
 }
 #: route groups whose function is not the group's name (functions/main.py)
 GROUP_TARGET = {"tasks": "expire"}
 #: route groups no function serves over HTTP from outside
-NOT_BEHIND_HOSTING = {"tasks", "events"}
+# local-only groups (no function): the dashboard's sign-in links and sessions of
+# `vettra dev` (the cloud signs in with Auth0) and the threat simulation
+NOT_BEHIND_HOSTING = {"tasks", "events", "dashboard", "simulate"}
 
 
 def _lit(value: Any) -> Any:
@@ -150,9 +153,8 @@ def test_every_target_has_a_function_and_every_function_a_target() -> None:
     assert not without_function and not without_target, (
         f"functions/main.py targets with no function in terraform/main.tf: {without_function}; "
         f"functions in terraform/main.tf (local.functions) with no target in functions/main.py: "
-        f"{without_target}. CLOUD.md's final list is health, intercept, approve, actions, "
-        "audit, policy, expire, approvals, sequence (Pub/Sub) and auth: a function whose "
-        "target has not been merged yet fails here until it is."
+        f"{without_target}. docs/cloud.md's list is health, intercept, approve, actions, "
+        "audit, policy, expire, approvals, sequence (Pub/Sub), auth and vault."
     )
 
 
@@ -187,7 +189,9 @@ def test_least_privilege_where_it_matters() -> None:
             mounting.setdefault(file, set()).add(name)
     # who seals and verifies the log holds its keys; nobody else
     assert mounting["audit-hmac-key"] == mounting["checkpoint-signing-key"] == {"audit", "sequence"}
-    assert mounting["data-key"] == {"approvals"}  # TOTP seeds are opened only by step-up
+    # TOTP seeds are opened by step-up, stored provider tokens by credential release
+    assert mounting["data-key"] == {"approvals", "vault"}
+    assert mounting["receipt-signing-key"] == {"vault"}
     assert "policy-signing-key" not in mounting  # only with ship_default_policy
     assert functions["health"]["secrets"] == [] and functions["health"]["firestore"] == (
         "roles/datastore.viewer"
@@ -210,7 +214,7 @@ def test_least_privilege_where_it_matters() -> None:
 def test_environment_is_cloud_md_s() -> None:
     env = set(re.findall(r"\b(VETTRA_[A-Z0-9_]+)\s*=", _locals()["environment"]))
     assert CLOUD_ENV <= env, f"not set: {sorted(CLOUD_ENV - env)}"
-    assert env <= CLOUD_ENV | OPTIONAL_ENV, f"not in CLOUD.md: {sorted(env - CLOUD_ENV)}"
+    assert env <= CLOUD_ENV | OPTIONAL_ENV, f"not in docs/cloud.md: {sorted(env - CLOUD_ENV)}"
     assert 'VETTRA_BACKEND = "firestore"' in _locals()["environment"]
     assert _lit(_locals()["secrets_dir"]).startswith("/")
 

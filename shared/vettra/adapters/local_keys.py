@@ -7,6 +7,7 @@ Layout (created on first use, files mode 0600, folder 0700)::
     keys/policy-ed25519.pem     this home's policy signing key (the operator's)
     keys/checkpoint-ed25519.pem signs audit checkpoints (C2SP signed notes)
     keys/checkpoint-retired/*.pem  earlier checkpoint public keys, still accepted
+    keys/receipt-ed25519.pem    signs credential receipts (Ed25519 JWTs, docs/credentials.md)
     keys/trusted-policy/*.pem   further Ed25519 public keys trusted to sign policy
     keys/data-keys.json         {"current": id, "keys": {id: hex}}  AES-256-GCM data keys
                                 that seal shared secrets stored in the database (TOTP)
@@ -222,6 +223,13 @@ class LocalKeyStore(AesGcmSealer, KeyStore):
     def checkpoint_signing_key(self) -> Ed25519PrivateKey:
         with self._lock:
             return _load_or_create_ed25519(self.dir / "checkpoint-ed25519.pem")
+
+    def receipt_signing_key(self) -> Ed25519PrivateKey:
+        with self._lock:
+            return _load_or_create_ed25519(self.dir / "receipt-ed25519.pem")
+
+    def receipt_public_keys(self) -> list[Ed25519PublicKey]:
+        return [self.receipt_signing_key().public_key()]
 
     def checkpoint_public_keys(self) -> list[Ed25519PublicKey]:
         keys = [self.checkpoint_signing_key().public_key()]

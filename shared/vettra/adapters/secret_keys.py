@@ -1,10 +1,11 @@
 """The cloud key store: Secret Manager secrets mounted as files (``VETTRA_SECRETS_DIR``).
 
-One file per secret, in the formats below (docs/identity.md, "Keys in the cloud"). The
-store reads and checks them all once, at boot, and never writes or generates a key: a
-missing or malformed file is one :class:`SecretFileError` naming the file and what was
-expected, so a deployment with a broken secret fails its first request loudly instead of
-running with a key nobody can verify. Rotation is a new *secret version* (made by
+One file per secret, in the formats below (docs/identity.md, "Keys in the cloud"). Each
+function mounts only the secrets it uses (terraform/). The store reads and checks every
+mounted file once, at boot, and never writes or generates a key: a malformed file is one
+:class:`SecretFileError` naming the file and what was expected, so a deployment with a
+broken secret fails its first request loudly instead of running with a key nobody can
+verify; asking for a key whose file is not mounted is the same error, naming it. Rotation is a new *secret version* (made by
 ``vettra keys export-cloud-secrets --from DIR --rotate WHICH``), picked up by new
 instances; the ``rotate_*`` methods say so.
 
@@ -20,6 +21,9 @@ policy-trusted-keys      ``{label: PEM Ed25519 public}``; trusted by their compu
                          ``ed25519:…`` key id (the label is for people)
 policy-signing-key       PEM Ed25519 private; optional: signs only the shipped default
                          policy at a tenant's first boot (its public half is trusted too)
+receipt-signing-key      optional; the format of checkpoint-signing-key: the current key signs
+                         credential receipts, retired ones still verify. Without it no
+                         credential is released (404 not-configured)
 ======================== =================================================================
 
 Each may sit directly in the directory (``DIR/audit-hmac-key``) or, as Cloud Functions
@@ -40,6 +44,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from ..domain.errors import NotConfigured
 from ..domain.policy_envelope import key_id as policy_key_id
 from ..ports import KeyStore
 from .local_keys import DATA_KEY_BYTES, HMAC_KEY_BYTES, AesGcmSealer, public_pem
@@ -49,11 +54,16 @@ CHECKPOINT = "checkpoint-signing-key"
 DATA = "data-key"
 POLICY_TRUSTED = "policy-trusted-keys"
 POLICY_SIGNING = "policy-signing-key"
+RECEIPT = "receipt-signing-key"
+#: Text, not a key of the key store: the Token Vault exchange's client secret, which a
+#: bootstrap reads with :func:`read_text_secret` (mounted only where it is used)
+AUTH0_CLIENT_SECRET = "auth0-client-secret"
 REQUIRED = (AUDIT_HMAC, CHECKPOINT, DATA, POLICY_TRUSTED)
-ALL = (*REQUIRED, POLICY_SIGNING)
+ALL = (*REQUIRED, POLICY_SIGNING, RECEIPT)
 MAX_SECRET_BYTES = 64 * 1024  # Secret Manager's own limit is 64 KiB per version
-ROTATABLE = {"audit-hmac": AUDIT_HMAC, "checkpoint": CHECKPOINT, "data": DATA}
-_KID_PREFIX = {AUDIT_HMAC: "hk_", CHECKPOINT: "ck_", DATA: "dk_"}
+ROTATABLE = {"audit-hmac": AUDIT_HMAC, "checkpoint": CHECKPOINT, "data": DATA, "receipt": RECEIPT}
+_KID_PREFIX = {AUDIT_HMAC: "hk_", CHECKPOINT: "ck_", DATA: "dk_", RECEIPT: "rk_"}
+_SIGNING_RINGS = (CHECKPOINT, RECEIPT)  # rings of Ed25519 keys: retired ones keep the public half
 
 
 class SecretFileError(ValueError):
@@ -153,68 +163,86 @@ def _ed25519_public(name: str, what: str, text: str | bytes) -> Ed25519PublicKey
     return key
 
 
-@dataclass(frozen=True)
-class _ByteRing:
-    """A ring of symmetric keys: the current key id and every key by id."""
-
-    current: str
-    keys: dict[str, bytes]
-
-    @classmethod
-    def parse(cls, raw: dict[str, bytes | None], name: str, size: int) -> _ByteRing:
-        current, text = _ring(name, _must(raw, name))
-        return cls(current, {k: _key_bytes(name, k, v, size) for k, v in text.items()})
-
-    def current_key(self) -> tuple[str, bytes]:
-        return self.current, self.keys[self.current]
+def _hmac_ring(name: str, raw: bytes, size: int) -> tuple[str, dict[str, bytes]]:
+    current, text = _ring(name, raw)
+    return current, {k: _key_bytes(name, k, v, size) for k, v in text.items()}
 
 
-@dataclass(frozen=True)
-class _Keys:
-    hmac: _ByteRing
-    data: _ByteRing
-    checkpoint_signer: Ed25519PrivateKey
-    checkpoint_retired: list[Ed25519PublicKey]
-    trusted: dict[str, Ed25519PublicKey]
-    policy_signer: Ed25519PrivateKey | None
+def _signing_ring(name: str, raw: bytes) -> tuple[Ed25519PrivateKey, list[Ed25519PublicKey]]:
+    """``(current signer, retired public keys)`` of a ring of Ed25519 keys."""
+    current, text = _ring(name, raw)
+    signer = _ed25519_private(name, f"key {current!r} (current)", text[current])
+    retired = [_ed25519_public(name, f"key {k!r}", v) for k, v in text.items() if k != current]
+    return signer, retired
 
 
-def _parse(raw: dict[str, bytes | None]) -> _Keys:
-    """Every secret checked; the first problem is a :class:`SecretFileError`."""
-    hmac = _ByteRing.parse(raw, AUDIT_HMAC, HMAC_KEY_BYTES)
-    data = _ByteRing.parse(raw, DATA, DATA_KEY_BYTES)
-    cp_current, cp_text = _ring(CHECKPOINT, _must(raw, CHECKPOINT))
-    signer = _ed25519_private(CHECKPOINT, f"key {cp_current!r} (current)", cp_text[cp_current])
-    retired = [
-        _ed25519_public(CHECKPOINT, f"key {k!r}", v) for k, v in cp_text.items() if k != cp_current
-    ]
-    trusted_doc = _json(POLICY_TRUSTED, _must(raw, POLICY_TRUSTED))
-    if not isinstance(trusted_doc, dict) or not all(
-        isinstance(v, str) for v in trusted_doc.values()
-    ):
-        raise SecretFileError(f'{POLICY_TRUSTED}: expected {{"<kid>": "<PEM Ed25519 public>"}}')
-    trusted_keys = [
-        _ed25519_public(POLICY_TRUSTED, f"key {k!r}", v) for k, v in trusted_doc.items()
-    ]
-    policy_raw = raw.get(POLICY_SIGNING)
-    policy_signer = (
-        _ed25519_private(POLICY_SIGNING, "the key", policy_raw) if policy_raw is not None else None
-    )
+def _trusted(raw: bytes | None, policy_signer: Ed25519PrivateKey | None) -> dict[str, Any]:
+    """The policy keys trusted by key id: the file's, and the signer's own public half."""
+    keys: list[Ed25519PublicKey] = []
+    if raw is not None:
+        doc = _json(POLICY_TRUSTED, raw)
+        if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
+            raise SecretFileError(f'{POLICY_TRUSTED}: expected {{"<kid>": "<PEM Ed25519 public>"}}')
+        keys = [_ed25519_public(POLICY_TRUSTED, f"key {k!r}", v) for k, v in doc.items()]
     if policy_signer is not None:
-        trusted_keys.insert(0, policy_signer.public_key())
-    if not trusted_keys:
+        keys.insert(0, policy_signer.public_key())
+    if not keys:
         raise SecretFileError(
             f"{POLICY_TRUSTED}: no key trusted to sign policy bundles (and no {POLICY_SIGNING})"
         )
-    trusted = {policy_key_id(k): k for k in trusted_keys}
-    return _Keys(hmac, data, signer, retired, trusted, policy_signer)
+    return {policy_key_id(k): k for k in keys}
 
 
-def _must(raw: dict[str, bytes | None], name: str) -> bytes:
-    value = raw.get(name)
-    if value is None:
-        raise SecretFileError(f"{name}: the secret is missing")
-    return value
+@dataclass
+class _Keys:
+    """What the mounted files hold, each parsed and checked at boot; None: not mounted."""
+
+    hmac: tuple[str, dict[str, bytes]] | None = None
+    checkpoint: tuple[Ed25519PrivateKey, list[Ed25519PublicKey]] | None = None
+    data: tuple[str, dict[str, bytes]] | None = None
+    trusted: dict[str, Any] | None = None
+    policy_signer: Ed25519PrivateKey | None = None
+    receipt: tuple[Ed25519PrivateKey, list[Ed25519PublicKey]] | None = None
+
+
+def _parse(raw: dict[str, bytes | None]) -> _Keys:
+    """Every mounted secret checked; the first problem is a :class:`SecretFileError`.
+
+    A function mounts only the secrets it uses (least privilege, terraform/), so an absent
+    file is not an error here: using a key whose file is absent is (:func:`_missing`)."""
+    keys = _Keys()
+    if (hmac_raw := raw.get(AUDIT_HMAC)) is not None:
+        keys.hmac = _hmac_ring(AUDIT_HMAC, hmac_raw, HMAC_KEY_BYTES)
+    if (data_raw := raw.get(DATA)) is not None:
+        keys.data = _hmac_ring(DATA, data_raw, DATA_KEY_BYTES)
+    if (cp_raw := raw.get(CHECKPOINT)) is not None:
+        keys.checkpoint = _signing_ring(CHECKPOINT, cp_raw)
+    if (rk_raw := raw.get(RECEIPT)) is not None:
+        keys.receipt = _signing_ring(RECEIPT, rk_raw)
+    if (policy_raw := raw.get(POLICY_SIGNING)) is not None:
+        keys.policy_signer = _ed25519_private(POLICY_SIGNING, "the key", policy_raw)
+    if raw.get(POLICY_TRUSTED) is not None or keys.policy_signer is not None:
+        keys.trusted = _trusted(raw.get(POLICY_TRUSTED), keys.policy_signer)
+    return keys
+
+
+def _missing(directory: Path, name: str) -> SecretFileError:
+    return SecretFileError(
+        f"{directory / name}: the secret {name!r} is not mounted for this function "
+        "(VETTRA_SECRETS_DIR); create it with `vettra keys export-cloud-secrets` and mount "
+        "it where it is used (docs/cloud.md)"
+    )
+
+
+def read_text_secret(directory: Path | str, name: str) -> str | None:
+    """A mounted text secret (``DIR/name`` or ``DIR/name/name``), stripped; None if absent."""
+    raw = _read(Path(directory), name, required=False)
+    if raw is None:
+        return None
+    try:
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise SecretFileError(f"{name}: not UTF-8 text") from None
 
 
 def read_secret_files(directory: Path | str) -> dict[str, bytes]:
@@ -227,29 +255,51 @@ def read_secret_files(directory: Path | str) -> dict[str, bytes]:
     return {name: value for name, value in raw.items() if value is not None}
 
 
+def read_mounted_files(directory: Path | str) -> dict[str, bytes]:
+    """The secrets mounted in ``directory`` (any subset of them), each checked."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise SecretFileError(f"{directory}: VETTRA_SECRETS_DIR is not a directory")
+    raw = {name: _read(directory, name, required=False) for name in ALL}
+    _parse(raw)
+    return {name: value for name, value in raw.items() if value is not None}
+
+
 class SecretFilesKeyStore(AesGcmSealer, KeyStore):
-    """:class:`KeyStore` over the mounted secrets (module docstring); read-only."""
+    """:class:`KeyStore` over the mounted secrets (module docstring); read-only.
+
+    Each function mounts only the secrets it uses: every mounted file is checked at boot
+    (a malformed one fails it, naming the file), and a key whose file is not mounted is
+    a :class:`SecretFileError` naming it when something asks for that key."""
 
     def __init__(self, directory: Path | str):
         self.dir = Path(directory)
-        self._keys = _parse(dict(read_secret_files(self.dir)))
+        self._keys = _parse(dict(read_mounted_files(self.dir)))
+
+    def _need(self, value: Any, name: str) -> Any:
+        if value is None:
+            raise _missing(self.dir, name)
+        return value
 
     # -- audit ------------------------------------------------------------------
     def audit_hmac_key(self) -> tuple[str, bytes]:
-        return self._keys.hmac.current_key()
+        current, keys = self._need(self._keys.hmac, AUDIT_HMAC)
+        return current, keys[current]
 
     def audit_hmac_keys(self) -> dict[str, bytes]:
-        return dict(self._keys.hmac.keys)
+        return dict(self._need(self._keys.hmac, AUDIT_HMAC)[1])
 
     def checkpoint_signing_key(self) -> Ed25519PrivateKey:
-        return self._keys.checkpoint_signer
+        signer: Ed25519PrivateKey = self._need(self._keys.checkpoint, CHECKPOINT)[0]
+        return signer
 
     def checkpoint_public_keys(self) -> list[Ed25519PublicKey]:
-        return [self._keys.checkpoint_signer.public_key(), *self._keys.checkpoint_retired]
+        signer, retired = self._need(self._keys.checkpoint, CHECKPOINT)
+        return [signer.public_key(), *retired]
 
     # -- policy -----------------------------------------------------------------
     def policy_trusted_keys(self) -> dict[str, Any]:
-        return dict(self._keys.trusted)
+        return dict(self._need(self._keys.trusted, POLICY_TRUSTED))
 
     def policy_signing_key(self) -> Ed25519PrivateKey:
         if self._keys.policy_signer is None:
@@ -260,12 +310,32 @@ class SecretFilesKeyStore(AesGcmSealer, KeyStore):
             )
         return self._keys.policy_signer
 
+    def has_policy_signing_key(self) -> bool:
+        return self._keys.policy_signer is not None
+
+    # -- receipts ---------------------------------------------------------------
+    def receipt_signing_key(self) -> Ed25519PrivateKey:
+        if self._keys.receipt is None:
+            raise NotConfigured(
+                f"{RECEIPT} is not mounted: this deployment signs no credential receipts, so it "
+                "releases no credentials (`vettra keys export-cloud-secrets` makes the file)"
+            )
+        return self._keys.receipt[0]
+
+    def receipt_public_keys(self) -> list[Ed25519PublicKey]:
+        if self._keys.receipt is None:
+            return []
+        signer, retired = self._keys.receipt
+        return [signer.public_key(), *retired]
+
     # -- sealing ----------------------------------------------------------------
     def _sealing_key(self) -> tuple[str, bytes]:
-        return self._keys.data.current_key()
+        current, keys = self._need(self._keys.data, DATA)
+        return current, keys[current]
 
     def _data_key(self, key_id: str) -> bytes:
-        return self._keys.data.keys[key_id]
+        key: bytes = self._need(self._keys.data, DATA)[1][key_id]
+        return key
 
     # -- what the local store does and this one may not -------------------------
     def _read_only(self, which: str) -> ReadOnlyKeys:
@@ -319,8 +389,9 @@ def fresh_secret_files() -> dict[str, bytes]:
     """New keys for a new deployment, in the mounted formats."""
     checkpoint = Ed25519PrivateKey.generate()
     policy = Ed25519PrivateKey.generate()
-    hk, dk, ck = (_new_kid(n, set()) for n in (AUDIT_HMAC, DATA, CHECKPOINT))
+    hk, dk, ck, rk = (_new_kid(n, set()) for n in (AUDIT_HMAC, DATA, CHECKPOINT, RECEIPT))
     return {
+        RECEIPT: _ring_doc(rk, {rk: _private_pem(Ed25519PrivateKey.generate())}),
         AUDIT_HMAC: _ring_doc(hk, {hk: _b64(secrets.token_bytes(HMAC_KEY_BYTES))}),
         DATA: _ring_doc(dk, {dk: _b64(secrets.token_bytes(DATA_KEY_BYTES))}),
         CHECKPOINT: _ring_doc(ck, {ck: _private_pem(checkpoint)}),
@@ -343,7 +414,12 @@ def secret_files_from_home(keys: Any) -> dict[str, bytes]:
         checkpoint.setdefault(policy_key_id(retired), public_pem(retired))
     policy = keys.policy_signing_key()
     trusted = {kid: public_pem(k) for kid, k in keys.policy_trusted_keys().items()}
+    receipt = keys.receipt_signing_key()
     return {
+        RECEIPT: _ring_doc(
+            policy_key_id(receipt.public_key()),
+            {policy_key_id(receipt.public_key()): _private_pem(receipt)},
+        ),
         AUDIT_HMAC: _ring_doc(hk, {k: _b64(v) for k, v in keys.audit_hmac_keys().items()}),
         DATA: _ring_doc(dk, {k: _b64(v) for k, v in data.items()}),
         CHECKPOINT: _ring_doc(policy_key_id(signer.public_key()), checkpoint),
@@ -358,9 +434,13 @@ def rotated_secret_files(files: dict[str, bytes], which: str) -> dict[str, bytes
     if which not in ROTATABLE:
         raise ValueError(f"rotate one of {', '.join(ROTATABLE)}, found {which!r}")
     name = ROTATABLE[which]
+    if name not in files:
+        raise SecretFileError(
+            f"{name}: not among the current secrets, so there is nothing to rotate"
+        )
     current, keys = _ring(name, files[name])
     kid = _new_kid(name, set(keys))
-    if name == CHECKPOINT:
+    if name in _SIGNING_RINGS:
         # the retired key keeps only its public half: nothing signs with it again
         old = _ed25519_public(name, f"key {current!r}", keys[current])
         keys = {**keys, current: public_pem(old), kid: _private_pem(Ed25519PrivateKey.generate())}

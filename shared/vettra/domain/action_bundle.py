@@ -83,6 +83,8 @@ class ActionBundle:
     args_digest: str  # "sha256:<hex>" of the RFC 8785 canonical form of ``arguments``
     # The MCP server the agent claims to call (framework "mcp" only): a claim, not a proof.
     server: str | None = None
+    # That server's MCP tool hints (frameworks.MCP_HINTS), claims too: they only raise risk.
+    annotations: dict[str, bool] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form with docs/api.md's field names (a deep copy)."""
@@ -329,5 +331,6 @@ def parse_bundle(body: Any) -> ActionBundle:
         timeout_s=envelope["timeout_s"],
         call_id=call.call_id,
         server=call.server,
+        annotations=dict(call.annotations) if call.annotations is not None else None,
         args_digest=DIGEST_PREFIX + hashlib.sha256(canonical).hexdigest(),
     )

@@ -2,8 +2,10 @@
 
 The catalogue is data (``vettra/data/catalogue.json``, format in ``docs/risk.md``):
 tool-name globs (:mod:`vettra.domain.patterns`) mapped to a profile
-``{category, reversibility, blast_radius, sensitivity, description, rules?, show_args?}``.
-The most specific matching glob wins. Tools it does not know are classified from
+``{category, reversibility, blast_radius, sensitivity, description, rules?, show_args?,
+scopes?}``. The most specific matching glob wins. ``scopes`` and the top-level
+``connections`` (service -> Auth0 connection) say which credential a tool needs
+(docs/credentials.md); they play no part in the score. Tools it does not know are classified from
 the operation's leading verb with conservative defaults, so an unknown change is never
 scored as harmless; a plain read (nothing but a read verb, no word pointing at secrets)
 changes nothing and is LOW.
@@ -233,9 +235,12 @@ _PROFILE_KEYS = {
     "description",
     "rules",
     "show_args",
+    "scopes",
 }
 _REQUIRED_PROFILE_KEYS = {"category", "reversibility", "blast_radius", "sensitivity", "description"}
-_TOP_KEYS = {"version", "description", "service_aliases", "tools"}
+_TOP_KEYS = {"version", "description", "service_aliases", "connections", "tools"}
+_CONNECTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_SCOPE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,200}$")  # RFC 6749 §3.3 scope-token
 
 
 @dataclass(frozen=True)
@@ -265,6 +270,7 @@ class ToolProfile:
     rules: tuple[Rule, ...] = ()
     show_args: tuple[str, ...] = ()
     known: bool = True
+    scopes: tuple[str, ...] = ()  # provider scopes the tool needs (a credential release)
 
     def choices(self) -> dict[str, str]:
         """Factor name -> option name, before any argument rule or override."""
@@ -336,10 +342,14 @@ class Catalogue:
     """Tool globs mapped to profiles; build with :meth:`default` or :meth:`from_dict`."""
 
     def __init__(
-        self, profiles: Mapping[str, ToolProfile], service_aliases: Mapping[str, str] | None = None
+        self,
+        profiles: Mapping[str, ToolProfile],
+        service_aliases: Mapping[str, str] | None = None,
+        connections: Mapping[str, str] | None = None,
     ):
         self._profiles = dict(profiles)
         self._aliases = dict(service_aliases or {})
+        self._connections = dict(connections or {})
         # Most specific first; ties go to the longer, then the alphabetically first
         # glob, so the choice never depends on file order (the Rust side agrees).
         self._order = sorted(self._profiles, key=lambda p: (-specificity(p), -len(p), p))
@@ -371,6 +381,19 @@ class Catalogue:
                 "catalogue: service_aliases must map service names to service names (no dots)"
             )
             aliases = {}
+        connections = data.get("connections", {})
+        if not isinstance(connections, Mapping) or not all(
+            isinstance(k, str)
+            and k
+            and "." not in k
+            and isinstance(v, str)
+            and _CONNECTION.match(v)
+            for k, v in connections.items()
+        ):
+            problems.append(
+                "catalogue: connections must map service names to Auth0 connection names"
+            )
+            connections = {}
         tools = data.get("tools")
         profiles: dict[str, ToolProfile] = {}
         if not isinstance(tools, Mapping) or not tools:
@@ -382,7 +405,7 @@ class Catalogue:
                 profiles[pattern] = profile
         if problems:
             raise ValueError("; ".join(problems))
-        return cls(profiles, aliases)
+        return cls(profiles, aliases, connections)
 
     @property
     def profiles(self) -> Mapping[str, ToolProfile]:
@@ -397,6 +420,17 @@ class Catalogue:
     def profile_for(self, tool: str) -> ToolProfile:
         """The profile of the most specific matching glob, or a verb-based guess."""
         return self._find(self.canonical_tool(tool))
+
+    def credential_need(self, tool: str) -> tuple[str, tuple[str, ...]] | None:
+        """``(connection, scopes)`` a release for ``tool`` is for, or None when the catalogue
+        names no connection for its service or no scopes for it (nothing is released)."""
+        canonical = self.canonical_tool(tool)
+        service = canonical.partition(".")[0]
+        connection = self._connections.get(service)
+        scopes = self.profile_for(tool).scopes
+        if connection is None or not scopes:
+            return None
+        return connection, scopes
 
     def _find_uncached(self, tool: str) -> ToolProfile:
         for pattern in self._order:
@@ -433,6 +467,13 @@ def _parse_entry(pattern: Any, entry: Any, problems: list[str]) -> ToolProfile |
         isinstance(entry["description"], str) and entry["description"].strip()
     ):
         problems.append(f"{where}: description must be a non-empty string")
+    scopes = entry.get("scopes", [])
+    if (
+        not isinstance(scopes, list)
+        or not all(isinstance(x, str) and _SCOPE.match(x) for x in scopes)
+        or len(set(scopes)) != len(scopes)
+    ):
+        problems.append(f"{where}: scopes must be a list of distinct OAuth scope names")
     show_args = entry.get("show_args", [])
     if not isinstance(show_args, list) or not all(isinstance(a, str) and a for a in show_args):
         problems.append(f"{where}: show_args must be a list of argument names")
@@ -456,6 +497,7 @@ def _parse_entry(pattern: Any, entry: Any, problems: list[str]) -> ToolProfile |
         description=entry["description"],
         rules=tuple(rules),
         show_args=tuple(show_args),
+        scopes=tuple(scopes),
     )
 
 

@@ -13,8 +13,10 @@ Shapes accepted (copied from each framework's documentation):
   ``{"type": "function_call", "call_id", "name", "arguments": "<JSON text>"}``.
 - Anthropic Messages ``tool_use`` content block: ``{"type": "tool_use", "id", "name", "input"}``.
 - LangChain ``ToolCall``: ``{"name", "args", "id"?, "type"?: "tool_call"}``.
-- MCP ``tools/call`` request params: ``{"name", "arguments"?, "_meta"?}``, plus an
-  optional Vettra ``"server"`` naming the service the MCP server fronts.
+- MCP ``tools/call`` request params: ``{"name", "arguments"?, "_meta"?}``, plus two
+  optional Vettra additions: ``"server"`` naming the service the MCP server fronts, and
+  ``"annotations"``, the tool's ``ToolAnnotations`` from ``tools/list`` (MCP spec,
+  server/tools "Tool annotations"), whose hints may raise the risk score.
 
 Keys a framework may add over time (``index``, ``status``, ``cache_control``…) are
 ignored. Tool-name mapping is described in :func:`map_tool_name` and docs/action-bundle.md.
@@ -57,6 +59,10 @@ SERVICE_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 #: ``github.get_x.delete_repository``), whether the glob is the catalogue's or a policy's.
 TOOL_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,62}\.[a-z][a-z0-9_-]{0,126}")
 
+#: MCP ``ToolAnnotations`` hints kept for risk scoring (booleans; ``title`` and keys the
+#: spec adds later are ignored). They are the MCP server's claim: they can only raise risk.
+MCP_HINTS = ("readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint")
+
 OPENAI_CHAT_TYPE = "function"
 OPENAI_RESPONSES_TYPE = "function_call"
 ANTHROPIC_TYPE = "tool_use"
@@ -84,13 +90,15 @@ class ToolCall(NamedTuple):
     """What an adapter extracts from a raw tool call.
 
     ``server`` is the MCP server the agent *claims* to be calling (``None`` elsewhere):
-    nothing proves it, so it is a fact a policy may pin, never an identity.
+    nothing proves it, so it is a fact a policy may pin, never an identity. ``annotations``
+    are that server's MCP tool hints (:data:`MCP_HINTS`), claims too.
     """
 
     tool: str
     arguments: dict[str, Any]
     call_id: str | None
     server: str | None = None
+    annotations: dict[str, bool] | None = None
 
 
 def json_type(value: Any) -> str:
@@ -232,12 +240,17 @@ class _Fields:
         return tool
 
     def done(
-        self, tool: str | None, arguments: Any, call_id: str | None, server: str | None = None
+        self,
+        tool: str | None,
+        arguments: Any,
+        call_id: str | None,
+        server: str | None = None,
+        annotations: dict[str, bool] | None = None,
     ) -> ToolCall:
         """The extracted call, or every collected problem at once."""
         if self.errors or tool is None or not isinstance(arguments, dict):
             raise ValidationFailed(f"invalid {self.framework} tool call", errors=self.errors)
-        return ToolCall(tool, arguments, call_id, server)
+        return ToolCall(tool, arguments, call_id, server, annotations)
 
 
 def _json_arguments(fields: _Fields, path: str, text: str | None) -> dict[str, Any] | None:
@@ -307,11 +320,28 @@ def from_langchain(raw: Any) -> ToolCall:
     return fields.done(tool, arguments, call_id)
 
 
+def _mcp_hints(fields: _Fields) -> dict[str, bool] | None:
+    """The boolean hints of an MCP ``annotations`` object (``None`` when absent)."""
+    annotations = fields.get("annotations", dict, required=False, nullable=True)
+    if annotations is None:
+        return None
+    hints: dict[str, bool] = {}
+    for key in MCP_HINTS:
+        value = annotations.get(key)
+        if isinstance(value, bool):
+            hints[key] = value
+        elif value is not None:
+            fields.add(f"annotations.{key}", f"expected boolean, found {json_type(value)}")
+    return hints
+
+
 def from_mcp(raw: Any) -> ToolCall:
-    """MCP ``tools/call`` params; ``server`` (Vettra's addition) names the service.
+    """MCP ``tools/call`` params; ``server`` and ``annotations`` are Vettra's additions.
 
     ``_meta`` is MCP transport metadata (progress tokens): checked to be an object,
     never part of the arguments or their digest. MCP params carry no call id.
+    ``annotations`` is the tool's ``ToolAnnotations`` as ``tools/list`` gave it (what
+    ``vettra mcp-proxy`` sends); only its boolean hints are kept, not digested.
     """
     fields = _Fields(raw, "mcp")
     fields.one_identity({"name", "arguments"})
@@ -329,7 +359,8 @@ def from_mcp(raw: Any) -> ToolCall:
     tool = fields.tool("name", fields.get("name", str, required=True), services, server)
     arguments = fields.get("arguments", dict, required=False, nullable=True)
     fields.get("_meta", dict, required=False, nullable=True)
-    return fields.done(tool, {} if arguments is None else arguments, None, server)
+    hints = _mcp_hints(fields)
+    return fields.done(tool, {} if arguments is None else arguments, None, server, hints)
 
 
 def arguments_field(framework: str, raw: Any) -> str:

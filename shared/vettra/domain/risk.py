@@ -67,6 +67,23 @@ MAX_SCANNED_STRINGS = 4096  # argument strings looked at for secret words (bound
 # shown to a person: at least MEDIUM even for a read (docs/risk.md, "Disguised values").
 SUSPICIOUS_RAISE = {"reversibility": "unknown", "sensitivity": "regulated"}
 MAX_JUDGED_TEXTS = 256
+# MCP tool annotations (MCP spec, server/tools "Tool annotations") are the MCP server's
+# claims about its tool: each may raise factors, none lowers one (readOnlyHint: true and
+# destructiveHint: false change nothing; the catalogue or the verb still decides).
+MCP_HINT_RAISES: tuple[tuple[str, bool, dict[str, str], str], ...] = (
+    (
+        "destructiveHint",
+        True,
+        {"action_type": "delete", "reversibility": "unknown"},
+        "the MCP server marks the tool destructive (destructiveHint: true)",
+    ),
+    (
+        "readOnlyHint",
+        False,
+        {"action_type": "write"},
+        "the MCP server says the tool is not read-only (readOnlyHint: false)",
+    ),
+)
 
 _FACTOR_LABELS = {
     "action_type": "Action type",
@@ -193,6 +210,19 @@ def assess(
             # Raise only: the agent picks the arguments, so they can never lower risk.
             if FACTOR_POINTS[factor][option] > FACTOR_POINTS[factor][choices[factor]]:
                 choices[factor], source[factor] = option, f"because {rule.reason}"
+
+    hints = getattr(bundle, "annotations", None) or {}
+    for key, value, raises, hint_why in MCP_HINT_RAISES:
+        if hints.get(key) is value:
+            for factor, option in raises.items():
+                if FACTOR_POINTS[factor][option] > FACTOR_POINTS[factor][choices[factor]]:
+                    choices[factor], source[factor] = option, f"because {hint_why}"
+    if hints:
+        shown = ", ".join(f"{k}: {str(v).lower()}" for k, v in sorted(hints.items()))
+        reasons.append(
+            f"MCP tool annotations ({shown}) are the server's claim, not proven: "
+            "they can raise the score, never lower it"
+        )
 
     if (why := _disguised(arguments)) is not None:
         for factor, option in SUSPICIOUS_RAISE.items():

@@ -3,8 +3,9 @@
 ``vettra dev`` serves it with uvicorn (:mod:`vettra.entrypoints.server`); each
 Cloud Functions target runs it under ``functions_framework.aio``, restricted to
 its route group (:mod:`vettra.entrypoints.functions`). The HTTP/1.1 wire format
-is parsed by the server (h11), never here; this adapter checks what a server
-may pass through and a security product should not accept:
+is parsed by the server (llhttp under uvicorn's httptools protocol; h11 where a
+server picks it), never here; this adapter checks what a server may pass
+through and a security product should not accept:
 
 * ``Content-Length`` must be ASCII digits (RFC 9110 §8.6); a body over
   ``max_body_bytes`` is refused from that header before it is read, and while
@@ -13,8 +14,9 @@ may pass through and a security product should not accept:
   §6.1 allows it and says to close the connection: a smuggling attempt);
 * HTTP/1.1 without ``Host`` is 400 (RFC 9112 §3.2), and ``Authorization``,
   ``Content-Type``, ``Content-Length`` or ``Host`` given twice is 400;
-* headers over ``max_header_bytes`` in all are 431 (h11 counts only a head that
-  arrives in pieces), and an HTTP version other than 1.0, 1.1, 2 or 3 is 505.
+* headers over ``max_header_bytes`` in all are 431 (a server may count only a
+  head that arrives in pieces, or nothing), and an HTTP version other than 1.0,
+  1.1, 2 or 3 is 505.
 
 Blocking handlers run in a thread pool of ``threads`` workers, so a slow store
 call never stalls the loop and the thread count stays bounded whatever the

@@ -22,3 +22,9 @@ class Deps:
     proof_limiter: Any = None  # services.rate_limit.TokenBucketLimiter for the proof endpoints
     event_hub: Any = None  # services.event_streams.EventHub fanning the bus out to streams
     sign_in: Any = None  # services.sign_in.SignInService; None: sign-in not configured (404)
+    #: {stored secret kind: ports.TokenVault} for credential releases (services.credentials)
+    vaults: dict[str, Any] = field(default_factory=dict)
+    credentials: Any = None  # domain.credentials.CredentialSettings; None: the defaults
+    dashboard_sessions: Any = (
+        None  # services.dashboard_sessions.DashboardSessions (local sign-in links)
+    )

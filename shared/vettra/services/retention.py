@@ -15,6 +15,7 @@ actions and policies stay (docs/approvals.md, *Retention*).
 | used-grant marker | ``max_age`` after use (the grant it guards has expired by then) |
 | spent OIDC ID token | the challenge TTL or ``max_age``, whichever is longer, plus leeway |
 | quorum approver row | the action leaving ``pending`` (rows only feed the pending list) |
+| dashboard sign-in link, dashboard session | its own ``expires_at`` |
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..domain import stepup as rules
+from . import dashboard_sessions
 from . import stepup as collections
 from .periodic import Periodic
 
@@ -58,6 +60,8 @@ def doc_rules(max_age_s: int) -> tuple[DocRule, ...]:
         DocRule(
             collections.USED_ID_TOKENS, "at", max(rules.CHALLENGE_TTL_S, max_age_s) + OIDC_LEEWAY_S
         ),
+        DocRule(dashboard_sessions.LINKS, "expires_at", 0),
+        DocRule(dashboard_sessions.SESSIONS, "expires_at", 0),
     )
 
 

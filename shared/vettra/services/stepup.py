@@ -531,6 +531,8 @@ class StepUpService:
         except Conflict:
             return "the code was already used"
         uow.docs.delete(FAILURES, owner)
+        # the factors list shows when each factor was last used (passkeys keep theirs too)
+        uow.docs.put(TOTP_FACTORS, owner, {**factor, "last_used_at": now.isoformat()}, owner=owner)
         return None
 
     def _validate_id_token(self, principal: Principal, id_token: str) -> Any:

@@ -193,6 +193,9 @@ class HttpApp:
         self.routes = routes
         self.identity = identity
         self.project = project
+        # Paths served without a token (/health, the dashboard's sign-in code exchange):
+        # every other path is authenticated before it is even routed.
+        self._public = {r.template for r in routes if r.roles is None and "{" not in r.template}
         # Literal templates first: a path that spells one is never a parameter's value.
         self._static: dict[str, list[Route]] = {
             r.template: [] for r in routes if "{" not in r.template

@@ -415,3 +415,15 @@ ROUTES += EVENT_ROUTES
 from .routes_auth import AUTH_ROUTES  # noqa: E402
 
 ROUTES += AUTH_ROUTES
+
+from .routes_vault import VAULT_ROUTES  # noqa: E402
+
+ROUTES += VAULT_ROUTES
+
+from .routes_dashboard_sessions import DASHBOARD_SESSION_ROUTES  # noqa: E402
+
+ROUTES += DASHBOARD_SESSION_ROUTES
+
+from .routes_simulation import SIMULATION_ROUTES  # noqa: E402
+
+ROUTES += SIMULATION_ROUTES

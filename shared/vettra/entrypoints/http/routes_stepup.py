@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...domain.identity import DECIDERS, Principal
+from ...services import stepup_factors
 from . import schemas
 from .app import Route
 from .schemas import array, date_time, integer, nullable, obj, string
@@ -151,6 +152,43 @@ STEPUP_TOKEN = schemas.register(
 )
 
 
+STEPUP_FACTOR = obj(
+    {
+        "factor_id": string(description="'totp', or the passkey's credential id"),
+        "method": METHOD,
+        "created_at": nullable("string", format="date-time"),
+        "last_used_at": nullable("string", format="date-time"),
+        "removal_purpose": string(description="The step-up purpose removing this factor needs"),
+    },
+    {"label": string(), "aaguid": nullable("string")},
+)
+STEPUP_FACTORS = schemas.register(
+    "STEPUP_FACTORS", obj({"factors": array(STEPUP_FACTOR)}, {"removed": string()})
+)
+STEPUP_REMOVE_REQUEST = schemas.register(
+    "STEPUP_REMOVE_REQUEST",
+    obj(
+        {"factor_id": string(pattern="^[A-Za-z0-9_-]{1,1400}$")},
+        {"step_up_token": TOKEN},
+        closed=True,
+        description="Remove one factor; needs a step-up for the factor's removal_purpose.",
+    ),
+)
+
+
+def factors(deps: Any, request: Request, principal: Principal | None) -> Response:
+    assert principal is not None
+    return Response.json(stepup_factors.list_factors(deps, principal))
+
+
+def remove_factor(deps: Any, request: Request, principal: Principal | None) -> Response:
+    assert principal is not None
+    body = schemas.validate("STEPUP_REMOVE_REQUEST", request.json())
+    return Response.json(
+        stepup_factors.remove_factor(deps, principal, body["factor_id"], body.get("step_up_token"))
+    )
+
+
 def enroll(deps: Any, request: Request, principal: Principal | None) -> Response:
     assert principal is not None
     body = schemas.validate("STEPUP_ENROLL_REQUEST", request.json())
@@ -214,5 +252,26 @@ STEPUP_ROUTES: list[Route] = [
         GROUP,
         request="STEPUP_VERIFY_REQUEST",
         response="STEPUP_TOKEN",
+    ),
+    Route(
+        "GET",
+        "/api/approvals/stepup/factors",
+        factors,
+        DECIDERS,
+        "The caller's step-up factors, with when each was created and last used",
+        "listStepUpFactors",
+        GROUP,
+        response="STEPUP_FACTORS",
+    ),
+    Route(
+        "POST",
+        "/api/approvals/stepup/factors/remove",
+        remove_factor,
+        DECIDERS,
+        "Remove one of the caller's factors (needs a step-up for its removal_purpose)",
+        "removeStepUpFactor",
+        GROUP,
+        request="STEPUP_REMOVE_REQUEST",
+        response="STEPUP_FACTORS",
     ),
 ]

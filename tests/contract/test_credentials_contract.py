@@ -1,0 +1,406 @@
+"""Credential release through the ports, on every store: SQLite, the in-memory fake and
+Firestore on the official emulator (skipped loudly when absent).
+
+The release service runs as the server runs it: intercept and decide through the action
+services, grants through the inventory, secrets stored sealed through the vault service,
+the exchange with the local vault or with Auth0 Token Vault on a real local token endpoint
+(tests/token_endpoint.py), the receipt checked with only the public key. Every refusal
+the issue lists is tried, and each is found in the audit chain without the secret.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vettra.adapters.auth0_token_vault import Auth0TokenVault, TokenVaultSettings
+from vettra.adapters.clock import FakeClock
+from vettra.adapters.local_vault import LocalVault, token_record
+from vettra.domain import receipts
+from vettra.domain.canonical import sha256_digest
+from vettra.domain.credentials import (
+    ACCESS_TOKEN,
+    REFRESH_TOKEN,
+    CredentialRefused,
+    CredentialSettings,
+    NotLinked,
+)
+from vettra.domain.errors import NotConfigured, NotFound
+from vettra.domain.identity import DEFAULT_TENANT, Principal
+from vettra.services import actions, credentials, inventory, sessions, vault
+from vettra.services.deps import Deps
+
+from ..fakes import recording_deps
+from ..token_endpoint import TokenEndpoint
+from .test_store_contract import ADAPTERS, settle
+
+AGENT = Principal(tenant=DEFAULT_TENANT, role="agent", sub="agent-1", user="alice")
+OTHER_AGENT = Principal(tenant=DEFAULT_TENANT, role="agent", sub="agent-2", user="alice")
+BOBS_AGENT = Principal(tenant=DEFAULT_TENANT, role="agent", sub="agent-1", user="bob")
+ALICE = Principal(tenant=DEFAULT_TENANT, role="approver", sub="alice", user="alice")
+GMAIL = "https://www.googleapis.com/auth/"
+READ = {"tool": "gmail.list_messages", "arguments": {"q": "from:boss"}}  # LOW: allowed
+SEND = {"tool": "gmail.send_message", "arguments": {"to": "bob@example.com", "subject": "hi"}}
+REFRESH = "v1.PLANTED-refresh-contract-51d2"
+GOOGLE = "ya29.PLANTED-google-contract-88aa"
+
+
+@pytest.fixture
+def endpoint() -> Iterator[TokenEndpoint]:
+    server = TokenEndpoint()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=ADAPTERS)
+def deps(request, tmp_path: Path, endpoint: TokenEndpoint) -> Iterator[Deps]:
+    from vettra.adapters.local_keys import LocalKeyStore
+
+    store = request.param(tmp_path, request)
+    keys, clock = LocalKeyStore(tmp_path / "keys-home"), FakeClock()
+    settings = TokenVaultSettings(
+        token_url=endpoint.token_url,
+        client_id=endpoint.client_id,
+        client_secret=endpoint.client_secret,
+        backoff_s=0.01,
+        max_backoff_s=0.02,
+    )
+    built = recording_deps(store, keys, clock)
+    built.policies.ensure_default(DEFAULT_TENANT)
+    built.vaults = {ACCESS_TOKEN: LocalVault(), REFRESH_TOKEN: Auth0TokenVault(settings, clock)}
+    built.credentials = CredentialSettings(window_s=300, receipt_ttl_s=120)
+    yield built
+    store.close()
+
+
+def _grant(deps: Deps, connection: str = "google-oauth2", scopes: list[str] | None = None) -> str:
+    view = inventory.grant(
+        deps,
+        ALICE,
+        {
+            "agent": "agent-1",
+            "connection": connection,
+            "scopes": scopes or [GMAIL + "gmail.readonly", GMAIL + "gmail.send"],
+        },
+    )
+    return view["permission_id"]
+
+
+def _put(deps: Deps, user: str = "alice", scope: list[str] | None = None, **kw: Any) -> None:
+    vault.store_secret(
+        deps.store,
+        deps.keys,
+        deps.clock.now(),
+        tenant=DEFAULT_TENANT,
+        user=user,
+        connection="google-oauth2",
+        kind=ACCESS_TOKEN,
+        secret=token_record(
+            GOOGLE, scope=scope or [GMAIL + "gmail.readonly", GMAIL + "gmail.send"], **kw
+        ),
+    )
+
+
+def _link(deps: Deps, endpoint: TokenEndpoint | None, scope: str | None = None) -> None:
+    """Alice's Auth0 refresh token stored; ``endpoint``: Auth0 links it to her Google account."""
+    if endpoint is not None:
+        endpoint.link(REFRESH, "google-oauth2", GOOGLE, scope=scope or f"openid {GMAIL}gmail.send")
+    vault.store_secret(
+        deps.store,
+        deps.keys,
+        deps.clock.now(),
+        tenant=DEFAULT_TENANT,
+        user="alice",
+        connection="google-oauth2",
+        kind=REFRESH_TOKEN,
+        secret=REFRESH,
+    )
+
+
+def _allowed(deps: Deps, bundle: dict = READ, principal: Principal = AGENT) -> Any:
+    action = actions.intercept(deps, principal, bundle).action
+    assert action.status == "allowed", action.status
+    return action
+
+
+def _approved(deps: Deps, **extra: Any) -> Any:
+    action = actions.intercept(deps, AGENT, {**SEND, **extra}).action
+    assert action.status == "pending"
+    actions.decide(deps, ALICE, action.id, "approve")
+    return action
+
+
+def _redeem(deps: Deps, action: Any, principal: Principal = AGENT, **body: Any) -> dict:
+    return credentials.release(
+        deps, principal, action.id, {"args_digest": action.args_digest, **body}
+    )
+
+
+def _refused(deps: Deps, action_id: str, principal: Principal = AGENT, **body: Any) -> Any:
+    body.setdefault("args_digest", "sha256:" + "0" * 64)
+    with pytest.raises((CredentialRefused, NotFound)) as caught:
+        credentials.release(deps, principal, action_id, body)
+    return caught.value
+
+
+def _entries(deps: Deps, kind: str) -> list[Any]:
+    settle(deps.store, DEFAULT_TENANT)
+    return [e for e in deps.store.audit_log.entries(DEFAULT_TENANT) if e.type == kind]
+
+
+def _no_secret_in_the_chain(deps: Deps) -> None:
+    settle(deps.store, DEFAULT_TENANT)
+    text = json.dumps([e.body() for e in deps.store.audit_log.entries(DEFAULT_TENANT)])
+    assert GOOGLE not in text and REFRESH not in text
+
+
+# -- the happy paths ---------------------------------------------------------------------
+
+
+def test_an_allowed_read_releases_the_local_vaults_token_once(deps: Deps) -> None:
+    _grant(deps)
+    _put(deps)
+    action = _allowed(deps)
+    answer = _redeem(deps, action)
+    assert answer["access_token"] == GOOGLE and answer["token_type"] == "Bearer"
+    assert answer["connection"] == "google-oauth2"
+    assert answer["scope"] == GMAIL + "gmail.readonly"  # narrowed to the tool's need
+    claims = receipts.verify(
+        answer["receipt"],
+        [deps.keys.receipt_signing_key().public_key()],
+        now=deps.clock.now(),
+        audience="gmail.list_messages",
+        arguments=READ["arguments"],
+    )
+    assert claims["action_id"] == action.id and claims["args_digest"] == action.args_digest
+    assert claims["sub"] == "agent-1" and claims["decision"] == "allowed"
+    again = _refused(deps, action.id, args_digest=action.args_digest)
+    assert (again.status, again.refusal) == (409, "already-released")
+    [released] = _entries(deps, "credential.released")
+    assert released.action_id == action.id and released.data["scope_checked"] is True
+    assert released.data["receipt"]["jti"] == claims["jti"]
+    [refused] = _entries(deps, "credential.refused")
+    assert refused.data["refusal"] == "already-released" and refused.action_id == action.id
+    listed = inventory.list_permissions(deps, ALICE)["permissions"]
+    assert listed[0]["uses"] == 1 and listed[0]["last_used_at"] is not None
+    _no_secret_in_the_chain(deps)
+
+
+def test_an_approved_send_goes_through_auth0_token_vault(deps: Deps, endpoint) -> None:
+    _grant(deps)
+    _link(deps, endpoint)
+    action = _approved(deps)
+    answer = _redeem(deps, action, audience="mailer-1")
+    assert answer["access_token"] == GOOGLE and answer["scope"] == GMAIL + "gmail.send"
+    assert answer["expires_at"] == "2026-01-01T01:00:00.000Z"  # FakeClock + Auth0's expires_in
+    assert endpoint.violations == [] and len(endpoint.requests) == 1
+    assert endpoint.requests[0]["subject_token"] == REFRESH
+    assert endpoint.requests[0]["connection"] == "google-oauth2"
+    claims = receipts.verify(
+        answer["receipt"],
+        deps.keys.receipt_public_keys(),
+        now=deps.clock.now(),
+        audience="mailer-1",
+        arguments=SEND["arguments"],
+    )
+    assert claims["decision"] == "approved" and claims["decided_by"] == "approver:alice"
+    with pytest.raises(Exception, match="not the approved args_digest"):
+        receipts.verify(
+            answer["receipt"],
+            deps.keys.receipt_public_keys(),
+            now=deps.clock.now(),
+            arguments={**SEND["arguments"], "to": "mallory@example.com"},
+        )
+    _no_secret_in_the_chain(deps)
+
+
+# -- refusals: every one audited -------------------------------------------------------------
+
+
+def test_pending_denied_and_expired_actions_release_nothing(deps: Deps) -> None:
+    _grant(deps)
+    _put(deps)
+    pending = actions.intercept(deps, AGENT, SEND).action
+    denied = actions.intercept(deps, AGENT, SEND).action
+    actions.decide(deps, ALICE, denied.id, "deny")
+    expiring = actions.intercept(deps, AGENT, {**SEND, "timeout_s": 30}).action
+    got = {}
+    for name, action in (("pending", pending), ("denied", denied)):
+        got[name] = _refused(deps, action.id, args_digest=action.args_digest)
+    deps.clock.advance(31)
+    got["expired"] = _refused(deps, expiring.id, args_digest=expiring.args_digest)
+    assert {k: (v.status, v.refusal) for k, v in got.items()} == {
+        "pending": (409, "pending"),
+        "denied": (409, "denied"),
+        "expired": (409, "expired"),
+    }
+    assert got["expired"].extra["action_status"] == "expired"
+    assert sorted(e.data["refusal"] for e in _entries(deps, "credential.refused")) == [
+        "denied",
+        "expired",
+        "pending",
+    ]
+    assert _entries(deps, "credential.released") == []
+
+
+def test_a_foreign_action_is_404_and_audited_without_its_id(deps: Deps) -> None:
+    _grant(deps)
+    _put(deps)
+    action = _allowed(deps)
+    for stranger in (OTHER_AGENT, BOBS_AGENT):
+        refused = _refused(deps, action.id, principal=stranger, args_digest=action.args_digest)
+        assert refused.status == 404
+    assert _refused(deps, "act_missing").status == 404
+    entries = _entries(deps, "credential.refused")
+    assert [e.action_id for e in entries] == [None, None, None]
+    assert [e.data["requested_action_id"] for e in entries] == [action.id, action.id, "act_missing"]
+    assert [e.user for e in entries] == ["alice", "bob", "alice"]  # the caller's own user
+    _redeem(deps, action)  # the owner's agent still can: a refusal consumed nothing
+
+
+def test_late_and_altered_releases_are_refused(deps: Deps) -> None:
+    _grant(deps)
+    _put(deps)
+    late, also_late = _allowed(deps), _allowed(deps)
+    deps.clock.advance(301)
+    assert _refused(deps, late.id, args_digest=late.args_digest).refusal == "window-closed"
+    fresh = _allowed(deps)
+    other = sha256_digest({**READ["arguments"], "q": "from:anyone"})
+    assert _refused(deps, fresh.id, args_digest=other).refusal == "args-mismatch"
+    assert _redeem(deps, fresh)["access_token"] == GOOGLE  # refusals consumed nothing
+    assert _refused(deps, also_late.id, args_digest=other).refusal == "window-closed"  # first rule
+
+
+def test_revoking_the_permission_or_the_session_blocks_what_is_not_yet_released(deps) -> None:
+    pid = _grant(deps)
+    _put(deps)
+    session = sessions.create(deps, AGENT, {})
+    in_session = _allowed(deps, {**READ, "session_id": session["session_id"]})
+    plain = _allowed(deps)
+    sessions.revoke(deps, ALICE, session["session_id"])
+    refused = _refused(deps, in_session.id, args_digest=in_session.args_digest)
+    assert refused.refusal == "session-ended"
+    inventory.revoke(deps, ALICE, pid)
+    refused = _refused(deps, plain.id, args_digest=plain.args_digest)
+    assert (refused.status, refused.refusal) == (403, "not-permitted")
+    _grant(deps)  # granted again: the same action is released now
+    assert _redeem(deps, plain)["access_token"] == GOOGLE
+
+
+def test_a_grant_must_name_the_connection_and_every_needed_scope(deps: Deps) -> None:
+    _put(deps)
+    action = _allowed(deps)
+    refused = _refused(deps, action.id, args_digest=action.args_digest)
+    assert (refused.status, refused.refusal) == (403, "not-permitted")
+    assert refused.extra["connection"] == "google-oauth2"
+    _grant(deps, scopes=[GMAIL + "gmail.send"])
+    refused = _refused(deps, action.id, args_digest=action.args_digest)
+    assert refused.extra["missing_scopes"] == [GMAIL + "gmail.readonly"]
+    _grant(deps, connection="github", scopes=["repo"])  # another connection does not count
+    assert _refused(deps, action.id, args_digest=action.args_digest).refusal == "not-permitted"
+
+
+def test_nothing_linked_is_a_4xx_naming_the_connection(deps: Deps, endpoint) -> None:
+    _grant(deps)
+    action = _allowed(deps)
+    refused = _refused(deps, action.id, args_digest=action.args_digest)
+    assert isinstance(refused, NotLinked) and refused.status == 409
+    assert refused.extra["connection"] == "google-oauth2" and "google-oauth2" in refused.detail
+    # linked in Auth0 to GitHub only: Token Vault answers 401 for google-oauth2
+    endpoint.link(REFRESH, "github", "gho_x", scope="repo")
+    _link(deps, None)
+    refused = _refused(deps, action.id, args_digest=action.args_digest)
+    assert refused.refusal == "not-linked" and "HTTP 401" in refused.detail
+    assert [e.data["connection"] for e in _entries(deps, "credential.refused")] == [
+        "google-oauth2",
+        "google-oauth2",
+    ]
+
+
+def test_a_token_without_the_needed_scope_or_expired_is_refused(deps: Deps, endpoint) -> None:
+    _grant(deps)
+    _link(deps, endpoint, scope="openid email")
+    action = _approved(deps)
+    refused = _refused(deps, action.id, args_digest=action.args_digest)
+    assert refused.refusal == "insufficient-scope"
+    assert refused.extra["missing_scopes"] == [GMAIL + "gmail.send"]
+    # the full Gmail scope includes gmail.send (the scope book's includes)
+    endpoint.state.accounts.clear()
+    endpoint.link(REFRESH, "google-oauth2", GOOGLE, scope="https://mail.google.com/")
+    assert _redeem(deps, action)["scope"] == GMAIL + "gmail.send"
+    _put(deps, expires_at=deps.clock.now() - timedelta(seconds=1))
+    stale = _allowed(deps)
+    assert _refused(deps, stale.id, args_digest=stale.args_digest).refusal == "token-expired"
+
+
+def test_a_tool_the_catalogue_gives_no_credential_releases_nothing(deps: Deps) -> None:
+    action = _allowed(deps, {"tool": "user.get_profile", "arguments": {}})
+    assert _refused(deps, action.id, args_digest=action.args_digest).refusal == "no-credential"
+
+
+def test_a_refresh_token_without_auth0_configured_is_not_configured(deps: Deps, endpoint) -> None:
+    _grant(deps)
+    _link(deps, endpoint)
+    deps.vaults = {ACCESS_TOKEN: LocalVault()}
+    action = _allowed(deps)
+    with pytest.raises(NotConfigured, match="VETTRA_AUTH0_CLIENT_SECRET"):
+        _redeem(deps, action)
+    assert endpoint.requests == []
+    assert _entries(deps, "credential.refused")[0].data["refusal"] == "not-configured"
+
+
+# -- races --------------------------------------------------------------------------------------
+
+
+class _RevokingVault(LocalVault):
+    """Revokes the grant while the exchange is under way (as a user could, mid-flight)."""
+
+    def __init__(self, deps: Deps, pid: str):
+        self.deps, self.pid = deps, pid
+
+    def exchange(self, subject: str, connection: str, *, login_hint: str | None = None) -> Any:
+        inventory.revoke(self.deps, ALICE, self.pid)
+        return super().exchange(subject, connection)
+
+
+def test_a_revocation_during_the_exchange_wins(deps: Deps) -> None:
+    pid = _grant(deps)
+    _put(deps)
+    deps.vaults = {ACCESS_TOKEN: _RevokingVault(deps, pid)}
+    action = _allowed(deps)
+    refused = _refused(deps, action.id, args_digest=action.args_digest)
+    assert refused.refusal == "not-permitted"
+    with deps.store.unit_of_work(readonly=True) as uow:
+        assert uow.docs.get(credentials.RELEASES, action.id) is None
+    assert _entries(deps, "credential.released") == []
+
+
+def test_concurrent_redemptions_release_exactly_once(deps: Deps) -> None:
+    _grant(deps)
+    _put(deps)
+    action = _allowed(deps)
+    results: list[Any] = []
+    start = threading.Barrier(4)
+
+    def redeem() -> None:
+        start.wait()
+        try:
+            results.append(_redeem(deps, action))
+        except CredentialRefused as refused:
+            results.append(refused)
+
+    threads = [threading.Thread(target=redeem) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    released = [r for r in results if isinstance(r, dict)]
+    assert len(results) == 4 and len(released) == 1
+    assert {r.refusal for r in results if not isinstance(r, dict)} == {"already-released"}
+    assert len(_entries(deps, "credential.released")) == 1
