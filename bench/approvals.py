@@ -14,13 +14,14 @@ Never fails on timing.
 
 from __future__ import annotations
 
-import argparse
 import random
 import tempfile
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from _args import parse_options
 
 from vettra.bootstrap import Config, bootstrap
 from vettra.domain.errors import Conflict
@@ -141,12 +142,7 @@ def _quiet_expire(deps, action_id: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--actions", type=int, default=1000)
-    parser.add_argument("--races", type=int, default=200)
-    args = parser.parse_args()
+    args = parse_options(__doc__, actions=1000, races=200)
     with tempfile.TemporaryDirectory() as d:
         late, base = timer_accuracy(Path(d) / "timers", args.actions)
         multi, none, wins = races(Path(d) / "races", args.races)

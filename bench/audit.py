@@ -20,7 +20,6 @@ Prints numbers and ratios; never fails on timing.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
 import sqlite3
@@ -30,6 +29,8 @@ import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
+
+from _args import Opt, parse_options
 
 from vettra.adapters.local_keys import LocalKeyStore
 from vettra.adapters.sqlite_store import SqliteStore
@@ -169,17 +170,14 @@ def append_rate(tmp: Path, writers: int, seconds: float) -> tuple[float, float, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    args = parse_options(
+        __doc__,
+        entries=200_000,
+        writers=8,
+        seconds=5.0,
+        proofs=Opt(False, "proof latency at 1k vs --big entries"),
+        big=1_000_000,
     )
-    parser.add_argument("--entries", type=int, default=200_000)
-    parser.add_argument("--writers", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument(
-        "--proofs", action="store_true", help="proof latency at 1k vs --big entries"
-    )
-    parser.add_argument("--big", type=int, default=1_000_000)
-    args = parser.parse_args()
 
     lines, checkpoints = build_export(args.entries)
     size = sum(len(line) for line in lines) / len(lines)

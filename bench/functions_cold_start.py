@@ -26,7 +26,6 @@ the embedded one on a temporary home. ``--json`` prints one JSON object.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -36,6 +35,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from _args import Opt, parse_options
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS = ROOT / "functions"
@@ -215,11 +216,13 @@ def measure(target: str = "intercept", runs: int = RUNS) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--target", default="intercept")
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--runs", type=int, default=RUNS, help="fresh instances; the best counts")
-    args = parser.parse_args(argv)
+    args = parse_options(
+        __doc__,
+        argv,
+        target="intercept",
+        json=False,
+        runs=Opt(RUNS, "fresh instances; the best counts"),
+    )
     result = measure(args.target, args.runs)
     if args.json:
         print(json.dumps(result))

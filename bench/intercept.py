@@ -14,7 +14,6 @@ Prints numbers and ratios; never fails on timing.
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing
 import sqlite3
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 import httpx
+from _args import Opt, parse_options
 from _live import Client, free_port, mint, start_server  # noqa: F401
 
 LOW_BUNDLE = {"tool": "user.get_profile", "arguments": {"fields": ["name", "email"]}}
@@ -166,18 +166,17 @@ def _throughput(url: str, token: str, clients: int, seconds: float) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    args = parse_options(
+        __doc__,
+        n=2000,
+        clients=Opt("1,4,8", "comma-separated client counts"),
+        seconds=5.0,
+        baseline_src=Opt(
+            None,
+            "also measure `vettra dev` from this other tree's shared/ "
+            "(e.g. the previous HTTP stack), interleaved in the same run",
+        ),
     )
-    parser.add_argument("--n", type=int, default=2000)
-    parser.add_argument("--clients", default="1,4,8", help="comma-separated client counts")
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument(
-        "--baseline-src",
-        help="also measure `vettra dev` from this other tree's shared/ "
-        "(e.g. the previous HTTP stack), interleaved in the same run",
-    )
-    args = parser.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         base = bare_sqlite_commit(tmp, args.n)

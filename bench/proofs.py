@@ -17,7 +17,6 @@ Prints numbers and ratios; never fails on timing.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import multiprocessing
@@ -30,6 +29,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
+from _args import Opt, parse_options
 from _live import Client, free_port, mint, start_server, stop_server  # noqa: F401
 
 from vettra.adapters.local_keys import LocalKeyStore
@@ -269,20 +269,17 @@ def print_latency(small: dict, big: dict, old_small: float, old_big: float | Non
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    args = parse_options(
+        __doc__,
+        small=1_000,
+        big=1_000_000,
+        calls=1000,
+        rebuild_big=Opt(False, "time the old path once at --big"),
+        live_entries=100_000,
+        loops=8,
+        seconds=5.0,
+        skip_live=False,
     )
-    parser.add_argument("--small", type=int, default=1_000)
-    parser.add_argument("--big", type=int, default=1_000_000)
-    parser.add_argument("--calls", type=int, default=1000)
-    parser.add_argument(
-        "--rebuild-big", action="store_true", help="time the old path once at --big"
-    )
-    parser.add_argument("--live-entries", type=int, default=100_000)
-    parser.add_argument("--loops", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--skip-live", action="store_true")
-    args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

@@ -15,7 +15,6 @@ need (audit entries, actions). Never fails on size or time.
 
 from __future__ import annotations
 
-import argparse
 import random
 import sqlite3
 import tempfile
@@ -24,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyotp
+from _args import Opt, parse_options
 
 from vettra.adapters.clock import FakeClock
 from vettra.bootstrap import DB_FILE, TIMERS_FILE, Config, bootstrap
@@ -146,11 +146,7 @@ def sweep(home: Path, clock: FakeClock) -> tuple[dict[str, int], float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--n", type=int, default=20_000, help="intercepts to measure (scaled to 1M)"
-    )
-    args = parser.parse_args()
+    args = parse_options(__doc__, n=Opt(20_000, "intercepts to measure (scaled to 1M)"))
     scale = PER / args.n
     clock = FakeClock(datetime.now(UTC))
     with tempfile.TemporaryDirectory() as tmp:

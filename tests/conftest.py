@@ -1,6 +1,7 @@
 """Shared fixtures: a real runtime on a temporary home, the real HTTP server
 (``vettra dev``'s uvicorn stack, in a thread with its own event loop) on an
-ephemeral loopback port, and tokens minted by that home's identity."""
+ephemeral loopback port, tokens minted by that home's identity, and an OpenID provider
+on 127.0.0.1 (``idp``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,15 @@ import pytest
 from vettra.bootstrap import Config, Runtime, bootstrap
 from vettra.entrypoints.asgi import AsgiApp
 from vettra.entrypoints.server import Limits, build, loop_factory
+
+from .idp import FakeIdP
+
+
+@pytest.fixture
+def idp() -> Iterator[FakeIdP]:
+    """An OpenID provider (discovery, JWK Set, signed tokens) on 127.0.0.1."""
+    with FakeIdP() as provider:
+        yield provider
 
 
 @pytest.fixture

@@ -23,10 +23,13 @@ from vettra.domain.catalogue import Catalogue
 from vettra.domain.errors import Conflict, Unavailable
 from vettra.domain.merkle import CompactRange, MerkleTree, leaf_hash
 from vettra.ports import (
+    ALL_ENTRIES,
     ActionRepository,
     AuditLog,
     DocumentRepository,
+    EntryQuery,
     EventBus,
+    IdempotencyRecord,
     IdempotencyRepository,
     KeyStore,
     PolicyRepository,
@@ -148,18 +151,11 @@ class _Idempotency(IdempotencyRepository):
         found = self._s.idempotency.get((scope, key))
         return (found[0], found[1]) if found else None
 
-    def put(
-        self,
-        scope: str,
-        key: str,
-        request_digest: str,
-        action_id: str,
-        *,
-        at: datetime | None = None,
-    ) -> None:
-        if (scope, key) in self._s.idempotency:
+    def put(self, record: IdempotencyRecord) -> None:
+        scope_key = (record.scope, record.key)
+        if scope_key in self._s.idempotency:
             raise Conflict("Idempotency-Key already recorded")
-        self._s.idempotency[(scope, key)] = (request_digest, action_id, at)
+        self._s.idempotency[scope_key] = (record.request_digest, record.action_id, record.at)
 
     def sweep(self, before: datetime, limit: int) -> int:
         old = sorted(
@@ -250,23 +246,15 @@ class _FakeAuditLog(AuditLog):
     def _chain(self, chain: str) -> list[AuditEntry]:
         return list(self._store._state.entries.get(chain, []))
 
-    def entries(
-        self,
-        chain: str,
-        *,
-        after: int = 0,
-        limit: int | None = None,
-        action_id: str | None = None,
-        user: str | None = None,
-    ) -> Iterator[AuditEntry]:
+    def entries(self, chain: str, query: EntryQuery = ALL_ENTRIES) -> Iterator[AuditEntry]:
         found = [
             e
             for e in self._chain(chain)
-            if e.seq > after
-            and (action_id is None or e.action_id == action_id)
-            and (user is None or e.user == user)
+            if e.seq > query.after
+            and (query.action_id is None or e.action_id == query.action_id)
+            and (query.user is None or e.user == query.user)
         ]
-        return iter(found[:limit] if limit is not None else found)
+        return iter(found[: query.limit] if query.limit is not None else found)
 
     def head(self, chain: str) -> tuple[int, str]:
         entries = self._chain(chain)

@@ -128,6 +128,12 @@ class FakeIdP:
         self.httpd.shutdown()
         self.httpd.server_close()
 
+    def __enter__(self) -> FakeIdP:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 def unsigned(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b"") -> str:
     return ".".join(

@@ -146,26 +146,17 @@ class Runtime:
         """Start background parts (timer, checkpointer) and re-arm deadlines from the store."""
         from .services.actions import rearm_timers
 
-        if self.timer is not None:
-            self.timer.start()
-        if self.sequencer is not None:
-            self.sequencer.start()
-        if self.checkpointer is not None:
-            self.checkpointer.start()
-        if self.sweeper is not None:
-            self.sweeper.start()
+        for part in (self.timer, self.sequencer, self.checkpointer, self.sweeper):
+            if part is not None:
+                part.start()
         if self.rearm:
             rearm_timers(self.deps)
 
     def close(self) -> None:
-        if self.timer is not None:
-            self.timer.stop()
-        if self.checkpointer is not None:
-            self.checkpointer.stop()
-        if self.sweeper is not None:
-            self.sweeper.stop()
-        if self.sequencer is not None:
-            self.sequencer.stop()
+        # the parts that commit first, then the sequencer (it finishes the round in progress)
+        for part in (self.timer, self.checkpointer, self.sweeper, self.sequencer):
+            if part is not None:
+                part.stop()
         close_bus = getattr(self.deps.bus, "close", None)
         if close_bus is not None:
             close_bus()  # the Pub/Sub bus sends what it still holds
@@ -195,6 +186,31 @@ class _Parts:
     bus: Any
     identity_key: Any  # the Ed25519 key local tokens are signed with (None: another identity)
     settings: dict[str, Any]
+    timer: Any = None  # the local timer, where expiries fire in this process (not Cloud Tasks)
+
+
+def _runtime(
+    config: Config, clock: Any, parts: _Parts, background: dict[str, Any] | None, **extra: Any
+) -> Runtime:
+    """The :class:`Runtime` over the chosen adapters: services wired, the local timer
+    handled, and (``background`` not None: a long-lived process) the checkpointer and
+    retention sweeper with ``background`` as the checkpointer's options."""
+    deps, identity, app = _assemble(config, clock, parts)
+    if parts.timer is not None:
+        parts.timer.set_handler(_expire_handler(deps))
+    checkpointer = sweeper = None
+    if background is not None:
+        checkpointer, sweeper = _background(config, deps, parts.store.known_chains, **background)
+    return Runtime(
+        config=config,
+        deps=deps,
+        identity=identity,
+        app=app,
+        timer=parts.timer,
+        checkpointer=checkpointer,
+        sweeper=sweeper,
+        **extra,
+    )
 
 
 def _assemble(config: Config, clock: Any, parts: _Parts) -> tuple[Any, Any, Any]:
@@ -359,37 +375,23 @@ def _local(config: Config, clock: Any) -> Runtime:
     keys = LocalKeyStore(config.home)
     store = SqliteStore(config.home / DB_FILE, keys)
     timer = LocalTimer(config.home / TIMERS_FILE, clock)
-    deps, identity, app = _assemble(
-        config,
-        clock,
-        _Parts(
-            store=store,
-            keys=keys,
-            scheduler=timer,
-            bus=InProcessEventBus(),
-            identity_key=keys.identity_signing_key(),
-            settings={
-                "store": "sqlite",
-                "scheduler": "local-timer",
-                "event_bus": "in-process",
-                "identity": "local-jwt",
-                "verifier": "python",
-                "home": str(config.home),
-            },
-        ),
-    )
-    timer.set_handler(_expire_handler(deps))
-    checkpointer, sweeper = _background(config, deps, store.known_chains)
-    return Runtime(
-        config=config,
-        deps=deps,
-        identity=identity,
-        app=app,
+    parts = _Parts(
+        store=store,
+        keys=keys,
+        scheduler=timer,
+        bus=InProcessEventBus(),
+        identity_key=keys.identity_signing_key(),
+        settings={
+            "store": "sqlite",
+            "scheduler": "local-timer",
+            "event_bus": "in-process",
+            "identity": "local-jwt",
+            "verifier": "python",
+            "home": str(config.home),
+        },
         timer=timer,
-        checkpointer=checkpointer,
-        home_lock=home_lock,
-        sweeper=sweeper,
     )
+    return _runtime(config, clock, parts, background={}, home_lock=home_lock)
 
 
 # -- the firestore backend -----------------------------------------------------------------
@@ -454,35 +456,10 @@ def _firestore(config: Config, clock: Any) -> Runtime:
         settings["sequencer"] = f"pubsub:{config.cloud.sequence_topic}"
 
     scheduler, timer = _cloud_scheduler(config, clock, identity_key, settings)
-    deps, identity, app = _assemble(
-        config,
-        clock,
-        _Parts(
-            store=store,
-            keys=keys,
-            scheduler=scheduler,
-            bus=bus,
-            identity_key=identity_key,
-            settings=settings,
-        ),
-    )
-    if timer is not None:
-        timer.set_handler(_expire_handler(deps))
-    checkpointer = sweeper = None
-    if config.host == SERVER:
-        # the sequencer signs a checkpoint with each batch; this one is the backstop
-        checkpointer, sweeper = _background(config, deps, store.known_chains, poll_s=1.0)
-    return Runtime(
-        config=config,
-        deps=deps,
-        identity=identity,
-        app=app,
-        timer=timer,
-        checkpointer=checkpointer,
-        sweeper=sweeper,
-        sequencer=runner,
-        rearm=timer is not None,
-    )
+    parts = _Parts(store, keys, scheduler, bus, identity_key, settings, timer)
+    # in a server, the sequencer signs a checkpoint with each batch; this one is the backstop
+    background = {"poll_s": 1.0} if config.host == SERVER else None
+    return _runtime(config, clock, parts, background, sequencer=runner, rearm=timer is not None)
 
 
 def _require_firestore(config: Config) -> None:

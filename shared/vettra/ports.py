@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -66,22 +67,27 @@ class ActionRepository(ActionRecords, ActionQueues, abc.ABC):
     """What a unit of work offers for actions (``uow.actions``)."""
 
 
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """One ``Idempotency-Key`` of one caller (``scope``): the request body it came with
+    and the action it created."""
+
+    scope: str
+    key: str
+    request_digest: str
+    action_id: str
+    #: When the key was first used: what :meth:`IdempotencyRepository.sweep` ages it by.
+    at: datetime | None = None
+
+
 class IdempotencyRepository(abc.ABC):
     @abc.abstractmethod
     def get(self, scope: str, key: str) -> tuple[str, str] | None:
         """``(request_digest, action_id)`` recorded for this key, if any."""
 
     @abc.abstractmethod
-    def put(
-        self,
-        scope: str,
-        key: str,
-        request_digest: str,
-        action_id: str,
-        *,
-        at: datetime | None = None,
-    ) -> None:
-        """Record a key; ``at`` (when it was first used) is what :meth:`sweep` ages it by."""
+    def put(self, record: IdempotencyRecord) -> None:
+        """Record a new key (the caller has :meth:`get` it first, in the same unit of work)."""
 
     @abc.abstractmethod
     def sweep(self, before: datetime, limit: int) -> int:
@@ -186,19 +192,26 @@ class UnitOfWork(abc.ABC):
     def rollback(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class EntryQuery:
+    """Which linked entries of a chain :meth:`AuditEntries.entries` yields: those after
+    seq ``after``, only of one action or one user where given, at most ``limit``."""
+
+    after: int = 0
+    limit: int | None = None
+    action_id: str | None = None
+    user: str | None = None
+
+
+ALL_ENTRIES = EntryQuery()
+
+
 class AuditEntries(abc.ABC):
     """The linked entries of each chain, in sequence order."""
 
     @abc.abstractmethod
-    def entries(
-        self,
-        chain: str,
-        *,
-        after: int = 0,
-        limit: int | None = None,
-        action_id: str | None = None,
-        user: str | None = None,
-    ) -> Iterator[AuditEntry]: ...
+    def entries(self, chain: str, query: EntryQuery = ALL_ENTRIES) -> Iterator[AuditEntry]:
+        """The entries ``query`` selects, in sequence order."""
 
     @abc.abstractmethod
     def head(self, chain: str) -> tuple[int, str]:

@@ -1,8 +1,9 @@
 """Running an emulator as a child process for a test session, whichever emulator it is.
 
-Each helper module (``firestore_emulator.py``, ``cloud_tasks_emulator.py``) knows how to find
-its launcher, what command line starts it and how to tell it is ready; this module does the
-rest the same way for all of them: pick a free 127.0.0.1 port, start the launcher in a
+Each helper module (``firestore_emulator.py``, ``pubsub_emulator.py``,
+``cloud_tasks_emulator.py``) knows how to find its launcher, what command line starts it
+and how to tell it is ready (:func:`start_packaged` for Google's own Java emulators); this
+module does the rest the same way for all of them: pick a free 127.0.0.1 port, start the launcher in a
 session of its own with its output in a temporary log, poll the readiness check until a
 deadline, stop the whole process group (a launcher is often a shell script running java),
 and turn anything missing into a loud ``pytest.skip("<Name> emulator unavailable: <why>")``.
@@ -29,6 +30,8 @@ import pytest
 
 BIND_HOST = "127.0.0.1"
 STOP_TIMEOUT_S = 10
+#: How long a Java emulator may take to answer ``Ok`` (about 2.5 s on an idle machine).
+JAVA_START_TIMEOUT_S = 60
 HTTP_TIMEOUT_S = 5
 
 
@@ -164,6 +167,30 @@ def launch(
     tail = emulator.log_tail()
     emulator.stop()
     raise EmulatorUnavailable(f"not ready within {timeout_s}s (log ends: {tail})")
+
+
+def start_packaged(
+    make: Callable[[subprocess.Popen[bytes], str, Path], E],
+    package: str,
+    launcher_name: str,
+    *,
+    override_env: str,
+    subcommand: Sequence[str] = (),
+    name: str,
+    timeout_s: float = JAVA_START_TIMEOUT_S,
+) -> E:
+    """One of Google's Java emulators from its Debian package: the launcher from
+    :func:`packaged_launcher`, Java on PATH, ``launcher [subcommand] --host=… --port=…``,
+    ready when ``GET /`` answers ``Ok``."""
+    launcher = packaged_launcher(package, launcher_name, override_env)
+    require_program("java", f"the {name} emulator is a Java program")
+    return launch(
+        make,
+        lambda port: [launcher, *subcommand, f"--host={BIND_HOST}", f"--port={port}"],
+        lambda emulator: answers_ok(emulator.host),
+        name=name,
+        timeout_s=timeout_s,
+    )
 
 
 def for_session(label: str, start: Callable[[], E], *client_modules: str) -> Iterator[E]:

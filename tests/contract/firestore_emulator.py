@@ -19,32 +19,21 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .emulator_process import (
-    BIND_HOST,
     HTTP_TIMEOUT_S,
     EmulatorProcess,
-    answers_ok,
     built_with_env,
     for_session,
-    launch,
-    packaged_launcher,
-    require_program,
+    start_packaged,
 )
 
 PACKAGE = "google-cloud-cli-firestore-emulator"
 LAUNCHER_NAME = "cloud_firestore_emulator"
-START_TIMEOUT_S = 60
 _ENV_HOST = "FIRESTORE_EMULATOR_HOST"
-
-
-def find_launcher() -> Path:
-    """The emulator's launcher script, from the Debian package's file list."""
-    return packaged_launcher(PACKAGE, LAUNCHER_NAME, "VETTRA_FIRESTORE_EMULATOR")
 
 
 @dataclass
@@ -66,14 +55,14 @@ class FirestoreEmulator(EmulatorProcess):
 
 
 def start_emulator() -> FirestoreEmulator:
-    launcher = find_launcher()
-    require_program("java", "the emulator needs Java 17")
-    return launch(
+    """``cloud_firestore_emulator start`` (Java 17) on a free port."""
+    return start_packaged(
         FirestoreEmulator,
-        lambda port: [launcher, "start", f"--host={BIND_HOST}", f"--port={port}"],
-        lambda emulator: answers_ok(emulator.host),
+        PACKAGE,
+        LAUNCHER_NAME,
+        override_env="VETTRA_FIRESTORE_EMULATOR",
+        subcommand=["start"],
         name="firestore",
-        timeout_s=START_TIMEOUT_S,
     )
 
 

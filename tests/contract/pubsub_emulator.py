@@ -8,8 +8,8 @@ and stops it at the end of the session. The emulator keeps everything in
 memory and has no reset endpoint; each test works in a project of its own
 (the emulator accepts any project id), so tests never see each other's topics.
 
-Anything missing (the package, Java, the client library) skips the tests that
-need it, loudly: ``pytest.skip("Pub/Sub emulator unavailable: <reason>")``.
+What is missing (package, Java or client library) turns into a loud skip of the
+tests that need it: ``pytest.skip("Pub/Sub emulator unavailable: <reason>")``.
 """
 
 from __future__ import annotations
@@ -17,32 +17,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .emulator_process import (
-    BIND_HOST,
-    EmulatorProcess,
-    answers_ok,
-    built_with_env,
-    for_session,
-    launch,
-    packaged_launcher,
-    require_program,
-)
+from .emulator_process import EmulatorProcess, built_with_env, for_session, start_packaged
 
 PACKAGE = "google-cloud-cli-pubsub-emulator"
 LAUNCHER_NAME = "cloud-pubsub-emulator"
-START_TIMEOUT_S = 60
 ENV_HOST = "PUBSUB_EMULATOR_HOST"
-
-
-def find_launcher() -> Path:
-    """The emulator's launcher script (``.../bin/cloud-pubsub-emulator``), from the Debian
-    package's file list."""
-    return packaged_launcher(PACKAGE, LAUNCHER_NAME, "VETTRA_PUBSUB_EMULATOR")
 
 
 @dataclass
@@ -61,14 +44,13 @@ class PubSubEmulator(EmulatorProcess):
 
 
 def start_emulator() -> PubSubEmulator:
-    launcher = find_launcher()
-    require_program("java", "the emulator needs Java")
-    return launch(
+    """``.../bin/cloud-pubsub-emulator`` on a free port."""
+    return start_packaged(
         PubSubEmulator,
-        lambda port: [launcher, f"--host={BIND_HOST}", f"--port={port}"],
-        lambda emulator: answers_ok(emulator.host),
+        PACKAGE,
+        LAUNCHER_NAME,
+        override_env="VETTRA_PUBSUB_EMULATOR",
         name="pubsub",
-        timeout_s=START_TIMEOUT_S,
     )
 
 

@@ -34,6 +34,7 @@ from vettra.domain.checkpoint import (
 )
 from vettra.domain.errors import Unavailable
 from vettra.domain.merkle import leaf_hash, root_from_leaf_hashes
+from vettra.ports import IdempotencyRecord
 
 from .firestore_emulator import FirestoreProject
 from .test_store_contract import _action, _event
@@ -59,7 +60,7 @@ def _commit_one(store: FirestoreStore, hold: threading.Event | None = None) -> s
     action = _action()
     with store.unit_of_work() as uow:
         assert uow.idempotency.get("default:bot", action.id) is None
-        uow.idempotency.put("default:bot", action.id, "sha256:x", action.id)
+        uow.idempotency.put(IdempotencyRecord("default:bot", action.id, "sha256:x", action.id))
         uow.actions.add(action)
         uow.audit.record(_event(action))
         event_id = uow.audit.event_ids[0]  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ from vettra.adapters.sqlite_store import SqliteStore
 from vettra.domain.actions import APPROVED, DENIED, PENDING, Action, new_action_id
 from vettra.domain.audit import AuditEvent, verify_chain
 from vettra.domain.errors import Conflict
+from vettra.ports import EntryQuery, IdempotencyRecord
 
 from ..audit_events import audit_event
 from ..fakes import FakeStore
@@ -164,7 +165,7 @@ def test_compare_and_set_update_lets_one_decision_win(store) -> None:
 
 def test_idempotency_keys_are_scoped(store) -> None:
     with store.unit_of_work() as uow:
-        uow.idempotency.put("default:bot", "k1", "sha256:a", "act_1")
+        uow.idempotency.put(IdempotencyRecord("default:bot", "k1", "sha256:a", "act_1"))
         uow.commit()
     with store.unit_of_work(readonly=True) as uow:
         assert uow.idempotency.get("default:bot", "k1") == ("sha256:a", "act_1")
@@ -239,10 +240,11 @@ def test_audit_filters(store) -> None:
             _add_intercepted(uow, x)
         uow.commit()
     settle(store)
-    assert [e.action_id for e in store.audit_log.entries("default", user="bob")] == [b.id]
-    assert [e.action_id for e in store.audit_log.entries("default", action_id=a.id)] == [a.id]
-    assert [e.seq for e in store.audit_log.entries("default", after=1)] == [2]
-    assert [e.seq for e in store.audit_log.entries("default", limit=1)] == [1]
+    log = store.audit_log
+    assert [e.action_id for e in log.entries("default", EntryQuery(user="bob"))] == [b.id]
+    assert [e.action_id for e in log.entries("default", EntryQuery(action_id=a.id))] == [a.id]
+    assert [e.seq for e in log.entries("default", EntryQuery(after=1))] == [2]
+    assert [e.seq for e in log.entries("default", EntryQuery(limit=1))] == [1]
 
 
 def test_documents_crud_and_single_use_create(store) -> None:
@@ -482,11 +484,11 @@ def test_adding_an_action_twice_conflicts(store) -> None:
 def test_idempotency_sweep_deletes_only_keys_older_than_the_cutoff_in_batches(store) -> None:
     with store.unit_of_work() as uow:
         for i in range(5):
-            uow.idempotency.put(
-                "s", f"old-{i}", "sha256:a", f"act_o{i}", at=T0 + timedelta(seconds=i)
-            )
-        uow.idempotency.put("s", "edge", "sha256:a", "act_e", at=T0 + timedelta(hours=1))
-        uow.idempotency.put("s", "new", "sha256:a", "act_n", at=T0 + timedelta(hours=2))
+            at = T0 + timedelta(seconds=i)
+            uow.idempotency.put(IdempotencyRecord("s", f"old-{i}", "sha256:a", f"act_o{i}", at=at))
+        hour = timedelta(hours=1)
+        uow.idempotency.put(IdempotencyRecord("s", "edge", "sha256:a", "act_e", at=T0 + hour))
+        uow.idempotency.put(IdempotencyRecord("s", "new", "sha256:a", "act_n", at=T0 + 2 * hour))
         uow.commit()
     cutoff = T0 + timedelta(hours=1)
     with store.unit_of_work() as uow:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -172,6 +173,15 @@ def dev_server_factory(tmp_path: Path) -> Iterator:
         if server.running():
             code, took = server.terminate()
             assert code == 0, f"vettra dev exited {code} on SIGTERM:\n{server.log()}"
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Any]:
+    """A fresh Firestore emulator for each module of the Firestore e2e tests (a long-used
+    one slows down: TOOLCHAIN.md); skipped loudly when it cannot run here."""
+    from .firestore_harness import start_firestore
+
+    yield from start_firestore()
 
 
 def entries_of(admin: httpx.Client) -> list[dict]:

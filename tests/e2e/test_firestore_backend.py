@@ -39,7 +39,6 @@ from .firestore_harness import (
     export_and_verify,
     fresh_project,
     start_cloud_tasks,
-    start_firestore,
     tasks_env,
     wait_sequenced,
 )
@@ -50,11 +49,6 @@ SCENARIO_IDS = ["read-profile", "send-email", "delete-repo", "charge-500", "gran
 PROBLEM = "application/problem+json"
 ENTRY_TIMEOUT_S = 15.0
 LOAD = 200
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Any]:
-    yield from start_firestore()
 
 
 @pytest.fixture(scope="module")

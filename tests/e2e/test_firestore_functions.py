@@ -37,7 +37,6 @@ from .firestore_harness import (
     emulator_env,
     export_and_verify,
     fresh_project,
-    start_firestore,
     wait_sequenced,
 )
 
@@ -46,11 +45,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "functions" / "main.py"
 BOOT_TIMEOUT_S = 30.0
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Any]:
-    yield from start_firestore()
 
 
 @pytest.fixture(scope="module")

@@ -60,6 +60,13 @@ class Stack:
     def verify(self) -> dict:
         return self.admin.get("/api/audit/verify").json()
 
+    def intercepts(self, n: int) -> None:
+        """``n`` reads of the user's profile (arguments ``{"i": i}``), each answered 201."""
+        for i in range(n):
+            bundle = {"tool": "user.get_profile", "arguments": {"i": i}}
+            r = self.agent.post("/api/actions/intercept", json=bundle)
+            assert r.status_code == 201, r.text
+
 
 @pytest.fixture
 def stack(tmp_path: Path):

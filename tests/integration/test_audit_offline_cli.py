@@ -21,16 +21,6 @@ from ..e2e.conftest import run_cli, vettra_command
 from .test_audit_log import Stack
 
 
-def _intercepts(stack: Stack, n: int) -> None:
-    for i in range(n):
-        assert (
-            stack.agent.post(
-                "/api/actions/intercept", json={"tool": "user.get_profile", "arguments": {"i": i}}
-            ).status_code
-            == 201
-        )
-
-
 def _wait_checkpoint(stack: Stack, size: int) -> dict:
     deadline = time.monotonic() + 5
     while (cp := stack.admin.get("/api/audit/checkpoint").json())["size"] < size:
@@ -45,11 +35,11 @@ def audited(tmp_path: Path):
     (and later checkpoints) on top, exported."""
     stack = Stack(tmp_path / "home")
     try:
-        _intercepts(stack, 20)
+        stack.intercepts(20)
         saved = _wait_checkpoint(stack, 21)
         (tmp_path / "saved.json").write_text(json.dumps(saved))  # curl … > saved.json
         (tmp_path / "saved.note").write_text(saved["note"] + "\n")  # jq -r .note > saved.note
-        _intercepts(stack, 15)
+        stack.intercepts(15)
         _wait_checkpoint(stack, 36)
         pub = stack.admin.get("/api/audit/public-key").json()["verifier_key"]
         export = tmp_path / "export.jsonl"

@@ -19,13 +19,7 @@ PROBLEM = "application/problem+json"
 def stack(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("VETTRA_PROOF_BURST", "1000")
     s = Stack(tmp_path / "home")
-    for i in range(N_ACTIONS):
-        assert (
-            s.agent.post(
-                "/api/actions/intercept", json={"tool": "user.get_profile", "arguments": {"i": i}}
-            ).status_code
-            == 201
-        )
+    s.intercepts(N_ACTIONS)
     yield s
     s.stop()
 

@@ -22,16 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from vettra.adapters.auth0_identity import (
-    ROLES_CLAIM,
-    TENANT_CLAIM,
-    USER_CLAIM,
-    Auth0AccessTokens,
-    Auth0IdTokens,
-    Auth0Settings,
-    IssuerIdentity,
-    https_jwks,
-)
+from vettra.adapters import auth0_identity
 from vettra.adapters.firebase_tokens import FirebaseCustomTokens
 from vettra.adapters.google_oidc import GoogleOidcIdentity
 from vettra.adapters.local_identity import ISSUER as LOCAL_ISSUER
@@ -82,28 +73,29 @@ class ServiceAccount:
 
 
 @pytest.fixture
-def auth0() -> Iterator[FakeIdP]:
-    provider = FakeIdP()
-    yield provider
-    provider.stop()
+def auth0(idp: FakeIdP) -> FakeIdP:
+    """The Auth0 tenant (tests/conftest.py's provider)."""
+    return idp
 
 
 @pytest.fixture
 def google() -> Iterator[FakeIdP]:
-    provider = FakeIdP()
-    yield provider
-    provider.stop()
+    """Google's token issuer, beside Auth0."""
+    with FakeIdP() as provider:
+        yield provider
 
 
 def wire_sign_in(runtime: Any, auth0: FakeIdP, account: ServiceAccount, **limits: Any) -> Any:
     """What bootstrap does when VETTRA_AUTH0_ISSUER and VETTRA_AUTH0_CLIENT_ID are set."""
     clock = runtime.deps.clock
-    settings = Auth0Settings(
+    settings = auth0_identity.Auth0Settings(
         issuer=auth0.issuer, audience=API, client_id=CLIENT, jwks_url=auth0.base + JWKS_PATH
     )
     minter = FirebaseCustomTokens(credential_info=account.info)
     runtime.deps.sign_in = SignInService(
-        Auth0IdTokens(settings, clock, https_jwks(settings.keys_url, clock)),
+        auth0_identity.Auth0IdTokens(
+            settings, clock, auth0_identity.https_jwks(settings.keys_url, clock)
+        ),
         minter,
         clock,
         limits=RateLimitSettings(**limits) if limits else None,
@@ -182,7 +174,11 @@ def test_no_token_reaches_a_log_line(server, auth0, signed_in, caplog) -> None:
 
 
 def test_admins_and_tenants_come_from_the_id_token(server, auth0, account, signed_in) -> None:
-    token = id_token(auth0, sub="auth0|root", **{ROLES_CLAIM: ["admin"], TENANT_CLAIM: "acme"})
+    token = id_token(
+        auth0,
+        sub="auth0|root",
+        **{auth0_identity.ROLES_CLAIM: ["admin"], auth0_identity.TENANT_CLAIM: "acme"},
+    )
     body = post(server, {"id_token": token}).json()
     claims = account.verify(body["firebase_token"])
     assert claims["claims"] == {"vettra_role": "admin", "tenant": "acme"}
@@ -277,18 +273,20 @@ def test_auth0_down_is_503(server, runtime, auth0, account) -> None:
 def cloud_identity(server: Any, auth0: FakeIdP, google: FakeIdP) -> Iterator[Any]:
     """The app's identity as bootstrap builds it in the cloud, local tokens kept (dev)."""
     clock = server.runtime.deps.clock
-    settings = Auth0Settings(issuer=auth0.issuer, audience=API, jwks_url=auth0.base + JWKS_PATH)
+    settings = auth0_identity.Auth0Settings(
+        issuer=auth0.issuer, audience=API, jwks_url=auth0.base + JWKS_PATH
+    )
     tasks = GoogleOidcIdentity(
         audience=TASKS_URL,
         invoker_email=INVOKER,
         clock=clock,
-        keys=https_jwks(google.base + JWKS_PATH, clock),
+        keys=auth0_identity.https_jwks(google.base + JWKS_PATH, clock),
     )
     local = server.runtime.app.identity
-    combined = IssuerIdentity(
+    combined = auth0_identity.IssuerIdentity(
         {
-            settings.issuer: Auth0AccessTokens(
-                settings, clock, https_jwks(settings.keys_url, clock)
+            settings.issuer: auth0_identity.Auth0AccessTokens(
+                settings, clock, auth0_identity.https_jwks(settings.keys_url, clock)
             ),
             **{iss: tasks for iss in tasks.issuers()},
             LOCAL_ISSUER: local,
@@ -324,7 +322,7 @@ def test_an_auth0_agent_intercepts_and_its_user_decides(server, auth0, cloud_ide
             "iat": now,
             "exp": now + 600,
             "scope": "vettra:agent",
-            USER_CLAIM: "auth0|alice",
+            auth0_identity.USER_CLAIM: "auth0|alice",
         }
     )
     r = httpx.post(

@@ -24,13 +24,6 @@ PROBLEM = "application/problem+json"
 
 
 @pytest.fixture
-def idp() -> Iterator[FakeIdP]:
-    provider = FakeIdP()
-    yield provider
-    provider.stop()
-
-
-@pytest.fixture
 def runtime(home: Path, idp: FakeIdP) -> Iterator[Runtime]:
     """Overrides conftest's runtime: the same embedded stack, with OIDC step-up configured."""
     rt = bootstrap(Config(home=home, extra={"oidc_issuer": idp.issuer, "oidc_audience": AUDIENCE}))

@@ -523,18 +523,17 @@ def _firebase_token(c: Ctx) -> list[httpx.Response]:
     from .test_auth_http import PATH, ServiceAccount, id_token, wire_sign_in
 
     out = [c.anon.post(PATH, json={"id_token": "a.b.c"})]  # 404 not-configured: no Auth0
-    auth0 = FakeIdP()
-    minter = wire_sign_in(c.server.runtime, auth0, ServiceAccount())
-    try:
-        return out + [
-            c.anon.post(PATH, json={"id_token": id_token(auth0)}),
-            c.anon.post(PATH, json={"id_token": id_token(auth0, aud="someone-else")}),  # 401
-            c.anon.post(PATH, json={"id_token": 5}),  # 422
-            c.anon.post(PATH, content=b"{}", headers={"Content-Type": "text/plain"}),  # 415
-        ]
-    finally:
-        minter.close()
-        auth0.stop()
+    with FakeIdP() as auth0:
+        minter = wire_sign_in(c.server.runtime, auth0, ServiceAccount())
+        try:
+            return out + [
+                c.anon.post(PATH, json={"id_token": id_token(auth0)}),
+                c.anon.post(PATH, json={"id_token": id_token(auth0, aud="someone-else")}),  # 401
+                c.anon.post(PATH, json={"id_token": 5}),  # 422
+                c.anon.post(PATH, content=b"{}", headers={"Content-Type": "text/plain"}),  # 415
+            ]
+        finally:
+            minter.close()
 
 
 _GMAIL_READ = "https://www.googleapis.com/auth/gmail.readonly"

@@ -1,4 +1,5 @@
-"""Fixtures of the token tests: a live identity provider on 127.0.0.1 and a clock at now.
+"""Fixtures of the token tests: a clock at now (the live identity provider on 127.0.0.1,
+``idp``, is tests/conftest.py's).
 
 Tokens are signed at real ``time.time()`` by :class:`tests.idp.FakeIdP`, so the clock
 starts at the current second and moves only when a test advances it.
@@ -7,21 +8,11 @@ starts at the current second and moves only when a test advances it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 
 from vettra.adapters.clock import FakeClock
-
-from ..idp import FakeIdP
-
-
-@pytest.fixture
-def idp() -> Iterator[FakeIdP]:
-    provider = FakeIdP()
-    yield provider
-    provider.stop()
 
 
 @pytest.fixture

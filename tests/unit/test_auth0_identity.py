@@ -28,6 +28,7 @@ from vettra.adapters.clock import FakeClock
 from vettra.adapters.local_identity import LocalIdentity
 from vettra.adapters.local_keys import LocalKeyStore
 from vettra.domain.errors import Forbidden, Unauthenticated, Unavailable
+from vettra.domain.identity import Principal
 from vettra.services.jwks import MISS_REFETCH_S
 
 from ..idp import JWKS_PATH, FakeIdP, b64, closed_port_url, hs256_with_public_key, unsigned
@@ -54,37 +55,39 @@ def ids(idp: FakeIdP, clock: FakeClock) -> Auth0IdTokens:
     return Auth0IdTokens(s, clock, https_jwks(s.keys_url, clock))
 
 
+def _token(
+    idp: FakeIdP, clock: FakeClock, ttl_s: int, claims: dict[str, Any], changes: dict[str, Any]
+) -> dict[str, Any]:
+    """``iss``, ``iat`` and ``exp`` (``ttl_s`` later) at the clock's now, then ``claims``, then
+    ``changes``; a claim changed to None is left out."""
+    now = int(clock.now().timestamp())
+    token = {"iss": idp.issuer, "iat": now, "exp": now + ttl_s, **claims, **changes}
+    return {k: v for k, v in token.items() if v is not None}
+
+
 def claims(idp: FakeIdP, clock: FakeClock, **changes: Any) -> dict[str, Any]:
     """An agent's client-credentials access token, as Auth0 issues one."""
-    now = int(clock.now().timestamp())
-    base: dict[str, Any] = {
-        "iss": idp.issuer,
+    agent = {
         "sub": "agent-client@clients",
         "aud": API,
-        "iat": now,
-        "exp": now + 86400,
         "scope": "vettra:agent",
         "gty": "client-credentials",
         "azp": "agent-client",
         USER_CLAIM: "alice",
     }
-    base.update(changes)
-    return {k: v for k, v in base.items() if v is not None}
+    return _token(idp, clock, 86400, agent, changes)
 
 
 def id_claims(idp: FakeIdP, clock: FakeClock, **changes: Any) -> dict[str, Any]:
-    now = int(clock.now().timestamp())
-    base: dict[str, Any] = {
-        "iss": idp.issuer,
-        "sub": "auth0|alice",
-        "aud": CLIENT,
-        "iat": now,
-        "exp": now + 36000,
-        "nonce": "n-1",
-        "auth_time": now - 3,
-    }
-    base.update(changes)
-    return {k: v for k, v in base.items() if v is not None}
+    """The dashboard's ID token, from a sign-in three seconds ago."""
+    signed_in = int(clock.now().timestamp()) - 3
+    person = {"sub": "auth0|alice", "aud": CLIENT, "nonce": "n-1", "auth_time": signed_in}
+    return _token(idp, clock, 36000, person, changes)
+
+
+def who(p: Principal) -> tuple[str, str, str, str]:
+    """``(role, sub, user, tenant)`` of a principal."""
+    return p.role, p.sub, p.user, p.tenant
 
 
 def refused(verifier: Any, token: str, want: str) -> Unauthenticated:
@@ -101,12 +104,7 @@ def refused(verifier: Any, token: str, want: str) -> Unauthenticated:
 
 def test_an_agent_token_acts_for_its_user(idp, clock, access) -> None:
     p = access.authenticate(idp.token(claims(idp, clock)))
-    assert (p.role, p.sub, p.user, p.tenant) == (
-        "agent",
-        "agent-client@clients",
-        "alice",
-        "default",
-    )
+    assert who(p) == ("agent", "agent-client@clients", "alice", "default")
 
 
 def test_es256_keys_verify_too(idp, clock, access) -> None:
@@ -283,12 +281,7 @@ def test_jwks_answering_500_is_unavailable_then_served_from_held_keys(idp, clock
 
 def test_an_id_token_makes_an_approver_of_its_subject(idp, clock, ids) -> None:
     p = ids.authenticate(idp.token(id_claims(idp, clock)))
-    assert (p.role, p.sub, p.user, p.tenant) == (
-        "approver",
-        "auth0|alice",
-        "auth0|alice",
-        "default",
-    )
+    assert who(p) == ("approver", "auth0|alice", "auth0|alice", "default")
     assert p.auth_time == int(clock.now().timestamp()) - 3
 
 

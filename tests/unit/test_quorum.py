@@ -19,6 +19,7 @@ from vettra.domain.actions import APPROVED, DENIED, PENDING
 from vettra.domain.errors import Conflict, Forbidden, NotFound
 from vettra.domain.identity import Principal
 from vettra.domain.policy import PolicyRule, combine_quorums, validate_payload
+from vettra.ports import EntryQuery
 from vettra.services import actions
 
 from ..policies import issues_quorum, signed_default_with
@@ -144,7 +145,7 @@ def _intercept(deps: Any, bundle: dict) -> str:
 def _trail(runtime: Any, action_id: str) -> list[tuple[str, str]]:
     return [
         (e.type, e.actor)
-        for e in runtime.deps.store.audit_log.entries("default", action_id=action_id)
+        for e in runtime.deps.store.audit_log.entries("default", EntryQuery(action_id=action_id))
         if e.type != "action.decision_rejected"
     ]
 
@@ -197,7 +198,7 @@ def test_k_distinct_approvals_approve_once(runtime: Any, deps: Any) -> None:
     ]
     last = [
         e
-        for e in runtime.deps.store.audit_log.entries("default", action_id=action_id)
+        for e in runtime.deps.store.audit_log.entries("default", EntryQuery(action_id=action_id))
         if e.type == "action.approved"
     ][-1]
     assert last.data["quorum"] == {"required": 2, "approvals": ["carol", "erin"]}
@@ -212,7 +213,7 @@ def test_the_owner_not_named_may_deny_but_not_approve(runtime: Any, deps: Any) -
     assert denied["status"] == DENIED and denied["reason"] == "not this sprint"
     votes = [
         e.data
-        for e in runtime.deps.store.audit_log.entries("default", action_id=action_id)
+        for e in runtime.deps.store.audit_log.entries("default", EntryQuery(action_id=action_id))
         if e.type == "action.vote"
     ]
     assert [(v["voter"], v["vote"], v["named"]) for v in votes] == [

@@ -28,7 +28,13 @@ from typing import Any
 
 from ..domain.actions import PENDING, Action, rfc3339
 from ..domain.errors import Conflict, Unavailable, VettraError
-from ..ports import ActionRepository, DocumentRepository, IdempotencyRepository, PolicyRepository
+from ..ports import (
+    ActionRepository,
+    DocumentRepository,
+    IdempotencyRecord,
+    IdempotencyRepository,
+    PolicyRepository,
+)
 
 ACTIONS = "actions"
 IDEMPOTENCY = "idempotency"
@@ -205,6 +211,14 @@ class Work:
     def not_deleted(self, snap: Any) -> bool:
         """A query filter: False for a document this unit of work has deleted already."""
         return self.writes.get(snap.reference.path, ("",))[0] != "delete"
+
+    def sweep(self, query: Any, limit: int) -> int:
+        """Delete the first ``limit`` documents of ``query`` (those not deleted already in
+        this unit of work); return how many."""
+        found = self.query(query, self.not_deleted, limit)
+        for snap in found:
+            self.delete(snap.reference)
+        return len(found)
 
     def _write(self, op: str, ref: Any, data: dict[str, Any] | None) -> None:
         if self.readonly:
@@ -412,10 +426,7 @@ class FirestoreDocs(DocumentRepository):
             .where(filter=FieldFilter(path, "<", before.isoformat()))
             .order_by(path)
         )
-        found = self._w.query(query, self._w.not_deleted, limit)
-        for snap in found:
-            self._w.delete(snap.reference)
-        return len(found)
+        return self._w.sweep(query, limit)
 
 
 class FirestoreIdempotency(IdempotencyRepository):
@@ -433,23 +444,15 @@ class FirestoreIdempotency(IdempotencyRepository):
         doc = self._w.read(self._ref(scope, key))
         return (doc["request_digest"], doc["action_id"]) if doc else None
 
-    def put(
-        self,
-        scope: str,
-        key: str,
-        request_digest: str,
-        action_id: str,
-        *,
-        at: datetime | None = None,
-    ) -> None:
+    def put(self, record: IdempotencyRecord) -> None:
         self._w.create(
-            self._ref(scope, key),
+            self._ref(record.scope, record.key),
             {
-                "scope": scope,
-                "key": key,
-                "request_digest": request_digest,
-                "action_id": action_id,
-                "created_at": rfc3339(at),
+                "scope": record.scope,
+                "key": record.key,
+                "request_digest": record.request_digest,
+                "action_id": record.action_id,
+                "created_at": rfc3339(record.at),
             },
             "Idempotency-Key",
         )
@@ -460,10 +463,7 @@ class FirestoreIdempotency(IdempotencyRepository):
         query = self._coll.where(filter=FieldFilter("created_at", "<", rfc3339(before))).order_by(
             "created_at"
         )
-        found = self._w.query(query, self._w.not_deleted, limit)
-        for snap in found:
-            self._w.delete(snap.reference)
-        return len(found)
+        return self._w.sweep(query, limit)
 
 
 class FirestorePolicies(PolicyRepository):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..domain.audit import GENESIS_HASH, AuditEntry, AuditEvent
 from ..domain.errors import Conflict
 from ..domain.merkle import CompactRange, leaf_hash
-from ..ports import AuditLog, AuditRecorder, KeyStore, Store, UnitOfWork
+from ..ports import ALL_ENTRIES, AuditLog, AuditRecorder, EntryQuery, KeyStore, Store, UnitOfWork
 from .firestore_repos import (
     AUDIT_CHAINS,
     AUDIT_HEADS,
@@ -154,27 +154,23 @@ class FirestoreAuditLog(AuditLog):
             snap = self._store.db.collection(AUDIT_HEADS).document(doc_key(chain)).get()
         return snap.to_dict() if snap.exists else None
 
-    def entries(
-        self,
-        chain: str,
-        *,
-        after: int = 0,
-        limit: int | None = None,
-        action_id: str | None = None,
-        user: str | None = None,
-    ) -> Iterator[AuditEntry]:
+    def entries(self, chain: str, query: EntryQuery = ALL_ENTRIES) -> Iterator[AuditEntry]:
         from google.cloud.firestore_v1 import FieldFilter
 
-        query = self._chain(chain).collection(ENTRIES).where(filter=FieldFilter("seq", ">", after))
-        if action_id is not None:
-            query = query.where(filter=FieldFilter("action_id", "==", action_id))
-        if user is not None:
-            query = query.where(filter=FieldFilter("user", "==", user))
-        query = query.order_by("seq")
-        if limit is not None:
-            query = query.limit(limit)
+        found = (
+            self._chain(chain)
+            .collection(ENTRIES)
+            .where(filter=FieldFilter("seq", ">", query.after))
+        )
+        if query.action_id is not None:
+            found = found.where(filter=FieldFilter("action_id", "==", query.action_id))
+        if query.user is not None:
+            found = found.where(filter=FieldFilter("user", "==", query.user))
+        found = found.order_by("seq")
+        if query.limit is not None:
+            found = found.limit(query.limit)
         with mapped():
-            for snap in query.stream():
+            for snap in found.stream():
                 doc = snap.to_dict()
                 yield AuditEntry.from_stored(
                     doc["body"], doc["hash"], doc["mac"], event_id=doc.get("event_id")

@@ -103,6 +103,44 @@ def public_pem(key: Ed25519PublicKey) -> str:
     ).decode()
 
 
+class _RingFile:
+    """A ``{"current": id, "keys": {id: hex}}`` file of symmetric keys (audit HMAC keys,
+    data keys): made with one key on first use, rotated by adding a key and making it
+    current, so what the old keys sealed still verifies or opens."""
+
+    def __init__(self, path: Path, prefix: str, size: int, lock: threading.Lock):
+        self.path = path
+        self._prefix = prefix
+        self._size = size
+        self._lock = lock
+        self._doc: dict[str, Any] | None = None
+
+    def doc(self, *, reload: bool = False) -> dict[str, Any]:
+        with self._lock:
+            if self._doc is None or reload:
+                if not self.path.exists():
+                    _create_once(self.path, json.dumps(self._with_new_key({})).encode())
+                self._doc = json.loads(self.path.read_text())
+            return self._doc
+
+    def ring(self, *, reload: bool = False) -> tuple[str, dict[str, bytes]]:
+        """``(current key id, every key by id)``."""
+        doc = self.doc(reload=reload)
+        return doc["current"], {k: bytes.fromhex(v) for k, v in doc["keys"].items()}
+
+    def rotate(self) -> str:
+        """Add a key and make it current (over the file as it is now); return its id."""
+        doc = self._with_new_key(self.doc(reload=True)["keys"])
+        with self._lock:
+            _write_private(self.path, json.dumps(doc).encode())
+            self._doc = doc
+        return str(doc["current"])
+
+    def _with_new_key(self, keys: dict[str, str]) -> dict[str, Any]:
+        key_id = self._prefix + secrets.token_hex(4)
+        return {"current": key_id, "keys": {**keys, key_id: secrets.token_hex(self._size)}}
+
+
 class AesGcmSealer(SecretSealer):
     """:class:`SecretSealer` with AES-256-GCM under a ring of data keys named by id; the
     key store says which key seals now and finds any key by id."""
@@ -136,79 +174,42 @@ class LocalKeyStore(AesGcmSealer, KeyStore):
         self.home = Path(home)
         self.dir = self.home / "keys"
         self._lock = threading.Lock()
-        self._hmac: dict[str, Any] | None = None
-        self._data: dict[str, Any] | None = None
+        self._hmac = _RingFile(self.dir / "audit-hmac.json", "hk_", HMAC_KEY_BYTES, self._lock)
+        self._data = _RingFile(self.dir / DATA_KEYS_FILE, "dk_", DATA_KEY_BYTES, self._lock)
         private_dir(self.dir)
         private_dir(self.dir / "trusted-policy")
         tighten_tree(self.dir)
 
     # -- audit HMAC -------------------------------------------------------------
-    def _hmac_doc(self) -> dict[str, Any]:
-        with self._lock:
-            if self._hmac is None:
-                path = self.dir / "audit-hmac.json"
-                if not path.exists():
-                    key_id = "hk_" + secrets.token_hex(4)
-                    fresh = {"current": key_id, "keys": {key_id: secrets.token_hex(HMAC_KEY_BYTES)}}
-                    _create_once(path, json.dumps(fresh).encode())
-                self._hmac = json.loads(path.read_text())
-            return self._hmac
-
     def audit_hmac_key(self) -> tuple[str, bytes]:
-        doc = self._hmac_doc()
+        doc = self._hmac.doc()  # per commit: only the current key is decoded
         return doc["current"], bytes.fromhex(doc["keys"][doc["current"]])
 
     def audit_hmac_keys(self) -> dict[str, bytes]:
-        return {k: bytes.fromhex(v) for k, v in self._hmac_doc()["keys"].items()}
+        return self._hmac.ring()[1]
 
     def rotate_audit_hmac_key(self) -> str:
         """Start sealing with a new key; old ones stay for verification."""
-        doc = dict(self._hmac_doc())
-        key_id = "hk_" + secrets.token_hex(4)
-        doc["keys"] = {**doc["keys"], key_id: secrets.token_hex(HMAC_KEY_BYTES)}
-        doc["current"] = key_id
-        with self._lock:
-            _write_private(self.dir / "audit-hmac.json", json.dumps(doc).encode())
-            self._hmac = doc
-        return key_id
+        return self._hmac.rotate()
 
     # -- sealing shared secrets (AES-GCM) --------------------------------------
-    def _data_doc(self, *, reload: bool = False) -> dict[str, Any]:
-        with self._lock:
-            if self._data is None or reload:
-                path = self.dir / DATA_KEYS_FILE
-                if not path.exists():
-                    key_id = "dk_" + secrets.token_hex(4)
-                    fresh = {"current": key_id, "keys": {key_id: secrets.token_hex(DATA_KEY_BYTES)}}
-                    _create_once(path, json.dumps(fresh).encode())
-                self._data = json.loads(path.read_text())
-            return self._data
-
     def data_key_ring(self) -> tuple[str, dict[str, bytes]]:
         """``(current key id, every data key by id)`` (``vettra keys export-cloud-secrets``)."""
-        doc = self._data_doc(reload=True)
-        return doc["current"], {k: bytes.fromhex(v) for k, v in doc["keys"].items()}
+        return self._data.ring(reload=True)
 
     def _sealing_key(self) -> tuple[str, bytes]:
-        key_id = self._data_doc()["current"]
+        key_id = self._data.doc()["current"]
         return key_id, self._data_key(key_id)
 
     def _data_key(self, key_id: str) -> bytes:
-        keys = self._data_doc()["keys"]
+        keys = self._data.doc()["keys"]
         if key_id not in keys:  # sealed after a rotation by another process
-            keys = self._data_doc(reload=True)["keys"]
+            keys = self._data.doc(reload=True)["keys"]
         return bytes.fromhex(keys[key_id])
 
     def rotate_data_key(self) -> str:
         """Seal new secrets with a new data key; ciphertexts under old ones still open."""
-        doc = dict(self._data_doc(reload=True))
-        key_id = "dk_" + secrets.token_hex(4)
-        doc["keys"] = {**doc["keys"], key_id: secrets.token_hex(DATA_KEY_BYTES)}
-        doc["current"] = key_id
-        with self._lock:
-            _write_private(self.dir / DATA_KEYS_FILE, json.dumps(doc).encode())
-            self._data = doc
-        return key_id
+        return self._data.rotate()
 
     # -- signing keys -----------------------------------------------------------
     def identity_signing_key(self) -> Ed25519PrivateKey:

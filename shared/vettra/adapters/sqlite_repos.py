@@ -9,7 +9,13 @@ from typing import Any
 
 from ..domain.actions import PENDING, Action, rfc3339
 from ..domain.errors import Conflict
-from ..ports import ActionRepository, DocumentRepository, IdempotencyRepository, PolicyRepository
+from ..ports import (
+    ActionRepository,
+    DocumentRepository,
+    IdempotencyRecord,
+    IdempotencyRepository,
+    PolicyRepository,
+)
 
 
 def _dumps(value: Any) -> str:
@@ -151,19 +157,17 @@ class SqliteIdempotency(IdempotencyRepository):
         ).fetchone()
         return (row[0], row[1]) if row else None
 
-    def put(
-        self,
-        scope: str,
-        key: str,
-        request_digest: str,
-        action_id: str,
-        *,
-        at: datetime | None = None,
-    ) -> None:
+    def put(self, record: IdempotencyRecord) -> None:
         self._conn.execute(
             "INSERT INTO idempotency (scope, key, request_digest, action_id, created_at)"
             " VALUES (?,?,?,?,?)",
-            (scope, key, request_digest, action_id, rfc3339(at)),
+            (
+                record.scope,
+                record.key,
+                record.request_digest,
+                record.action_id,
+                rfc3339(record.at),
+            ),
         )
 
     def sweep(self, before: datetime, limit: int) -> int:

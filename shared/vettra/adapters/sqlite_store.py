@@ -34,7 +34,7 @@ from typing import Any
 from ..domain.audit import GENESIS_HASH, AuditEntry, AuditEvent, link_all
 from ..domain.errors import Unavailable
 from ..domain.merkle import CompactRange, leaf_hash
-from ..ports import AuditLog, KeyStore, Store, UnitOfWork
+from ..ports import ALL_ENTRIES, AuditLog, EntryQuery, KeyStore, Store, UnitOfWork
 from . import sqlite_merkle
 from .buffered_recorder import BufferedRecorder
 from .local_files import private_sqlite
@@ -229,27 +229,19 @@ class _SqliteAuditLog(AuditLog):
         self._store = store
         self._node_cache = sqlite_merkle.NodeCache()
 
-    def entries(
-        self,
-        chain: str,
-        *,
-        after: int = 0,
-        limit: int | None = None,
-        action_id: str | None = None,
-        user: str | None = None,
-    ) -> Iterator[AuditEntry]:
+    def entries(self, chain: str, query: EntryQuery = ALL_ENTRIES) -> Iterator[AuditEntry]:
         sql = "SELECT body, hash, mac FROM audit_entries WHERE chain=? AND seq>?"
-        params: list[Any] = [chain, after]
-        if action_id is not None:
+        params: list[Any] = [chain, query.after]
+        if query.action_id is not None:
             sql += " AND action_id=?"
-            params.append(action_id)
-        if user is not None:
+            params.append(query.action_id)
+        if query.user is not None:
             sql += " AND user=?"
-            params.append(user)
+            params.append(query.user)
         sql += " ORDER BY seq"
-        if limit is not None:
+        if query.limit is not None:
             sql += " LIMIT ?"
-            params.append(limit)
+            params.append(query.limit)
         conn = self._store._acquire()
         try:
             for body, hash_hex, mac_hex in conn.execute(sql, params):

@@ -14,6 +14,10 @@ ADMIN = "admin"
 #: the scheduler's token (it issues only ROLES); no other endpoint admits it.
 SYSTEM = "system"
 ROLES = (AGENT, APPROVER, ADMIN, SYSTEM)
+#: Every caller of the API proper: agents and people (not the scheduler's SYSTEM).
+ANY_ROLE = (AGENT, APPROVER, ADMIN)
+#: The people: they decide actions, read the audit log and enrol step-up methods.
+DECIDERS = (APPROVER, ADMIN)
 DEFAULT_TENANT = "default"
 
 

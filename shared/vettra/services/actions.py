@@ -27,10 +27,11 @@ from ..domain.actions import (
 )
 from ..domain.canonical import sha256_digest
 from ..domain.errors import Conflict, NotFound, StepUpRequired, Unavailable
-from ..domain.identity import ADMIN, AGENT, APPROVER, Principal
+from ..domain.identity import AGENT, DECIDERS, Principal
 from ..domain.policy import evaluate
 from ..domain.policy_schema import ON_EXPIRY_DENY
 from ..domain.risk import assess
+from ..ports import IdempotencyRecord
 from .action_events import ACTION_CREATED, ACTION_DECIDED, publish_action
 from .deps import Deps
 from .quorum import publish_vote, quorum_policy, vote
@@ -121,7 +122,9 @@ def intercept(
                 if earlier is None:  # pragma: no cover - written in one transaction
                     raise Conflict("Idempotency-Key refers to a missing action")
                 return Intercepted(earlier, created=False)
-            uow.idempotency.put(scope, idempotency_key, request_digest, action.id, at=now)
+            uow.idempotency.put(
+                IdempotencyRecord(scope, idempotency_key, request_digest, action.id, at=now)
+            )
         if bundle.session_id:
             lifted = _apply_session(uow, principal, action, bundle.session_id, now, decision, risk)
             if lifted is not action:
@@ -260,7 +263,7 @@ def get_action(deps: Deps, principal: Principal, action_id: str) -> dict[str, An
 def list_pending(
     deps: Deps, principal: Principal, limit: int = MAX_PENDING_LIST
 ) -> list[dict[str, Any]]:
-    principal.require(APPROVER, ADMIN)
+    principal.require(*DECIDERS)
     now = deps.clock.now()
     with deps.store.unit_of_work(readonly=True) as uow:
         actions = uow.actions.pending(
@@ -398,7 +401,7 @@ def decide(
     valid step-up, changes nothing, but the attempt is evidence: it is recorded
     in a transaction of its own (the refused one rolled back).
     """
-    principal.require(APPROVER, ADMIN)
+    principal.require(*DECIDERS)
     status = _DECISIONS[decision]
     try:
         return _decide(deps, principal, action_id, status, reason, step_up_token)

@@ -10,7 +10,8 @@ from typing import Any
 
 from ..domain.audit_verify import Report, verify_entries
 from ..domain.errors import NotFound, VerificationError
-from ..domain.identity import ADMIN, AGENT, APPROVER, Principal
+from ..domain.identity import ADMIN, ANY_ROLE, DECIDERS, Principal
+from ..ports import EntryQuery
 from .actions import get_action
 from .checkpoints import verified_checkpoints
 from .deps import Deps
@@ -27,7 +28,7 @@ def list_entries(
     limit: int = DEFAULT_PAGE,
     action_id: str | None = None,
 ) -> dict[str, Any]:
-    principal.require(APPROVER, ADMIN)
+    principal.require(*DECIDERS)
     limit = max(1, min(limit, MAX_PAGE))
     user = None if principal.role == ADMIN else principal.user
     if action_id is not None and principal.role != ADMIN:
@@ -35,7 +36,7 @@ def list_entries(
     entries = [
         e.as_dict()
         for e in deps.store.audit_log.entries(
-            principal.tenant, after=after, limit=limit + 1, action_id=action_id, user=user
+            principal.tenant, EntryQuery(after, limit + 1, action_id=action_id, user=user)
         )
     ]
     more = len(entries) > limit
@@ -44,11 +45,12 @@ def list_entries(
 
 
 def action_entries(deps: Deps, principal: Principal, action_id: str) -> dict[str, Any]:
-    principal.require(AGENT, APPROVER, ADMIN)
+    principal.require(*ANY_ROLE)
     if principal.role != ADMIN:
         get_action(deps, principal, action_id)
     entries = [
-        e.as_dict() for e in deps.store.audit_log.entries(principal.tenant, action_id=action_id)
+        e.as_dict()
+        for e in deps.store.audit_log.entries(principal.tenant, EntryQuery(action_id=action_id))
     ]
     if not entries:
         raise NotFound(f"no audit entries for action {action_id}")
@@ -61,7 +63,7 @@ def verify(deps: Deps, principal: Principal) -> dict[str, Any]:
     Reports the first bad entry and why: hash mismatch, bad HMAC, broken link,
     gap, bad checkpoint signature, inconsistent checkpoint, or rollback.
     """
-    principal.require(APPROVER, ADMIN)
+    principal.require(*DECIDERS)
     chain = principal.tenant
     try:
         checkpoints = verified_checkpoints(deps, chain)

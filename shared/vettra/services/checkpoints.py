@@ -9,22 +9,12 @@ One checkpoint document is written per interval at most, never per request.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from ..domain.checkpoint import (
-    Checkpoint,
-    NoteSigner,
-    NoteVerifier,
-    audit_origin,
-    ed25519_verifier_key,
-    open_note,
-    sign_checkpoint,
-    verify_checkpoint,
-)
+from ..domain import checkpoint
 from ..domain.errors import BadQuery, VerificationError
 from ..domain.identity import Principal
 from ..domain.merkle import leaf_hash
@@ -34,7 +24,9 @@ from ..domain.merkle_nodes import (
     consistency_from_nodes,
     inclusion_from_nodes,
 )
+from ..ports import EntryQuery
 from .deps import Deps
+from .periodic import Periodic
 from .rate_limit import principal_key
 
 DEFAULT_INTERVAL_S = 1.0
@@ -43,15 +35,15 @@ MIN_INTERVAL_S = 1.0  # one checkpoint document write per chain per second at mo
 _POLL_S = 0.1
 
 
-def signer_for(deps: Deps, chain: str) -> NoteSigner:
-    return NoteSigner(audit_origin(chain), deps.keys.checkpoint_signing_key())
+def signer_for(deps: Deps, chain: str) -> checkpoint.NoteSigner:
+    return checkpoint.NoteSigner(checkpoint.audit_origin(chain), deps.keys.checkpoint_signing_key())
 
 
 def verifier_keys(deps: Deps, chain: str) -> list[str]:
     """Verifier key strings (signed-note form) for ``chain``: current first."""
-    origin = audit_origin(chain)
+    origin = checkpoint.audit_origin(chain)
     return [
-        ed25519_verifier_key(
+        checkpoint.ed25519_verifier_key(
             origin, public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         )
         for public in deps.keys.checkpoint_public_keys()
@@ -67,19 +59,20 @@ def make_checkpoint(deps: Deps, chain: str) -> str | None:
         return None
     if size == 0:
         return None
-    note = sign_checkpoint(Checkpoint(audit_origin(chain), size, root), signer_for(deps, chain))
+    tree = checkpoint.Checkpoint(checkpoint.audit_origin(chain), size, root)
+    note = checkpoint.sign_checkpoint(tree, signer_for(deps, chain))
     log.add_checkpoint(chain, size, root, note)
     return note
 
 
-def verified_checkpoints(deps: Deps, chain: str) -> list[Checkpoint]:
+def verified_checkpoints(deps: Deps, chain: str) -> list[checkpoint.Checkpoint]:
     """Every stored checkpoint, signature-checked; a bad one raises with its size."""
-    verifiers = [NoteVerifier(k) for k in verifier_keys(deps, chain)]
+    verifiers = [checkpoint.NoteVerifier(k) for k in verifier_keys(deps, chain)]
     out = []
     for size, note in deps.store.audit_log.checkpoints(chain):
         for verifier in verifiers:
             try:
-                out.append(verify_checkpoint(note, verifier))
+                out.append(checkpoint.verify_checkpoint(note, verifier))
                 break
             except VerificationError:
                 continue
@@ -101,15 +94,16 @@ def latest(deps: Deps, principal: Principal) -> dict[str, Any]:
     keys = verifier_keys(deps, chain)
     if stored is None:
         return {
-            "origin": audit_origin(chain),
+            "origin": checkpoint.audit_origin(chain),
             "size": 0,
             "root_hash": None,
             "note": None,
             "verifier_key": keys[0],
         }
     size, note = stored
-    text, _ = open_note(note, [NoteVerifier(k) for k in keys])  # served only if it verifies
-    cp = Checkpoint.parse(text)
+    verifiers = [checkpoint.NoteVerifier(k) for k in keys]
+    text, _ = checkpoint.open_note(note, verifiers)  # served only if it verifies
+    cp = checkpoint.Checkpoint.parse(text)
     return {
         "origin": cp.origin,
         "size": cp.size,
@@ -120,8 +114,9 @@ def latest(deps: Deps, principal: Principal) -> dict[str, Any]:
 
 
 def public_keys(deps: Deps, principal: Principal) -> dict[str, Any]:
-    keys = verifier_keys(deps, principal.tenant)
-    return {"origin": audit_origin(principal.tenant), "verifier_key": keys[0], "previous": keys[1:]}
+    chain = principal.tenant
+    keys = verifier_keys(deps, chain)
+    return {"origin": checkpoint.audit_origin(chain), "verifier_key": keys[0], "previous": keys[1:]}
 
 
 def _reader(deps: Deps, chain: str, tree_size: int) -> tuple[NodeReader, LeafReader]:
@@ -135,7 +130,7 @@ def _reader(deps: Deps, chain: str, tree_size: int) -> tuple[NodeReader, LeafRea
         # Only for a node a store lacks (none once the SQLite backfill has run).
         return [
             leaf_hash(bytes.fromhex(e.hash))
-            for e in log.entries(chain, after=start, limit=end - start)
+            for e in log.entries(chain, EntryQuery(after=start, limit=end - start))
         ]
 
     return (lambda ids: log.merkle_nodes(chain, ids)), leaves
@@ -154,7 +149,7 @@ def inclusion(deps: Deps, principal: Principal, seq: int, tree_size: int | None)
         raise BadQuery(f"seq must be 1..tree_size ({tree_size}), found {seq}")
     read, leaves = _reader(deps, chain, tree_size)
     path, root = inclusion_from_nodes(read, seq - 1, tree_size, leaves)
-    entry = next(iter(deps.store.audit_log.entries(chain, after=seq - 1, limit=1)))
+    entry = next(iter(deps.store.audit_log.entries(chain, EntryQuery(after=seq - 1, limit=1))))
     entry_hash = bytes.fromhex(entry.hash)
     return {
         "seq": seq,
@@ -193,7 +188,7 @@ def limit_proofs(deps: Deps, principal: Principal) -> None:
         limiter.take(principal_key(principal))
 
 
-class Checkpointer:
+class Checkpointer(Periodic):
     """Background signer of the embedded default.
 
     Signs a chain when it grew and ``interval_s`` passed since its last checkpoint,
@@ -211,27 +206,19 @@ class Checkpointer:
         every_entries: int = DEFAULT_EVERY_ENTRIES,
         poll_s: float = _POLL_S,
     ):
+        super().__init__("vettra-checkpointer", poll_s)
         self._deps, self._chains = deps, chains
         self.interval_s, self.every_entries, self.poll_s = interval_s, every_entries, poll_s
         self.min_interval_s = min(MIN_INTERVAL_S, interval_s)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._last: dict[str, tuple[int, float]] = {}  # chain -> (size, monotonic time) signed
         self.signed = 0
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="vettra-checkpointer", daemon=True)
-        self._thread.start()
-
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        super().stop()
         self._tick(final=True)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            self._tick()
+    def tick(self) -> None:
+        self._tick()
 
     def _tick(self, *, final: bool = False) -> None:
         now = time.monotonic()

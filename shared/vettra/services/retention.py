@@ -21,7 +21,6 @@ actions and policies stay (docs/approvals.md, *Retention*).
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 from ..domain import stepup as rules
 from . import dashboard_sessions
 from . import stepup as collections
+from .periodic import Periodic
 
 log = logging.getLogger("vettra.retention")
 
@@ -96,30 +96,19 @@ def sweep_once(
     return done
 
 
-class Sweeper:
+class Sweeper(Periodic):
     """Runs :func:`sweep_once` every ``interval_s`` on a daemon thread (the embedded default;
     in the cloud a scheduled job calls :func:`sweep_once`)."""
 
     def __init__(self, deps: Any, *, interval_s: float = SWEEP_INTERVAL_S):
+        super().__init__("vettra-sweeper", interval_s)
         self._deps = deps
         self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.swept: dict[str, int] = {}
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="vettra-sweeper", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                for name, gone in sweep_once(self._deps).items():
-                    self.swept[name] = self.swept.get(name, 0) + gone
-            except Exception:  # noqa: BLE001 - a failed pass is retried next interval
-                log.exception("retention sweep failed; retrying next interval")
+    def tick(self) -> None:
+        try:
+            for name, gone in sweep_once(self._deps).items():
+                self.swept[name] = self.swept.get(name, 0) + gone
+        except Exception:  # noqa: BLE001 - a failed pass is retried next interval
+            log.exception("retention sweep failed; retrying next interval")

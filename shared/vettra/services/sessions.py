@@ -18,7 +18,7 @@ from typing import Any
 from ..domain import audit
 from ..domain.actions import parse_rfc3339, rfc3339
 from ..domain.errors import Conflict, FieldError, NotFound, StepUpRequired, ValidationFailed
-from ..domain.identity import ADMIN, AGENT, APPROVER, Principal
+from ..domain.identity import AGENT, ANY_ROLE, DECIDERS, Principal
 from ..domain.stepup import PREAUTH_PREFIX
 from .deps import Deps
 
@@ -51,7 +51,7 @@ def _view(doc: dict[str, Any], now: datetime) -> dict[str, Any]:
 
 
 def create(deps: Deps, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
-    principal.require(AGENT, APPROVER, ADMIN)
+    principal.require(*ANY_ROLE)
     now = deps.clock.now()
     ttl = int(body.get("ttl_s") or DEFAULT_TTL_S)
     agent = principal.sub if principal.role == AGENT else body.get("agent")
@@ -94,14 +94,14 @@ def _visible(doc: dict[str, Any] | None, principal: Principal, session_id: str) 
 
 
 def get(deps: Deps, principal: Principal, session_id: str) -> dict[str, Any]:
-    principal.require(AGENT, APPROVER, ADMIN)
+    principal.require(*ANY_ROLE)
     with deps.store.unit_of_work(readonly=True) as uow:
         doc = _visible(uow.docs.get(COLLECTION, session_id), principal, session_id)
     return _view(doc, deps.clock.now())
 
 
 def list_sessions(deps: Deps, principal: Principal) -> dict[str, Any]:
-    principal.require(AGENT, APPROVER, ADMIN)
+    principal.require(*ANY_ROLE)
     now = deps.clock.now()
     with deps.store.unit_of_work(readonly=True) as uow:
         docs = uow.docs.list(COLLECTION, _owner(principal.tenant, principal.user), MAX_LIST)
@@ -112,7 +112,7 @@ def list_sessions(deps: Deps, principal: Principal) -> dict[str, Any]:
 
 def revoke(deps: Deps, principal: Principal, session_id: str) -> dict[str, Any]:
     """The user ends a session; its pre-authorisation dies with it."""
-    principal.require(APPROVER, ADMIN)
+    principal.require(*DECIDERS)
     now = deps.clock.now()
     with deps.store.unit_of_work() as uow:
         doc = _visible(uow.docs.get(COLLECTION, session_id), principal, session_id)
@@ -146,7 +146,7 @@ def pre_authorize(deps: Deps, principal: Principal, body: dict[str, Any]) -> dic
 
 
 def _pre_authorize(deps: Deps, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
-    principal.require(APPROVER, ADMIN)
+    principal.require(*DECIDERS)
     session_id, level, duration = body["session_id"], body["max_level"], int(body["duration_s"])
     if level not in PREAUTH_LEVELS:
         raise ValidationFailed(

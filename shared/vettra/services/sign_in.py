@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..domain.errors import Forbidden, Unauthenticated
-from ..domain.identity import ADMIN, APPROVER
+from ..domain.identity import DECIDERS
 from ..ports import Clock, Identity, SignInTokens
 from .rate_limit import RateLimitSettings, TokenBucketLimiter, principal_key
 
@@ -52,7 +52,7 @@ class SignInService:
     def firebase_token(self, id_token: str) -> dict[str, Any]:
         """Verify ``id_token`` and mint the person's Firebase custom token."""
         principal = self.id_tokens.authenticate(id_token)
-        if principal.role not in (APPROVER, ADMIN):  # an ID token verifier gives no other
+        if principal.role not in DECIDERS:  # an ID token verifier gives no other
             raise Forbidden("only approvers and admins sign in to the dashboard")
         uid = principal.user
         if not 1 <= len(uid) <= MAX_UID_LENGTH:

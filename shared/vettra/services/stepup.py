@@ -32,7 +32,7 @@ from ..domain.errors import (
     Unavailable,
     ValidationFailed,
 )
-from ..domain.identity import ADMIN, APPROVER, Principal
+from ..domain.identity import DECIDERS, Principal
 from ..domain.stepup import Binding, Failures, Grant, StepUpSettings
 
 PENDING_ENROLMENTS = "stepup_enrolments"
@@ -165,7 +165,7 @@ class StepUpService:
 
     def enroll(self, principal: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
         """One endpoint, four steps: start or finish, TOTP or WebAuthn (see docs/step-up.md)."""
-        principal.require(APPROVER, ADMIN)
+        principal.require(*DECIDERS)
         method, enrollment_id = body["method"], body.get("enrollment_id")
         if enrollment_id is None:
             return self._start(principal, method, body.get("step_up_token"))
@@ -325,7 +325,7 @@ class StepUpService:
         self, principal: Principal, action_id: str | None = None, purpose: str | None = None
     ) -> dict[str, Any]:
         """A challenge for the caller's enrolled factors, bound to an action or a purpose."""
-        principal.require(APPROVER, ADMIN)
+        principal.require(*DECIDERS)
         now = self._clock.now()
         owner = rules.owner_key(principal.tenant, principal.user)
         challenge_id = _new_id("stc_")
@@ -411,7 +411,7 @@ class StepUpService:
         id_token: str | None = None,
     ) -> dict[str, Any]:
         """Check one factor against the challenge; on success issue a single-use grant."""
-        principal.require(APPROVER, ADMIN)
+        principal.require(*DECIDERS)
         now = self._clock.now()
         owner = rules.owner_key(principal.tenant, principal.user)
         # The issuer's keys are fetched before the unit of work: no network under the store's lock.

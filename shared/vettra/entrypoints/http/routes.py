@@ -8,7 +8,7 @@ from typing import Any
 from ... import __version__
 from ...domain.action_bundle import parse_bundle
 from ...domain.errors import BadQuery, NotFound
-from ...domain.identity import ADMIN, AGENT, APPROVER, Principal
+from ...domain.identity import ADMIN, AGENT, ANY_ROLE, DECIDERS, Principal
 from ...services import actions, audit, checkpoints
 from ...services.action_events import action_topic
 from ...services.policies import require_signed
@@ -19,15 +19,13 @@ from .types import Request, Response
 MAX_WAIT_S = 60
 MAX_IDEMPOTENCY_KEY = 255
 MAX_SEQ = 2**62
-ANY_ROLE = (AGENT, APPROVER, ADMIN)
 #: Settings /health also names when the runtime set them (the Firestore backend does).
 HEALTH_EXTRAS = ("backend", "project", "sequencer", "scheduler_note", "event_bus_note")
-DECIDERS = (APPROVER, ADMIN)
 
 
 def _int(low: int, high: int) -> dict[str, Any]:
     """The published (and enforced) schema of an integer query parameter."""
-    return {"type": "integer", "minimum": low, "maximum": high}
+    return schemas.integer(minimum=low, maximum=high)
 
 
 def health(deps: Any, request: Request, principal: Principal | None) -> Response:

@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from ...domain.errors import NotConfigured
-from ...domain.identity import ADMIN, APPROVER, Principal
+from ...domain.identity import DECIDERS, Principal
 from ...services.jwks import MAX_TOKEN_LENGTH
 from ...services.sign_in import MAX_UID_LENGTH
 from . import schemas
 from .app import Route
+from .schemas import integer, obj, string
 from .types import Request, Response
 
 GROUP = "auth"
@@ -22,31 +23,25 @@ FIREBASE_TOKEN_PATH = "/api/auth/firebase-token"
 
 FIREBASE_TOKEN_REQUEST = schemas.register(
     "FIREBASE_TOKEN_REQUEST",
-    {
-        "description": "An Auth0 ID token of the dashboard's sign-in (audience: its client id).",
-        "type": "object",
-        "required": ["id_token"],
-        "additionalProperties": False,
-        "properties": {
-            "id_token": {"type": "string", "minLength": 1, "maxLength": MAX_TOKEN_LENGTH},
-        },
-    },
+    obj(
+        {"id_token": string(minLength=1, maxLength=MAX_TOKEN_LENGTH)},
+        closed=True,
+        description="An Auth0 ID token of the dashboard's sign-in (audience: its client id).",
+    ),
 )
 
 FIREBASE_TOKEN = schemas.register(
     "FIREBASE_TOKEN",
-    {
-        "description": "A Firebase custom token for signInWithCustomToken, and what it carries.",
-        "type": "object",
-        "required": ["firebase_token", "uid", "vettra_role", "tenant", "expires_in"],
-        "properties": {
-            "firebase_token": {"type": "string"},
-            "uid": {"type": "string", "minLength": 1, "maxLength": MAX_UID_LENGTH},
-            "vettra_role": {"type": "string", "enum": [APPROVER, ADMIN]},
-            "tenant": {"type": "string"},
-            "expires_in": {"type": "integer", "description": "Seconds the token may be used"},
+    obj(
+        {
+            "firebase_token": string(),
+            "uid": string(minLength=1, maxLength=MAX_UID_LENGTH),
+            "vettra_role": string(enum=list(DECIDERS)),
+            "tenant": string(),
+            "expires_in": integer(description="Seconds the token may be used"),
         },
-    },
+        description="A Firebase custom token for signInWithCustomToken, and what it carries.",
+    ),
 )
 
 

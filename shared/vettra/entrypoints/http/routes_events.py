@@ -21,14 +21,14 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from ...domain.errors import BadQuery
-from ...domain.identity import ADMIN, APPROVER, Principal
+from ...domain.identity import DECIDERS, Principal
 from ...services import event_streams
 from ...services.event_streams import EVENT_TYPES, EventHub, Opening
 from . import schemas
 from .app import Context, Route
+from .schemas import nullable, obj, string
 from .types import Request, Response
 
-EVENTS_ROLES = (APPROVER, ADMIN)
 GROUP = "events"  # no Cloud Functions target serves it: a stream cannot be buffered
 EVENT_STREAM_TYPE = "text/event-stream"
 HEARTBEAT_S = 15.0
@@ -46,49 +46,43 @@ _HEADERS = {
 
 EVENT_STREAM = schemas.register(
     "EVENT_STREAM",
-    {
-        "type": "string",
-        "description": "text/event-stream (WHATWG HTML §9.2). Blocks: `id:` (per-user, increasing), "
+    string(
+        description="text/event-stream (WHATWG HTML §9.2). Blocks: `id:` (per-user, increasing), "
         "`event: action` with `data:` an ACTION_EVENT; `event: reset` with `data:` an "
         "EVENT_RESET (re-fetch /api/actions/pending); `: keep-alive` comments. "
-        "Send Last-Event-ID to resume; see docs/events.md.",
-    },
+        "Send Last-Event-ID to resume; see docs/events.md."
+    ),
 )
 
 ACTION_EVENT = schemas.register(
     "ACTION_EVENT",
-    {
-        "description": "The data of an `event: action` block.",
-        "type": "object",
-        "required": ["type", "action_id", "status", "tenant", "user"],
-        "additionalProperties": False,
-        "properties": {
-            "type": {"type": "string", "enum": list(EVENT_TYPES)},
-            "action_id": {"type": "string"},
+    obj(
+        {
+            "type": string(enum=list(EVENT_TYPES)),
+            "action_id": string(),
             "status": schemas.STATUS,
-            "tenant": {"type": "string"},
-            "user": {"type": "string"},
-            "risk_level": {"type": ["string", "null"], "enum": ["LOW", "MEDIUM", "HIGH", None]},
-            "tool": {"type": ["string", "null"]},
+            "tenant": string(),
+            "user": string(),
         },
-    },
+        {
+            "risk_level": nullable("string", enum=["LOW", "MEDIUM", "HIGH", None]),
+            "tool": nullable("string"),
+        },
+        closed=True,
+        description="The data of an `event: action` block.",
+    ),
 )
 
 EVENT_RESET = schemas.register(
     "EVENT_RESET",
-    {
-        "description": "The data of an `event: reset` block: events may have been missed.",
-        "type": "object",
-        "required": ["type", "reason", "refetch"],
-        "properties": {
+    obj(
+        {
             "type": {"const": RESET_NAME},
-            "reason": {
-                "type": "string",
-                "enum": [event_streams.RESET_UNKNOWN_ID, event_streams.RESET_OVERFLOW],
-            },
-            "refetch": {"type": "string"},
+            "reason": string(enum=[event_streams.RESET_UNKNOWN_ID, event_streams.RESET_OVERFLOW]),
+            "refetch": string(),
         },
-    },
+        description="The data of an `event: reset` block: events may have been missed.",
+    ),
 )
 
 _HUB_LOCK = threading.Lock()
@@ -113,7 +107,7 @@ def hub_of(deps: Any) -> EventHub:
 
 
 _TYPE_ALT = "(" + "|".join(t.replace(".", "\\.") for t in EVENT_TYPES) + ")"
-TYPES_PARAM = {"type": "string", "pattern": f"^ *{_TYPE_ALT} *(, *{_TYPE_ALT} *)*$"}
+TYPES_PARAM = string(pattern=f"^ *{_TYPE_ALT} *(, *{_TYPE_ALT} *)*$")
 
 
 def _types(raw: str | None) -> tuple[str, ...]:
@@ -208,7 +202,7 @@ EVENT_ROUTES: list[Route] = [
         "GET",
         "/api/events",
         events,
-        EVENTS_ROLES,
+        DECIDERS,
         "The caller's action events as server-sent events (local mode); Last-Event-ID resumes",
         "streamEvents",
         GROUP,

@@ -4,106 +4,68 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...domain.identity import ADMIN, AGENT, APPROVER, Principal
+from ...domain.identity import ANY_ROLE, DECIDERS, Principal
 from ...services import sessions
 from . import schemas
 from .app import Route, answers
+from .schemas import array, boolean, integer, nullable, obj, or_null, string
 from .types import Request, Response
 
 GROUP = "approvals"
-ANY_ROLE = (AGENT, APPROVER, ADMIN)
-DECIDERS = (APPROVER, ADMIN)
 
 SESSION_CREATE_REQUEST = schemas.register(
     "SESSION_CREATE_REQUEST",
-    {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "agent": {
-                "type": "string",
-                "pattern": "^[A-Za-z0-9_.:@-]{1,128}$",
-                "description": "Approvers only: bind the session to this agent (default: any of yours)",
-            },
-            "label": {"type": "string", "maxLength": 200},
-            "ttl_s": {"type": "integer", "minimum": 60, "maximum": sessions.MAX_TTL_S},
+    obj(
+        optional={
+            "agent": string(
+                pattern="^[A-Za-z0-9_.:@-]{1,128}$",
+                description="Approvers only: bind the session to this agent (default: any of yours)",
+            ),
+            "label": string(maxLength=200),
+            "ttl_s": integer(minimum=60, maximum=sessions.MAX_TTL_S),
         },
-    },
+        closed=True,
+    ),
 )
 
 PREAUTH_REQUEST = schemas.register(
     "PREAUTH_REQUEST",
-    {
-        "type": "object",
-        "required": ["session_id", "max_level", "duration_s"],
-        "additionalProperties": False,
-        "properties": {
+    obj(
+        {
             "session_id": schemas.ID,
-            "max_level": {
-                "type": "string",
-                "enum": list(sessions.PREAUTH_LEVELS),
-                "description": "HIGH is never pre-authorised",
-            },
-            "duration_s": {"type": "integer", "minimum": 60, "maximum": sessions.MAX_PREAUTH_S},
-            "step_up_token": {"type": "string", "maxLength": 4096},
+            "max_level": string(
+                enum=list(sessions.PREAUTH_LEVELS), description="HIGH is never pre-authorised"
+            ),
+            "duration_s": integer(minimum=60, maximum=sessions.MAX_PREAUTH_S),
         },
-    },
+        {"step_up_token": schemas.STEP_UP_TOKEN},
+        closed=True,
+    ),
 )
 
+_PREAUTH = obj(
+    {"max_level": string(), "until": string(), "granted_by": string()},
+    {"granted_at": string()},
+)
 SESSION = schemas.register(
     "SESSION",
-    {
-        "type": "object",
-        "required": [
-            "session_id",
-            "user",
-            "agent",
-            "created_at",
-            "expires_at",
-            "revoked_at",
-            "preauth",
-            "active",
-            "preauth_active",
-        ],
-        "properties": {
-            "session_id": {"type": "string"},
-            "tenant": {"type": "string"},
-            "user": {"type": "string"},
-            "agent": {"type": ["string", "null"]},
-            "label": {"type": ["string", "null"]},
-            "created_by": {"type": "string"},
-            "created_at": {"type": "string"},
-            "expires_at": {"type": "string"},
-            "revoked_at": {"type": ["string", "null"]},
-            "preauth": {
-                "oneOf": [
-                    {"type": "null"},
-                    {
-                        "type": "object",
-                        "required": ["max_level", "until", "granted_by"],
-                        "properties": {
-                            "max_level": {"type": "string"},
-                            "until": {"type": "string"},
-                            "granted_by": {"type": "string"},
-                            "granted_at": {"type": "string"},
-                        },
-                    },
-                ]
-            },
-            "active": {"type": "boolean"},
-            "preauth_active": {"type": "boolean"},
+    obj(
+        {
+            "session_id": string(),
+            "user": string(),
+            "agent": nullable("string"),
+            "created_at": string(),
+            "expires_at": string(),
+            "revoked_at": nullable("string"),
+            "preauth": or_null(_PREAUTH),
+            "active": boolean(),
+            "preauth_active": boolean(),
         },
-    },
+        {"tenant": string(), "label": nullable("string"), "created_by": string()},
+    ),
 )
 
-SESSION_LIST = schemas.register(
-    "SESSION_LIST",
-    {
-        "type": "object",
-        "required": ["sessions"],
-        "properties": {"sessions": {"type": "array", "items": SESSION}},
-    },
-)
+SESSION_LIST = schemas.register("SESSION_LIST", obj({"sessions": array(SESSION)}))
 
 
 def create(deps: Any, request: Request, principal: Principal | None) -> Response:

@@ -9,50 +9,51 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...domain.identity import ADMIN, APPROVER, Principal
+from ...domain.identity import DECIDERS, Principal
 from ...services import stepup_factors
 from . import schemas
 from .app import Route
+from .schemas import array, date_time, integer, nullable, obj, string
 from .types import Request, Response
 
-STEPUP_ROLES = (APPROVER, ADMIN)
 GROUP = "approvals"
 
-CODE = {"type": "string", "pattern": "^[0-9]{6}$", "description": "RFC 6238 TOTP code (6 digits)"}
-PURPOSE = {
-    "type": "string",
-    "pattern": "^[A-Za-z0-9_.:-]{1,200}$",
-    "description": "What the step-up is for when not an action, e.g. preauth:<session_id>",
+CODE = string(pattern="^[0-9]{6}$", description="RFC 6238 TOTP code (6 digits)")
+PURPOSE = string(
+    pattern="^[A-Za-z0-9_.:-]{1,200}$",
+    description="What the step-up is for when not an action, e.g. preauth:<session_id>",
+)
+TOKEN = string(minLength=1, maxLength=4096)
+METHOD = string(enum=["totp", "webauthn"])
+CHALLENGE_METHOD = string(enum=["totp", "webauthn", "oidc"])
+WEBAUTHN_JSON = obj(description="PublicKeyCredential JSON (WebAuthn L3 toJSON())")
+ID_TOKEN = string(
+    maxLength=16384,
+    pattern="^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]*$",
+    description="OIDC ID token (compact JWS) from the configured issuer, with the challenge's nonce",
+)
+#: What a challenge, and the token that answers it, are bound to (one is set).
+BINDING = {
+    "action_id": nullable("string"),
+    "args_digest": nullable("string"),
+    "purpose": nullable("string"),
 }
-TOKEN = {"type": "string", "minLength": 1, "maxLength": 4096}
-METHOD = {"type": "string", "enum": ["totp", "webauthn"]}
-CHALLENGE_METHOD = {"type": "string", "enum": ["totp", "webauthn", "oidc"]}
-WEBAUTHN_JSON = {"type": "object", "description": "PublicKeyCredential JSON (WebAuthn L3 toJSON())"}
-ID_TOKEN = {
-    "type": "string",
-    "maxLength": 16384,
-    "pattern": "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]*$",
-    "description": "OIDC ID token (compact JWS) from the configured issuer, with the challenge's nonce",
-}
-NULLABLE_STRING = {"type": ["string", "null"]}
 
 STEPUP_ENROLL_REQUEST = schemas.register(
     "STEPUP_ENROLL_REQUEST",
-    {
-        "description": "Start: {method} (plus step_up_token when a factor is already enrolled). "
-        "Finish: TOTP {method, enrollment_id, code}; WebAuthn {method, enrollment_id, credential}.",
-        "type": "object",
-        "required": ["method"],
-        "additionalProperties": False,
-        "properties": {
-            "method": METHOD,
+    obj(
+        {"method": METHOD},
+        {
             "enrollment_id": schemas.ID,
             "code": CODE,
             "credential": WEBAUTHN_JSON,
             "step_up_token": TOKEN,
         },
-        "dependentRequired": {"code": ["enrollment_id"], "credential": ["enrollment_id"]},
-        "allOf": [
+        closed=True,
+        description="Start: {method} (plus step_up_token when a factor is already enrolled). "
+        "Finish: TOTP {method, enrollment_id, code}; WebAuthn {method, enrollment_id, credential}.",
+        dependentRequired={"code": ["enrollment_id"], "credential": ["enrollment_id"]},
+        allOf=[
             {
                 "if": {"properties": {"method": {"const": "totp"}}},
                 "then": {"properties": {"credential": False}},
@@ -66,149 +67,112 @@ STEPUP_ENROLL_REQUEST = schemas.register(
                 "then": {"anyOf": [{"required": ["code"]}, {"required": ["credential"]}]},
             },
         ],
-    },
+    ),
 )
 
 STEPUP_ENROLLMENT = schemas.register(
     "STEPUP_ENROLLMENT",
-    {
-        "type": "object",
-        "required": ["method", "enrollment_id", "status"],
-        "properties": {
+    obj(
+        {
             "method": METHOD,
-            "enrollment_id": {"type": "string"},
-            "status": {"type": "string", "enum": ["pending", "active"]},
-            "expires_at": {"type": "string", "format": "date-time"},
-            "secret": {"type": "string", "description": "TOTP base32 secret; shown once"},
-            "otpauth_uri": {"type": "string"},
-            "digits": {"type": "integer"},
-            "period": {"type": "integer"},
-            "options": {
-                "type": "object",
-                "description": "WebAuthn PublicKeyCredentialCreationOptions JSON",
-            },
-            "credential_id": {"type": "string"},
+            "enrollment_id": string(),
+            "status": string(enum=["pending", "active"]),
         },
-    },
+        {
+            "expires_at": date_time(),
+            "secret": string(description="TOTP base32 secret; shown once"),
+            "otpauth_uri": string(),
+            "digits": integer(),
+            "period": integer(),
+            "options": obj(description="WebAuthn PublicKeyCredentialCreationOptions JSON"),
+            "credential_id": string(),
+        },
+    ),
 )
 
 STEPUP_TRIGGER_REQUEST = schemas.register(
     "STEPUP_TRIGGER_REQUEST",
     {
-        "description": "Bind the challenge to one of the caller's pending actions, or to a purpose "
-        "(default 'generic'); not both.",
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {"action_id": schemas.ID, "purpose": PURPOSE},
+        **obj(
+            optional={"action_id": schemas.ID, "purpose": PURPOSE},
+            closed=True,
+            description="Bind the challenge to one of the caller's pending actions, or to a "
+            "purpose (default 'generic'); not both.",
+        ),
         "not": {"required": ["action_id", "purpose"]},
     },
 )
 
 STEPUP_CHALLENGE = schemas.register(
     "STEPUP_CHALLENGE",
-    {
-        "type": "object",
-        "required": ["challenge_id", "methods", "expires_at"],
-        "properties": {
-            "challenge_id": {"type": "string"},
-            "methods": {"type": "array", "items": CHALLENGE_METHOD},
-            "expires_at": {"type": "string", "format": "date-time"},
-            "max_age": {"type": "integer"},
-            "action_id": NULLABLE_STRING,
-            "args_digest": NULLABLE_STRING,
-            "purpose": NULLABLE_STRING,
-            "webauthn": {"type": "object", "description": "PublicKeyCredentialRequestOptions JSON"},
-            "oidc": {
-                "type": "object",
-                "description": "Parameters for the issuer's /authorize (prompt=login)",
-                "required": ["issuer", "nonce", "max_age", "acr_values"],
-                "properties": {
-                    "issuer": {"type": "string"},
-                    "nonce": {"type": "string"},
-                    "max_age": {"type": "integer"},
-                    "acr_values": {"type": "string"},
-                },
-            },
+    obj(
+        {
+            "challenge_id": string(),
+            "methods": array(CHALLENGE_METHOD),
+            "expires_at": date_time(),
         },
-    },
+        {
+            "max_age": integer(),
+            **BINDING,
+            "webauthn": obj(description="PublicKeyCredentialRequestOptions JSON"),
+            "oidc": obj(
+                {
+                    "issuer": string(),
+                    "nonce": string(),
+                    "max_age": integer(),
+                    "acr_values": string(),
+                },
+                description="Parameters for the issuer's /authorize (prompt=login)",
+            ),
+        },
+    ),
 )
 
 STEPUP_VERIFY_REQUEST = schemas.register(
     "STEPUP_VERIFY_REQUEST",
-    {
-        "description": "Exactly one of code (TOTP), webauthn (assertion) and id_token (OIDC).",
-        "type": "object",
-        "required": ["challenge_id"],
-        "additionalProperties": False,
-        "properties": {
-            "challenge_id": schemas.ID,
-            "code": CODE,
-            "webauthn": WEBAUTHN_JSON,
-            "id_token": ID_TOKEN,
-        },
-        "oneOf": [{"required": ["code"]}, {"required": ["webauthn"]}, {"required": ["id_token"]}],
-    },
+    obj(
+        {"challenge_id": schemas.ID},
+        {"code": CODE, "webauthn": WEBAUTHN_JSON, "id_token": ID_TOKEN},
+        closed=True,
+        description="Exactly one of code (TOTP), webauthn (assertion) and id_token (OIDC).",
+        oneOf=[{"required": ["code"]}, {"required": ["webauthn"]}, {"required": ["id_token"]}],
+    ),
 )
 
 STEPUP_TOKEN = schemas.register(
     "STEPUP_TOKEN",
-    {
-        "type": "object",
-        "required": ["step_up_token", "expires_at", "amr"],
-        "properties": {
-            "step_up_token": {"type": "string"},
-            "token_type": {"type": "string"},
-            "expires_at": {"type": "string", "format": "date-time"},
-            "max_age": {"type": "integer"},
-            "amr": {"type": "array", "items": {"type": "string"}, "description": "RFC 8176 values"},
-            "challenge_id": {"type": "string"},
-            "action_id": NULLABLE_STRING,
-            "args_digest": NULLABLE_STRING,
-            "purpose": NULLABLE_STRING,
+    obj(
+        {
+            "step_up_token": string(),
+            "expires_at": date_time(),
+            "amr": array(string(), description="RFC 8176 values"),
         },
-    },
+        {"token_type": string(), "max_age": integer(), "challenge_id": string(), **BINDING},
+    ),
 )
 
 
-STEPUP_FACTOR = {
-    "type": "object",
-    "required": ["factor_id", "method", "created_at", "last_used_at", "removal_purpose"],
-    "properties": {
-        "factor_id": {"type": "string", "description": "'totp', or the passkey's credential id"},
-        "method": METHOD,
-        "label": {"type": "string"},
-        "aaguid": {"type": ["string", "null"]},
-        "created_at": {"type": ["string", "null"], "format": "date-time"},
-        "last_used_at": {"type": ["string", "null"], "format": "date-time"},
-        "removal_purpose": {
-            "type": "string",
-            "description": "The step-up purpose removing this factor needs",
-        },
-    },
-}
-STEPUP_FACTORS = schemas.register(
-    "STEPUP_FACTORS",
+STEPUP_FACTOR = obj(
     {
-        "type": "object",
-        "required": ["factors"],
-        "properties": {
-            "factors": {"type": "array", "items": STEPUP_FACTOR},
-            "removed": {"type": "string"},
-        },
+        "factor_id": string(description="'totp', or the passkey's credential id"),
+        "method": METHOD,
+        "created_at": nullable("string", format="date-time"),
+        "last_used_at": nullable("string", format="date-time"),
+        "removal_purpose": string(description="The step-up purpose removing this factor needs"),
     },
+    {"label": string(), "aaguid": nullable("string")},
+)
+STEPUP_FACTORS = schemas.register(
+    "STEPUP_FACTORS", obj({"factors": array(STEPUP_FACTOR)}, {"removed": string()})
 )
 STEPUP_REMOVE_REQUEST = schemas.register(
     "STEPUP_REMOVE_REQUEST",
-    {
-        "description": "Remove one factor; needs a step-up for the factor's removal_purpose.",
-        "type": "object",
-        "required": ["factor_id"],
-        "additionalProperties": False,
-        "properties": {
-            "factor_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,1400}$"},
-            "step_up_token": TOKEN,
-        },
-    },
+    obj(
+        {"factor_id": string(pattern="^[A-Za-z0-9_-]{1,1400}$")},
+        {"step_up_token": TOKEN},
+        closed=True,
+        description="Remove one factor; needs a step-up for the factor's removal_purpose.",
+    ),
 )
 
 
@@ -260,7 +224,7 @@ STEPUP_ROUTES: list[Route] = [
         "POST",
         "/api/approvals/stepup/enroll",
         enroll,
-        STEPUP_ROLES,
+        DECIDERS,
         "Enrol a step-up factor (TOTP or a WebAuthn passkey): start, then confirm",
         "enrollStepUp",
         GROUP,
@@ -271,7 +235,7 @@ STEPUP_ROUTES: list[Route] = [
         "POST",
         "/api/approvals/stepup/trigger",
         trigger,
-        STEPUP_ROLES,
+        DECIDERS,
         "A step-up challenge bound to one of the caller's actions or to a purpose",
         "triggerStepUp",
         GROUP,
@@ -282,7 +246,7 @@ STEPUP_ROUTES: list[Route] = [
         "POST",
         "/api/approvals/stepup/verify",
         verify,
-        STEPUP_ROLES,
+        DECIDERS,
         "Answer a challenge; returns a single-use step-up token (RFC 9470)",
         "verifyStepUp",
         GROUP,
@@ -293,7 +257,7 @@ STEPUP_ROUTES: list[Route] = [
         "GET",
         "/api/approvals/stepup/factors",
         factors,
-        STEPUP_ROLES,
+        DECIDERS,
         "The caller's step-up factors, with when each was created and last used",
         "listStepUpFactors",
         GROUP,
@@ -303,7 +267,7 @@ STEPUP_ROUTES: list[Route] = [
         "POST",
         "/api/approvals/stepup/factors/remove",
         remove_factor,
-        STEPUP_ROLES,
+        DECIDERS,
         "Remove one of the caller's factors (needs a step-up for its removal_purpose)",
         "removeStepUpFactor",
         GROUP,

@@ -24,6 +24,7 @@ from ...domain.identity import SYSTEM, Principal
 from ...services import actions
 from . import schemas
 from .app import Route
+from .schemas import obj, string
 from .types import Request, Response
 
 log = logging.getLogger("vettra.tasks")
@@ -39,25 +40,16 @@ MAX_COUNT_DIGITS = 9
 
 EXPIRE_TASK = schemas.register(
     "EXPIRE_TASK",
-    {
-        "description": "The payload of an expire timer, as scheduled by the actions service.",
-        "type": "object",
-        "required": ["kind", "action_id"],
-        "additionalProperties": False,
-        "properties": {
-            "kind": {"type": "string", "const": actions.EXPIRE_KIND},
-            "action_id": schemas.ID,
-        },
-    },
+    obj(
+        {"kind": string(const=actions.EXPIRE_KIND), "action_id": schemas.ID},
+        closed=True,
+        description="The payload of an expire timer, as scheduled by the actions service.",
+    ),
 )
 
 EXPIRE_RESULT = schemas.register(
     "EXPIRE_RESULT",
-    {
-        "type": "object",
-        "required": ["result"],
-        "properties": {"result": {"type": "string", "enum": list(EXPIRE_RESULTS)}},
-    },
+    obj({"result": string(enum=list(EXPIRE_RESULTS))}),
 )
 
 

@@ -14,33 +14,80 @@ from jsonschema import Draft202012Validator
 
 from ...domain.errors import FieldError, ValidationFailed
 
-ID = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"}
+Schema = dict[str, Any]
+
+
+# -- builders: the shapes every route module declares; each call returns a new dict ------
+def string(**keywords: Any) -> Schema:
+    """A string; ``keywords`` are further JSON Schema keywords (``maxLength=``, ``enum=`` …)."""
+    return {"type": "string", **keywords}
+
+
+def integer(**keywords: Any) -> Schema:
+    return {"type": "integer", **keywords}
+
+
+def boolean() -> Schema:
+    return {"type": "boolean"}
+
+
+def date_time() -> Schema:
+    """An RFC 3339 time, as the services write them."""
+    return string(format="date-time")
+
+
+def nullable(kind: str, **keywords: Any) -> Schema:
+    """A ``kind`` (``"string"``, ``"integer"``) or null."""
+    return {"type": [kind, "null"], **keywords}
+
+
+def or_null(schema: Schema) -> Schema:
+    """``schema`` or null, for a value that is an object (or has a pattern) when present."""
+    return {"oneOf": [{"type": "null"}, schema]}
+
+
+def array(items: Schema, **keywords: Any) -> Schema:
+    return {"type": "array", "items": items, **keywords}
+
+
+def obj(
+    required: dict[str, Any] | None = None,
+    optional: dict[str, Any] | None = None,
+    *,
+    closed: bool = False,
+    **keywords: Any,
+) -> Schema:
+    """An object: the ``required`` properties must be present, the ``optional`` ones may
+    be (neither given: any object); ``closed`` (request bodies): no other is allowed."""
+    schema: Schema = {"type": "object"}
+    if required:
+        schema["required"] = list(required)
+    if closed:
+        schema["additionalProperties"] = False
+    if required is not None or optional is not None:
+        schema["properties"] = {**(required or {}), **(optional or {})}
+    return {**schema, **keywords}
+
+
+ID = string(pattern="^[A-Za-z0-9_.:-]{1,128}$")
 #: Idempotency-Key (header): printable ASCII, 1-255 characters.
-IDEMPOTENCY_KEY: dict[str, Any] = {
-    "type": "string",
-    "pattern": "^[ -~]{1,255}$",
-    "minLength": 1,
-    "maxLength": 255,
-}
+IDEMPOTENCY_KEY = string(pattern="^[ -~]{1,255}$", minLength=1, maxLength=255)
 IDEMPOTENCY_KEY_RE = _re.compile(IDEMPOTENCY_KEY["pattern"][1:-1])
-RFC3339_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
-LEVEL = {"type": "string", "enum": ["LOW", "MEDIUM", "HIGH"]}
-STATUS = {"type": "string", "enum": ["allowed", "pending", "approved", "denied", "expired"]}
+RFC3339_OR_NULL = nullable("string", format="date-time")
+LEVEL = string(enum=["LOW", "MEDIUM", "HIGH"])
+STATUS = string(enum=["allowed", "pending", "approved", "denied", "expired"])
+HEX32 = string(pattern="^[0-9a-f]{64}$")
+#: A step-up token (RFC 9470) sent back in a body.
+STEP_UP_TOKEN = string(maxLength=4096)
 
-APPROVE_REQUEST = {
-    "type": "object",
-    "required": ["action_id", "decision"],
-    "additionalProperties": False,
-    "properties": {
-        "action_id": ID,
-        "decision": {"type": "string", "enum": ["approve", "deny"]},
-        "reason": {"type": "string", "maxLength": 1000},
-        "step_up_token": {"type": "string", "maxLength": 4096},
-    },
-}
+APPROVE_REQUEST = obj(
+    {"action_id": ID, "decision": string(enum=["approve", "deny"])},
+    {"reason": string(maxLength=1000), "step_up_token": STEP_UP_TOKEN},
+    closed=True,
+)
 
 
-def _intercept_request() -> dict[str, Any]:
+def _intercept_request() -> Schema:
     """The intercept body as domain/action_bundle.py parses it (docs/api.md; docs/action-bundle.md).
 
     Plain bundle: exactly ``tool`` + ``arguments`` and the envelope fields. Raw call:
@@ -56,86 +103,57 @@ def _intercept_request() -> dict[str, Any]:
     # <= 32, canonical size) are checked by action_bundle.parse_bundle, not here: a recursive
     # schema costs jsonschema one $ref resolution (~60 us) per nested value, which a
     # 256 KiB body of tiny values would turn into seconds of CPU (docs/http.md).
-    json_object = {
-        "type": "object",
-        "description": "Any JSON object: strings without NUL or lone "
-        f"surrogates, integers within +-(2^53-1), nested at most {canonical.MAX_DEPTH} deep",
-    }
+    def json_object(limit: int) -> Schema:
+        return obj(
+            description="Any JSON object: strings without NUL or lone surrogates, integers "
+            f"within +-(2^53-1), nested at most {canonical.MAX_DEPTH} deep; at most {limit} "
+            "canonical bytes"
+        )
+
+    raw_frameworks = [f for f in action_bundle.FRAMEWORKS if f != action_bundle.PLAIN]
     envelope = {
-        "session_id": {
-            "type": "string",
-            "pattern": f"^{action_bundle.SESSION_ID_PATTERN.pattern}$",
-            "description": "An open session of this agent (POST /api/approvals/sessions)",
-        },
-        "resource": {
-            "type": "string",
-            "maxLength": action_bundle.MAX_RESOURCE_LENGTH,
-            "pattern": "^[^\\u0000]*$",
-        },
-        "context": {
-            **json_object,
-            "description": json_object["description"]
-            + f"; at most {action_bundle.MAX_CONTEXT_BYTES} canonical bytes",
-        },
-        "timeout_s": {
-            "type": "integer",
-            "minimum": action_bundle.MIN_TIMEOUT_S,
-            "maximum": action_bundle.MAX_TIMEOUT_S,
-        },
+        "session_id": string(
+            pattern=f"^{action_bundle.SESSION_ID_PATTERN.pattern}$",
+            description="An open session of this agent (POST /api/approvals/sessions)",
+        ),
+        "resource": string(maxLength=action_bundle.MAX_RESOURCE_LENGTH, pattern="^[^\\u0000]*$"),
+        "context": json_object(action_bundle.MAX_CONTEXT_BYTES),
+        "timeout_s": integer(
+            minimum=action_bundle.MIN_TIMEOUT_S, maximum=action_bundle.MAX_TIMEOUT_S
+        ),
     }
-    plain = {
-        "title": "Action bundle",
-        "type": "object",
-        "required": ["tool", "arguments"],
-        "additionalProperties": False,
-        "properties": {
-            "tool": {
-                "type": "string",
-                "maxLength": frameworks.MAX_TOOL_LENGTH,
-                "pattern": f"^{frameworks.TOOL_PATTERN.pattern}$",
-                "description": "<service>.<operation>",
-            },
-            "arguments": {
-                **json_object,
-                "description": json_object["description"]
-                + f"; at most {action_bundle.MAX_ARGUMENTS_BYTES} canonical bytes",
-            },
-            "framework": {"type": "string", "enum": list(action_bundle.FRAMEWORKS)},
-            **envelope,
+    plain = obj(
+        {
+            "tool": string(
+                maxLength=frameworks.MAX_TOOL_LENGTH,
+                pattern=f"^{frameworks.TOOL_PATTERN.pattern}$",
+                description="<service>.<operation>",
+            ),
+            "arguments": json_object(action_bundle.MAX_ARGUMENTS_BYTES),
         },
-    }
-    beside = {
-        "title": "A framework's raw tool call, its fields beside `framework`",
-        "type": "object",
-        "required": ["framework"],
-        "not": {"required": ["tool"]},
-        "properties": {
-            "framework": {
-                "type": "string",
-                "enum": [f for f in action_bundle.FRAMEWORKS if f != action_bundle.PLAIN],
-            },
-            **envelope,
-        },
-    }
-    raw = {
-        "title": "A framework's raw tool call",
-        "type": "object",
-        "required": ["framework", action_bundle.RAW_CALL_KEY],
-        "additionalProperties": False,
-        "properties": {
-            "framework": {
-                "type": "string",
-                "enum": [f for f in action_bundle.FRAMEWORKS if f != action_bundle.PLAIN],
-            },
-            action_bundle.RAW_CALL_KEY: {
-                "type": "object",
-                "description": "The framework's own tool-call object "
+        {"framework": string(enum=list(action_bundle.FRAMEWORKS)), **envelope},
+        closed=True,
+        title="Action bundle",
+    )
+    beside = obj(
+        {"framework": string(enum=raw_frameworks)},
+        envelope,
+        title="A framework's raw tool call, its fields beside `framework`",
+    )
+    beside["not"] = {"required": ["tool"]}
+    raw = obj(
+        {
+            "framework": string(enum=raw_frameworks),
+            action_bundle.RAW_CALL_KEY: obj(
+                description="The framework's own tool-call object "
                 "(OpenAI tool_calls[i] or function_call item, Anthropic tool_use, "
-                "LangChain ToolCall, MCP tools/call params)",
-            },
-            **envelope,
+                "LangChain ToolCall, MCP tools/call params)"
+            ),
         },
-    }
+        envelope,
+        closed=True,
+        title="A framework's raw tool call",
+    )
     return {
         "description": "The action bundle (docs/api.md), or a raw OpenAI/Anthropic/LangChain/MCP tool "
         "call under `tool_call` with `framework` naming which; see docs/action-bundle.md.",
@@ -148,251 +166,163 @@ def _intercept_request() -> dict[str, Any]:
 
 INTERCEPT_REQUEST = _intercept_request()
 
-RISK = {
-    "type": "object",
-    "required": ["score", "level", "factors", "reasons"],
-    "properties": {
-        "score": {"type": "integer", "minimum": 0, "maximum": 100},
+RISK = obj(
+    {
+        "score": integer(minimum=0, maximum=100),
         "level": LEVEL,
-        "category": {"type": "string"},
         "factors": {
             "type": "object",
             "required": ["action_type", "reversibility", "blast_radius", "sensitivity"],
-            "additionalProperties": {"type": "integer"},
+            "additionalProperties": integer(),
         },
-        "reasons": {"type": "array", "items": {"type": "string"}},
+        "reasons": array(string()),
     },
-}
+    {"category": string()},
+)
 
-ACTION = {
-    "type": "object",
-    "required": [
-        "action_id",
-        "status",
-        "risk",
-        "step_up_required",
-        "expires_at",
-        "args_digest",
-        "reason",
-    ],
-    "properties": {
-        "action_id": {"type": "string"},
+ACTION = obj(
+    {
+        "action_id": string(),
         "status": STATUS,
-        "tool": {"type": "string"},
-        "arguments": {"type": "object"},
-        "args_digest": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"},
         "risk": RISK,
-        "step_up_required": {"type": "boolean"},
+        "step_up_required": boolean(),
         "expires_at": RFC3339_OR_NULL,
-        "reason": {"type": ["string", "null"]},
-        "policy": {"type": "object"},
-        "audit_seq": {
-            "type": ["integer", "null"],
-            "description": "The audit entry this answer produced; null where entries are "
+        "args_digest": string(pattern="^sha256:[0-9a-f]{64}$"),
+        "reason": nullable("string"),
+    },
+    {
+        "tool": string(),
+        "arguments": obj(),
+        "policy": obj(),
+        "audit_seq": nullable(
+            "integer",
+            description="The audit entry this answer produced; null where entries are "
             "sequenced after the commit (Firestore: see audit_event_id)",
-        },
-        "audit_event_id": {
-            "type": ["string", "null"],
-            "description": "Firestore backend: the outbox event this answer produced; its "
+        ),
+        "audit_event_id": nullable(
+            "string",
+            description="Firestore backend: the outbox event this answer produced; its "
             "entry (with seq) appears in GET /api/audit/action/{id} within about a second",
-        },
-        "created_at": {"type": "string"},
+        ),
+        "created_at": string(),
         "decided_at": RFC3339_OR_NULL,
-        "decided_by": {"type": ["string", "null"]},
-        "quorum": {
-            "type": "object",
-            "required": ["required", "approvals", "of"],
-            "description": "k-of-n named approvers (policy rule `approvers`)",
-            "properties": {
-                "required": {"type": "integer", "minimum": 1},
-                "approvals": {"type": "array", "items": {"type": "string"}},
-                "of": {"type": "array", "items": {"type": "string"}},
-            },
-        },
+        "decided_by": nullable("string"),
+        "quorum": obj(
+            {"required": integer(minimum=1), "approvals": array(string()), "of": array(string())},
+            description="k-of-n named approvers (policy rule `approvers`)",
+        ),
     },
-}
+)
 
-ACTION_LIST = {
-    "type": "object",
-    "required": ["actions"],
-    "properties": {"actions": {"type": "array", "items": ACTION}},
-}
+ACTION_LIST = obj({"actions": array(ACTION)})
 
-AUDIT_ENTRY = {
-    "type": "object",
-    "required": ["seq", "type", "action_id", "prev_hash", "hash"],
-    "properties": {
-        "seq": {"type": "integer", "minimum": 1},
-        "chain": {"type": "string"},
-        "type": {"type": "string"},
-        "action_id": {"type": ["string", "null"]},
-        "actor": {"type": "string"},
-        "user": {"type": ["string", "null"]},
-        "at": {"type": "string"},
-        "data": {"type": "object"},
-        "prev_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-        "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-        "key_id": {"type": "string"},
-        "mac": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-        "event_id": {
-            "type": "string",
-            "description": "The outbox event the entry was linked from (Firestore backend): "
-            "the `audit_event_id` an intercept or decision answered with",
-        },
+AUDIT_ENTRY = obj(
+    {
+        "seq": integer(minimum=1),
+        "type": string(),
+        "action_id": nullable("string"),
+        "prev_hash": HEX32,
+        "hash": HEX32,
     },
-}
-
-AUDIT_ENTRIES = {
-    "type": "object",
-    "required": ["entries"],
-    "properties": {
-        "entries": {"type": "array", "items": AUDIT_ENTRY},
-        "next_after": {"type": ["integer", "null"]},
+    {
+        "chain": string(),
+        "actor": string(),
+        "user": nullable("string"),
+        "at": string(),
+        "data": obj(),
+        "key_id": string(),
+        "mac": HEX32,
+        "event_id": string(
+            description="The outbox event the entry was linked from (Firestore backend): "
+            "the `audit_event_id` an intercept or decision answered with"
+        ),
     },
-}
+)
 
-AUDIT_VERIFY = {
-    "type": "object",
-    "required": ["valid", "length", "first_invalid"],
-    "properties": {
-        "valid": {"type": "boolean"},
-        "length": {"type": "integer"},
-        "first_invalid": {
-            "oneOf": [
-                {"type": "null"},
-                {
-                    "type": "object",
-                    "required": ["seq", "reason"],
-                    "properties": {"seq": {"type": "integer"}, "reason": {"type": "string"}},
-                },
-            ]
-        },
-        "head_hash": {"type": "string"},
-        "root_hash": {"type": ["string", "null"]},
-        "checkpoints_verified": {"type": "integer"},
-        "hmac_checked": {"type": "boolean"},
-        "uncovered": {
-            "type": "integer",
-            "description": "trailing entries under no signed checkpoint",
-        },
+AUDIT_ENTRIES = obj({"entries": array(AUDIT_ENTRY)}, {"next_after": nullable("integer")})
+
+AUDIT_VERIFY = obj(
+    {
+        "valid": boolean(),
+        "length": integer(),
+        "first_invalid": or_null(obj({"seq": integer(), "reason": string()})),
     },
-}
-
-HEALTH = {
-    "type": "object",
-    "required": ["status", "store", "scheduler", "verifier"],
-    "properties": {
-        "status": {"type": "string"},
-        "store": {"type": "string"},
-        "scheduler": {"type": "string"},
-        "verifier": {"type": "string", "enum": ["wasm", "python"]},
-        "version": {"type": "string"},
+    {
+        "head_hash": string(),
+        "root_hash": nullable("string"),
+        "checkpoints_verified": integer(),
+        "hmac_checked": boolean(),
+        "uncovered": integer(description="trailing entries under no signed checkpoint"),
     },
-}
+)
 
-POLICY_ENVELOPE = {
-    "description": "A signed policy bundle (docs/policy.md): the payload and its Ed25519 "
+HEALTH = obj(
+    {
+        "status": string(),
+        "store": string(),
+        "scheduler": string(),
+        "verifier": string(enum=["wasm", "python"]),
+    },
+    {"version": string()},
+)
+
+POLICY_ENVELOPE = obj(
+    {
+        "payload": obj(),
+        "signatures": array(
+            obj({"keyid": string(), "alg": {"const": "Ed25519"}, "sig": string()}, closed=True),
+            minItems=1,
+        ),
+    },
+    closed=True,
+    description="A signed policy bundle (docs/policy.md): the payload and its Ed25519 "
     "signatures over the payload's RFC 8785 form. Whether a signature verifies "
     "under a trusted key is checked cryptographically (422 otherwise).",
-    "type": "object",
-    "required": ["payload", "signatures"],
-    "additionalProperties": False,
-    "properties": {
-        "payload": {"type": "object"},
-        "signatures": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "type": "object",
-                "required": ["keyid", "alg", "sig"],
-                "additionalProperties": False,
-                "properties": {
-                    "keyid": {"type": "string"},
-                    "alg": {"const": "Ed25519"},
-                    "sig": {"type": "string"},
-                },
-            },
-        },
-    },
-}
+)
 
-POLICY_VIEW = {
-    "type": "object",
-    "required": ["policy_id", "version", "digest", "payload"],
-    "properties": {
-        "policy_id": {"type": "string"},
-        "version": {"type": "integer"},
-        "digest": {"type": "string"},
-        "payload": {"type": "object"},
-    },
-}
+POLICY_VIEW = obj(
+    {"policy_id": string(), "version": integer(), "digest": string(), "payload": obj()}
+)
 
-HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
-AUDIT_CHECKPOINT = {
-    "type": "object",
-    "required": ["origin", "size", "root_hash", "note", "verifier_key"],
-    "properties": {
-        "origin": {"type": "string"},
-        "size": {"type": "integer", "minimum": 0},
-        "root_hash": {"oneOf": [HEX32, {"type": "null"}]},
-        "note": {"type": ["string", "null"]},
-        "verifier_key": {"type": "string"},
-    },
-}
-AUDIT_PUBLIC_KEY = {
-    "type": "object",
-    "required": ["origin", "verifier_key", "previous"],
-    "properties": {
-        "origin": {"type": "string"},
-        "verifier_key": {"type": "string"},
-        "previous": {"type": "array", "items": {"type": "string"}},
-    },
-}
-INCLUSION_PROOF = {
-    "type": "object",
-    "required": ["seq", "leaf_index", "tree_size", "leaf_hash", "proof", "root_hash"],
-    "properties": {
-        "seq": {"type": "integer"},
-        "leaf_index": {"type": "integer"},
-        "tree_size": {"type": "integer"},
-        "entry_hash": HEX32,
+AUDIT_CHECKPOINT = obj(
+    {
+        "origin": string(),
+        "size": integer(minimum=0),
+        "root_hash": or_null(HEX32),
+        "note": nullable("string"),
+        "verifier_key": string(),
+    }
+)
+AUDIT_PUBLIC_KEY = obj({"origin": string(), "verifier_key": string(), "previous": array(string())})
+INCLUSION_PROOF = obj(
+    {
+        "seq": integer(),
+        "leaf_index": integer(),
+        "tree_size": integer(),
         "leaf_hash": HEX32,
-        "proof": {"type": "array", "items": HEX32},
+        "proof": array(HEX32),
         "root_hash": HEX32,
     },
-}
-CONSISTENCY_PROOF = {
-    "type": "object",
-    "required": ["from", "to", "proof", "from_root", "to_root"],
-    "properties": {
-        "from": {"type": "integer"},
-        "to": {"type": "integer"},
-        "proof": {"type": "array", "items": HEX32},
+    {"entry_hash": HEX32},
+)
+CONSISTENCY_PROOF = obj(
+    {
+        "from": integer(),
+        "to": integer(),
+        "proof": array(HEX32),
         "from_root": HEX32,
         "to_root": HEX32,
-    },
-}
+    }
+)
 
-PROBLEM = {
-    "type": "object",
-    "required": ["type", "title", "status", "detail"],
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "instance": {"type": "string"},
-        "trace_id": {"type": "string"},
-        "errors": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["field", "message"],
-                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
-            },
-        },
+PROBLEM = obj(
+    {"type": string(), "title": string(), "status": integer(), "detail": string()},
+    {
+        "instance": string(),
+        "trace_id": string(),
+        "errors": array(obj({"field": string(), "message": string()})),
     },
-}
+)
 
 
 #: Every named schema: request bodies, responses and the problem document. Other
