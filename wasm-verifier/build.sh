@@ -154,4 +154,6 @@ if [ "$WANT_ED25519" = 1 ] && [ ! -f "$HERE/Cargo.lock" ]; then cp Cargo.lock "$
 WASM="$STAGE/src/target/wasm32-unknown-unknown/release/vettra_verifier.wasm"
 mkdir -p "$(dirname "$OUT")"
 cp "$WASM" "$OUT"
+# the digest the Python bridge checks before it loads the module
+echo "$(sha256sum "$OUT" | cut -d' ' -f1)  $(basename "$OUT")" > "$OUT.sha256"
 say "$(rustc --version); $(wc -c < "$OUT") bytes; sha256 $(sha256sum "$OUT" | cut -d' ' -f1) -> $OUT"

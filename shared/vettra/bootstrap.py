@@ -108,6 +108,9 @@ def _local(config: Config, clock: Any) -> Runtime:
     store = SqliteStore(config.home / DB_FILE, keys)
     timer = LocalTimer(config.home / TIMERS_FILE, clock)
     policies = PolicyService(store, keys, clock)
+    from .adapters.wasm_verifier import choose as choose_verifier
+
+    verifier = choose_verifier(Catalogue.default())  # WASM if it loads and passes its self-test
     deps = Deps(
         store=store,
         scheduler=timer,
@@ -128,9 +131,10 @@ def _local(config: Config, clock: Any) -> Runtime:
             "scheduler": "local-timer",
             "event_bus": "in-process",
             "identity": "local-jwt",
-            "verifier": "python",
+            "verifier": verifier.name,
             "home": str(config.home),
         },
+        verifier=verifier,
         proof_limiter=TokenBucketLimiter(
             clock, RateLimitSettings.from_sources(config.extra, os.environ), what="proof requests"
         ),

@@ -19,6 +19,8 @@ from typing import Any
 from .domain.actions import Action
 from .domain.audit import AuditEntry, AuditEvent
 from .domain.identity import Principal
+from .domain.policy import Policy, PolicyDecision
+from .domain.risk import RiskAssessment
 
 
 class Clock(abc.ABC):
@@ -350,3 +352,22 @@ class SecretSealer(abc.ABC):
 class KeyStore(AuditKeys, PolicyKeys, SecretSealer, abc.ABC):
     """Secrets of the running mode: the home directory locally, the mounted Secret
     Manager files in the cloud (:mod:`vettra.adapters.secret_keys`)."""
+
+
+class Verifier(abc.ABC):
+    """Risk scoring and policy evaluation of one action: the decision Vettra records.
+
+    Two adapters give byte-identical answers (tests/unit/test_wasm_differential.py): the
+    Python reference (:class:`vettra.services.verifier.ReferenceVerifier`) and the Rust
+    module run by wasmtime (:class:`vettra.adapters.wasm_verifier.WasmVerifier`), which
+    is also what the approver's browser runs. ``name`` is what ``/health`` reports.
+    """
+
+    name: str
+
+    @abc.abstractmethod
+    def decide(
+        self, policy: Policy, bundle: Any, catalogue: Any, agent: str | None
+    ) -> tuple[RiskAssessment, PolicyDecision]:
+        """``risk.assess`` with the policy's overrides, then ``policy.evaluate``; raises
+        exactly what the reference raises."""

@@ -24,6 +24,7 @@
 //! | `assess` | `bundle`, `overrides` | `risk` |
 //! | `evaluate` | `policy` or `policy_digest`, `bundle`, `risk` {score, level, category, forced_high}, `agent` | `decision` |
 //! | `decide` | `policy` or `policy_digest`, `bundle`, `agent` | `risk`, `decision` |
+//! | `text` | `fn` (fold, skeleton, suspicious, lower, casefold, nfkc, nfd, repr, fnmatch, split, strip), `text`, `pattern`? | `result` |
 
 use crate::audit::{self, LogVerifier};
 use crate::catalogue::Catalogue;
@@ -92,6 +93,7 @@ pub fn handle(state: &mut State, request: &str) -> String {
         "assess" => assess(state, &req),
         "evaluate" => evaluate(state, &req),
         "decide" => decide(state, &req),
+        "text" => text(&req),
         _ => Err(bad(&format!("unknown op {}", crate::pystr::repr_str(op)))),
     };
     respond(answer)
@@ -443,4 +445,50 @@ fn decide(state: &mut State, req: &Value) -> Answer {
     };
     let decision = policy::evaluate(p, &bundle, &facts, agent)?;
     Ok(vec![("risk", risk.to_value()), ("decision", decision.to_value())])
+}
+
+/// The text primitives one by one (the differential tests compare each with CPython).
+fn text(req: &Value) -> Answer {
+    use crate::{glob, pystr, textfold, unicode};
+    let t = req.get("text").and_then(|t| t.as_str()).ok_or_else(|| bad("text needs text"))?;
+    let result = match req.get("fn").and_then(|f| f.as_str()).unwrap_or("") {
+        "fold" => Value::Str(textfold::fold(t)),
+        "skeleton" => Value::Str(textfold::skeleton(t)),
+        "suspicious" => json::opt_str(textfold::is_suspicious(t).as_deref()),
+        "lower" => Value::Str(pystr::lower(t)),
+        "casefold" => Value::Str(pystr::casefold(t)),
+        "nfkc" => Value::Str(unicode::nfkc(t)),
+        "nfd" => Value::Str(unicode::nfd(t)),
+        "repr" => Value::Str(pystr::repr_str(t)),
+        "split" => Value::Array(pystr::split_ws(t).into_iter().map(Value::str).collect()),
+        "strip" => Value::str(pystr::strip_ws(t)),
+        "fnmatch" => {
+            let pattern = req.get("pattern").and_then(|p| p.as_str()).unwrap_or("");
+            match glob::fnmatch(t, pattern) {
+                Ok(m) => Value::Bool(m),
+                Err(e) => return Err(Failure::Fallback(Fallback::raises(&e.0))),
+            }
+        }
+        "texts" => {
+            let value = json::parse(t, Mode::Request).map_err(|e| bad(e.message()))?;
+            let mut out = Vec::new();
+            let keys: Option<Vec<glob::Glob>> = match req.get("keys").and_then(|k| k.as_array()) {
+                Some(ks) => Some(
+                    ks.iter()
+                        .map(|k| glob::Glob::compile(&textfold::skeleton(k.as_str().unwrap_or(""))))
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| Failure::Fallback(Fallback::raises(&e.0)))?,
+                ),
+                None => None,
+            };
+            textfold::texts(&value, keys.as_deref(), |s| {
+                out.push(Value::str(s));
+                false
+            })
+            .map_err(|u| Failure::Fallback(Fallback::unsupported(&u.0)))?;
+            Value::Array(out)
+        }
+        other => return Err(bad(&format!("unknown text fn {}", crate::pystr::repr_str(other)))),
+    };
+    Ok(vec![("result", result)])
 }

@@ -96,14 +96,19 @@ pub extern "C" fn vv_reserve(len: u32) -> u32 {
 }
 
 /// Answer the request in the buffer's first `len` bytes; returns `(ptr << 32) | length`.
+/// The buffer never shrinks: a pointer from `vv_reserve(n)` (or from this call) stays
+/// good for `n` (or the answer's length) bytes until the next call returns another one.
 #[no_mangle]
 pub extern "C" fn vv_call(len: u32) -> u64 {
     BUFFER.with(|b| {
         let mut buf = b.borrow_mut();
         let n = (len as usize).min(buf.len());
         let response = STATE.with(|s| api::handle_bytes(&mut s.borrow_mut(), &buf[..n]));
-        buf.clear();
-        buf.extend_from_slice(response.as_bytes());
-        ((buf.as_ptr() as usize as u64) << 32) | buf.len() as u64
+        let bytes = response.as_bytes();
+        if buf.len() < bytes.len() {
+            buf.resize(bytes.len(), 0);
+        }
+        buf[..bytes.len()].copy_from_slice(bytes);
+        ((buf.as_ptr() as usize as u64) << 32) | bytes.len() as u64
     })
 }

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..ports import Clock, EventBus, KeyStore, Scheduler, Store
+from ..ports import Clock, EventBus, KeyStore, Scheduler, Store, Verifier
+from .verifier import ReferenceVerifier
 
 
 @dataclass
@@ -22,3 +23,4 @@ class Deps:
     proof_limiter: Any = None  # services.rate_limit.TokenBucketLimiter for the proof endpoints
     event_hub: Any = None  # services.event_streams.EventHub fanning the bus out to streams
     sign_in: Any = None  # services.sign_in.SignInService; None: sign-in not configured (404)
+    verifier: Verifier = field(default_factory=ReferenceVerifier)  # risk + policy decisions

@@ -84,6 +84,10 @@ BODIES: list[tuple[str, dict[str, Any]]] = [
         {"tool": "gcal.create_event", "arguments": {"attendees": ["a", "b", "c"]}},
     ),
     (
+        "calendar event with a quorum rule",
+        {"tool": "calendar.create_event", "arguments": {"attendees": ["a@x", "b@y", "c@z"]}},
+    ),
+    (
         "calendar event, count 0",
         {"tool": "calendar.create_event", "arguments": {"attendees": None}},
     ),
