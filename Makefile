@@ -46,6 +46,7 @@ bench: install
 	$(PY) bench/approvals.py
 	$(PY) bench/canonical.py
 	$(PY) bench/store_size.py
+	$(PY) bench/verifier.py
 
 functions-bundle:
 	@test -n "$(BUNDLE)" || { echo "BUNDLE is empty" >&2; exit 2; }

@@ -146,7 +146,7 @@ cd "$STAGE/src"
 LOCKED=--locked
 [ "$WANT_ED25519" = 1 ] && [ -f "$HERE/Cargo.lock" ] || LOCKED=
 if [ "$MODE" = test ]; then
-  VETTRA_REPO="$REPO" cargo test $LOCKED "${FEATURES[@]}" --release >&2
+  VETTRA_REPO="$REPO" cargo test $LOCKED "${FEATURES[@]}" >&2
   exit 0
 fi
 cargo build $LOCKED "${FEATURES[@]}" --release --target wasm32-unknown-unknown >&2

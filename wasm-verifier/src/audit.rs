@@ -143,14 +143,14 @@ impl LogVerifier {
             return false;
         }
         let expected = self.count + 1;
-        match self.check(body, hash_hex, mac_hex, expected) {
-            Ok(()) => {}
+        let actual = match self.check(body, hash_hex, mac_hex, expected) {
+            Ok(actual) => actual,
             Err(reason) => {
                 self.failure = Some(verification_failure(expected, reason));
                 return false;
             }
-        }
-        self.tree.append_leaf_data(&Sha256::digest(body));
+        };
+        self.tree.append_leaf_data(&actual);
         self.count = expected;
         self.prev = hash_hex.to_string();
         if self.due.iter().any(|(s, _)| *s == expected) {
@@ -159,7 +159,7 @@ impl LogVerifier {
         true
     }
 
-    fn check(&self, body: &[u8], hash_hex: &str, mac_hex: &str, expected: u64) -> Result<(), String> {
+    fn check(&self, body: &[u8], hash_hex: &str, mac_hex: &str, expected: u64) -> Result<[u8; 32], String> {
         let (key_id, prev, seq) = fields(body)
             .ok_or_else(|| "malformed entry: expected key_id, prev_hash and seq members after data".to_string())?;
         if seq != expected {
@@ -193,7 +193,7 @@ impl LogVerifier {
                 return Err("bad HMAC: the entry was not sealed with the named key".to_string());
             }
         }
-        Ok(())
+        Ok(actual.into())
     }
 
     fn check_roots(&mut self, size: u64) -> bool {

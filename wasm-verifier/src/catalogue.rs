@@ -6,6 +6,9 @@ use crate::glob::Glob;
 use crate::json::Value;
 use crate::pystr;
 use crate::Fallback;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 
 pub const FACTORS: [&str; 4] = ["action_type", "reversibility", "blast_radius", "sensitivity"];
 const ACTION_TYPE: [(&str, i128); 5] =
@@ -133,9 +136,13 @@ impl Profile {
 
 pub struct Catalogue {
     /// Most specific first (the reference's order); each glob compiled, or why not.
-    order: Vec<(Result<Glob, String>, Profile)>,
+    order: Vec<(Result<Glob, String>, Rc<Profile>)>,
     aliases: Vec<(String, String)>,
+    /// Profiles found per tool name (the reference keeps an LRU of 1024 too).
+    found: RefCell<HashMap<String, Rc<Profile>>>,
 }
+
+const LOOKUP_CACHE_SIZE: usize = 1024;
 
 /// Lower-cased words of a name, split on `.`, `_` and `-`.
 pub fn name_tokens(text: &str) -> Vec<String> {
@@ -310,7 +317,7 @@ impl Catalogue {
         });
         let order = entries
             .into_iter()
-            .map(|(p, profile)| (Glob::compile(&p).map_err(|e| e.0), profile))
+            .map(|(p, profile)| (Glob::compile(&p).map_err(|e| e.0), Rc::new(profile)))
             .collect();
         let aliases = match data.get("service_aliases") {
             None => Vec::new(),
@@ -321,7 +328,7 @@ impl Catalogue {
                 .map(|(k, v)| (k.clone(), v.as_str().unwrap_or(k).to_string()))
                 .collect(),
         };
-        Ok(Catalogue { order, aliases })
+        Ok(Catalogue { order, aliases, found: RefCell::new(HashMap::new()) })
     }
 
     /// The tool name with its service alias resolved.
@@ -339,18 +346,29 @@ impl Catalogue {
         format!("{}.{}", service, operation)
     }
 
-    pub fn profile_for(&self, tool: &str) -> Result<Profile, Fallback> {
+    pub fn profile_for(&self, tool: &str) -> Result<Rc<Profile>, Fallback> {
         let name = self.canonical_tool(tool);
-        for (glob, profile) in &self.order {
+        if let Some(hit) = self.found.borrow().get(&name) {
+            return Ok(hit.clone());
+        }
+        let mut profile = None;
+        for (glob, candidate) in &self.order {
             match glob {
                 Ok(g) => {
                     if g.matches(&name) {
-                        return Ok(profile.clone());
+                        profile = Some(candidate.clone());
+                        break;
                     }
                 }
                 Err(e) => return Err(Fallback::raises(e)),
             }
         }
-        Ok(classify_unknown(&name))
+        let profile = profile.unwrap_or_else(|| Rc::new(classify_unknown(&name)));
+        let mut found = self.found.borrow_mut();
+        if found.len() >= LOOKUP_CACHE_SIZE {
+            found.clear();
+        }
+        found.insert(name, profile.clone());
+        Ok(profile)
     }
 }

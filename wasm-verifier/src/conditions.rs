@@ -7,6 +7,7 @@ use crate::textfold::{self, fold, skeleton};
 use crate::Fallback;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 pub const MAX_DEPTH: usize = 8;
 pub const MAX_BRANCHES: usize = 64;
@@ -245,17 +246,47 @@ pub fn validate_condition(cond: &Value, where_: &str, errors: &mut Vec<FieldErro
 
 // ------------------------------------------------------------------------------ evaluation
 
-/// Globs compiled once per policy (operands come from the signed policy, not from agents).
+/// Globs (and folded operands) computed once per policy: operands come from the signed
+/// policy, not from agents, so they are few and worth keeping.
 #[derive(Default)]
 pub struct GlobCache {
-    plain: RefCell<HashMap<String, Result<Glob, GlobError>>>,
+    plain: RefCell<HashMap<String, Result<Rc<Glob>, GlobError>>>,
+    folded: RefCell<HashMap<String, Result<Rc<Glob>, GlobError>>>,
+    texts: RefCell<HashMap<String, Rc<(String, String)>>>,
+}
+
+type GlobMap = RefCell<HashMap<String, Result<Rc<Glob>, GlobError>>>;
+
+fn cached(map: &GlobMap, key: &str, make: impl FnOnce() -> String) -> Result<Rc<Glob>, Fallback> {
+    let hit = map.borrow().get(key).cloned();
+    let entry = match hit {
+        Some(entry) => entry,
+        None => {
+            let entry = Glob::compile(&make()).map(Rc::new);
+            map.borrow_mut().insert(key.to_string(), entry.clone());
+            entry
+        }
+    };
+    entry.map_err(|e| Fallback::raises(&e.0))
 }
 
 impl GlobCache {
-    pub fn get(&self, pattern: &str) -> Result<Glob, Fallback> {
-        let mut map = self.plain.borrow_mut();
-        let entry = map.entry(pattern.to_string()).or_insert_with(|| Glob::compile(pattern));
-        entry.clone().map_err(|e| Fallback::raises(&e.0))
+    /// The glob `pattern` as written (tool patterns, `glob` operands, key skeletons).
+    pub fn get(&self, pattern: &str) -> Result<Rc<Glob>, Fallback> {
+        cached(&self.plain, pattern, || pattern.to_string())
+    }
+    /// The glob of `fold(pattern)` (a `text_glob` operand).
+    pub fn folded(&self, pattern: &str) -> Result<Rc<Glob>, Fallback> {
+        cached(&self.folded, pattern, || fold(pattern))
+    }
+    /// `(fold(text), skeleton(text))` of an operand.
+    pub fn shapes(&self, text: &str) -> Rc<(String, String)> {
+        if let Some(hit) = self.texts.borrow().get(text) {
+            return hit.clone();
+        }
+        let made = Rc::new((fold(text), skeleton(text)));
+        self.texts.borrow_mut().insert(text.to_string(), made.clone());
+        made
     }
 }
 
@@ -352,7 +383,8 @@ fn text_leaf(op: &str, value: &Value, operand: &Value, keys: Option<&Value>, cac
         Some(ks) if !ks.is_empty() => {
             let mut globs = Vec::new();
             for k in ks {
-                globs.push(cache.get(&skeleton(k.as_str().unwrap_or("")))?);
+                let shape = cache.shapes(k.as_str().unwrap_or("")).1.clone();
+                globs.push((*cache.get(&shape)?).clone());
             }
             Some(globs)
         }
@@ -364,7 +396,7 @@ fn text_leaf(op: &str, value: &Value, operand: &Value, keys: Option<&Value>, cac
         "text_glob" => {
             let mut globs = Vec::new();
             for g in &wanted {
-                globs.push(cache.get(&fold(g))?);
+                globs.push(cache.folded(g)?);
             }
             textfold::texts(value, key_globs.as_deref(), |t| {
                 let folded = fold(t);
@@ -374,10 +406,13 @@ fn text_leaf(op: &str, value: &Value, operand: &Value, keys: Option<&Value>, cac
             .map_err(unsupported)?;
         }
         "text_in" => {
-            let targets: Vec<String> = wanted.iter().map(|v| fold(v)).collect();
+            let targets: Vec<Rc<(String, String)>> = wanted.iter().map(|v| cache.shapes(v)).collect();
             // set.intersection consumes every text (no short cut), so walk them all
             textfold::texts(value, key_globs.as_deref(), |t| {
-                if !found && targets.contains(&fold(t)) {
+                if !found && {
+                    let folded = fold(t);
+                    targets.iter().any(|s| s.0 == folded)
+                } {
                     found = true;
                 }
                 false
@@ -385,10 +420,10 @@ fn text_leaf(op: &str, value: &Value, operand: &Value, keys: Option<&Value>, cac
             .map_err(unsupported)?;
         }
         _ => {
-            let shapes: Vec<String> = wanted.iter().map(|v| skeleton(v)).collect();
+            let shapes: Vec<Rc<(String, String)>> = wanted.iter().map(|v| cache.shapes(v)).collect();
             textfold::texts(value, key_globs.as_deref(), |t| {
                 let shape = skeleton(t);
-                found = shapes.iter().any(|s| shape.contains(s.as_str()));
+                found = shapes.iter().any(|s| shape.contains(s.1.as_str()));
                 found
             })
             .map_err(unsupported)?;

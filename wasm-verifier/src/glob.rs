@@ -162,8 +162,9 @@ impl Glob {
     }
 
     pub fn matches(&self, text: &str) -> bool {
-        let s: Vec<char> = text.chars().collect();
+        // byte offsets into `text`, one character at a time: no allocation per match
         let t = &self.toks;
+        let next = |si: usize| text[si..].chars().next();
         let (mut ti, mut si) = (0usize, 0usize);
         let mut star: Option<(usize, usize)> = None;
         loop {
@@ -173,19 +174,22 @@ impl Glob {
                     ti += 1;
                     continue;
                 }
-                if si < s.len() && one(&t[ti], s[si]) {
-                    ti += 1;
-                    si += 1;
-                    continue;
+                if let Some(c) = next(si) {
+                    if one(&t[ti], c) {
+                        ti += 1;
+                        si += c.len_utf8();
+                        continue;
+                    }
                 }
-            } else if si == s.len() {
+            } else if si == text.len() {
                 return true;
             }
             match star {
-                Some((sti, ssi)) if ssi < s.len() => {
-                    star = Some((sti, ssi + 1));
+                Some((sti, ssi)) if ssi < text.len() => {
+                    let width = next(ssi).map_or(1, |c| c.len_utf8());
+                    star = Some((sti, ssi + width));
                     ti = sti + 1;
-                    si = ssi + 1;
+                    si = ssi + width;
                 }
                 _ => return false,
             }

@@ -171,7 +171,7 @@ pub fn assess(bundle: &Bundle, catalogue: &Catalogue, overrides: &[Value]) -> Re
     let tool = bundle.tool.as_str();
     let empty = Value::Object(Vec::new());
     let arguments = if bundle.arguments.is_object() { &bundle.arguments } else { &empty };
-    let profile: Profile = catalogue.profile_for(tool)?;
+    let profile = catalogue.profile_for(tool)?;
     let mut choices = profile.choices();
     let default_source = if profile.known {
         "from the catalogue"
