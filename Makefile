@@ -86,6 +86,7 @@ bench: install
 	$(PY) bench/canonical.py
 	$(PY) bench/store_size.py
 	$(PY) bench/credentials.py
+	$(PY) bench/verifier.py
 
 functions-bundle:
 	@test -n "$(BUNDLE)" || { echo "BUNDLE is empty" >&2; exit 2; }

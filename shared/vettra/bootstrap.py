@@ -215,6 +215,7 @@ def _runtime(
 
 def _assemble(config: Config, clock: Any, parts: _Parts) -> tuple[Any, Any, Any]:
     """``(deps, identity, app)`` over the chosen adapters: the same services on every backend."""
+    from .adapters.wasm_verifier import choose as choose_verifier
     from .domain.catalogue import Catalogue
     from .domain.identity import DEFAULT_TENANT
     from .domain.stepup import StepUpSettings
@@ -226,14 +227,18 @@ def _assemble(config: Config, clock: Any, parts: _Parts) -> tuple[Any, Any, Any]
     from .services.stepup import StepUpService
 
     policies = PolicyService(parts.store, parts.keys, clock)
+    catalogue = Catalogue.default()
+    verifier = choose_verifier(catalogue)  # WASM if it loads and passes its self-test
+    parts.settings["verifier"] = verifier.name
     deps = Deps(
         store=parts.store,
         scheduler=parts.scheduler,
         bus=parts.bus,
         clock=clock,
         keys=parts.keys,
-        catalogue=Catalogue.default(),
+        catalogue=catalogue,
         policies=policies,
+        verifier=verifier,
         step_up=StepUpService(
             parts.store,
             clock,
@@ -386,7 +391,6 @@ def _local(config: Config, clock: Any) -> Runtime:
             "scheduler": "local-timer",
             "event_bus": "in-process",
             "identity": "local-jwt",
-            "verifier": "python",
             "home": str(config.home),
         },
         timer=timer,
@@ -428,7 +432,6 @@ def _firestore(config: Config, clock: Any) -> Runtime:
         "project": config.project,
         "identity": "local-jwt",
         "keys": keys_name,
-        "verifier": "python",
         # a long-poll re-reads the store: another process may decide the action
         "wait_poll_s": float(config.extra.get("wait_poll_s", WAIT_POLL_S)),
     }

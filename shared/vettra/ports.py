@@ -21,6 +21,8 @@ from typing import Any
 from .domain.actions import Action
 from .domain.audit import AuditEntry, AuditEvent
 from .domain.identity import Principal
+from .domain.policy import Policy, PolicyDecision
+from .domain.risk import RiskAssessment
 
 
 class Clock(abc.ABC):
@@ -421,3 +423,22 @@ class TokenVault(abc.ABC):
         """A :class:`~vettra.domain.credentials.ProviderToken` for ``connection``;
         :class:`~vettra.domain.credentials.NotLinked` when the user has no usable link to
         it, :class:`Unavailable` when the vault did not answer (after its retries)."""
+
+
+class Verifier(abc.ABC):
+    """Risk scoring and policy evaluation of one action: the decision Vettra records.
+
+    Two adapters give byte-identical answers (tests/unit/test_wasm_differential.py): the
+    Python reference (:class:`vettra.services.verifier.ReferenceVerifier`) and the Rust
+    module run by wasmtime (:class:`vettra.adapters.wasm_verifier.WasmVerifier`), which
+    is also what the approver's browser runs. ``name`` is what ``/health`` reports.
+    """
+
+    name: str
+
+    @abc.abstractmethod
+    def decide(
+        self, policy: Policy, bundle: Any, catalogue: Any, agent: str | None
+    ) -> tuple[RiskAssessment, PolicyDecision]:
+        """``risk.assess`` with the policy's overrides, then ``policy.evaluate``; raises
+        exactly what the reference raises."""

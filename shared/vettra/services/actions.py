@@ -28,9 +28,7 @@ from ..domain.actions import (
 from ..domain.canonical import sha256_digest
 from ..domain.errors import Conflict, NotFound, StepUpRequired, Unavailable
 from ..domain.identity import AGENT, DECIDERS, Principal
-from ..domain.policy import evaluate
 from ..domain.policy_schema import ON_EXPIRY_DENY
-from ..domain.risk import assess
 from ..ports import IdempotencyRecord
 from .action_events import ACTION_CREATED, ACTION_DECIDED, publish_action
 from .deps import Deps
@@ -67,8 +65,7 @@ def intercept(
     principal.require(AGENT)
     bundle = parse_bundle(body)
     policy = deps.policies.active(principal.tenant)
-    risk = assess(bundle, deps.catalogue, overrides=policy.overrides)
-    decision = evaluate(policy, bundle, risk, agent=principal.sub)
+    risk, decision = deps.verifier.decide(policy, bundle, deps.catalogue, principal.sub)
     now = deps.clock.now()
     status = _OUTCOME_STATUS[decision.outcome]
 

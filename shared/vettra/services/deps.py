@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..ports import Clock, EventBus, KeyStore, Scheduler, Store
+from ..ports import Clock, EventBus, KeyStore, Scheduler, Store, Verifier
+from .verifier import ReferenceVerifier
 
 
 @dataclass
@@ -28,3 +29,4 @@ class Deps:
     dashboard_sessions: Any = (
         None  # services.dashboard_sessions.DashboardSessions (local sign-in links)
     )
+    verifier: Verifier = field(default_factory=ReferenceVerifier)  # risk + policy decisions
