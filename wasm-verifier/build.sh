@@ -35,6 +35,9 @@ done
 
 # Fixed paths: they end up in the module's panic-location strings otherwise.
 STAGE=/tmp/vettra-wasm-build
+# One build at a time in that fixed stage (two test runs on one machine would clobber it).
+exec 9>"$STAGE.lock"
+flock 9
 TOOLS="${VETTRA_WASM_TOOLS:-/var/cache/vettra-wasm}"
 REGISTRY="$STAGE/registry"
 

@@ -234,3 +234,22 @@ def test_large_requests_grow_the_buffer(verifier: WasmVerifier) -> None:
     answer = verifier.module.request({"op": "canonical", "text": json.dumps([text])})
     assert answer["canonical"] == json.dumps([text], separators=(",", ":"))
     assert verifier.module.request({"op": "info"})["ok"]
+
+
+def test_mcp_tool_annotations_are_decided_as_the_reference_decides(verifier: WasmVerifier) -> None:
+    """The module does not read MCP annotations: a hinted call goes to the reference, so a
+    destructiveHint raises risk whichever verifier is in use, and a plain call stays WASM's."""
+    call = {"name": "modify_labels", "arguments": {"id": "m1"}, "server": "gmail"}
+    plain = parse_bundle({"framework": "mcp", "tool_call": call})
+    hinted = parse_bundle(
+        {"framework": "mcp", "tool_call": {**call, "annotations": {"destructiveHint": True}}}
+    )
+    reference = ReferenceVerifier()
+    want_risk, want_decision = reference.decide(DEFAULT, hinted, CATALOGUE, "bot")
+    plain_risk, _ = reference.decide(DEFAULT, plain, CATALOGUE, "bot")
+    assert want_risk.score > plain_risk.score  # the hint matters here
+    before = verifier.fallbacks
+    risk, decision = verifier.decide(DEFAULT, hinted, CATALOGUE, "bot")
+    assert (risk, decision) == (want_risk, want_decision)
+    assert verifier.decide(DEFAULT, plain, CATALOGUE, "bot")[0] == plain_risk
+    assert verifier.fallbacks == before  # neither was a module failure

@@ -310,7 +310,9 @@ class WasmVerifier(Verifier):
     def decide(
         self, policy: Policy, bundle: Any, catalogue: Any, agent: str | None
     ) -> tuple[RiskAssessment, PolicyDecision]:
-        if catalogue is not self._catalogue:
+        if catalogue is not self._catalogue or getattr(bundle, "annotations", None):
+            # The module does not read MCP tool annotations yet (risk.MCP_HINT_RAISES, which
+            # only raise risk): such calls are decided by the reference, never scored lower.
             return self._reference.decide(policy, bundle, catalogue, agent)
         try:
             answer = self.ask(policy, bundle, agent)
