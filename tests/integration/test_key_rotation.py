@@ -8,7 +8,7 @@ import io
 from pathlib import Path
 
 from tests.integration.test_audit_log import Stack, _export, _offline
-from tests.integration.test_audit_offline_cli import _intercepts, _wait_checkpoint
+from tests.integration.test_audit_offline_cli import _wait_checkpoint
 from vettra import audit_cli
 from vettra.cli import main
 
@@ -16,14 +16,14 @@ from vettra.cli import main
 def test_rotating_both_keys_keeps_the_log_verifiable(tmp_path: Path, capsys) -> None:
     stack = Stack(tmp_path / "home")
     try:
-        _intercepts(stack, 5)
+        stack.intercepts(5)
         _wait_checkpoint(stack, 6)
         old_key = stack.admin.get("/api/audit/public-key").json()["verifier_key"]
         stack.stop()
         assert main(["keys", "rotate", "audit-hmac", "--home", str(stack.home)]) == 0
         assert main(["keys", "rotate", "checkpoint", "--home", str(stack.home)]) == 0
         stack.start()
-        _intercepts(stack, 5)
+        stack.intercepts(5)
         _wait_checkpoint(stack, 11)
         keys = stack.admin.get("/api/audit/public-key").json()
         assert keys["previous"] == [old_key] and keys["verifier_key"] != old_key
