@@ -215,7 +215,7 @@ def _runtime(
 
 def _assemble(config: Config, clock: Any, parts: _Parts) -> tuple[Any, Any, Any]:
     """``(deps, identity, app)`` over the chosen adapters: the same services on every backend."""
-    from .adapters.wasm_verifier import choose as choose_verifier
+    from .adapters.wasm_verifier import DeferredVerifier, choose
     from .domain.catalogue import Catalogue
     from .domain.identity import DEFAULT_TENANT
     from .domain.stepup import StepUpSettings
@@ -228,8 +228,9 @@ def _assemble(config: Config, clock: Any, parts: _Parts) -> tuple[Any, Any, Any]
 
     policies = PolicyService(parts.store, parts.keys, clock)
     catalogue = Catalogue.default()
-    verifier = choose_verifier(catalogue)  # WASM if it loads and passes its self-test
-    parts.settings["verifier"] = verifier.name
+    # WASM if it loads and passes its self-test; a functions instance chooses on first use
+    # (most targets never decide, and compiling the module would be most of a cold start)
+    verifier = DeferredVerifier(catalogue) if config.host == FUNCTIONS else choose(catalogue)
     deps = Deps(
         store=parts.store,
         scheduler=parts.scheduler,

@@ -253,3 +253,24 @@ def test_mcp_tool_annotations_are_decided_as_the_reference_decides(verifier: Was
     assert (risk, decision) == (want_risk, want_decision)
     assert verifier.decide(DEFAULT, plain, CATALOGUE, "bot")[0] == plain_risk
     assert verifier.fallbacks == before  # neither was a module failure
+
+
+def test_a_deferred_verifier_compiles_nothing_until_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cloud Functions instances defer the choice: building one loads no module; the first
+    decision (or /health's name) chooses, once, and decides as the chosen verifier does."""
+    calls: list[Any] = []
+    real_choose = wasm_verifier.choose
+
+    def counting_choose(catalogue: Any = None) -> Any:
+        calls.append(catalogue)
+        return real_choose(catalogue)
+
+    monkeypatch.setattr(wasm_verifier, "choose", counting_choose)
+    deferred = wasm_verifier.DeferredVerifier(CATALOGUE)
+    assert calls == []
+    bundle = parse_bundle({"tool": "gmail.send_message", "arguments": {"to": "a@b.example"}})
+    assert deferred.decide(DEFAULT, bundle, CATALOGUE, "bot") == ReferenceVerifier().decide(
+        DEFAULT, bundle, CATALOGUE, "bot"
+    )
+    assert deferred.name in ("wasm", "python")
+    assert len(calls) == 1

@@ -413,8 +413,39 @@ def choose(catalogue: Catalogue | None = None) -> Verifier:
     return verifier
 
 
+class DeferredVerifier(Verifier):
+    """:func:`choose` on first use rather than at boot.
+
+    Compiling and self-testing the module costs 0.3-1 s; a Cloud Functions instance that
+    never decides (approve, actions, audit, auth, ...) should not pay it in its cold
+    start. The first decision, or the first ``/health`` that names the verifier, chooses.
+    """
+
+    def __init__(self, catalogue: Catalogue | None = None):
+        self._catalogue = catalogue
+        self._chosen: Verifier | None = None
+        self._lock = threading.Lock()
+
+    def chosen(self) -> Verifier:
+        if self._chosen is None:
+            with self._lock:
+                if self._chosen is None:
+                    self._chosen = choose(self._catalogue)
+        return self._chosen
+
+    @property
+    def name(self) -> str:  # type: ignore[override]  # the port's attribute, read on demand
+        return self.chosen().name
+
+    def decide(
+        self, policy: Policy, bundle: Any, catalogue: Any, agent: str | None
+    ) -> tuple[RiskAssessment, PolicyDecision]:
+        return self.chosen().decide(policy, bundle, catalogue, agent)
+
+
 __all__ = [
     "WASM",
+    "DeferredVerifier",
     "ModuleFault",
     "ModuleRefused",
     "WasmModule",

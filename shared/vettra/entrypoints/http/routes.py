@@ -38,7 +38,7 @@ def health(deps: Any, request: Request, principal: Principal | None) -> Response
             "scheduler": s.get("scheduler"),
             "event_bus": s.get("event_bus"),
             "identity": s.get("identity"),
-            "verifier": s.get("verifier", "python"),
+            "verifier": deps.verifier.name,
             # what the cloud-shaped backend runs instead, and why (absent on the embedded one)
             **{name: s[name] for name in HEALTH_EXTRAS if s.get(name) is not None},
         }
