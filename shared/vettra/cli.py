@@ -47,9 +47,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
     runtime closes; exit 0."""
     from . import logs
     from .bootstrap import BackendUnavailable, Config, HomeInUse, bootstrap
-    from .entrypoints.asgi import AsgiApp
     from .entrypoints.dashboard import StaticSite, WithDashboard, web_root
-    from .entrypoints.server import Limits, build
+    from .entrypoints.server import Limits, asgi_app, build
 
     logs.configure(args.log_level)
     try:
@@ -88,12 +87,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         print(f"vettra dev: {exc}", file=sys.stderr)
         return EXIT_USAGE
     runtime.deps.settings["events_max_streams"] = limits.max_streams_per_user
-    asgi = AsgiApp(
-        runtime.app,
-        max_body_bytes=limits.max_body_bytes,
-        threads=limits.threads,
-        max_header_bytes=limits.max_header_bytes,
-    )
+    asgi = asgi_app(runtime.app, limits)
     site = StaticSite.load(web_root())
     front = WithDashboard(asgi, site)
     server, _ = build(asgi, args.host, args.port, limits, log_level="warning", front=front)
