@@ -32,7 +32,6 @@ from typing import Any
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 _ED25519_ONLY = "(policy bundles are signed with Ed25519)"
-SWITCH_INTERVAL_S = 0.0005
 
 
 def _home(value: str | None) -> Path:
