@@ -16,6 +16,12 @@ vettra keys    export-cloud-secrets (--fresh | --home DIR | --from DIR [--rotate
 vettra vault   put|link|list|remove --user U [--connection C] ...   (vault_cli.py)
 vettra receipt pubkey [--home DIR] | verify RECEIPT --pubkey KEY [--args FILE]   (receipt_cli.py)
 vettra mcp-proxy [--url URL] [--server NAME] ... -- <upstream MCP server command>  (agent_cli)
+vettra demo    [--url URL] [--home DIR]   (agent_cli)
+
+``pip install vettra`` installs the SDK alone: ``mcp-proxy`` (with ``vettra[mcp]``) and
+``demo`` (with tokens in the environment) run with it. A command that needs an extra
+that is not installed says so in one line, naming it (``pip install 'vettra[server]'``),
+and exits 2.
 """
 
 from __future__ import annotations
@@ -665,8 +671,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .extras import install_hint, missing_extra
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ImportError as exc:
+        missing = missing_extra(exc)
+        if missing is None:
+            raise
+        print(f"vettra {args.command} {install_hint(*missing)}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":  # pragma: no cover

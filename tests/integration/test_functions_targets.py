@@ -219,7 +219,7 @@ def test_functions_framework_cli_serves_a_target_in_asgi_mode(fn_home, tmp_path)
 
     cli = Path(sys.executable).with_name("functions-framework")
     if not cli.exists():
-        pytest.skip("functions-framework is not installed: pip install -e '.[test]'")
+        pytest.skip("functions-framework is not installed: pip install -e '.[server,test]'")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
