@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..domain.actions import rfc3339
-from ..domain.audit import AuditEvent
+from ..domain.audit import AuditEvent, event_by
 from ..domain.errors import Conflict, Unauthenticated
 from ..domain.identity import ADMIN, APPROVER, DEFAULT_TENANT, Principal
 from ..ports import Clock, Identity, Store
@@ -59,6 +59,35 @@ def digest(secret: str) -> str:
 
 def _owner(tenant: str, user: str) -> str:
     return f"{tenant}:{user}"
+
+
+def _issue(
+    uow: Any,
+    collection: str,
+    key: str,
+    doc: dict[str, Any],
+    now: datetime,
+    expires_at: datetime,
+    *,
+    event: str,
+    actor: str,
+    data: dict[str, Any],
+) -> None:
+    """Keep ``doc`` (a link or a session of ``doc["sub"]``) under ``key`` until
+    ``expires_at``, and audit its issue as ``event``."""
+    tenant, sub = doc["tenant"], doc["sub"]
+    kept = {**doc, "created_at": now.isoformat(), "expires_at": expires_at.isoformat()}
+    uow.docs.create(collection, key, kept, owner=_owner(tenant, sub))
+    uow.audit.record(
+        AuditEvent(
+            type=event,
+            chain=tenant,
+            actor=actor,
+            at=rfc3339(now),
+            user=sub,
+            data={**data, "expires_at": rfc3339(expires_at)},
+        )
+    )
 
 
 class DashboardSessions:
@@ -93,28 +122,16 @@ class DashboardSessions:
         key = digest(code)
         expires_at = now + timedelta(seconds=self.link_ttl_s)
         with self._store.unit_of_work() as uow:
-            uow.docs.create(
+            _issue(
+                uow,
                 LINKS,
                 key,
-                {
-                    "tenant": tenant,
-                    "sub": sub,
-                    "role": role,
-                    "created_by": created_by,
-                    "created_at": now.isoformat(),
-                    "expires_at": expires_at.isoformat(),
-                },
-                owner=_owner(tenant, sub),
-            )
-            uow.audit.record(
-                AuditEvent(
-                    type=LINK_CREATED,
-                    chain=tenant,
-                    actor=created_by,
-                    at=rfc3339(now),
-                    user=sub,
-                    data={"role": role, "link": key[:12], "expires_at": rfc3339(expires_at)},
-                )
+                {"tenant": tenant, "sub": sub, "role": role, "created_by": created_by},
+                now,
+                expires_at,
+                event=LINK_CREATED,
+                actor=created_by,
+                data={"role": role, "link": key[:12]},
             )
             uow.commit()
         return {
@@ -139,31 +156,16 @@ class DashboardSessions:
             uow.docs.delete(LINKS, key)
             tenant, sub, role = link["tenant"], link["sub"], link["role"]
             session_key = digest(token)
-            uow.docs.create(
+            _issue(
+                uow,
                 SESSIONS,
                 session_key,
-                {
-                    "tenant": tenant,
-                    "sub": sub,
-                    "role": role,
-                    "created_at": now.isoformat(),
-                    "expires_at": expires_at.isoformat(),
-                },
-                owner=_owner(tenant, sub),
-            )
-            uow.audit.record(
-                AuditEvent(
-                    type=SIGNED_IN,
-                    chain=tenant,
-                    actor=f"{role}:{sub}",
-                    at=rfc3339(now),
-                    user=sub,
-                    data={
-                        "link": key[:12],
-                        "session": session_key[:12],
-                        "expires_at": rfc3339(expires_at),
-                    },
-                )
+                {"tenant": tenant, "sub": sub, "role": role},
+                now,
+                expires_at,
+                event=SIGNED_IN,
+                actor=f"{role}:{sub}",
+                data={"link": key[:12], "session": session_key[:12]},
             )
             uow.commit()
         return {
@@ -199,16 +201,7 @@ class DashboardSessions:
             if uow.docs.get(SESSIONS, key) is None:
                 raise Unauthenticated("the session has already ended")
             uow.docs.delete(SESSIONS, key)
-            uow.audit.record(
-                AuditEvent(
-                    type=SIGNED_OUT,
-                    chain=principal.tenant,
-                    actor=principal.actor,
-                    at=rfc3339(now),
-                    user=principal.user,
-                    data={"session": key[:12]},
-                )
-            )
+            uow.audit.record(event_by(principal, SIGNED_OUT, now, {"session": key[:12]}))
             uow.commit()
         return {"signed_out": True, "at": rfc3339(now)}
 
