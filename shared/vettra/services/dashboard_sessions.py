@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -90,21 +91,15 @@ def _issue(
     )
 
 
+@dataclass(eq=False)  # an identity, like any service object
 class DashboardSessions:
     """What ``deps.dashboard_sessions`` is; the ``/api/auth`` routes and ``vettra dev`` call it."""
 
-    def __init__(
-        self,
-        store: Store,
-        clock: Clock,
-        *,
-        link_ttl_s: int = LINK_TTL_S,
-        session_ttl_s: int = SESSION_TTL_S,
-    ):
-        self._store = store
-        self._clock = clock
-        self.link_ttl_s = link_ttl_s
-        self.session_ttl_s = session_ttl_s
+    store: Store
+    clock: Clock
+    _: KW_ONLY
+    link_ttl_s: int = LINK_TTL_S
+    session_ttl_s: int = SESSION_TTL_S
 
     def create_link(
         self,
@@ -117,11 +112,11 @@ class DashboardSessions:
         """A one-time code for ``sub`` (``role`` approver or admin); only its digest is kept."""
         if role not in SIGNIN_ROLES:
             raise ValueError(f"a sign-in link is for an approver or an admin, not {role!r}")
-        now = self._clock.now()
+        now = self.clock.now()
         code = LINK_PREFIX + secrets.token_urlsafe(_SECRET_BYTES)
         key = digest(code)
         expires_at = now + timedelta(seconds=self.link_ttl_s)
-        with self._store.unit_of_work() as uow:
+        with self.store.unit_of_work() as uow:
             _issue(
                 uow,
                 LINKS,
@@ -145,11 +140,11 @@ class DashboardSessions:
 
     def redeem(self, code: str) -> dict[str, Any]:
         """Trade a link's code for a session token, once; 401 for any code that is not live."""
-        now = self._clock.now()
+        now = self.clock.now()
         key = digest(code)
         token = SESSION_PREFIX + secrets.token_urlsafe(_SECRET_BYTES)
         expires_at = now + timedelta(seconds=self.session_ttl_s)
-        with self._store.unit_of_work() as uow:
+        with self.store.unit_of_work() as uow:
             link = uow.docs.get(LINKS, key)
             if link is None or now >= datetime.fromisoformat(link["expires_at"]):
                 raise Unauthenticated(BAD_LINK)
@@ -182,9 +177,9 @@ class DashboardSessions:
         """The live session a token names, or None (unknown, revoked or expired)."""
         if not token.startswith(SESSION_PREFIX):
             return None
-        with self._store.unit_of_work() as uow:
+        with self.store.unit_of_work() as uow:
             doc = uow.docs.get(SESSIONS, digest(token))
-        if doc is None or self._clock.now() >= datetime.fromisoformat(doc["expires_at"]):
+        if doc is None or self.clock.now() >= datetime.fromisoformat(doc["expires_at"]):
             return None
         return doc
 
@@ -195,9 +190,9 @@ class DashboardSessions:
                 "this bearer token is not a dashboard session (it was minted by "
                 "`vettra token`); it cannot be revoked and lapses at its own expiry"
             )
-        now = self._clock.now()
+        now = self.clock.now()
         key = digest(token)
-        with self._store.unit_of_work() as uow:
+        with self.store.unit_of_work() as uow:
             if uow.docs.get(SESSIONS, key) is None:
                 raise Unauthenticated("the session has already ended")
             uow.docs.delete(SESSIONS, key)
