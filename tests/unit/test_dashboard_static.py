@@ -165,3 +165,24 @@ def test_the_shipped_dashboard_has_no_inline_script_or_style_and_names_no_other_
                 r"""(?:from\s+|import\s*\(\s*|src=|href=|url\()\s*["']([^"']+)["']""", text
             ):
                 assert not re.match(r"^(https?:)?//", ref), (path, ref)
+
+
+def test_the_hosting_copy_carries_the_verifier_module_and_its_loader() -> None:
+    """web/scripts/dist.mjs (cloudbuild's `npm run build`) writes web/dist, which
+    firebase.json serves: it must hold the same module bytes at /verifier.wasm."""
+    import json
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("SKIPPED the Hosting copy check: no `node` (apt-get install nodejs)")
+    assert json.loads((REPO / "firebase.json").read_text())["hosting"]["public"] == "web/dist"
+    subprocess.run(
+        [node, str(REPO / "web" / "scripts" / "dist.mjs")], check=True, capture_output=True
+    )
+    dist = REPO / "web" / "dist"
+    data = REPO / "shared" / "vettra" / "data" / "verifier.wasm"
+    assert (dist / "verifier.wasm").read_bytes() == data.read_bytes()
+    for name in ("app/verifier.mjs", "app/wasm.js", "app/pages/audit.js", "index.html"):
+        assert (dist / name).read_bytes() == (REPO / "web" / name).read_bytes(), name
