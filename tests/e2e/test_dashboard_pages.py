@@ -187,6 +187,8 @@ def test_the_threat_simulation_runs_and_each_held_action_is_decided_from_the_que
     outcome = page.locator("#verify-outcome")
     outcome.filter(has_text="Valid").wait_for(timeout=30_000)
     assert "hash correctly" in outcome.inner_text()
+    # each entry's digest and inclusion proof checked by the backend's own module
+    assert outcome.get_attribute("data-engine") == "WASM"
     dash.shot("audit")
 
 
