@@ -47,10 +47,11 @@ try:
 except ImportError as exc:  # pragma: no cover - the message is the point
     raise ImportError(f"vettra.sdk.openai_agents {install_hint('openai-agents')}") from exc
 
+from ..domain.statuses import ALLOWED
 from ._client import AsyncClient, Client
 from ._errors import ActionBlocked, DigestMismatch
 from ._flow import EXPIRY_GRACE_S, blocked_error, deadline_timeout_s, digest_of
-from ._models import ALLOWED, Action, Authorization, Credential
+from ._models import Action, Authorization, Credential
 from ._protect import CREDENTIAL, ToolSignature, tool_name_for
 
 FRAMEWORK = "openai"
