@@ -14,7 +14,7 @@ from ...domain.identity import ADMIN, AGENT, APPROVER, Principal
 from ...domain.scopes import MAX_SCOPE_LENGTH, MAX_SCOPES, ScopeBook
 from ...services import credentials, inventory
 from . import schemas
-from .app import Route
+from .app import Route, answers
 from .types import Request, Response
 
 GROUP = "vault"
@@ -254,9 +254,7 @@ def _pem(key: Any) -> str:
     ).decode()
 
 
-def permissions_list(deps: Any, request: Request, principal: Principal | None) -> Response:
-    assert principal is not None
-    return Response.json(inventory.list_permissions(deps, principal))
+permissions_list = answers(inventory.list_permissions)
 
 
 def permissions_grant(deps: Any, request: Request, principal: Principal | None) -> Response:
