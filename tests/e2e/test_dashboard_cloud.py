@@ -41,7 +41,7 @@ import pytest
 
 from ..idp import Auth0StandIn
 from .auth_emulator import PROJECT, AuthEmulator, auth_emulator
-from .browser import CHROMIUM_FLAGS, LIVE_BUDGET_MS, SEND_EMAIL, TIMEOUT_MS, _chromium
+from .browser import ARTIFACTS, CHROMIUM_FLAGS, LIVE_BUDGET_MS, SEND_EMAIL, TIMEOUT_MS, _chromium
 from .conftest import DevServer, mint
 from .firestore_harness import start_firestore
 
@@ -191,10 +191,22 @@ def tab(browser, site) -> Iterator[Tab]:
     assert t.origins <= set(site.allowed_origins()), (t.origins, site.allowed_origins())
 
 
-def sign_in(tab: Tab, site: CloudSite, user: str) -> None:
+def shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for width in (360, 1280):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(150)
+        page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def sign_in(tab: Tab, site: CloudSite, user: str, *, screenshot: bool = False) -> None:
     site.idp.user = user
     page = tab.page
     page.goto(site.origin + "/#/queue")
+    page.wait_for_selector("#sign-in")
+    if screenshot:
+        shot(page, "cloud-signin")
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_selector("#queue-title")
     page.wait_for_selector("#live-status[data-state='live']")
@@ -202,7 +214,7 @@ def sign_in(tab: Tab, site: CloudSite, user: str) -> None:
 
 def test_sign_in_then_a_pending_action_arrives_live_and_is_approved(tab, site) -> None:
     page = tab.page
-    sign_in(tab, site, ALICE)
+    sign_in(tab, site, ALICE, screenshot=True)
 
     # Auth0's half: code flow with PKCE, and nothing of it left in the address bar
     asked = site.idp.authorizations[-1]
@@ -256,6 +268,7 @@ def test_sign_in_then_a_pending_action_arrives_live_and_is_approved(tab, site) -
         # bob's action was written first and never reached alice's tab
         assert foreign.json()["action_id"] not in page.evaluate("Object.keys(window.__seen)")
         assert page.locator("article.card").count() == len(actions)
+        shot(page, "cloud-queue")
 
         result: dict[str, Any] = {}
 

@@ -33,6 +33,7 @@ import {
   initializeApp,
   initializeAuth,
   onSnapshot,
+  orderBy,
   query,
   signInWithCustomToken,
   signOut as firebaseSignOut,
@@ -171,15 +172,18 @@ export async function firebaseUser() {
 /**
  * The Firestore queries of what is pending for `who`, each one firestore.rules lets this
  * user run (docs/firestore.md, "The dashboard's queries"): an approver's own actions and
- * those naming it as a quorum approver; an admin's whole tenant.
+ * those naming it as a quorum approver (each served by its index in
+ * firestore.indexes.json); an admin's whole tenant (equalities only: Firestore merges the
+ * single-field indexes).
  */
 export function pendingQueries(who) {
   const actions = collection(firebase().db, "actions");
-  const mine = [where("tenant", "==", who.tenant), where("status", "==", "pending")];
-  if (who.role === "admin") return [query(actions, ...mine)];
+  const pending = [where("tenant", "==", who.tenant), where("status", "==", "pending")];
+  if (who.role === "admin") return [query(actions, ...pending)];
+  const oldestFirst = orderBy("created_at");
   return [
-    query(actions, ...mine, where("user", "==", who.sub)),
-    query(actions, ...mine, where("approvers", "array-contains", who.sub)),
+    query(actions, ...pending, where("user", "==", who.sub), oldestFirst),
+    query(actions, ...pending, where("approvers", "array-contains", who.sub), oldestFirst),
   ];
 }
 

@@ -15,6 +15,7 @@ export {
   connectFirestoreEmulator,
   getFirestore,
   onSnapshot,
+  orderBy,
   query,
   where,
 } from "firebase/firestore";
