@@ -229,6 +229,24 @@ class Auth0StandIn(FakeIdP):
         self.token_refusals: list[str] = []
         self.logouts: list[dict[str, str]] = []
 
+    def agent_token(self, user: str, agent: str = "agent-client") -> str:
+        """A machine-to-machine access token as Auth0 issues an agent's client
+        (client credentials; docs/identity.md): ``vettra:agent``, acting for ``user``."""
+        now = int(time.time())
+        return self.token(
+            {
+                "iss": self.issuer,
+                "sub": f"{agent}@clients",
+                "aud": self.audience,
+                "azp": agent,
+                "iat": now,
+                "exp": now + 3600,
+                "scope": "vettra:agent",
+                "gty": "client-credentials",
+                "https://vettra.dev/user": user,
+            }
+        )
+
     def _query(self, handler: BaseHTTPRequestHandler) -> tuple[str, dict[str, str]]:
         from urllib.parse import parse_qsl, urlsplit
 

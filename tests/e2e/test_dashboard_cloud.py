@@ -10,7 +10,8 @@ no emulator) that the server trusts as its Auth0 issuer.
 
 The tab signs in through the stand-in, trades the ID token for a Firebase custom token
 and signs in to the Auth emulator; its queue then listens to Firestore. An agent's MEDIUM
-action appears live (latency printed), is approved through the HTTP API with the Auth0
+action, intercepted with an Auth0 machine-to-machine token as agents call in the cloud,
+appears live (latency printed), is approved through the HTTP API with the Auth0
 access token, and the agent's long-poll gets the decision. Another user's action never
 shows, and a query wider than the rules allow is refused by the emulator. The tab logs
 no console error, reaches no origin beyond the ones its CSP names, and signs out through
@@ -41,8 +42,8 @@ import pytest
 
 from ..idp import Auth0StandIn
 from .auth_emulator import PROJECT, AuthEmulator, auth_emulator
-from .browser import ARTIFACTS, CHROMIUM_FLAGS, LIVE_BUDGET_MS, SEND_EMAIL, TIMEOUT_MS, _chromium
-from .conftest import DevServer, mint
+from .browser import ARTIFACTS, LIVE_BUDGET_MS, SEND_EMAIL, TIMEOUT_MS
+from .conftest import DevServer
 from .firestore_harness import start_firestore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,7 +108,8 @@ class CloudSite:
     origin: str
 
     def agent(self, user: str) -> httpx.Client:
-        return self.server.client(mint(self.server.home, "agent", f"agent-of-{user}", user))
+        """An agent calling as Auth0 lets it in the cloud: an M2M access token for ``user``."""
+        return self.server.client(self.idp.agent_token(user))
 
     def allowed_origins(self) -> tuple[str, ...]:
         connect = next(d for d in self.csp.split("; ") if d.startswith("connect-src "))
@@ -154,19 +156,6 @@ def site(firestore, firebase_auth, tmp_path_factory) -> Iterator[CloudSite]:
         assert code == 0, server.log()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = _chromium()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("SKIPPED dashboard cloud mode: the playwright package is not installed")
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        yield launched
-        launched.close()
-
-
 @dataclass
 class Tab:
     page: Any
@@ -176,7 +165,7 @@ class Tab:
 
 
 @pytest.fixture
-def tab(browser, site) -> Iterator[Tab]:
+def tab(browser, site) -> Iterator[Tab]:  # browser: Debian's Chromium (browser.py)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
