@@ -34,6 +34,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,7 +43,7 @@ import pytest
 
 from ..idp import Auth0StandIn
 from .auth_emulator import PROJECT, AuthEmulator, auth_emulator
-from .browser import ARTIFACTS, LIVE_BUDGET_MS, SEND_EMAIL, TIMEOUT_MS
+from .browser import ARTIFACTS, DELETE_REPO, LIVE_BUDGET_MS, SEND_EMAIL, TIMEOUT_MS, enrol_totp
 from .conftest import DevServer
 from .firestore_harness import start_firestore
 
@@ -311,3 +312,56 @@ def test_sign_out_ends_firebase_and_auth0_sessions(tab, site) -> None:
     page.goto(site.origin + "/?code=spent&state=nope")
     assert re.search("not started in this tab", page.locator(".error").inner_text())
     assert urlsplit(page.url).query == ""
+
+
+def test_the_other_pages_read_the_api_with_the_auth0_token(tab, site) -> None:
+    """Overview, audit log, sessions and step-up factors load in cloud mode from the same
+    API, the Auth0 access token as bearer: no console error (a refused request is one)."""
+    sign_in(tab, site, ALICE)
+    page = tab.page
+    responses: list[tuple[int, str]] = []
+    page.on(
+        "response",
+        lambda r: (
+            responses.append((r.status, urlsplit(r.url).path))
+            if urlsplit(r.url).path.startswith("/api/")
+            else None
+        ),
+    )
+    for route in ("overview", "audit", "sessions", "factors"):
+        page.goto(f"{site.origin}/#/{route}")
+        page.wait_for_selector(f"#{route}-title")
+        page.wait_for_timeout(700)  # the page's reads
+        shot(page, f"cloud-{route}")
+    assert responses and all(status < 400 for status, _ in responses), responses
+    paths = {path for _, path in responses}
+    assert {
+        "/api/audit/entries",
+        "/api/approvals/sessions",
+        "/api/approvals/stepup/factors",
+    } <= paths
+
+
+def test_a_high_action_is_approved_with_a_totp_step_up(tab, site) -> None:
+    """Step-up in cloud mode: the same inline TOTP check, through the API with the Auth0
+    token, and the action (live from Firestore) approved once the code verifies."""
+    sign_in(tab, site, ALICE)
+    page = tab.page
+    # enrol over HTTP with the tab's own token (browser.py's helper reads it from the tab)
+    totp = enrol_totp(SimpleNamespace(page=page, live=site.server))
+    with site.agent(ALICE) as alice:
+        r = alice.post("/api/actions/intercept", json=DELETE_REPO)
+        assert r.status_code in (200, 201) and r.json()["risk"]["level"] == "HIGH", r.text
+        action_id = r.json()["action_id"]
+        card = page.locator(f"article.card[data-action-id='{action_id}']")
+        card.wait_for()
+        assert "step up" in card.locator(".stepup-note").inner_text()
+        card.get_by_role("button", name="Approve", exact=True).click()
+        # the enrolment spent this 30 s step's code: the next step's (one step of drift)
+        card.get_by_label("6-digit code from your authenticator app").fill(
+            totp.at(time.time() + 30)
+        )
+        card.get_by_role("button", name="Verify code and approve").click()
+        card.wait_for(state="detached")
+        view = alice.get(f"/api/actions/{action_id}").json()
+        assert view["status"] == "approved" and view["decided_by"] == f"approver:{ALICE}", view
