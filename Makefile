@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8080
 RULES_NPM := tests/rules/node_modules
+AUTH_EMULATOR_NPM := tests/auth_emulator/node_modules
 
 # The Cloud Functions source: main.py, the vendored vettra package (with its data files)
 # and requirements.txt, as Cloud Build uploads it (terraform/ zips this folder).
@@ -37,8 +38,17 @@ $(RULES_NPM): tests/rules/package.json tests/rules/package-lock.json
 
 install: $(VENV)/.installed
 
+# The official Firebase Auth emulator (npm firebase-tools; Node only, no Java, offline for
+# demo-* projects) for the dashboard's cloud-mode browser test, which skips loudly without it.
+$(AUTH_EMULATOR_NPM): tests/auth_emulator/package.json tests/auth_emulator/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd tests/auth_emulator && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null && touch node_modules; \
+	else \
+		echo "npm not found: the dashboard's cloud-mode test (Firebase Auth emulator) will be skipped"; \
+	fi
+
 # What only the tests need beyond the venv (make dev does not wait for npm or apt).
-test-deps: install $(RULES_NPM) browser web-deps
+test-deps: install $(RULES_NPM) $(AUTH_EMULATOR_NPM) browser web-deps
 
 dev: install
 	$(VENV)/bin/vettra dev --host $(HOST) --port $(PORT)
@@ -62,6 +72,9 @@ web-vendor: web/node_modules/.installed
 	cp web/node_modules/qrcode-generator/dist/qrcode.mjs web/vendor/qrcode-generator.mjs
 	mkdir -p web/vendor/canonicalize
 	cp web/node_modules/canonicalize/lib/canonicalize.js web/node_modules/canonicalize/LICENSE web/vendor/canonicalize/
+	mkdir -p web/vendor/oauth4webapi web/vendor/firebase
+	cp web/node_modules/oauth4webapi/build/index.js web/node_modules/oauth4webapi/LICENSE.md web/vendor/oauth4webapi/
+	cd web && $(NPM) run --silent bundle:firebase > vendor/firebase/firebase.js
 
 # Debian's chromium for the dashboard's browser tests, installed when it is missing and
 # apt can install it (root); otherwise those tests skip, naming what is missing.

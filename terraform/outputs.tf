@@ -60,12 +60,30 @@ output "firestore_database" {
   }
 }
 
-output "firebase_web_config" {
-  description = "The dashboard's Firebase config (public by design: it identifies the project to the browser; the rules decide what it may read)."
-  value = {
+locals {
+  firebase_web_config = {
     apiKey     = data.google_firebase_web_app_config.dashboard.api_key
     authDomain = data.google_firebase_web_app_config.dashboard.auth_domain
     projectId  = var.project_id
     appId      = google_firebase_web_app.dashboard.app_id
+  }
+}
+
+output "firebase_web_config" {
+  description = "The dashboard's Firebase config (public by design: it identifies the project to the browser; the rules decide what it may read)."
+  value       = local.firebase_web_config
+}
+
+output "dashboard_config" {
+  description = "The dashboard's cloud-mode settings, all public: `terraform output -json dashboard_config` is what `node web/scripts/dist.mjs --config` renders into web/dist/app/config.js and into the Hosting CSP's connect-src (cloudbuild.yaml's hosting step)."
+  value = {
+    mode       = "cloud"
+    orgDomains = var.org_domains
+    auth0 = {
+      issuer   = var.auth0_issuer
+      clientId = var.auth0_client_id
+      audience = var.auth0_audience
+    }
+    firebase = local.firebase_web_config
   }
 }

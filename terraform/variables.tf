@@ -163,3 +163,9 @@ variable "labels" {
   type        = map(string)
   default     = { app = "vettra" }
 }
+
+variable "org_domains" {
+  description = "The dashboard's own mail domains: recipients outside them are highlighted as outside the organisation (written into the dashboard's config.js through the dashboard_config output)."
+  type        = list(string)
+  default     = ["example.com"]
+}

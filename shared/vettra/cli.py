@@ -52,13 +52,20 @@ def cmd_dev(args: argparse.Namespace) -> int:
     runtime closes; exit 0."""
     from . import logs
     from .bootstrap import BackendUnavailable, Config, HomeInUse, bootstrap
-    from .entrypoints.dashboard import StaticSite, WithDashboard, web_root
+    from .entrypoints.dashboard import (
+        ENV_CONNECT_SRC,
+        StaticSite,
+        WithDashboard,
+        connect_sources,
+        web_root,
+    )
     from .entrypoints.server import Limits, asgi_app, build
 
     logs.configure(args.log_level)
     try:
         # each limit flag stores under its Limits field's name (Limits.ENV lists them)
         limits = Limits.from_env(**{name: getattr(args, name) for name in Limits.ENV})
+        connect = connect_sources(os.environ.get(ENV_CONNECT_SRC, ""))
     except ValueError as exc:
         print(f"vettra dev: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -94,7 +101,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     runtime.deps.settings["events_max_streams"] = limits.max_streams_per_user
     asgi = asgi_app(runtime.app, limits)
     site = StaticSite.load(web_root())
-    front = WithDashboard(asgi, site)
+    front = WithDashboard(asgi, site, connect)
     server, _ = build(asgi, args.host, args.port, limits, log_level="warning", front=front)
     url = f"http://{bound_host}:{bound_port}"
     home = config.home

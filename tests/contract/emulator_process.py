@@ -133,6 +133,7 @@ def launch(
     name: str,
     timeout_s: float,
     poll_s: float = 0.1,
+    cwd: Path | None = None,
 ) -> E:
     """Start ``command(port)`` on a free loopback port and return ``make(process, host, log)``
     once ``ready`` says so; raise :class:`EmulatorUnavailable` (the emulator stopped) when
@@ -148,6 +149,7 @@ def launch(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            cwd=cwd,
         )
     except OSError as exc:
         log_path.unlink(missing_ok=True)

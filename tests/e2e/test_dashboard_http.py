@@ -154,3 +154,22 @@ def test_vettra_link_without_a_server_says_so(tmp_path) -> None:
         check=False,
     )
     assert out.returncode == 1 and "no server answers" in out.stderr
+
+
+def test_vettra_dev_refuses_a_connect_src_that_is_not_a_plain_origin(tmp_path) -> None:
+    """VETTRA_DASHBOARD_CONNECT_SRC (serving a cloud-mode build) can only add origins to
+    connect-src: anything else stops the server before it listens or opens the home."""
+    import os
+    import subprocess
+
+    from .conftest import CLI_TIMEOUT_S, vettra_command
+
+    for bad in ("https://x.example; script-src *", "http://evil.example", "'unsafe-eval'"):
+        out = subprocess.run(
+            [*vettra_command(), "dev", "--home", str(tmp_path / "home"), "--port", "0"],
+            env={**os.environ, "VETTRA_DASHBOARD_CONNECT_SRC": bad},
+            capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+        )  # fmt: skip
+        assert out.returncode == 2, (bad, out.stderr)
+        assert "VETTRA_DASHBOARD_CONNECT_SRC" in out.stderr and "not an https origin" in out.stderr
+        assert not (tmp_path / "home").exists()

@@ -87,8 +87,23 @@ def test_terraform_plans_unless_asked_to_apply() -> None:
     assert "apply -input=false tfplan" in script  # applies exactly what was planned
     hosting = _script(STEPS["hosting"])
     assert hosting.index('if [ "${_TF_ACTION}" = "apply" ]') < hosting.index(
-        "firebase-tools@13 deploy"
+        "firebase-tools@13 --config firebase.deploy.json deploy"
     )
+
+
+def test_hosting_deploys_the_dashboard_in_cloud_mode_from_terraform_s_settings() -> None:
+    """Terraform's dashboard_config output is rendered into config.js and the CSP
+    (web/scripts/dist.mjs, tests/unit/test_dashboard_dist.py) before the deploy, which
+    sends the rendered firebase.deploy.json."""
+    terraform = _script(STEPS["terraform"])
+    assert "output -json dashboard_config > dashboard_config.json" in terraform
+    hosting = _script(STEPS["hosting"])
+    render = hosting.index(
+        "node web/scripts/dist.mjs --config dashboard_config.json --firebase-out firebase.deploy.json"
+    )
+    assert render < hosting.index("--config firebase.deploy.json target:apply")
+    assert render < hosting.index("--config firebase.deploy.json deploy --only hosting:dashboard")
+    assert "terraform" in STEPS["hosting"]["waitFor"]
 
 
 def test_terraform_gets_every_variable_without_a_default() -> None:

@@ -1,4 +1,8 @@
 /**
+ * The session of this tab, whichever way it was made; and local mode's sign-in.
+ * (Cloud mode signs in with Auth0 and Firebase in cloud.js and keeps its session here in
+ * the same shape, the Auth0 access token as `token`.)
+ *
  * Sign-in (local mode). `vettra link` / `vettra dev` print a URL whose fragment holds a
  * one-time code: `/#signin=vsl_…`. Fragments never reach a server or a Referer; the code
  * is removed from the address bar and from this history entry (history.replaceState)
@@ -12,6 +16,8 @@
  * tab needs its own link. Sign-out revokes the session on the server
  * (DELETE /api/dashboard/session) and forgets it here.
  */
+import { config } from "./config.js";
+
 const KEY = "vettra.session";
 const CODE = /^#signin=(vsl_[A-Za-z0-9_-]{43})$/;
 
@@ -48,13 +54,17 @@ export async function redeem(code) {
   if (!response.ok) {
     throw new Error(data?.detail || `sign-in failed (HTTP ${response.status})`);
   }
-  const saved = {
+  return saveSession({
     token: data.access_token,
     sub: data.sub,
     role: data.role,
     tenant: data.tenant,
     expires_at: data.expires_at,
-  };
+  });
+}
+
+/** Keep `{token, sub, role, tenant, expires_at}` as this tab's session. */
+export function saveSession(saved) {
   sessionStorage.setItem(KEY, JSON.stringify(saved));
   return saved;
 }
@@ -62,6 +72,12 @@ export async function redeem(code) {
 export async function signOut() {
   const current = session();
   sessionStorage.removeItem(KEY);
+  if (config.mode === "cloud") {
+    // Firebase signOut, then Auth0's logout, which brings the tab back signed out
+    const { signOutCloud } = await import("./cloud.js");
+    await signOutCloud();
+    return;
+  }
   if (!current) return;
   try {
     await fetch("/api/dashboard/session", {

@@ -1,8 +1,10 @@
 /**
  * Deployment settings of the dashboard. `vettra dev` serves this file as is (local mode:
  * sign-in by one-time link, live updates from GET /api/events). A cloud deployment
- * (Firebase Hosting) replaces it with mode "cloud" and its Auth0 and Firebase settings;
- * the live source is then Firestore (see live.js).
+ * (Firebase Hosting) replaces it: `node web/scripts/dist.mjs --config FILE` renders mode
+ * "cloud" with its Auth0 and Firebase settings from Terraform's dashboard_config output
+ * (docs/dashboard.md, "Cloud mode"); sign-in is then Auth0 + Firebase (cloud.js) and the
+ * live source Firestore (live.js).
  */
 export const config = Object.freeze({
   mode: "local",

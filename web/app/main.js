@@ -4,6 +4,7 @@
  */
 import { api } from "./api.js";
 import { redeem, session, signOut, takeCodeFromUrl, forget } from "./auth.js";
+import { config } from "./config.js";
 import { announce, clear, h } from "./dom.js";
 import { openLive } from "./live.js";
 import { QueuePage } from "./pages/queue.js";
@@ -52,12 +53,47 @@ function showSignedOut(message) {
       { className: "page signin", "aria-labelledby": "signin-title" },
       h("h1", { id: "signin-title" }, "Sign in to Vettra"),
       message ? h("p", { className: "error", role: "alert" }, message) : null,
-      h("p", {}, "Open the one-time sign-in link that the server prints: ", h("code", {}, "vettra dev"), " prints one when it starts, and"),
-      h("pre", {}, h("code", {}, "vettra link --home DIR --sub YOUR_USER")),
-      h("p", {}, "prints another. Each link works once, for ten minutes, in one tab."),
+      ...(config.mode === "cloud" ? cloudSignIn() : localSignIn()),
     ),
   );
   document.title = "Sign in · Vettra";
+}
+
+function localSignIn() {
+  return [
+    h("p", {}, "Open the one-time sign-in link that the server prints: ", h("code", {}, "vettra dev"), " prints one when it starts, and"),
+    h("pre", {}, h("code", {}, "vettra link --home DIR --sub YOUR_USER")),
+    h("p", {}, "prints another. Each link works once, for ten minutes, in one tab."),
+  ];
+}
+
+function cloudSignIn() {
+  return [
+    h("p", {}, "Sign in with your organisation's account (Auth0)."),
+    h(
+      "button",
+      {
+        type: "button",
+        id: "sign-in",
+        onclick: async (event) => {
+          event.currentTarget.disabled = true;
+          const { beginSignIn } = await import("./cloud.js");
+          await beginSignIn();
+        },
+      },
+      "Sign in",
+    ),
+  ];
+}
+
+/** Cloud mode: finish Auth0's redirect back, or check that Firebase still knows the tab. */
+async function cloudStart() {
+  const cloud = await import("./cloud.js");
+  if (cloud.isCallback()) {
+    await cloud.completeSignIn();
+  } else if (session() && !(await cloud.firebaseUser())) {
+    forget(); // the Firebase half is gone (another tab's sign-out, an expiry): sign in again
+  }
 }
 
 function shell(who) {
@@ -179,14 +215,16 @@ async function start() {
     event.preventDefault();
     main().focus();
   });
-  const code = takeCodeFromUrl();
-  if (code) {
-    try {
-      await redeem(code);
-    } catch (error) {
-      showSignedOut(error.message);
-      return;
+  try {
+    if (config.mode === "cloud") {
+      await cloudStart();
+    } else {
+      const code = takeCodeFromUrl();
+      if (code) await redeem(code);
     }
+  } catch (error) {
+    showSignedOut(error.message);
+    return;
   }
   const who = session();
   if (!who) {

@@ -15,6 +15,10 @@ WebAssembly (the verifier module), and nothing else (no ``eval``, no ``Function`
 
 The WASM verifier is not a file of the web root: ``/verifier.wasm`` is the package's
 own ``data/verifier.wasm``, the very bytes the backend runs (:data:`PACKAGE_ASSETS`).
+A cloud-mode build (web/scripts/dist.mjs --config) also connects to Auth0 and Firebase;
+Hosting sends its CSP from the rendered firebase.deploy.json, and ``vettra dev`` serving
+such a build is given the same origins in ``VETTRA_DASHBOARD_CONNECT_SRC`` (space
+separated; each an https origin, or http on loopback), added to ``connect-src`` only.
 
 Requests for ``/api/...`` and ``/health`` (and anything but GET or HEAD outside them:
 405) go to the API unchanged. :class:`WithDashboard` is the ASGI callable uvicorn runs.
@@ -32,6 +36,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..domain.errors import PROBLEM_BASE
 
@@ -54,6 +59,7 @@ CSP = "; ".join(
         "trusted-types 'none'",
     ]
 )
+ENV_CONNECT_SRC = "VETTRA_DASHBOARD_CONNECT_SRC"
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -63,6 +69,50 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
 }
+
+
+def connect_sources(value: str) -> tuple[str, ...]:
+    """The origins of ``VETTRA_DASHBOARD_CONNECT_SRC``, checked: each exactly an origin
+    (scheme, host, optional port; no path, wildcard or quote), https or loopback http."""
+    origins: list[str] = []
+    for item in value.split():
+        parts = urlsplit(item)
+        local = parts.scheme == "http" and (parts.hostname or "") in {
+            "127.0.0.1",
+            "localhost",
+            "::1",
+        }
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        plain = (
+            parts.netloc
+            and not parts.path
+            and not parts.query
+            and not parts.fragment
+            and "@" not in parts.netloc
+            and "*" not in item
+            and "'" not in item
+            and ";" not in item
+            and port_ok
+        )
+        if not plain or not (parts.scheme == "https" or local):
+            raise ValueError(
+                f"{ENV_CONNECT_SRC}: {item[:100]!r} is not an https origin (or http on loopback)"
+            )
+        origins.append(item)
+    return tuple(dict.fromkeys(origins))
+
+
+def security_headers(connect: tuple[str, ...] = ()) -> dict[str, str]:
+    """The headers of every answer; ``connect`` origins are added to connect-src only."""
+    if not connect:
+        return SECURITY_HEADERS
+    csp = CSP.replace("connect-src 'self'", "connect-src 'self' " + " ".join(connect))
+    return {**SECURITY_HEADERS, "Content-Security-Policy": csp}
+
+
 #: Files are not fingerprinted: the browser revalidates each time (ETag, 304).
 CACHE_CONTROL = "no-cache"
 
@@ -191,9 +241,10 @@ def _unsafe(path: str) -> bool:
 class WithDashboard:
     """ASGI: the dashboard's files for GET/HEAD outside the API; the API for the rest."""
 
-    def __init__(self, api: Any, site: StaticSite):
+    def __init__(self, api: Any, site: StaticSite, connect: tuple[str, ...] = ()):
         self.api = api
         self.site = site
+        self.headers = security_headers(connect)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or _is_api(scope.get("path") or "/"):
@@ -228,7 +279,7 @@ class WithDashboard:
             )
             await _problem(send, 404, "not-found", "Not found", detail, head=method == "HEAD")
             return
-        headers = {**SECURITY_HEADERS, "Cache-Control": CACHE_CONTROL, "ETag": asset.etag}
+        headers = {**self.headers, "Cache-Control": CACHE_CONTROL, "ETag": asset.etag}
         if _matches(_header(scope, b"if-none-match"), asset.etag):
             await _send(send, 304, headers, b"", head=True)
             return
