@@ -666,20 +666,26 @@ resource "google_cloud_run_v2_service_iam_member" "public" {
   member   = "allUsers"
 }
 
-resource "google_cloud_run_v2_service_iam_member" "tasks_invoke_expire" {
+# The two internal functions accept only their own caller: Cloud Tasks' invoker account
+# for expire, the Pub/Sub trigger's for sequence.
+resource "google_cloud_run_v2_service_iam_member" "internal_invoker" {
+  for_each = { expire = "tasks-invoker", sequence = "sequence-trigger" }
   project  = var.project_id
   location = var.region
-  name     = google_cloudfunctions2_function.fn["expire"].service_config[0].service
+  name     = google_cloudfunctions2_function.fn[each.key].service_config[0].service
   role     = "roles/run.invoker"
-  member   = google_service_account.system["tasks-invoker"].member
+  member   = google_service_account.system[each.value].member
 }
 
-resource "google_cloud_run_v2_service_iam_member" "trigger_invokes_sequence" {
-  project  = var.project_id
-  location = var.region
-  name     = google_cloudfunctions2_function.fn["sequence"].service_config[0].service
-  role     = "roles/run.invoker"
-  member   = google_service_account.system["sequence-trigger"].member
+# Those two grants were a resource each: a deployed stack keeps them (no revoke and re-grant).
+moved {
+  from = google_cloud_run_v2_service_iam_member.tasks_invoke_expire
+  to   = google_cloud_run_v2_service_iam_member.internal_invoker["expire"]
+}
+
+moved {
+  from = google_cloud_run_v2_service_iam_member.trigger_invokes_sequence
+  to   = google_cloud_run_v2_service_iam_member.internal_invoker["sequence"]
 }
 
 # ------------------------------------------------------------ functions: the functions

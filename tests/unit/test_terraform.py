@@ -174,8 +174,12 @@ def test_only_http_api_functions_are_reachable_from_outside() -> None:
     assert {fn["ingress"] for n, fn in functions.items() if n not in internal} == {"ALLOW_ALL"}
     public = _resources()[("google_cloud_run_v2_service_iam_member", "public")]
     assert 'fn.ingress == "ALLOW_ALL"' in public["for_each"] and public["member"] == '"allUsers"'
-    expire = _resources()[("google_cloud_run_v2_service_iam_member", "tasks_invoke_expire")]
-    assert expire["member"] == '${google_service_account.system["tasks-invoker"].member}'
+    internal_invoker = _resources()[("google_cloud_run_v2_service_iam_member", "internal_invoker")]
+    assert _lit(internal_invoker["for_each"]) == {
+        "expire": "tasks-invoker",
+        "sequence": "sequence-trigger",
+    }
+    assert internal_invoker["member"] == "${google_service_account.system[each.value].member}"
 
 
 def test_least_privilege_where_it_matters() -> None:
