@@ -31,6 +31,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from _args import Opt, parse_options
+from _events import CHECKPOINT_EVERY, KEY, KEY_ID, intercepted
 
 from vettra.adapters.local_keys import LocalKeyStore
 from vettra.adapters.sqlite_store import SqliteStore
@@ -46,20 +47,12 @@ from vettra.domain.checkpoint import (
 from vettra.domain.merkle import CompactRange, leaf_hash
 from vettra.services.checkpoints import Checkpointer
 
-CHECKPOINT_EVERY = 1000
-KEY_ID, KEY = "hk_bench", b"k" * 32
-
 
 def event(i: int) -> AuditEvent:
     """An entry shaped like a real intercept entry (about 700 bytes exported)."""
-    return AuditEvent(
-        type="action.intercepted",
-        chain="default",
-        actor="agent:bench",
-        at="2026-11-30T00:00:00.000Z",
-        action_id=f"act_{i:032x}",
-        user="alice",
-        data={
+    return intercepted(
+        i,
+        {
             "agent": "bench",
             "args_digest": "sha256:" + hashlib.sha256(str(i).encode()).hexdigest(),
             "expires_at": None,

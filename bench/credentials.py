@@ -29,12 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from _live import Client, mint, start_server, stop_server  # noqa: E402
 
-from tests.token_endpoint import (  # noqa: E402
-    GRANT_TYPE,
-    REQUESTED_TOKEN_TYPE,
-    SUBJECT_TOKEN_TYPE,
-    TokenEndpoint,
-)
+from tests.token_endpoint import TokenEndpoint  # noqa: E402
 
 GMAIL_READ = "https://www.googleapis.com/auth/gmail.readonly"
 MAIL = {"tool": "gmail.list_messages", "arguments": {"q": "is:unread"}}
@@ -79,15 +74,7 @@ def releases(agent: Client, bundle: dict, n: int) -> list[float]:
 
 
 def bare_exchange(endpoint: TokenEndpoint, n: int) -> list[float]:
-    form = {
-        "grant_type": GRANT_TYPE,
-        "client_id": endpoint.client_id,
-        "client_secret": endpoint.client_secret,
-        "subject_token_type": SUBJECT_TOKEN_TYPE,
-        "subject_token": REFRESH,
-        "requested_token_type": REQUESTED_TOKEN_TYPE,
-        "connection": "google-oauth2",
-    }
+    form = endpoint.exchange_form(REFRESH, "google-oauth2")
     timings = []
     with httpx.Client() as client:
         for _ in range(n):

@@ -23,9 +23,11 @@ import statistics
 import time
 from typing import Any
 
+from _events import CHECKPOINT_EVERY, KEY, KEY_ID, intercepted
+
 from vettra.adapters.wasm_verifier import WasmVerifier, bundle_facts, load
 from vettra.domain.action_bundle import parse_bundle
-from vettra.domain.audit import GENESIS_HASH, AuditEvent, link_all
+from vettra.domain.audit import GENESIS_HASH, link_all
 from vettra.domain.audit_verify import LogVerifier, split_export_line
 from vettra.domain.catalogue import Catalogue
 from vettra.domain.merkle import CompactRange
@@ -63,8 +65,6 @@ BODIES: list[dict[str, Any]] = [
         "arguments": {"channel": "#ops", "text": "déploiement terminé ✅"},
     },
 ]
-KEY_ID, KEY = "hk_bench", b"k" * 32
-CHECKPOINT_EVERY = 1000
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -128,19 +128,8 @@ def decisions(verifier: WasmVerifier, count: int) -> None:
 
 def entries(n: int) -> tuple[list[bytes], list[tuple[int, str]]]:
     events = [
-        AuditEvent(
-            type="action.intercepted",
-            chain="default",
-            actor="agent:bench",
-            at="2026-11-30T00:00:00.000Z",
-            action_id=f"act_{i:032x}",
-            user="alice",
-            data={
-                "status": "allowed",
-                "tool": "gmail.send_message",
-                "risk_level": "MEDIUM",
-                "n": i,
-            },
+        intercepted(
+            i, {"status": "allowed", "tool": "gmail.send_message", "risk_level": "MEDIUM", "n": i}
         )
         for i in range(n)
     ]

@@ -81,6 +81,8 @@ locals {
     events   = "vettra-events"
     sequence = "vettra-sequence"
   }
+  # Those and, for each KEY, "KEY-dlq": where its subscription's undeliverable messages go.
+  topics_and_dead_letters = merge(local.topics, { for key, name in local.topics : "${key}-dlq" => "${name}-dlq" })
 
   # One function per target of functions/main.py; the key is the entry point.
   # What each may touch (docs/terraform.md, "Who may do what"):
@@ -329,9 +331,11 @@ resource "google_secret_manager_secret_iam_member" "mounted" {
 
 # ------------------------------------------------- messaging: Pub/Sub, Tasks, Scheduler
 
+# The topics, and where messages go after max_delivery_attempts failed deliveries
+# ("<topic>-dlq", keys "events-dlq" and "sequence-dlq").
 resource "google_pubsub_topic" "main" {
   #checkov:skip=CKV_GCP_83:Google-managed encryption; messages carry ids and event types, not secrets (docs/events.md).
-  for_each = local.topics
+  for_each = local.topics_and_dead_letters
   project  = var.project_id
   name     = each.value
   labels   = var.labels
@@ -339,15 +343,16 @@ resource "google_pubsub_topic" "main" {
   depends_on = [google_project_service.enabled]
 }
 
-# Where messages go after max_delivery_attempts failed deliveries ("<topic>-dlq").
-resource "google_pubsub_topic" "dead_letter" {
-  #checkov:skip=CKV_GCP_83:Google-managed encryption; see the main topics.
-  for_each = local.topics
-  project  = var.project_id
-  name     = "${each.value}-dlq"
-  labels   = var.labels
+# The dead-letter topics were a resource of their own: a deployed stack keeps them (and
+# the dead letters they hold).
+moved {
+  from = google_pubsub_topic.dead_letter["events"]
+  to   = google_pubsub_topic.main["events-dlq"]
+}
 
-  depends_on = [google_project_service.enabled]
+moved {
+  from = google_pubsub_topic.dead_letter["sequence"]
+  to   = google_pubsub_topic.main["sequence-dlq"]
 }
 
 # Pull subscriptions "<topic>-sub" for notification workers and operators' tools.
@@ -375,7 +380,7 @@ resource "google_pubsub_subscription" "main" {
   }
 
   dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.dead_letter[each.key].id
+    dead_letter_topic     = google_pubsub_topic.main["${each.key}-dlq"].id
     max_delivery_attempts = 5
   }
 }
@@ -385,7 +390,7 @@ resource "google_pubsub_subscription" "dead_letter" {
   for_each = local.topics
   project  = var.project_id
   name     = "${each.value}-dlq-sub"
-  topic    = google_pubsub_topic.dead_letter[each.key].id
+  topic    = google_pubsub_topic.main["${each.key}-dlq"].id
   labels   = var.labels
 
   ack_deadline_seconds       = 60
@@ -401,7 +406,7 @@ resource "google_pubsub_subscription" "dead_letter" {
 resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
   for_each = local.topics
   project  = var.project_id
-  topic    = google_pubsub_topic.dead_letter[each.key].name
+  topic    = google_pubsub_topic.main["${each.key}-dlq"].name
   role     = "roles/pubsub.publisher"
   member   = google_project_service_identity.agent["pubsub.googleapis.com"].member
 }
@@ -666,20 +671,26 @@ resource "google_cloud_run_v2_service_iam_member" "public" {
   member   = "allUsers"
 }
 
-resource "google_cloud_run_v2_service_iam_member" "tasks_invoke_expire" {
+# The two internal functions accept only their own caller: Cloud Tasks' invoker account
+# for expire, the Pub/Sub trigger's for sequence.
+resource "google_cloud_run_v2_service_iam_member" "internal_invoker" {
+  for_each = { expire = "tasks-invoker", sequence = "sequence-trigger" }
   project  = var.project_id
   location = var.region
-  name     = google_cloudfunctions2_function.fn["expire"].service_config[0].service
+  name     = google_cloudfunctions2_function.fn[each.key].service_config[0].service
   role     = "roles/run.invoker"
-  member   = google_service_account.system["tasks-invoker"].member
+  member   = google_service_account.system[each.value].member
 }
 
-resource "google_cloud_run_v2_service_iam_member" "trigger_invokes_sequence" {
-  project  = var.project_id
-  location = var.region
-  name     = google_cloudfunctions2_function.fn["sequence"].service_config[0].service
-  role     = "roles/run.invoker"
-  member   = google_service_account.system["sequence-trigger"].member
+# Those two grants were a resource each: a deployed stack keeps them (no revoke and re-grant).
+moved {
+  from = google_cloud_run_v2_service_iam_member.tasks_invoke_expire
+  to   = google_cloud_run_v2_service_iam_member.internal_invoker["expire"]
+}
+
+moved {
+  from = google_cloud_run_v2_service_iam_member.trigger_invokes_sequence
+  to   = google_cloud_run_v2_service_iam_member.internal_invoker["sequence"]
 }
 
 # ------------------------------------------------------------ functions: the functions

@@ -43,10 +43,10 @@ output "tasks_invoker" {
 output "topics" {
   description = "Pub/Sub topics, subscriptions and their dead letters."
   value = {
-    for key, topic in google_pubsub_topic.main : key => {
-      topic                    = topic.name
+    for key in keys(local.topics) : key => {
+      topic                    = google_pubsub_topic.main[key].name
       subscription             = google_pubsub_subscription.main[key].name
-      dead_letter_topic        = google_pubsub_topic.dead_letter[key].name
+      dead_letter_topic        = google_pubsub_topic.main["${key}-dlq"].name
       dead_letter_subscription = google_pubsub_subscription.dead_letter[key].name
     }
   }

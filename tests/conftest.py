@@ -1,7 +1,7 @@
 """Shared fixtures: a real runtime on a temporary home, the real HTTP server
 (``vettra dev``'s uvicorn stack, in a thread with its own event loop) on an
 ephemeral loopback port, tokens minted by that home's identity, and an OpenID provider
-on 127.0.0.1 (``idp``)."""
+on 127.0.0.1 (``idp``); Auth0 Token Vault's token endpoint on 127.0.0.1 (``endpoint``)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from vettra.bootstrap import Config, Runtime, bootstrap
 from vettra.entrypoints.server import Limits, asgi_app, build, loop_factory
 
 from .idp import FakeIdP
+from .token_endpoint import TokenEndpoint
 
 
 @pytest.fixture
@@ -26,6 +27,13 @@ def idp() -> Iterator[FakeIdP]:
     """An OpenID provider (discovery, JWK Set, signed tokens) on 127.0.0.1."""
     with FakeIdP() as provider:
         yield provider
+
+
+@pytest.fixture
+def endpoint() -> Iterator[TokenEndpoint]:
+    server = TokenEndpoint()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

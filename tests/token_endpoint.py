@@ -29,6 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
+from vettra.adapters.auth0_token_vault import TokenVaultSettings
+
 GRANT_TYPE = "urn:auth0:params:oauth:grant-type:token-exchange:federated-connection-access-token"
 SUBJECT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:refresh_token"
 REQUESTED_TOKEN_TYPE = "http://auth0.com/oauth/token-type/federated-connection-access-token"
@@ -147,6 +149,25 @@ class TokenEndpoint:
     def violations(self) -> list[str]:
         with self._lock:
             return list(self.state.violations)
+
+    def vault_settings(self, **changes: Any) -> TokenVaultSettings:
+        """Settings of an Auth0 Token Vault client that exchanges here and retries quickly
+        (``changes`` set any other field)."""
+        here = {"token_url": self.token_url, "client_id": self.client_id}
+        here |= {"client_secret": self.client_secret, "backoff_s": 0.01, "max_backoff_s": 0.05}
+        return TokenVaultSettings(**{**here, **changes})
+
+    def exchange_form(self, refresh_token: str, connection: str) -> dict[str, str]:
+        """The form Auth0 documents for this exchange, from this endpoint's client."""
+        return {
+            "grant_type": GRANT_TYPE,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "subject_token_type": SUBJECT_TOKEN_TYPE,
+            "subject_token": refresh_token,
+            "requested_token_type": REQUESTED_TOKEN_TYPE,
+            "connection": connection,
+        }
 
     def env(self) -> dict[str, str]:
         """The environment a Vettra server needs to exchange through this endpoint."""

@@ -31,21 +31,13 @@ def load_wasm_verifier() -> Any:
 
 def reference_answer(policy: Policy, bundle: Any, catalogue: Any, agent: str | None) -> Any:
     """``{"risk": …, "decision": …}`` as the module answers ``decide``, or ``("raises", …)``."""
+    from vettra.adapters.wasm_verifier import decide_answer
+
     try:
         risk, decision = REFERENCE.decide(policy, bundle, catalogue, agent)
     except Exception as exc:  # noqa: BLE001 - the reference raising is an answer too
         return ("raises", f"{type(exc).__name__}: {exc}")
-    return {
-        "risk": {**risk.as_dict(), "choices": risk.choices, "forced_high": risk.forced_high},
-        "decision": {
-            "outcome": decision.outcome,
-            "rule_id": decision.rule_id,
-            "reason": decision.reason,
-            "timeout_s": decision.timeout_s,
-            "on_expiry": decision.on_expiry,
-            "approvers": decision.approvers,
-        },
-    }
+    return decide_answer(risk, decision)
 
 
 def agrees(want: Any, answer: dict[str, Any]) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from vettra.adapters.auth0_token_vault import Auth0TokenVault, TokenVaultSettings
+from vettra.adapters.auth0_token_vault import Auth0TokenVault
 from vettra.adapters.clock import FakeClock
 from vettra.adapters.local_vault import LocalVault, token_record
 from vettra.domain import receipts
@@ -51,26 +51,13 @@ REFRESH = "v1.PLANTED-refresh-contract-51d2"
 GOOGLE = "ya29.PLANTED-google-contract-88aa"
 
 
-@pytest.fixture
-def endpoint() -> Iterator[TokenEndpoint]:
-    server = TokenEndpoint()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(params=ADAPTERS)
 def deps(request, tmp_path: Path, endpoint: TokenEndpoint) -> Iterator[Deps]:
     from vettra.adapters.local_keys import LocalKeyStore
 
     store = request.param(tmp_path, request)
     keys, clock = LocalKeyStore(tmp_path / "keys-home"), FakeClock()
-    settings = TokenVaultSettings(
-        token_url=endpoint.token_url,
-        client_id=endpoint.client_id,
-        client_secret=endpoint.client_secret,
-        backoff_s=0.01,
-        max_backoff_s=0.02,
-    )
+    settings = endpoint.vault_settings(max_backoff_s=0.02)
     built = recording_deps(store, keys, clock)
     built.policies.ensure_default(DEFAULT_TENANT)
     built.vaults = {ACCESS_TOKEN: LocalVault(), REFRESH_TOKEN: Auth0TokenVault(settings, clock)}

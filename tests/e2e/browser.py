@@ -200,6 +200,24 @@ def session_client(dash: Dashboard) -> httpx.Client:
     return dash.live.client(token)
 
 
+def virtual_authenticator(dash: Dashboard) -> tuple[Any, str]:
+    """A CDP session with a virtual passkey authenticator on the tab (user verification
+    and presence simulated): ``(session, authenticator id)``."""
+    cdp = dash.page.context.new_cdp_session(dash.page)
+    cdp.send("WebAuthn.enable")
+    options = {
+        "protocol": "ctap2",
+        "transport": "internal",
+        "hasResidentKey": True,
+        "hasUserVerification": True,
+        "isUserVerified": True,
+        "automaticPresenceSimulation": True,
+    }
+    return cdp, cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})[
+        "authenticatorId"
+    ]
+
+
 def enrol_totp(dash: Dashboard) -> pyotp.TOTP:
     """Enrol an authenticator app for the tab's user over HTTP (spends the current step)."""
     with session_client(dash) as me:

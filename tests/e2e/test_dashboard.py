@@ -28,6 +28,7 @@ from .browser import (
     TIMEOUT_MS,
     _joined,
     enrol_totp,
+    virtual_authenticator,
 )
 from .conftest import mint, run_cli
 
@@ -254,21 +255,7 @@ def test_step_up_with_a_totp_code_inline(dash) -> None:
 
 
 def test_step_up_with_a_passkey_in_the_virtual_authenticator(dash) -> None:
-    cdp = dash.page.context.new_cdp_session(dash.page)
-    cdp.send("WebAuthn.enable")
-    authenticator = cdp.send(
-        "WebAuthn.addVirtualAuthenticator",
-        {
-            "options": {
-                "protocol": "ctap2",
-                "transport": "internal",
-                "hasResidentKey": True,
-                "hasUserVerification": True,
-                "isUserVerified": True,
-                "automaticPresenceSimulation": True,
-            }
-        },
-    )["authenticatorId"]
+    cdp, authenticator = virtual_authenticator(dash)
     # enrol through the page's own WebAuthn code (navigator.credentials.create)
     enrolled = dash.page.evaluate(
         """async () => {

@@ -27,6 +27,7 @@ from .browser import (
     enrol_totp,
     session_client,
     sign_in_link,
+    virtual_authenticator,
     wait_for_checkpoint,
 )
 from .conftest import mint, run_cli
@@ -59,22 +60,6 @@ class Codes:
             time.sleep(30 - time.time() % 30 + 0.1)
 
 
-def _virtual_authenticator(dash: Dashboard) -> tuple[Any, str]:
-    cdp = dash.page.context.new_cdp_session(dash.page)
-    cdp.send("WebAuthn.enable")
-    options = {
-        "protocol": "ctap2",
-        "transport": "internal",
-        "hasResidentKey": True,
-        "hasUserVerification": True,
-        "isUserVerified": True,
-        "automaticPresenceSimulation": True,
-    }
-    return cdp, cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})[
-        "authenticatorId"
-    ]
-
-
 def _go(dash: Dashboard, page: str) -> None:
     """Open a page and wait until its data has loaded (``data-loaded`` on its section)."""
     dash.page.evaluate(f"location.hash = '#/{page}'")
@@ -96,7 +81,7 @@ def _axe(dash: Dashboard) -> list[tuple[str, str]]:
 
 
 def test_factors_enrol_totp_with_its_qr_add_a_passkey_and_remove_one(dash) -> None:
-    cdp, authenticator = _virtual_authenticator(dash)
+    cdp, authenticator = virtual_authenticator(dash)
     _go(dash, "factors")
     page = dash.page
     assert "None yet" in page.locator(".factor-list").inner_text()

@@ -17,20 +17,14 @@ from typing import Any
 
 import pytest
 
+from .browser import CHROMIUM_FLAGS
+
 REPO = Path(__file__).resolve().parents[2]
 VECTORS = REPO / "tests" / "vectors"
 DATA = REPO / "shared" / "vettra" / "data"
 JS = REPO / "wasm-verifier" / "js"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+#: the dashboard harness's flags, headless (playwright adds that itself there)
+FLAGS = ["--headless", *CHROMIUM_FLAGS]
 PAGE = """<!doctype html><meta charset="utf-8"><title>verifier vectors</title>
 <script type="module">
 import { loadVerifier } from "./verifier.mjs";

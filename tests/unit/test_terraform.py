@@ -174,8 +174,12 @@ def test_only_http_api_functions_are_reachable_from_outside() -> None:
     assert {fn["ingress"] for n, fn in functions.items() if n not in internal} == {"ALLOW_ALL"}
     public = _resources()[("google_cloud_run_v2_service_iam_member", "public")]
     assert 'fn.ingress == "ALLOW_ALL"' in public["for_each"] and public["member"] == '"allUsers"'
-    expire = _resources()[("google_cloud_run_v2_service_iam_member", "tasks_invoke_expire")]
-    assert expire["member"] == '${google_service_account.system["tasks-invoker"].member}'
+    internal_invoker = _resources()[("google_cloud_run_v2_service_iam_member", "internal_invoker")]
+    assert _lit(internal_invoker["for_each"]) == {
+        "expire": "tasks-invoker",
+        "sequence": "sequence-trigger",
+    }
+    assert internal_invoker["member"] == "${google_service_account.system[each.value].member}"
 
 
 def test_least_privilege_where_it_matters() -> None:
@@ -222,11 +226,14 @@ def test_environment_is_cloud_md_s() -> None:
 def test_topics_subscriptions_and_dead_letters() -> None:
     assert _lit(_locals()["topics"]) == {"events": "vettra-events", "sequence": "vettra-sequence"}
     res = _resources()
-    assert _lit(res[("google_pubsub_topic", "dead_letter")]["name"]) == "${each.value}-dlq"
+    # one resource holds the topics and their dead-letter topics "<topic>-dlq"
+    assert res[("google_pubsub_topic", "main")]["for_each"] == "${local.topics_and_dead_letters}"
+    both = re.sub(r"\s+", " ", _locals()["topics_and_dead_letters"])
+    assert '"${key}-dlq" => "${name}-dlq"' in both and "local.topics" in both, both
     sub = res[("google_pubsub_subscription", "main")]
     assert _lit(sub["name"]) == "${each.value}-sub"
     policy = sub["dead_letter_policy"][0]
-    assert policy["dead_letter_topic"] == "${google_pubsub_topic.dead_letter[each.key].id}"
+    assert policy["dead_letter_topic"] == '${google_pubsub_topic.main["${each.key}-dlq"].id}'
     assert 5 <= policy["max_delivery_attempts"] <= 100
     # the Pub/Sub service agent may publish dead letters and ack the originals
     agent = '${google_project_service_identity.agent["pubsub.googleapis.com"].member}'
@@ -240,7 +247,7 @@ def test_topics_subscriptions_and_dead_letters() -> None:
         assert res[key]["member"] == agent and _lit(res[key]["role"]) == role
     # dead letters are kept somewhere (a topic with no subscription drops them)
     assert res[("google_pubsub_subscription", "dead_letter")]["topic"] == (
-        "${google_pubsub_topic.dead_letter[each.key].id}"
+        '${google_pubsub_topic.main["${each.key}-dlq"].id}'
     )
 
 

@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from vettra.adapters.auth0_token_vault import (
-    GRANT_TYPE,
-    REQUESTED_TOKEN_TYPE,
-    SUBJECT_TOKEN_TYPE,
     Auth0TokenVault,
     TokenVaultSettings,
 )
@@ -35,21 +31,8 @@ GOOGLE_TOKEN = "ya29.PLANTED-google-access-4411"
 GMAIL_SEND = "https://www.googleapis.com/auth/gmail.send"
 
 
-@pytest.fixture
-def endpoint() -> Iterator[TokenEndpoint]:
-    server = TokenEndpoint()
-    yield server
-    server.stop()
-
-
 def _vault(endpoint: TokenEndpoint, clock: FakeClock, **changes) -> Auth0TokenVault:
-    settings = TokenVaultSettings(
-        token_url=endpoint.token_url,
-        client_id=endpoint.client_id,
-        client_secret=endpoint.client_secret,
-        **{"backoff_s": 0.01, "max_backoff_s": 0.05, **changes},
-    )
-    return Auth0TokenVault(settings, clock)
+    return Auth0TokenVault(endpoint.vault_settings(**changes), clock)
 
 
 def test_the_exchange_sends_exactly_auth0s_documented_parameters(endpoint) -> None:
@@ -59,17 +42,7 @@ def test_the_exchange_sends_exactly_auth0s_documented_parameters(endpoint) -> No
     assert token.access_token == GOOGLE_TOKEN and token.token_type == "Bearer"
     assert token.scope == ("openid", GMAIL_SEND)
     assert token.expires_at == clock.now() + timedelta(seconds=3600)
-    assert endpoint.requests == [
-        {
-            "grant_type": GRANT_TYPE,
-            "client_id": endpoint.client_id,
-            "client_secret": endpoint.client_secret,
-            "subject_token_type": SUBJECT_TOKEN_TYPE,
-            "subject_token": REFRESH,
-            "requested_token_type": REQUESTED_TOKEN_TYPE,
-            "connection": "google-oauth2",
-        }
-    ]
+    assert endpoint.requests == [endpoint.exchange_form(REFRESH, "google-oauth2")]
     assert endpoint.violations == []
     assert GOOGLE_TOKEN not in repr(token)
 

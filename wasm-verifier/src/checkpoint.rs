@@ -2,13 +2,13 @@
 //! verified with a `<name>+<hex8>+<base64(0x01 || key)>` verifier key, so a browser can
 //! check the checkpoints the dashboard shows with the same rules as `vettra audit verify`.
 
+use crate::base64::{self, STANDARD as STD64};
 use crate::json::Value;
 use crate::pystr;
 use crate::Fallback;
 
 const SIG_PREFIX: &str = "\u{2014} ";
 const MAX_SIGNATURES: usize = 100;
-const STD64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 pub struct Checkpoint {
     pub origin: String,
@@ -55,19 +55,7 @@ fn check_name(name: &str, what: &str) -> Result<(), String> {
 }
 
 fn b64encode(raw: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in raw.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32;
-        for k in 0..4 {
-            if k <= chunk.len() {
-                out.push(STD64[((n >> (18 - 6 * k)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    base64::encode(raw, STD64, true)
 }
 
 /// Standard base64 (RFC 4648 §4), canonical spelling only.
@@ -78,18 +66,7 @@ pub fn b64decode(value: &str, what: &str) -> Result<Vec<u8>, String> {
     if pad.len() > 2 || pad.iter().any(|&c| c != b'=') || bytes.len() % 4 != 0 {
         return Err(fail_s(what, "standard base64", value));
     }
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0);
-    for &c in &bytes[..body_len] {
-        let v = STD64.iter().position(|&x| x == c).unwrap_or(0) as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
+    let out = base64::decode(&bytes[..body_len], STD64);
     if b64encode(&out) != value {
         return Err(fail_s(what, "canonical base64", value));
     }

@@ -2,6 +2,7 @@
 //! `"vettra.policy.v1\n" || canonical_json(payload)`, then the schema, then anti-rollback.
 //! Built without the `ed25519` feature, a bundle cannot be verified (only digested).
 
+use crate::base64::{self, URL_SAFE as B64URL};
 use crate::conditions::FieldError;
 use crate::json::{self, Value};
 use crate::policy::{Loaded, Policy};
@@ -10,7 +11,6 @@ use crate::Fallback;
 
 pub const SIGNING_CONTEXT: &[u8] = b"vettra.policy.v1\n";
 const MAX_SIGNATURES: usize = 8;
-const B64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 pub struct Rejected {
     pub detail: String,
@@ -22,16 +22,7 @@ fn reject(detail: &str, field: &str, message: &str) -> Rejected {
 }
 
 pub fn b64url_encode(data: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32;
-        let chars = chunk.len() + 1;
-        for k in 0..chars {
-            out.push(B64URL[((n >> (18 - 6 * k)) & 63) as usize] as char);
-        }
-    }
-    out
+    base64::encode(data, B64URL, false)
 }
 
 /// Strict unpadded base64url: one spelling per byte string (policy_envelope.b64url_decode).
@@ -39,19 +30,7 @@ pub fn b64url_decode(text: &str) -> Result<Vec<u8>, String> {
     if !text.bytes().all(|c| B64URL.contains(&c)) || text.len() % 4 == 1 {
         return Err("not unpadded base64url".into());
     }
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for c in text.bytes() {
-        let v = B64URL.iter().position(|&x| x == c).unwrap_or(0) as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
+    let out = base64::decode(text.as_bytes(), B64URL);
     if b64url_encode(&out) != text {
         return Err("non-canonical base64url".into());
     }

@@ -23,6 +23,7 @@
 //! sort_keys=True)`, which the reference quotes in reasons).
 
 use crate::numfmt;
+use std::convert::Infallible;
 use std::fmt::Write;
 
 pub const MAX_SAFE_INTEGER: i128 = (1 << 53) - 1;
@@ -275,29 +276,14 @@ impl<'a> Parser<'a> {
             self.ws();
             match self.peek() {
                 Some(b'[') => {
-                    self.i += 1;
-                    self.ws();
-                    if self.peek() == Some(b']') {
-                        self.i += 1;
-                    } else {
+                    if !self.open_empty(b']') {
                         stack.push(b']');
                         continue;
                     }
                 }
                 Some(b'{') => {
-                    self.i += 1;
-                    self.ws();
-                    if self.peek() == Some(b'}') {
-                        self.i += 1;
-                    } else {
-                        if self.peek() != Some(b'"') {
-                            return Err(self.err("expected a property name"));
-                        }
-                        self.string()?;
-                        self.ws();
-                        if !self.eat(b":") {
-                            return Err(self.err("expected ':'"));
-                        }
+                    if !self.open_empty(b'}') {
+                        self.member_name("expected a property name")?;
                         stack.push(b'}');
                         continue;
                     }
@@ -320,15 +306,7 @@ impl<'a> Parser<'a> {
                 self.ws();
                 if self.eat(b",") {
                     if close == b'}' {
-                        self.ws();
-                        if self.peek() != Some(b'"') {
-                            return Err(self.err("expected a property name"));
-                        }
-                        self.string()?;
-                        self.ws();
-                        if !self.eat(b":") {
-                            return Err(self.err("expected ':'"));
-                        }
+                        self.member_name("expected a property name")?;
                     }
                     break;
                 }
@@ -342,24 +320,58 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn object(&mut self, depth: usize) -> Result<Value, ParseError> {
+    /// Past a container's opening byte and white space; true, and past `close` too, when
+    /// the container is empty.
+    fn open_empty(&mut self, close: u8) -> bool {
         self.i += 1;
-        let mut members: Vec<(String, Value)> = Vec::new();
         self.ws();
-        if self.peek() == Some(b'}') {
+        if self.peek() == Some(close) {
             self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A member's name in double quotes and its ':' (white space around the name);
+    /// `missing` says what was expected when no name is there.
+    fn member_name(&mut self, missing: &str) -> Result<String, ParseError> {
+        self.ws();
+        if self.peek() != Some(b'"') {
+            return Err(self.err(missing));
+        }
+        let key = self.string()?;
+        self.ws();
+        if !self.eat(b":") {
+            return Err(self.err("expected ':'"));
+        }
+        Ok(key)
+    }
+
+    /// After a member or an item: past ',' (false: another follows) or past `close`
+    /// (true: the container ends); anything else is the error `expected`.
+    fn next_or_close(&mut self, close: u8, expected: &str) -> Result<bool, ParseError> {
+        self.ws();
+        match self.peek() {
+            Some(b',') => {
+                self.i += 1;
+                Ok(false)
+            }
+            Some(c) if c == close => {
+                self.i += 1;
+                Ok(true)
+            }
+            _ => Err(self.err(expected)),
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<Value, ParseError> {
+        let mut members: Vec<(String, Value)> = Vec::new();
+        if self.open_empty(b'}') {
             return Ok(Value::Object(members));
         }
         loop {
-            self.ws();
-            if self.peek() != Some(b'"') {
-                return Err(self.err("expected a property name in double quotes"));
-            }
-            let key = self.string()?;
-            self.ws();
-            if !self.eat(b":") {
-                return Err(self.err("expected ':'"));
-            }
+            let key = self.member_name("expected a property name in double quotes")?;
             self.ws();
             let value = self.value(depth + 1)?;
             if let Some(slot) = members.iter_mut().find(|(k, _)| *k == key) {
@@ -370,41 +382,22 @@ impl<'a> Parser<'a> {
             } else {
                 members.push((key, value));
             }
-            self.ws();
-            match self.peek() {
-                Some(b',') => {
-                    self.i += 1;
-                }
-                Some(b'}') => {
-                    self.i += 1;
-                    return Ok(Value::Object(members));
-                }
-                _ => return Err(self.err("expected ',' or '}'")),
+            if self.next_or_close(b'}', "expected ',' or '}'")? {
+                return Ok(Value::Object(members));
             }
         }
     }
 
     fn array(&mut self, depth: usize) -> Result<Value, ParseError> {
-        self.i += 1;
         let mut items = Vec::new();
-        self.ws();
-        if self.peek() == Some(b']') {
-            self.i += 1;
+        if self.open_empty(b']') {
             return Ok(Value::Array(items));
         }
         loop {
             self.ws();
             items.push(self.value(depth + 1)?);
-            self.ws();
-            match self.peek() {
-                Some(b',') => {
-                    self.i += 1;
-                }
-                Some(b']') => {
-                    self.i += 1;
-                    return Ok(Value::Array(items));
-                }
-                _ => return Err(self.err("expected ',' or ']'")),
+            if self.next_or_close(b']', "expected ',' or ']'")? {
+                return Ok(Value::Array(items));
             }
         }
     }
@@ -647,30 +640,16 @@ fn write_canonical(out: &mut String, value: &Value) -> Result<(), CanonicalError
             out.push_str(&numfmt::es_number(*f));
         }
         Value::Str(s) => write_string(out, s),
-        Value::Array(items) => {
-            out.push('[');
-            for (k, item) in items.iter().enumerate() {
-                if k > 0 {
-                    out.push(',');
-                }
-                write_canonical(out, item)?;
-            }
-            out.push(']');
-        }
+        Value::Array(items) => write_joined(out, ('[', ",", ']'), items.iter(), write_canonical)?,
         Value::Object(members) => {
             let mut keyed: Vec<(Vec<u16>, &String, &Value)> =
                 members.iter().map(|(k, v)| (utf16_key(k), k, v)).collect();
             keyed.sort_by(|a, b| a.0.cmp(&b.0));
-            out.push('{');
-            for (k, (_, key, item)) in keyed.iter().enumerate() {
-                if k > 0 {
-                    out.push(',');
-                }
+            write_joined(out, ('{', ",", '}'), keyed.into_iter(), |out, (_, key, item)| {
                 write_string(out, key);
                 out.push(':');
-                write_canonical(out, item)?;
-            }
-            out.push('}');
+                write_canonical(out, item)
+            })?;
         }
     }
     Ok(())
@@ -711,32 +690,43 @@ fn write_python(out: &mut String, value: &Value, sort: bool, item_sep: &str, key
         }
         Value::Str(s) => write_string(out, s),
         Value::Array(items) => {
-            out.push('[');
-            for (k, item) in items.iter().enumerate() {
-                if k > 0 {
-                    out.push_str(item_sep);
-                }
+            let _ = write_joined(out, ('[', item_sep, ']'), items.iter(), |out, item| {
                 write_python(out, item, sort, item_sep, key_sep);
-            }
-            out.push(']');
+                Ok::<(), Infallible>(())
+            });
         }
         Value::Object(members) => {
             let mut refs: Vec<&(String, Value)> = members.iter().collect();
             if sort {
                 refs.sort_by(|a, b| a.0.cmp(&b.0)); // str order: code points (= UTF-8 bytes)
             }
-            out.push('{');
-            for (k, (key, item)) in refs.iter().map(|m| (&m.0, &m.1)).enumerate() {
-                if k > 0 {
-                    out.push_str(item_sep);
-                }
+            let _ = write_joined(out, ('{', item_sep, '}'), refs.into_iter(), |out, (key, item)| {
                 write_string(out, key);
                 out.push_str(key_sep);
                 write_python(out, item, sort, item_sep, key_sep);
-            }
-            out.push('}');
+                Ok::<(), Infallible>(())
+            });
         }
     }
+}
+
+/// `open`, the items (each written by `write`) with `sep` between them, `close`: the
+/// arrays and objects of both writers.
+fn write_joined<T, E>(
+    out: &mut String,
+    (open, sep, close): (char, &str, char),
+    items: impl Iterator<Item = T>,
+    mut write: impl FnMut(&mut String, T) -> Result<(), E>,
+) -> Result<(), E> {
+    out.push(open);
+    for (k, item) in items.enumerate() {
+        if k > 0 {
+            out.push_str(sep);
+        }
+        write(out, item)?;
+    }
+    out.push(close);
+    Ok(())
 }
 
 /// Builder helpers for responses.

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod base64;
 pub mod catalogue;
 pub mod checkpoint;
 pub mod conditions;

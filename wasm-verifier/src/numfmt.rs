@@ -35,6 +35,26 @@ fn shortest(f: f64) -> (bool, String, i32) {
     short
 }
 
+/// `0.` then `-n` zeros then the digits: 0.d1d2…dk × 10^n for n <= 0, in both languages.
+fn push_below_one(out: &mut String, digits: &str, n: i32) {
+    out.push_str("0.");
+    for _ in 0..(-n) {
+        out.push('0');
+    }
+    out.push_str(digits);
+}
+
+/// `d1[.d2…dk]e` and the exponent's sign: the start of both languages' exponent form.
+fn push_mantissa_e_sign(out: &mut String, digits: &str, e: i32) {
+    out.push_str(&digits[..1]);
+    if digits.len() > 1 {
+        out.push('.');
+        out.push_str(&digits[1..]);
+    }
+    out.push('e');
+    out.push(if e < 0 { '-' } else { '+' });
+}
+
 /// ECMAScript Number::toString (finite values only; -0 prints as 0).
 pub fn es_number(f: f64) -> String {
     if f == 0.0 {
@@ -56,20 +76,10 @@ pub fn es_number(f: f64) -> String {
         out.push('.');
         out.push_str(&digits[n as usize..]);
     } else if -6 < n && n <= 0 {
-        out.push_str("0.");
-        for _ in 0..(-n) {
-            out.push('0');
-        }
-        out.push_str(&digits);
+        push_below_one(&mut out, &digits, n);
     } else {
         let e = n - 1;
-        out.push_str(&digits[..1]);
-        if k > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
-        }
-        out.push('e');
-        out.push(if e < 0 { '-' } else { '+' });
+        push_mantissa_e_sign(&mut out, &digits, e);
         out.push_str(&e.abs().to_string());
     }
     out
@@ -95,24 +105,14 @@ pub fn py_float_repr(f: f64) -> String {
     }
     if n <= -4 || n > 16 {
         let e = n - 1;
-        out.push_str(&digits[..1]);
-        if k > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
-        }
-        out.push('e');
-        out.push(if e < 0 { '-' } else { '+' });
+        push_mantissa_e_sign(&mut out, &digits, e);
         let magnitude = e.abs();
         if magnitude < 10 {
             out.push('0');
         }
         out.push_str(&magnitude.to_string());
     } else if n <= 0 {
-        out.push_str("0.");
-        for _ in 0..(-n) {
-            out.push('0');
-        }
-        out.push_str(&digits);
+        push_below_one(&mut out, &digits, n);
     } else if n >= k {
         out.push_str(&digits);
         for _ in 0..(n - k) {

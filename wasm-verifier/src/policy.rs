@@ -507,23 +507,16 @@ fn baseline(policy: &Policy, risk: &RiskFacts) -> (&'static str, String) {
             ),
         );
     }
-    if score >= policy.step_up {
-        return (
-            "require_step_up",
-            format!(
-                "risk score {} ({}) is at or above the step-up threshold {}",
-                score, level, policy.step_up
-            ),
-        );
-    }
-    if score >= policy.approval {
-        return (
-            "require_approval",
-            format!(
-                "risk score {} ({}) is at or above the approval threshold {}",
-                score, level, policy.approval
-            ),
-        );
+    // the higher threshold first: a score at or above both takes step-up
+    for (threshold, outcome, name) in
+        [(policy.step_up, "require_step_up", "step-up"), (policy.approval, "require_approval", "approval")]
+    {
+        if score >= threshold {
+            return (
+                outcome,
+                format!("risk score {} ({}) is at or above the {} threshold {}", score, level, name, threshold),
+            );
+        }
     }
     ("allow", format!("risk score {} ({}) is below the approval threshold", score, level))
 }

@@ -37,14 +37,14 @@ import os
 import threading
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
 from ..domain.catalogue import Catalogue
-from ..domain.policy import Policy, PolicyDecision
+from ..domain.policy import ActionFacts, Policy, PolicyDecision
 from ..domain.risk import RiskAssessment
 from ..ports import Verifier
 from ..services.verifier import ReferenceVerifier
@@ -59,16 +59,8 @@ MODULE_ENV = "VETTRA_VERIFIER_WASM"
 #: ``VETTRA_VERIFIER=python`` keeps the Python reference (an operator's switch).
 CHOICE_ENV = "VETTRA_VERIFIER"
 _INITIAL_BUFFER = 64 * 1024
-_BUNDLE_FIELDS = (
-    "tool",
-    "service",
-    "operation",
-    "arguments",
-    "framework",
-    "session_id",
-    "resource",
-    "context",
-)
+#: what the module reads of an action bundle: the properties of policy.ActionFacts
+_BUNDLE_FIELDS = tuple(name for name, v in vars(ActionFacts).items() if isinstance(v, property))
 
 
 class ModuleRefused(Exception):
@@ -232,6 +224,16 @@ def risk_from(answer: Mapping[str, Any]) -> RiskAssessment:
 def decision_from(answer: Mapping[str, Any]) -> PolicyDecision:
     """The module's decision object has exactly :class:`PolicyDecision`'s fields, by name."""
     return PolicyDecision(**{f.name: answer[f.name] for f in fields(PolicyDecision)})
+
+
+def decide_answer(risk: RiskAssessment, decision: PolicyDecision) -> dict[str, Any]:
+    """``{"risk": …, "decision": …}`` as the module answers ``decide`` (what
+    :func:`risk_from` and :func:`decision_from` read): the Python reference's answer in
+    the module's shape, for the self-test, the tests and the shared vectors."""
+    return {
+        "risk": {**risk.as_dict(), "choices": risk.choices, "forced_high": risk.forced_high},
+        "decision": asdict(decision),
+    }
 
 
 class WasmVerifier(Verifier):

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from vettra.adapters.wasm_verifier import bundle_facts, decide_answer
 from vettra.domain.action_bundle import parse_bundle
 from vettra.domain.policy import Policy, evaluate
 from vettra.domain.policy_envelope import load_default_payload
@@ -238,38 +239,11 @@ BODIES: list[tuple[str, dict[str, Any]]] = [
 AGENTS = ["agent:bot", None]
 
 
-def facts(bundle: Any) -> dict[str, Any]:
-    keys = (
-        "tool",
-        "service",
-        "operation",
-        "arguments",
-        "framework",
-        "session_id",
-        "resource",
-        "context",
-        "server",
-    )
-    return {k: getattr(bundle, k) for k in keys}
-
-
 def decide(policy: Policy, body: dict[str, Any], agent: str | None) -> dict[str, Any]:
     bundle = parse_bundle(body)
     risk = assess(bundle, overrides=policy.overrides)
     decision = evaluate(policy, bundle, risk, agent=agent)
-    return {
-        "bundle": facts(bundle),
-        "agent": agent,
-        "risk": {**risk.as_dict(), "choices": risk.choices, "forced_high": risk.forced_high},
-        "decision": {
-            "outcome": decision.outcome,
-            "rule_id": decision.rule_id,
-            "reason": decision.reason,
-            "timeout_s": decision.timeout_s,
-            "on_expiry": decision.on_expiry,
-            "approvers": decision.approvers,
-        },
-    }
+    return {"bundle": bundle_facts(bundle), "agent": agent, **decide_answer(risk, decision)}
 
 
 def main() -> None:
