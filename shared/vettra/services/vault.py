@@ -68,6 +68,39 @@ def store_secret(
     expires_at: datetime | None = None,
 ) -> dict[str, Any]:
     """Seal ``secret`` and store it for (tenant, user, connection); return its view."""
+    key, doc = sealed_document(
+        sealer,
+        now,
+        tenant=tenant,
+        user=user,
+        connection=connection,
+        kind=kind,
+        secret=secret,
+        login_hint=login_hint,
+        scope=scope,
+        expires_at=expires_at,
+    )
+    with store.unit_of_work() as uow:
+        uow.docs.put(COLLECTION, key, doc, owner=owner(tenant, user))
+        uow.commit()
+    return view(doc)
+
+
+def sealed_document(
+    sealer: SecretSealer,
+    now: datetime,
+    *,
+    tenant: str,
+    user: str,
+    connection: str,
+    kind: str,
+    secret: str,
+    login_hint: str | None = None,
+    scope: list[str] | None = None,
+    expires_at: datetime | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """``(document id, document)`` of ``secret`` sealed for (tenant, user, connection), for
+    a caller that puts it in a unit of work of its own (with its audit entry)."""
     check_names(tenant, user, connection)
     if kind not in SECRET_KINDS:
         raise ValueError(f"kind must be one of {', '.join(SECRET_KINDS)}, found {kind!r}")
@@ -89,10 +122,7 @@ def store_secret(
         "expires_at": rfc3339(expires_at),
         "stored_at": rfc3339(now),
     }
-    with store.unit_of_work() as uow:
-        uow.docs.put(COLLECTION, doc_id(tenant, user, connection), doc, owner=owner(tenant, user))
-        uow.commit()
-    return view(doc)
+    return doc_id(tenant, user, connection), doc
 
 
 def stored(uow: Any, tenant: str, user: str, connection: str) -> dict[str, Any] | None:
