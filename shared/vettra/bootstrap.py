@@ -695,8 +695,9 @@ def credential_vaults(config: Config, clock: Any) -> tuple[dict[str, Any], Any]:
 def account_linker(config: Config, clock: Any, vaults: dict[str, Any]) -> Any:
     """The dashboard's connect-an-account flow (docs/credentials.md), over the Token
     Vault exchange's own confidential client, when Auth0 Token Vault is configured and
-    the redirect URI is known: ``VETTRA_VAULT_REDIRECT_URI``, else (``vettra dev``) this
-    server's own URL. None otherwise (the routes answer 404 ``not-configured``)."""
+    the redirect URI is known: ``VETTRA_VAULT_REDIRECT_URI``, else (``vettra dev``) the
+    dashboard's origin (the callback sends the tab back to it, where its session is),
+    else this server's own URL. None otherwise (the routes answer 404 ``not-configured``)."""
     from .adapters.auth0_token_vault import Auth0TokenVault
     from .domain.credentials import REFRESH_TOKEN
 
@@ -708,8 +709,9 @@ def account_linker(config: Config, clock: Any, vaults: dict[str, Any]) -> Any:
 
     env = os.environ
     redirect = env.get("VETTRA_VAULT_REDIRECT_URI", "").strip()
-    if not redirect and config.public_url:
-        redirect = config.public_url.rstrip("/") + CALLBACK_PATH
+    base = str(config.extra.get("origin") or config.public_url)
+    if not redirect and base:
+        redirect = base.rstrip("/") + CALLBACK_PATH
     if not redirect:
         return None
     try:
