@@ -20,6 +20,7 @@ from vettra.entrypoints.asgi import AsgiApp
 from vettra.entrypoints.server import Limits, build, loop_factory
 
 from .idp import FakeIdP
+from .token_endpoint import TokenEndpoint
 
 
 @pytest.fixture
@@ -27,6 +28,15 @@ def idp() -> Iterator[FakeIdP]:
     """An OpenID provider (discovery, JWK Set, signed tokens) on 127.0.0.1."""
     with FakeIdP() as provider:
         yield provider
+
+
+@pytest.fixture
+def endpoint() -> Iterator[TokenEndpoint]:
+    """Auth0's token endpoint (Token Vault's exchange) and authorization server (the
+    connect flow's /authorize, code grant and JWK Set) on 127.0.0.1."""
+    server = TokenEndpoint()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

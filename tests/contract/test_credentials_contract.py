@@ -51,13 +51,6 @@ REFRESH = "v1.PLANTED-refresh-contract-51d2"
 GOOGLE = "ya29.PLANTED-google-contract-88aa"
 
 
-@pytest.fixture
-def endpoint() -> Iterator[TokenEndpoint]:
-    server = TokenEndpoint()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(params=ADAPTERS)
 def deps(request, tmp_path: Path, endpoint: TokenEndpoint) -> Iterator[Deps]:
     from vettra.adapters.local_keys import LocalKeyStore

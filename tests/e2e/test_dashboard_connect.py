@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 import pytest
 
-from ..token_endpoint import TokenEndpoint
 from .browser import SEND_EMAIL, TIMEOUT_MS
 from .conftest import DevServer, mint
 
@@ -27,18 +26,11 @@ GMAIL_SEND = "https://www.googleapis.com/auth/gmail.send"
 
 
 @pytest.fixture
-def auth0() -> Iterator[TokenEndpoint]:
-    endpoint = TokenEndpoint()
-    yield endpoint
-    endpoint.stop()
-
-
-@pytest.fixture
-def server(tmp_path, auth0) -> Iterator[DevServer]:
+def server(tmp_path, endpoint) -> Iterator[DevServer]:
     dev = DevServer(
-        tmp_path / "home", tmp_path / "dev.log", ["--log-level", "DEBUG"], env=auth0.env()
+        tmp_path / "home", tmp_path / "dev.log", ["--log-level", "DEBUG"], env=endpoint.env()
     )
-    auth0.callbacks.append(f"http://localhost:{dev.port}/api/vault/callback")
+    endpoint.callbacks.append(f"http://localhost:{dev.port}/api/vault/callback")
     dev.start()
     yield dev
     code, _ = dev.terminate()
@@ -46,7 +38,7 @@ def server(tmp_path, auth0) -> Iterator[DevServer]:
 
 
 @pytest.fixture
-def tab(browser, server, auth0) -> Iterator[Any]:
+def tab(browser, server, endpoint) -> Iterator[Any]:
     with server.client(mint(server.home, "admin", "ops")) as admin:
         r = admin.post("/api/dashboard/links", json={"sub": "alice"})
         assert r.status_code == 201, r.text
@@ -56,7 +48,7 @@ def tab(browser, server, auth0) -> Iterator[Any]:
     page.set_default_timeout(TIMEOUT_MS)
     problems: list[str] = []
     foreign: list[str] = []
-    allowed = (f"http://localhost:{server.port}/", auth0.base + "/authorize", "data:")
+    allowed = (f"http://localhost:{server.port}/", endpoint.base + "/authorize", "data:")
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(str(e)))
     page.on("request", lambda r: None if r.url.startswith(allowed) else foreign.append(r.url))
@@ -74,7 +66,7 @@ def _open(page: Any) -> Any:
 
 
 def test_a_person_connects_google_and_an_agent_gets_a_credential_with_it(
-    tab, server, auth0
+    tab, server, endpoint
 ) -> None:
     card = _open(tab)
     assert card.locator(".linked").inner_text() == "not connected"
@@ -86,8 +78,8 @@ def test_a_person_connects_google_and_an_agent_gets_a_credential_with_it(
     card = tab.locator("article[data-connection='google-oauth2']")
     assert card.locator(".linked").inner_text() != "not connected"
     assert card.get_by_role("button", name="Reconnect google-oauth2").is_visible()
-    [asked] = auth0.authorizations
-    assert asked["connection_scope"] == GMAIL_SEND and auth0.violations == []
+    [asked] = endpoint.authorizations
+    assert asked["connection_scope"] == GMAIL_SEND and endpoint.violations == []
     # the stored refresh token works: grant, intercept, approve, redeem
     with (
         server.client(mint(server.home, "approver", "alice")) as alice,
@@ -110,14 +102,14 @@ def test_a_person_connects_google_and_an_agent_gets_a_credential_with_it(
         assert r.status_code == 200, r.text
         assert r.json()["access_token"].startswith("ya29.PLANTED-connected-")
     log = server.log_path.read_text(errors="replace")
-    secrets = [v for issued in auth0.issued for v in issued.values()]
+    secrets = [v for issued in endpoint.issued for v in issued.values()]
     assert len(secrets) == 2  # one code, one refresh token
-    for secret in secrets + [auth0.client_secret]:
+    for secret in secrets + [endpoint.client_secret]:
         assert secret not in log and httpx.URL(f"/?q={secret}").query.decode() not in log
 
 
-def test_a_declined_consent_comes_back_as_an_error_and_stores_nothing(tab, auth0) -> None:
-    auth0.consent = False
+def test_a_declined_consent_comes_back_as_an_error_and_stores_nothing(tab, endpoint) -> None:
+    endpoint.consent = False
     card = _open(tab)
     card.get_by_label(GMAIL_SEND).check()
     card.get_by_role("button", name="Connect google-oauth2").click()

@@ -38,13 +38,6 @@ WINDOW_S = 2
 
 
 @pytest.fixture
-def endpoint() -> Iterator[TokenEndpoint]:
-    server = TokenEndpoint()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def srv(tmp_path: Path, endpoint: TokenEndpoint, monkeypatch) -> Iterator[Server]:
     for name, value in endpoint.env().items():
         monkeypatch.setenv(name, value)

@@ -38,13 +38,6 @@ CALLBACK = "/api/vault/callback"
 
 
 @pytest.fixture
-def endpoint() -> Iterator[TokenEndpoint]:
-    server = TokenEndpoint()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(datetime.now(UTC))  # ID tokens carry real times
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,13 +32,6 @@ from ..token_endpoint import TokenEndpoint
 REFRESH = "auth0-refresh-PLANTED-9f2c"
 GOOGLE_TOKEN = "ya29.PLANTED-google-access-4411"
 GMAIL_SEND = "https://www.googleapis.com/auth/gmail.send"
-
-
-@pytest.fixture
-def endpoint() -> Iterator[TokenEndpoint]:
-    server = TokenEndpoint()
-    yield server
-    server.stop()
 
 
 def _vault(endpoint: TokenEndpoint, clock: FakeClock, **changes) -> Auth0TokenVault:

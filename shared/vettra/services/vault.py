@@ -61,24 +61,13 @@ def store_secret(
     tenant: str,
     user: str,
     connection: str,
-    kind: str,
-    secret: str,
-    login_hint: str | None = None,
-    scope: list[str] | None = None,
-    expires_at: datetime | None = None,
+    **secret: Any,
 ) -> dict[str, Any]:
-    """Seal ``secret`` and store it for (tenant, user, connection); return its view."""
+    """Seal a secret and store it for (tenant, user, connection); return its view.
+    ``secret`` is :func:`sealed_document`'s ``kind``, ``secret`` and optional
+    ``login_hint``, ``scope`` and ``expires_at``."""
     key, doc = sealed_document(
-        sealer,
-        now,
-        tenant=tenant,
-        user=user,
-        connection=connection,
-        kind=kind,
-        secret=secret,
-        login_hint=login_hint,
-        scope=scope,
-        expires_at=expires_at,
+        sealer, now, tenant=tenant, user=user, connection=connection, **secret
     )
     with store.unit_of_work() as uow:
         uow.docs.put(COLLECTION, key, doc, owner=owner(tenant, user))
