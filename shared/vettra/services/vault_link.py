@@ -278,7 +278,10 @@ def finish(
         return _refused(deps, doc, "not-configured", "connecting accounts is not configured")
     sid = doc["state_id"]
     context = _verifier_context(doc["tenant"], doc["user"], doc["connection"], sid)
-    verifier = deps.keys.open_secret(doc["verifier"], context=context).decode()
+    try:
+        verifier = deps.keys.open_secret(doc["verifier"], context=context).decode()
+    except ValueError:  # sealed by a data key this deployment no longer holds
+        return _refused(deps, doc, "invalid-state", "the state's verifier does not open here")
     try:
         account = linker.exchange(code, verifier)
     except LinkRefused as refused:
