@@ -23,7 +23,7 @@ NPM ?= npm
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[server,test]'
 	touch $@
 
 # The Firestore rules tests' npm packages (tests/contract/test_firestore_rules.py skips

@@ -5,6 +5,8 @@ Measured in one run on this machine, side by side:
   2. in-process: the HTTP app's handle() for a LOW intercept (no sockets);
   3. over local HTTP: `vettra dev` in its own process, a lean keep-alive client
      (http.client) for latency, then 1, 4 and 8 keep-alive client processes for throughput.
+2 and 3 (and a --baseline-src server) take turns request by request, so each sees the
+same disk and load.
 Targets (issue #8): HTTP p50 <= 2x the in-process p50, and >= 500 LOW intercepts/s with
 8 keep-alive clients and durable commits.
 Prints numbers and ratios; never fails on timing.
@@ -64,28 +66,71 @@ def bare_sqlite_commit(tmp: Path, n: int) -> dict:
     return summary("bare durable SQLite commit", samples)
 
 
-def in_process(tmp: Path, n: int) -> dict:
-    from vettra.bootstrap import Config, bootstrap
-    from vettra.entrypoints.http.types import Request
+class InProcess:
+    """The HTTP app's handle() for a LOW intercept, no sockets (the runtime of a home)."""
 
-    rt = bootstrap(Config(home=tmp / "inproc"))
-    rt.start()
-    token = rt.identity.issue(role="agent", sub="bench", user="alice")
-    body = json.dumps(LOW_BUNDLE).encode()
-    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
-    samples = []
-    try:
-        for _ in range(n):
-            req = Request("POST", "/api/actions/intercept", {}, dict(headers), body)
-            t0 = time.perf_counter()
-            resp = rt.app.handle(req)
-            samples.append(time.perf_counter() - t0)
-            assert resp.status == 201, resp.body
-    finally:
-        rt.close()
-    result = summary("intercept in-process (app.handle)", samples)
-    result["per_s"] = n / sum(samples)
-    return result
+    def __init__(self, home: Path):
+        from vettra.bootstrap import Config, bootstrap
+
+        self.rt = bootstrap(Config(home=home))
+        self.rt.start()
+        token = self.rt.identity.issue(role="agent", sub="bench", user="alice")
+        self.headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+        self.body = json.dumps(LOW_BUNDLE).encode()
+
+    def intercept(self) -> float:
+        from vettra.entrypoints.http.types import Request
+
+        req = Request("POST", "/api/actions/intercept", {}, dict(self.headers), self.body)
+        t0 = time.perf_counter()
+        resp = self.rt.app.handle(req)
+        elapsed = time.perf_counter() - t0
+        assert resp.status == 201, resp.body
+        return elapsed
+
+    def close(self) -> None:
+        self.rt.close()
+
+
+class Live:
+    """``vettra dev`` in its own process (this tree, or ``source``) and a lean client."""
+
+    def __init__(self, home: Path, source: str | None = None, env: dict[str, str] | None = None):
+        self.home = home
+        self.proc, self.url = start_server(home, env, source=source, log_level="WARNING")
+        self.token = mint(home, "agent", "bench", "alice")
+        self.client = Client(self.url, self.token)
+        self.body = json.dumps(LOW_BUNDLE).encode()
+
+    def intercept(self) -> float:
+        t0 = time.perf_counter()
+        status = self.client.intercept(self.body)
+        elapsed = time.perf_counter() - t0
+        assert status == 201, status
+        return elapsed
+
+    def audit_valid(self) -> bool:
+        admin = mint(self.home, "admin", "bench-admin")
+        with httpx.Client(base_url=self.url, headers={"Authorization": "Bearer " + admin}) as a:
+            return bool(a.get("/api/audit/verify", timeout=120).json()["valid"])
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def interleaved(subjects: dict[str, InProcess | Live], n: int) -> dict[str, dict]:
+    """One intercept from each subject in turn, ``n`` rounds: every one of them sees the
+    same disk and the same load (an fsync here costs 0.2-4 ms depending on what else
+    writes, which would otherwise decide the ratio by the order of the runs)."""
+    for _ in range(100):  # warm-up
+        for subject in subjects.values():
+            subject.intercept()
+    samples: dict[str, list[float]] = {name: [] for name in subjects}
+    for _ in range(n):
+        for name, subject in subjects.items():
+            samples[name].append(subject.intercept())
+    return {name: summary(name, s) for name, s in samples.items()}
 
 
 def _client_process(
@@ -101,45 +146,6 @@ def _client_process(
         else:
             errors += 1
     out.put((ok, errors))
-
-
-def over_http(
-    tmp: Path,
-    n: int,
-    client_counts: list[int],
-    seconds: float,
-    source: str | None = None,
-    label: str = "",
-) -> tuple[dict, list[dict]]:
-    home = tmp / f"http{label}"
-    proc, url = start_server(home, source=source, log_level="WARNING")
-    token = mint(home, "agent", "bench", "alice")
-    body = json.dumps(LOW_BUNDLE).encode()
-    try:
-        client = Client(url, token)
-        for _ in range(100):  # warm-up
-            client.intercept(body)
-        samples = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            status = client.intercept(body)
-            samples.append(time.perf_counter() - t0)
-            assert status == 201, status
-        latency = summary(f"intercept over local HTTP{label} (1 keep-alive client)", samples)
-
-        # Clients in their own processes, so they do not share the GIL with each other.
-        throughputs = [_throughput(url, token, clients, seconds) for clients in client_counts]
-        for t in throughputs:
-            t["name"] = f"intercept over local HTTP{label} {t['name']}"
-        admin = mint(home, "admin", "bench-admin")
-        with httpx.Client(base_url=url, headers={"Authorization": "Bearer " + admin}) as a:
-            valid = a.get("/api/audit/verify", timeout=120).json()["valid"]
-        for t in throughputs:
-            t["audit_valid"] = valid
-    finally:
-        proc.terminate()
-        proc.wait(10)
-    return latency, throughputs
 
 
 def _throughput(url: str, token: str, clients: int, seconds: float) -> dict:
@@ -177,24 +183,44 @@ def main() -> None:
             "(e.g. the previous HTTP stack), interleaved in the same run",
         ),
     )
+    counts = [int(c) for c in args.clients.split(",")]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         base = bare_sqlite_commit(tmp, args.n)
-        inproc = in_process(tmp, args.n)
-        counts = [int(c) for c in args.clients.split(",")]
-        other = None
+        subjects: dict[str, InProcess | Live] = {
+            "intercept in-process (app.handle)": InProcess(tmp / "inproc"),
+            "intercept over local HTTP (1 keep-alive client)": Live(tmp / "http"),
+        }
         if args.baseline_src:
-            other = over_http(
-                tmp, args.n, counts, args.seconds, args.baseline_src, " [baseline tree]"
+            subjects["intercept over local HTTP [baseline tree]"] = Live(
+                tmp / "baseline", source=args.baseline_src
             )
-        latency, throughputs = over_http(tmp, args.n, counts, args.seconds)
+        try:
+            results = interleaved(subjects, args.n)
+            lives = {name: s for name, s in subjects.items() if isinstance(s, Live)}
+            runs = {}
+            for name, live in lives.items():
+                label = " [baseline tree]" if "baseline" in name else ""
+                # Clients in their own processes, so they do not share the GIL.
+                runs[name] = [_throughput(live.url, live.token, c, args.seconds) for c in counts]
+                valid = live.audit_valid()
+                for t in runs[name]:
+                    t["name"] = f"intercept over local HTTP{label} {t['name']}"
+                    t["audit_valid"] = valid
+        finally:
+            for subject in subjects.values():
+                subject.close()
+    names = list(subjects)
+    inproc, latency = results[names[0]], results[names[1]]
+    throughputs = runs[names[1]]
+    other = (results[names[2]], runs[names[2]]) if len(names) > 2 else None
     rows = [base, inproc, latency] + ([other[0]] if other else [])
     print(f"{'measurement':52} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'x bare p50':>11}")
     for r in rows:
         print(
             f"{r['name']:52} {r['n']:>6} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {r['p50_ms'] / base['p50_ms']:>11.2f}"
         )
-    print(f"\nin-process sequential: {inproc['per_s']:.0f} intercepts/s")
+    print(f"\nin-process sequential: {1000 / inproc['mean_ms']:.0f} intercepts/s")
     for t in throughputs + (other[1] if other else []):
         print(
             f"{t['name']}: {t['per_s']:.0f} intercepts/s "

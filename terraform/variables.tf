@@ -23,10 +23,16 @@ variable "firestore_location" {
   default     = ""
 }
 
+# python311, not a newer runtime: the WASM verifier's Unicode tables are CPython 3.11's
+# (Unicode 14.0.0), and the bridge refuses a module generated for another Unicode version
+# (docs/wasm-verifier.md), so on python312 (Unicode 15.0.0) every decision would fall back
+# to the Python reference. Raise it only together with a module rebuilt on that Python
+# (wasm-verifier/gen/tables.py, then build.sh); tests/unit/test_terraform.py checks both
+# agree.
 variable "python_runtime" {
-  description = "Cloud Functions Python runtime of every function (the package needs Python 3.11 or later)."
+  description = "Cloud Functions Python runtime of every function (the package needs Python 3.11 or later; the WASM verifier is used only on the Python whose Unicode version its tables were generated from, 3.11 for the committed module)."
   type        = string
-  default     = "python312"
+  default     = "python311"
 
   validation {
     condition     = can(regex("^python3(1[1-9])$", var.python_runtime))

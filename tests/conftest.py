@@ -16,8 +16,7 @@ import httpx
 import pytest
 
 from vettra.bootstrap import Config, Runtime, bootstrap
-from vettra.entrypoints.asgi import AsgiApp
-from vettra.entrypoints.server import Limits, build, loop_factory
+from vettra.entrypoints.server import Limits, asgi_app, build, loop_factory
 
 from .idp import FakeIdP
 from .token_endpoint import TokenEndpoint
@@ -60,12 +59,7 @@ class Server:
     def __init__(self, runtime: Runtime, limits: Limits | None = None):
         self.runtime = runtime
         self.limits = limits or Limits()
-        self.asgi = AsgiApp(
-            runtime.app,
-            max_body_bytes=self.limits.max_body_bytes,
-            threads=self.limits.threads,
-            max_header_bytes=self.limits.max_header_bytes,
-        )
+        self.asgi = asgi_app(runtime.app, self.limits)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))

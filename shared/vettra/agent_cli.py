@@ -53,14 +53,11 @@ def cmd_mcp_proxy(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    try:
-        import anyio
+    import anyio  # httpx's own dependency
 
-        from .sdk import AsyncClient
-        from .sdk.mcp import ProxyOptions, StdioServerParameters, serve
-    except ImportError as exc:
-        print(f"vettra mcp-proxy: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    from .sdk import AsyncClient
+    from .sdk.mcp import ProxyOptions, StdioServerParameters, serve  # vettra[mcp]
+
     env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_ENV_PREFIX)}
     params = StdioServerParameters(command=upstream[0], args=upstream[1:], env=env)
     options = ProxyOptions(
@@ -137,9 +134,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import httpx
 
     from .demo import DemoUser, print_table, run_scenarios
+    from .extras import install_hint, missing_extra
     from .sdk import Client
 
-    tokens = _demo_tokens(args)
+    try:
+        tokens = _demo_tokens(args)
+    except ImportError as exc:  # the SDK alone: tokens come from the environment
+        missing = missing_extra(exc)
+        if missing is None:
+            raise
+        tokens = (
+            f"minting the demo's tokens from a home {install_hint(*missing)}; "
+            f"or set ${TOKEN_ENV} (and ${APPROVER_TOKEN_ENV}) to tokens of the server"
+        )
     if isinstance(tokens, str):
         print(f"vettra demo: {tokens}", file=sys.stderr)
         return EXIT_USAGE

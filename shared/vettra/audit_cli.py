@@ -20,11 +20,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from .domain.audit_verify import EXPORT_FORMAT, LogVerifier, parse_export_header, split_export_line
-from .domain.checkpoint import Checkpoint, NoteVerifier, verify_checkpoint
 from .domain.errors import VerificationError
+
+if TYPE_CHECKING:  # the commands import them: `vettra --help` runs without cryptography
+    from .domain.checkpoint import Checkpoint, NoteVerifier
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 EXIT_BROKEN_PIPE = 128 + 13  # what a Unix tool killed by SIGPIPE reports (`export | head`)
@@ -77,6 +78,7 @@ def export(args: Any, home_of: Callable[[str | None], Path]) -> int:
 
 
 def _write_export(args: Any, store: Any, out: TextIO) -> None:
+    from .domain.audit_verify import EXPORT_FORMAT
     from .domain.checkpoint import audit_origin
 
     size, _ = store.audit_log.tree_state(args.tenant)
@@ -117,6 +119,8 @@ def pubkey(args: Any, home_of: Callable[[str | None], Path]) -> int:
 
 
 def _verifier_keys(values: list[str]) -> list[NoteVerifier]:
+    from .domain.checkpoint import NoteVerifier
+
     out = []
     for value in values:
         path = Path(value)
@@ -151,6 +155,8 @@ def verify(args: Any, home_of: Callable[[str | None], Path]) -> int:
 
 
 def _verify(args: Any, home_of: Callable[[str | None], Path]) -> int:
+    from .domain.audit_verify import LogVerifier, parse_export_header, split_export_line
+
     if not args.pubkey:
         print(
             "vettra audit verify: --pubkey is required (see `vettra audit pubkey`)", file=sys.stderr
@@ -278,6 +284,8 @@ def _saved_checkpoint(path: str, verifiers: list[NoteVerifier], origin: str | No
 def _open_checkpoint(
     note: str, verifiers: list[NoteVerifier], origin: str | None
 ) -> Checkpoint | None:
+    from .domain.checkpoint import verify_checkpoint
+
     for verifier in verifiers:
         try:
             return verify_checkpoint(note, verifier, origin=origin)

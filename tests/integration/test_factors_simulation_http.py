@@ -7,17 +7,17 @@ import pytest
 
 from vettra.services import simulation
 
-from .approvals import enrol_totp, totp_code
+from .approvals import TotpDevice, enrol_totp_device
 from .test_stepup_http import SoftAuthenticator
 
 PROBLEM = "application/problem+json"
 
 
-def _step_up_for(client, purpose: str, secret: str, steps: int) -> str:
+def _step_up_for(client, purpose: str, device: TotpDevice) -> str:
     challenge = client.post("/api/approvals/stepup/trigger", json={"purpose": purpose}).json()
     r = client.post(
         "/api/approvals/stepup/verify",
-        json={"challenge_id": challenge["challenge_id"], "code": totp_code(secret, steps)},
+        json={"challenge_id": challenge["challenge_id"], "code": device.code()},
     )
     assert r.status_code == 200, r.text
     return r.json()["step_up_token"]
@@ -25,23 +25,23 @@ def _step_up_for(client, purpose: str, secret: str, steps: int) -> str:
 
 def test_factors_are_listed_with_their_last_use(alice, bob) -> None:
     assert alice.get("/api/approvals/stepup/factors").json() == {"factors": []}
-    secret = enrol_totp(alice)
+    device = enrol_totp_device(alice)
     (totp,) = alice.get("/api/approvals/stepup/factors").json()["factors"]
     assert totp["factor_id"] == "totp" and totp["method"] == "totp"
     assert totp["created_at"] and totp["last_used_at"] is None
     assert totp["removal_purpose"] == "stepup.remove:totp"
-    _step_up_for(alice, "generic", secret, 1)
+    _step_up_for(alice, "generic", device)
     (used,) = alice.get("/api/approvals/stepup/factors").json()["factors"]
     assert used["last_used_at"] is not None
     assert bob.get("/api/approvals/stepup/factors").json() == {"factors": []}  # own only
 
 
 def test_removing_a_factor_needs_a_step_up_bound_to_it(alice, bob, agent) -> None:
-    secret = enrol_totp(alice)
+    device = enrol_totp_device(alice)
     refused = alice.post("/api/approvals/stepup/factors/remove", json={"factor_id": "totp"})
     assert refused.status_code == 401 and refused.headers["content-type"] == PROBLEM
     assert "insufficient_user_authentication" in refused.headers["www-authenticate"]
-    wrong = _step_up_for(alice, "generic", secret, 1)  # a step-up for another purpose
+    wrong = _step_up_for(alice, "generic", device)  # a step-up for another purpose
     r = alice.post(
         "/api/approvals/stepup/factors/remove", json={"factor_id": "totp", "step_up_token": wrong}
     )
@@ -53,7 +53,7 @@ def test_removing_a_factor_needs_a_step_up_bound_to_it(alice, bob, agent) -> Non
     )
     assert agent.get("/api/approvals/stepup/factors").status_code == 403
 
-    token = _step_up_for(alice, "stepup.remove:totp", secret, -1)
+    token = _step_up_for(alice, "stepup.remove:totp", device)
     r = alice.post(
         "/api/approvals/stepup/factors/remove", json={"factor_id": "totp", "step_up_token": token}
     )
@@ -66,13 +66,13 @@ def test_removing_a_factor_needs_a_step_up_bound_to_it(alice, bob, agent) -> Non
 
 
 def test_a_passkey_is_listed_and_removed_with_a_step_up_of_another_factor(alice) -> None:
-    secret = enrol_totp(alice)
+    device = enrol_totp_device(alice)
     authenticator = SoftAuthenticator()
     start = alice.post(
         "/api/approvals/stepup/enroll",
         json={
             "method": "webauthn",
-            "step_up_token": _step_up_for(alice, "stepup.enroll", secret, 1),
+            "step_up_token": _step_up_for(alice, "stepup.enroll", device),
         },
     ).json()
     done = alice.post(
@@ -87,7 +87,7 @@ def test_a_passkey_is_listed_and_removed_with_a_step_up_of_another_factor(alice)
     factors = alice.get("/api/approvals/stepup/factors").json()["factors"]
     assert [f["method"] for f in factors] == ["totp", "webauthn"]
     passkey = factors[1]
-    token = _step_up_for(alice, passkey["removal_purpose"], secret, -1)
+    token = _step_up_for(alice, passkey["removal_purpose"], device)
     r = alice.post(
         "/api/approvals/stepup/factors/remove",
         json={"factor_id": passkey["factor_id"], "step_up_token": token},

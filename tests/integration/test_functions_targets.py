@@ -8,6 +8,8 @@ tokens come from that home's local identity.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ import vettra.entrypoints.functions as functions_entry
 from vettra.adapters.clock import SystemClock
 from vettra.adapters.local_identity import LocalIdentity
 from vettra.adapters.local_keys import LocalKeyStore
+from vettra.adapters.secret_keys import AUDIT_HMAC
+from vettra.logs import TRACE_FIELD
 
 from .. import function_targets
 from .scenarios import EXPECTED, SEND_EMAIL
@@ -69,6 +73,46 @@ def _problem(r: Any, status: int) -> dict:
 def test_no_runtime_is_built_at_import_or_app_creation(fn_home) -> None:
     _client("intercept")
     assert functions_entry._runtime is None
+
+
+def test_a_runtime_that_cannot_be_built_is_503_with_retry_after_and_one_log_line(
+    fn_home, tmp_path, monkeypatch, capsys
+) -> None:
+    # a mounted secret that does not parse (16 bytes where the audit key has 32): the
+    # build fails before Firestore is dialled, as it does in the cloud
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    secret = base64.b64encode(b"sixteen-byte-key").decode()
+    (secrets_dir / AUDIT_HMAC).write_text(json.dumps({"current": "k1", "keys": {"k1": secret}}))
+    monkeypatch.setenv("VETTRA_BACKEND", "firestore")
+    monkeypatch.setenv("VETTRA_PROJECT", "demo-vettra")
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:9")
+    monkeypatch.setenv("VETTRA_SECRETS_DIR", str(secrets_dir))
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    headers = {
+        **_token(fn_home, "agent", "agent-1", "alice"),
+        "traceparent": f"00-{trace}-00f067aa0ba902b7-01",
+    }
+    capsys.readouterr()
+    r = _client("intercept").post("/api/actions/intercept", json=SEND_EMAIL, headers=headers)
+    doc = _problem(r, 503)
+    assert r.headers["Retry-After"] == "5" and doc["retry_after"] == 5
+    assert doc["trace_id"] == r.headers["X-Trace-Id"] == trace
+    assert AUDIT_HMAC not in r.text and secret not in r.text  # the cause is for the log
+    err = capsys.readouterr().err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    ours = [line for line in lines if line.get("logger", "").startswith("vettra")]
+    assert len(ours) == 1, err
+    assert ours[0]["severity"] == "ERROR" and ours[0][TRACE_FIELD] == trace
+    assert "503" in ours[0]["message"] and AUDIT_HMAC in ours[0]["message"]
+    assert "stack_trace" not in ours[0] and "Traceback" not in err and secret not in err
+    assert functions_entry._runtime is None
+
+    # the cause removed, the next request builds the runtime and is served
+    monkeypatch.delenv("VETTRA_SECRETS_DIR")
+    monkeypatch.setenv("VETTRA_BACKEND", "local")
+    r = _client("intercept").post("/api/actions/intercept", json=SEND_EMAIL, headers=headers)
+    assert r.status_code == 201, r.text
 
 
 def test_every_target_answers_in_asgi_mode(fn_home) -> None:
@@ -219,7 +263,7 @@ def test_functions_framework_cli_serves_a_target_in_asgi_mode(fn_home, tmp_path)
 
     cli = Path(sys.executable).with_name("functions-framework")
     if not cli.exists():
-        pytest.skip("functions-framework is not installed: pip install -e '.[test]'")
+        pytest.skip("functions-framework is not installed: pip install -e '.[server,test]'")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

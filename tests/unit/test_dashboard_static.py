@@ -33,7 +33,7 @@ def _site(tmp_path: Path) -> tuple[Path, StaticSite]:
 
 def test_only_regular_files_of_known_types_inside_the_root_are_indexed(tmp_path) -> None:
     _root, site = _site(tmp_path)
-    assert sorted(site.assets) == ["/", "/app/main.js", "/index.html"]
+    assert sorted(site.assets) == ["/", "/app/main.js", "/index.html", "/verifier.wasm"]
     assert site.lookup("/app/main.js").content_type == "text/javascript; charset=utf-8"
     assert site.lookup("/").body == site.lookup("/index.html").body
     for path in ("/app/link.js", "/up/outside.js", "/.env", "/package.json", "/app/notes.md",
@@ -66,9 +66,11 @@ def test_ordinary_paths_are_not_refused() -> None:
 def test_the_csp_allows_nothing_inline_and_no_other_origin() -> None:
     directives = dict(d.split(" ", 1) for d in dashboard.CSP.split("; "))
     assert directives["default-src"] == "'none'"
-    for name in ("script-src", "style-src", "img-src", "font-src", "connect-src"):
+    for name in ("style-src", "img-src", "font-src", "connect-src"):
         assert directives[name] == "'self'", name
-    assert "unsafe" not in dashboard.CSP and "http" not in dashboard.CSP
+    # compiling WebAssembly (the verifier) is the one thing added: no eval, nothing inline
+    assert directives["script-src"] == "'self' 'wasm-unsafe-eval'"
+    assert dashboard.CSP.count("unsafe") == 1 and "http" not in dashboard.CSP
     assert directives["frame-ancestors"] == "'none'"
     assert directives["require-trusted-types-for"] == "'script'"
 
@@ -93,12 +95,29 @@ def test_the_package_data_carries_every_served_file() -> None:
     assert (REPO / "shared" / "vettra" / "web").resolve() == REPO / "web"
     site = StaticSite.load(REPO / "web")
     for path in site.assets:
-        if path == "/":
+        if path == "/" or path in dashboard.PACKAGE_ASSETS:
             continue
         name = "web" + path
         assert any(
             fnmatch.fnmatchcase(name, p) and name.count("/") == p.count("/") for p in patterns
         ), name
+
+
+def test_the_verifier_module_served_is_the_package_s_own_and_the_page_pins_its_digest() -> None:
+    """/verifier.wasm is data/verifier.wasm byte for byte, and web/app/wasm.js checks the
+    digest build.sh recorded (update MODULE_SHA256 there after a rebuild)."""
+    import hashlib
+    import re
+
+    data = REPO / "shared" / "vettra" / "data"
+    site = StaticSite.load(REPO / "web")
+    served = site.lookup("/verifier.wasm")
+    assert served is not None and served.content_type == "application/wasm"
+    assert served.body == (data / "verifier.wasm").read_bytes()
+    recorded = (data / "verifier.wasm.sha256").read_text().split()[0]
+    assert hashlib.sha256(served.body).hexdigest() == recorded
+    pinned = re.search(r'MODULE_SHA256 = "([0-9a-f]{64})"', (REPO / "web/app/wasm.js").read_text())
+    assert pinned and pinned[1] == recorded, "web/app/wasm.js pins another module digest"
 
 
 VENDORED = {
@@ -146,3 +165,24 @@ def test_the_shipped_dashboard_has_no_inline_script_or_style_and_names_no_other_
                 r"""(?:from\s+|import\s*\(\s*|src=|href=|url\()\s*["']([^"']+)["']""", text
             ):
                 assert not re.match(r"^(https?:)?//", ref), (path, ref)
+
+
+def test_the_hosting_copy_carries_the_verifier_module_and_its_loader() -> None:
+    """web/scripts/dist.mjs (cloudbuild's `npm run build`) writes web/dist, which
+    firebase.json serves: it must hold the same module bytes at /verifier.wasm."""
+    import json
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("SKIPPED the Hosting copy check: no `node` (apt-get install nodejs)")
+    assert json.loads((REPO / "firebase.json").read_text())["hosting"]["public"] == "web/dist"
+    subprocess.run(
+        [node, str(REPO / "web" / "scripts" / "dist.mjs")], check=True, capture_output=True
+    )
+    dist = REPO / "web" / "dist"
+    data = REPO / "shared" / "vettra" / "data" / "verifier.wasm"
+    assert (dist / "verifier.wasm").read_bytes() == data.read_bytes()
+    for name in ("app/verifier.mjs", "app/wasm.js", "app/pages/audit.js", "index.html"):
+        assert (dist / name).read_bytes() == (REPO / "web" / name).read_bytes(), name

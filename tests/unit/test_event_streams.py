@@ -78,10 +78,27 @@ def test_published_secrets_and_unknown_types_never_reach_a_stream() -> None:
     hub = _hub(bus)
     opening = hub.open("default", "alice")
     bus.publish(ACTIONS_TOPIC, _event(1, arguments={"to": "x@y"}, token="s3cret"))
-    bus.publish(ACTIONS_TOPIC, _event(2, kind="action.voted"))
+    bus.publish(ACTIONS_TOPIC, _event(2, kind="action.deleted"))
     first = opening.subscription.next(0.01)
     assert first is not None and "arguments" not in first.data and "token" not in first.data
     assert opening.subscription.next(0.01) is None
+
+
+def test_each_quorum_vote_reaches_the_owner_and_every_named_approver_once() -> None:
+    bus = InProcessEventBus()
+    hub = _hub(bus)
+    owner, bob, eve = (hub.open("default", u) for u in ("alice", "bob", "eve"))
+    named = {"approvers": ["alice", "bob", "carol"]}
+    bus.publish(ACTIONS_TOPIC, _event(1, kind="action.voted", approvals=["alice"], **named))
+    bus.publish(ACTIONS_TOPIC, _event(1, kind="action.voted", approvals=["alice"], **named))
+    bus.publish(ACTIONS_TOPIC, _event(1, kind="action.voted", approvals=["alice", "bob"], **named))
+    for opening in (owner, bob):
+        got = [opening.subscription.next(0.01) for _ in range(3)]
+        assert [g and g.data["type"] for g in got] == ["action.voted", "action.voted", None]
+        assert got[0] is not None and set(got[0].data) == {
+            "type", "action_id", "status", "tenant", "user", "risk_level", "tool"
+        }  # fmt: skip
+    assert eve.subscription.next(0.01) is None  # not named, not the owner
 
 
 def test_streams_per_user_are_capped() -> None:

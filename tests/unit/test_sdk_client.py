@@ -8,6 +8,7 @@ drop connections, time out, answer 503, digest other arguments.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import threading
 import time
@@ -426,3 +427,100 @@ def test_a_released_credential_carries_its_action_and_receipt_expiry():
     assert credential.action_id == "act_1" and credential.receipt == "eyJ.r.s"
     assert credential.receipt_expires_at == "2026-12-03T18:25:36.000Z"
     assert "eyJ" not in repr(credential) and "ya29" not in repr(credential)
+
+
+RELEASED = {"access_token": "t0k", "token_type": "Bearer", "expires_at": None,
+            "scope": None, "connection": "google-oauth2", "receipt": None}  # fmt: skip
+
+
+def _every_kind_of_request() -> Recorder:
+    """Answers for intercept, the long-poll, the release, the approver's list and decision."""
+    return Recorder(
+        (201, action("pending", ARGS)),
+        (200, action("approved", ARGS)),
+        (200, RELEASED),
+        (200, {"actions": [action("pending", ARGS)]}),
+        (200, action("denied", ARGS, reason="no")),
+    )
+
+
+def test_every_request_of_both_clients_names_the_installed_sdk_version():
+    """The User-Agent is the distribution's version (what pip installed), on every call."""
+    want = f"vettra-sdk-python/{importlib.metadata.version('vettra')}"
+    sync = _every_kind_of_request()
+    with sync.client() as client:
+        client.authorize("gmail.send_message", ARGS, want_credential=True)
+        client.deny(client.pending()[0].action_id, reason="no")
+
+    async_ = _every_kind_of_request()
+
+    async def main() -> None:
+        async with AsyncClient(URL, TOKEN, transport=httpx.MockTransport(async_)) as client:
+            await client.authorize("gmail.send_message", ARGS, want_credential=True)
+            await client.deny((await client.pending())[0].action_id, reason="no")
+
+    asyncio.run(main())
+    for rec in (sync, async_):
+        paths = [(r.method, r.url.path) for r in rec.requests]
+        assert paths == [
+            ("POST", "/api/actions/intercept"),
+            ("GET", "/api/actions/act_1"),
+            ("POST", "/api/actions/act_1/credential"),
+            ("GET", "/api/actions/pending"),
+            ("POST", "/api/actions/approve"),
+        ]
+        assert {r.headers["user-agent"] for r in rec.requests} == {want}
+
+
+def test_timeouts_are_the_clients_on_every_phase_of_both_clients():
+    """connect, write and pool are ``timeout``; read adds only a long-poll's hold."""
+    sync = _every_kind_of_request()
+    with sync.client(timeout=2.5, decision_timeout_s=40) as client:
+        client.authorize("gmail.send_message", ARGS, want_credential=True)
+    async_ = Recorder((201, action("allowed", ARGS)))
+
+    async def main() -> None:
+        transport = httpx.MockTransport(async_)
+        async with AsyncClient(URL, TOKEN, transport=transport, timeout=2.5,
+                               decision_timeout_s=40) as client:  # fmt: skip
+            await client.authorize("gmail.send_message", ARGS)
+
+    asyncio.run(main())
+    for request in sync.requests[:3] + async_.requests:
+        timeout = request.extensions["timeout"]
+        assert (timeout["connect"], timeout["write"], timeout["pool"]) == (2.5, 2.5, 2.5)
+        hold = int(request.url.params.get("wait", 0))
+        assert timeout["read"] == 2.5 + hold
+    # the decision deadline is what both clients ask the server to expire the action at
+    assert json.loads(sync.requests[0].content)["timeout_s"] == 40
+    assert json.loads(async_.requests[0].content)["timeout_s"] == 40
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"timeout": 0},
+        {"timeout": -1.0},
+        {"decision_timeout_s": 0},
+        {"decision_timeout_s": -5},
+        {"retries": -1},
+    ],
+)
+def test_a_timeout_or_deadline_that_cannot_be_met_is_refused_at_construction(options):
+    for make in (Client, AsyncClient):
+        with pytest.raises(ValueError, match="must be"):
+            make(URL, TOKEN, **options)
+
+
+def test_no_decision_deadline_sends_none_and_waits_for_the_servers():
+    rec = Recorder((201, action("allowed", ARGS)))
+    with rec.client(decision_timeout_s=None) as client:
+        client.authorize("gmail.send_message", ARGS)
+    assert "timeout_s" not in json.loads(rec.requests[0].content)
+
+
+def test_a_per_call_deadline_overrides_the_clients():
+    rec = Recorder((201, action("allowed", ARGS)))
+    with rec.client(decision_timeout_s=300) as client:
+        client.authorize("gmail.send_message", ARGS, decision_timeout_s=12)
+    assert json.loads(rec.requests[0].content)["timeout_s"] == 12

@@ -40,6 +40,7 @@ ALLOWED_EXTRA = {
     "vettra.domain.canonical",
     "vettra.domain.errors",
     "vettra.domain.frameworks",
+    "vettra.domain.statuses",
 }
 #: The server's dependencies and layers, none of which an agent should have to load.
 SERVER_SIDE = (

@@ -266,6 +266,43 @@ def test_repository_files_terraform_reads_exist() -> None:
     )
 
 
+#: the Unicode version of each CPython's unicodedata (its "What's New"; the running
+#: interpreter's entry is checked against unicodedata itself below)
+CPYTHON_UNIDATA = {
+    (3, 11): "14.0.0",
+    (3, 12): "15.0.0",
+    (3, 13): "15.1.0",
+    (3, 14): "16.0.0",
+}
+
+
+def test_the_default_runtime_is_the_python_the_wasm_module_was_built_for() -> None:
+    """The bridge uses the module only where ``unicodedata.unidata_version`` is the one its
+    tables came from (docs/wasm-verifier.md); a Cloud Functions runtime on another Python
+    would run every decision on the Python reference instead."""
+    import sys
+    import unicodedata
+
+    from vettra.adapters.wasm_verifier import WasmModule, shipped_module
+
+    assert CPYTHON_UNIDATA[sys.version_info[:2]] == unicodedata.unidata_version
+    runtime = _blocks("variable")["python_runtime"]["default"]
+    match = re.fullmatch(r"python3(\d+)", runtime)
+    assert match, runtime
+    python = (3, int(match[1]))
+    code, _ = shipped_module()
+    module = WasmModule(code)
+    try:
+        built_for = module.request({"op": "info"})["unidata"]
+    finally:
+        module.close()
+    assert CPYTHON_UNIDATA.get(python) == built_for, (
+        f"terraform's default python_runtime {runtime} has Unicode "
+        f"{CPYTHON_UNIDATA.get(python)}, the committed verifier.wasm was generated from "
+        f"Unicode {built_for}: the functions would not use it"
+    )
+
+
 def _glob(pattern: str) -> re.Pattern[str]:
     """Firebase Hosting's glob: ``**`` any path, ``*`` one segment."""
     parts = re.split(r"(\*\*|\*)", pattern)

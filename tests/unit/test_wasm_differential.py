@@ -31,7 +31,9 @@ from vettra.domain import textfold
 from vettra.domain.action_bundle import parse_bundle
 from vettra.domain.catalogue import Catalogue
 from vettra.domain.errors import ValidationFailed
+from vettra.domain.frameworks import KNOWN_SERVICES
 from vettra.domain.policy import Policy
+from vettra.domain.policy_conditions import TOP_FIELDS
 from vettra.domain.policy_envelope import load_default_payload
 from vettra.domain.policy_schema import validate_payload
 
@@ -186,23 +188,8 @@ WORDS = [
     "widget",
     "x",
 ]
-SERVICES = [
-    "gmail",
-    "calendar",
-    "gcal",
-    "drive",
-    "gdrive",
-    "github",
-    "gh",
-    "slack",
-    "stripe",
-    "iam",
-    "user",
-    "acme",
-    "acmecorp",
-    "vault",
-    "deploy",
-]
+# the services the classifier knows, and some it does not (a short name, lookalikes)
+SERVICES = [*KNOWN_SERVICES, "gh", "acme", "acmecorp", "vault", "deploy"]
 
 
 @st.composite
@@ -273,25 +260,7 @@ GLOBS = st.one_of(
     st.text(st.sampled_from("ab*?[]!-^.gx_"), min_size=1, max_size=8),
 )
 FIELDS = st.one_of(
-    st.sampled_from(
-        [
-            "tool",
-            "service",
-            "operation",
-            "resource",
-            "framework",
-            "session_id",
-            "risk.score",
-            "risk.level",
-            "risk.category",
-            "server",
-            "agent",
-            "arguments",
-            "context",
-            "context.env",
-            "context.change_ticket",
-        ]
-    ),
+    st.sampled_from([*sorted(TOP_FIELDS), "context.env", "context.change_ticket"]),
     st.builds(
         lambda k, rest: "arguments." + k + rest,
         KEYS.filter(lambda k: k and "." not in k),

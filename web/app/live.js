@@ -2,7 +2,9 @@
  * The one live data source of the dashboard: what is pending for the signed-in user,
  * and every change to it, pushed. Pages talk only to this interface:
  *
- *   const live = openLive({ onCreated(view), onDecided(event), onResync(), onState(s) })
+ *   const live = openLive({ onCreated(view), onVoted(view), onDecided(event), onResync(), onState(s) })
+ *
+ * onVoted: another vote on a quorum action that is still pending (the view has who voted).
  *   live.close()
  *
  * Local mode (`vettra dev`): GET /api/events, server-sent events with Last-Event-ID
@@ -22,7 +24,7 @@ export function openLive(handlers) {
   return openLocal(handlers);
 }
 
-function openLocal({ onCreated, onDecided, onResync, onState, onFatal }) {
+function openLocal({ onCreated, onVoted, onDecided, onResync, onState, onFatal }) {
   const stream = new EventStream({
     url: "/api/events",
     token: () => session()?.token ?? null,
@@ -39,9 +41,10 @@ function openLocal({ onCreated, onDecided, onResync, onState, onFatal }) {
         return;
       }
       if (name !== "action") return;
-      if (data.type === "action.created" && data.status === "pending") {
+      if ((data.type === "action.created" || data.type === "action.voted") && data.status === "pending") {
         try {
-          onCreated(await api(`/api/actions/${encodeURIComponent(data.action_id)}`));
+          const view = await api(`/api/actions/${encodeURIComponent(data.action_id)}`);
+          (data.type === "action.voted" ? onVoted : onCreated)(view);
         } catch {
           onResync();
         }

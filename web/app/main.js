@@ -163,6 +163,7 @@ async function resync() {
 function startLive() {
   app.live = openLive({
     onCreated: (view) => app.queue.added(view),
+    onVoted: (view) => app.queue.added(view), // the card's votes change in place
     onDecided: (event) => app.queue.decided(event),
     onResync: resync,
     onState: (state) => {

@@ -15,7 +15,7 @@
 import canonicalize from "../vendor/canonicalize/canonicalize.js";
 
 export const GENESIS = "0".repeat(64);
-const BODY_FIELDS = ["seq", "chain", "type", "action_id", "actor", "user", "at", "data", "prev_hash", "key_id"];
+export const BODY_FIELDS = ["seq", "chain", "type", "action_id", "actor", "user", "at", "data", "prev_hash", "key_id"];
 const EXPORT_FORMAT = "vettra.audit-export/v1";
 const encoder = new TextEncoder();
 
@@ -66,10 +66,14 @@ async function sha256(...parts) {
 const LEAF = Uint8Array.of(0);
 const NODE = Uint8Array.of(1);
 
+/** The hashed members of an entry (the API's entries carry more). */
+export function entryBody(entry) {
+  return Object.fromEntries(BODY_FIELDS.map((f) => [f, entry[f]]));
+}
+
 /** SHA-256 of the RFC 8785 canonical body, as hex. */
 export async function entryHash(entry) {
-  const body = Object.fromEntries(BODY_FIELDS.map((f) => [f, entry[f]]));
-  return hex(await sha256(encoder.encode(canonicalize(body))));
+  return hex(await sha256(encoder.encode(canonicalize(entryBody(entry)))));
 }
 
 export async function leafHash(entryHashHex) {
@@ -225,26 +229,34 @@ export async function verifyChain(entries, checkpoints, onProgress = () => {}) {
   return { length: leaves.length, covered: matched, head: prev };
 }
 
-/** Parse a `vettra audit export` file (JSON Lines); entry bodies stay as exported bytes. */
-export function parseExport(text) {
-  const lines = text.split("\n").filter((l) => l.trim() !== "");
+/** A `vettra audit export` file (JSON Lines) split into its checkpoint notes and its
+ * entry records, in order, after its header is checked. */
+export function splitExport(text) {
+  const all = text.split("\n").filter((l) => l.trim() !== "");
   let header;
   try {
-    header = JSON.parse(lines[0] || "");
+    header = JSON.parse(all[0] || "");
   } catch {
     throw new Error("not a Vettra audit export: the first line is not JSON");
   }
   if (header.format !== EXPORT_FORMAT) throw new Error(`not a Vettra audit export (format ${header.format ?? "missing"})`);
   const notes = [];
+  const lines = [];
+  for (const line of all.slice(1)) {
+    if (line.startsWith('{"checkpoint":')) notes.push(JSON.parse(line).checkpoint);
+    else lines.push(line);
+  }
+  return { header, notes, lines };
+}
+
+/** Parse a `vettra audit export` file; entry bodies stay as exported bytes. */
+export function parseExport(text) {
+  const { header, notes, lines } = splitExport(text);
   const entries = [];
   const tail = /,"hash":"([0-9a-f]{64})","mac":"([0-9a-f]{64})"}$/;
-  for (const [n, line] of lines.slice(1).entries()) {
-    if (line.startsWith('{"checkpoint":')) {
-      notes.push(JSON.parse(line).checkpoint);
-      continue;
-    }
+  for (const line of lines) {
     const match = tail.exec(line);
-    if (!line.startsWith('{"body":') || !match) throw new Error(`line ${n + 2} is not an entry or a checkpoint`);
+    if (!line.startsWith('{"body":') || !match) throw new Broken(entries.length + 1, "malformed record: not an entry or a checkpoint");
     const bodyText = line.slice(8, match.index);
     let body;
     try {

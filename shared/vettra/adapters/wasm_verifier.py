@@ -37,7 +37,7 @@ import os
 import threading
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from importlib import metadata, resources
 from pathlib import Path
@@ -230,14 +230,8 @@ def risk_from(answer: Mapping[str, Any]) -> RiskAssessment:
 
 
 def decision_from(answer: Mapping[str, Any]) -> PolicyDecision:
-    return PolicyDecision(
-        outcome=answer["outcome"],
-        rule_id=answer["rule_id"],
-        reason=answer["reason"],
-        timeout_s=answer["timeout_s"],
-        on_expiry=answer["on_expiry"],
-        approvers=answer["approvers"],
-    )
+    """The module's decision object has exactly :class:`PolicyDecision`'s fields, by name."""
+    return PolicyDecision(**{f.name: answer[f.name] for f in fields(PolicyDecision)})
 
 
 class WasmVerifier(Verifier):

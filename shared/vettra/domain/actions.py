@@ -15,13 +15,12 @@ from typing import Any, overload
 
 from .errors import Conflict
 from .policy_schema import ON_EXPIRY_DENY
-
-ALLOWED = "allowed"
-PENDING = "pending"
-APPROVED = "approved"
-DENIED = "denied"
-EXPIRED = "expired"
-TERMINAL = frozenset({ALLOWED, APPROVED, DENIED, EXPIRED})
+from .statuses import ALLOWED as ALLOWED
+from .statuses import APPROVED as APPROVED
+from .statuses import DENIED as DENIED
+from .statuses import EXPIRED as EXPIRED
+from .statuses import PENDING as PENDING
+from .statuses import TERMINAL as TERMINAL
 
 # keyed by the stored value, which older records may lack
 _LEGACY_ON_EXPIRY: dict[str | None, str] = {"denied": ON_EXPIRY_DENY}

@@ -19,11 +19,14 @@ import hmac
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from json.encoder import encode_basestring as _encode_string
 from typing import Any
 
+from .actions import rfc3339
 from .canonical import canonical_json
 from .errors import VerificationError
+from .identity import Principal
 
 GENESIS_HASH = "0" * 64
 
@@ -81,6 +84,29 @@ class AuditEvent:
         )
         tail = ',"type":' + _text(self.type) + ',"user":' + _text(self.user) + "}"
         object.__setattr__(self, "_parts", (head, tail))
+
+
+def event_by(
+    principal: Principal,
+    kind: str,
+    at: datetime,
+    data: dict[str, Any],
+    *,
+    action_id: str | None = None,
+    chain: str | None = None,
+    user: str | None = None,
+) -> AuditEvent:
+    """An event ``principal`` caused at ``at``: in its tenant's chain and about its own
+    user, unless ``chain``/``user`` name the record it acted on."""
+    return AuditEvent(
+        type=kind,
+        chain=principal.tenant if chain is None else chain,
+        actor=principal.actor,
+        at=rfc3339(at),
+        action_id=action_id,
+        user=principal.user if user is None else user,
+        data=data,
+    )
 
 
 def _text(value: Any) -> str:

@@ -55,9 +55,19 @@ class CredentialRefused(Conflict):
     slug = "credential-refused"
     title = "Credential not released"
 
-    def __init__(self, refusal: str, detail: str, **kw: Any):
-        extra = {"refusal": refusal, **kw.pop("extra", {})}
-        super().__init__(detail, extra=extra, **kw)
+    def __init__(
+        self,
+        refusal: str,
+        detail: str,
+        *,
+        connection: str | None = None,
+        missing_scopes: list[str] | None = None,
+        **kw: Any,
+    ):
+        """``connection`` and ``missing_scopes``, where given, are problem fields too."""
+        named = {"connection": connection, "missing_scopes": missing_scopes}
+        extra = {"refusal": refusal, **{k: v for k, v in named.items() if v is not None}}
+        super().__init__(detail, extra={**extra, **kw.pop("extra", {})}, **kw)
         self.refusal = refusal
         self.status = _STATUS.get(refusal, Conflict.status)
 
@@ -67,7 +77,7 @@ class NotLinked(CredentialRefused):
     longer accepts it): the agent is told which connection to have the user link."""
 
     def __init__(self, connection: str, detail: str):
-        super().__init__(NOT_LINKED, detail, extra={"connection": connection})
+        super().__init__(NOT_LINKED, detail, connection=connection)
         self.connection = connection
 
 
@@ -207,7 +217,7 @@ def refusal(facts: ReleaseFacts) -> CredentialRefused | None:
             NOT_PERMITTED,
             f"user {action.user} has not granted agent {action.agent} the connection "
             f"{need.connection} (POST /api/inventory/permissions)",
-            extra={"connection": need.connection},
+            connection=need.connection,
         )
     missing = sorted(set(need.scopes) - set(permission.get("scopes") or ()))
     if missing:
@@ -215,7 +225,8 @@ def refusal(facts: ReleaseFacts) -> CredentialRefused | None:
             NOT_PERMITTED,
             f"user {action.user}'s grant to agent {action.agent} for {need.connection} lacks "
             f"the scope(s) {action.tool} needs: {', '.join(missing)}",
-            extra={"connection": need.connection, "missing_scopes": missing},
+            connection=need.connection,
+            missing_scopes=missing,
         )
     return None
 

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs
 
-from ..domain.errors import MalformedRequest, NotFound, PayloadTooLarge, VettraError
+from ..domain.errors import MalformedRequest, NotFound, PayloadTooLarge, Unavailable, VettraError
 from .http.app import Context, HttpApp, trace_id_of
 from .http.types import MAX_BODY_BYTES, Request, Response
 
@@ -58,6 +58,11 @@ LINE_OVERHEAD = 4
 #: the client reads it. Nothing is kept; a larger body is not waited for.
 DRAIN_BYTES = 1024 * 1024
 DRAIN_S = 2.0
+#: A lazily built app that failed to build (Firestore unreachable, a mounted secret
+#: missing) is answered 503 with this Retry-After; the next request tries the build again.
+BUILD_RETRY_AFTER_S = 5
+#: How much of the build error's message its log line keeps (one line, no traceback).
+BUILD_ERROR_CHARS = 300
 
 Receive = Callable[[], Any]
 Send = Callable[[dict[str, Any]], Any]
@@ -80,11 +85,14 @@ class HttpVersionNotSupported(VettraError):
 
 
 class _Refused(Exception):
-    """Refuse the request before the handler; close the connection when ``close``."""
+    """Refuse the request before the handler; close the connection when ``close``.
 
-    def __init__(self, error: VettraError, close: bool, drain: int = 0):
+    ``cause`` is for the server's failures: what the log line says instead of the
+    client's ``error`` (an ERROR line then, not a WARNING)."""
+
+    def __init__(self, error: VettraError, close: bool, drain: int = 0, cause: str = ""):
         super().__init__(str(error))
-        self.error, self.close, self.drain = error, close, drain
+        self.error, self.close, self.drain, self.cause = error, close, drain, cause
 
 
 class AsgiApp:
@@ -151,10 +159,15 @@ class AsgiApp:
         try:
             request = await self._request(scope, receive)
         except _Refused as refused:
-            log.warning(f"{scope.get('method')} {path} {refused.error.status}: {refused.error}")
+            trace_id = trace_id_of(_headers_of(scope))
+            log.log(
+                logging.ERROR if refused.cause else logging.WARNING,
+                f"{scope.get('method')} {path} {refused.error.status}: "
+                + (refused.cause or str(refused.error)),
+                extra={"trace": trace_id},
+            )
             if refused.drain:
                 await _drain(receive, refused.drain)
-            trace_id = trace_id_of(_headers_of(scope))
             problem = Response.problem(refused.error, instance=path, trace_id=trace_id)
             problem.headers.setdefault("X-Trace-Id", trace_id)
             await self._send(send, receive, problem, close=refused.close)
@@ -203,6 +216,8 @@ class AsgiApp:
                 True,
             )
         headers = _headers(scope)
+        if self._app is None:
+            self._build_app()
         if self.group is not None:
             owner = self.app.group_of(path)
             if owner is not None and owner != self.group:
@@ -226,6 +241,23 @@ class AsgiApp:
         except ValueError as exc:
             raise _Refused(MalformedRequest(f"query string not accepted: {exc}"), False) from exc
         return Request(method=scope["method"], path=path, query=query, headers=headers, body=body)
+
+    def _build_app(self) -> None:
+        """The lazy build, once per instance; when it fails, a 503 that names no cause to
+        the client (the log line, found by the trace id, does) and says when to retry."""
+        try:
+            self.app  # noqa: B018 - the property builds it
+        except Exception as error:  # noqa: BLE001 - the boundary: a 503, not a traceback
+            cause = " ".join(f"{type(error).__name__}: {error}".split())[:BUILD_ERROR_CHARS]
+            unavailable = Unavailable(
+                "the service could not start (a backing service or its configuration is not "
+                f"ready); retry in {BUILD_RETRY_AFTER_S} s",
+                headers={"Retry-After": str(BUILD_RETRY_AFTER_S)},
+                extra={"retry_after": BUILD_RETRY_AFTER_S},
+            )
+            raise _Refused(
+                unavailable, False, cause=f"the runtime could not be built ({cause})"
+            ) from None
 
     async def _body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []

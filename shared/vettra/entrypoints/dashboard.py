@@ -9,7 +9,12 @@ hidden files, symbolic links, ``node_modules`` and the npm manifests are left ou
 
 Every answer carries a strict Content-Security-Policy: scripts, styles, images and
 fonts from this origin only, no inline script or style, no third-party origin, no
-framing, and Trusted Types required, so no string can become markup or a script.
+framing, and Trusted Types required, so no string can become markup or a script. The
+one addition is ``'wasm-unsafe-eval'`` in ``script-src``: it lets the page compile
+WebAssembly (the verifier module), and nothing else (no ``eval``, no ``Function``).
+
+The WASM verifier is not a file of the web root: ``/verifier.wasm`` is the package's
+own ``data/verifier.wasm``, the very bytes the backend runs (:data:`PACKAGE_ASSETS`).
 
 Requests for ``/api/...`` and ``/health`` (and anything but GET or HEAD outside them:
 405) go to the API unchanged. :class:`WithDashboard` is the ASGI callable uvicorn runs.
@@ -24,6 +29,7 @@ import os
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +41,7 @@ log = logging.getLogger("vettra.http")
 CSP = "; ".join(
     [
         "default-src 'none'",
-        "script-src 'self'",
+        "script-src 'self' 'wasm-unsafe-eval'",  # WebAssembly.compile only: the verifier
         "style-src 'self'",
         "img-src 'self'",
         "font-src 'self'",
@@ -71,7 +77,10 @@ CONTENT_TYPES = {
     ".woff2": "font/woff2",
     ".webmanifest": "application/manifest+json",
     ".txt": "text/plain; charset=utf-8",
+    ".wasm": "application/wasm",
 }
+#: URL path -> file of the ``vettra`` package served beside the web root's files
+PACKAGE_ASSETS = {"/verifier.wasm": "data/verifier.wasm"}
 SKIPPED_DIRS = {"node_modules", "tests", "dist", "scripts"}  # dist: the Hosting copy
 SKIPPED_FILES = {"package.json", "package-lock.json"}
 MAX_SITE_BYTES = 32 * 1024 * 1024
@@ -127,14 +136,25 @@ class StaticSite:
             total += len(body)
             if total > MAX_SITE_BYTES:
                 raise ValueError(f"{root} holds more than {MAX_SITE_BYTES} bytes of files")
-            etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-            assets["/" + relative] = Asset(body, content_type, etag)
+            assets["/" + relative] = Asset(body, content_type, _etag(body))
         if "/" + INDEX in assets:
             assets["/"] = assets["/" + INDEX]
+        package = resources.files("vettra")
+        for url, name in PACKAGE_ASSETS.items():
+            try:
+                body = package.joinpath(name).read_bytes()
+            except OSError:
+                log.warning("dashboard: the package has no %s; %s is not served", name, url)
+                continue
+            assets[url] = Asset(body, CONTENT_TYPES[Path(name).suffix], _etag(body))
         return cls(assets, root)
 
     def lookup(self, path: str) -> Asset | None:
         return self.assets.get(path)
+
+
+def _etag(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 
 def _walk(root: Path) -> Iterator[tuple[str, Path]]:

@@ -5,7 +5,10 @@ A target's handler returns a response that *is* the ASGI app run on the
 request's own scope and body stream, so the cloud serves exactly what ``vettra
 dev`` serves: the same limits, parsing checks, problem+json and logging. The
 runtime is built lazily on the first request, once per instance, so a cold start
-pays only for what it uses, and never at import. With ``VETTRA_BACKEND=firestore``
+pays only for what it uses, and never at import. A build that fails (Firestore
+unreachable, a mounted secret missing) answers that request 503 problem+json with
+``Retry-After`` and a trace id, logs one line naming the cause, and is tried again
+by the next request. With ``VETTRA_BACKEND=firestore``
 instances share state only through Firestore (no home store, no home lock).
 
 ``sequence`` is the Pub/Sub-triggered target: each message names a chain that has
@@ -41,7 +44,11 @@ def runtime() -> Any:
                 from .. import logs
                 from ..bootstrap import FUNCTIONS, Config, bootstrap
 
-                config = Config.from_env()
+                try:
+                    config = Config.from_env()
+                except Exception:
+                    logs.configure()  # so that the 503's log line is JSON too
+                    raise
                 config.host = FUNCTIONS
                 logs.configure(config.log_level)
                 built = bootstrap(config)

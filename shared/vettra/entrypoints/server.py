@@ -38,6 +38,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..domain.errors import PROBLEM_BASE
 from .asgi import DEFAULT_THREADS, AsgiApp
+from .http.app import HttpApp
 from .http.types import MAX_BODY_BYTES, PROBLEM_JSON
 
 log = logging.getLogger("vettra.http")
@@ -103,6 +104,16 @@ class Limits:
             if getattr(limits, f.name) <= 0:
                 raise ValueError(f"{f.name} must be positive")
         return limits
+
+
+def asgi_app(app: HttpApp, limits: Limits) -> AsgiApp:
+    """The ASGI app as ``vettra dev`` serves ``app`` under ``limits``."""
+    return AsgiApp(
+        app,
+        max_body_bytes=limits.max_body_bytes,
+        threads=limits.threads,
+        max_header_bytes=limits.max_header_bytes,
+    )
 
 
 def _problem_bytes(status: int, detail: str, extra_headers: bytes = b"") -> bytes:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from typing import Any, Literal, TypedDict, TypeVar, Unpack, cast
+from collections.abc import Mapping
+from typing import Any, Generic, Literal, TypedDict, TypeVar, Unpack, cast
 
 import httpx
 import tenacity
@@ -205,7 +205,49 @@ def _unavailable(request: Request, exc: BaseException) -> VettraUnavailable:
     return VettraUnavailable(f"{what}: {type(exc).__name__}: {exc}")
 
 
-class Client:
+TransportT = TypeVar("TransportT")
+HttpT = TypeVar("HttpT")
+
+
+class _Connected(Generic[TransportT, HttpT]):
+    """What both clients are built from: the settings, checked, and the httpx client."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        transport: TransportT | None = None,
+        **options: Unpack[ClientOptions],
+    ) -> None:
+        self.settings = _Settings(base_url, token, **options)
+        self._http = self._connect(transport, self.settings.http_options())
+
+    def _connect(self, transport: TransportT | None, options: dict[str, Any]) -> HttpT:
+        raise NotImplementedError
+
+
+class _Done(Generic[T]):
+    """A flow's result (it raised ``StopIteration``)."""
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+
+def _feed(
+    flow: Flow[T], outcome: httpx.Response | VettraSDKError | None
+) -> Request | Sleep | _Done[T]:
+    """Resume a flow with what its last step came to (an error is thrown into it, so
+    the flow may turn it into its own); its next step, or its result."""
+    try:
+        if isinstance(outcome, VettraSDKError):
+            return flow.throw(outcome)
+        return flow.send(outcome)
+    except StopIteration as stop:
+        return _Done(cast(T, stop.value))
+
+
+class Client(_Connected[httpx.BaseTransport, httpx.Client]):
     """Synchronous client. ``Client(base_url, token=...)``; close it, or use ``with``.
 
     ``timeout`` bounds every request (a long-poll adds the time the server holds it);
@@ -213,18 +255,13 @@ class Client:
     server is asked to expire the action then); ``on_unavailable="deny"`` turns an
     unreachable Vettra into :class:`ActionDenied` instead of :class:`VettraUnavailable`.
     There is no setting under which a tool runs without Vettra's go-ahead.
+    ``transport``: an ``httpx.BaseTransport`` (tests, proxies).
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        token: str,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        **options: Unpack[ClientOptions],
-    ) -> None:
-        self.settings = _Settings(base_url, token, **options)
-        self._http = httpx.Client(transport=transport, **self.settings.http_options())
+    def _connect(
+        self, transport: httpx.BaseTransport | None, options: dict[str, Any]
+    ) -> httpx.Client:
+        return httpx.Client(transport=transport, **options)
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -248,8 +285,20 @@ class Client:
         except (RetryableStatus, httpx.TransportError) as exc:
             raise _unavailable(request, exc) from exc
 
+    def _perform(self, step: Request | Sleep) -> httpx.Response | VettraSDKError | None:
+        if isinstance(step, Sleep):
+            time.sleep(step.seconds)
+            return None
+        try:
+            return self._send(step)
+        except VettraSDKError as exc:
+            return exc
+
     def _run(self, flow: Flow[T]) -> T:
-        return _drive(flow, self._send, time.sleep)
+        step = _feed(flow, None)
+        while not isinstance(step, _Done):
+            step = _feed(flow, self._perform(step))
+        return step.value
 
     # --- the API ----------------------------------------------------------------------
 
@@ -317,20 +366,15 @@ class Client:
         return self._run(_flow.decide(action_id, "deny", reason, None))
 
 
-class AsyncClient:
+class AsyncClient(_Connected[httpx.AsyncBaseTransport, httpx.AsyncClient]):
     """The asynchronous twin of :class:`Client`: the same arguments and methods, awaited
-    (their documentation is on :class:`Client`)."""
+    (their documentation is on :class:`Client`); ``transport`` is an
+    ``httpx.AsyncBaseTransport``."""
 
-    def __init__(
-        self,
-        base_url: str,
-        token: str,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        **options: Unpack[ClientOptions],
-    ) -> None:
-        self.settings = _Settings(base_url, token, **options)
-        self._http = httpx.AsyncClient(transport=transport, **self.settings.http_options())
+    def _connect(
+        self, transport: httpx.AsyncBaseTransport | None, options: dict[str, Any]
+    ) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=transport, **options)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -352,22 +396,20 @@ class AsyncClient:
         except (RetryableStatus, httpx.TransportError) as exc:
             raise _unavailable(request, exc) from exc
 
-    async def _run(self, flow: Flow[T]) -> T:
+    async def _perform(self, step: Request | Sleep) -> httpx.Response | VettraSDKError | None:
+        if isinstance(step, Sleep):
+            await asyncio.sleep(step.seconds)
+            return None
         try:
-            step = next(flow)
-            while True:
-                if isinstance(step, Sleep):
-                    await asyncio.sleep(step.seconds)
-                    step = flow.send(None)
-                    continue
-                try:
-                    answer = await self._send(step)
-                except VettraSDKError as exc:  # the flow may turn it into its own error
-                    step = flow.throw(exc)
-                else:
-                    step = flow.send(answer)
-        except StopIteration as stop:
-            return cast(T, stop.value)
+            return await self._send(step)
+        except VettraSDKError as exc:
+            return exc
+
+    async def _run(self, flow: Flow[T]) -> T:
+        step = _feed(flow, None)
+        while not isinstance(step, _Done):
+            step = _feed(flow, await self._perform(step))
+        return step.value
 
     async def intercept(
         self, tool: str, arguments: dict[str, Any], **options: Unpack[InterceptOptions]
@@ -416,24 +458,3 @@ class AsyncClient:
 
     async def deny(self, action_id: str, *, reason: str | None = None) -> Action:
         return await self._run(_flow.decide(action_id, "deny", reason, None))
-
-
-def _drive(
-    flow: Flow[T], send: Callable[[Request], httpx.Response], sleep: Callable[[float], None]
-) -> T:
-    """Run a flow synchronously: answer each Request with ``send``, each Sleep with ``sleep``."""
-    try:
-        step = next(flow)
-        while True:
-            if isinstance(step, Sleep):
-                sleep(step.seconds)
-                step = flow.send(None)
-                continue
-            try:
-                answer = send(step)
-            except VettraSDKError as exc:  # the flow may turn it into its own error
-                step = flow.throw(exc)
-            else:
-                step = flow.send(answer)
-    except StopIteration as stop:
-        return cast(T, stop.value)

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
+from ..domain import statuses
 from ..domain.canonical import sha256_digest
 from ._errors import (
     ActionBlocked,
@@ -32,16 +33,7 @@ from ._errors import (
     VettraSDKError,
     api_error,
 )
-from ._models import (
-    ALLOWED,
-    APPROVED,
-    DENIED,
-    EXPIRED,
-    PENDING,
-    Action,
-    Authorization,
-    Credential,
-)
+from ._models import Action, Authorization, Credential
 
 T = TypeVar("T")
 
@@ -118,14 +110,14 @@ def wait_for_decision(
     Each poll asks the server to hold the answer (``?wait=N``, N <= 60); the server answers
     as soon as the action changes, so a decision reaches the agent at once.
     """
-    while action.status == PENDING:
+    while action.status == statuses.PENDING:
         remaining = deadline - clock()
         if remaining <= 0:
             return action
         started = clock()
         hold = MAX_WAIT_S if remaining >= MAX_WAIT_S else math.ceil(remaining)
         action = yield from get_action(action.action_id, hold)
-        if action.status == PENDING:
+        if action.status == statuses.PENDING:
             early = MIN_POLL_INTERVAL_S - (clock() - started)
             if early > 0:
                 yield Sleep(early)
@@ -204,7 +196,7 @@ def authorize(gate: Gate, clock: Callable[[], float] = time.monotonic) -> Flow[A
             f"the server digested the arguments as {action.args_digest}, the SDK as {digest}; "
             f"refusing to run action {action.action_id}"
         )
-    if action.status == PENDING and gate.wait:
+    if action.status == statuses.PENDING and gate.wait:
         budget = gate.decision_timeout_s
         deadline = math.inf if budget is None else started + budget + EXPIRY_GRACE_S
         action = yield from wait_for_decision(action, deadline, clock)
@@ -226,18 +218,18 @@ def authorize(gate: Gate, clock: Callable[[], float] = time.monotonic) -> Flow[A
 
 def blocked_error(action: Action) -> ActionBlocked | None:
     """The error for an action that may not run, or None when it may."""
-    if action.status in (ALLOWED, APPROVED):
+    if action.status in (statuses.ALLOWED, statuses.APPROVED):
         return None
     tool = action.tool or "the tool call"
     reason = action.reason
     why = f": {reason}" if reason else ""
-    if action.status == DENIED:
+    if action.status == statuses.DENIED:
         return ActionDenied(f"Vettra denied {tool}{why}", action=action, reason=reason)
-    if action.status == EXPIRED:
+    if action.status == statuses.EXPIRED:
         return ActionExpired(
             f"{tool} expired before anyone decided{why}", action=action, reason=reason
         )
-    if action.status == PENDING:
+    if action.status == statuses.PENDING:
         kind = StepUpPending if action.step_up_required else ApprovalPending
         needs = "approval with step-up authentication" if action.step_up_required else "approval"
         return kind(

@@ -5,13 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-ALLOWED = "allowed"
-PENDING = "pending"
-APPROVED = "approved"
-DENIED = "denied"
-EXPIRED = "expired"
-#: The statuses after which the tool may run.
-RUNNABLE = frozenset({ALLOWED, APPROVED})
+from ..domain.statuses import RUNNABLE
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,8 @@ import asyncio
 import functools
 from typing import Any, Literal
 
+from ..extras import install_hint
+
 try:
     from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
     from langchain_core.messages import ToolMessage
@@ -37,9 +39,7 @@ try:
     from pydantic import ConfigDict
     from pydantic_core import to_jsonable_python
 except ImportError as exc:  # pragma: no cover - the message is the point
-    raise ImportError(
-        "vettra.sdk.langchain needs langchain-core: pip install langchain-core"
-    ) from exc
+    raise ImportError(f"vettra.sdk.langchain {install_hint('langchain')}") from exc
 
 from ._client import AsyncClient, Client
 from ._errors import ActionBlocked

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+from ..extras import install_hint
+
 try:
     import mcp_types as types
     from mcp import Client as McpClient
@@ -31,7 +33,7 @@ try:
     from mcp.server.lowlevel import Server
     from mcp.server.stdio import stdio_server
 except ImportError as exc:  # pragma: no cover - the message is the point
-    raise ImportError("vettra mcp-proxy needs the MCP SDK: pip install 'vettra[mcp]'") from exc
+    raise ImportError(f"vettra.sdk.mcp (vettra mcp-proxy) {install_hint('mcp')}") from exc
 
 from .. import __version__
 from ._client import AsyncClient

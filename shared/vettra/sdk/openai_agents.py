@@ -36,6 +36,8 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
+from ..extras import install_hint
+
 try:
     from agents import Agent, FunctionTool, RunConfig, RunContextWrapper, Runner, RunResult
     from agents import function_tool as agents_function_tool
@@ -43,14 +45,13 @@ try:
     from agents.run_state import RunState
     from agents.tool_context import ToolContext
 except ImportError as exc:  # pragma: no cover - the message is the point
-    raise ImportError(
-        "vettra.sdk.openai_agents needs the OpenAI Agents SDK: pip install openai-agents"
-    ) from exc
+    raise ImportError(f"vettra.sdk.openai_agents {install_hint('openai-agents')}") from exc
 
+from ..domain.statuses import ALLOWED
 from ._client import AsyncClient, Client
 from ._errors import ActionBlocked, DigestMismatch
 from ._flow import EXPIRY_GRACE_S, blocked_error, deadline_timeout_s, digest_of
-from ._models import ALLOWED, Action, Authorization, Credential
+from ._models import Action, Authorization, Credential
 from ._protect import CREDENTIAL, ToolSignature, tool_name_for
 
 FRAMEWORK = "openai"

@@ -10,6 +10,7 @@ from ..ports import EventBus
 ACTIONS_TOPIC = "actions"
 ACTION_CREATED = "action.created"
 ACTION_DECIDED = "action.decided"
+ACTION_VOTED = "action.voted"  # a quorum vote that left the action pending
 
 
 def action_topic(action_id: str) -> str:
@@ -30,10 +31,15 @@ def action_summary(kind: str, action: Action) -> dict[str, Any]:
     }
 
 
-def publish_action(bus: EventBus, kind: str, action: Action) -> None:
-    event = {
+def addressed(kind: str, action: Action) -> dict[str, Any]:
+    """The summary and whom a dashboard event is for: the owner and the named approvers."""
+    return {
         **action_summary(kind, action),
         "approvers": list((action.policy.get("approvers") or {}).get("of", [])),
     }
+
+
+def publish_action(bus: EventBus, kind: str, action: Action) -> None:
+    event = addressed(kind, action)
     bus.publish(action_topic(action.id), event)
     bus.publish(ACTIONS_TOPIC, event)

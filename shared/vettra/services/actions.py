@@ -418,14 +418,6 @@ def record_refusal(
 ) -> None:
     with deps.store.unit_of_work() as uow:
         uow.audit.record(
-            audit.AuditEvent(
-                type=kind,
-                chain=principal.tenant,
-                actor=principal.actor,
-                at=rfc3339(deps.clock.now()),
-                action_id=action_id,
-                user=principal.user,
-                data=data,
-            )
+            audit.event_by(principal, kind, deps.clock.now(), data, action_id=action_id)
         )
         uow.commit()

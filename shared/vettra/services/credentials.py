@@ -262,7 +262,7 @@ def _check_token(token: ProviderToken, need: CredentialNeed, now: datetime) -> b
             TOKEN_EXPIRED,
             f"the {need.connection} token in the vault expired at {rfc3339(token.expires_at)}; "
             "store a fresh one",
-            extra={"connection": need.connection},
+            connection=need.connection,
         )
     if token.scope is None:
         return False
@@ -273,7 +273,8 @@ def _check_token(token: ProviderToken, need: CredentialNeed, now: datetime) -> b
             INSUFFICIENT_SCOPE,
             f"the user's {need.connection} account does not grant what this tool needs "
             f"({', '.join(missing)}): have them connect it again with those scopes",
-            extra={"connection": need.connection, "missing_scopes": missing},
+            connection=need.connection,
+            missing_scopes=missing,
         )
     return True
 

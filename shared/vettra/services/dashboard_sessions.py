@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from ..domain.actions import rfc3339
-from ..domain.audit import AuditEvent
+from ..domain.audit import AuditEvent, event_by
 from ..domain.errors import Conflict, Unauthenticated
 from ..domain.identity import ADMIN, APPROVER, DEFAULT_TENANT, Principal
 from ..ports import Clock, Identity, Store
@@ -61,21 +62,44 @@ def _owner(tenant: str, user: str) -> str:
     return f"{tenant}:{user}"
 
 
+def _issue(
+    uow: Any,
+    collection: str,
+    key: str,
+    doc: dict[str, Any],
+    now: datetime,
+    expires_at: datetime,
+    *,
+    event: str,
+    actor: str,
+    data: dict[str, Any],
+) -> None:
+    """Keep ``doc`` (a link or a session of ``doc["sub"]``) under ``key`` until
+    ``expires_at``, and audit its issue as ``event``."""
+    tenant, sub = doc["tenant"], doc["sub"]
+    kept = {**doc, "created_at": now.isoformat(), "expires_at": expires_at.isoformat()}
+    uow.docs.create(collection, key, kept, owner=_owner(tenant, sub))
+    uow.audit.record(
+        AuditEvent(
+            type=event,
+            chain=tenant,
+            actor=actor,
+            at=rfc3339(now),
+            user=sub,
+            data={**data, "expires_at": rfc3339(expires_at)},
+        )
+    )
+
+
+@dataclass(eq=False)  # an identity, like any service object
 class DashboardSessions:
     """What ``deps.dashboard_sessions`` is; the ``/api/auth`` routes and ``vettra dev`` call it."""
 
-    def __init__(
-        self,
-        store: Store,
-        clock: Clock,
-        *,
-        link_ttl_s: int = LINK_TTL_S,
-        session_ttl_s: int = SESSION_TTL_S,
-    ):
-        self._store = store
-        self._clock = clock
-        self.link_ttl_s = link_ttl_s
-        self.session_ttl_s = session_ttl_s
+    store: Store
+    clock: Clock
+    _: KW_ONLY
+    link_ttl_s: int = LINK_TTL_S
+    session_ttl_s: int = SESSION_TTL_S
 
     def create_link(
         self,
@@ -88,33 +112,21 @@ class DashboardSessions:
         """A one-time code for ``sub`` (``role`` approver or admin); only its digest is kept."""
         if role not in SIGNIN_ROLES:
             raise ValueError(f"a sign-in link is for an approver or an admin, not {role!r}")
-        now = self._clock.now()
+        now = self.clock.now()
         code = LINK_PREFIX + secrets.token_urlsafe(_SECRET_BYTES)
         key = digest(code)
         expires_at = now + timedelta(seconds=self.link_ttl_s)
-        with self._store.unit_of_work() as uow:
-            uow.docs.create(
+        with self.store.unit_of_work() as uow:
+            _issue(
+                uow,
                 LINKS,
                 key,
-                {
-                    "tenant": tenant,
-                    "sub": sub,
-                    "role": role,
-                    "created_by": created_by,
-                    "created_at": now.isoformat(),
-                    "expires_at": expires_at.isoformat(),
-                },
-                owner=_owner(tenant, sub),
-            )
-            uow.audit.record(
-                AuditEvent(
-                    type=LINK_CREATED,
-                    chain=tenant,
-                    actor=created_by,
-                    at=rfc3339(now),
-                    user=sub,
-                    data={"role": role, "link": key[:12], "expires_at": rfc3339(expires_at)},
-                )
+                {"tenant": tenant, "sub": sub, "role": role, "created_by": created_by},
+                now,
+                expires_at,
+                event=LINK_CREATED,
+                actor=created_by,
+                data={"role": role, "link": key[:12]},
             )
             uow.commit()
         return {
@@ -128,42 +140,27 @@ class DashboardSessions:
 
     def redeem(self, code: str) -> dict[str, Any]:
         """Trade a link's code for a session token, once; 401 for any code that is not live."""
-        now = self._clock.now()
+        now = self.clock.now()
         key = digest(code)
         token = SESSION_PREFIX + secrets.token_urlsafe(_SECRET_BYTES)
         expires_at = now + timedelta(seconds=self.session_ttl_s)
-        with self._store.unit_of_work() as uow:
+        with self.store.unit_of_work() as uow:
             link = uow.docs.get(LINKS, key)
             if link is None or now >= datetime.fromisoformat(link["expires_at"]):
                 raise Unauthenticated(BAD_LINK)
             uow.docs.delete(LINKS, key)
             tenant, sub, role = link["tenant"], link["sub"], link["role"]
             session_key = digest(token)
-            uow.docs.create(
+            _issue(
+                uow,
                 SESSIONS,
                 session_key,
-                {
-                    "tenant": tenant,
-                    "sub": sub,
-                    "role": role,
-                    "created_at": now.isoformat(),
-                    "expires_at": expires_at.isoformat(),
-                },
-                owner=_owner(tenant, sub),
-            )
-            uow.audit.record(
-                AuditEvent(
-                    type=SIGNED_IN,
-                    chain=tenant,
-                    actor=f"{role}:{sub}",
-                    at=rfc3339(now),
-                    user=sub,
-                    data={
-                        "link": key[:12],
-                        "session": session_key[:12],
-                        "expires_at": rfc3339(expires_at),
-                    },
-                )
+                {"tenant": tenant, "sub": sub, "role": role},
+                now,
+                expires_at,
+                event=SIGNED_IN,
+                actor=f"{role}:{sub}",
+                data={"link": key[:12], "session": session_key[:12]},
             )
             uow.commit()
         return {
@@ -180,9 +177,9 @@ class DashboardSessions:
         """The live session a token names, or None (unknown, revoked or expired)."""
         if not token.startswith(SESSION_PREFIX):
             return None
-        with self._store.unit_of_work() as uow:
+        with self.store.unit_of_work() as uow:
             doc = uow.docs.get(SESSIONS, digest(token))
-        if doc is None or self._clock.now() >= datetime.fromisoformat(doc["expires_at"]):
+        if doc is None or self.clock.now() >= datetime.fromisoformat(doc["expires_at"]):
             return None
         return doc
 
@@ -193,22 +190,13 @@ class DashboardSessions:
                 "this bearer token is not a dashboard session (it was minted by "
                 "`vettra token`); it cannot be revoked and lapses at its own expiry"
             )
-        now = self._clock.now()
+        now = self.clock.now()
         key = digest(token)
-        with self._store.unit_of_work() as uow:
+        with self.store.unit_of_work() as uow:
             if uow.docs.get(SESSIONS, key) is None:
                 raise Unauthenticated("the session has already ended")
             uow.docs.delete(SESSIONS, key)
-            uow.audit.record(
-                AuditEvent(
-                    type=SIGNED_OUT,
-                    chain=principal.tenant,
-                    actor=principal.actor,
-                    at=rfc3339(now),
-                    user=principal.user,
-                    data={"session": key[:12]},
-                )
-            )
+            uow.audit.record(event_by(principal, SIGNED_OUT, now, {"session": key[:12]}))
             uow.commit()
         return {"signed_out": True, "at": rfc3339(now)}
 

@@ -21,7 +21,8 @@ that it unsubscribes and forgets, as if the process had restarted.
 An event may reach the hub twice: over a shared store the bus also relays the
 changes other processes make (vettra.services.relay_bus), and this process's own
 changes come back that way too. The hub is idempotent by ``(action_id, type,
-status)`` — an action enters each of those once — remembering the last
+status)`` — an action enters each of those once — and, for a quorum vote
+(``action.voted``), by the number of approvals so far, remembering the last
 :data:`SEEN_SIZE` of them.
 """
 
@@ -36,9 +37,9 @@ from typing import Any
 
 from ..domain.errors import TooManyRequests
 from ..ports import EventBus
-from .action_events import ACTION_CREATED, ACTION_DECIDED, ACTIONS_TOPIC
+from .action_events import ACTION_CREATED, ACTION_DECIDED, ACTION_VOTED, ACTIONS_TOPIC
 
-EVENT_TYPES = (ACTION_CREATED, ACTION_DECIDED)
+EVENT_TYPES = (ACTION_CREATED, ACTION_DECIDED, ACTION_VOTED)
 #: The only members of a bus event a stream carries: never arguments, never secrets.
 PUBLIC_FIELDS = ("type", "action_id", "status", "tenant", "user", "risk_level", "tool")
 RING_SIZE = 1000
@@ -157,7 +158,7 @@ class EventHub:
         self._base = 0
         self._unsubscribe: Callable[[], None] | None = None
         self._idle: threading.Timer | None = None
-        self._seen: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, str, str, int], None] = OrderedDict()
 
     # -- streams ----------------------------------------------------------------------------
 
@@ -257,7 +258,12 @@ class EventHub:
             [str(event.get("user")), *map(str, event.get("approvers") or ())]
         )
         data = {name: event.get(name) for name in PUBLIC_FIELDS}
-        identity = (str(event.get("action_id")), str(event.get("type")), str(event.get("status")))
+        identity = (
+            str(event.get("action_id")),
+            str(event.get("type")),
+            str(event.get("status")),
+            len(event.get("approvals") or ()),  # each vote of a quorum is news
+        )
         with self._lock:
             if identity in self._seen:
                 return  # the same change again (relayed from the store): delivered once

@@ -81,20 +81,14 @@ def view(doc: dict[str, Any], book: ScopeBook | None = None) -> dict[str, Any]:
 
 
 def _audit(uow: Any, kind: str, principal: Principal, doc: dict[str, Any], now: datetime) -> None:
+    data = {
+        "permission_id": doc["permission_id"],
+        "agent": doc["agent"],
+        "connection": doc["connection"],
+        "scopes": list(doc["scopes"]),
+    }
     uow.audit.record(
-        audit.AuditEvent(
-            type=kind,
-            chain=doc["tenant"],
-            actor=principal.actor,
-            at=rfc3339(now),
-            user=doc["user"],
-            data={
-                "permission_id": doc["permission_id"],
-                "agent": doc["agent"],
-                "connection": doc["connection"],
-                "scopes": list(doc["scopes"]),
-            },
-        )
+        audit.event_by(principal, kind, now, data, chain=doc["tenant"], user=doc["user"])
     )
 
 

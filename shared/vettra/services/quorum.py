@@ -7,12 +7,11 @@ from typing import Any
 from ..domain.actions import APPROVED, PENDING, Action
 from ..domain.errors import Forbidden, NotFound
 from ..domain.identity import Principal
-from .action_events import ACTIONS_TOPIC, action_summary
+from .action_events import ACTION_VOTED, ACTIONS_TOPIC, addressed
 from .deps import Deps
 from .transitions import action_entry, terminal
 
 ACTION_VOTE = "action.vote"  # audit: one approver's vote on a quorum action
-ACTION_VOTED = "action.voted"  # live update: a vote that left the action pending
 
 
 def quorum_policy(decision: Any) -> dict[str, Any]:
@@ -99,7 +98,8 @@ def vote(
 
 def publish_vote(deps: Deps, action: Action) -> None:
     # Only the dashboards' topic: the action's own topic wakes long-polls waiting for
-    # the status to leave pending, which a non-final vote does not do.
+    # the status to leave pending, which a non-final vote does not do. Addressed to the
+    # owner and every named approver, so each open card shows the vote.
     deps.bus.publish(
-        ACTIONS_TOPIC, {**action_summary(ACTION_VOTED, action), "approvals": list(action.approvals)}
+        ACTIONS_TOPIC, {**addressed(ACTION_VOTED, action), "approvals": list(action.approvals)}
     )

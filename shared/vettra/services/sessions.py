@@ -193,15 +193,9 @@ def _audit(
     now: datetime,
     data: dict[str, Any],
 ) -> None:
+    data = {"session_id": doc["session_id"], **data}
     uow.audit.record(
-        audit.AuditEvent(
-            type=kind,
-            chain=doc["tenant"],
-            actor=principal.actor,
-            at=rfc3339(now),
-            user=doc["user"],
-            data={"session_id": doc["session_id"], **data},
-        )
+        audit.event_by(principal, kind, now, data, chain=doc["tenant"], user=doc["user"])
     )
 
 

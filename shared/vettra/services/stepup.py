@@ -22,7 +22,7 @@ from typing import Any
 
 from ..domain import stepup as rules
 from ..domain.actions import PENDING, Action, rfc3339
-from ..domain.audit import AuditEvent
+from ..domain.audit import event_by
 from ..domain.errors import (
     Conflict,
     FieldError,
@@ -679,14 +679,5 @@ class StepUpService:
     ) -> None:
         if binding is not None:
             data = {**data, **{k: v for k, v in binding.as_dict().items() if v is not None}}
-        uow.audit.record(
-            AuditEvent(
-                type=kind,
-                chain=principal.tenant,
-                actor=principal.actor,
-                at=rfc3339(self._clock.now()),
-                user=principal.user,
-                action_id=binding.action_id if binding else None,
-                data=data,
-            )
-        )
+        action_id = binding.action_id if binding else None
+        uow.audit.record(event_by(principal, kind, self._clock.now(), data, action_id=action_id))

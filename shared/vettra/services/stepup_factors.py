@@ -16,7 +16,7 @@ from typing import Any
 
 from ..domain import stepup as rules
 from ..domain.actions import rfc3339
-from ..domain.audit import AuditEvent
+from ..domain.audit import event_by
 from ..domain.errors import NotFound
 from ..domain.identity import ADMIN, APPROVER, Principal
 from . import stepup
@@ -91,18 +91,11 @@ def remove_factor(
             raise NotFound(f"no step-up factor {factor_id[:60]!r} of yours")
         deps.step_up.require_purpose(principal, removal_purpose(factor_id), step_up_token, uow=uow)
         uow.docs.delete(collection, doc_id)
-        uow.audit.record(
-            AuditEvent(
-                type=REMOVED,
-                chain=principal.tenant,
-                actor=principal.actor,
-                at=rfc3339(deps.clock.now()),
-                user=principal.user,
-                data={
-                    "method": rules.TOTP if factor_id == TOTP_FACTOR_ID else rules.WEBAUTHN,
-                    "factor_id": factor_id if factor_id == TOTP_FACTOR_ID else factor_id[:64],
-                },
-            )
-        )
+        totp = factor_id == TOTP_FACTOR_ID
+        data = {
+            "method": rules.TOTP if totp else rules.WEBAUTHN,
+            "factor_id": factor_id if totp else factor_id[:64],
+        }
+        uow.audit.record(event_by(principal, REMOVED, deps.clock.now(), data))
         uow.commit()
     return {"removed": factor_id, **list_factors(deps, principal)}

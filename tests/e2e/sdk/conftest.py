@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import secrets
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -156,8 +157,25 @@ class Approver:
             time.sleep(PENDING_POLL_S)
         raise AssertionError("no matching action became pending")
 
+    def approve_one_deny_one(self) -> tuple[str, str]:
+        """Markers (ok, no) of two e-mails to Bob: the user approves the one whose subject
+        is ``ok`` and denies the other with :func:`leave_reason` (see :func:`two_emails`)."""
+        ok, no = f"ok-{uuid.uuid4().hex}", f"no-{uuid.uuid4().hex}"
+        self.later(marked(ok), "approve")
+        self.later(marked(no), "deny", reason=leave_reason(no))
+        return ok, no
+
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def leave_reason(marker: str) -> str:
+    return f"Bob is on leave ({marker})"
+
+
+def two_emails(ok: str, no: str) -> list[dict[str, str]]:
+    """The arguments of the two e-mails :meth:`Approver.approve_one_deny_one` decides."""
+    return [{"to": "bob@example.com", "subject": subject, "body": "Q3"} for subject in (ok, no)]
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 from vettra.sdk import Credential
 from vettra.sdk.anthropic import AsyncToolRunner, ToolRunner
 
-from .conftest import Approver, LiveVettra, marked
+from .conftest import Approver, LiveVettra, leave_reason, marked, two_emails
 
 pytestmark = pytest.mark.e2e
 
@@ -87,14 +87,9 @@ def test_low_runs_medium_waits_denied_reason_goes_back_to_the_model(
         ran.append((subject, credential))
         return f"sent {subject}"
 
-    ok, no = f"ok-{uuid.uuid4().hex}", f"no-{uuid.uuid4().hex}"
-    approver.later(marked(ok), "approve")
-    approver.later(marked(no), "deny", reason=f"Bob is on leave ({no})")
-    uses = [
-        tool_use("user_get_profile"),
-        tool_use("gmail_send_message", to="bob@example.com", subject=ok, body="Q3"),
-        tool_use("gmail_send_message", to="bob@example.com", subject=no, body="Q3"),
-    ]
+    ok, no = approver.approve_one_deny_one()
+    uses = [tool_use("user_get_profile")]
+    uses += [tool_use("gmail_send_message", **email) for email in two_emails(ok, no)]
     api = ScriptedMessagesApi([uses])
     model = anthropic.Anthropic(
         api_key="test-key", base_url="http://scripted.test", max_retries=0,
@@ -114,7 +109,7 @@ def test_low_runs_medium_waits_denied_reason_goes_back_to_the_model(
     assert results[uses[1]["id"]]["content"] == f"sent {ok}"
     assert "is_error" not in results[uses[1]["id"]]
     denied = results[uses[2]["id"]]
-    assert denied["is_error"] is True and f"Bob is on leave ({no})" in denied["content"]
+    assert denied["is_error"] is True and leave_reason(no) in denied["content"]
     assert [subject for subject, _ in ran] == ["profile", ok]
     assert isinstance(ran[1][1], Credential) and ran[1][1].access_token
     # the server mapped the raw tool_use name itself: it scored gmail.send_message

@@ -20,7 +20,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from vettra.sdk import ActionDenied, Credential
 from vettra.sdk.langchain import protect_tool
 
-from .conftest import Approver, LiveVettra, marked
+from .conftest import Approver, LiveVettra, leave_reason, marked, two_emails
 
 pytestmark = pytest.mark.e2e
 
@@ -81,27 +81,18 @@ def test_low_runs_medium_waits_for_approval_denied_tells_the_model(
 ):
     client = live.agent()
     tools = [protect_tool(user_get_profile, client), protect_tool(gmail_send_message, client)]
-    ok, no = f"ok-{uuid.uuid4().hex}", f"no-{uuid.uuid4().hex}"
-    approver.later(marked(ok), "approve")
-    approver.later(marked(no), "deny", reason=f"Bob is on leave ({no})")
+    ok, no = approver.approve_one_deny_one()
     RAN.clear()
     model = script(
         {"name": "user_get_profile", "args": {}},
-        {
-            "name": "gmail_send_message",
-            "args": {"to": "bob@example.com", "subject": ok, "body": "Q3"},
-        },
-        {
-            "name": "gmail_send_message",
-            "args": {"to": "bob@example.com", "subject": no, "body": "Q3"},
-        },
+        *({"name": "gmail_send_message", "args": email} for email in two_emails(ok, no)),
     )
     messages = run_agent(model, tools)
     results = [m for m in messages if isinstance(m, ToolMessage)]
     assert [r.status for r in results] == ["success", "success", "error"]
     assert results[0].content == "Alice <alice@example.com>"
     assert results[1].content == f"sent '{ok}' to bob@example.com"
-    assert f"Bob is on leave ({no})" in str(results[2].content)
+    assert leave_reason(no) in str(results[2].content)
     assert "denied" in str(results[2].content)
     # the denied call never ran; the approved one ran once, with a released credential
     assert [r.get("subject") for r in RAN] == [None, ok]

@@ -18,7 +18,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from ..conftest import vettra_command
-from .conftest import Approver, LiveVettra, marked, verify_receipt
+from .conftest import Approver, LiveVettra, leave_reason, marked, two_emails, verify_receipt
 
 pytestmark = pytest.mark.e2e
 
@@ -76,21 +76,15 @@ def test_low_runs_medium_waits_denied_and_destructive_are_tool_errors(
     live: LiveVettra, approver: Approver, tmp_path: Path
 ):
     calls = tmp_path / "calls.jsonl"
-    ok, no, relabel = (f"{k}-{uuid.uuid4().hex}" for k in ("ok", "no", "relabel"))
-    approver.later(marked(ok), "approve")
-    approver.later(marked(no), "deny", reason=f"Bob is on leave ({no})")
+    ok, no = approver.approve_one_deny_one()
+    relabel = f"relabel-{uuid.uuid4().hex}"
     relabelled = approver.later(marked(relabel), "deny", reason="not without step-up")
 
     async def main() -> list[Any]:
         async with Client(proxy_params(live, calls, "--pass-credential")) as proxied:
             return [
                 await proxied.call_tool("get_profile", {}),
-                await proxied.call_tool(
-                    "send_message", {"to": "bob@example.com", "subject": ok, "body": "Q3"}
-                ),
-                await proxied.call_tool(
-                    "send_message", {"to": "bob@example.com", "subject": no, "body": "Q3"}
-                ),
+                *[await proxied.call_tool("send_message", email) for email in two_emails(ok, no)],
                 await proxied.call_tool(
                     "modify_labels", {"message_id": relabel, "remove": ["INBOX"]}
                 ),
@@ -99,7 +93,7 @@ def test_low_runs_medium_waits_denied_and_destructive_are_tool_errors(
     profile, sent, denied, destructive = anyio.run(main)
     assert not profile.is_error and text(profile) == "Alice <alice@example.com>"
     assert not sent.is_error and text(sent) == f"sent {ok} to bob@example.com with a credential"
-    assert denied.is_error and f"Bob is on leave ({no})" in text(denied)
+    assert denied.is_error and leave_reason(no) in text(denied)
     assert destructive.is_error and "not without step-up" in text(destructive)
     # only the allowed and the approved calls reached the upstream
     reached = received(calls)

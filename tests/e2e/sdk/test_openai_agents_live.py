@@ -27,7 +27,7 @@ from openai.types.responses import (
 from vettra.sdk import Credential
 from vettra.sdk.openai_agents import VettraApprovals, current_credential
 
-from .conftest import Approver, LiveVettra, marked
+from .conftest import Approver, LiveVettra, leave_reason, marked, two_emails
 
 pytestmark = pytest.mark.e2e
 
@@ -94,14 +94,9 @@ def test_low_runs_medium_waits_denied_reason_goes_back_to_the_model(
         return f"sent {subject}"
 
     assert "credential" not in json.dumps(gmail_send_message.params_json_schema)
-    ok, no = f"ok-{uuid.uuid4().hex}", f"no-{uuid.uuid4().hex}"
-    approver.later(marked(ok), "approve")
-    approver.later(marked(no), "deny", reason=f"Bob is on leave ({no})")
-    calls = [
-        call("user_get_profile"),
-        call("gmail_send_message", to="bob@example.com", subject=ok, body="Q3"),
-        call("gmail_send_message", to="bob@example.com", subject=no, body="Q3"),
-    ]
+    ok, no = approver.approve_one_deny_one()
+    calls = [call("user_get_profile")]
+    calls += [call("gmail_send_message", **email) for email in two_emails(ok, no)]
     model = ScriptedModel([calls, [text("done")]])
     agent = Agent(name="mail", model=model, tools=[user_get_profile, gmail_send_message])
 
@@ -116,7 +111,7 @@ def test_low_runs_medium_waits_denied_reason_goes_back_to_the_model(
     outputs = tool_outputs(model)
     assert outputs[calls[0].call_id] == "Alice"
     assert outputs[calls[1].call_id] == f"sent {ok}"
-    assert f"Bob is on leave ({no})" in outputs[calls[2].call_id]
+    assert leave_reason(no) in outputs[calls[2].call_id]
     # the denied e-mail never ran; the approved one ran with its released credential
     assert [subject for subject, _ in ran] == ["profile", ok]
     credential = ran[1][1]

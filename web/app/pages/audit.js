@@ -1,14 +1,23 @@
 /**
  * The audit log: entries with their hash links, one action's trail, and Verify, which
- * checks the log in this browser (verify.js) rather than asking the server. Admins
- * verify the whole chain; an approver, who sees only their own entries, verifies each
- * one's hash and its inclusion proof against the signed checkpoint. An export file
+ * checks the log in this browser rather than asking the server, with the backend's own
+ * WASM module when it loads and passes its checks, else with WebCrypto (wasm.js; the
+ * page says which). Admins verify the whole chain; an approver, who sees only their own
+ * entries, verifies each one's hash and its inclusion proof against the signed
+ * checkpoint. The checkpoint verified last in this browser is kept (localStorage), and
+ * the next one must be consistent with it (RFC 9162 consistency proof). An export file
  * (`vettra audit export`) can be verified here too, and the page says where it breaks.
  */
 import { api, ApiError } from "../api.js";
 import { session } from "../auth.js";
 import { clear, h } from "../dom.js";
-import { Broken, entryHash, leafHash, parseExport, parseVerifierKey, verifyChain, verifyInclusion, verifyNote } from "../verify.js";
+import { Broken } from "../verify.js";
+import { chooseVerifier } from "../wasm.js";
+
+const SAVED_CHECKPOINT = "vettra.checkpoint";
+
+/** The server's log is not an extension of the one this browser verified before. */
+class Rewritten extends Error {}
 
 const PAGE = 200;
 const FETCH_PAGE = 1000;
@@ -30,13 +39,13 @@ async function allEntries() {
 
 async function trustedKeys() {
   const published = await api("/api/audit/public-key");
-  return Promise.all([published.verifier_key, ...(published.previous || [])].map(parseVerifierKey));
+  return [published.verifier_key, ...(published.previous || [])];
 }
 
-async function proofOf(seq, size) {
+async function proofOf(path) {
   for (let attempt = 0; ; attempt++) {
     try {
-      return await api(`/api/audit/proof/inclusion?seq=${seq}&tree_size=${size}`);
+      return await api(path);
     } catch (error) {
       if (!(error instanceof ApiError) || error.status !== 429 || attempt > 20) throw error;
       await new Promise((resolve) => setTimeout(resolve, 1000)); // the proof endpoints are rate-limited
@@ -67,6 +76,7 @@ export class AuditPage {
             : "Checks your entries here in your browser: each hash, and its inclusion proof against the signed checkpoint.",
         ),
         h("div", { className: "row" }, h("button", { type: "button", id: "verify-log", onclick: () => this.verifyServer() }, "Verify the log")),
+        (this.engineLine = h("p", { className: "hint", id: "verify-engine" }, "Loading the WASM verifier…")),
         h(
           "div",
           { className: "row" },
@@ -92,6 +102,13 @@ export class AuditPage {
     root.append(this.el);
     this.entries = [];
     this.load(false);
+    chooseVerifier().then((engine) => this.showEngine(engine));
+  }
+
+  showEngine(engine) {
+    this.engineLine.dataset.engine = engine.name;
+    this.engineLine.className = engine.note ? "verifier-fallback" : "hint";
+    this.engineLine.textContent = engine.note ? `Verifier: WebCrypto (fallback). ${engine.note}` : `Verifier: ${engine.label}.`;
   }
 
   unmount() {
@@ -155,17 +172,48 @@ export class AuditPage {
     }
   }
 
-  report(ok, text, broken) {
+  report(ok, text, broken, engine) {
     clear(this.result).append(
-      h("p", { className: ok ? "ok" : "bad", id: "verify-outcome" }, ok ? "✓ " : "✗ ", text),
+      h("p", { className: ok ? "ok" : "bad", id: "verify-outcome", dataset: engine ? { engine: engine.name } : {} }, ok ? "✓ " : "✗ ", text, engine ? ` (checked by ${engine.label})` : ""),
       broken ? h("p", { className: "bad", id: "verify-where" }, `Breaks at entry ${broken.seq}: ${broken.reason}`) : null,
     );
     for (const tr of this.rows.querySelectorAll("tr.broken")) tr.classList.remove("broken");
     if (broken) this.rows.querySelector(`tr[data-seq='${broken.seq}']`)?.classList.add("broken");
   }
 
+  /** Is `cp` an extension of the checkpoint this browser verified last? A sentence, or a Broken. */
+  async consistentWithSaved(engine, cp, origin) {
+    let saved;
+    try {
+      saved = JSON.parse(localStorage.getItem(SAVED_CHECKPOINT) || "null");
+    } catch {
+      saved = null;
+    }
+    const keep = () => localStorage.setItem(SAVED_CHECKPOINT, JSON.stringify({ origin, size: cp.size, root: cp.root }));
+    if (!saved || saved.origin !== origin || !Number.isInteger(saved.size) || saved.size < 1 || cp.size < 1) {
+      keep();
+      return "";
+    }
+    if (saved.size > cp.size) {
+      throw new Broken(cp.size + 1, `rollback: this browser verified a checkpoint of ${saved.size} entries before; the server's covers ${cp.size}`);
+    }
+    if (!engine.consistency) return `; consistency with the checkpoint you verified before (${saved.size} entries) is not checked without the WASM verifier`;
+    let consistent = saved.root === cp.root;
+    if (saved.size < cp.size) {
+      const proof = await proofOf(`/api/audit/proof/consistency?from=${saved.size}&to=${cp.size}`);
+      consistent = await engine.consistency(saved.size, cp.size, saved.root, cp.root, proof.proof);
+    }
+    if (!consistent) {
+      throw new Rewritten(`The log was rewritten: the checkpoint signed for ${cp.size} entries does not extend the one of ${saved.size} entries this browser verified before (the consistency proof fails).`);
+    }
+    keep();
+    return `; consistent with the checkpoint you verified before (${saved.size} entries)`;
+  }
+
   async verifyServer() {
     this.report(true, "Verifying…");
+    const engine = await chooseVerifier();
+    this.showEngine(engine);
     try {
       const keys = await trustedKeys();
       const entries = await allEntries();
@@ -173,57 +221,52 @@ export class AuditPage {
       const checkpoint = await api("/api/audit/checkpoint");
       let cp;
       try {
-        cp = await verifyNote(checkpoint.note, keys);
+        cp = await engine.checkpoint(checkpoint.note, keys);
       } catch (error) {
-        this.report(false, "The signed checkpoint does not verify.", new Broken(checkpoint.size, error.message));
+        this.report(false, "The signed checkpoint does not verify.", new Broken(checkpoint.size, error.message), engine);
         return;
       }
+      const history = await this.consistentWithSaved(engine, cp, keys[0].split("+")[0]);
       if (session()?.role === "admin") {
-        const done = await verifyChain(entries, [cp]);
+        const done = await engine.chain(entries, [cp]);
         const uncovered = done.length - done.covered;
-        this.report(true, `Valid: ${done.length} entries, hashes and links intact; the checkpoint signed for ${cp.size} entries matches their Merkle root${uncovered ? `; ${uncovered} newer entries await the next checkpoint` : ""}.`);
+        this.report(true, `Valid: ${done.length} entries, hashes and links intact; the checkpoint signed for ${cp.size} entries matches their Merkle root${uncovered ? `; ${uncovered} newer entries await the next checkpoint` : ""}${history}.`, null, engine);
         return;
       }
       let proved = 0;
       let later = 0;
       for (const e of entries) {
-        if ((await entryHash(e)) !== e.hash) throw new Broken(e.seq, "hash mismatch: the entry is not what was hashed");
+        if ((await engine.entryHash(e)) !== e.hash) throw new Broken(e.seq, "hash mismatch: the entry is not what was hashed");
         if (e.seq > cp.size) {
           later += 1;
           continue;
         }
-        const proof = await proofOf(e.seq, cp.size);
-        if (proof.entry_hash !== e.hash || !(await verifyInclusion(e.seq - 1, cp.size, await leafHash(e.hash), proof.proof, cp.root))) {
+        const proof = await proofOf(`/api/audit/proof/inclusion?seq=${e.seq}&tree_size=${cp.size}`);
+        if (proof.entry_hash !== e.hash || !(await engine.inclusion(e.seq - 1, cp.size, e.hash, proof.proof, cp.root))) {
           throw new Broken(e.seq, "inclusion proof does not lead to the signed root");
         }
         proved += 1;
       }
-      this.report(true, `Valid: ${entries.length} of your entries hash correctly; ${proved} are proved included in the log the checkpoint signed (${cp.size} entries)${later ? `; ${later} newer ones await the next checkpoint` : ""}.`);
+      this.report(true, `Valid: ${entries.length} of your entries hash correctly; ${proved} are proved included in the log the checkpoint signed (${cp.size} entries)${later ? `; ${later} newer ones await the next checkpoint` : ""}${history}.`, null, engine);
     } catch (error) {
-      if (error instanceof Broken) this.report(false, "The log does not verify.", error);
-      else this.report(false, `Could not verify: ${error.message}`);
+      if (error instanceof Broken) this.report(false, "The log does not verify.", error, engine);
+      else if (error instanceof Rewritten) this.report(false, error.message, null, engine);
+      else this.report(false, `Could not verify: ${error.message}`, null, engine);
     }
   }
 
   async verifyFile(file) {
     if (!file) return;
     this.report(true, `Verifying ${file.name}…`);
+    const engine = await chooseVerifier();
+    this.showEngine(engine);
     try {
       const keys = await trustedKeys();
-      const parsed = parseExport(await file.text());
-      const checkpoints = [];
-      for (const note of parsed.notes) {
-        try {
-          checkpoints.push(await verifyNote(note, keys));
-        } catch (error) {
-          throw new Broken(0, error.message);
-        }
-      }
-      const done = await verifyChain(parsed.entries, checkpoints);
-      this.report(true, `${file.name} is valid: ${done.length} entries; ${checkpoints.length} signed checkpoint(s) match; ${done.length - done.covered} trailing entries under no checkpoint.`);
+      const done = await engine.exportFile(await file.text(), keys);
+      this.report(true, `${file.name} is valid: ${done.length} entries; ${done.checkpoints} signed checkpoint(s) match; ${done.length - done.covered} trailing entries under no checkpoint.`, null, engine);
     } catch (error) {
-      if (error instanceof Broken) this.report(false, `${file.name} does not verify.`, error);
-      else this.report(false, `${file.name}: ${error.message}`);
+      if (error instanceof Broken) this.report(false, `${file.name} does not verify.`, error, engine);
+      else this.report(false, `${file.name}: ${error.message}`, null, engine);
     }
   }
 }

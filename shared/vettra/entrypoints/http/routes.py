@@ -7,7 +7,7 @@ from typing import Any
 
 from ... import __version__
 from ...domain.action_bundle import parse_bundle
-from ...domain.errors import BadQuery, NotFound
+from ...domain.errors import BadQuery
 from ...domain.identity import ADMIN, AGENT, ANY_ROLE, DECIDERS, Principal
 from ...services import actions, audit, checkpoints
 from ...services.action_events import action_topic
@@ -201,10 +201,6 @@ def openapi(deps: Any, request: Request, principal: Principal | None) -> Respons
     from .openapi import document
 
     return Response.json(document(ROUTES))
-
-
-def _not_found(deps: Any, request: Request, principal: Principal | None) -> Response:
-    raise NotFound(f"no endpoint at {request.path}")
 
 
 ROUTES: list[Route] = [

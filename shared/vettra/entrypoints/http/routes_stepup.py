@@ -12,7 +12,7 @@ from typing import Any
 from ...domain.identity import DECIDERS, Principal
 from ...services import stepup_factors
 from . import schemas
-from .app import Route
+from .app import Route, answers
 from .schemas import array, date_time, integer, nullable, obj, string
 from .types import Request, Response
 
@@ -176,9 +176,7 @@ STEPUP_REMOVE_REQUEST = schemas.register(
 )
 
 
-def factors(deps: Any, request: Request, principal: Principal | None) -> Response:
-    assert principal is not None
-    return Response.json(stepup_factors.list_factors(deps, principal))
+factors = answers(stepup_factors.list_factors)
 
 
 def remove_factor(deps: Any, request: Request, principal: Principal | None) -> Response:

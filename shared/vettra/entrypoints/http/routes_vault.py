@@ -336,9 +336,7 @@ def _pem(key: Any) -> str:
     ).decode()
 
 
-def permissions_list(deps: Any, request: Request, principal: Principal | None) -> Response:
-    assert principal is not None
-    return Response.json(inventory.list_permissions(deps, principal))
+permissions_list = answers(inventory.list_permissions)
 
 
 def permissions_grant(deps: Any, request: Request, principal: Principal | None) -> Response:
