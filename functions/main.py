@@ -41,7 +41,7 @@ approvals = _target("approvals")
 auth = _target("auth")  # dashboard sign-in: POST /api/auth/firebase-token
 vault = _target(
     "vault"
-)  # receipt keys and the permission inventory (/api/receipts/**, /api/inventory/**)
+)  # releases, receipt keys, the inventory, connecting accounts (/api/receipts/**, /api/inventory/**, /api/vault/**)
 
 
 @functions_framework.aio.cloud_event

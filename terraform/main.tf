@@ -144,7 +144,7 @@ locals {
       firestore   = "", publishes = [], queue_roles = [], acts_as = false, secrets = [], signs = true
     }
     vault = {
-      description = "POST /api/actions/{id}/credential (the Token Vault exchange), /api/receipts/**, /api/inventory/**"
+      description = "POST /api/actions/{id}/credential (the Token Vault exchange), /api/receipts/**, /api/inventory/**, /api/vault/** (connecting accounts)"
       ingress     = "ALLOW_ALL", timeout_s = 30, concurrency = 40, max_instances = var.max_instances, trigger = ""
       firestore   = "roles/datastore.user", publishes = ["sequence"], queue_roles = [], acts_as = false
       secrets     = ["data-key", "receipt-signing-key"], signs = false
@@ -193,6 +193,7 @@ locals {
       VETTRA_LOG_LEVEL       = var.log_level
     },
     var.auth0_jwks_url != "" ? { VETTRA_AUTH0_JWKS_URL = var.auth0_jwks_url } : {},
+    var.vault_redirect_uri != "" ? { VETTRA_VAULT_REDIRECT_URI = var.vault_redirect_uri } : {},
   )
 
   # Grants, flattened for for_each ("function:thing" keys).

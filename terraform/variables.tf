@@ -94,6 +94,17 @@ variable "auth0_client_secret_targets" {
   # checked against the targets in main.tf (a precondition of the functions)
 }
 
+variable "vault_redirect_uri" {
+  description = "VETTRA_VAULT_REDIRECT_URI: the dashboard's https://HOST/api/vault/callback, registered in Auth0 as an Allowed Callback URL of the Token Vault client; users connect accounts from the dashboard when it is set (with auth0_client_secret_targets = [\"vault\"]). Empty: not offered."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.vault_redirect_uri == "" || can(regex("^https://[^/]+/api/vault/callback$", var.vault_redirect_uri))
+    error_message = "vault_redirect_uri must be empty or https://HOST/api/vault/callback."
+  }
+}
+
 variable "ship_default_policy" {
   description = "Create the policy-signing-key secret and mount it where the shipped default policy is signed on first use (intercept, policy). Off: the operator signs and posts the first policy (docs/terraform.md), and no policy private key is in the cloud."
   type        = bool

@@ -31,6 +31,8 @@ def idp() -> Iterator[FakeIdP]:
 
 @pytest.fixture
 def endpoint() -> Iterator[TokenEndpoint]:
+    """Auth0's token endpoint (Token Vault's exchange) and authorization server (the
+    connect flow's /authorize, code grant and JWK Set) on 127.0.0.1."""
     server = TokenEndpoint()
     yield server
     server.stop()

@@ -17,17 +17,43 @@ user whose refresh token reaches that connection's tokenset. Answers as Auth0 do
 has no identity on the connection (or none matching ``login_hint``); 401
 ``access_denied`` for a wrong client secret. ``fail_next([429, 503])`` answers the
 next requests with those statuses first (with ``Retry-After`` when asked).
+
+It is also the authorization server of the connect-an-account flow (Auth0's
+authorization code grant with PKCE, as documented for Token Vault):
+
+- ``GET /authorize`` checks ``response_type=code``, the client, the registered
+  ``redirect_uri`` (:attr:`TokenEndpoint.callbacks`), ``scope`` holding ``openid`` and
+  ``offline_access``, ``state``, ``nonce``, ``code_challenge`` with
+  ``code_challenge_method=S256``, ``connection`` and ``connection_scope``, each once;
+  then "the user" (:attr:`login`: the Auth0 user who logs in; :attr:`consent`) is
+  redirected (302) back with ``code`` and ``state``, or ``error=access_denied``.
+- ``POST /oauth/token`` with ``grant_type=authorization_code`` takes exactly
+  ``client_id``, ``client_secret``, ``code``, ``redirect_uri`` and ``code_verifier``:
+  the client's secret, the code once (a second use is ``invalid_grant``), the same
+  ``redirect_uri``, and ``BASE64URL(SHA256(code_verifier)) == code_challenge`` (RFC
+  7636 §4.6). It answers an Auth0 refresh token (planted, and linked to the connection
+  so a Token Vault exchange with it then works), an access token and an RS256 ID token
+  (``iss``, ``aud`` = the client, ``sub``, ``nonce``, ``iat``, ``exp``, and the tenant
+  claim) signed with a key published at ``GET /.well-known/jwks.json``.
+  :attr:`id_token_changes` alters the next ID tokens' claims (a wrong nonce, audience
+  or subject).
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from cryptography.hazmat.primitives.asymmetric import rsa
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 
 from vettra.adapters.auth0_token_vault import TokenVaultSettings
 
@@ -45,6 +71,35 @@ REQUIRED = (
 )
 OPTIONAL = ("login_hint",)
 CLIENT_ID = "vettra-backend"
+CODE_GRANT = ("grant_type", "client_id", "client_secret", "code", "redirect_uri", "code_verifier")
+AUTHORIZE_REQUIRED = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "connection",
+)
+AUTHORIZE_OPTIONAL = ("connection_scope", "access_type", "prompt")
+TENANT_CLAIM = "https://vettra.dev/tenant"
+
+
+@dataclass
+class Grant:
+    """An authorization code: what /authorize bound it to."""
+
+    client_id: str
+    redirect_uri: str
+    challenge: str
+    nonce: str
+    sub: str
+    tenant: str | None
+    connection: str
+    connection_scope: str
+    used: bool = False
 
 
 @dataclass
@@ -62,6 +117,9 @@ class _State:
     requests: list[dict[str, str]] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     delay_s: float = 0.0
+    codes: dict[str, Grant] = field(default_factory=dict)
+    authorizations: list[dict[str, str]] = field(default_factory=list)
+    issued: list[dict[str, str]] = field(default_factory=list)  # refresh tokens and codes
 
 
 class TokenEndpoint:
@@ -72,6 +130,14 @@ class TokenEndpoint:
         self.client_secret = client_secret
         self.state = _State()
         self._lock = threading.Lock()
+        self.callbacks: list[str] = []  # Allowed Callback URLs of the client
+        self.login: tuple[str, str | None] = ("alice", None)  # (sub, tenant claim) who logs in
+        self.consent = True  # the user approves at the provider
+        self.id_token_changes: dict[str, Any] = {}
+        self.key = RSAKey.import_key(
+            rsa.generate_private_key(public_exponent=65537, key_size=2048),
+            parameters={"kid": "tv1", "alg": "RS256"},
+        )
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -95,9 +161,16 @@ class TokenEndpoint:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:  # noqa: N802
-                self.send_response(405)
-                self.send_header("Content-Length", "0")
+                status, headers, doc = endpoint._get(self.path)
+                data = json.dumps(doc).encode() if doc is not None else b""
+                self.send_response(status)
+                if doc is not None:
+                    self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
+                self.wfile.write(data)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -181,6 +254,146 @@ class TokenEndpoint:
         self.httpd.shutdown()
         self.httpd.server_close()
 
+    @property
+    def authorizations(self) -> list[dict[str, str]]:
+        with self._lock:
+            return list(self.state.authorizations)
+
+    @property
+    def issued(self) -> list[dict[str, str]]:
+        """Every code and refresh token handed out (the hygiene checks look for them)."""
+        with self._lock:
+            return list(self.state.issued)
+
+    # -- the authorization endpoint and the JWK Set ----------------------------------------
+    def _get(self, raw_path: str) -> tuple[int, dict[str, str], Any]:
+        parts = urlsplit(raw_path)
+        if parts.path == "/.well-known/jwks.json":
+            return 200, {}, {"keys": [self.key.as_dict(private=False, use="sig", alg="RS256")]}
+        if parts.path != "/authorize":
+            return 404, {}, {"error": "not_found"}
+        with self._lock:
+            return self._authorize(parts.query)
+
+    def _bad_authorize(self, rule: str) -> tuple[int, dict[str, str], Any]:
+        # Auth0 shows an error page (no redirect) when it cannot trust the redirect_uri
+        self.state.violations.append("authorize: " + rule)
+        return 400, {}, {"error": "invalid_request", "error_description": rule}
+
+    def _authorize(self, query: str) -> tuple[int, dict[str, str], Any]:
+        try:
+            parsed = parse_qs(query, keep_blank_values=True, strict_parsing=True)
+        except ValueError:
+            return self._bad_authorize("the query is not a form")
+        q: dict[str, str] = {}
+        for name, values in parsed.items():
+            if len(values) != 1:
+                return self._bad_authorize(f"{name} given {len(values)} times")
+            q[name] = values[0]
+        self.state.authorizations.append(dict(q))
+        unknown = sorted(set(q) - set(AUTHORIZE_REQUIRED) - set(AUTHORIZE_OPTIONAL))
+        if unknown:
+            return self._bad_authorize(f"unexpected parameters {unknown}")
+        missing = [n for n in AUTHORIZE_REQUIRED if not q.get(n)]
+        if missing:
+            return self._bad_authorize(f"missing {missing}")
+        if q["client_id"] != self.client_id:
+            return self._bad_authorize("unknown client")
+        if q["redirect_uri"] not in self.callbacks:
+            return self._bad_authorize("redirect_uri is not an Allowed Callback URL")
+        if q["response_type"] != "code":
+            return self._bad_authorize("response_type must be code")
+        if not {"openid", "offline_access"} <= set(q["scope"].split()):
+            return self._bad_authorize("scope must hold openid and offline_access")
+        if q["code_challenge_method"] != "S256" or len(q["code_challenge"]) != 43:
+            return self._bad_authorize("PKCE: code_challenge_method S256, a 43-character challenge")
+        if q["connection"].startswith("google-") and (
+            q.get("access_type") != "offline" or q.get("prompt") != "consent"
+        ):
+            return self._bad_authorize("google: access_type=offline and prompt=consent")
+        back = {"state": q["state"]}
+        if not self.consent:
+            back |= {"error": "access_denied", "error_description": "User did not authorize"}
+        else:
+            code = "PLANTED-code-" + secrets.token_urlsafe(24)
+            sub, tenant = self.login
+            self.state.codes[code] = Grant(
+                client_id=q["client_id"],
+                redirect_uri=q["redirect_uri"],
+                challenge=q["code_challenge"],
+                nonce=q["nonce"],
+                sub=sub,
+                tenant=tenant,
+                connection=q["connection"],
+                connection_scope=q.get("connection_scope", ""),
+            )
+            self.state.issued.append({"code": code})
+            back["code"] = code
+        return 302, {"Location": q["redirect_uri"] + "?" + urlencode(back)}, None
+
+    def _code_grant(self, form: dict[str, str]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        unknown = sorted(set(form) - set(CODE_GRANT))
+        missing = [n for n in CODE_GRANT if not form.get(n)]
+        if unknown or missing:
+            return self._refuse(f"authorization_code: unexpected {unknown}, missing {missing}")
+        if form["client_id"] != self.client_id or form["client_secret"] != self.client_secret:
+            return 401, {"error": "access_denied", "error_description": "Unauthorized"}, {}
+        grant = self.state.codes.get(form["code"])
+        if grant is None or grant.used:
+            if grant is not None:
+                self.state.violations.append("a code redeemed twice")
+            return (
+                403,
+                {"error": "invalid_grant", "error_description": "Invalid authorization code"},
+                {},
+            )
+        grant.used = True  # single use, whatever happens next
+        if form["redirect_uri"] != grant.redirect_uri:
+            return 403, {"error": "invalid_grant", "error_description": "redirect_uri mismatch"}, {}
+        if create_s256_code_challenge(form["code_verifier"]) != grant.challenge:
+            return (
+                403,
+                {"error": "invalid_grant", "error_description": "Failed PKCE verification"},
+                {},
+            )
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "aud": self.client_id,
+            "sub": grant.sub,
+            "nonce": grant.nonce,
+            "iat": now,
+            "exp": now + 36000,
+        }
+        if grant.tenant is not None:
+            claims[TENANT_CLAIM] = grant.tenant
+        claims.update(self.id_token_changes)
+        id_token = jwt.encode(
+            {"alg": "RS256", "kid": self.key.kid, "typ": "JWT"},
+            {k: v for k, v in claims.items() if v is not None},
+            self.key,
+        )
+        refresh = "v1.PLANTED-rt-" + secrets.token_urlsafe(24)
+        self.state.issued.append({"refresh_token": refresh})
+        # Auth0 now holds the provider's tokens for this user's connection
+        scope = grant.connection_scope or None
+        provider = "ya29.PLANTED-connected-" + secrets.token_urlsafe(12)
+        self.state.accounts.setdefault((refresh, grant.connection), []).append(
+            Account(provider, scope)
+        )
+        return (
+            200,
+            {
+                "access_token": "PLANTED-auth0-at-" + secrets.token_urlsafe(12),
+                "refresh_token": refresh,
+                "id_token": id_token,
+                "scope": "openid offline_access",
+                "expires_in": 86400,
+                "token_type": "Bearer",
+            },
+            {},
+        )
+
     # -- the endpoint ---------------------------------------------------------------------
     def _refuse(self, rule: str) -> tuple[int, dict[str, Any], dict[str, str]]:
         self.state.violations.append(rule)
@@ -209,6 +422,8 @@ class TokenEndpoint:
                     return self._refuse(f"{name} given {len(values)} times")
                 form[name] = values[0]
             self.state.requests.append(dict(form))
+            if form.get("grant_type") == "authorization_code" and not self.state.failures:
+                return self._code_grant(form)
             if self.state.failures:
                 status, retry_after = self.state.failures.pop(0)
                 extra = {"Retry-After": str(retry_after)} if retry_after is not None else {}

@@ -253,6 +253,7 @@ def _assemble(config: Config, clock: Any, parts: _Parts) -> tuple[Any, Any, Any]
         ),
     )
     deps.vaults, deps.credentials = credential_vaults(config, clock)
+    deps.vault_link = account_linker(config, clock, deps.vaults)
     if config.secrets_dir is None or parts.keys.has_policy_signing_key():
         # A home signs the shipped default at first boot. In the cloud each function mounts
         # only its own secrets and may not read Firestore at all (auth): only where the
@@ -689,6 +690,37 @@ def credential_vaults(config: Config, clock: Any) -> tuple[dict[str, Any], Any]:
     if auth0 is not None:
         vaults[Auth0TokenVault.subject_kind] = Auth0TokenVault(auth0, clock)
     return vaults, CredentialSettings.from_sources(config.extra, env)
+
+
+def account_linker(config: Config, clock: Any, vaults: dict[str, Any]) -> Any:
+    """The dashboard's connect-an-account flow (docs/credentials.md), over the Token
+    Vault exchange's own confidential client, when Auth0 Token Vault is configured and
+    the redirect URI is known: ``VETTRA_VAULT_REDIRECT_URI``, else (``vettra dev``) the
+    dashboard's origin (the callback sends the tab back to it, where its session is),
+    else this server's own URL. None otherwise (the routes answer 404 ``not-configured``)."""
+    from .adapters.auth0_token_vault import Auth0TokenVault
+    from .domain.credentials import REFRESH_TOKEN
+
+    vault = vaults.get(REFRESH_TOKEN)
+    if not isinstance(vault, Auth0TokenVault):
+        return None
+    from .adapters.auth0_connect import CALLBACK_PATH, Auth0AccountLinker, LinkSettings
+    from .adapters.auth0_identity import Auth0Settings, https_jwks
+
+    env = os.environ
+    redirect = env.get("VETTRA_VAULT_REDIRECT_URI", "").strip()
+    base = str(config.extra.get("origin") or config.public_url)
+    if not redirect and base:
+        redirect = base.rstrip("/") + CALLBACK_PATH
+    if not redirect:
+        return None
+    try:
+        auth0 = Auth0Settings.from_env(env)
+        assert auth0 is not None  # Token Vault is configured, so the issuer is
+        settings = LinkSettings.from_vault(vault.settings, auth0, redirect)
+    except ValueError as exc:
+        raise BackendUnavailable(str(exc)) from None
+    return Auth0AccountLinker(settings, clock, https_jwks(auth0.keys_url, clock))
 
 
 def fetch_json(url: str) -> Any:

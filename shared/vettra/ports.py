@@ -425,6 +425,57 @@ class TokenVault(abc.ABC):
         it, :class:`Unavailable` when the vault did not answer (after its retries)."""
 
 
+@dataclass(frozen=True)
+class LinkedAccount:
+    """What the authorization server answered a connect-an-account code exchange with,
+    the ID token already verified (signature, ``iss``, ``aud``, ``exp``, ``iat``)."""
+
+    refresh_token: str | None
+    sub: str  # the Auth0 user the ID token names
+    tenant: str  # its https://vettra.dev/tenant claim (default "default")
+    nonce: str | None  # the ID token's nonce, for the service to compare with its state's
+    scope: tuple[str, ...] | None  # what the Auth0 tokens were granted, when it says
+
+    def __repr__(self) -> str:  # never the refresh token
+        return f"LinkedAccount(sub={self.sub!r}, tenant={self.tenant!r}, scope={self.scope!r})"
+
+
+class LinkRefused(Exception):
+    """The connect flow failed at the authorization server; ``code`` is one of
+    ``token-endpoint`` (the code exchange was refused or failed), ``id-token`` (the ID
+    token did not verify) or ``unavailable`` (its keys could not be fetched). ``why``
+    names the check, never a token or code."""
+
+    def __init__(self, code: str, why: str):
+        super().__init__(why)
+        self.code = code
+        self.why = why
+
+
+class AccountLinker(abc.ABC):
+    """The authorization code flow (with PKCE) through which a user connects an account
+    whose refresh token Auth0 Token Vault will exchange (docs/credentials.md)."""
+
+    #: the redirect URI registered with the authorization server (the callback route)
+    redirect_uri: str
+
+    @abc.abstractmethod
+    def authorize_url(
+        self,
+        *,
+        state: str,
+        nonce: str,
+        code_verifier: str,
+        connection: str,
+        scopes: Sequence[str],
+    ) -> str:
+        """Where to send the browser: the ``/authorize`` request for ``connection``."""
+
+    @abc.abstractmethod
+    def exchange(self, code: str, code_verifier: str) -> LinkedAccount:
+        """Redeem ``code`` at the token endpoint (confidential client); :class:`LinkRefused`."""
+
+
 class Verifier(abc.ABC):
     """Risk scoring and policy evaluation of one action: the decision Vettra records.
 

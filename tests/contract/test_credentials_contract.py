@@ -391,3 +391,100 @@ def test_concurrent_redemptions_release_exactly_once(deps: Deps) -> None:
     assert len(results) == 4 and len(released) == 1
     assert {r.refusal for r in results if not isinstance(r, dict)} == {"already-released"}
     assert len(_entries(deps, "credential.released")) == 1
+
+
+# -- connecting an account (services.vault_link): the state is single-use on every store --
+
+
+def _linker(deps: Deps, endpoint: TokenEndpoint) -> Any:
+    from vettra.adapters.auth0_connect import CALLBACK_PATH, Auth0AccountLinker, LinkSettings
+    from vettra.adapters.auth0_identity import https_jwks
+    from vettra.adapters.clock import SystemClock
+
+    redirect = "http://127.0.0.1:9" + CALLBACK_PATH  # never followed: the test is the browser
+    endpoint.callbacks.append(redirect)
+    settings = LinkSettings(
+        issuer=endpoint.issuer,
+        client_id=endpoint.client_id,
+        client_secret=endpoint.client_secret,
+        redirect_uri=redirect,
+    )
+    # the endpoint's ID tokens carry real times; the deps' clock is a fake one
+    clock = SystemClock()
+    return Auth0AccountLinker(
+        settings, clock, https_jwks(endpoint.issuer + ".well-known/jwks.json", clock)
+    )
+
+
+def _at_auth0(started: dict[str, Any]) -> dict[str, str]:
+    """The browser at the endpoint's /authorize: the callback's query (code, state)."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    import httpx
+
+    r = httpx.get(started["authorize_url"], follow_redirects=False)
+    assert r.status_code == 302, r.text
+    return dict(parse_qsl(urlsplit(r.headers["location"]).query))
+
+
+def test_a_connect_state_is_consumed_once_under_a_race(deps: Deps, endpoint) -> None:
+    from vettra.services import vault_link
+
+    deps.vault_link = _linker(deps, endpoint)
+    started = vault_link.start(deps, ALICE, "google-oauth2", {"scopes": [GMAIL + "gmail.send"]})
+    back = _at_auth0(started)
+    results: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def finish() -> None:
+        barrier.wait()
+        results.append(vault_link.finish(deps, state=back["state"], code=back["code"], error=None))
+
+    threads = [threading.Thread(target=finish) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(results) == sorted(
+        ["/#/connections?connected=google-oauth2"]
+        + ["/#/connections?connect_error=invalid-state"] * 3
+    )
+    grants = [r for r in endpoint.requests if r.get("grant_type") == "authorization_code"]
+    assert len(grants) == 1 and endpoint.violations == []
+    [link] = vault.list_links(deps.store, DEFAULT_TENANT, "alice")
+    assert link["kind"] == REFRESH_TOKEN and link["scope"] == [GMAIL + "gmail.send"]
+    assert len(_entries(deps, "vault.linked")) == 1
+    # what was stored opens to the refresh token Auth0 issued, and Token Vault takes it
+    [issued] = [i["refresh_token"] for i in endpoint.issued if "refresh_token" in i]
+    with deps.store.unit_of_work(readonly=True) as uow:
+        doc = vault.stored(uow, DEFAULT_TENANT, "alice", "google-oauth2")
+    assert doc is not None and vault.open_secret(deps.keys, doc) == issued
+    token = deps.vaults[REFRESH_TOKEN].exchange(issued, "google-oauth2")
+    assert token.access_token.startswith("ya29.PLANTED-connected-")
+    text = json.dumps([e.body() for e in deps.store.audit_log.entries(DEFAULT_TENANT)])
+    assert issued not in text and back["code"] not in text
+
+
+def test_connect_states_expire_and_are_bounded_per_user(deps: Deps, endpoint) -> None:
+    from vettra.domain.errors import Conflict
+    from vettra.services import retention, vault_link
+
+    deps.vault_link = _linker(deps, endpoint)
+    body = {"scopes": [GMAIL + "gmail.readonly"]}
+    started = [vault_link.start(deps, ALICE, "google-oauth2", body) for _ in range(10)]
+    with pytest.raises(Conflict):
+        vault_link.start(deps, ALICE, "google-oauth2", body)
+    back = _at_auth0(started[0])
+    deps.clock.advance(vault_link.STATE_TTL_S + 1)
+    gone = vault_link.finish(deps, state=back["state"], code=back["code"], error=None)
+    assert gone == "/#/connections?connect_error=expired-state&connection=google-oauth2"
+    assert [r for r in endpoint.requests if r.get("grant_type") == "authorization_code"] == []
+    [refused] = _entries(deps, "vault.link_refused")
+    assert refused.data["refusal"] == "expired-state"
+    assert vault_link.STATES in {r.collection for r in retention.doc_rules(300)}
+    with deps.store.unit_of_work() as uow:  # what the sweeper does for this rule
+        swept = uow.docs.sweep(vault_link.STATES, "expires_at", deps.clock.now(), 100)
+        uow.commit()
+    assert swept == 9  # the other nine, past their expiry
+    vault_link.start(deps, ALICE, "google-oauth2", body)  # room again
+    assert vault.list_links(deps.store, DEFAULT_TENANT, "alice") == []

@@ -34,7 +34,7 @@ from .conftest import mint, run_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-PAGES = ["queue", "overview", "audit", "sessions", "factors", "simulate"]
+PAGES = ["queue", "overview", "audit", "sessions", "factors", "connections", "simulate"]
 
 
 class Codes:

@@ -56,7 +56,7 @@ CLOUD_ENV = {
     "VETTRA_AUTH0_AUDIENCE",
     "VETTRA_AUTH0_CLIENT_ID",
 }
-OPTIONAL_ENV = {"VETTRA_AUTH0_JWKS_URL", "VETTRA_LOG_LEVEL"}
+OPTIONAL_ENV = {"VETTRA_AUTH0_JWKS_URL", "VETTRA_LOG_LEVEL", "VETTRA_VAULT_REDIRECT_URI"}
 #: docs/cloud.md's secret files, and the Auth0 client secret
 SECRET_FILES = {
     "audit-hmac-key",

@@ -1,6 +1,6 @@
 /**
  * The dashboard's shell: sign-in, navigation (hash routes: #/queue, #/overview, #/audit,
- * #/sessions, #/factors, #/simulate), the live source, and the pages.
+ * #/sessions, #/factors, #/connections, #/simulate), the live source, and the pages.
  */
 import { api } from "./api.js";
 import { redeem, session, signOut, takeCodeFromUrl, forget } from "./auth.js";
@@ -12,6 +12,7 @@ import { OverviewPage } from "./pages/overview.js";
 import { AuditPage } from "./pages/audit.js";
 import { SessionsPage } from "./pages/sessions.js";
 import { FactorsPage } from "./pages/factors.js";
+import { ConnectionsPage } from "./pages/connections.js";
 import { SimulatePage } from "./pages/simulate.js";
 
 const ROUTES = [
@@ -20,6 +21,7 @@ const ROUTES = [
   ["audit", "Audit log"],
   ["sessions", "Sessions"],
   ["factors", "Step-up factors"],
+  ["connections", "Connected accounts"],
   ["simulate", "Threat simulation"],
 ];
 const STATES = {
@@ -159,6 +161,8 @@ function makePage(route) {
       return new SessionsPage();
     case "factors":
       return new FactorsPage();
+    case "connections":
+      return new ConnectionsPage();
     case "simulate":
       return new SimulatePage();
     default:

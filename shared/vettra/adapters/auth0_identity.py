@@ -151,6 +151,12 @@ def _tenant(claims: Mapping[str, Any]) -> str:
     return _name(claims, TENANT_CLAIM, f"the {TENANT_CLAIM} claim")
 
 
+def tenant_of(claims: Mapping[str, Any]) -> str:
+    """The tenant a verified token names (``https://vettra.dev/tenant``, default ``default``);
+    :class:`Unauthenticated` when the claim is malformed."""
+    return _tenant(claims)
+
+
 def _auth_time(claims: Mapping[str, Any]) -> int | None:
     value = claims.get("auth_time")
     return value if type(value) is int else None
@@ -244,12 +250,19 @@ class Auth0IdTokens(_Auth0Tokens):
             raise ValueError("Auth0 ID tokens need VETTRA_AUTH0_CLIENT_ID (the dashboard's client)")
         super().__init__(settings, settings.client_id, clock, keys)
 
-    def authenticate(self, bearer: str) -> Principal:
-        claims = self._verified(bearer)
+    def verified_claims(self, token: str) -> dict[str, Any]:
+        """The claims of a valid ID token (signature, iss, aud, azp, exp, iat, sub);
+        :class:`Unauthenticated` saying which check failed."""
+        claims = self._verified(token)
         aud = claims.get("aud")
         azp = claims.get("azp")
         if ((isinstance(aud, list) and len(aud) > 1) or azp is not None) and azp != self.audience:
             raise _refused("azp must be this deployment's client id")  # OIDC Core §3.1.3.7 (4-5)
+        _name(claims, "sub", "sub")
+        return claims
+
+    def authenticate(self, bearer: str) -> Principal:
+        claims = self.verified_claims(bearer)
         sub = _name(claims, "sub", "sub")
         roles = claims.get(ROLES_CLAIM)
         admin = isinstance(roles, list) and ADMIN in roles

@@ -432,6 +432,21 @@ class Catalogue:
             return None
         return connection, scopes
 
+    def connections(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        """Each Auth0 connection the catalogue names: ``{"services": ..., "scopes": ...}``,
+        the scopes being every one a tool of those services needs (sorted)."""
+        out: dict[str, dict[str, set[str]]] = {}
+        for service, connection in self._connections.items():
+            entry = out.setdefault(connection, {"services": set(), "scopes": set()})
+            entry["services"].add(service)
+            for pattern, profile in self._profiles.items():
+                if self.canonical_tool(pattern).partition(".")[0] == service:
+                    entry["scopes"].update(profile.scopes)
+        return {
+            c: {"services": tuple(sorted(e["services"])), "scopes": tuple(sorted(e["scopes"]))}
+            for c, e in sorted(out.items())
+        }
+
     def _find_uncached(self, tool: str) -> ToolProfile:
         for pattern in self._order:
             if tool_matches(pattern, tool):

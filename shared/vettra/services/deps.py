@@ -26,6 +26,9 @@ class Deps:
     #: {stored secret kind: ports.TokenVault} for credential releases (services.credentials)
     vaults: dict[str, Any] = field(default_factory=dict)
     credentials: Any = None  # domain.credentials.CredentialSettings; None: the defaults
+    #: ports.AccountLinker: the dashboard's connect-an-account flow (services.vault_link);
+    #: None: not configured (404)
+    vault_link: Any = None
     dashboard_sessions: Any = (
         None  # services.dashboard_sessions.DashboardSessions (local sign-in links)
     )

@@ -16,6 +16,7 @@ actions and policies stay (docs/approvals.md, *Retention*).
 | spent OIDC ID token | the challenge TTL or ``max_age``, whichever is longer, plus leeway |
 | quorum approver row | the action leaving ``pending`` (rows only feed the pending list) |
 | dashboard sign-in link, dashboard session | its own ``expires_at`` |
+| connect-an-account state (``vault_link_states``) | its own ``expires_at`` |
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..domain import stepup as rules
-from . import dashboard_sessions
+from . import dashboard_sessions, vault_link
 from . import stepup as collections
 from .periodic import Periodic
 
@@ -62,6 +63,7 @@ def doc_rules(max_age_s: int) -> tuple[DocRule, ...]:
         ),
         DocRule(dashboard_sessions.LINKS, "expires_at", 0),
         DocRule(dashboard_sessions.SESSIONS, "expires_at", 0),
+        DocRule(vault_link.STATES, "expires_at", 0),
     )
 
 

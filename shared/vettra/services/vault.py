@@ -61,13 +61,35 @@ def store_secret(
     tenant: str,
     user: str,
     connection: str,
+    **secret: Any,
+) -> dict[str, Any]:
+    """Seal a secret and store it for (tenant, user, connection); return its view.
+    ``secret`` is :func:`sealed_document`'s ``kind``, ``secret`` and optional
+    ``login_hint``, ``scope`` and ``expires_at``."""
+    key, doc = sealed_document(
+        sealer, now, tenant=tenant, user=user, connection=connection, **secret
+    )
+    with store.unit_of_work() as uow:
+        uow.docs.put(COLLECTION, key, doc, owner=owner(tenant, user))
+        uow.commit()
+    return view(doc)
+
+
+def sealed_document(
+    sealer: SecretSealer,
+    now: datetime,
+    *,
+    tenant: str,
+    user: str,
+    connection: str,
     kind: str,
     secret: str,
     login_hint: str | None = None,
     scope: list[str] | None = None,
     expires_at: datetime | None = None,
-) -> dict[str, Any]:
-    """Seal ``secret`` and store it for (tenant, user, connection); return its view."""
+) -> tuple[str, dict[str, Any]]:
+    """``(document id, document)`` of ``secret`` sealed for (tenant, user, connection), for
+    a caller that puts it in a unit of work of its own (with its audit entry)."""
     check_names(tenant, user, connection)
     if kind not in SECRET_KINDS:
         raise ValueError(f"kind must be one of {', '.join(SECRET_KINDS)}, found {kind!r}")
@@ -89,10 +111,7 @@ def store_secret(
         "expires_at": rfc3339(expires_at),
         "stored_at": rfc3339(now),
     }
-    with store.unit_of_work() as uow:
-        uow.docs.put(COLLECTION, doc_id(tenant, user, connection), doc, owner=owner(tenant, user))
-        uow.commit()
-    return view(doc)
+    return doc_id(tenant, user, connection), doc
 
 
 def stored(uow: Any, tenant: str, user: str, connection: str) -> dict[str, Any] | None:

@@ -72,6 +72,7 @@ class Route:
     #: enforced before the handler runs (:meth:`HttpApp._check_query`).
     query: tuple[tuple[Any, ...], ...] = ()
     created: bool = False  # may answer 201
+    redirect: bool = False  # answers 303 See Other (a browser redirect) instead of 200
     media_type: str = "application/json"  # of the 2xx body (text/event-stream for a stream)
     errors: tuple[int, ...] = ()  # statuses it may answer beyond the common ones (e.g. 429)
     #: The domain's own parser of the body (pure): run when the schema refuses the body,

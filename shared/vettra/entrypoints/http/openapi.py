@@ -66,6 +66,13 @@ def _operation(route: Any) -> dict[str, Any]:
     else:
         ok["content"] = {"application/json": {"schema": {"type": "object"}}}
     responses: dict[str, Any] = {"200": ok}
+    if route.redirect:
+        responses = {
+            "303": {
+                "description": "See Other: where to send the browser",
+                "headers": {"Location": {"schema": {"type": "string"}, "required": True}},
+            }
+        }
     if route.created:
         responses["201"] = {"description": "Created", "content": ok["content"]}
     problem = {"application/problem+json": {"schema": _component("PROBLEM")}}

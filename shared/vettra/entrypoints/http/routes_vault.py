@@ -1,8 +1,16 @@
-"""Credential release, receipts and the permission inventory (docs/credentials.md).
+"""Credential release, receipts, the permission inventory and connecting accounts
+(docs/credentials.md).
 
 All are the ``vault`` group, one function in the cloud: the one that holds what a
 release needs (the data key that opens stored tokens, the receipt key, the Auth0 client
 secret). Hosting sends ``/api/actions/*/credential`` to it before ``/api/actions/**``.
+
+``GET /api/vault/callback`` is the one browser-redirect endpoint: Auth0 sends the
+browser there with ``code`` and ``state`` after the user connected an account, and a
+browser following a redirect carries no bearer token. The single-use state (made for
+the signed-in user by ``POST /api/vault/connections/{connection}/authorize``, bound to
+them, the connection, a PKCE verifier and a nonce) is what authenticates it; it answers
+303 to the dashboard whatever happened, with a non-secret outcome in the URL.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from typing import Any
 from ...domain.errors import BadQuery
 from ...domain.identity import ADMIN, AGENT, APPROVER, Principal
 from ...domain.scopes import MAX_SCOPE_LENGTH, MAX_SCOPES, ScopeBook
-from ...services import credentials, inventory
+from ...services import credentials, inventory, vault_link
 from . import schemas
 from .app import Route, answers
 from .types import Request, Response
@@ -168,6 +176,80 @@ SCOPE_TRANSLATION = schemas.register(
     },
 )
 
+CONNECT_REQUEST = schemas.register(
+    "CONNECT_REQUEST",
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "scopes": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_SCOPES,
+                "items": SCOPE,
+                "description": "The provider scopes to ask for (connection_scope); default "
+                "those the user's active grants name for the connection",
+            }
+        },
+    },
+)
+
+CONNECT_URL = schemas.register(
+    "CONNECT_URL",
+    {
+        "type": "object",
+        "required": ["authorize_url", "expires_at", "connection", "scopes"],
+        "properties": {
+            "authorize_url": {"type": "string", "description": "Send the browser here"},
+            "expires_at": {"type": "string", "format": "date-time"},
+            "connection": {"type": "string"},
+            "scopes": {"type": "array", "items": {"type": "string"}},
+            "redirect_uri": {"type": "string"},
+        },
+    },
+)
+
+VAULT_LINK = {
+    "type": ["object", "null"],
+    "properties": {
+        "connection": {"type": "string"},
+        "user": {"type": "string"},
+        "kind": {"type": "string", "enum": ["refresh_token", "access_token"]},
+        "login_hint": {"type": ["string", "null"]},
+        "scope": {"type": ["array", "null"], "items": {"type": "string"}},
+        "expires_at": schemas.RFC3339_OR_NULL,
+        "stored_at": schemas.RFC3339_OR_NULL,
+    },
+}
+
+CONNECTION_LIST = schemas.register(
+    "CONNECTION_LIST",
+    {
+        "type": "object",
+        "required": ["connections", "connect"],
+        "properties": {
+            "connect": {
+                "type": "boolean",
+                "description": "Whether this deployment can connect accounts (Auth0 configured)",
+            },
+            "connections": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["connection", "services", "scopes", "granted_scopes", "link"],
+                    "properties": {
+                        "connection": {"type": "string"},
+                        "services": {"type": "array", "items": {"type": "string"}},
+                        "scopes": {"type": "array", "items": {"type": "string"}},
+                        "granted_scopes": {"type": "array", "items": {"type": "string"}},
+                        "link": VAULT_LINK,
+                    },
+                },
+            },
+        },
+    },
+)
+
 RECEIPT_PUBLIC_KEY = schemas.register(
     "RECEIPT_PUBLIC_KEY",
     {
@@ -291,7 +373,71 @@ def scope_translate(deps: Any, request: Request, principal: Principal | None) ->
     )
 
 
+def connect_authorize(deps: Any, request: Request, principal: Principal | None) -> Response:
+    assert principal is not None
+    body = schemas.validate("CONNECT_REQUEST", request.json())
+    return Response.json(vault_link.start(deps, principal, request.path_params["connection"], body))
+
+
+def connect_callback(deps: Any, request: Request, principal: Principal | None) -> Response:
+    location = vault_link.finish(
+        deps,
+        state=request.query_value("state"),
+        code=request.query_value("code"),
+        error=request.query_value("error"),
+    )
+    # no-store, and no Referer: the callback's own URL carried the code
+    headers = {
+        "Location": location,
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return Response(303, b"", headers)
+
+
+_QUERY_TEXT = {"type": "string"}  # checked by the service, whose refusals repeat no value
+
 VAULT_ROUTES: list[Route] = [
+    Route(
+        "GET",
+        "/api/vault/connections",
+        answers(vault_link.connections),
+        DECIDERS,
+        "The catalogue's connections with the user's stored links (never the secrets)",
+        "listVaultConnections",
+        GROUP,
+        response="CONNECTION_LIST",
+    ),
+    Route(
+        "POST",
+        "/api/vault/connections/{connection}/authorize",
+        connect_authorize,
+        DECIDERS,
+        "Start connecting an account: a single-use state and the Auth0 /authorize URL",
+        "authorizeVaultConnection",
+        GROUP,
+        request="CONNECT_REQUEST",
+        response="CONNECT_URL",
+        errors=(409,),
+    ),
+    Route(
+        "GET",
+        vault_link.CALLBACK_PATH,
+        connect_callback,
+        None,
+        "Auth0's redirect after connecting an account (authenticated by the state); "
+        "303 to the dashboard",
+        "vaultCallback",
+        GROUP,
+        redirect=True,
+        query=(
+            ("state", _QUERY_TEXT, "The state the authorize call made (single use)"),
+            ("code", _QUERY_TEXT, "Auth0's authorization code"),
+            ("error", _QUERY_TEXT, "Auth0's error, e.g. access_denied"),
+            ("error_description", _QUERY_TEXT, "Auth0's description (ignored)"),
+        ),
+    ),
     Route(
         "POST",
         "/api/actions/{action_id}/credential",
