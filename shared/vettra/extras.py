@@ -26,11 +26,12 @@ EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
             "httptools",
             "uvloop",
             "wasmtime",
+            "authlib",
         ),
     ),
     "cloud": (
         "the Google Cloud libraries",
-        ("google", "firebase_admin", "functions_framework", "authlib"),
+        ("google", "firebase_admin", "functions_framework"),
     ),
     "mcp": ("the MCP SDK", ("mcp", "mcp_types")),
     "langchain": ("langchain-core", ("langchain_core", "pydantic", "pydantic_core")),
