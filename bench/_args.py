@@ -14,6 +14,11 @@ class Opt(NamedTuple):
     help: str
 
 
+#: Options more than one bench takes, declared once.
+SECONDS = Opt(5.0, "how long each timed load runs")
+BIG = Opt(1_000_000, "entries in the big log")
+
+
 def parse_options(doc: str | None, argv: list[str] | None = None, **options: Any) -> Any:
     """``argparse`` over ``--NAME`` for each keyword (``_`` in a name is ``-`` on the
     command line): ``False`` makes a flag, ``None`` a text option without a default, any

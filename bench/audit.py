@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from _args import Opt, parse_options
+from _args import BIG, SECONDS, Opt, parse_options
 from _events import CHECKPOINT_EVERY, KEY, KEY_ID, intercepted
 
 from vettra.adapters.local_keys import LocalKeyStore
@@ -167,9 +167,9 @@ def main() -> None:
         __doc__,
         entries=200_000,
         writers=8,
-        seconds=5.0,
+        seconds=SECONDS,
         proofs=Opt(False, "proof latency at 1k vs --big entries"),
-        big=1_000_000,
+        big=BIG,
     )
 
     lines, checkpoints = build_export(args.entries)

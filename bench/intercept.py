@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import httpx
-from _args import Opt, parse_options
+from _args import SECONDS, Opt, parse_options
 from _live import Client, free_port, mint, start_server  # noqa: F401
 
 LOW_BUNDLE = {"tool": "user.get_profile", "arguments": {"fields": ["name", "email"]}}
@@ -176,7 +176,7 @@ def main() -> None:
         __doc__,
         n=2000,
         clients=Opt("1,4,8", "comma-separated client counts"),
-        seconds=5.0,
+        seconds=SECONDS,
         baseline_src=Opt(
             None,
             "also measure `vettra dev` from this other tree's shared/ "

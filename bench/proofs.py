@@ -29,7 +29,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
-from _args import Opt, parse_options
+from _args import BIG, SECONDS, Opt, parse_options
 from _live import Client, free_port, mint, start_server, stop_server  # noqa: F401
 
 from vettra.adapters.local_keys import LocalKeyStore
@@ -272,12 +272,12 @@ def main() -> None:
     args = parse_options(
         __doc__,
         small=1_000,
-        big=1_000_000,
+        big=BIG,
         calls=1000,
         rebuild_big=Opt(False, "time the old path once at --big"),
         live_entries=100_000,
         loops=8,
-        seconds=5.0,
+        seconds=SECONDS,
         skip_live=False,
     )
 

@@ -9,6 +9,7 @@ import asyncio
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,28 @@ class Server:
         self.thread.join(15)
         self.asgi.close()
         self.sock.close()
+
+
+@contextmanager
+def serving(rt: Runtime) -> Iterator[Server]:
+    """``rt`` started and served; afterwards the server stopped and ``rt`` closed."""
+    rt.start()
+    server = Server(rt)
+    try:
+        yield server
+    finally:
+        server.stop()
+        rt.close()
+
+
+def closing_all(clients: dict[str, httpx.Client]) -> Iterator[dict[str, httpx.Client]]:
+    """The body of a fixture handing out several clients (``yield from`` it): each one
+    closed afterwards."""
+    try:
+        yield clients
+    finally:
+        for client in clients.values():
+            client.close()
 
 
 @pytest.fixture

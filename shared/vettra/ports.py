@@ -452,6 +452,22 @@ class LinkRefused(Exception):
         self.why = why
 
 
+@dataclass(frozen=True)
+class AuthorizeRequest:
+    """One ``/authorize`` request of the connect flow: the single-use ``state``, the ID
+    token's ``nonce``, the PKCE ``code_verifier`` (only its S256 challenge is sent), and
+    the ``connection`` to connect with the ``scopes`` to ask its provider for."""
+
+    state: str
+    nonce: str
+    code_verifier: str
+    connection: str
+    scopes: Sequence[str]
+
+    def __repr__(self) -> str:  # never the state, nonce or verifier
+        return f"AuthorizeRequest(connection={self.connection!r}, scopes={self.scopes!r})"
+
+
 class AccountLinker(abc.ABC):
     """The authorization code flow (with PKCE) through which a user connects an account
     whose refresh token Auth0 Token Vault will exchange (docs/credentials.md)."""
@@ -460,16 +476,8 @@ class AccountLinker(abc.ABC):
     redirect_uri: str
 
     @abc.abstractmethod
-    def authorize_url(
-        self,
-        *,
-        state: str,
-        nonce: str,
-        code_verifier: str,
-        connection: str,
-        scopes: Sequence[str],
-    ) -> str:
-        """Where to send the browser: the ``/authorize`` request for ``connection``."""
+    def authorize_url(self, request: AuthorizeRequest) -> str:
+        """Where to send the browser: ``request`` as a URL of the authorization server."""
 
     @abc.abstractmethod
     def exchange(self, code: str, code_verifier: str) -> LinkedAccount:

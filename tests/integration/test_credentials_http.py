@@ -24,7 +24,7 @@ from vettra.bootstrap import Config, bootstrap
 from vettra.cli import main
 from vettra.domain import receipts
 
-from ..conftest import Server
+from ..conftest import Server, closing_all, serving
 from ..token_endpoint import TokenEndpoint
 from .scenarios import SEND_EMAIL
 
@@ -42,25 +42,21 @@ def srv(tmp_path: Path, endpoint: TokenEndpoint, monkeypatch) -> Iterator[Server
     for name, value in endpoint.env().items():
         monkeypatch.setenv(name, value)
     rt = bootstrap(Config(home=tmp_path / "home", extra={"credential_window_s": WINDOW_S}))
-    rt.start()
-    server = Server(rt)
-    yield server
-    server.stop()
-    rt.close()
+    with serving(rt) as server:
+        yield server
 
 
 @pytest.fixture
 def clients(srv: Server) -> Iterator[dict[str, httpx.Client]]:
-    made = {
-        "agent": srv.client("agent", "agent-1", "alice"),
-        "other_agent": srv.client("agent", "agent-2", "alice"),
-        "bobs_agent": srv.client("agent", "agent-1", "bob"),
-        "alice": srv.client("approver", "alice"),
-        "admin": srv.client("admin", "root"),
-    }
-    yield made
-    for c in made.values():
-        c.close()
+    yield from closing_all(
+        {
+            "agent": srv.client("agent", "agent-1", "alice"),
+            "other_agent": srv.client("agent", "agent-2", "alice"),
+            "bobs_agent": srv.client("agent", "agent-1", "bob"),
+            "alice": srv.client("approver", "alice"),
+            "admin": srv.client("admin", "root"),
+        }
+    )
 
 
 def _home(srv: Server) -> Path:

@@ -28,7 +28,7 @@ import pytest
 from vettra.adapters.clock import FakeClock
 from vettra.bootstrap import Config, account_linker, bootstrap
 
-from ..conftest import Server
+from ..conftest import Server, closing_all, serving
 from ..token_endpoint import TokenEndpoint
 from .scenarios import SEND_EMAIL
 
@@ -48,28 +48,24 @@ def srv(tmp_path: Path, endpoint: TokenEndpoint, clock: FakeClock, monkeypatch) 
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("VETTRA_VAULT_REDIRECT_URI", raising=False)
     rt = bootstrap(Config(home=tmp_path / "home"), clock=clock)
-    rt.start()
-    server = Server(rt)
-    # as `vettra dev` does: the redirect URI is this server's own callback
-    rt.config.public_url = server.url
-    rt.deps.vault_link = account_linker(rt.config, clock, rt.deps.vaults)
-    endpoint.callbacks.append(server.url + CALLBACK)
-    yield server
-    server.stop()
-    rt.close()
+    with serving(rt) as server:
+        # as `vettra dev` does: the redirect URI is this server's own callback
+        rt.config.public_url = server.url
+        rt.deps.vault_link = account_linker(rt.config, clock, rt.deps.vaults)
+        endpoint.callbacks.append(server.url + CALLBACK)
+        yield server
 
 
 @pytest.fixture
 def clients(srv: Server) -> Iterator[dict[str, httpx.Client]]:
-    made = {
-        "agent": srv.client("agent", "agent-1", "alice"),
-        "alice": srv.client("approver", "alice"),
-        "bob": srv.client("approver", "bob"),
-        "browser": httpx.Client(timeout=30),  # no bearer: what follows Auth0's redirects
-    }
-    yield made
-    for c in made.values():
-        c.close()
+    yield from closing_all(
+        {
+            "agent": srv.client("agent", "agent-1", "alice"),
+            "alice": srv.client("approver", "alice"),
+            "bob": srv.client("approver", "bob"),
+            "browser": httpx.Client(timeout=30),  # no bearer: what follows Auth0's redirects
+        }
+    )
 
 
 def _grant(c: dict[str, httpx.Client], scopes: list[str], who: str = "alice") -> None:

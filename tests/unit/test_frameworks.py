@@ -1,6 +1,11 @@
-"""Framework adapters: raw tool-call shapes, copied from each framework's documentation."""
+"""Framework adapters: raw tool-call shapes, copied from each framework's documentation
+(tests/vectors/frameworks: the shapes each adapter takes, refuses, and refuses as ambiguous)."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -13,260 +18,29 @@ from vettra.domain.frameworks import (
     TOOL_PATTERN,
     ToolCall,
     from_anthropic,
-    from_langchain,
-    from_mcp,
     from_openai,
     map_tool_name,
     tool_problem,
 )
 
-WEATHER = {"location": "Paris, France"}
-
-# (id, adapter, raw shape, expected ToolCall)
-VALID = [
-    (
-        "openai-chat",
-        from_openai,
-        {
-            "id": "call_12345xyz",
-            "type": "function",
-            "function": {"name": "get_weather", "arguments": '{"location":"Paris, France"}'},
-        },
-        ToolCall("custom.get_weather", WEATHER, "call_12345xyz"),
-    ),
-    (
-        "openai-chat-known-service",
-        from_openai,
-        {
-            "id": "call_abc",
-            "type": "function",
-            "function": {
-                "name": "gmail_send_message",
-                "arguments": '{"to": "a@b.com", "subject": "Hi", "body": "…"}',
-            },
-        },
-        ToolCall("gmail.send_message", {"to": "a@b.com", "subject": "Hi", "body": "…"}, "call_abc"),
-    ),
-    (
-        "openai-chat-streamed-index",
-        from_openai,
-        {
-            "index": 0,
-            "id": "call_1",
-            "type": "function",
-            "function": {"name": "github__create_issue", "arguments": "{}"},
-        },
-        ToolCall("github.create_issue", {}, "call_1"),
-    ),
-    (
-        "openai-chat-empty-arguments",
-        from_openai,
-        {
-            "id": "call_2",
-            "type": "function",
-            "function": {"name": "slack_list_channels", "arguments": ""},
-        },
-        ToolCall("slack.list_channels", {}, "call_2"),
-    ),
-    (
-        "openai-responses",
-        from_openai,
-        {
-            "type": "function_call",
-            "id": "fc_12345xyz",
-            "call_id": "call_12345xyz",
-            "name": "get_weather",
-            "arguments": '{"location":"Paris, France"}',
-            "status": "completed",
-        },
-        ToolCall("custom.get_weather", WEATHER, "call_12345xyz"),
-    ),
-    (
-        "anthropic-tool-use",
-        from_anthropic,
-        {
-            "type": "tool_use",
-            "id": "toolu_01A09q90qw90lq917835lq9",
-            "name": "get_weather",
-            "input": {"location": "San Francisco, CA", "unit": "celsius"},
-        },
-        ToolCall(
-            "custom.get_weather",
-            {"location": "San Francisco, CA", "unit": "celsius"},
-            "toolu_01A09q90qw90lq917835lq9",
-        ),
-    ),
-    (
-        "anthropic-claude-code-mcp-name",
-        from_anthropic,
-        {
-            "type": "tool_use",
-            "id": "toolu_02",
-            "name": "mcp__github__create_pull_request",
-            "input": {
-                "owner": "acme",
-                "repo": "api",
-                "title": "Fix",
-                "head": "fix",
-                "base": "main",
-            },
-        },
-        ToolCall(
-            "github.create_pull_request",
-            {"owner": "acme", "repo": "api", "title": "Fix", "head": "fix", "base": "main"},
-            "toolu_02",
-        ),
-    ),
-    (
-        "langchain-tool-call",
-        from_langchain,
-        {"name": "multiply", "args": {"a": 3, "b": 12}, "id": "call_xyz", "type": "tool_call"},
-        ToolCall("custom.multiply", {"a": 3, "b": 12}, "call_xyz"),
-    ),
-    (
-        "langchain-null-id",
-        from_langchain,
-        {"name": "stripe_create_refund", "args": {"charge": "ch_1", "amount": 500}, "id": None},
-        ToolCall("stripe.create_refund", {"charge": "ch_1", "amount": 500}, None),
-    ),
-    (
-        "mcp-tools-call",
-        from_mcp,
-        {
-            "name": "get_weather",
-            "arguments": {"location": "New York"},
-            "_meta": {"progressToken": "abc123"},
-        },
-        ToolCall("custom.get_weather", {"location": "New York"}, None),
-    ),
-    (
-        "mcp-no-arguments",
-        from_mcp,
-        {"name": "drive_list_files"},
-        ToolCall("drive.list_files", {}, None),
-    ),
-    (
-        "mcp-server-names-service",
-        from_mcp,
-        {"name": "create_issue", "arguments": {"title": "Bug"}, "server": "GitHub"},
-        ToolCall("github.create_issue", {"title": "Bug"}, None, "github"),
-    ),
-    (
-        "mcp-server-prefix-not-doubled",
-        from_mcp,
-        {"name": "jira_create_ticket", "arguments": {}, "server": "jira"},
-        ToolCall("jira.create_ticket", {}, None, "jira"),
-    ),
-    (
-        "mcp-dotted-name-agreeing-with-server",
-        from_mcp,
-        {"name": "gmail.read_inbox", "server": "gmail"},
-        ToolCall("gmail.read_inbox", {}, None, "gmail"),
-    ),
-]
+VECTORS = Path(__file__).parents[1] / "vectors" / "frameworks"
 
 
-@pytest.mark.parametrize("adapter, raw, want", [v[1:] for v in VALID], ids=[v[0] for v in VALID])
+def _cases(name: str, expected: str) -> list[Any]:
+    """tests/vectors/frameworks/NAME.json: each case's adapter (by framework), raw shape and
+    ``expected`` (a ToolCall's fields, or the field paths the errors name), with its id."""
+    return [
+        pytest.param(ADAPTERS[case["framework"]], case["raw"], case[expected], id=case["id"])
+        for case in json.loads((VECTORS / f"{name}.json").read_text(encoding="utf-8"))
+    ]
+
+
+@pytest.mark.parametrize("adapter, raw, want", _cases("valid", "want"))
 def test_valid_shapes(adapter, raw, want):
-    assert adapter(raw) == want
+    assert adapter(raw) == ToolCall(**want)
 
 
-# (id, adapter, raw shape, field paths expected in the errors)
-INVALID = [
-    ("openai-not-object", from_openai, ["function"], ["$"]),
-    ("openai-missing-function", from_openai, {"id": "c", "type": "function"}, ["function"]),
-    (
-        "openai-bad-json",
-        from_openai,
-        {"id": "c", "type": "function", "function": {"name": "x_y", "arguments": '{"a": '}},
-        ["function.arguments"],
-    ),
-    (
-        "openai-arguments-not-object",
-        from_openai,
-        {"type": "function", "function": {"name": "x_y", "arguments": "[1, 2]"}},
-        ["function.arguments"],
-    ),
-    (
-        "openai-arguments-parsed-object",
-        from_openai,
-        {"type": "function", "function": {"name": "x_y", "arguments": {"a": 1}}},
-        ["function.arguments"],
-    ),
-    (
-        "openai-arguments-nan",
-        from_openai,
-        {"type": "function", "function": {"name": "x_y", "arguments": '{"a": NaN}'}},
-        ["function.arguments"],
-    ),
-    (
-        "openai-arguments-duplicate-key",
-        from_openai,
-        {"type": "function", "function": {"name": "x_y", "arguments": '{"a":1,"a":2}'}},
-        ["function.arguments"],
-    ),
-    (
-        "openai-wrong-type-and-missing-name",
-        from_openai,
-        {"id": 7, "type": "tool", "function": {"arguments": "{}"}},
-        ["type", "id", "function.name"],
-    ),
-    (
-        "openai-name-nul",
-        from_openai,
-        {"type": "function", "function": {"name": "a\x00b", "arguments": "{}"}},
-        ["function.name"],
-    ),
-    (
-        "openai-responses-missing-arguments",
-        from_openai,
-        {"type": "function_call", "call_id": "c", "name": "x"},
-        ["arguments"],
-    ),
-    (
-        "openai-responses-bad-name",
-        from_openai,
-        {"type": "function_call", "call_id": 1, "name": "9lives", "arguments": "{}"},
-        ["call_id", "name"],
-    ),
-    (
-        "anthropic-missing-input",
-        from_anthropic,
-        {"type": "tool_use", "id": "toolu_1", "name": "x"},
-        ["input"],
-    ),
-    (
-        "anthropic-input-array",
-        from_anthropic,
-        {"type": "tool_use", "id": "toolu_1", "name": "x", "input": []},
-        ["input"],
-    ),
-    (
-        "anthropic-wrong-block",
-        from_anthropic,
-        {"type": "text", "text": "hello"},
-        ["type", "name", "input"],
-    ),
-    ("langchain-args-string", from_langchain, {"name": "x", "args": "{}"}, ["args"]),
-    ("langchain-empty-name", from_langchain, {"name": "", "args": {}}, ["name"]),
-    (
-        "langchain-bad-type",
-        from_langchain,
-        {"name": "x", "args": {}, "type": "tool_call_chunk"},
-        ["type"],
-    ),
-    ("mcp-arguments-array", from_mcp, {"name": "x", "arguments": [1]}, ["arguments"]),
-    ("mcp-meta-string", from_mcp, {"name": "x", "_meta": "m"}, ["_meta"]),
-    ("mcp-bad-server", from_mcp, {"name": "x", "server": "my server!"}, ["server"]),
-    ("mcp-missing-name", from_mcp, {"arguments": {}}, ["name"]),
-    ("name-too-long", from_anthropic, {"name": "a" * 130, "input": {}}, ["name"]),
-    ("name-non-ascii", from_anthropic, {"name": "envoyer_télégramme", "input": {}}, ["name"]),
-]
-
-
-@pytest.mark.parametrize(
-    "adapter, raw, fields", [v[1:] for v in INVALID], ids=[v[0] for v in INVALID]
-)
+@pytest.mark.parametrize("adapter, raw, fields", _cases("invalid", "fields"))
 def test_invalid_shapes_name_every_field(adapter, raw, fields):
     with pytest.raises(ValidationFailed) as info:
         adapter(raw)
@@ -387,97 +161,8 @@ def test_adapters_raise_only_validation_failed(framework, raw):
 
 # --------------------------------------------------------------------------- one identity
 
-AMBIGUOUS = [
-    # a Responses-style name beside a Chat Completions function: which one would run?
-    (
-        "openai-name-and-function",
-        from_openai,
-        {
-            "type": "function",
-            "name": "user_get_profile",
-            "arguments": "{}",
-            "function": {"name": "github_delete_repo", "arguments": "{}"},
-        },
-        ["arguments", "name"],
-    ),
-    (
-        "openai-responses-with-function",
-        from_openai,
-        {
-            "type": "function_call",
-            "name": "github_delete_repo",
-            "arguments": "{}",
-            "function": {"name": "github_delete_repo", "arguments": "{}"},
-        },
-        ["function"],
-    ),
-    (
-        "openai-same-name-twice",
-        from_openai,
-        {"name": "user_get_profile", "function": {"name": "user_get_profile", "arguments": "{}"}},
-        ["name"],
-    ),
-    (
-        "openai-function-with-input",
-        from_openai,
-        {"function": {"name": "x", "arguments": "{}", "input": {"repo": "a/b"}}},
-        ["function.input"],
-    ),
-    (
-        "openai-chat-with-input",
-        from_openai,
-        {"function": {"name": "x", "arguments": "{}"}, "input": {"a": 1}},
-        ["input"],
-    ),
-    (
-        "anthropic-with-function",
-        from_anthropic,
-        {
-            "type": "tool_use",
-            "name": "user_get_profile",
-            "input": {},
-            "function": {"name": "github_delete_repo", "arguments": "{}"},
-        },
-        ["function"],
-    ),
-    (
-        "anthropic-with-arguments",
-        from_anthropic,
-        {"name": "x", "input": {}, "arguments": {"repo": "a/b"}},
-        ["arguments"],
-    ),
-    (
-        "langchain-with-tool",
-        from_langchain,
-        {"name": "x", "args": {}, "tool": "github.delete_repo"},
-        ["tool"],
-    ),
-    ("langchain-with-input", from_langchain, {"name": "x", "args": {}, "input": {}}, ["input"]),
-    (
-        "mcp-with-function",
-        from_mcp,
-        {"name": "x", "function": {"name": "github_delete_repo"}},
-        ["function"],
-    ),
-    ("mcp-with-tool-name", from_mcp, {"name": "x", "tool_name": "y"}, ["tool_name"]),
-    (
-        "mcp-name-disagrees-with-server",
-        from_mcp,
-        {"name": "gmail.read_inbox", "server": "mail-proxy"},
-        ["name"],
-    ),
-    (
-        "mcp-namespaced-name-disagrees-with-server",
-        from_mcp,
-        {"name": "mcp__github__delete_repo", "server": "slack"},
-        ["name"],
-    ),
-]
 
-
-@pytest.mark.parametrize(
-    "adapter, raw, fields", [v[1:] for v in AMBIGUOUS], ids=[v[0] for v in AMBIGUOUS]
-)
+@pytest.mark.parametrize("adapter, raw, fields", _cases("ambiguous", "fields"))
 def test_a_call_that_names_its_tool_two_ways_is_refused(adapter, raw, fields):
     with pytest.raises(ValidationFailed) as info:
         adapter(raw)

@@ -30,7 +30,6 @@ are the user who started the flow. No error message repeats a code or a token.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +38,7 @@ from authlib.oauth2.rfc6749.parameters import prepare_grant_uri, prepare_token_r
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from ..domain.errors import Unauthenticated, Unavailable
-from ..ports import AccountLinker, Clock, LinkedAccount, LinkRefused
+from ..ports import AccountLinker, AuthorizeRequest, Clock, LinkedAccount, LinkRefused
 from ..services.jwks import JwksCache
 from .auth0_identity import Auth0IdTokens, Auth0Settings, require_https, tenant_of
 from .auth0_token_vault import TokenVaultSettings
@@ -118,19 +117,11 @@ class Auth0AccountLinker(AccountLinker):
     def close(self) -> None:
         self._client.close()
 
-    def authorize_url(
-        self,
-        *,
-        state: str,
-        nonce: str,
-        code_verifier: str,
-        connection: str,
-        scopes: Sequence[str],
-    ) -> str:
-        extra: dict[str, str] = {"connection": connection}
-        if scopes:
-            extra["connection_scope"] = " ".join(scopes)
-        if GOOGLE_CONNECTIONS.match(connection):
+    def authorize_url(self, request: AuthorizeRequest) -> str:
+        extra: dict[str, str] = {"connection": request.connection}
+        if request.scopes:
+            extra["connection_scope"] = " ".join(request.scopes)
+        if GOOGLE_CONNECTIONS.match(request.connection):
             extra |= {"access_type": "offline", "prompt": "consent"}
         return str(
             prepare_grant_uri(
@@ -139,9 +130,9 @@ class Auth0AccountLinker(AccountLinker):
                 "code",
                 redirect_uri=self.redirect_uri,
                 scope=SCOPE,
-                state=state,
-                nonce=nonce,
-                code_challenge=create_s256_code_challenge(code_verifier),
+                state=request.state,
+                nonce=request.nonce,
+                code_challenge=create_s256_code_challenge(request.code_verifier),
                 code_challenge_method="S256",
                 **extra,
             )

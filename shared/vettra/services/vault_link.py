@@ -41,7 +41,7 @@ from ..domain.actions import parse_rfc3339, rfc3339
 from ..domain.credentials import REFRESH_TOKEN
 from ..domain.errors import Conflict, NotConfigured, NotFound, ValidationFailed
 from ..domain.identity import ADMIN, APPROVER, Principal
-from ..ports import LinkRefused
+from ..ports import AuthorizeRequest, LinkRefused
 from . import inventory, vault
 from .deps import Deps
 
@@ -177,9 +177,7 @@ def start(
         "created_at": rfc3339(now),
         "expires_at": rfc3339(expires),
     }
-    url = linker.authorize_url(
-        state=state, nonce=nonce, code_verifier=verifier, connection=connection, scopes=scopes
-    )
+    url = linker.authorize_url(AuthorizeRequest(state, nonce, verifier, connection, scopes))
     owner = vault.owner(tenant, user)
     with deps.store.unit_of_work() as uow:
         live = 0

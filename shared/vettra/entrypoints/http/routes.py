@@ -28,6 +28,11 @@ def _int(low: int, high: int) -> dict[str, Any]:
     return schemas.integer(minimum=low, maximum=high)
 
 
+def _tree_position(name: str, description: str, *, required: bool = True) -> tuple[Any, ...]:
+    """A proof endpoint's query parameter: an entry's seq or a tree size, 1 to MAX_SEQ."""
+    return (name, _int(1, MAX_SEQ), description, required)
+
+
 def health(deps: Any, request: Request, principal: Principal | None) -> Response:
     s = deps.settings
     return Response.json(
@@ -337,11 +342,11 @@ ROUTES: list[Route] = [
         "audit",
         response="INCLUSION_PROOF",
         query=(
-            ("seq", _int(1, MAX_SEQ), "The entry (1-based)", True),
-            (
+            _tree_position("seq", "The entry (1-based)"),
+            _tree_position(
                 "tree_size",
-                _int(1, MAX_SEQ),
                 "Tree size, e.g. a checkpoint's; default the current size",
+                required=False,
             ),
         ),
     ),
@@ -355,8 +360,8 @@ ROUTES: list[Route] = [
         "audit",
         response="CONSISTENCY_PROOF",
         query=(
-            ("from", _int(1, MAX_SEQ), "The older tree size", True),
-            ("to", _int(1, MAX_SEQ), "The newer tree size", True),
+            _tree_position("from", "The older tree size"),
+            _tree_position("to", "The newer tree size"),
         ),
     ),
     Route(
