@@ -34,8 +34,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from authlib.oauth2.rfc6749.parameters import prepare_grant_uri, prepare_token_request
-from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from ..domain.errors import Unauthenticated, Unavailable
 from ..ports import AccountLinker, AuthorizeRequest, Clock, LinkedAccount, LinkRefused
@@ -118,6 +116,11 @@ class Auth0AccountLinker(AccountLinker):
         self._client.close()
 
     def authorize_url(self, request: AuthorizeRequest) -> str:
+        # authlib (~45 ms to import) loads on a connect flow's first use, not at every
+        # function's cold start (each target that has Token Vault builds this linker)
+        from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
+        from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
         extra: dict[str, str] = {"connection": request.connection}
         if request.scopes:
             extra["connection_scope"] = " ".join(request.scopes)
@@ -139,6 +142,8 @@ class Auth0AccountLinker(AccountLinker):
         )
 
     def exchange(self, code: str, code_verifier: str) -> LinkedAccount:
+        from authlib.oauth2.rfc6749.parameters import prepare_token_request
+
         body = prepare_token_request(
             "authorization_code",
             redirect_uri=self.redirect_uri,
