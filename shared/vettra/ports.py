@@ -452,7 +452,7 @@ class LinkRefused(Exception):
         self.why = why
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AuthorizeRequest:
     """One ``/authorize`` request of the connect flow: the single-use ``state``, the ID
     token's ``nonce``, the PKCE ``code_verifier`` (only its S256 challenge is sent), and

@@ -177,7 +177,11 @@ def start(
         "created_at": rfc3339(now),
         "expires_at": rfc3339(expires),
     }
-    url = linker.authorize_url(AuthorizeRequest(state, nonce, verifier, connection, scopes))
+    url = linker.authorize_url(
+        AuthorizeRequest(
+            state=state, nonce=nonce, code_verifier=verifier, connection=connection, scopes=scopes
+        )
+    )
     owner = vault.owner(tenant, user)
     with deps.store.unit_of_work() as uow:
         live = 0
