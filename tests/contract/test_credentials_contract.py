@@ -38,6 +38,7 @@ from vettra.services.deps import Deps
 
 from ..fakes import recording_deps
 from ..token_endpoint import TokenEndpoint
+from ..vault_support import store_token
 from .test_store_contract import ADAPTERS, settle
 
 AGENT = Principal(tenant=DEFAULT_TENANT, role="agent", sub="agent-1", user="alice")
@@ -80,34 +81,15 @@ def _grant(deps: Deps, connection: str = "google-oauth2", scopes: list[str] | No
 
 
 def _put(deps: Deps, user: str = "alice", scope: list[str] | None = None, **kw: Any) -> None:
-    vault.store_secret(
-        deps.store,
-        deps.keys,
-        deps.clock.now(),
-        tenant=DEFAULT_TENANT,
-        user=user,
-        connection="google-oauth2",
-        kind=ACCESS_TOKEN,
-        secret=token_record(
-            GOOGLE, scope=scope or [GMAIL + "gmail.readonly", GMAIL + "gmail.send"], **kw
-        ),
-    )
+    scope = scope or [GMAIL + "gmail.readonly", GMAIL + "gmail.send"]
+    store_token(deps, "google-oauth2", token_record(GOOGLE, scope=scope, **kw), user=user)
 
 
 def _link(deps: Deps, endpoint: TokenEndpoint | None, scope: str | None = None) -> None:
     """Alice's Auth0 refresh token stored; ``endpoint``: Auth0 links it to her Google account."""
     if endpoint is not None:
         endpoint.link(REFRESH, "google-oauth2", GOOGLE, scope=scope or f"openid {GMAIL}gmail.send")
-    vault.store_secret(
-        deps.store,
-        deps.keys,
-        deps.clock.now(),
-        tenant=DEFAULT_TENANT,
-        user="alice",
-        connection="google-oauth2",
-        kind=REFRESH_TOKEN,
-        secret=REFRESH,
-    )
+    store_token(deps, "google-oauth2", REFRESH, kind=REFRESH_TOKEN)
 
 
 def _allowed(deps: Deps, bundle: dict = READ, principal: Principal = AGENT) -> Any:

@@ -35,6 +35,7 @@ from vettra.services.deps import Deps
 from vettra.services.stepup import PENDING_ENROLMENTS, SEALED, StepUpService
 
 from ..fakes import recording_deps
+from ..vault_support import store_token
 from .firestore_emulator import FirestoreEmulator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -227,16 +228,7 @@ def _write_real_documents(deps: Deps) -> dict[str, Any]:
         stored = uow.docs.get(PENDING_ENROLMENTS, enrolment["enrollment_id"])
     assert stored is not None and SEALED in stored  # the secret is sealed, and still refused
     # what credential releases keep: a sealed provider token and a grant (docs/credentials.md)
-    vault.store_secret(
-        deps.store,
-        deps.keys,
-        deps.clock.now(),
-        tenant="acme",
-        user="alice",
-        connection="github",
-        kind="access_token",
-        secret="gho_rules_test_token",
-    )
+    store_token(deps, "github", "gho_rules_test_token", tenant="acme")
     grant = inventory.grant(
         deps, alice, {"agent": "bot", "connection": "github", "scopes": ["repo"]}
     )

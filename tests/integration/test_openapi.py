@@ -21,6 +21,7 @@ from referencing.jsonschema import DRAFT202012
 from vettra.domain.policy_envelope import sign_bundle
 from vettra.entrypoints.http.routes import ROUTES
 
+from ..vault_support import store_token
 from .approvals import decide, totp_code
 from .scenarios import DELETE_REPO, EXPECTED, GRANT_ADMIN, READ_PROFILE, SEND_EMAIL
 
@@ -551,19 +552,9 @@ def _granted(c: Ctx) -> dict:
 
 def _release(c: Ctx) -> list[httpx.Response]:
     from vettra.adapters.local_vault import token_record
-    from vettra.services import vault
 
     deps = c.server.runtime.deps
-    vault.store_secret(
-        deps.store,
-        deps.keys,
-        deps.clock.now(),
-        tenant="default",
-        user="alice",
-        connection="google-oauth2",
-        kind="access_token",
-        secret=token_record("ya29.openapi-test", scope=[_GMAIL_READ]),
-    )
+    store_token(deps, "google-oauth2", token_record("ya29.openapi-test", scope=[_GMAIL_READ]))
     _granted(c)
     allowed, pending = c.intercept(_LIST_MAIL), c.intercept(SEND_EMAIL)
     path = f"/api/actions/{allowed['action_id']}/credential"
