@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,10 +22,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import pytest
 
@@ -193,6 +195,66 @@ def start_packaged(
         name=name,
         timeout_s=timeout_s,
     )
+
+
+@dataclass(frozen=True)
+class PackagedEmulator:
+    """One of Google's Java emulators from its Debian package, described once: what
+    :func:`start_packaged` needs to start it and :func:`for_session` to skip loudly.
+    ``VETTRA_<NAME>_EMULATOR`` (:attr:`override_env`) may give the launcher's path on a
+    machine without the package."""
+
+    label: str  # "Pub/Sub": how skip reasons name it
+    package: str
+    launcher_name: str
+    client_modules: tuple[str, ...]  # the client libraries a test talks to it with
+    subcommand: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """``label`` in lower-case letters only ("pubsub"): for log files and variables."""
+        return re.sub(r"[^a-z]", "", self.label.lower())
+
+    @property
+    def override_env(self) -> str:
+        return f"VETTRA_{self.name.upper()}_EMULATOR"
+
+    def start(self, make: Callable[[subprocess.Popen[bytes], str, Path], E]) -> E:
+        return start_packaged(
+            make,
+            self.package,
+            self.launcher_name,
+            override_env=self.override_env,
+            subcommand=self.subcommand,
+            name=self.name,
+        )
+
+    def session(self, make: Callable[[subprocess.Popen[bytes], str, Path], E]) -> Iterator[E]:
+        """The body of its session fixture (``yield from`` it)."""
+        yield from for_session(self.label, lambda: self.start(make), *self.client_modules)
+
+    def session_fixture(self, make: Callable[[subprocess.Popen[bytes], str, Path], E]) -> Any:
+        """A pytest fixture of one fresh emulator per test session; pytest names it after
+        the module attribute it is assigned to."""
+
+        def fixture() -> Iterator[E]:
+            yield from self.session(make)
+
+        fixture.__doc__ = f"One fresh {self.label} emulator per test session."
+        return pytest.fixture(scope="session")(fixture)
+
+
+def fresh_project_id() -> str:
+    """A project id no other test uses (the emulators keep projects apart)."""
+    return f"vettra-{uuid.uuid4().hex[:12]}"
+
+
+@dataclass
+class EmulatorProject(Generic[E]):
+    """One test's own project on the session's emulator (subclasses add its clients)."""
+
+    emulator: E
+    project: str
 
 
 def for_session(label: str, start: Callable[[], E], *client_modules: str) -> Iterator[E]:

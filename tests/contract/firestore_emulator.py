@@ -16,7 +16,6 @@ need it, loudly: ``pytest.skip("Firestore emulator unavailable: <reason>")``.
 from __future__ import annotations
 
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,13 +25,12 @@ import pytest
 from .emulator_process import (
     HTTP_TIMEOUT_S,
     EmulatorProcess,
+    EmulatorProject,
+    PackagedEmulator,
     built_with_env,
-    for_session,
-    start_packaged,
+    fresh_project_id,
 )
 
-PACKAGE = "google-cloud-cli-firestore-emulator"
-LAUNCHER_NAME = "cloud_firestore_emulator"
 _ENV_HOST = "FIRESTORE_EMULATOR_HOST"
 
 
@@ -54,37 +52,30 @@ class FirestoreEmulator(EmulatorProcess):
             answer.read()
 
 
-def start_emulator() -> FirestoreEmulator:
-    """``cloud_firestore_emulator start`` (Java 17) on a free port."""
-    return start_packaged(
-        FirestoreEmulator,
-        PACKAGE,
-        LAUNCHER_NAME,
-        override_env="VETTRA_FIRESTORE_EMULATOR",
-        subcommand=["start"],
-        name="firestore",
-    )
+#: ``cloud_firestore_emulator start`` (Java 17)
+EMULATOR = PackagedEmulator(
+    "Firestore",
+    package="google-cloud-cli-firestore-emulator",
+    launcher_name="cloud_firestore_emulator",
+    client_modules=("google.cloud.firestore",),
+    subcommand=("start",),
+)
 
 
-@pytest.fixture(scope="session")
-def firestore_emulator() -> Iterator[FirestoreEmulator]:
-    """One fresh emulator per test session."""
-    yield from for_session("Firestore", start_emulator, "google.cloud.firestore")
+firestore_emulator = EMULATOR.session_fixture(FirestoreEmulator)
 
 
 @dataclass
-class FirestoreProject:
-    """One test's own project on the shared emulator, and a client on it."""
+class FirestoreProject(EmulatorProject[FirestoreEmulator]):
+    """With a client on the project."""
 
-    emulator: FirestoreEmulator
-    project: str
     client: Any
 
 
 @pytest.fixture
 def firestore_project(firestore_emulator: FirestoreEmulator) -> Iterator[FirestoreProject]:
     """A project no other test uses, emptied afterwards."""
-    project = f"vettra-{uuid.uuid4().hex[:12]}"
+    project = fresh_project_id()
     client = firestore_emulator.client(project)
     yield FirestoreProject(firestore_emulator, project, client)
     client.close()

@@ -14,17 +14,20 @@ tests that need it: ``pytest.skip("Pub/Sub emulator unavailable: <reason>")``.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from .emulator_process import EmulatorProcess, built_with_env, for_session, start_packaged
+from .emulator_process import (
+    EmulatorProcess,
+    EmulatorProject,
+    PackagedEmulator,
+    built_with_env,
+    fresh_project_id,
+)
 
-PACKAGE = "google-cloud-cli-pubsub-emulator"
-LAUNCHER_NAME = "cloud-pubsub-emulator"
 ENV_HOST = "PUBSUB_EMULATOR_HOST"
 
 
@@ -43,29 +46,22 @@ class PubSubEmulator(EmulatorProcess):
         )
 
 
-def start_emulator() -> PubSubEmulator:
-    """``.../bin/cloud-pubsub-emulator`` on a free port."""
-    return start_packaged(
-        PubSubEmulator,
-        PACKAGE,
-        LAUNCHER_NAME,
-        override_env="VETTRA_PUBSUB_EMULATOR",
-        name="pubsub",
-    )
+#: ``.../bin/cloud-pubsub-emulator``
+EMULATOR = PackagedEmulator(
+    "Pub/Sub",
+    package="google-cloud-cli-pubsub-emulator",
+    launcher_name="cloud-pubsub-emulator",
+    client_modules=("google.cloud.pubsub_v1",),
+)
 
 
-@pytest.fixture(scope="session")
-def pubsub_emulator() -> Iterator[PubSubEmulator]:
-    """One fresh emulator per test session."""
-    yield from for_session("Pub/Sub", start_emulator, "google.cloud.pubsub_v1")
+pubsub_emulator = EMULATOR.session_fixture(PubSubEmulator)
 
 
 @dataclass
-class PubSubProject:
-    """One test's own project on the shared emulator, with clients on it."""
+class PubSubProject(EmulatorProject[PubSubEmulator]):
+    """With a publisher and a subscriber (the clients take the project per call)."""
 
-    emulator: PubSubEmulator
-    project: str
     publisher: Any
     subscriber: Any
 
@@ -78,6 +74,6 @@ def pubsub_project(
     meanwhile (for clients the code under test builds itself)."""
     monkeypatch.setenv(ENV_HOST, pubsub_emulator.host)
     publisher, subscriber = pubsub_emulator.clients()
-    yield PubSubProject(pubsub_emulator, f"vettra-{uuid.uuid4().hex[:12]}", publisher, subscriber)
+    yield PubSubProject(pubsub_emulator, fresh_project_id(), publisher, subscriber)
     subscriber.close()
     publisher.stop()

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..contract import cloud_tasks_emulator as tasks_harness
 from ..contract import firestore_emulator as fs_harness
-from ..contract.emulator_process import EmulatorUnavailable, for_session
+from ..contract.emulator_process import EmulatorUnavailable
 from .conftest import CLI_TIMEOUT_S, vettra_command
 
 CHAIN = "default"
@@ -35,7 +35,7 @@ SEQUENCED_TIMEOUT_S = 60.0
 
 def start_firestore() -> Iterator[fs_harness.FirestoreEmulator]:
     """A fresh emulator for the calling module; skip loudly when it cannot run here."""
-    yield from for_session("Firestore", fs_harness.start_emulator, "google.cloud.firestore")
+    yield from fs_harness.EMULATOR.session(fs_harness.FirestoreEmulator)
 
 
 def start_cloud_tasks() -> Iterator[tasks_harness.CloudTasksEmulator | None]:

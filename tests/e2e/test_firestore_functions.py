@@ -50,10 +50,9 @@ BOOT_TIMEOUT_S = 30.0
 @pytest.fixture(scope="module")
 def pubsub() -> Iterator[Any]:
     """A fresh Pub/Sub emulator for this module; skipped loudly without one."""
-    from ..contract import pubsub_emulator
-    from ..contract.emulator_process import for_session
+    from ..contract.pubsub_emulator import EMULATOR, PubSubEmulator
 
-    yield from for_session("Pub/Sub", pubsub_emulator.start_emulator, "google.cloud.pubsub_v1")
+    yield from EMULATOR.session(PubSubEmulator)
 
 
 def _framework() -> list[str]:
