@@ -25,19 +25,13 @@ output "secrets" {
   value       = { for file, secret in google_secret_manager_secret.key : file => secret.secret_id }
 }
 
-output "tasks_queue" {
-  description = "VETTRA_TASKS_QUEUE: the expiry queue."
-  value       = google_cloud_tasks_queue.expire.id
-}
-
-output "tasks_url" {
-  description = "VETTRA_TASKS_URL: the expire endpoint the tasks are POSTed to (also their OIDC audience)."
-  value       = local.expire_url
-}
-
-output "tasks_invoker" {
-  description = "VETTRA_TASKS_INVOKER: the account whose OIDC token the expire function accepts."
-  value       = google_service_account.system["tasks-invoker"].email
+output "tasks" {
+  description = "Approval timeouts on Cloud Tasks, as the functions' VETTRA_TASKS_* variables: the expiry queue, the expire endpoint its tasks are POSTed to (also their OIDC audience), and the account whose OIDC token expire accepts."
+  value = {
+    queue   = google_cloud_tasks_queue.expire.id
+    url     = local.expire_url
+    invoker = google_service_account.system["tasks-invoker"].email
+  }
 }
 
 output "topics" {
