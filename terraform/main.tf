@@ -96,71 +96,71 @@ locals {
   #               it; the app checks the bearer of every /api call); ALLOW_INTERNAL_ONLY:
   #               only Google's own callers in the project (Cloud Tasks, Eventarc), and
   #               of those only the account granted run.invoker
+  # Privileges default to none: a function may touch only what its entry names (ingress
+  # has no default: each function says who may reach it).
+  function_defaults = {
+    timeout_s = 30, concurrency = 40, max_instances = var.max_instances, trigger = ""
+    firestore = "", publishes = [], queue_roles = [], acts_as = false, secrets = [], signs = false
+  }
   functions = {
-    health = {
+    health = merge(local.function_defaults, {
       description = "GET /health and /api/openapi.json; answers problem+json 404 for /api paths no other function serves"
-      ingress     = "ALLOW_ALL", timeout_s = 10, concurrency = 80, max_instances = var.max_instances, trigger = ""
-      firestore   = "roles/datastore.viewer", publishes = [], queue_roles = [], acts_as = false, secrets = [], signs = false
-    }
-    intercept = {
+      ingress     = "ALLOW_ALL", timeout_s = 10, concurrency = 80
+      firestore   = "roles/datastore.viewer"
+    })
+    intercept = merge(local.function_defaults, {
       description = "POST /api/actions/intercept: score, check the policy, decide; arms the expiry task of a pending action"
-      ingress     = "ALLOW_ALL", timeout_s = 30, concurrency = 40, max_instances = var.max_instances, trigger = ""
+      ingress     = "ALLOW_ALL"
       firestore   = "roles/datastore.user", publishes = ["events", "sequence"]
       queue_roles = ["roles/cloudtasks.enqueuer", "roles/cloudtasks.viewer"], acts_as = true
-      secrets     = ["policy-trusted-keys"], signs = false
-    }
-    approve = {
+      secrets     = ["policy-trusted-keys"]
+    })
+    approve = merge(local.function_defaults, {
       description = "POST /api/actions/approve: the owner's decision; cancels the expiry task"
-      ingress     = "ALLOW_ALL", timeout_s = 30, concurrency = 40, max_instances = var.max_instances, trigger = ""
+      ingress     = "ALLOW_ALL"
       firestore   = "roles/datastore.user", publishes = ["events", "sequence"]
-      queue_roles = ["roles/cloudtasks.taskDeleter"], acts_as = false, secrets = [], signs = false
-    }
-    actions = {
+      queue_roles = ["roles/cloudtasks.taskDeleter"]
+    })
+    actions = merge(local.function_defaults, {
       description = "GET /api/actions/pending and /api/actions/{id} (long-polls ?wait= up to 60 s)"
-      ingress     = "ALLOW_ALL", timeout_s = 90, concurrency = 80, max_instances = var.max_instances, trigger = ""
-      firestore   = "roles/datastore.user", publishes = [], queue_roles = [], acts_as = false, secrets = [], signs = false
-    }
-    audit = {
+      ingress     = "ALLOW_ALL", timeout_s = 90, concurrency = 80
+      firestore   = "roles/datastore.user"
+    })
+    audit = merge(local.function_defaults, {
       description = "GET /api/audit/**: entries, verification, checkpoints, public key, proofs"
-      ingress     = "ALLOW_ALL", timeout_s = 60, concurrency = 40, max_instances = var.max_instances, trigger = ""
-      firestore   = "roles/datastore.user", publishes = [], queue_roles = [], acts_as = false
-      secrets     = ["audit-hmac-key", "checkpoint-signing-key"], signs = false
-    }
-    policy = {
+      ingress     = "ALLOW_ALL", timeout_s = 60
+      firestore   = "roles/datastore.user", secrets = ["audit-hmac-key", "checkpoint-signing-key"]
+    })
+    policy = merge(local.function_defaults, {
       description = "GET/POST /api/policy: the active signed policy, and activating a newer one"
-      ingress     = "ALLOW_ALL", timeout_s = 30, concurrency = 40, max_instances = var.max_instances, trigger = ""
-      firestore   = "roles/datastore.user", publishes = ["sequence"], queue_roles = [], acts_as = false
-      secrets     = ["policy-trusted-keys"], signs = false
-    }
-    approvals = {
+      ingress     = "ALLOW_ALL"
+      firestore   = "roles/datastore.user", publishes = ["sequence"], secrets = ["policy-trusted-keys"]
+    })
+    approvals = merge(local.function_defaults, {
       description = "/api/approvals/**: step-up enrolment and verification, session pre-authorisations"
-      ingress     = "ALLOW_ALL", timeout_s = 30, concurrency = 40, max_instances = var.max_instances, trigger = ""
-      firestore   = "roles/datastore.user", publishes = ["sequence"], queue_roles = [], acts_as = false
-      secrets     = ["data-key"], signs = false
-    }
-    auth = {
+      ingress     = "ALLOW_ALL"
+      firestore   = "roles/datastore.user", publishes = ["sequence"], secrets = ["data-key"]
+    })
+    auth = merge(local.function_defaults, {
       description = "POST /api/auth/firebase-token: a verified Auth0 ID token for a Firebase custom token"
-      ingress     = "ALLOW_ALL", timeout_s = 30, concurrency = 40, max_instances = var.max_instances, trigger = ""
-      firestore   = "", publishes = [], queue_roles = [], acts_as = false, secrets = [], signs = true
-    }
-    vault = {
+      ingress     = "ALLOW_ALL", signs = true
+    })
+    vault = merge(local.function_defaults, {
       description = "POST /api/actions/{id}/credential (the Token Vault exchange), /api/receipts/**, /api/inventory/**, /api/vault/** (connecting accounts)"
-      ingress     = "ALLOW_ALL", timeout_s = 30, concurrency = 40, max_instances = var.max_instances, trigger = ""
-      firestore   = "roles/datastore.user", publishes = ["sequence"], queue_roles = [], acts_as = false
-      secrets     = ["data-key", "receipt-signing-key"], signs = false
-    }
-    expire = {
+      ingress     = "ALLOW_ALL"
+      firestore   = "roles/datastore.user", publishes = ["sequence"], secrets = ["data-key", "receipt-signing-key"]
+    })
+    expire = merge(local.function_defaults, {
       description = "POST /api/tasks/expire: Cloud Tasks' expiry timers (OIDC token of the invoker account only)"
-      ingress     = "ALLOW_INTERNAL_ONLY", timeout_s = 60, concurrency = 20, max_instances = var.max_instances, trigger = ""
+      ingress     = "ALLOW_INTERNAL_ONLY", timeout_s = 60, concurrency = 20
       firestore   = "roles/datastore.user", publishes = ["events", "sequence"]
-      queue_roles = ["roles/cloudtasks.enqueuer", "roles/cloudtasks.viewer"], acts_as = true, secrets = [], signs = false
-    }
-    sequence = {
+      queue_roles = ["roles/cloudtasks.enqueuer", "roles/cloudtasks.viewer"], acts_as = true
+    })
+    sequence = merge(local.function_defaults, {
       description = "Pub/Sub-triggered audit sequencer: drains the outbox of the chain named in the message"
       ingress     = "ALLOW_INTERNAL_ONLY", timeout_s = 300, concurrency = 1, max_instances = 3, trigger = "sequence"
-      firestore   = "roles/datastore.user", publishes = [], queue_roles = [], acts_as = false
-      secrets     = ["audit-hmac-key", "checkpoint-signing-key"], signs = false
-    }
+      firestore   = "roles/datastore.user", secrets = ["audit-hmac-key", "checkpoint-signing-key"]
+    })
   }
 
   # Files each function mounts: its own list, plus the optional ones of the variables.

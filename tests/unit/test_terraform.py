@@ -123,7 +123,32 @@ def _locals() -> dict[str, Any]:
 
 
 def _functions() -> dict[str, dict[str, Any]]:
-    return _lit(_locals()["functions"])
+    """``local.functions``: each entry is ``merge(local.function_defaults, {its own})``."""
+    found = _locals()
+    defaults = _lit(found["function_defaults"])
+    out = {}
+    for name, expression in found["functions"].items():
+        own = re.fullmatch(r"\$\{merge\(local\.function_defaults, (\{.*\})\)\}", expression, re.S)
+        assert own, f"local.functions.{name} is not merge(local.function_defaults, {{...}})"
+        out[name] = defaults | _own_settings(own.group(1))
+    return out
+
+
+def _own_settings(literal: str) -> dict[str, Any]:
+    settings = _lit(hcl2.loads(f"own = {literal}\n")["own"])
+    assert "ingress" in settings, f"who may reach it is never a default: {settings}"
+    return settings
+
+
+def test_functions_get_no_privilege_by_default() -> None:
+    """A function may touch only what its entry names; who may reach it is never a default."""
+    defaults = _lit(_locals()["function_defaults"])
+    assert "ingress" not in defaults
+    assert (
+        defaults["firestore"] == "" and defaults["acts_as"] is False and defaults["signs"] is False
+    )
+    assert defaults["publishes"] == defaults["queue_roles"] == defaults["secrets"] == []
+    assert {fn["ingress"] for fn in _functions().values()} <= {"ALLOW_ALL", "ALLOW_INTERNAL_ONLY"}
 
 
 def test_every_tf_file_parses() -> None:
