@@ -87,7 +87,7 @@ def test_terraform_plans_unless_asked_to_apply() -> None:
     assert "apply -input=false tfplan" in script  # applies exactly what was planned
     hosting = _script(STEPS["hosting"])
     assert hosting.index('if [ "${_TF_ACTION}" = "apply" ]') < hosting.index(
-        "firebase-tools@13 --config firebase.deploy.json deploy"
+        "--config firebase.deploy.json deploy"
     )
 
 
@@ -141,3 +141,18 @@ def test_steps_wait_for_what_they_consume() -> None:
     assert _before("functions-bundle", "terraform")  # it zips build/functions
     assert _before("wasm-verifier", "functions-bundle")  # a built verifier ships in the bundle
     assert _before("terraform", "hosting") and _before("dashboard", "hosting")
+
+
+def test_hosting_deploys_with_the_firebase_tools_the_tests_run() -> None:
+    """The deploy's firebase-tools is the release tests/auth_emulator locks, and the README's
+    manual commands use the same one: no untested CLI between a green run and production."""
+    import json
+
+    locked = json.loads((REPO / "tests" / "auth_emulator" / "package.json").read_text())
+    wanted = locked["devDependencies"]["firebase-tools"]
+    for text, where in (
+        (_script(STEPS["hosting"]), "cloudbuild.yaml"),
+        ((REPO / "README.md").read_text(), "README.md"),
+    ):
+        used = set(re.findall(r"firebase-tools@(\S+)", text))
+        assert used == {wanted}, f"{where} runs firebase-tools {used}, the tests lock {wanted}"
