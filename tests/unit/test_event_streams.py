@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from typing import Any
 
 import pytest
 
@@ -11,7 +12,7 @@ from vettra.adapters.memory_bus import InProcessEventBus
 from vettra.domain.errors import TooManyRequests
 from vettra.entrypoints.http.app import Context
 from vettra.entrypoints.http.routes_events import EventStream
-from vettra.services.event_streams import ACTIONS_TOPIC, EventHub
+from vettra.services.event_streams import ACTIONS_TOPIC, EventHub, HubLimits
 
 BASE_US = 1_000_000
 
@@ -29,9 +30,9 @@ def _event(n: int, user: str = "alice", kind: str = "action.created", **extra: o
     }
 
 
-def _hub(bus: InProcessEventBus, **kw: object) -> EventHub:
+def _hub(bus: InProcessEventBus, **limits: Any) -> EventHub:
     clock = itertools.count(BASE_US, 1_000_000)
-    return EventHub(bus, now_us=lambda: next(clock), **kw)  # type: ignore[arg-type]
+    return EventHub(bus, HubLimits(**limits), now_us=lambda: next(clock))
 
 
 def test_slow_consumer_is_dropped_with_a_reset_not_grown() -> None:

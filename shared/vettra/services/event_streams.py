@@ -136,20 +136,36 @@ class Opening:
     reset: bool  # Last-Event-ID was unknown or too old: the client must re-fetch
 
 
+@dataclass(frozen=True, kw_only=True)
+class HubLimits:
+    """How much a hub holds (the module docstring says what each bound is for)."""
+
+    ring_size: int = RING_SIZE
+    queue_size: int = QUEUE_SIZE
+    max_streams: int = MAX_STREAMS_PER_USER
+    linger_s: float = LINGER_S
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> HubLimits:
+        """The limits a runtime's ``events_*`` settings name; the defaults for the rest."""
+        default = cls()
+        return cls(
+            ring_size=int(settings.get("events_ring_size", default.ring_size)),
+            queue_size=int(settings.get("events_queue_size", default.queue_size)),
+            max_streams=int(settings.get("events_max_streams", default.max_streams)),
+            linger_s=float(settings.get("events_linger_s", default.linger_s)),
+        )
+
+
 class EventHub:
     def __init__(
         self,
         bus: EventBus,
-        *,
-        ring_size: int = RING_SIZE,
-        queue_size: int = QUEUE_SIZE,
-        max_streams: int = MAX_STREAMS_PER_USER,
-        linger_s: float = LINGER_S,
+        limits: HubLimits = HubLimits(),
         now_us: Callable[[], int] = lambda: time.time_ns() // 1000,
     ):
         self._bus = bus
-        self._ring_size, self._queue_size = ring_size, queue_size
-        self._max_streams, self._linger_s = max_streams, linger_s
+        self.limits = limits
         self._now_us = now_us
         self._lock = threading.Lock()
         self._subs: dict[UserKey, list[Subscription]] = {}
@@ -174,14 +190,14 @@ class EventHub:
         key = (tenant, user)
         with self._lock:
             open_now = len(self._subs.get(key, ()))
-            if open_now >= self._max_streams:
+            if open_now >= self.limits.max_streams:
                 raise TooManyRequests(
                     f"{open_now} event streams are open for this user; "
-                    f"the limit is {self._max_streams}",
+                    f"the limit is {self.limits.max_streams}",
                     retry_after=RETRY_AFTER_S,
                 )
             self._listen()
-            subscription = Subscription(key, frozenset(types), self._queue_size)
+            subscription = Subscription(key, frozenset(types), self.limits.queue_size)
             self._subs.setdefault(key, []).append(subscription)
             cursor = self._last_id.get(key, self._base)
             replay, reset = self._replay(key, cursor, last_event_id, subscription.types)
@@ -196,7 +212,7 @@ class EventHub:
             if not subs:
                 self._subs.pop(subscription.key, None)
             if not self._subs and self._unsubscribe is not None and self._idle is None:
-                self._idle = threading.Timer(self._linger_s, self._stop_if_idle)
+                self._idle = threading.Timer(self.limits.linger_s, self._stop_if_idle)
                 self._idle.daemon = True
                 self._idle.start()
 
@@ -277,7 +293,7 @@ class EventHub:
         event_id = self._last_id.get(key, self._base) + 1
         self._last_id[key] = event_id
         recorded = StreamEvent(event_id, data)
-        self._rings.setdefault(key, deque(maxlen=self._ring_size)).append(recorded)
+        self._rings.setdefault(key, deque(maxlen=self.limits.ring_size)).append(recorded)
         subs = self._subs.get(key, [])
         for subscription in list(subs):
             if data["type"] in subscription.types and not subscription.offer(recorded):

@@ -23,7 +23,7 @@ from typing import Any
 from ...domain.errors import BadQuery
 from ...domain.identity import DECIDERS, Principal
 from ...services import event_streams
-from ...services.event_streams import EVENT_TYPES, EventHub, Opening
+from ...services.event_streams import EVENT_TYPES, EventHub, HubLimits, Opening
 from . import schemas
 from .app import Context, Route
 from .schemas import nullable, obj, string
@@ -94,14 +94,7 @@ def hub_of(deps: Any) -> EventHub:
     with its runtime, never in a module-level registry."""
     with _HUB_LOCK:
         if deps.event_hub is None:
-            s = deps.settings
-            deps.event_hub = EventHub(
-                deps.bus,
-                ring_size=int(s.get("events_ring_size", event_streams.RING_SIZE)),
-                queue_size=int(s.get("events_queue_size", event_streams.QUEUE_SIZE)),
-                max_streams=int(s.get("events_max_streams", event_streams.MAX_STREAMS_PER_USER)),
-                linger_s=float(s.get("events_linger_s", event_streams.LINGER_S)),
-            )
+            deps.event_hub = EventHub(deps.bus, HubLimits.from_settings(deps.settings))
         hub: EventHub = deps.event_hub
         return hub
 
