@@ -353,16 +353,20 @@ def _expire_handler(deps: Any) -> Any:
 
 def _background(config: Config, deps: Any, chains: Any, **checkpointer: Any) -> tuple[Any, Any]:
     """The checkpointer and the retention sweeper of a long-lived process."""
-    from .services.checkpoints import DEFAULT_EVERY_ENTRIES, DEFAULT_INTERVAL_S, Checkpointer
+    from .services.checkpoints import (
+        DEFAULT_EVERY_ENTRIES,
+        DEFAULT_INTERVAL_S,
+        Cadence,
+        Checkpointer,
+    )
     from .services.retention import SWEEP_INTERVAL_S, Sweeper
 
-    signer = Checkpointer(
-        deps,
-        chains,
+    cadence = Cadence(
         interval_s=float(config.extra.get("checkpoint_interval_s", DEFAULT_INTERVAL_S)),
         every_entries=int(config.extra.get("checkpoint_every", DEFAULT_EVERY_ENTRIES)),
         **checkpointer,
     )
+    signer = Checkpointer(deps, chains, cadence)
     sweeper = Sweeper(
         deps, interval_s=float(config.extra.get("sweep_interval_s", SWEEP_INTERVAL_S))
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -188,6 +189,19 @@ def limit_proofs(deps: Deps, principal: Principal) -> None:
         limiter.take(principal_key(principal))
 
 
+@dataclass(frozen=True, kw_only=True)
+class Cadence:
+    """When a :class:`Checkpointer` signs a chain, and how often it looks."""
+
+    interval_s: float = DEFAULT_INTERVAL_S  # sign a chain that grew once this passed
+    every_entries: int = DEFAULT_EVERY_ENTRIES  # ... or once this many entries wait
+    poll_s: float = _POLL_S
+
+    @property
+    def min_interval_s(self) -> float:
+        return min(MIN_INTERVAL_S, self.interval_s)
+
+
 class Checkpointer(Periodic):
     """Background signer of the embedded default.
 
@@ -197,19 +211,10 @@ class Checkpointer(Periodic):
     Firestore sustains about one write a second per document.
     """
 
-    def __init__(
-        self,
-        deps: Deps,
-        chains: Any,
-        *,
-        interval_s: float = DEFAULT_INTERVAL_S,
-        every_entries: int = DEFAULT_EVERY_ENTRIES,
-        poll_s: float = _POLL_S,
-    ):
-        super().__init__("vettra-checkpointer", poll_s)
+    def __init__(self, deps: Deps, chains: Any, cadence: Cadence = Cadence()):
+        super().__init__("vettra-checkpointer", cadence.poll_s)
         self._deps, self._chains = deps, chains
-        self.interval_s, self.every_entries, self.poll_s = interval_s, every_entries, poll_s
-        self.min_interval_s = min(MIN_INTERVAL_S, interval_s)
+        self.cadence = cadence
         self._last: dict[str, tuple[int, float]] = {}  # chain -> (size, monotonic time) signed
         self.signed = 0
 
@@ -232,8 +237,11 @@ class Checkpointer(Periodic):
             waited = now - last_at
             due = size > last_size and (
                 final
-                or waited >= self.interval_s
-                or (size - last_size >= self.every_entries and waited >= self.min_interval_s)
+                or waited >= self.cadence.interval_s
+                or (
+                    size - last_size >= self.cadence.every_entries
+                    and waited >= self.cadence.min_interval_s
+                )
             )
             if not due:
                 continue
