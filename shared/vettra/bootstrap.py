@@ -417,8 +417,9 @@ def _firestore(config: Config, clock: Any) -> Runtime:
 
     _require_firestore(config)
     from .adapters.firestore_changes import FirestoreActionChanges
+    from .adapters.firestore_sequencer import INTERVAL_S
     from .adapters.firestore_store import FirestoreStore
-    from .adapters.sequencer_runner import SequencerRunner
+    from .adapters.sequencer_runner import Pacing, SequencerRunner
     from .domain.errors import Unavailable
     from .services.relay_bus import RelayingBus
 
@@ -457,7 +458,9 @@ def _firestore(config: Config, clock: Any) -> Runtime:
     if choice == EXTERNAL:
         settings["sequencer"] = EXTERNAL  # commits only write the outbox
     elif trigger is None:
-        runner = SequencerRunner(store, pace_s=float(config.extra.get("sequencer_pace_s", 1.0)))
+        runner = SequencerRunner(
+            store, Pacing(pace_s=float(config.extra.get("sequencer_pace_s", INTERVAL_S)))
+        )
         store.on_commit = runner.poke
         settings["sequencer"] = IN_PROCESS
     else:

@@ -23,7 +23,7 @@ import pytest
 from vettra.adapters.firestore_changes import FirestoreActionChanges
 from vettra.adapters.firestore_store import FirestoreStore
 from vettra.adapters.local_keys import LocalKeyStore
-from vettra.adapters.sequencer_runner import SequencerRunner
+from vettra.adapters.sequencer_runner import Pacing, SequencerRunner
 from vettra.domain.actions import APPROVED, PENDING, Action
 from vettra.domain.errors import Unavailable
 
@@ -134,7 +134,7 @@ def _wait(predicate, timeout_s: float = 15.0) -> float:
 
 def test_a_poke_sequences_at_once_and_the_sweep_finds_the_rest(firestore_project, keys) -> None:
     store = _store(firestore_project, keys)
-    runner = SequencerRunner(store, sweep_s=1.0)
+    runner = SequencerRunner(store, Pacing(sweep_s=1.0))
     store.on_commit = runner.poke
     runner.start()
     try:
@@ -155,7 +155,7 @@ def test_a_poke_sequences_at_once_and_the_sweep_finds_the_rest(firestore_project
 def test_two_runners_on_one_chain_link_every_event_once(firestore_project, tmp_path) -> None:
     keys = LocalKeyStore(tmp_path)  # both processes read the same keys
     stores = [_store(firestore_project, keys) for _ in range(2)]
-    runners = [SequencerRunner(s, sweep_s=0.5) for s in stores]
+    runners = [SequencerRunner(s, Pacing(sweep_s=0.5)) for s in stores]
     for store, runner in zip(stores, runners, strict=True):
         store.on_commit = runner.poke
         runner.start()

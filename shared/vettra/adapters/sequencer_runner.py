@@ -46,19 +46,21 @@ class RunnerStats:
     sweeps: int = 0
 
 
+@dataclass(frozen=True, kw_only=True)
+class Pacing:
+    """How often a runner writes a chain's head, sweeps for stragglers, holds a lease."""
+
+    pace_s: float = INTERVAL_S
+    sweep_s: float = SWEEP_S
+    lease_ttl_s: float = LEASE_TTL_S
+
+
 class SequencerRunner:
     """Drives one :class:`FirestoreSequencer` per chain from a single daemon thread."""
 
-    def __init__(
-        self,
-        store: Any,
-        *,
-        pace_s: float = INTERVAL_S,
-        sweep_s: float = SWEEP_S,
-        lease_ttl_s: float = LEASE_TTL_S,
-    ):
+    def __init__(self, store: Any, pacing: Pacing = Pacing()):
         self._store = store
-        self.pace_s, self.sweep_s, self.lease_ttl_s = pace_s, sweep_s, lease_ttl_s
+        self.pacing = pacing
         self._sequencers: dict[str, FirestoreSequencer] = {}
         self._due: dict[str, float] = {}  # chain -> monotonic time of its next round
         self._not_before: dict[str, float] = {}  # chain -> when the pace allows a head write
@@ -115,7 +117,7 @@ class SequencerRunner:
             if stopping:
                 return
             if now >= next_sweep:
-                next_sweep = now + self.sweep_s
+                next_sweep = now + self.pacing.sweep_s
                 ready += self._sweep()
             for chain in dict.fromkeys(ready):
                 self._round(chain)
@@ -133,7 +135,7 @@ class SequencerRunner:
         sequencer = self._sequencers.get(chain)
         if sequencer is None:
             sequencer = self._sequencers[chain] = self._store.sequencer(
-                chain, pace_s=self.pace_s, lease_ttl_s=self.lease_ttl_s
+                chain, pace_s=self.pacing.pace_s, lease_ttl_s=self.pacing.lease_ttl_s
             )
         return sequencer
 
@@ -152,15 +154,15 @@ class SequencerRunner:
             self.stats.events += landed
             self.stats.head_writes += 1
             with self._cond:
-                self._not_before[chain] = time.monotonic() + self.pace_s
+                self._not_before[chain] = time.monotonic() + self.pacing.pace_s
             # more may wait (a full batch, or commits that poked during the round)
-            self._again(chain, self.pace_s)
+            self._again(chain, self.pacing.pace_s)
         elif sequencer.wait_s:
             with self._cond:
                 self._not_before[chain] = time.monotonic() + sequencer.wait_s
             self._again(chain, sequencer.wait_s)
         elif sequencer.lost_batches != lost:
-            self._again(chain, self.pace_s)  # the head moved under us: read it again
+            self._again(chain, self.pacing.pace_s)  # the head moved under us: read it again
         # else: nothing waiting, or another process holds the lease (its sweep drains it)
 
     def _again(self, chain: str, delay_s: float) -> None:
