@@ -11,6 +11,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Generic, Literal, TypedDict, TypeVar, Unpack, cast
 
 import httpx
@@ -52,43 +53,43 @@ class ClientOptions(TypedDict, total=False):
     on_unavailable: OnUnavailable  # "raise" (default) or "deny"
 
 
+@dataclass(frozen=True)
 class _Settings:
     """What both clients are configured with, checked once."""
 
-    def __init__(
-        self,
-        base_url: str,
-        token: str,
-        *,
-        timeout: float = DEFAULT_TIMEOUT_S,
-        decision_timeout_s: float | None = DEFAULT_DECISION_TIMEOUT_S,
-        retries: int = DEFAULT_RETRIES,
-        on_unavailable: OnUnavailable = "raise",
-    ) -> None:
-        if not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must be an http(s) URL, found {base_url!r}")
-        if not token:
+    base_url: str
+    token: str = field(repr=False)  # a bearer token: never in a repr or a log line
+    _: KW_ONLY
+    timeout: float = DEFAULT_TIMEOUT_S
+    decision_timeout_s: float | None = DEFAULT_DECISION_TIMEOUT_S
+    retries: int = DEFAULT_RETRIES
+    on_unavailable: OnUnavailable = "raise"
+
+    def __post_init__(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must be an http(s) URL, found {self.base_url!r}")
+        if not self.token:
             raise ValueError("token is required (a bearer token from `vettra token` or Auth0)")
-        if on_unavailable not in _ON_UNAVAILABLE:
+        if self.on_unavailable not in _ON_UNAVAILABLE:
             raise ValueError(
-                f"on_unavailable must be 'raise' or 'deny', found {on_unavailable!r}: "
+                f"on_unavailable must be 'raise' or 'deny', found {self.on_unavailable!r}: "
                 "when Vettra cannot be asked, the tool never runs"
             )
-        if timeout <= 0:
-            raise ValueError(f"timeout must be positive seconds, found {timeout!r}")
-        if decision_timeout_s is not None and decision_timeout_s <= 0:
+        if self.timeout <= 0:
+            raise ValueError(f"timeout must be positive seconds, found {self.timeout!r}")
+        if self.decision_timeout_s is not None and self.decision_timeout_s <= 0:
             raise ValueError(
-                f"decision_timeout_s must be positive seconds or None, found {decision_timeout_s!r}"
+                "decision_timeout_s must be positive seconds or None, "
+                f"found {self.decision_timeout_s!r}"
             )
-        if retries < 0:
-            raise ValueError(f"retries must be 0 or more, found {retries!r}")
-        self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
-        self.decision_timeout_s = decision_timeout_s
-        self.retries = retries
-        self.on_unavailable = on_unavailable
-        self.headers = {
-            "Authorization": f"Bearer {token}",
+        if self.retries < 0:
+            raise ValueError(f"retries must be 0 or more, found {self.retries!r}")
+        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self.token}",
             "User-Agent": USER_AGENT,
             "Accept": "application/json",
         }
