@@ -21,6 +21,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from confusable_homoglyphs import categories
+from rustfile import write_or_check
 
 from vettra.domain import textfold
 
@@ -166,15 +167,7 @@ def main() -> int:
             + ",".join(f"({c:#x},{ord(v)})" for c, v in sorted(table.items()))
             + "];\n"
         )
-    text = "".join(parts)
-    if "--check" in sys.argv:
-        if OUT.read_text(encoding="utf-8") != text:
-            print(f"{OUT} is out of date: run {Path(__file__).name}", file=sys.stderr)
-            return 1
-        return 0
-    OUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUT} ({len(text)} bytes)")
-    return 0
+    return write_or_check(OUT, "".join(parts), __file__)
 
 
 if __name__ == "__main__":
