@@ -1,5 +1,5 @@
 """The committed module is the one its sources build: the recorded digest, the Unicode
-tables, a reproducible rebuild with wasm-verifier/build.sh (which installs Debian's
+tables and the bounds generated from the Python reference, a reproducible rebuild with wasm-verifier/build.sh (which installs Debian's
 Rust and the Ed25519 crates through apt when they are missing; skipped, naming what
 is missing, where that cannot be done), and the crate's own ``cargo test``."""
 
@@ -31,6 +31,34 @@ def test_the_recorded_digest_is_the_module_s() -> None:
     assert recorded == [hashlib.sha256(MODULE.read_bytes()).hexdigest(), "verifier.wasm"]
 
 
+def _python(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=300)
+
+
+def test_the_rust_bounds_are_the_python_reference_s() -> None:
+    result = _python(str(CRATE / "gen" / "limits.py"), "--check")
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_bound_changed_in_python_makes_the_rust_bounds_stale(tmp_path: Path) -> None:
+    """The check above would catch a drift: a changed bound renders another file."""
+    script = tmp_path / "drift.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(CRATE / 'gen')!r})\n"
+        "import limits\n"
+        "from vettra.domain import policy_schema\n"
+        "before = limits.render()\n"
+        "policy_schema.MAX_RULES += 1\n"
+        "after = limits.render()\n"
+        "assert before != after\n"
+        "assert f'MAX_RULES: usize = {policy_schema.MAX_RULES};' in after\n",
+        encoding="utf-8",
+    )
+    result = _python(str(script))
+    assert result.returncode == 0, result.stderr
+
+
 def test_the_unicode_tables_are_this_interpreter_s() -> None:
     header = (CRATE / "src" / "tables.rs").read_text("utf-8").splitlines()[2:4]
     versions = {line.split()[2].rstrip(":"): line.split('"')[1] for line in header}
@@ -40,12 +68,7 @@ def test_the_unicode_tables_are_this_interpreter_s() -> None:
     }
     if versions != here:
         pytest.skip(f"tables.rs was generated for {versions}, this interpreter has {here}")
-    result = subprocess.run(
-        [sys.executable, str(CRATE / "gen" / "tables.py"), "--check"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = _python(str(CRATE / "gen" / "tables.py"), "--check")
     assert result.returncode == 0, result.stderr
 
 

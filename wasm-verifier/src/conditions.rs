@@ -9,11 +9,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-pub const MAX_DEPTH: usize = 8;
-pub const MAX_BRANCHES: usize = 64;
-const MAX_FIELD_SEGMENTS: usize = 16;
-const MAX_OPERAND_STRING: usize = 1024;
-const MAX_PATTERN_LENGTH: usize = 128;
+pub use crate::limits::conditions::*; // the MAX_* bounds of policy_conditions.py
+pub use crate::limits::patterns::MAX_PATTERN_LENGTH;
 
 pub const TOP_FIELDS: [&str; 13] = [
     "resource", "framework", "session_id", "tool", "service", "operation", "risk.score",

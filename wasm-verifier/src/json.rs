@@ -26,8 +26,7 @@ use crate::numfmt;
 use std::convert::Infallible;
 use std::fmt::Write;
 
-pub const MAX_SAFE_INTEGER: i128 = (1 << 53) - 1;
-pub const MAX_DEPTH: usize = 32;
+pub use crate::limits::canonical::{MAX_DEPTH, MAX_SAFE_INTEGER};
 /// Containers a request may nest (the bridge wraps 32 levels of arguments in a few more).
 const REQUEST_DEPTH: usize = 128;
 /// JSON text inside a string nested deeper than this is left to the reference: CPython's

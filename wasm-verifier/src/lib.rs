@@ -16,6 +16,7 @@ pub mod conditions;
 pub mod envelope;
 pub mod glob;
 pub mod json;
+pub mod limits;
 pub mod merkle;
 pub mod numfmt;
 pub mod policy;

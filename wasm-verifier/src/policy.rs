@@ -6,16 +6,7 @@ use crate::pystr;
 use crate::risk::{self, hashable, validate_override, HIGH_FROM, MEDIUM_FROM};
 use crate::Fallback;
 
-pub const SCHEMA: &str = "vettra.policy/v1";
-const MAX_RULES: usize = 500;
-const MAX_OVERRIDES: usize = 500;
-const MAX_TOOL_PATTERNS: usize = 64;
-const MAX_ID_LENGTH: usize = 64;
-const MAX_TEXT_LENGTH: usize = 1024;
-const MAX_TIMEOUT_S: i128 = 86_400;
-const MAX_VERSION: i128 = (1 << 53) - 1;
-const MAX_APPROVERS: usize = 20;
-const MAX_APPROVER_ID_LENGTH: usize = 256;
+pub use crate::limits::policy::*; // SCHEMA and the MAX_* bounds of policy_schema.py
 const SEVERITY: [(&str, i32); 4] =
     [("allow", 0), ("require_approval", 1), ("require_step_up", 2), ("deny", 3)];
 

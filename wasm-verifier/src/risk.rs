@@ -7,13 +7,8 @@ use crate::pystr;
 use crate::textfold;
 use crate::Fallback;
 
-pub const MEDIUM_FROM: i128 = 20;
-pub const HIGH_FROM: i128 = 55;
-const MAX_OVERRIDE_REASON: usize = 500;
-const MAX_SHOWN_VALUE: usize = 80;
-const MAX_SCANNED_STRINGS: usize = 4096;
-const MAX_JUDGED_TEXTS: usize = 256;
-pub const MAX_PATTERN_LENGTH: usize = 128;
+pub use crate::limits::patterns::MAX_PATTERN_LENGTH;
+pub use crate::limits::risk::*; // MEDIUM_FROM, HIGH_FROM and the MAX_* bounds of risk.py
 const LABELS: [&str; 4] = ["Action type", "Reversibility", "Blast radius", "Sensitivity"];
 const SUSPICIOUS_RAISE: [(&str, &str); 2] = [("reversibility", "unknown"), ("sensitivity", "regulated")];
 

@@ -7,10 +7,7 @@ use crate::pystr::{self, in_ranges, is_space};
 use crate::tables;
 use crate::unicode;
 
-pub const MAX_JSON_TEXT_DEPTH: usize = 16;
-pub const MAX_JSON_TEXT_LENGTH: usize = 64 * 1024;
-pub const MAX_TEXTS: usize = 8192;
-pub const MAX_DISGUISED_WORD: usize = 64;
+pub use crate::limits::textfold::*; // the MAX_* bounds of textfold.py
 
 /// Work the reference does that this module cannot reproduce (see json::ParseError).
 #[derive(Debug, Clone, PartialEq)]
