@@ -31,7 +31,7 @@ from vettra.domain.credentials import (
     CredentialSettings,
     NotLinked,
 )
-from vettra.domain.errors import NotConfigured, NotFound
+from vettra.domain.errors import Conflict, NotConfigured, NotFound, Unavailable
 from vettra.domain.identity import DEFAULT_TENANT, Principal
 from vettra.services import actions, credentials, inventory, sessions, vault
 from vettra.services.deps import Deps
@@ -50,6 +50,7 @@ READ = {"tool": "gmail.list_messages", "arguments": {"q": "from:boss"}}  # LOW: 
 SEND = {"tool": "gmail.send_message", "arguments": {"to": "bob@example.com", "subject": "hi"}}
 REFRESH = "v1.PLANTED-refresh-contract-51d2"
 GOOGLE = "ya29.PLANTED-google-contract-88aa"
+CONTENDERS = 8  # redemptions of one action at once
 
 
 @pytest.fixture(params=ADAPTERS)
@@ -350,28 +351,85 @@ def test_a_revocation_during_the_exchange_wins(deps: Deps) -> None:
     assert _entries(deps, "credential.released") == []
 
 
+def _contended(deps: Deps, monkeypatch: pytest.MonkeyPatch, times: int) -> list[int]:
+    """The next ``times`` commits are refused with :class:`Conflict` before anything is
+    written, as Firestore aborts a transaction under contention when *nobody* won.
+    Returns a one-item list: how many refusals are left."""
+    left = [times]
+    make = deps.store.unit_of_work
+
+    def unit_of_work(*, readonly: bool = False) -> Any:
+        uow = make(readonly=readonly)
+        commit = uow.commit
+
+        def refused_or_commit() -> None:
+            if left[0] > 0:
+                left[0] -= 1
+                raise Conflict("store refused a conflicting write (Aborted)")
+            commit()
+
+        uow.commit = refused_or_commit
+        return uow
+
+    monkeypatch.setattr(deps.store, "unit_of_work", unit_of_work)
+    return left
+
+
+def test_a_release_aborted_under_contention_is_tried_again_not_called_released(
+    deps: Deps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _grant(deps)
+    _put(deps)
+    action = _allowed(deps)
+    left = _contended(deps, monkeypatch, credentials.RELEASE_ATTEMPTS - 1)
+    released = _redeem(deps, action)
+    assert left == [0] and released["access_token"] == GOOGLE
+    assert len(_entries(deps, "credential.released")) == 1
+    assert _refused(deps, action.id, args_digest=action.args_digest).refusal == "already-released"
+
+
+def test_a_release_the_store_keeps_refusing_is_503_and_releases_nothing(
+    deps: Deps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _grant(deps)
+    _put(deps)
+    action = _allowed(deps)
+    left = _contended(deps, monkeypatch, credentials.RELEASE_ATTEMPTS)
+    with pytest.raises(Unavailable, match="nothing was released"):
+        _redeem(deps, action)
+    assert left == [0]
+    with deps.store.unit_of_work(readonly=True) as uow:
+        assert uow.docs.get(credentials.RELEASES, action.id) is None
+    assert _entries(deps, "credential.released") == []
+    assert _redeem(deps, action)["access_token"] == GOOGLE  # nothing was used up
+
+
 def test_concurrent_redemptions_release_exactly_once(deps: Deps) -> None:
     _grant(deps)
     _put(deps)
     action = _allowed(deps)
     results: list[Any] = []
-    start = threading.Barrier(4)
+    start = threading.Barrier(CONTENDERS)
 
     def redeem() -> None:
         start.wait()
         try:
             results.append(_redeem(deps, action))
-        except CredentialRefused as refused:
+        except Exception as refused:  # noqa: BLE001 - every outcome is asserted on below
             results.append(refused)
 
-    threads = [threading.Thread(target=redeem) for _ in range(4)]
+    threads = [threading.Thread(target=redeem) for _ in range(CONTENDERS)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
     released = [r for r in results if isinstance(r, dict)]
-    assert len(results) == 4 and len(released) == 1
-    assert {r.refusal for r in results if not isinstance(r, dict)} == {"already-released"}
+    assert len(results) == CONTENDERS and len(released) == 1, results
+    # every loser is told the truth: another released it (Firestore aborts some of these
+    # transactions under contention; those are tried again, never called released)
+    losers = [r for r in results if not isinstance(r, dict)]
+    assert all(isinstance(r, CredentialRefused) for r in losers), losers
+    assert {r.refusal for r in losers} == {"already-released"}
     assert len(_entries(deps, "credential.released")) == 1
 
 
