@@ -34,7 +34,7 @@ class PlainBundle(TypedDict, total=False):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Outcome:
+class ScenarioOutcome:
     """What the server answered for a scenario, or what it should answer."""
 
     status: str
@@ -42,7 +42,7 @@ class Outcome:
     step_up_required: bool = False
 
     @classmethod
-    def of(cls, view: dict[str, Any]) -> Outcome:
+    def of(cls, view: dict[str, Any]) -> ScenarioOutcome:
         return cls(
             status=view["status"],
             level=view["risk"]["level"],
@@ -58,7 +58,7 @@ class Scenario:
     title: str
     threat: str
     bundle: PlainBundle
-    expect: Outcome
+    expect: ScenarioOutcome
 
     def brief(self) -> dict[str, Any]:
         return {
@@ -84,7 +84,7 @@ def load(text: str) -> tuple[Scenario, ...]:
                 title=str(raw["title"]),
                 threat=str(raw["threat"]),
                 bundle=raw["bundle"],
-                expect=Outcome(
+                expect=ScenarioOutcome(
                     status=str(expect["status"]),
                     level=str(expect["level"]),
                     step_up_required=bool(expect.get("step_up_required", False)),
@@ -113,7 +113,7 @@ def run(deps: Deps, principal: Principal, name: str) -> dict[str, Any]:
     agent = Principal(sub=SIM_AGENT, role=AGENT, user=principal.user, tenant=principal.tenant)
     result = actions.intercept(deps, agent, dict(scenario.bundle))
     view = result.action.view(deps.clock.now())
-    got = Outcome.of(view)
+    got = ScenarioOutcome.of(view)
     return {
         **scenario.brief(),
         "outcome": asdict(got),
