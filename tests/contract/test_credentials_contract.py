@@ -351,10 +351,14 @@ def test_a_revocation_during_the_exchange_wins(deps: Deps) -> None:
     assert _entries(deps, "credential.released") == []
 
 
-def _contended(deps: Deps, monkeypatch: pytest.MonkeyPatch, times: int) -> list[int]:
-    """The next ``times`` commits are refused with :class:`Conflict` before anything is
-    written, as Firestore aborts a transaction under contention when *nobody* won.
-    Returns a one-item list: how many refusals are left."""
+def _contended(deps: Deps, monkeypatch: pytest.MonkeyPatch, times: int) -> tuple[Any, list[int]]:
+    """An allowed action whose credential is ready, and then the next ``times`` commits
+    refused with :class:`Conflict` before anything is written, as Firestore aborts a
+    transaction under contention when *nobody* won. Returns the action and a one-item
+    list: how many refusals are left."""
+    _grant(deps)
+    _put(deps)
+    action = _allowed(deps)
     left = [times]
     make = deps.store.unit_of_work
 
@@ -372,16 +376,13 @@ def _contended(deps: Deps, monkeypatch: pytest.MonkeyPatch, times: int) -> list[
         return uow
 
     monkeypatch.setattr(deps.store, "unit_of_work", unit_of_work)
-    return left
+    return action, left
 
 
 def test_a_release_aborted_under_contention_is_tried_again_not_called_released(
     deps: Deps, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _grant(deps)
-    _put(deps)
-    action = _allowed(deps)
-    left = _contended(deps, monkeypatch, credentials.RELEASE_ATTEMPTS - 1)
+    action, left = _contended(deps, monkeypatch, credentials.RELEASE_ATTEMPTS - 1)
     released = _redeem(deps, action)
     assert left == [0] and released["access_token"] == GOOGLE
     assert len(_entries(deps, "credential.released")) == 1
@@ -391,10 +392,7 @@ def test_a_release_aborted_under_contention_is_tried_again_not_called_released(
 def test_a_release_the_store_keeps_refusing_is_503_and_releases_nothing(
     deps: Deps, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _grant(deps)
-    _put(deps)
-    action = _allowed(deps)
-    left = _contended(deps, monkeypatch, credentials.RELEASE_ATTEMPTS)
+    action, left = _contended(deps, monkeypatch, credentials.RELEASE_ATTEMPTS)
     with pytest.raises(Unavailable, match="nothing was released"):
         _redeem(deps, action)
     assert left == [0]
