@@ -25,3 +25,27 @@ def race(calls: Sequence[Callable[[], Any]]) -> list[Any]:
     for t in threads:
         t.join()
     return results
+
+
+def refuse_commits(store: Any, monkeypatch: Any, times: int, error: Exception) -> list[int]:
+    """The store's next ``times`` commits raise ``error`` before anything is written, as
+    Firestore aborts a transaction under contention. Returns a one-item list: how many
+    refusals are left."""
+    left = [times]
+    make = store.unit_of_work
+
+    def unit_of_work(*, readonly: bool = False) -> Any:
+        uow = make(readonly=readonly)
+        commit = uow.commit
+
+        def refused_or_commit() -> None:
+            if left[0] > 0:
+                left[0] -= 1
+                raise error
+            commit()
+
+        uow.commit = refused_or_commit
+        return uow
+
+    monkeypatch.setattr(store, "unit_of_work", unit_of_work)
+    return left

@@ -31,12 +31,13 @@ from vettra.domain.credentials import (
     CredentialSettings,
     NotLinked,
 )
-from vettra.domain.errors import Conflict, NotConfigured, NotFound, Unavailable
+from vettra.domain.errors import Contention, NotConfigured, NotFound, Unavailable
 from vettra.domain.identity import DEFAULT_TENANT, Principal
-from vettra.services import actions, credentials, inventory, sessions, vault
+from vettra.services import actions, contention, credentials, inventory, sessions, vault
 from vettra.services.deps import Deps
 
 from ..fakes import recording_deps
+from ..races import refuse_commits
 from ..token_endpoint import TokenEndpoint
 from ..vault_support import store_token
 from .test_store_contract import ADAPTERS, settle
@@ -353,36 +354,18 @@ def test_a_revocation_during_the_exchange_wins(deps: Deps) -> None:
 
 def _contended(deps: Deps, monkeypatch: pytest.MonkeyPatch, times: int) -> tuple[Any, list[int]]:
     """An allowed action whose credential is ready, and then the next ``times`` commits
-    refused with :class:`Conflict` before anything is written, as Firestore aborts a
-    transaction under contention when *nobody* won. Returns the action and a one-item
-    list: how many refusals are left."""
+    refused as Firestore refuses a transaction under contention when *nobody* won."""
     _grant(deps)
     _put(deps)
     action = _allowed(deps)
-    left = [times]
-    make = deps.store.unit_of_work
-
-    def unit_of_work(*, readonly: bool = False) -> Any:
-        uow = make(readonly=readonly)
-        commit = uow.commit
-
-        def refused_or_commit() -> None:
-            if left[0] > 0:
-                left[0] -= 1
-                raise Conflict("store refused a conflicting write (Aborted)")
-            commit()
-
-        uow.commit = refused_or_commit
-        return uow
-
-    monkeypatch.setattr(deps.store, "unit_of_work", unit_of_work)
-    return action, left
+    aborted = Contention("the store aborted the transaction under contention (Aborted)")
+    return action, refuse_commits(deps.store, monkeypatch, times, aborted)
 
 
 def test_a_release_aborted_under_contention_is_tried_again_not_called_released(
     deps: Deps, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    action, left = _contended(deps, monkeypatch, credentials.RELEASE_ATTEMPTS - 1)
+    action, left = _contended(deps, monkeypatch, contention.ATTEMPTS - 1)
     released = _redeem(deps, action)
     assert left == [0] and released["access_token"] == GOOGLE
     assert len(_entries(deps, "credential.released")) == 1
@@ -392,8 +375,8 @@ def test_a_release_aborted_under_contention_is_tried_again_not_called_released(
 def test_a_release_the_store_keeps_refusing_is_503_and_releases_nothing(
     deps: Deps, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    action, left = _contended(deps, monkeypatch, credentials.RELEASE_ATTEMPTS)
-    with pytest.raises(Unavailable, match="nothing was released"):
+    action, left = _contended(deps, monkeypatch, contention.ATTEMPTS)
+    with pytest.raises(Unavailable, match="nothing was written"):
         _redeem(deps, action)
     assert left == [0]
     with deps.store.unit_of_work(readonly=True) as uow:

@@ -9,8 +9,9 @@ A create-only write keeps its ``exists=False`` precondition at commit, so a
 concurrent creator of the same id still loses with :class:`Conflict`.
 
 Every call to the client goes through :func:`mapped`: no google exception
-leaves the adapter (AlreadyExists, FailedPrecondition and Aborted become
-:class:`Conflict`; anything else from the API becomes :class:`Unavailable`).
+leaves the adapter (AlreadyExists and FailedPrecondition become :class:`Conflict`,
+Aborted its subclass :class:`Contention`: a transaction that lost to others for the
+same documents, nothing written; anything else from the API becomes :class:`Unavailable`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from ..domain.actions import PENDING, Action, rfc3339
-from ..domain.errors import Conflict, Unavailable, VettraError
+from ..domain.errors import Conflict, Contention, Unavailable, VettraError
 from ..ports import (
     ActionRepository,
     DocumentRepository,
@@ -109,7 +110,9 @@ def translate(exc: BaseException) -> VettraError | None:
     """The domain error for a google client exception; ``None`` for anything else."""
     from google.api_core import exceptions as gexc
 
-    if isinstance(exc, (gexc.AlreadyExists, gexc.FailedPrecondition, gexc.Aborted, gexc.Conflict)):
+    if isinstance(exc, gexc.Aborted):
+        return Contention("the store aborted the transaction under contention (Aborted)")
+    if isinstance(exc, (gexc.AlreadyExists, gexc.FailedPrecondition, gexc.Conflict)):
         return Conflict(f"store refused a conflicting write ({type(exc).__name__})")
     if isinstance(exc, (gexc.GoogleAPIError, gexc.RetryError)):
         return Unavailable(f"Firestore did not answer ({type(exc).__name__})")

@@ -147,6 +147,12 @@ class Conflict(VettraError):
     title = "Conflict"
 
 
+class Contention(Conflict):
+    """The store aborted a transaction because others competed for the same documents
+    (Firestore does; SQLite serialises writers). Nothing of it was written: running the
+    whole unit of work again is safe, and :mod:`vettra.services.contention` does."""
+
+
 class PayloadTooLarge(VettraError):
     status = 413
     slug = "payload-too-large"

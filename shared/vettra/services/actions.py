@@ -31,6 +31,7 @@ from ..domain.identity import AGENT, DECIDERS, Principal
 from ..domain.policy_schema import ON_EXPIRY_DENY
 from ..ports import IdempotencyRecord
 from .action_events import ACTION_CREATED, ACTION_DECIDED, publish_action
+from .contention import retried
 from .deps import Deps
 from .quorum import publish_vote, quorum_policy, vote
 from .transitions import action_entry, expire_in, terminal
@@ -106,30 +107,47 @@ def intercept(
     request_digest = sha256_digest(body) if idempotency_key else ""
 
     # Serialised before the store's write lock is taken: the critical section only links.
-    event = _intercept_event(principal, action, now)
-    record_json: str | None = action.to_record_json()
-    with deps.store.unit_of_work() as uow:
-        if idempotency_key:
-            seen = uow.idempotency.get(scope, idempotency_key)
-            if seen is not None:
-                if seen[0] != request_digest:
-                    # only this principal's own keys reach here: the scope names all of it
-                    raise Conflict("Idempotency-Key was already used with a different request body")
-                earlier = uow.actions.get(seen[1])
-                if earlier is None:  # pragma: no cover - written in one transaction
-                    raise Conflict("Idempotency-Key refers to a missing action")
-                return Intercepted(earlier, created=False)
-            uow.idempotency.put(
-                IdempotencyRecord(scope, idempotency_key, request_digest, action.id, at=now)
-            )
-        if bundle.session_id:
-            lifted = _apply_session(uow, principal, action, bundle.session_id, now, decision, risk)
-            if lifted is not action:
-                action, event, record_json = lifted, _intercept_event(principal, lifted, now), None
-        uow.actions.add(action, record_json=record_json)
-        uow.audit.record(event)
-        uow.commit()
-        cited = _audit_citation(uow.audit)
+    first_event = _intercept_event(principal, action, now)
+    first_json: str | None = action.to_record_json()
+
+    def record() -> tuple[Intercepted, tuple[str, int | str] | None]:
+        """One transaction; run again whole if the store aborts it (:mod:`.contention`)."""
+        recorded, event, record_json = action, first_event, first_json
+        with deps.store.unit_of_work() as uow:
+            if idempotency_key:
+                seen = uow.idempotency.get(scope, idempotency_key)
+                if seen is not None:
+                    if seen[0] != request_digest:
+                        # only this principal's own keys reach here: the scope names all of it
+                        raise Conflict(
+                            "Idempotency-Key was already used with a different request body"
+                        )
+                    earlier = uow.actions.get(seen[1])
+                    if earlier is None:  # pragma: no cover - written in one transaction
+                        raise Conflict("Idempotency-Key refers to a missing action")
+                    return Intercepted(earlier, created=False), None
+                uow.idempotency.put(
+                    IdempotencyRecord(scope, idempotency_key, request_digest, action.id, at=now)
+                )
+            if bundle.session_id:
+                lifted = _apply_session(
+                    uow, principal, action, bundle.session_id, now, decision, risk
+                )
+                if lifted is not action:
+                    recorded, event, record_json = (
+                        lifted,
+                        _intercept_event(principal, lifted, now),
+                        None,
+                    )
+            uow.actions.add(recorded, record_json=record_json)
+            uow.audit.record(event)
+            uow.commit()
+            return Intercepted(recorded, created=True), _audit_citation(uow.audit)
+
+    intercepted, cited = retried(record, what="record the action")
+    if not intercepted.created:
+        return intercepted
+    action = intercepted.action
     if cited is not None:
         action = _with_audit(action, cited)
     if action.status == PENDING and action.expires_at is not None:
@@ -396,12 +414,17 @@ def decide(
 
     A decision on an action that is no longer pending, or an approval without a
     valid step-up, changes nothing, but the attempt is evidence: it is recorded
-    in a transaction of its own (the refused one rolled back).
+    in a transaction of its own (the refused one rolled back). A decision the store
+    aborted under contention (two approvers at once on Firestore) is run again, so
+    the loser hears who won rather than "conflicting write" (:mod:`.contention`).
     """
     principal.require(*DECIDERS)
     status = _DECISIONS[decision]
     try:
-        return _decide(deps, principal, action_id, status, reason, step_up_token)
+        return retried(
+            lambda: _decide(deps, principal, action_id, status, reason, step_up_token),
+            what=f"decide action {action_id}",
+        )
     except (Conflict, StepUpRequired) as refused:
         record_refusal(
             deps,

@@ -21,9 +21,7 @@ in a transaction of its own, naming the rule, never the secret.
 
 from __future__ import annotations
 
-import random
 import secrets
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -46,6 +44,7 @@ from ..domain.identity import AGENT, Principal
 from ..domain.scopes import ScopeBook
 from . import inventory, vault
 from .actions import record_refusal
+from .contention import retried
 from .deps import Deps
 from .sessions import COLLECTION as SESSIONS
 
@@ -53,10 +52,6 @@ RELEASES = "credential_releases"
 RELEASED = "credential.released"
 REFUSED = "credential.refused"
 RECEIPT_PREFIX = "rcpt_"
-#: Transactions a release tries before it answers 503, and the first pause between them
-#: (doubling; at most about 0.6 s in all): see :func:`_once`.
-RELEASE_ATTEMPTS = 6
-RELEASE_BACKOFF_S = 0.02
 _T = TypeVar("_T")
 
 
@@ -246,30 +241,25 @@ def _release(
 
 
 def _once(deps: Deps, action_id: str, commit: Callable[[Any], None]) -> None:
-    """Run ``commit`` in a write unit of work, again after a :class:`Conflict`.
+    """Run ``commit`` in a write unit of work, again after any :class:`Conflict` but a
+    verdict (:class:`CredentialRefused`).
 
     A conflict says only that the store refused this transaction: another redemption
     created the single-use marker first (SQLite at ``create``, Firestore at commit), or
     Firestore aborted it under contention while *nobody* won. ``commit`` reads the
     action and the marker afresh each time, so the next attempt answers
     ``already-released`` when another won, or releases when none did; it is never
-    assumed. After :data:`RELEASE_ATTEMPTS` refused transactions: 503, safe to retry.
+    assumed (:func:`vettra.services.contention.retried`: 503 when every attempt fails).
     """
-    for attempt in range(RELEASE_ATTEMPTS):
-        if attempt:  # full jitter: contenders that collided do not collide again in step
-            time.sleep(random.uniform(0, RELEASE_BACKOFF_S * 2 ** (attempt - 1)))
-        try:
-            with deps.store.unit_of_work() as uow:
-                commit(uow)
-            return
-        except CredentialRefused:  # a Conflict too, but a verdict: not retried
-            raise
-        except Conflict:
-            continue
-    raise Unavailable(
-        f"the store refused {RELEASE_ATTEMPTS} attempts to record the release of action "
-        f"{action_id} (contention); nothing was released: try again"
-    )
+
+    def once() -> None:
+        with deps.store.unit_of_work() as uow:
+            commit(uow)
+
+    def refused_transaction(exc: Exception) -> bool:
+        return isinstance(exc, Conflict) and not isinstance(exc, CredentialRefused)
+
+    retried(once, what=f"record the release of action {action_id}", retry_if=refused_transaction)
 
 
 def _check_token(token: ProviderToken, need: CredentialNeed, now: datetime) -> bool:
