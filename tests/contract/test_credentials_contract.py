@@ -37,7 +37,7 @@ from vettra.services import actions, contention, credentials, inventory, session
 from vettra.services.deps import Deps
 
 from ..fakes import recording_deps
-from ..races import refuse_commits
+from ..races import race, refuse_commits
 from ..token_endpoint import TokenEndpoint
 from ..vault_support import store_token
 from .test_store_contract import ADAPTERS, settle
@@ -389,21 +389,7 @@ def test_concurrent_redemptions_release_exactly_once(deps: Deps) -> None:
     _grant(deps)
     _put(deps)
     action = _allowed(deps)
-    results: list[Any] = []
-    start = threading.Barrier(CONTENDERS)
-
-    def redeem() -> None:
-        start.wait()
-        try:
-            results.append(_redeem(deps, action))
-        except Exception as refused:  # noqa: BLE001 - every outcome is asserted on below
-            results.append(refused)
-
-    threads = [threading.Thread(target=redeem) for _ in range(CONTENDERS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    results = race([lambda: _redeem(deps, action)] * CONTENDERS)
     released = [r for r in results if isinstance(r, dict)]
     assert len(results) == CONTENDERS and len(released) == 1, results
     # every loser is told the truth: another released it (Firestore aborts some of these
