@@ -382,6 +382,8 @@ def test_a_release_the_store_keeps_refusing_is_503_and_releases_nothing(
     with deps.store.unit_of_work(readonly=True) as uow:
         assert uow.docs.get(credentials.RELEASES, action.id) is None
     assert _entries(deps, "credential.released") == []
+    (outage,) = _entries(deps, "credential.refused")  # the outage is on the record
+    assert outage.data["refusal"] == "unavailable" and outage.data["status"] == 503
     assert _redeem(deps, action)["access_token"] == GOOGLE  # nothing was used up
 
 
