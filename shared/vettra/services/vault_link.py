@@ -43,6 +43,7 @@ from ..domain.errors import Conflict, NotConfigured, NotFound, ValidationFailed
 from ..domain.identity import ADMIN, APPROVER, Principal
 from ..ports import AuthorizeRequest, LinkRefused
 from . import inventory, vault
+from .contention import retried
 from .deps import Deps
 
 log = logging.getLogger("vettra.vault")
@@ -54,7 +55,6 @@ STATE_TTL_S = 600
 MAX_PENDING = 10  # unexpired states a user may hold at once
 STATE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{43}$")  # 32 bytes, base64url without padding
 MAX_CODE_LENGTH = 2048
-CONSUME_ATTEMPTS = 5
 DASHBOARD_VIEW = "/#/connections"
 CALLBACK_PATH = "/api/vault/callback"  # the redirect URI's path (adapters/auth0_connect.py)
 #: connect_error codes the callback may answer (docs/credentials.md)
@@ -212,22 +212,23 @@ def _location(**params: str) -> str:
 
 def _consume(deps: Deps, state: str) -> dict[str, Any] | None:
     """The state's document, deleted in the same commit: only one caller ever gets it.
-    A store that refuses a contended transaction (Firestore) is asked again: by then the
-    winner's delete has committed and the state is gone."""
+    A store that refuses a contended transaction (Firestore) is asked again
+    (:func:`~vettra.services.contention.retried`): by then the winner's delete has
+    committed and the state is gone."""
     sid = _state_id(state)
-    for attempt in range(CONSUME_ATTEMPTS):
-        try:
-            with deps.store.unit_of_work() as uow:
-                doc = uow.docs.get(STATES, sid)
-                if doc is None:
-                    return None
-                uow.docs.delete(STATES, sid)
-                uow.commit()
-            return dict(doc)
-        except Conflict:
-            if attempt == CONSUME_ATTEMPTS - 1:
-                raise
-    return None  # pragma: no cover - the loop returns or raises
+
+    def take() -> dict[str, Any] | None:
+        with deps.store.unit_of_work() as uow:
+            doc = uow.docs.get(STATES, sid)
+            if doc is None:
+                return None
+            uow.docs.delete(STATES, sid)
+            uow.commit()
+        return dict(doc)
+
+    return retried(
+        take, what="consume a connect state", retry_if=lambda exc: isinstance(exc, Conflict)
+    )
 
 
 def _record(deps: Deps, kind: str, doc: dict[str, Any], data: dict[str, Any], uow: Any) -> None:
